@@ -1,0 +1,113 @@
+/*
+ * seeswarm.h - public client API of seeswarm.
+ *
+ * The client library talks to a seeswarm manager's HTTPS/JSON API. Every
+ * function returns 0 on success or a negative SS_E* code; ss_strerror() names
+ * the code. Handles are opaque, created by *_open and released by *_close.
+ * Strings returned through out-parameters are owned by the caller and are
+ * released with ss_free().
+ *
+ * Thread safety: one ss_client may be used by one thread at a time.
+ */
+#ifndef SEESWARM_H
+#define SEESWARM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SS_VERSION "0.1.0"
+
+/* The error table: name, errno-like value, message. */
+#define SS_ERRNO_MAP(X)                                                     \
+	X(EINVAL, 1, "invalid argument")                                    \
+	X(ENOMEM, 2, "out of memory")                                       \
+	X(EIO, 3, "input/output error")                                     \
+	X(EPROTO, 4, "protocol error")                                      \
+	X(ETOOBIG, 5, "message too large")                                  \
+	X(ETRUNC, 6, "truncated input")                                     \
+	X(EVERSION, 7, "unsupported protocol version")                      \
+	X(ETYPE, 8, "unknown message type")                                 \
+	X(ETLS, 9, "TLS failure")                                           \
+	X(ECRYPTO, 10, "cryptographic failure")                             \
+	X(EAUTH, 11, "authentication failed")                               \
+	X(EATTEST, 12, "attestation rejected")                              \
+	X(ENOTFOUND, 13, "not found")                                       \
+	X(EEXIST, 14, "already exists")                                     \
+	X(ESTATE, 15, "invalid state")                                      \
+	X(ETIMEDOUT, 16, "timed out")                                       \
+	X(ECONN, 17, "connection failed")                                   \
+	X(ECLOSED, 18, "connection closed")                                 \
+	X(ELIMIT, 19, "limit exceeded")                                     \
+	X(EPARSE, 20, "parse error")                                        \
+	X(ESTORE, 21, "storage failure")                                    \
+	X(EPERM, 22, "permission denied")                                   \
+	X(ECONFIG, 23, "configuration error")                               \
+	X(EHTTP, 24, "HTTP error")                                          \
+	X(ENOSYS, 25, "not supported on this system")                       \
+	X(EPOLICY, 26, "policy violation")
+
+enum {
+	SS_OK = 0,
+#define SS__ERR_ENUM(name, val, msg) SS_##name = -(val),
+	SS_ERRNO_MAP(SS__ERR_ENUM)
+#undef SS__ERR_ENUM
+};
+
+/* Returns a static, human-readable message for an SS_E* code (or 0). */
+const char *ss_strerror(int err);
+
+/* Releases memory returned by this library. ss_free(NULL) is a no-op. */
+void ss_free(void *p);
+
+/* ---- client ---------------------------------------------------------- */
+
+typedef struct ss_client ss_client;
+
+/*
+ * Connection settings. Any NULL field is filled in, in this order, from the
+ * environment (SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA), then from the
+ * config file the manager writes for the local user (SEESWARM_CONFIG, or
+ * $XDG_CONFIG_HOME/seeswarm/config.json, or ~/.config/seeswarm/config.json).
+ */
+typedef struct ss_client_opts {
+	const char *addr;    /* "HOST:PORT" of the manager's API */
+	const char *token;   /* bearer token */
+	const char *ca_file; /* PEM file of the swarm CA that signs the API cert */
+	int timeout_ms;      /* per-request timeout; 0 means 10 s */
+} ss_client_opts;
+
+/* Opens a client. On success *out owns a handle to close with ss_client_close. */
+int ss_client_open(ss_client **out, const ss_client_opts *opts);
+void ss_client_close(ss_client *c);
+
+/* The resolved API address ("HOST:PORT"); owned by the client. */
+const char *ss_client_addr(const ss_client *c);
+
+/*
+ * Sends one request. body may be NULL. On success *status holds the HTTP
+ * status and *resp a NUL-terminated body (caller frees with ss_free), even
+ * for 4xx/5xx answers. Transport failures return a negative code.
+ */
+int ss_client_request(ss_client *c, const char *method, const char *path,
+		      const char *body, size_t body_len, int *status,
+		      char **resp, size_t *resp_len);
+
+/*
+ * Convenience calls. Each returns 0 and sets *json (caller frees with
+ * ss_free) on a 2xx answer; on an error answer it returns SS_EHTTP,
+ * SS_ENOTFOUND (404) or SS_EAUTH (401/403) and sets *json to the error body
+ * when one came back.
+ */
+int ss_nodes_list(ss_client *c, int include_all, char **json);
+int ss_node_get(ss_client *c, const char *id, char **json);
+int ss_node_drain(ss_client *c, const char *id, char **json);
+int ss_health(ss_client *c, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,526 @@
+/* agent.c - the agent daemon: join, attest, heartbeat, reconnect. */
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "agent/agent.h"
+#include "agent/sysinfo.h"
+#include "attest/attest.h"
+#include "attest/ca.h"
+#include "core/core.h"
+#include "net/conn.h"
+#include "net/msg.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_MS 5000
+
+enum agent_state { A_IDLE, A_CONNECTING, A_HELLO, A_EVIDENCE, A_ADMITTED };
+
+struct agent {
+	const char *join;
+	const char *data_dir;
+	const char *advertise;
+	const char *labels_k[MSG_MAX_LABELS];
+	const char *labels_v[MSG_MAX_LABELS];
+	size_t n_labels;
+	double price;
+	bool insecure_sim;
+	const struct attester *attester;
+
+	uv_loop_t loop;
+	uv_timer_t hb_timer, retry_timer;
+	uv_signal_t sig_term, sig_int;
+	struct tls_ctx *tls;
+	X509 *cert;
+	EVP_PKEY *key;
+	uint8_t *spki;
+	size_t spki_len;
+	char id[64];
+	struct sockaddr_storage addr;
+
+	struct conn *conn;
+	enum agent_state st;
+	uint32_t hb_ms;
+	uint64_t hb_seq;
+	uint64_t last_ack;
+	uint32_t backoff_ms;
+	uint32_t retry_hint_ms;
+	bool stopping;
+	char state[16];
+	struct sysinfo_caps caps;
+	struct sysinfo_load_state ls;
+	uint64_t admissions;
+};
+
+static void schedule_reconnect(struct agent *a);
+
+static void send_hello(struct agent *a)
+{
+	Seeswarm__V1__Hello h = SEESWARM__V1__HELLO__INIT;
+	Seeswarm__V1__Capabilities c = SEESWARM__V1__CAPABILITIES__INIT;
+	Seeswarm__V1__Label lab[MSG_MAX_LABELS];
+	Seeswarm__V1__Label *labp[MSG_MAX_LABELS];
+	char *evtypes[1] = {(char *)a->attester->name};
+	h.protocol_version = PROTOCOL_VERSION;
+	h.agent_id = a->id;
+	h.agent_version = SS_VERSION;
+	c.cpu_cores = a->caps.cpu_cores;
+	c.memory_bytes = a->caps.memory_bytes;
+	c.disk_bytes = a->caps.disk_bytes;
+	c.features = a->caps.features;
+	c.n_features = a->caps.n_features;
+	c.tee_type = (char *)a->attester->name;
+	c.hostname = a->caps.hostname;
+	h.capabilities = &c;
+	for (size_t i = 0; i < a->n_labels; i++) {
+		seeswarm__v1__label__init(&lab[i]);
+		lab[i].key = (char *)a->labels_k[i];
+		lab[i].value = (char *)a->labels_v[i];
+		labp[i] = &lab[i];
+	}
+	h.labels = labp;
+	h.n_labels = a->n_labels;
+	h.price_per_hour = a->price;
+	h.evidence_types = evtypes;
+	h.n_evidence_types = 1;
+	h.advertise_addr = (char *)(a->advertise ? a->advertise : "");
+	a->st = A_HELLO;
+	conn_send(a->conn, MSG_HELLO, &h.base);
+}
+
+static void on_open(struct conn *c)
+{
+	struct agent *a = conn_data(c);
+	conn_set_deadline(c, 15000);
+	send_hello(a);
+}
+
+static void send_heartbeat(struct agent *a)
+{
+	struct sysinfo_load l;
+	memset(&l, 0, sizeof l);
+	sysinfo_load(&a->ls, &l);
+	Seeswarm__V1__Heartbeat hb = SEESWARM__V1__HEARTBEAT__INIT;
+	Seeswarm__V1__Load load = SEESWARM__V1__LOAD__INIT;
+	load.cpu_permille = l.cpu_permille;
+	load.memory_used_bytes = l.memory_used_bytes;
+	load.load1_centi = l.load1_centi;
+	hb.seq = ++a->hb_seq;
+	hb.load = &load;
+	conn_send(a->conn, MSG_HEARTBEAT, &hb.base);
+}
+
+static void on_hb_timer(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+	if (!a->conn || a->st != A_ADMITTED)
+		return;
+	uint64_t silence = uv_now(&a->loop) - a->last_ack;
+	uint64_t limit = 3ull * a->hb_ms < 1500 ? 1500 : 3ull * a->hb_ms;
+	if (silence > limit) {
+		log_warn("manager silent for %llu ms; reconnecting", (unsigned long long)silence);
+		conn_close(a->conn, SS_ETIMEDOUT, "manager stopped answering heartbeats");
+		return;
+	}
+	send_heartbeat(a);
+}
+
+static int on_challenge(struct agent *a, Seeswarm__V1__Challenge *ch)
+{
+	int rc = 0;
+	uint8_t *ev = NULL;
+	size_t ev_len = 0;
+	if (strcmp(ch->evidence_type, a->attester->name) != 0) {
+		log_error("manager asks for %s evidence; this agent produces %s", ch->evidence_type,
+			  a->attester->name);
+		rc = SS_EATTEST;
+		goto out;
+	}
+	uint8_t rd[ATTEST_REPORT_DATA_LEN];
+	attest_binding(ch->nonce.data, ch->nonce.len, a->spki, a->spki_len, rd);
+	rc = a->attester->evidence(rd, &ev, &ev_len);
+	if (rc) {
+		log_error("attester %s failed: %s", a->attester->name, ss_strerror(rc));
+		goto out;
+	}
+	Seeswarm__V1__Evidence e = SEESWARM__V1__EVIDENCE__INIT;
+	e.evidence_type = (char *)a->attester->name;
+	e.evidence.data = ev;
+	e.evidence.len = ev_len;
+	a->st = A_EVIDENCE;
+	conn_send(a->conn, MSG_EVIDENCE, &e.base);
+out:
+	free(ev);
+	return rc;
+}
+
+static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct agent *a = conn_data(c);
+	ProtobufCMessage *m;
+	const char *why;
+	int rc = msg_decode(type, payload, len, &m, &why);
+	if (rc) {
+		log_error("bad message from the manager: %s", why);
+		return rc;
+	}
+	switch (type) {
+	case MSG_CHALLENGE:
+		if (a->st != A_HELLO && a->st != A_ADMITTED) {
+			rc = SS_EPROTO;
+			break;
+		}
+		rc = on_challenge(a, (Seeswarm__V1__Challenge *)m);
+		break;
+	case MSG_ADMITTED: {
+		Seeswarm__V1__Admitted *ad = (Seeswarm__V1__Admitted *)m;
+		if (a->st != A_EVIDENCE) {
+			rc = SS_EPROTO;
+			break;
+		}
+		a->st = A_ADMITTED;
+		a->hb_ms = ad->heartbeat_interval_ms;
+		a->backoff_ms = BACKOFF_MIN_MS;
+		a->last_ack = uv_now(&a->loop);
+		a->admissions++;
+		snprintf(a->state, sizeof a->state, "%s", ad->state ? ad->state : "ready");
+		conn_set_deadline(c, 0);
+		log_info("admitted as %s (state %s, attestation %s); heartbeat every %u ms", ad->node_id,
+			 a->state, ad->attestation_status, a->hb_ms);
+		send_heartbeat(a);
+		uv_timer_start(&a->hb_timer, on_hb_timer, a->hb_ms, a->hb_ms);
+		break;
+	}
+	case MSG_REJECTED: {
+		Seeswarm__V1__Rejected *r = (Seeswarm__V1__Rejected *)m;
+		log_error("manager rejected this agent: %s", r->reason);
+		a->retry_hint_ms = r->retry_after_ms;
+		conn_close(c, SS_EATTEST, "rejected");
+		break;
+	}
+	case MSG_HEARTBEAT_ACK: {
+		Seeswarm__V1__HeartbeatAck *ack = (Seeswarm__V1__HeartbeatAck *)m;
+		a->last_ack = uv_now(&a->loop);
+		if (ack->state && strcmp(ack->state, a->state) != 0) {
+			log_info("manager reports this node as %s", ack->state);
+			snprintf(a->state, sizeof a->state, "%s", ack->state);
+		}
+		break;
+	}
+	case MSG_STATE_CHANGE: {
+		Seeswarm__V1__StateChange *sc = (Seeswarm__V1__StateChange *)m;
+		log_info("state changed to %s: %s", sc->state, sc->reason ? sc->reason : "");
+		snprintf(a->state, sizeof a->state, "%s", sc->state);
+		break;
+	}
+	case MSG_ERROR: {
+		Seeswarm__V1__Error *e = (Seeswarm__V1__Error *)m;
+		log_error("manager reported an error: %s", e->message ? e->message : "");
+		conn_close(c, SS_EPROTO, "manager reported an error");
+		break;
+	}
+	default:
+		rc = SS_EPROTO;
+	}
+	msg_free(m);
+	return rc;
+}
+
+static void on_close(struct conn *c, int reason, const char *why)
+{
+	struct agent *a = conn_data(c);
+	if (a->conn == c)
+		a->conn = NULL;
+	uv_timer_stop(&a->hb_timer);
+	bool was_admitted = a->st == A_ADMITTED;
+	a->st = A_IDLE;
+	if (a->stopping)
+		return;
+	if (was_admitted)
+		log_warn("lost the manager connection: %s", why);
+	else
+		log_debug("connection attempt ended: %s (%s)", why, ss_strerror(reason));
+	schedule_reconnect(a);
+}
+
+static const struct conn_cbs agent_cbs = {
+	.on_open = on_open,
+	.on_frame = on_frame,
+	.on_close = on_close,
+};
+
+static int resolve(struct agent *a)
+{
+	char host[256];
+	uint16_t port;
+	if (addr_split(a->join, host, sizeof host, &port) != 0)
+		return SS_ECONFIG;
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&a->addr) == 0 ||
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&a->addr) == 0)
+		return 0;
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	char ps[8];
+	snprintf(ps, sizeof ps, "%u", port);
+	if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+		return SS_ECONN;
+	memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void do_connect(struct agent *a)
+{
+	if (a->stopping || a->conn)
+		return;
+	if (resolve(a) != 0) {
+		log_warn("cannot resolve %s; retrying", a->join);
+		schedule_reconnect(a);
+		return;
+	}
+	a->st = A_CONNECTING;
+	conn_connect(&a->loop, (const struct sockaddr *)&a->addr, a->tls, TLS_MANAGER_NAME, NULL,
+		     NULL, &agent_cbs, NULL, a, &a->conn);
+	conn_set_deadline(a->conn, CONNECT_TIMEOUT_MS);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	do_connect(t->data);
+}
+
+/* Exponential backoff with equal jitter: half fixed, half random. */
+static void schedule_reconnect(struct agent *a)
+{
+	uint32_t base = a->backoff_ms;
+	uint32_t delay = base / 2 + rand_below(base / 2 + 1);
+	if (a->retry_hint_ms > delay)
+		delay = a->retry_hint_ms;
+	a->retry_hint_ms = 0;
+	a->backoff_ms = base * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : base * 2;
+	uv_timer_start(&a->retry_timer, on_retry, delay, 0);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	log_info("signal %d: leaving the swarm", signum);
+	if (a->conn && a->st == A_ADMITTED) {
+		Seeswarm__V1__Goodbye g = SEESWARM__V1__GOODBYE__INIT;
+		g.reason = signum == SIGTERM ? "agent stopped (SIGTERM)" : "agent stopped (SIGINT)";
+		conn_send(a->conn, MSG_GOODBYE, &g.base);
+	}
+	if (a->conn)
+		conn_close(a->conn, 0, "agent stopping");
+	uv_timer_stop(&a->hb_timer);
+	uv_timer_stop(&a->retry_timer);
+	uv_close((uv_handle_t *)&a->sig_term, NULL);
+	uv_close((uv_handle_t *)&a->sig_int, NULL);
+	uv_close((uv_handle_t *)&a->hb_timer, NULL);
+	uv_close((uv_handle_t *)&a->retry_timer, NULL);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: seeswarm agent --join HOST:PORT --data-dir DIR [--label k=v ...]\n"
+		"                      [--price-per-hour X] [--advertise HOST:PORT]\n"
+		"                      [--insecure-sim-attestation]\n"
+		"\n"
+		"  --join HOST:PORT            the manager's agent listener\n"
+		"  --data-dir DIR              holds agent.key, agent.pem, ca.pem and node-id\n"
+		"                              (create them with: seeswarm ca issue-agent)\n"
+		"  --label k=v                 a scheduling label, repeatable (e.g. zone=a)\n"
+		"  --price-per-hour X          what an hour of this instance costs\n"
+		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
+}
+
+static int parse_args(struct agent *a, int argc, char **argv)
+{
+	enum { O_INSECURE = 256, O_PRICE, O_ADV };
+	static const struct option opts[] = {
+		{"join", required_argument, NULL, 'j'},
+		{"data-dir", required_argument, NULL, 'd'},
+		{"label", required_argument, NULL, 'l'},
+		{"price-per-hour", required_argument, NULL, O_PRICE},
+		{"advertise", required_argument, NULL, O_ADV},
+		{"insecure-sim-attestation", no_argument, NULL, O_INSECURE},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "j:d:l:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			a->join = optarg;
+			break;
+		case 'd':
+			a->data_dir = optarg;
+			break;
+		case 'l': {
+			char *eq = strchr(optarg, '=');
+			if (!eq) {
+				fprintf(stderr, "agent: --label wants k=v, got '%s'\n", optarg);
+				return 2;
+			}
+			*eq = '\0';
+			if (!ident_valid(optarg) || !label_value_valid(eq + 1)) {
+				fprintf(stderr, "agent: invalid label '%s=%s'\n", optarg, eq + 1);
+				return 2;
+			}
+			for (size_t i = 0; i < a->n_labels; i++)
+				if (!strcmp(a->labels_k[i], optarg)) {
+					fprintf(stderr, "agent: label '%s' given twice\n", optarg);
+					return 2;
+				}
+			if (a->n_labels >= MSG_MAX_LABELS) {
+				fprintf(stderr, "agent: at most %d labels\n", MSG_MAX_LABELS);
+				return 2;
+			}
+			a->labels_k[a->n_labels] = optarg;
+			a->labels_v[a->n_labels] = eq + 1;
+			a->n_labels++;
+			break;
+		}
+		case O_PRICE: {
+			char *end;
+			a->price = strtod(optarg, &end);
+			if (*end || !(a->price >= 0 && a->price <= 1e6)) {
+				fprintf(stderr, "agent: --price-per-hour must be a number 0..1e6\n");
+				return 2;
+			}
+			break;
+		}
+		case O_ADV:
+			a->advertise = optarg;
+			break;
+		case O_INSECURE:
+			a->insecure_sim = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "agent: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!a->join || !a->data_dir) {
+		fprintf(stderr, "agent: --join and --data-dir are required\n");
+		usage(stderr);
+		return 2;
+	}
+	char host[256];
+	uint16_t port;
+	if (addr_split(a->join, host, sizeof host, &port) != 0) {
+		fprintf(stderr, "agent: --join '%s' is not HOST:PORT\n", a->join);
+		return 2;
+	}
+	return 0;
+}
+
+static int load_identity(struct agent *a)
+{
+	int rc;
+	char *kp = xasprintf("%s/agent.key", a->data_dir);
+	char *cp = xasprintf("%s/agent.pem", a->data_dir);
+	char *ca = xasprintf("%s/ca.pem", a->data_dir);
+	rc = pem_read_key(kp, &a->key);
+	if (rc == 0)
+		rc = pem_read_cert(cp, &a->cert);
+	if (rc) {
+		log_error("no agent credentials in %s (agent.key, agent.pem, ca.pem). Issue them on the "
+			  "manager host with: seeswarm ca issue-agent --data-dir MANAGER_DIR --out %s",
+			  a->data_dir, a->data_dir);
+		goto out;
+	}
+	rc = crypto_cert_cn(a->cert, a->id, sizeof a->id);
+	if (rc || !ident_valid(a->id)) {
+		log_error("agent.pem has no valid CN to use as the node id");
+		rc = SS_ECONFIG;
+		goto out;
+	}
+	rc = crypto_spki_der(a->key, &a->spki, &a->spki_len);
+	if (rc)
+		goto out;
+	rc = tls_ctx_new(&a->tls, false, ca, a->cert, a->key);
+out:
+	free(kp);
+	free(cp);
+	free(ca);
+	return rc;
+}
+
+int agent_main(int argc, char **argv)
+{
+	struct agent *a = xcalloc(1, sizeof *a);
+	int rc = 1;
+	bool loop_ready = false;
+	int prc = parse_args(a, argc, argv);
+	if (prc) {
+		rc = prc == 1 ? 0 : 2;
+		goto out;
+	}
+	log_init("agent", LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	if (!a->insecure_sim) {
+		log_error("no hardware attester is available on this machine; for development run "
+			  "with --insecure-sim-attestation (never in production)");
+		goto out;
+	}
+	a->attester = &attest_sim_attester;
+	if (load_identity(a) != 0)
+		goto out;
+	sysinfo_caps(a->data_dir, &a->caps);
+	a->backoff_ms = BACKOFF_MIN_MS;
+	uv_loop_init(&a->loop);
+	loop_ready = true;
+	uv_timer_init(&a->loop, &a->hb_timer);
+	uv_timer_init(&a->loop, &a->retry_timer);
+	a->hb_timer.data = a->retry_timer.data = a;
+	uv_signal_init(&a->loop, &a->sig_term);
+	uv_signal_init(&a->loop, &a->sig_int);
+	a->sig_term.data = a->sig_int.data = a;
+	uv_signal_start(&a->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&a->sig_int, on_signal, SIGINT);
+	log_info("agent %s joining %s (%u cores, %s attestation%s)", a->id, a->join, a->caps.cpu_cores,
+		 a->attester->name, a->insecure_sim ? ", INSECURE" : "");
+	do_connect(a);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	rc = 0;
+out:
+	if (loop_ready) {
+		uv_walk(&a->loop, close_walk, NULL);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&a->loop);
+	}
+	sysinfo_caps_free(&a->caps);
+	tls_ctx_free(a->tls);
+	X509_free(a->cert);
+	EVP_PKEY_free(a->key);
+	free(a->spki);
+	free(a);
+	return rc;
+}

@@ -1,0 +1,64 @@
+/*
+ * sim.c - the insecure simulated evidence format, for development only.
+ *
+ * Evidence is the 8-byte magic "SSSIM001" followed by the 32-byte report
+ * data. It proves nothing about the machine: anyone can produce it. It does
+ * prove that the peer saw the nonce and holds the TLS key, because the report
+ * data is bound to both, so the handshake exercises the same binding check
+ * the hardware formats use. The verifier marks results hardware=false, and
+ * the manager accepts sim only with --insecure-sim-attestation.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attest/attest.h"
+#include "core/core.h"
+
+static int sim_verify(const struct attest_evidence *ev,
+		      const uint8_t expected[ATTEST_REPORT_DATA_LEN], int64_t now_unix,
+		      struct attest_result *out)
+{
+	memset(out, 0, sizeof *out);
+	snprintf(out->tee, sizeof out->tee, "sim");
+	out->hardware = false;
+	if (ev->len != ATTEST_SIM_LEN || memcmp(ev->data, ATTEST_SIM_MAGIC, 8) != 0) {
+		snprintf(out->reason, sizeof out->reason,
+			 "sim evidence must be %d bytes starting with %s", ATTEST_SIM_LEN,
+			 ATTEST_SIM_MAGIC);
+		return SS_EPARSE;
+	}
+	sha256(ev->data, ev->len, out->claims_digest);
+	out->issued_ms = now_unix * 1000;
+	if (!ct_equal(ev->data + 8, expected, ATTEST_REPORT_DATA_LEN)) {
+		out->status = ATTEST_CONTRAINDICATED;
+		snprintf(out->reason, sizeof out->reason,
+			 "report data does not match SHA-256(nonce || TLS key): stale nonce or a different TLS key");
+		return 0;
+	}
+	out->status = ATTEST_AFFIRMING;
+	snprintf(out->reason, sizeof out->reason, "insecure simulated attestation (no hardware)");
+	return 0;
+}
+
+static int sim_evidence(const uint8_t report_data[ATTEST_REPORT_DATA_LEN], uint8_t **evidence,
+			size_t *len)
+{
+	uint8_t *p = xmalloc(ATTEST_SIM_LEN);
+	memcpy(p, ATTEST_SIM_MAGIC, 8);
+	memcpy(p + 8, report_data, ATTEST_REPORT_DATA_LEN);
+	*evidence = p;
+	*len = ATTEST_SIM_LEN;
+	return 0;
+}
+
+const struct attest_verifier attest_sim_verifier = {
+	.name = "sim",
+	.hardware = false,
+	.verify = sim_verify,
+};
+
+const struct attester attest_sim_attester = {
+	.name = "sim",
+	.evidence = sim_evidence,
+};

@@ -1,0 +1,25 @@
+/*
+ * cli.h - entry points of the CLI command groups. Each takes the arguments
+ * after its group name (argv[0] is the group name) and returns the process
+ * exit status: 0 success, 1 failure, 2 usage error.
+ */
+#ifndef SS_CLI_H
+#define SS_CLI_H
+
+int cli_node_main(int argc, char **argv);
+int cli_ca_main(int argc, char **argv);
+int cli_demo_main(int argc, char **argv);
+
+/*
+ * Shared client-flag parsing: consumes --addr, --token and --ca (with or
+ * without "=") from argv and returns the remaining count; the strings point
+ * into argv. Unknown flags are left in place.
+ */
+struct cli_conn_flags {
+	const char *addr;
+	const char *token;
+	const char *ca;
+};
+int cli_take_conn_flags(int argc, char **argv, struct cli_conn_flags *f);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * core.h - shared internals: logging, allocation, hex, time, randomness and
+ * hashing. Allocation failures abort (running out of memory is fatal); every
+ * other function reports errors with a negative SS_E* code.
+ */
+#ifndef SS_CORE_H
+#define SS_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "seeswarm.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SHA256_LEN 32
+
+/* ---- logging ---------------------------------------------------------- */
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Sets the minimum level printed and an optional prefix (e.g. "manager"). */
+void log_init(const char *prefix, enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Writes one line to stderr with a UTC timestamp. Thread-safe. */
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                     \
+	do {                                                                \
+		if (log_get_level() >= LOG_DEBUG)                           \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                    \
+	} while (0)
+
+/* Prints the message and aborts. For broken invariants only. */
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- allocation (abort on failure) ------------------------------------ */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- growable byte buffer --------------------------------------------- */
+
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+void buf_init(struct buf *b);
+void buf_free(struct buf *b);
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+
+/* ---- hex ------------------------------------------------------------- */
+
+/* Writes 2*n hex chars plus NUL into out (size >= 2*n+1). */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes exactly out_len bytes from a hex string of 2*out_len chars. */
+int hex_decode(const char *in, uint8_t *out, size_t out_len);
+
+/* ---- time ------------------------------------------------------------ */
+
+/* Monotonic milliseconds. */
+uint64_t time_mono_ms(void);
+/* Wall-clock milliseconds since the Unix epoch. */
+int64_t time_wall_ms(void);
+/* Formats unix milliseconds as RFC 3339 UTC ("2025-06-01T00:00:00.000Z"). */
+void time_rfc3339(int64_t wall_ms, char out[32]);
+/* Parses "YYYY-MM-DDTHH:MM:SS[.fff]Z" to unix seconds. */
+int time_parse_rfc3339(const char *s, int64_t *unix_s);
+
+/* ---- crypto helpers -------------------------------------------------- */
+
+/* Fills buf with cryptographically secure random bytes (aborts on failure). */
+void rand_bytes(void *buf, size_t n);
+/* Uniform in [0, bound) from the CSPRNG; bound > 0. */
+uint32_t rand_below(uint32_t bound);
+void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);
+/* Constant-time comparison; returns true when equal. */
+bool ct_equal(const void *a, const void *b, size_t n);
+
+/* ---- files ----------------------------------------------------------- */
+
+/*
+ * Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees. Returns SS_ETOOBIG if the file is larger.
+ */
+int file_read(const char *path, size_t max, char **out, size_t *out_len);
+/*
+ * Writes data to path atomically (temp file, fsync, rename, fsync dir) with
+ * the given mode.
+ */
+int file_write_atomic(const char *path, const void *data, size_t n, unsigned mode);
+/* Creates dir (and parents) with the given mode if missing; checks it is a dir. */
+int dir_ensure(const char *path, unsigned mode);
+
+/* ---- small parsing helpers ------------------------------------------- */
+
+/* Splits "HOST:PORT" (or "[v6]:PORT"); host is copied into host[hostlen]. */
+int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port);
+/* Parses a size such as "64M", "2G", "512k", "100" into bytes. */
+int parse_size(const char *s, uint64_t *out);
+/* Parses a duration such as "500ms", "2s", "1m", "1h" into milliseconds. */
+int parse_duration_ms(const char *s, uint64_t *out);
+/* Validates an identifier: 1..63 chars of [A-Za-z0-9._-], starting alnum. */
+bool ident_valid(const char *s);
+/* Validates a label key (ident) or value (0..127 printable, no spaces). */
+bool label_value_valid(const char *s);
+
+#endif

@@ -1,0 +1,474 @@
+/* util.c - allocation, buffers, hex, time, randomness, files and parsing. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "core.h"
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		fatal("out of memory (%zu bytes)", n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		fatal("out of memory (%zu x %zu bytes)", n, size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		fatal("out of memory (%zu bytes)", n);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("bad format");
+	char *p = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void buf_init(struct buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->data);
+	buf_init(b);
+}
+
+void buf_reserve(struct buf *b, size_t extra)
+{
+	if (b->len + extra <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra)
+		cap *= 2;
+	b->data = xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
+void buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	buf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("bad format");
+	buf_reserve(b, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int hex_decode(const char *in, uint8_t *out, size_t out_len)
+{
+	if (strlen(in) != 2 * out_len)
+		return SS_EPARSE;
+	for (size_t i = 0; i < out_len; i++) {
+		int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return SS_EPARSE;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+uint64_t time_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t time_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void time_rfc3339(int64_t wall_ms, char out[32])
+{
+	time_t s = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	char date[24];
+	gmtime_r(&s, &tm);
+	strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+	int ms = (int)(wall_ms % 1000);
+	snprintf(out, 32, "%.19s.%03uZ", date, (unsigned)(ms < 0 ? 0 : ms) % 1000u);
+}
+
+int time_parse_rfc3339(const char *s, int64_t *unix_s)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	int consumed = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+		return SS_EPARSE;
+	const char *p = s + consumed;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return SS_EPARSE;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	if (strcmp(p, "Z") != 0)
+		return SS_EPARSE;
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return SS_EPARSE;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*unix_s = (int64_t)timegm(&tm);
+	return 0;
+}
+
+void rand_bytes(void *buf, size_t n)
+{
+	if (n > INT_MAX || RAND_bytes(buf, (int)n) != 1)
+		fatal("RAND_bytes failed");
+}
+
+uint32_t rand_below(uint32_t bound)
+{
+	uint32_t x, limit = UINT32_MAX - UINT32_MAX % bound;
+	do
+		rand_bytes(&x, sizeof x);
+	while (x >= limit);
+	return x % bound;
+}
+
+void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN])
+{
+	unsigned int len = SHA256_LEN;
+	if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1)
+		fatal("EVP_Digest failed");
+}
+
+bool ct_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int file_read(const char *path, size_t max, char **out, size_t *out_len)
+{
+	int rc = 0;
+	char *data = NULL;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = errno == ENOENT ? SS_ENOTFOUND : SS_EIO;
+		goto out;
+	}
+	data = xmalloc(max + 1);
+	for (;;) {
+		ssize_t r = read(fd, data + len, max + 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = SS_EIO;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			rc = SS_ETOOBIG;
+			goto out;
+		}
+	}
+	data[len] = '\0';
+	*out = data;
+	data = NULL;
+	if (out_len)
+		*out_len = len;
+out:
+	free(data);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
+{
+	int rc = 0;
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *dir = xstrdup(path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	if (fchmod(fd, mode) != 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	const uint8_t *p = data;
+	size_t left = n;
+	while (left > 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = SS_EIO;
+			goto out;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		rc = SS_EIO;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	char *slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		int dfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			(void)fsync(dfd);
+			close(dfd);
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	free(dir);
+	return rc;
+}
+
+int dir_ensure(const char *path, unsigned mode)
+{
+	int rc = 0;
+	char *copy = xstrdup(path);
+	for (char *p = copy + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+			rc = SS_EIO;
+			goto out;
+		}
+		*p = '/';
+	}
+	if (mkdir(copy, mode) != 0 && errno != EEXIST) {
+		rc = SS_EIO;
+		goto out;
+	}
+	struct stat st;
+	if (stat(copy, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		rc = SS_EIO;
+		goto out;
+	}
+out:
+	free(copy);
+	return rc;
+}
+
+int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon;
+	const char *hstart = addr;
+	size_t hlen;
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+		if (!close || close[1] != ':')
+			return SS_EPARSE;
+		hstart = addr + 1;
+		hlen = (size_t)(close - hstart);
+		colon = close + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return SS_EPARSE;
+		hlen = (size_t)(colon - addr);
+	}
+	if (hlen == 0 || hlen >= hostlen)
+		return SS_EPARSE;
+	char *end;
+	errno = 0;
+	long p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+		return SS_EPARSE;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return SS_EPARSE;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return SS_EPARSE;
+	uint64_t mul = 1;
+	if (!strcmp(end, "") || !strcmp(end, "B"))
+		mul = 1;
+	else if (!strcasecmp(end, "k") || !strcasecmp(end, "KiB") || !strcasecmp(end, "KB"))
+		mul = 1ull << 10;
+	else if (!strcasecmp(end, "M") || !strcasecmp(end, "MiB") || !strcasecmp(end, "MB"))
+		mul = 1ull << 20;
+	else if (!strcasecmp(end, "G") || !strcasecmp(end, "GiB") || !strcasecmp(end, "GB"))
+		mul = 1ull << 30;
+	else if (!strcasecmp(end, "T") || !strcasecmp(end, "TiB") || !strcasecmp(end, "TB"))
+		mul = 1ull << 40;
+	else
+		return SS_EPARSE;
+	if (v > UINT64_MAX / mul)
+		return SS_EPARSE;
+	*out = v * mul;
+	return 0;
+}
+
+int parse_duration_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return SS_EPARSE;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return SS_EPARSE;
+	uint64_t mul;
+	if (!strcmp(end, "ms"))
+		mul = 1;
+	else if (!strcmp(end, "s") || !strcmp(end, ""))
+		mul = 1000;
+	else if (!strcmp(end, "m"))
+		mul = 60000;
+	else if (!strcmp(end, "h"))
+		mul = 3600000;
+	else
+		return SS_EPARSE;
+	if (v > UINT64_MAX / mul)
+		return SS_EPARSE;
+	*out = v * mul;
+	return 0;
+}
+
+bool ident_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+bool label_value_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n > 127)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}

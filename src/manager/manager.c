@@ -1,0 +1,1175 @@
+/* manager.c - the manager daemon: listener, admission, heartbeats, failure detection. */
+#include <getopt.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <uv.h>
+
+#include "attest/attest.h"
+#include "attest/ca.h"
+#include "client/config.h"
+#include "core/core.h"
+#include "manager/api.h"
+#include "manager/manager.h"
+#include "manager/registry.h"
+#include "manager/store.h"
+#include "net/conn.h"
+#include "net/frame.h"
+#include "net/msg.h"
+
+#define HELLO_TIMEOUT_MS 10000
+#define EVIDENCE_TIMEOUT_MS 15000
+#define DETECTOR_PERIOD_MS 100
+#define SAVE_PERIOD_MS 5000
+
+struct manager_config {
+	const char *data_dir;
+	const char *listen;
+	const char *api;
+	const char *client_config; /* NULL: default path; "" : none */
+	bool insecure_sim;
+	uint32_t heartbeat_ms;
+	uint32_t suspect_misses;
+	uint32_t down_ms;
+	uint32_t max_conns;
+};
+
+enum sess_state { SESS_HELLO, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
+
+struct session {
+	struct manager *m;
+	struct conn *conn;          /* NULL once the conn has closed */
+	enum sess_state st;
+	char cn[64];                /* subject CN of the peer certificate */
+	uint8_t nonce[MSG_NONCE_LEN];
+	char evtype[16];
+	Seeswarm__V1__Hello *hello; /* kept from hello until admission */
+	struct node *node;          /* set at admission */
+	struct session *next_commit;
+	bool in_commit_list;
+};
+
+struct metrics {
+	uint64_t admitted, rejected, heartbeats, protocol_errors, goodbyes;
+	uint64_t commits, commit_failures, commit_us_total, commit_us_max;
+	uint64_t went_down, went_suspect;
+};
+
+struct manager {
+	struct manager_config cfg;
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	uv_timer_t detector;
+	uv_timer_t saver;
+	uv_prepare_t committer;
+	uv_signal_t sig_term, sig_int;
+	struct tls_ctx *tls;
+	struct ca *ca;
+	struct registry *reg;
+	struct store *store;
+	struct api *api;
+	struct session *commit_head, **commit_tail;
+	struct metrics mx;
+	size_t sessions;
+	int64_t started_ms;
+	bool stopping;
+	int exit_code;
+};
+
+/* ---- persistence ------------------------------------------------------ */
+
+static void save_node(struct manager *m, struct node *n)
+{
+	json_t *j = node_to_json(n, true, 0, 0);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s)
+		fatal("json_dumps failed");
+	store_put(m->store, "nodes", n->id, s, strlen(s));
+	free(s);
+	n->dirty = false;
+}
+
+static void set_state(struct manager *m, struct node *n, enum node_state st, const char *reason)
+{
+	if (n->state != st)
+		log_info("node %s: %s -> %s%s%s", n->id, node_state_name(n->state), node_state_name(st),
+			 reason && *reason ? ": " : "", reason ? reason : "");
+	if (st == NODE_DOWN && n->state != NODE_DOWN)
+		m->mx.went_down++;
+	if (st == NODE_SUSPECT && n->state != NODE_SUSPECT)
+		m->mx.went_suspect++;
+	if (n->state != st)
+		n->state_since_ms = time_wall_ms();
+	n->state = st;
+	if (reason)
+		snprintf(n->reason, sizeof n->reason, "%s", reason);
+	save_node(m, n);
+}
+
+static void session_free(struct session *s)
+{
+	if (s->hello)
+		msg_free(&s->hello->base);
+	free(s);
+}
+
+/*
+ * Group commit: runs once per loop turn, before the loop blocks. Every queued
+ * write becomes durable in one transaction; only then are the admissions that
+ * depend on it acknowledged.
+ */
+static void on_prepare(uv_prepare_t *h)
+{
+	struct manager *m = h->data;
+	if (store_pending(m->store) == 0 && !m->commit_head)
+		return;
+	if (store_pending(m->store) > 0) {
+		uint64_t t0 = uv_hrtime();
+		int rc = store_flush(m->store);
+		uint64_t us = (uv_hrtime() - t0) / 1000;
+		if (rc) {
+			m->mx.commit_failures++;
+			log_error("store: commit failed (%s); will retry", ss_strerror(rc));
+			return;
+		}
+		m->mx.commits++;
+		m->mx.commit_us_total += us;
+		if (us > m->mx.commit_us_max)
+			m->mx.commit_us_max = us;
+	}
+	struct session *s = m->commit_head;
+	m->commit_head = NULL;
+	m->commit_tail = &m->commit_head;
+	while (s) {
+		struct session *next = s->next_commit;
+		s->in_commit_list = false;
+		s->next_commit = NULL;
+		if (!s->conn) {
+			session_free(s);
+		} else {
+			Seeswarm__V1__Admitted a = SEESWARM__V1__ADMITTED__INIT;
+			a.node_id = s->node->id;
+			a.heartbeat_interval_ms = m->cfg.heartbeat_ms;
+			a.state = (char *)node_display_state(s->node);
+			a.attestation_status = s->node->attest_status;
+			s->st = SESS_ADMITTED;
+			conn_send(s->conn, MSG_ADMITTED, &a.base);
+			log_info("node %s admitted from %s (tee=%s, attestation=%s%s)", s->node->id,
+				 conn_peer(s->conn), s->node->tee, s->node->attest_status,
+				 s->node->attest_insecure ? ", INSECURE sim" : "");
+		}
+		s = next;
+	}
+}
+
+/* ---- protocol --------------------------------------------------------- */
+
+static void send_error(struct conn *c, int code, const char *why)
+{
+	Seeswarm__V1__Error e = SEESWARM__V1__ERROR__INIT;
+	e.code = (uint32_t)-code;
+	e.message = (char *)why;
+	conn_send(c, MSG_ERROR, &e.base);
+}
+
+static void reject(struct session *s, const char *reason, uint32_t retry_ms)
+{
+	struct manager *m = s->m;
+	Seeswarm__V1__Rejected r = SEESWARM__V1__REJECTED__INIT;
+	r.reason = (char *)reason;
+	r.retry_after_ms = retry_ms;
+	m->mx.rejected++;
+	log_warn("agent %s from %s rejected: %s", s->hello ? s->hello->agent_id : "?",
+		 conn_peer(s->conn), reason);
+	conn_send(s->conn, MSG_REJECTED, &r.base);
+	conn_close(s->conn, SS_EATTEST, reason);
+}
+
+static const char *pick_evidence_type(struct manager *m, const Seeswarm__V1__Hello *h)
+{
+	/* Hardware formats come with the attestation issue; until then only sim exists. */
+	for (size_t i = 0; i < h->n_evidence_types; i++) {
+		const struct attest_verifier *v = attest_verifier_find(h->evidence_types[i]);
+		if (!v)
+			continue;
+		if (!v->hardware && !m->cfg.insecure_sim)
+			continue;
+		return v->name;
+	}
+	return NULL;
+}
+
+static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
+{
+	struct manager *m = s->m;
+	if (h->protocol_version != PROTOCOL_VERSION) {
+		char why[128];
+		snprintf(why, sizeof why, "unsupported protocol version %u (this manager speaks %d)",
+			 h->protocol_version, PROTOCOL_VERSION);
+		send_error(s->conn, SS_EVERSION, why);
+		conn_close(s->conn, SS_EVERSION, why);
+		msg_free(&h->base);
+		return 0;
+	}
+	s->hello = h;
+	if (strcmp(h->agent_id, s->cn) != 0) {
+		char why[200];
+		snprintf(why, sizeof why, "agent id '%s' does not match its certificate (CN '%s')",
+			 h->agent_id, s->cn);
+		reject(s, why, 0);
+		return 0;
+	}
+	const char *ev = pick_evidence_type(m, h);
+	if (!ev) {
+		reject(s, m->cfg.insecure_sim
+				  ? "no evidence type in common with this manager"
+				  : "no acceptable evidence type: sim attestation is refused unless the manager runs with --insecure-sim-attestation",
+		       30000);
+		return 0;
+	}
+	snprintf(s->evtype, sizeof s->evtype, "%s", ev);
+	rand_bytes(s->nonce, sizeof s->nonce);
+	Seeswarm__V1__Challenge c = SEESWARM__V1__CHALLENGE__INIT;
+	c.nonce.data = s->nonce;
+	c.nonce.len = sizeof s->nonce;
+	c.evidence_type = s->evtype;
+	s->st = SESS_EVIDENCE;
+	conn_set_deadline(s->conn, EVIDENCE_TIMEOUT_MS);
+	conn_send(s->conn, MSG_CHALLENGE, &c.base);
+	return 0;
+}
+
+static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char *peer)
+{
+	snprintf(n->addr, sizeof n->addr, "%s", peer);
+	snprintf(n->advertise, sizeof n->advertise, "%s", h->advertise_addr ? h->advertise_addr : "");
+	snprintf(n->version, sizeof n->version, "%s", h->agent_version ? h->agent_version : "");
+	const Seeswarm__V1__Capabilities *c = h->capabilities;
+	snprintf(n->hostname, sizeof n->hostname, "%s", c->hostname ? c->hostname : "");
+	n->cpu_cores = c->cpu_cores;
+	n->memory_bytes = c->memory_bytes;
+	n->disk_bytes = c->disk_bytes;
+	node_set_features(n, (const char *const *)c->features, c->n_features);
+	const char *keys[MSG_MAX_LABELS], *vals[MSG_MAX_LABELS];
+	for (size_t i = 0; i < h->n_labels; i++) {
+		keys[i] = h->labels[i]->key;
+		vals[i] = h->labels[i]->value;
+	}
+	node_set_labels(n, keys, vals, h->n_labels);
+	n->price_per_hour = h->price_per_hour;
+}
+
+static void detach_session(struct session *s)
+{
+	if (s->node && s->node->session == s)
+		s->node->session = NULL;
+	s->node = NULL;
+}
+
+static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
+{
+	struct manager *m = s->m;
+	int rc = 0;
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	if (strcmp(e->evidence_type, s->evtype) != 0) {
+		reject(s, "evidence type differs from the one challenged", 0);
+		goto out;
+	}
+	X509 *peer = tls_peer_cert(conn_tls(s->conn));
+	if (!peer || crypto_spki_der(X509_get0_pubkey(peer), &spki, &spki_len) != 0) {
+		reject(s, "cannot read the TLS peer key", 0);
+		goto out;
+	}
+	uint8_t expected[ATTEST_REPORT_DATA_LEN];
+	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, expected);
+	const struct attest_verifier *v = attest_verifier_find(s->evtype);
+	struct attest_evidence ev = {.data = e->evidence.data, .len = e->evidence.len};
+	const uint8_t *certs[MSG_MAX_CERTS];
+	size_t lens[MSG_MAX_CERTS];
+	for (size_t i = 0; i < e->n_certs; i++) {
+		certs[i] = e->certs[i].data;
+		lens[i] = e->certs[i].len;
+	}
+	ev.certs = certs;
+	ev.cert_lens = lens;
+	ev.n_certs = e->n_certs;
+	struct attest_result res;
+	int vr = v->verify(&ev, expected, time_wall_ms() / 1000, &res);
+	/* A fresh nonce for every attestation: this one is spent. */
+	rand_bytes(s->nonce, sizeof s->nonce);
+	const Seeswarm__V1__Hello *h = s->hello;
+	struct node *n = registry_upsert(m->reg, h->agent_id);
+	if (vr != 0 || res.status != ATTEST_AFFIRMING) {
+		char why[320];
+		snprintf(why, sizeof why, "attestation failed: %s",
+			 res.reason[0] ? res.reason : ss_strerror(vr));
+		if (n->state == NODE_JOINING || n->state == NODE_REJECTED || n->state == NODE_LEFT ||
+		    n->state == NODE_DOWN) {
+			apply_hello(n, h, conn_peer(s->conn));
+			snprintf(n->tee, sizeof n->tee, "%s", res.tee);
+			snprintf(n->attest_status, sizeof n->attest_status, "%s",
+				 attest_status_name(vr ? ATTEST_CONTRAINDICATED : res.status));
+			snprintf(n->attest_type, sizeof n->attest_type, "%s", s->evtype);
+			n->attest_ms = time_wall_ms();
+			set_state(m, n, NODE_REJECTED, why);
+		}
+		reject(s, why, 5000);
+		goto out;
+	}
+	/* Admit. A newer connection for the same node replaces an older one. */
+	if (n->session && n->session != s) {
+		struct session *old = n->session;
+		detach_session(old);
+		if (old->conn)
+			conn_close(old->conn, 0, "replaced by a newer connection of the same node");
+	}
+	apply_hello(n, h, conn_peer(s->conn));
+	snprintf(n->tee, sizeof n->tee, "%s", res.tee);
+	snprintf(n->attest_status, sizeof n->attest_status, "%s", attest_status_name(res.status));
+	snprintf(n->attest_type, sizeof n->attest_type, "%s", s->evtype);
+	n->attest_insecure = !v->hardware;
+	n->attest_ms = time_wall_ms();
+	if (!n->joined_ms)
+		n->joined_ms = n->attest_ms;
+	n->last_hb_ms = time_wall_ms();
+	n->last_hb_mono = uv_now(m->loop);
+	n->session = s;
+	s->node = n;
+	msg_free(&s->hello->base);
+	s->hello = NULL;
+	m->mx.admitted++;
+	set_state(m, n, NODE_READY, n->draining ? n->reason : "");
+	conn_set_deadline(s->conn, 0);
+	s->st = SESS_COMMIT;
+	s->in_commit_list = true;
+	*m->commit_tail = s;
+	m->commit_tail = &s->next_commit;
+out:
+	free(spki);
+	msg_free(&e->base);
+	return rc;
+}
+
+static int on_heartbeat(struct session *s, Seeswarm__V1__Heartbeat *hb)
+{
+	struct manager *m = s->m;
+	struct node *n = s->node;
+	if (n) {
+		n->last_hb_ms = time_wall_ms();
+		n->last_hb_mono = uv_now(m->loop);
+		n->heartbeats++;
+		n->dirty = true;
+		if (hb->load) {
+			n->cpu_permille = hb->load->cpu_permille;
+			n->mem_used = hb->load->memory_used_bytes;
+			n->load1_centi = hb->load->load1_centi;
+			n->running_tasks = hb->load->running_tasks;
+		}
+		if (n->state == NODE_SUSPECT || n->state == NODE_DOWN)
+			set_state(m, n, NODE_READY, n->draining ? n->reason : "heartbeats resumed");
+		m->mx.heartbeats++;
+		Seeswarm__V1__HeartbeatAck a = SEESWARM__V1__HEARTBEAT_ACK__INIT;
+		a.seq = hb->seq;
+		a.state = (char *)node_display_state(n);
+		conn_send(s->conn, MSG_HEARTBEAT_ACK, &a.base);
+	}
+	msg_free(&hb->base);
+	return 0;
+}
+
+static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint32_t len)
+{
+	struct session *s = conn_data(c);
+	ProtobufCMessage *msg;
+	const char *why;
+	int rc = msg_decode(type, payload, len, &msg, &why);
+	if (rc) {
+		char text[160];
+		snprintf(text, sizeof text, "%s (type %u, %u bytes)", why, type, len);
+		s->m->mx.protocol_errors++;
+		send_error(c, rc, text);
+		conn_close(c, rc, text);
+		return 0;
+	}
+	bool ok;
+	switch (s->st) {
+	case SESS_HELLO:
+		ok = type == MSG_HELLO;
+		break;
+	case SESS_EVIDENCE:
+		ok = type == MSG_EVIDENCE;
+		break;
+	case SESS_COMMIT:
+	case SESS_ADMITTED:
+		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE;
+		break;
+	default:
+		ok = false;
+	}
+	if (!ok) {
+		char text[96];
+		snprintf(text, sizeof text, "unexpected %s message in this state", msg_type_name(type));
+		s->m->mx.protocol_errors++;
+		msg_free(msg);
+		send_error(c, SS_EPROTO, text);
+		conn_close(c, SS_EPROTO, text);
+		return 0;
+	}
+	switch (type) {
+	case MSG_HELLO:
+		return on_hello(s, (Seeswarm__V1__Hello *)msg);
+	case MSG_EVIDENCE:
+		return on_evidence(s, (Seeswarm__V1__Evidence *)msg);
+	case MSG_HEARTBEAT:
+		return on_heartbeat(s, (Seeswarm__V1__Heartbeat *)msg);
+	case MSG_GOODBYE: {
+		Seeswarm__V1__Goodbye *g = (Seeswarm__V1__Goodbye *)msg;
+		if (s->node) {
+			char left[300];
+			snprintf(left, sizeof left, "agent left: %s", g->reason && *g->reason ? g->reason : "goodbye");
+			s->m->mx.goodbyes++;
+			set_state(s->m, s->node, NODE_LEFT, left);
+			detach_session(s);
+		}
+		msg_free(msg);
+		conn_close(c, 0, "agent said goodbye");
+		return 0;
+	}
+	default:
+		msg_free(msg);
+		return SS_EPROTO;
+	}
+}
+
+static void on_open(struct conn *c)
+{
+	struct session *s = conn_data(c);
+	X509 *peer = tls_peer_cert(conn_tls(c));
+	if (!peer || crypto_cert_cn(peer, s->cn, sizeof s->cn) != 0 || !ident_valid(s->cn)) {
+		conn_close(c, SS_EAUTH, "peer certificate has no valid CN");
+		return;
+	}
+	conn_set_deadline(c, HELLO_TIMEOUT_MS);
+}
+
+static void on_close(struct conn *c, int reason, const char *why)
+{
+	struct session *s = conn_data(c);
+	struct manager *m = s->m;
+	m->sessions--;
+	if (reason && reason != SS_ETIMEDOUT)
+		log_warn("connection from %s closed: %s (%s)", conn_peer(c), why, ss_strerror(reason));
+	else
+		log_debug("connection from %s closed: %s", conn_peer(c), why);
+	struct node *n = s->node;
+	if (n && n->session == s) {
+		detach_session(s);
+		/* A lost connection is a strong hint: suspect now, down after the timeout. */
+		if (n->state == NODE_READY && !m->stopping)
+			set_state(m, n, NODE_SUSPECT, "connection lost");
+	}
+	s->conn = NULL;
+	if (!s->in_commit_list)
+		session_free(s);
+}
+
+static const struct conn_cbs server_cbs = {
+	.on_open = on_open,
+	.on_frame = on_frame,
+	.on_close = on_close,
+};
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct manager *m = server->data;
+	if (status < 0) {
+		log_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	struct session *s = xcalloc(1, sizeof *s);
+	s->m = m;
+	s->st = SESS_HELLO;
+	struct conn_limits lim = {
+		.max_frame = FRAME_MAX_DEFAULT,
+		.frames_per_sec = 200,
+		.frame_burst = 400,
+		.max_write_queue = 4u << 20,
+	};
+	struct conn *c;
+	if (conn_accept(server, m->tls, &server_cbs, &lim, s, &c) != 0)
+		return; /* on_close frees s */
+	s->conn = c;
+	m->sessions++;
+	if (m->sessions > m->cfg.max_conns) {
+		conn_close(c, SS_ELIMIT, "too many connections");
+		return;
+	}
+	conn_set_deadline(c, HELLO_TIMEOUT_MS);
+}
+
+/* ---- failure detection ------------------------------------------------ */
+
+static void detect_one(void *arg, struct node *n)
+{
+	struct manager *m = arg;
+	if (n->state != NODE_READY && n->state != NODE_SUSPECT)
+		return;
+	uint64_t now = uv_now(m->loop);
+	uint64_t age = now > n->last_hb_mono ? now - n->last_hb_mono : 0;
+	uint64_t suspect_after = (uint64_t)m->cfg.heartbeat_ms * m->cfg.suspect_misses + m->cfg.heartbeat_ms / 2;
+	if (age > m->cfg.down_ms) {
+		char why[96];
+		snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)age);
+		struct session *s = n->session;
+		set_state(m, n, NODE_DOWN, why);
+		if (s) {
+			detach_session(s);
+			if (s->conn)
+				conn_close(s->conn, SS_ETIMEDOUT, why);
+		}
+	} else if (n->state == NODE_READY && age > suspect_after) {
+		set_state(m, n, NODE_SUSPECT, "missed heartbeats");
+	}
+}
+
+static void on_detector(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	registry_each(m->reg, detect_one, m);
+}
+
+static void save_dirty(void *arg, struct node *n)
+{
+	if (n->dirty)
+		save_node(arg, n);
+}
+
+static void on_saver(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	registry_each(m->reg, save_dirty, m);
+}
+
+/* ---- API backend ------------------------------------------------------ */
+
+static json_t *be_nodes_list(void *arg, bool all)
+{
+	struct manager *m = arg;
+	size_t n;
+	struct node **v = registry_sorted(m->reg, &n);
+	json_t *arr = json_array();
+	uint64_t mono = uv_now(m->loop);
+	int64_t wall = time_wall_ms();
+	for (size_t i = 0; i < n; i++) {
+		if (!all && (v[i]->state == NODE_REJECTED || v[i]->state == NODE_LEFT))
+			continue;
+		json_array_append_new(arr, node_to_json(v[i], false, mono, wall));
+	}
+	free(v);
+	json_t *j = json_object();
+	json_object_set_new(j, "nodes", arr);
+	return j;
+}
+
+static json_t *be_node_get(void *arg, const char *id)
+{
+	struct manager *m = arg;
+	struct node *n = registry_get(m->reg, id);
+	return n ? node_to_json(n, false, uv_now(m->loop), time_wall_ms()) : NULL;
+}
+
+static int be_node_drain(void *arg, const char *id, json_t *body, json_t **out, const char **why)
+{
+	struct manager *m = arg;
+	struct node *n = registry_get(m->reg, id);
+	if (!n)
+		return SS_ENOTFOUND;
+	if (n->state == NODE_REJECTED || n->state == NODE_EVICTED) {
+		*why = "node is not admitted; nothing to drain";
+		return SS_ESTATE;
+	}
+	const char *reason = body ? json_string_value(json_object_get(body, "reason")) : NULL;
+	char text[256];
+	snprintf(text, sizeof text, "drained by operator%s%s", reason ? ": " : "", reason ? reason : "");
+	n->draining = true;
+	set_state(m, n, n->state, text);
+	/* The answer waits for the commit: acknowledged means durable. */
+	int rc = store_flush(m->store);
+	if (rc) {
+		*why = "could not persist the drain";
+		return SS_ESTORE;
+	}
+	struct session *s = n->session;
+	if (s && s->conn && s->st == SESS_ADMITTED) {
+		Seeswarm__V1__StateChange sc = SEESWARM__V1__STATE_CHANGE__INIT;
+		sc.state = "draining";
+		sc.reason = text;
+		conn_send(s->conn, MSG_STATE_CHANGE, &sc.base);
+	}
+	*out = node_to_json(n, false, uv_now(m->loop), time_wall_ms());
+	return 0;
+}
+
+struct count_ctx {
+	size_t by_state[NODE_STATE_COUNT];
+	size_t draining, connected;
+};
+
+static void count_one(void *arg, struct node *n)
+{
+	struct count_ctx *c = arg;
+	c->by_state[n->state]++;
+	c->draining += n->draining;
+	c->connected += n->session != NULL;
+}
+
+static void be_metrics(void *arg, struct buf *out)
+{
+	struct manager *m = arg;
+	struct count_ctx cc;
+	memset(&cc, 0, sizeof cc);
+	registry_each(m->reg, count_one, &cc);
+	buf_printf(out, "# HELP seeswarm_nodes Nodes by state.\n# TYPE seeswarm_nodes gauge\n");
+	for (int i = 0; i < NODE_STATE_COUNT; i++)
+		buf_printf(out, "seeswarm_nodes{state=\"%s\"} %zu\n", node_state_name((enum node_state)i),
+			   cc.by_state[i]);
+	buf_printf(out, "# TYPE seeswarm_nodes_draining gauge\nseeswarm_nodes_draining %zu\n", cc.draining);
+	buf_printf(out, "# TYPE seeswarm_nodes_connected gauge\nseeswarm_nodes_connected %zu\n", cc.connected);
+	const struct conn_stats *cs = conn_stats();
+	buf_printf(out, "# TYPE seeswarm_agent_connections gauge\nseeswarm_agent_connections %zu\n", m->sessions);
+	buf_printf(out, "# TYPE seeswarm_agent_accepted_total counter\nseeswarm_agent_accepted_total %llu\n",
+		   (unsigned long long)cs->accepted);
+	buf_printf(out, "# TYPE seeswarm_agent_closed_error_total counter\nseeswarm_agent_closed_error_total %llu\n",
+		   (unsigned long long)cs->closed_error);
+	buf_printf(out, "# TYPE seeswarm_frames_in_total counter\nseeswarm_frames_in_total %llu\n",
+		   (unsigned long long)cs->frames_in);
+	buf_printf(out, "# TYPE seeswarm_frames_out_total counter\nseeswarm_frames_out_total %llu\n",
+		   (unsigned long long)cs->frames_out);
+	buf_printf(out, "# TYPE seeswarm_admissions_total counter\nseeswarm_admissions_total %llu\n",
+		   (unsigned long long)m->mx.admitted);
+	buf_printf(out, "# TYPE seeswarm_rejections_total counter\nseeswarm_rejections_total %llu\n",
+		   (unsigned long long)m->mx.rejected);
+	buf_printf(out, "# TYPE seeswarm_heartbeats_total counter\nseeswarm_heartbeats_total %llu\n",
+		   (unsigned long long)m->mx.heartbeats);
+	buf_printf(out, "# TYPE seeswarm_protocol_errors_total counter\nseeswarm_protocol_errors_total %llu\n",
+		   (unsigned long long)m->mx.protocol_errors);
+	buf_printf(out, "# TYPE seeswarm_store_commits_total counter\nseeswarm_store_commits_total %llu\n",
+		   (unsigned long long)m->mx.commits);
+	buf_printf(out, "# TYPE seeswarm_store_commit_failures_total counter\nseeswarm_store_commit_failures_total %llu\n",
+		   (unsigned long long)m->mx.commit_failures);
+	buf_printf(out, "# TYPE seeswarm_store_commit_seconds_max gauge\nseeswarm_store_commit_seconds_max %.6f\n",
+		   (double)m->mx.commit_us_max / 1e6);
+	buf_printf(out, "# TYPE seeswarm_store_commit_seconds_sum counter\nseeswarm_store_commit_seconds_sum %.6f\n",
+		   (double)m->mx.commit_us_total / 1e6);
+	buf_printf(out, "# TYPE seeswarm_nodes_down_total counter\nseeswarm_nodes_down_total %llu\n",
+		   (unsigned long long)m->mx.went_down);
+	buf_printf(out, "# TYPE seeswarm_uptime_seconds gauge\nseeswarm_uptime_seconds %.3f\n",
+		   (double)(time_wall_ms() - m->started_ms) / 1000.0);
+}
+
+static json_t *be_health(void *arg)
+{
+	struct manager *m = arg;
+	struct count_ctx cc;
+	memset(&cc, 0, sizeof cc);
+	registry_each(m->reg, count_one, &cc);
+	return json_pack("{s:s, s:I, s:I, s:b}", "version", SS_VERSION, "nodes_ready",
+			 (json_int_t)cc.by_state[NODE_READY], "nodes_total",
+			 (json_int_t)registry_count(m->reg), "insecure_sim_attestation",
+			 m->cfg.insecure_sim);
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+static int load_node_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct manager *m = arg;
+	json_error_t err;
+	json_t *j = json_loadb(value, len, 0, &err);
+	if (!j || !ident_valid(key)) {
+		log_error("store: node record %s is corrupt: %s", key, j ? "bad id" : err.text);
+		json_decref(j);
+		return 0;
+	}
+	struct node *n = registry_upsert(m->reg, key);
+	if (node_from_json(n, j) != 0)
+		log_error("store: node record %s has no valid state", key);
+	json_decref(j);
+	/* Give every node one detection period to reconnect after a restart. */
+	n->last_hb_mono = uv_now(m->loop);
+	return 0;
+}
+
+static void add_unique(const char **list, size_t *n, size_t cap, const char *s)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(list[i], s))
+			return;
+	if (*n < cap)
+		list[(*n)++] = s;
+}
+
+/* Issues a fresh manager certificate for every local address and the bind hosts. */
+static int make_server_identity(struct manager *m, X509 **cert, EVP_PKEY **key)
+{
+	int rc;
+	char host1[256] = "", host2[256] = "";
+	uint16_t port;
+	const char *dns[8], *ips[64];
+	size_t nd = 0, ni = 0;
+	char hostname[256] = "";
+	char (*ipbuf)[INET6_ADDRSTRLEN] = xcalloc(64, sizeof *ipbuf);
+	struct ifaddrs *ifa = NULL;
+
+	add_unique(dns, &nd, 8, TLS_MANAGER_NAME);
+	add_unique(dns, &nd, 8, "localhost");
+	if (gethostname(hostname, sizeof hostname - 1) == 0 && ident_valid(hostname))
+		add_unique(dns, &nd, 8, hostname);
+	add_unique(ips, &ni, 64, "127.0.0.1");
+	add_unique(ips, &ni, 64, "::1");
+	if (getifaddrs(&ifa) == 0) {
+		size_t k = 0;
+		for (struct ifaddrs *p = ifa; p && k < 60; p = p->ifa_next) {
+			if (!p->ifa_addr)
+				continue;
+			int fam = p->ifa_addr->sa_family;
+			if (fam != AF_INET && fam != AF_INET6)
+				continue;
+			if (getnameinfo(p->ifa_addr, fam == AF_INET ? sizeof(struct sockaddr_in)
+								  : sizeof(struct sockaddr_in6),
+					ipbuf[k], INET6_ADDRSTRLEN, NULL, 0, NI_NUMERICHOST) != 0)
+				continue;
+			if (strchr(ipbuf[k], '%'))
+				continue; /* link-local with a scope */
+			add_unique(ips, &ni, 64, ipbuf[k]);
+			k++;
+		}
+	}
+	struct in6_addr tmp;
+	if (addr_split(m->cfg.listen, host1, sizeof host1, &port) == 0 &&
+	    (inet_pton(AF_INET, host1, &tmp) == 1 || inet_pton(AF_INET6, host1, &tmp) == 1))
+		add_unique(ips, &ni, 64, host1);
+	else if (host1[0] && ident_valid(host1))
+		add_unique(dns, &nd, 8, host1);
+	if (addr_split(m->cfg.api, host2, sizeof host2, &port) == 0 &&
+	    (inet_pton(AF_INET, host2, &tmp) == 1 || inet_pton(AF_INET6, host2, &tmp) == 1))
+		add_unique(ips, &ni, 64, host2);
+	else if (host2[0] && ident_valid(host2))
+		add_unique(dns, &nd, 8, host2);
+	/* 0.0.0.0 and :: are not addresses a client connects to. */
+	size_t w = 0;
+	for (size_t i = 0; i < ni; i++)
+		if (strcmp(ips[i], "0.0.0.0") && strcmp(ips[i], "::"))
+			ips[w++] = ips[i];
+	ni = w;
+	dns[nd] = NULL;
+	ips[ni] = NULL;
+	rc = crypto_gen_key(key);
+	if (rc)
+		goto out;
+	struct ca_issue_opts o = {
+		.common_name = TLS_MANAGER_NAME,
+		.dns_sans = dns,
+		.ip_sans = ips,
+		.lifetime_s = 90 * 86400,
+		.usage = CA_USAGE_SERVER,
+	};
+	rc = ca_issue(m->ca, *key, &o, cert);
+out:
+	if (ifa)
+		freeifaddrs(ifa);
+	free(ipbuf);
+	return rc;
+}
+
+/* Creates the admin token on first start. Returns the token (caller frees) or NULL if it existed. */
+static int ensure_token(struct manager *m, uint8_t hash[32], char **token_out)
+{
+	int rc = 0;
+	char *path = xasprintf("%s/api-token.sha256", m->cfg.data_dir);
+	char *text = NULL;
+	*token_out = NULL;
+	rc = file_read(path, 256, &text, NULL);
+	if (rc == 0) {
+		text[strcspn(text, "\r\n")] = '\0';
+		rc = hex_decode(text, hash, 32);
+		if (rc)
+			log_error("%s is corrupt", path);
+		goto out;
+	}
+	if (rc != SS_ENOTFOUND)
+		goto out;
+	uint8_t raw[32];
+	char hex[65];
+	rand_bytes(raw, sizeof raw);
+	hex_encode(raw, sizeof raw, hex);
+	char *token = xasprintf("sst_%s", hex);
+	sha256(token, strlen(token), hash);
+	char hhex[65];
+	hex_encode(hash, 32, hhex);
+	char *line = xasprintf("%s\n", hhex);
+	rc = file_write_atomic(path, line, strlen(line), 0600);
+	free(line);
+	if (rc) {
+		free(token);
+		goto out;
+	}
+	*token_out = token;
+out:
+	free(text);
+	free(path);
+	return rc;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct manager *m = h->data;
+	log_info("received signal %d; shutting down", signum);
+	m->stopping = true;
+	uv_stop(m->loop);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: seeswarm manager --data-dir DIR [--listen HOST:PORT] [--api HOST:PORT]\n"
+		"                        [--insecure-sim-attestation] [--heartbeat-interval 500ms]\n"
+		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
+		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
+		"\n"
+		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
+		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
+		"  --api HOST:PORT             HTTPS/JSON API (default 127.0.0.1:7401)\n"
+		"  --insecure-sim-attestation  accept simulated (non-hardware) evidence; development only\n"
+		"  --heartbeat-interval D      interval agents are told to use (default 500ms)\n"
+		"  --suspect-after-misses N    missed heartbeats before a node is suspect (default 2)\n"
+		"  --down-after D              silence before a node is down (default 2s)\n"
+		"  --client-config PATH        where to write the CLI config on first start\n"
+		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
+}
+
+static int parse_args(int argc, char **argv, struct manager_config *cfg)
+{
+	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX };
+	static const struct option opts[] = {
+		{"data-dir", required_argument, NULL, 'd'},
+		{"listen", required_argument, NULL, 'l'},
+		{"api", required_argument, NULL, 'a'},
+		{"insecure-sim-attestation", no_argument, NULL, O_INSECURE},
+		{"heartbeat-interval", required_argument, NULL, O_HB},
+		{"suspect-after-misses", required_argument, NULL, O_MISSES},
+		{"down-after", required_argument, NULL, O_DOWN},
+		{"client-config", required_argument, NULL, O_CC},
+		{"no-client-config", no_argument, NULL, O_NOCC},
+		{"max-agents", required_argument, NULL, O_MAX},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "d:l:a:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			cfg->data_dir = optarg;
+			break;
+		case 'l':
+			cfg->listen = optarg;
+			break;
+		case 'a':
+			cfg->api = optarg;
+			break;
+		case O_INSECURE:
+			cfg->insecure_sim = true;
+			break;
+		case O_HB:
+			if (parse_duration_ms(optarg, &v) || v < 50 || v > 600000) {
+				fprintf(stderr, "manager: --heartbeat-interval must be 50ms..10m\n");
+				return 2;
+			}
+			cfg->heartbeat_ms = (uint32_t)v;
+			break;
+		case O_MISSES:
+			if (parse_size(optarg, &v) || v < 1 || v > 100) {
+				fprintf(stderr, "manager: --suspect-after-misses must be 1..100\n");
+				return 2;
+			}
+			cfg->suspect_misses = (uint32_t)v;
+			break;
+		case O_DOWN:
+			if (parse_duration_ms(optarg, &v) || v < 100 || v > 3600000) {
+				fprintf(stderr, "manager: --down-after must be 100ms..1h\n");
+				return 2;
+			}
+			cfg->down_ms = (uint32_t)v;
+			break;
+		case O_CC:
+			cfg->client_config = optarg;
+			break;
+		case O_NOCC:
+			cfg->client_config = "";
+			break;
+		case O_MAX:
+			if (parse_size(optarg, &v) || v < 1 || v > 1000000) {
+				fprintf(stderr, "manager: --max-agents must be 1..1000000\n");
+				return 2;
+			}
+			cfg->max_conns = (uint32_t)v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "manager: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!cfg->data_dir) {
+		fprintf(stderr, "manager: --data-dir is required\n");
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+static int bind_listener(struct manager *m)
+{
+	char host[256];
+	uint16_t port;
+	struct sockaddr_storage ss;
+	if (addr_split(m->cfg.listen, host, sizeof host, &port) != 0) {
+		log_error("--listen '%s' is not HOST:PORT", m->cfg.listen);
+		return SS_ECONFIG;
+	}
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+		log_error("--listen host '%s' must be an IP address", host);
+		return SS_ECONFIG;
+	}
+	uv_tcp_init(m->loop, &m->listener);
+	m->listener.data = m;
+	int r = uv_tcp_bind(&m->listener, (const struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&m->listener, 4096, on_connection);
+	if (r != 0) {
+		log_error("cannot listen on %s: %s", m->cfg.listen, uv_strerror(r));
+		return SS_EIO;
+	}
+	return 0;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void close_session_cb(void *arg, struct node *n)
+{
+	(void)arg;
+	struct session *s = n->session;
+	if (s && s->conn)
+		conn_close(s->conn, 0, "manager shutting down");
+}
+
+int manager_main(int argc, char **argv)
+{
+	struct manager *m = xcalloc(1, sizeof *m);
+	struct manager_config *cfg = &m->cfg;
+	int rc = 1;
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	char *token = NULL, *ca_path = NULL, *db_path = NULL, *cert_pem = NULL, *key_pem = NULL;
+	bool loop_ready = false;
+
+	cfg->listen = "127.0.0.1:7400";
+	cfg->api = "127.0.0.1:7401";
+	cfg->heartbeat_ms = 500;
+	cfg->suspect_misses = 2;
+	cfg->down_ms = 2000;
+	cfg->max_conns = 50000;
+	int prc = parse_args(argc, argv, cfg);
+	if (prc) {
+		rc = prc == 1 ? 0 : 2;
+		goto out;
+	}
+	log_init("manager", LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	m->commit_tail = &m->commit_head;
+	m->started_ms = time_wall_ms();
+	if (cfg->down_ms <= cfg->heartbeat_ms) {
+		log_error("--down-after must be longer than the heartbeat interval");
+		goto out;
+	}
+	if (dir_ensure(cfg->data_dir, 0700) != 0 || chmod(cfg->data_dir, 0700) != 0) {
+		log_error("cannot create data dir %s", cfg->data_dir);
+		goto out;
+	}
+	bool created = false;
+	if (ca_init_dir(cfg->data_dir, &created) != 0 || ca_load(&m->ca, cfg->data_dir) != 0) {
+		log_error("cannot create or load the swarm CA in %s", cfg->data_dir);
+		goto out;
+	}
+	if (created)
+		log_info("created the swarm CA in %s", cfg->data_dir);
+	ca_path = xasprintf("%s/ca.pem", cfg->data_dir);
+	if (make_server_identity(m, &cert, &key) != 0) {
+		log_error("cannot issue the manager certificate");
+		goto out;
+	}
+	char *mpath = xasprintf("%s/manager.pem", cfg->data_dir);
+	pem_write_cert(mpath, cert, 0644);
+	free(mpath);
+	if (tls_ctx_new(&m->tls, true, ca_path, cert, key) != 0)
+		goto out;
+	uint8_t token_hash[32];
+	if (ensure_token(m, token_hash, &token) != 0) {
+		log_error("cannot create or read the API token");
+		goto out;
+	}
+	db_path = xasprintf("%s/state.db", cfg->data_dir);
+	if (store_open(&m->store, db_path) != 0) {
+		log_error("cannot open the store %s", db_path);
+		goto out;
+	}
+	m->reg = registry_new();
+	m->loop = xmalloc(sizeof *m->loop);
+	uv_loop_init(m->loop);
+	loop_ready = true;
+	if (store_scan(m->store, "nodes", load_node_cb, m) != 0) {
+		log_error("cannot read nodes from the store");
+		goto out;
+	}
+	if (registry_count(m->reg))
+		log_info("recovered %zu nodes from the store", registry_count(m->reg));
+	if (bind_listener(m) != 0)
+		goto out;
+	cert_pem = pem_cert_string(cert);
+	key_pem = pem_key_string(key);
+	struct api_opts ao = {
+		.listen = cfg->api,
+		.cert_pem = cert_pem,
+		.key_pem = key_pem,
+		.backend = {
+			.arg = m,
+			.nodes_list = be_nodes_list,
+			.node_get = be_node_get,
+			.node_drain = be_node_drain,
+			.metrics = be_metrics,
+			.health = be_health,
+		},
+	};
+	memcpy(ao.token_hash, token_hash, 32);
+	if (api_start(&m->api, m->loop, &ao) != 0) {
+		log_error("cannot start the API on %s", cfg->api);
+		goto out;
+	}
+	if (token) {
+		const char *ccpath = cfg->client_config ? cfg->client_config : getenv("SEESWARM_CONFIG");
+		char *dflt = NULL;
+		if (!ccpath || !*ccpath)
+			ccpath = cfg->client_config ? NULL : (dflt = client_config_default_path());
+		char host[256];
+		uint16_t port;
+		char addr[300];
+		addr_split(cfg->api, host, sizeof host, &port);
+		snprintf(addr, sizeof addr, "%s:%u",
+			 !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "[::1]" : cfg->api,
+			 (unsigned)api_port(m->api));
+		if (strcmp(host, "0.0.0.0") && strcmp(host, "::")) {
+			if (strchr(host, ':'))
+				snprintf(addr, sizeof addr, "[%s]:%u", host, (unsigned)api_port(m->api));
+			else
+				snprintf(addr, sizeof addr, "%s:%u", host, (unsigned)api_port(m->api));
+		}
+		char *abs_ca = realpath(ca_path, NULL);
+		printf("seeswarm manager: first start, new swarm in %s\n", cfg->data_dir);
+		printf("API token (shown once; the manager keeps only its hash):\n  %s\n", token);
+		if (ccpath && client_config_write(ccpath, addr, token, abs_ca ? abs_ca : ca_path) == 0)
+			printf("CLI config written to %s (mode 0600)\n", ccpath);
+		fflush(stdout);
+		free(abs_ca);
+		free(dflt);
+	}
+	uv_timer_init(m->loop, &m->detector);
+	m->detector.data = m;
+	uv_timer_start(&m->detector, on_detector, DETECTOR_PERIOD_MS, DETECTOR_PERIOD_MS);
+	uv_timer_init(m->loop, &m->saver);
+	m->saver.data = m;
+	uv_timer_start(&m->saver, on_saver, SAVE_PERIOD_MS, SAVE_PERIOD_MS);
+	uv_prepare_init(m->loop, &m->committer);
+	m->committer.data = m;
+	uv_prepare_start(&m->committer, on_prepare);
+	uv_signal_init(m->loop, &m->sig_term);
+	m->sig_term.data = m;
+	uv_signal_start(&m->sig_term, on_signal, SIGTERM);
+	uv_signal_init(m->loop, &m->sig_int);
+	m->sig_int.data = m;
+	uv_signal_start(&m->sig_int, on_signal, SIGINT);
+	log_info("listening for agents on %s (mutual TLS 1.3), API on https://%s%s", cfg->listen,
+		 cfg->api, cfg->insecure_sim ? "; INSECURE simulated attestation allowed" : "");
+	uv_run(m->loop, UV_RUN_DEFAULT);
+
+	/* Shutdown: persist heartbeat data, close sessions, flush, close handles. */
+	m->stopping = true;
+	registry_each(m->reg, save_dirty, m);
+	registry_each(m->reg, close_session_cb, NULL);
+	on_prepare(&m->committer);
+	api_stop(m->api, NULL, NULL);
+	m->api = NULL;
+	uv_walk(m->loop, close_walk, NULL);
+	uv_run(m->loop, UV_RUN_DEFAULT);
+	on_prepare(&m->committer);
+	rc = 0;
+out:
+	if (loop_ready) {
+		if (m->api) {
+			api_stop(m->api, NULL, NULL);
+			m->api = NULL;
+		}
+		uv_walk(m->loop, close_walk, NULL);
+		uv_run(m->loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(m->loop) != 0)
+			log_warn("loop closed with handles still open");
+		free(m->loop);
+	}
+	store_close(m->store);
+	registry_free(m->reg);
+	tls_ctx_free(m->tls);
+	ca_free(m->ca);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	free(token);
+	free(ca_path);
+	free(db_path);
+	free(cert_pem);
+	free(key_pem);
+	free(m);
+	return rc;
+}

@@ -1,0 +1,78 @@
+/*
+ * conn.h - a framed, mutual-TLS connection on a libuv TCP handle.
+ *
+ * A conn owns its socket, its TLS session and its frame decoder. Frames are
+ * delivered in order through on_frame once the handshake is done. A conn is
+ * closed with conn_close (idempotent, safe from inside any callback); its
+ * on_close callback then runs exactly once, from a later loop iteration,
+ * after which the conn's memory is gone. Nothing may use the conn after
+ * on_close returns.
+ *
+ * Loop affinity: every function here runs on the conn's loop thread.
+ */
+#ifndef SS_CONN_H
+#define SS_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "net/tls.h"
+
+struct conn;
+
+struct conn_cbs {
+	/* The TLS handshake completed; the peer certificate is verified. */
+	void (*on_open)(struct conn *c);
+	/* One frame. A nonzero return closes the conn with that code. */
+	int (*on_frame)(struct conn *c, uint16_t type, const uint8_t *payload, uint32_t len);
+	/* The conn is closed; reason is 0 for a clean close or an SS_E* code. */
+	void (*on_close)(struct conn *c, int reason, const char *why);
+};
+
+struct conn_limits {
+	uint32_t max_frame;        /* payload bound; default FRAME_MAX_DEFAULT */
+	uint32_t frames_per_sec;   /* sustained rate; 0 = unlimited */
+	uint32_t frame_burst;      /* bucket size */
+	size_t max_write_queue;    /* bytes queued to a slow peer before closing */
+};
+
+/* Accepts one pending connection from server. */
+int conn_accept(uv_stream_t *server, struct tls_ctx *ctx, const struct conn_cbs *cbs,
+		const struct conn_limits *limits, void *data, struct conn **out);
+/*
+ * Connects to addr. ident_cert/ident_key, when non-NULL, override the
+ * context's client identity. Failure to connect is reported via on_close.
+ */
+int conn_connect(uv_loop_t *loop, const struct sockaddr *addr, struct tls_ctx *ctx,
+		 const char *expected_name, X509 *ident_cert, EVP_PKEY *ident_key,
+		 const struct conn_cbs *cbs, const struct conn_limits *limits, void *data,
+		 struct conn **out);
+
+/* Packs msg, frames it as type and queues it. SS_ECLOSED once closing. */
+int conn_send(struct conn *c, uint16_t type, const ProtobufCMessage *msg);
+/* Queues an already framed byte string (used by tests and the load generator). */
+int conn_send_bytes(struct conn *c, const void *data, size_t len);
+
+/* Closes the conn; reason/why are passed to on_close. why is copied. */
+void conn_close(struct conn *c, int reason, const char *why);
+bool conn_closing(const struct conn *c);
+
+/* (Re)arms a deadline: when it passes, the conn closes with SS_ETIMEDOUT. 0 disarms. */
+void conn_set_deadline(struct conn *c, uint64_t ms);
+
+void *conn_data(const struct conn *c);
+void conn_set_data(struct conn *c, void *data);
+/* "ip:port" of the peer. */
+const char *conn_peer(const struct conn *c);
+struct tls *conn_tls(const struct conn *c);
+
+/* Process-wide counters (loop thread only). */
+struct conn_stats {
+	uint64_t accepted, open, closed_error, frames_in, frames_out, bytes_in, bytes_out;
+};
+const struct conn_stats *conn_stats(void);
+
+#endif

@@ -1,0 +1,224 @@
+/* msg.c - strict decoding and validation of protocol messages. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "net/msg.h"
+
+static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
+	[MSG_HELLO] = &seeswarm__v1__hello__descriptor,
+	[MSG_CHALLENGE] = &seeswarm__v1__challenge__descriptor,
+	[MSG_EVIDENCE] = &seeswarm__v1__evidence__descriptor,
+	[MSG_ADMITTED] = &seeswarm__v1__admitted__descriptor,
+	[MSG_REJECTED] = &seeswarm__v1__rejected__descriptor,
+	[MSG_HEARTBEAT] = &seeswarm__v1__heartbeat__descriptor,
+	[MSG_HEARTBEAT_ACK] = &seeswarm__v1__heartbeat_ack__descriptor,
+	[MSG_GOODBYE] = &seeswarm__v1__goodbye__descriptor,
+	[MSG_STATE_CHANGE] = &seeswarm__v1__state_change__descriptor,
+	[MSG_ERROR] = &seeswarm__v1__error__descriptor,
+};
+
+static const char *const names[MSG_TYPE_MAX + 1] = {
+	[MSG_HELLO] = "hello",
+	[MSG_CHALLENGE] = "challenge",
+	[MSG_EVIDENCE] = "evidence",
+	[MSG_ADMITTED] = "admitted",
+	[MSG_REJECTED] = "rejected",
+	[MSG_HEARTBEAT] = "heartbeat",
+	[MSG_HEARTBEAT_ACK] = "heartbeat_ack",
+	[MSG_GOODBYE] = "goodbye",
+	[MSG_STATE_CHANGE] = "state_change",
+	[MSG_ERROR] = "error",
+};
+
+const char *msg_type_name(uint16_t type)
+{
+	return type >= 1 && type <= MSG_TYPE_MAX ? names[type] : NULL;
+}
+
+uint16_t msg_type_of(const ProtobufCMessage *m)
+{
+	for (uint16_t t = 1; t <= MSG_TYPE_MAX; t++)
+		if (descs[t] == m->descriptor)
+			return t;
+	return 0;
+}
+
+static bool str_ok(const char *s, size_t max)
+{
+	if (!s)
+		return true;
+	size_t n = strnlen(s, max + 1);
+	if (n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static const char *check_hello(const Seeswarm__V1__Hello *h)
+{
+	if (!h->agent_id || !*h->agent_id)
+		return "hello: missing agent_id";
+	if (!ident_valid(h->agent_id))
+		return "hello: agent_id is not a valid identifier";
+	if (!str_ok(h->agent_version, 31))
+		return "hello: agent_version too long or not printable";
+	if (!str_ok(h->advertise_addr, 127))
+		return "hello: advertise_addr too long or not printable";
+	if (h->n_labels > MSG_MAX_LABELS)
+		return "hello: too many labels";
+	for (size_t i = 0; i < h->n_labels; i++) {
+		const Seeswarm__V1__Label *l = h->labels[i];
+		if (!l->key || !ident_valid(l->key))
+			return "hello: invalid label key";
+		if (!l->value || !label_value_valid(l->value))
+			return "hello: invalid label value";
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(h->labels[j]->key, l->key))
+				return "hello: duplicate label key";
+	}
+	if (!isfinite(h->price_per_hour) || h->price_per_hour < 0 || h->price_per_hour > 1e6)
+		return "hello: price_per_hour out of range";
+	if (h->n_evidence_types > MSG_MAX_EVIDENCE_TYPES)
+		return "hello: too many evidence types";
+	for (size_t i = 0; i < h->n_evidence_types; i++)
+		if (!str_ok(h->evidence_types[i], 15) || !*h->evidence_types[i])
+			return "hello: invalid evidence type";
+	const Seeswarm__V1__Capabilities *c = h->capabilities;
+	if (!c)
+		return "hello: missing capabilities";
+	if (c->cpu_cores == 0 || c->cpu_cores > 4096)
+		return "hello: cpu_cores out of range";
+	if (c->n_features > MSG_MAX_FEATURES)
+		return "hello: too many features";
+	for (size_t i = 0; i < c->n_features; i++)
+		if (!c->features[i] || !ident_valid(c->features[i]))
+			return "hello: invalid feature name";
+	if (!str_ok(c->tee_type, 15))
+		return "hello: invalid tee_type";
+	if (!str_ok(c->hostname, 63))
+		return "hello: hostname too long or not printable";
+	return NULL;
+}
+
+static const char *check_evidence(const Seeswarm__V1__Evidence *e)
+{
+	if (!e->evidence_type || !*e->evidence_type || !str_ok(e->evidence_type, 15))
+		return "evidence: invalid evidence_type";
+	if (e->evidence.len > MSG_MAX_EVIDENCE)
+		return "evidence: evidence too large";
+	if (e->n_certs > MSG_MAX_CERTS)
+		return "evidence: too many certificates";
+	for (size_t i = 0; i < e->n_certs; i++)
+		if (e->certs[i].len > MSG_MAX_CERT)
+			return "evidence: certificate too large";
+	return NULL;
+}
+
+static const char *check(uint16_t type, const ProtobufCMessage *m)
+{
+	switch (type) {
+	case MSG_HELLO:
+		return check_hello((const Seeswarm__V1__Hello *)m);
+	case MSG_CHALLENGE: {
+		const Seeswarm__V1__Challenge *c = (const void *)m;
+		if (c->nonce.len != MSG_NONCE_LEN)
+			return "challenge: nonce must be 32 bytes";
+		if (!c->evidence_type || !*c->evidence_type || !str_ok(c->evidence_type, 15))
+			return "challenge: invalid evidence_type";
+		return NULL;
+	}
+	case MSG_EVIDENCE:
+		return check_evidence((const void *)m);
+	case MSG_ADMITTED: {
+		const Seeswarm__V1__Admitted *a = (const void *)m;
+		if (!a->node_id || !ident_valid(a->node_id))
+			return "admitted: invalid node_id";
+		if (a->heartbeat_interval_ms < 50 || a->heartbeat_interval_ms > 600000)
+			return "admitted: heartbeat interval out of range";
+		if (!str_ok(a->state, 15) || !str_ok(a->attestation_status, 31))
+			return "admitted: invalid state";
+		return NULL;
+	}
+	case MSG_REJECTED: {
+		const Seeswarm__V1__Rejected *r = (const void *)m;
+		if (!str_ok(r->reason, 511))
+			return "rejected: reason too long";
+		return NULL;
+	}
+	case MSG_HEARTBEAT: {
+		const Seeswarm__V1__Heartbeat *h = (const void *)m;
+		if (h->load && h->load->cpu_permille > 1000)
+			return "heartbeat: cpu_permille out of range";
+		return NULL;
+	}
+	case MSG_HEARTBEAT_ACK: {
+		const Seeswarm__V1__HeartbeatAck *a = (const void *)m;
+		return str_ok(a->state, 15) ? NULL : "heartbeat_ack: invalid state";
+	}
+	case MSG_GOODBYE: {
+		const Seeswarm__V1__Goodbye *g = (const void *)m;
+		return str_ok(g->reason, MSG_MAX_STR) ? NULL : "goodbye: reason too long";
+	}
+	case MSG_STATE_CHANGE: {
+		const Seeswarm__V1__StateChange *s = (const void *)m;
+		if (!s->state || !str_ok(s->state, 15) || !str_ok(s->reason, MSG_MAX_STR))
+			return "state_change: invalid state";
+		return NULL;
+	}
+	case MSG_ERROR: {
+		const Seeswarm__V1__Error *e = (const void *)m;
+		return str_ok(e->message, 511) ? NULL : "error: message too long";
+	}
+	default:
+		return "unknown message type";
+	}
+}
+
+int msg_decode(uint16_t type, const uint8_t *payload, size_t len,
+	       ProtobufCMessage **out, const char **why)
+{
+	int rc = 0;
+	ProtobufCMessage *m = NULL;
+	*out = NULL;
+	*why = NULL;
+	if (type < 1 || type > MSG_TYPE_MAX) {
+		*why = "unknown message type";
+		rc = SS_ETYPE;
+		goto out;
+	}
+	m = protobuf_c_message_unpack(descs[type], NULL, len, payload);
+	if (!m) {
+		*why = "payload does not decode";
+		rc = SS_EPROTO;
+		goto out;
+	}
+	*why = check(type, m);
+	if (*why) {
+		rc = SS_EPROTO;
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	if (m)
+		protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+void msg_free(ProtobufCMessage *m)
+{
+	if (m)
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+uint8_t *msg_pack(const ProtobufCMessage *m, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *p = xmalloc(n ? n : 1);
+	*len = protobuf_c_message_pack(m, p);
+	return p;
+}

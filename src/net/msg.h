@@ -1,0 +1,64 @@
+/*
+ * msg.h - the protocol's message types and their strict decoders.
+ *
+ * Each decoder unpacks one protobuf payload and then validates it: string
+ * lengths, repeated-field counts and value ranges are bounded here, so code
+ * that handles a decoded message may rely on those bounds. A decoded message
+ * is freed with msg_free().
+ */
+#ifndef SS_MSG_H
+#define SS_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/seeswarm.pb-c.h"
+
+#define PROTOCOL_VERSION 1
+
+enum msg_type {
+	MSG_HELLO = 1,
+	MSG_CHALLENGE = 2,
+	MSG_EVIDENCE = 3,
+	MSG_ADMITTED = 4,
+	MSG_REJECTED = 5,
+	MSG_HEARTBEAT = 6,
+	MSG_HEARTBEAT_ACK = 7,
+	MSG_GOODBYE = 8,
+	MSG_STATE_CHANGE = 9,
+	MSG_ERROR = 10,
+	MSG_TYPE_MAX = 10,
+};
+
+/* Bounds enforced by the decoders. */
+#define MSG_MAX_ID 63
+#define MSG_MAX_STR 255
+#define MSG_MAX_LABELS 32
+#define MSG_MAX_FEATURES 64
+#define MSG_MAX_EVIDENCE_TYPES 8
+#define MSG_MAX_EVIDENCE (64u * 1024u)
+#define MSG_MAX_CERTS 8
+#define MSG_MAX_CERT (8u * 1024u)
+#define MSG_NONCE_LEN 32
+
+/* Returns the message name ("hello", ...) or NULL for an unknown type. */
+const char *msg_type_name(uint16_t type);
+
+/*
+ * Decodes and validates a payload of the given type. On success returns 0
+ * and *out holds a ProtobufCMessage of that type owned by the caller (free
+ * with msg_free). Returns SS_ETYPE for an unknown type and SS_EPROTO for a
+ * payload that does not decode or breaks a bound; *why then names the
+ * problem (a static string).
+ */
+int msg_decode(uint16_t type, const uint8_t *payload, size_t len,
+	       ProtobufCMessage **out, const char **why);
+void msg_free(ProtobufCMessage *m);
+
+/* Packs a message into a newly allocated buffer (caller frees). */
+uint8_t *msg_pack(const ProtobufCMessage *m, size_t *len);
+
+/* Maps a message descriptor back to its type number (0 if unknown). */
+uint16_t msg_type_of(const ProtobufCMessage *m);
+
+#endif
