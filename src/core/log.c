@@ -39,7 +39,7 @@ enum log_level log_get_level(void)
 	return g_level;
 }
 
-static void vlog(enum log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
 	static const char *names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 	char ts[32];
