@@ -1,5 +1,6 @@
 /* manager.c - the manager daemon: listener, admission, heartbeats, failure detection. */
 #include <getopt.h>
+#include <malloc.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <signal.h>
@@ -29,7 +30,6 @@
 #define HELLO_TIMEOUT_MS 10000
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
-#define SAVE_PERIOD_MS 5000
 
 struct manager_config {
 	const char *data_dir;
@@ -69,7 +69,6 @@ struct manager {
 	uv_loop_t *loop;
 	uv_tcp_t listener;
 	uv_timer_t detector;
-	uv_timer_t saver;
 	uv_prepare_t committer;
 	uv_signal_t sig_term, sig_int;
 	struct tls_ctx *tls;
@@ -555,12 +554,6 @@ static void save_dirty(void *arg, struct node *n)
 		save_node(arg, n);
 }
 
-static void on_saver(uv_timer_t *t)
-{
-	struct manager *m = t->data;
-	registry_each(m->reg, save_dirty, m);
-}
-
 /* ---- API backend ------------------------------------------------------ */
 
 static json_t *be_nodes_list(void *arg, bool all)
@@ -674,6 +667,9 @@ static void be_metrics(void *arg, struct buf *out)
 		   (double)m->mx.commit_us_total / 1e6);
 	buf_printf(out, "# TYPE seeswarm_nodes_down_total counter\nseeswarm_nodes_down_total %llu\n",
 		   (unsigned long long)m->mx.went_down);
+	struct mallinfo2 mi = mallinfo2();
+	buf_printf(out, "# TYPE seeswarm_heap_inuse_bytes gauge\nseeswarm_heap_inuse_bytes %zu\n", mi.uordblks + mi.hblkhd);
+	buf_printf(out, "# TYPE seeswarm_heap_free_bytes gauge\nseeswarm_heap_free_bytes %zu\n", mi.fordblks);
 	buf_printf(out, "# TYPE seeswarm_uptime_seconds gauge\nseeswarm_uptime_seconds %.3f\n",
 		   (double)(time_wall_ms() - m->started_ms) / 1000.0);
 }
@@ -1120,9 +1116,6 @@ int manager_main(int argc, char **argv)
 	uv_timer_init(m->loop, &m->detector);
 	m->detector.data = m;
 	uv_timer_start(&m->detector, on_detector, DETECTOR_PERIOD_MS, DETECTOR_PERIOD_MS);
-	uv_timer_init(m->loop, &m->saver);
-	m->saver.data = m;
-	uv_timer_start(&m->saver, on_saver, SAVE_PERIOD_MS, SAVE_PERIOD_MS);
 	uv_prepare_init(m->loop, &m->committer);
 	m->committer.data = m;
 	uv_prepare_start(&m->committer, on_prepare);

@@ -164,8 +164,15 @@ int tls_read(struct tls *t, struct buf *plain)
 			continue;
 		}
 		int e = SSL_get_error(t->ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			/*
+			 * Idle sessions give their record buffers back. This is a no-op
+			 * while a partial record is buffered.
+			 */
+			if (t->done)
+				(void)SSL_free_buffers(t->ssl);
 			return 0;
+		}
 		if (e == SSL_ERROR_ZERO_RETURN)
 			return SS_ECLOSED;
 		return fail(t, e);

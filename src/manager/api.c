@@ -1,0 +1,812 @@
+/*
+ * api.c - the manager's HTTPS/JSON API on libmicrohttpd, driven by the libuv
+ * loop (see api.h for the routes).
+ *
+ * MHD runs with MHD_USE_EPOLL and no thread of its own. A uv_poll watches
+ * MHD's epoll fd and calls MHD_run() when it is readable; after every run a
+ * one-shot uv_timer is re-armed from MHD_get_timeout() (at most
+ * API_TICK_MS), so connection timeouts fire and data that GnuTLS has already
+ * buffered gets processed. Everything here runs on the loop thread.
+ *
+ * libmicrohttpd 0.9.75 keeps a connection whose TLS handshake is waiting for
+ * the client on its "ready" list, so MHD_get_timeout() answers 0 until the
+ * client sends more: a client that stalls mid-handshake would make the loop
+ * spin. Fresh socket events always run MHD at once (through the poll), but
+ * after API_SPIN_RUNS back-to-back runs with neither a socket event nor a
+ * call to on_request() (which shows progress, such as body data read from
+ * the socket buffer), the timer waits API_SPIN_BACKOFF_MS between runs.
+ *
+ * Request life cycle: MHD calls on_request() once with the headers (the
+ * request is authenticated and routed then, and a failure is remembered as
+ * the answer), then once per chunk of body (kept up to API_MAX_BODY for the
+ * drain route, discarded otherwise), then once more with no data, when the
+ * answer is queued. Answering only after the body has been read keeps
+ * ordinary clients, which send the whole body before they read, from seeing
+ * a reset connection. Bodies declared larger than API_DISCARD_MAX, and
+ * refused requests that wait for "100 Continue", are answered at once and
+ * MHD closes the connection after the answer.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "manager/api.h"
+#include "manager/api_body.h"
+
+#define API_TICK_MS 1000u             /* longest sleep between two MHD_run calls */
+#define API_SPIN_RUNS 16u             /* back-to-back MHD_run calls before backing off */
+#define API_SPIN_BACKOFF_MS 5u        /* delay between MHD_run calls once backed off */
+#define API_DISCARD_MAX (4u << 20)    /* bytes of refused body read before hanging up */
+#define API_TOKEN_MAX 512u            /* longest bearer token considered */
+#define API_CONN_LIMIT 256u
+#define API_CONN_TIMEOUT_S 30u
+#define API_PER_IP_LIMIT 64u
+#define API_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define CT_JSON "application/json"
+#define CT_PROM "text/plain; version=0.0.4"
+
+struct api {
+	struct MHD_Daemon *mhd;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	int open_handles;   /* uv handles not yet closed */
+	unsigned zero_runs; /* consecutive runs after which MHD asked to run again at once */
+	bool started;       /* MHD_start_daemon returned */
+	bool stopping;      /* api_stop was called */
+	uint16_t port;
+	char *cert_pem;
+	char *key_pem;
+	uint8_t token_hash[SHA256_LEN];
+	struct api_backend be;
+	uint64_t answered[6]; /* answers by status class: [2] counts 2xx; [0] anything else */
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+};
+
+enum route { R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_METRICS };
+
+/* One extra response header; name NULL means none. */
+struct hdr {
+	const char *name;
+	const char *value;
+};
+
+/* Per-request state, MHD's *con_cls; freed by on_completed(). */
+struct req {
+	enum route route;
+	char id[64];          /* node id for R_NODE and R_DRAIN, ident_valid() */
+	unsigned status;      /* nonzero: the answer is this error, decided early */
+	char msg[256];        /* its message */
+	struct hdr extra;     /* and its extra header (static strings) */
+	struct buf body;      /* body kept for R_DRAIN, at most API_MAX_BODY bytes */
+	uint64_t received;    /* body bytes received so far */
+	bool answered;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+/* Replaces, in place, every byte of s outside printable ASCII with '?'. */
+static void ascii_clean(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+}
+
+/* Formats into out (size n, may be 0) and makes the result printable ASCII. */
+__attribute__((format(printf, 3, 4))) static void fmt_clean(char *out, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	if (n == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+	ascii_clean(out);
+}
+
+static const char *json_type_name(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "unknown";
+}
+
+/* ---- body parser (api_body.h) ------------------------------------------ */
+
+int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen)
+{
+	int rc = SS_EPARSE;
+	json_t *j = NULL;
+	json_error_t err;
+	*out = NULL;
+	if (whylen)
+		why[0] = '\0';
+	if (len > API_MAX_BODY) {
+		fmt_clean(why, whylen, "request body of %zu bytes is over the limit of %u bytes", len,
+			  API_MAX_BODY);
+		rc = SS_ETOOBIG;
+		goto out;
+	}
+	size_t i = 0;
+	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+		i++;
+	if (i == len) {
+		rc = 0;
+		goto out;
+	}
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+	if (!j) {
+		fmt_clean(why, whylen, "malformed JSON at line %d, column %d: %s", err.line, err.column,
+			  err.text);
+		goto out;
+	}
+	if (!json_is_object(j)) {
+		fmt_clean(why, whylen, "request body must be a JSON object, not %s", json_type_name(j));
+		goto out;
+	}
+	const char *key;
+	json_t *val;
+	json_object_foreach(j, key, val) {
+		if (strcmp(key, "reason") != 0) {
+			fmt_clean(why, whylen, "unknown field \"%.64s\" (the only field allowed is \"reason\")",
+				  key);
+			goto out;
+		}
+		if (!json_is_string(val)) {
+			fmt_clean(why, whylen, "field \"reason\" must be a string, not %s", json_type_name(val));
+			goto out;
+		}
+		const char *s = json_string_value(val);
+		size_t slen = json_string_length(val);
+		size_t chars = 0;
+		for (size_t k = 0; k < slen; k++) {
+			unsigned char ch = (unsigned char)s[k];
+			if (ch < 0x20 || ch == 0x7f) {
+				fmt_clean(why, whylen, "field \"reason\" contains a control character at byte %zu",
+					  k);
+				goto out;
+			}
+			chars += (ch & 0xc0) != 0x80; /* jansson guarantees valid UTF-8 */
+		}
+		if (chars > API_REASON_MAX) {
+			fmt_clean(why, whylen, "field \"reason\" is %zu characters long; the limit is %u",
+				  chars, API_REASON_MAX);
+			goto out;
+		}
+	}
+	*out = j;
+	j = NULL;
+	rc = 0;
+out:
+	json_decref(j);
+	return rc;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+/*
+ * Queues a response with the given status, content type and body (copied),
+ * plus Cache-Control: no-store and the optional extra header. Counts it for
+ * /metrics. Returns MHD_NO when MHD refuses it (MHD then closes the
+ * connection).
+ */
+static enum MHD_Result respond(struct api *api, struct MHD_Connection *c, unsigned status,
+			       const char *ctype, const char *body, size_t len, const struct hdr *extra)
+{
+	enum MHD_Result ret = MHD_NO;
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		goto out;
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES ||
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+	    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+	    (extra && extra->name && MHD_add_response_header(resp, extra->name, extra->value) != MHD_YES))
+		goto out;
+	ret = MHD_queue_response(c, status, resp);
+	if (ret == MHD_YES)
+		api->answered[status / 100 < ARRAY_LEN(api->answered) ? status / 100 : 0]++;
+out:
+	if (resp)
+		MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Answers with j serialized compactly plus a newline; steals the reference. */
+static enum MHD_Result respond_json(struct api *api, struct MHD_Connection *c, unsigned status,
+				    json_t *j, const struct hdr *extra)
+{
+	enum MHD_Result ret;
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text) {
+		static const char broken[] =
+			"{\"error\":{\"code\":500,\"message\":\"cannot serialize the answer\"}}\n";
+		return respond(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, CT_JSON, broken,
+			       sizeof broken - 1, NULL);
+	}
+	char *line = xasprintf("%s\n", text);
+	free(text);
+	ret = respond(api, c, status, CT_JSON, line, strlen(line), extra);
+	free(line);
+	return ret;
+}
+
+/* Answers {"error":{"code":status,"message":msg}}; msg is made printable ASCII. */
+static enum MHD_Result respond_error(struct api *api, struct MHD_Connection *c, unsigned status,
+				     const char *msg, const struct hdr *extra)
+{
+	char clean[512];
+	snprintf(clean, sizeof clean, "%s", msg);
+	ascii_clean(clean);
+	json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", (json_int_t)status, "message", clean);
+	return respond_json(api, c, status, j, extra);
+}
+
+/* ---- routing and authentication ---------------------------------------- */
+
+/*
+ * Maps a path to a route and the one method it allows (*allow). Node ids
+ * must pass ident_valid(); a path with any other id is unknown (R_NONE).
+ */
+static enum route match_route(const char *url, char id[static 64], const char **allow)
+{
+	static const char nodes[] = "/v1/nodes/";
+	*allow = "GET";
+	if (!strcmp(url, "/v1/health"))
+		return R_HEALTH;
+	if (!strcmp(url, "/v1/nodes"))
+		return R_NODES;
+	if (!strcmp(url, "/metrics"))
+		return R_METRICS;
+	if (strncmp(url, nodes, sizeof nodes - 1) != 0)
+		return R_NONE;
+	const char *rest = url + sizeof nodes - 1;
+	size_t n = strcspn(rest, "/");
+	if (n == 0 || n >= 64)
+		return R_NONE;
+	memcpy(id, rest, n);
+	id[n] = '\0';
+	if (!ident_valid(id))
+		return R_NONE;
+	if (rest[n] == '\0')
+		return R_NODE;
+	if (!strcmp(rest + n, "/drain")) {
+		*allow = "POST";
+		return R_DRAIN;
+	}
+	return R_NONE;
+}
+
+enum auth { AUTH_OK, AUTH_MISSING, AUTH_BAD };
+
+/* Checks "Authorization: Bearer <token>" against the configured token hash. */
+static enum auth check_auth(const struct api *api, struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!v)
+		return AUTH_MISSING;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t'))
+		return AUTH_MISSING;
+	v += 6;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	size_t n = strcspn(v, " \t");
+	if (n == 0)
+		return AUTH_MISSING;
+	if (n > API_TOKEN_MAX || v[n + strspn(v + n, " \t")] != '\0')
+		return AUTH_BAD;
+	uint8_t h[SHA256_LEN];
+	sha256(v, n, h);
+	return ct_equal(h, api->token_hash, SHA256_LEN) ? AUTH_OK : AUTH_BAD;
+}
+
+/* Records an early error answer for r. */
+__attribute__((format(printf, 5, 6))) static void decide(struct req *r, unsigned status,
+							  const char *hname, const char *hvalue,
+							  const char *fmt, ...)
+{
+	va_list ap;
+	r->status = status;
+	r->extra.name = hname;
+	r->extra.value = hvalue;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+	va_end(ap);
+	ascii_clean(r->msg);
+}
+
+/* Authenticates and routes a request from its headers (the first call). */
+static void classify(const struct api *api, struct MHD_Connection *c, const char *url,
+		     const char *method, struct req *r)
+{
+	const char *allow;
+	r->route = match_route(url, r->id, &allow);
+	if (r->route == R_HEALTH && !strcmp(method, "GET"))
+		return;
+	switch (check_auth(api, c)) {
+	case AUTH_OK:
+		break;
+	case AUTH_MISSING:
+		decide(r, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer",
+		       "missing bearer token (send \"Authorization: Bearer <token>\")");
+		return;
+	case AUTH_BAD:
+		decide(r, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		       "Bearer error=\"invalid_token\"", "invalid token");
+		return;
+	}
+	if (r->route == R_NONE) {
+		decide(r, MHD_HTTP_NOT_FOUND, NULL, NULL, "no such route: %.120s", url);
+		return;
+	}
+	if (strcmp(method, allow) != 0)
+		decide(r, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
+		       "method %.16s is not allowed on %.120s (allowed: %s)", method, url, allow);
+}
+
+/* Parses a Content-Length value; false when absent or malformed. */
+static bool parse_length(const char *s, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* ---- route handlers ----------------------------------------------------- */
+
+static enum MHD_Result do_health(struct api *api, struct MHD_Connection *c)
+{
+	json_t *j = json_pack("{s:s}", "status", "ok");
+	json_t *extra = api->be.health ? api->be.health(api->be.arg) : NULL;
+	if (json_is_object(extra))
+		json_object_update_missing(j, extra);
+	json_decref(extra);
+	return respond_json(api, c, MHD_HTTP_OK, j, NULL);
+}
+
+static enum MHD_Result do_nodes(struct api *api, struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "all");
+	bool all = false;
+	if (v && (!strcmp(v, "1") || !strcmp(v, "true")))
+		all = true;
+	else if (v && *v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0)
+		return respond_error(api, c, MHD_HTTP_BAD_REQUEST,
+				     "query parameter \"all\" must be 1, true, 0 or false", NULL);
+	json_t *j = api->be.nodes_list ? api->be.nodes_list(api->be.arg, all) : NULL;
+	if (!j)
+		return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list nodes", NULL);
+	return respond_json(api, c, MHD_HTTP_OK, j, NULL);
+}
+
+static enum MHD_Result do_node(struct api *api, struct MHD_Connection *c, const char *id)
+{
+	json_t *j = api->be.node_get ? api->be.node_get(api->be.arg, id) : NULL;
+	if (!j) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "node \"%s\" not found", id);
+		return respond_error(api, c, MHD_HTTP_NOT_FOUND, msg, NULL);
+	}
+	return respond_json(api, c, MHD_HTTP_OK, j, NULL);
+}
+
+static enum MHD_Result do_drain(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	char why[256];
+	char msg[320];
+	json_t *body = NULL;
+	json_t *node = NULL;
+	const char *bwhy = NULL;
+	enum MHD_Result ret;
+	int rc = api_parse_drain_body((const char *)r->body.data, r->body.len, &body, why, sizeof why);
+	if (rc) {
+		ret = respond_error(api, c, rc == SS_ETOOBIG ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
+				    why, NULL);
+		goto out;
+	}
+	if (!api->be.node_drain) {
+		ret = respond_error(api, c, MHD_HTTP_NOT_IMPLEMENTED, "draining is not supported", NULL);
+		goto out;
+	}
+	rc = api->be.node_drain(api->be.arg, r->id, body, &node, &bwhy);
+	if (rc == 0 && node) {
+		ret = respond_json(api, c, MHD_HTTP_OK, node, NULL);
+		node = NULL;
+	} else if (rc == 0) {
+		ret = respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "drain returned no node", NULL);
+	} else if (rc == SS_ENOTFOUND) {
+		snprintf(msg, sizeof msg, "node \"%s\" not found", r->id);
+		ret = respond_error(api, c, MHD_HTTP_NOT_FOUND, msg, NULL);
+	} else if (rc == SS_ESTATE) {
+		ret = respond_error(api, c, MHD_HTTP_CONFLICT,
+				    bwhy ? bwhy : "the node's state does not allow a drain", NULL);
+	} else {
+		snprintf(msg, sizeof msg, "drain failed: %s", bwhy ? bwhy : ss_strerror(rc));
+		ret = respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
+	}
+out:
+	json_decref(body);
+	json_decref(node);
+	return ret;
+}
+
+static enum MHD_Result do_metrics(struct api *api, struct MHD_Connection *c)
+{
+	static const char *const cls[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	struct buf b;
+	buf_init(&b);
+	if (api->be.metrics)
+		api->be.metrics(api->be.arg, &b);
+	buf_printf(&b, "# HELP seeswarm_api_requests_total API answers by status class.\n"
+		       "# TYPE seeswarm_api_requests_total counter\n");
+	for (size_t i = 0; i < ARRAY_LEN(api->answered); i++)
+		buf_printf(&b, "seeswarm_api_requests_total{code=\"%s\"} %llu\n", cls[i],
+			   (unsigned long long)api->answered[i]);
+	enum MHD_Result ret = respond(api, c, MHD_HTTP_OK, CT_PROM, b.len ? (const char *)b.data : "",
+				      b.len, NULL);
+	buf_free(&b);
+	return ret;
+}
+
+/* Queues the answer to a request whose body has been read (or refused). */
+static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	r->answered = true;
+	if (r->status)
+		return respond_error(api, c, r->status, r->msg, &r->extra);
+	switch (r->route) {
+	case R_HEALTH:
+		return do_health(api, c);
+	case R_NODES:
+		return do_nodes(api, c);
+	case R_NODE:
+		return do_node(api, c, r->id);
+	case R_DRAIN:
+		return do_drain(api, c, r);
+	case R_METRICS:
+		return do_metrics(api, c);
+	case R_NONE:
+		break;
+	}
+	return respond_error(api, c, MHD_HTTP_NOT_FOUND, "no such route", NULL);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------ */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct api *api = cls;
+	struct req *r = *con_cls;
+	(void)version;
+	api->zero_runs = 0; /* MHD is making progress, not spinning */
+	if (!r) {
+		/* First call: headers only. */
+		r = xcalloc(1, sizeof *r);
+		buf_init(&r->body);
+		*con_cls = r;
+		classify(api, c, url, method, r);
+		uint64_t clen = 0;
+		bool known = parse_length(
+			MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+			&clen);
+		if (!r->status && known && clen > API_MAX_BODY)
+			decide(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, NULL,
+			       "request body of %llu bytes is over the limit of %u bytes",
+			       (unsigned long long)clen, API_MAX_BODY);
+		if (r->status && known && clen > 0) {
+			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_EXPECT);
+			bool waits = expect && !strcasecmp(expect, "100-continue");
+			if (clen > API_DISCARD_MAX || waits) {
+				/* MHD skips the body and closes after answering only for these. */
+				if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
+					return MHD_NO;
+				return answer(api, c, r);
+			}
+		}
+		return MHD_YES;
+	}
+	if (r->answered) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		r->received += n;
+		if (r->received > API_DISCARD_MAX) {
+			log_debug("api: dropping a connection that sent over %u body bytes",
+				  API_DISCARD_MAX);
+			return MHD_NO;
+		}
+		if (r->status)
+			return MHD_YES;
+		if (r->received > API_MAX_BODY) {
+			buf_free(&r->body);
+			decide(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, NULL,
+			       "request body is over the limit of %u bytes", API_MAX_BODY);
+			return MHD_YES;
+		}
+		if (r->route == R_DRAIN)
+			buf_append(&r->body, upload, n);
+		return MHD_YES;
+	}
+	return answer(api, c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *r = *con_cls;
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (!r)
+		return;
+	buf_free(&r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	const struct api *api = cls;
+	char line[256];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	ascii_clean(line);
+	/* Failures while starting are configuration problems; later ones are clients'. */
+	if (api->started)
+		log_debug("api: %s", line);
+	else
+		log_warn("api: %s", line);
+}
+
+/* ---- libuv integration -------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* Lets MHD do its work, then re-arms the timer from MHD's own deadline. */
+static void api_run(struct api *api)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+	uint64_t ms = API_TICK_MS;
+	if (api->stopping)
+		return;
+	MHD_run(api->mhd);
+	if (api->stopping) /* a backend callback stopped the API */
+		return;
+	if (MHD_get_timeout(api->mhd, &t) == MHD_YES && t < ms)
+		ms = t;
+	if (ms > 0)
+		api->zero_runs = 0;
+	else if (++api->zero_runs > API_SPIN_RUNS)
+		ms = API_SPIN_BACKOFF_MS;
+	uv_timer_start(&api->timer, on_timer, ms, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	api_run(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	struct api *api = p->data;
+	(void)events;
+	if (status < 0)
+		log_warn("api: polling MHD's epoll fd failed: %s", uv_strerror(status));
+	api->zero_runs = 0;
+	api_run(api);
+}
+
+/* Fills sa from host and port; returns the address length or a negative SS_E* code. */
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+	struct addrinfo hints, *res = NULL;
+	int rc = SS_ECONFIG;
+	memset(sa, 0, sizeof *sa);
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(port);
+		rc = (int)sizeof *v4;
+		goto out;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(port);
+		rc = (int)sizeof *v6;
+		goto out;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res ||
+	    (res->ai_family != AF_INET && res->ai_family != AF_INET6) ||
+	    res->ai_addrlen > sizeof *sa) {
+		log_error("api: cannot resolve listen host \"%s\"", host);
+		goto out;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	if (res->ai_family == AF_INET) {
+		v4->sin_port = htons(port);
+		rc = (int)sizeof *v4;
+	} else {
+		v6->sin6_port = htons(port);
+		rc = (int)sizeof *v6;
+	}
+out:
+	if (res)
+		freeaddrinfo(res);
+	return rc;
+}
+
+static void api_free(struct api *api)
+{
+	if (!api)
+		return;
+	if (api->mhd)
+		MHD_stop_daemon(api->mhd);
+	free(api->cert_pem);
+	free(api->key_pem);
+	free(api);
+}
+
+int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
+{
+	int rc = SS_ECONFIG;
+	char host[256];
+	uint16_t port;
+	struct sockaddr_storage sa;
+	struct api *api = NULL;
+	*out = NULL;
+	if (!opts->listen || !opts->cert_pem || !opts->key_pem ||
+	    addr_split(opts->listen, host, sizeof host, &port) != 0) {
+		log_error("api: bad listen address or missing certificate/key");
+		goto out;
+	}
+	int salen = resolve(host, port, &sa);
+	if (salen < 0) {
+		rc = salen;
+		goto out;
+	}
+	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+	    MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES) {
+		log_error("api: libmicrohttpd lacks TLS or epoll support");
+		rc = SS_ENOSYS;
+		goto out;
+	}
+	api = xcalloc(1, sizeof *api);
+	api->cert_pem = xstrdup(opts->cert_pem);
+	api->key_pem = xstrdup(opts->key_pem);
+	memcpy(api->token_hash, opts->token_hash, SHA256_LEN);
+	api->be = opts->backend;
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	if (sa.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	api->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, api,
+				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, api,
+				    MHD_OPTION_HTTPS_MEM_CERT, api->cert_pem,
+				    MHD_OPTION_HTTPS_MEM_KEY, api->key_pem,
+				    MHD_OPTION_HTTPS_PRIORITIES, API_TLS_PRIORITIES,
+				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+				    MHD_OPTION_CONNECTION_LIMIT, API_CONN_LIMIT,
+				    MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S,
+				    MHD_OPTION_PER_IP_CONNECTION_LIMIT, API_PER_IP_LIMIT,
+				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+				    MHD_OPTION_END);
+	if (!api->mhd) {
+		log_error("api: cannot start HTTPS on %s (address in use, or bad certificate or key)",
+			  opts->listen);
+		rc = SS_EIO;
+		goto out;
+	}
+	api->started = true;
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	api->port = info ? info->port : 0;
+	if (api->port == 0) {
+		struct sockaddr_storage bound;
+		socklen_t blen = sizeof bound;
+		info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+		if (info && getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+			api->port = ntohs(bound.ss_family == AF_INET6
+						  ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						  : ((struct sockaddr_in *)&bound)->sin_port);
+	}
+	info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || info->epoll_fd < 0) {
+		log_error("api: libmicrohttpd has no epoll fd");
+		rc = SS_EIO;
+		goto out;
+	}
+	int err = uv_poll_init(loop, &api->poll, info->epoll_fd);
+	if (err) {
+		log_error("api: cannot watch MHD's epoll fd: %s", uv_strerror(err));
+		rc = SS_EIO;
+		goto out;
+	}
+	api->poll.data = api;
+	uv_timer_init(loop, &api->timer);
+	api->timer.data = api;
+	api->open_handles = 2;
+	uv_poll_start(&api->poll, UV_READABLE, on_poll);
+	uv_timer_start(&api->timer, on_timer, 0, 0);
+	log_info("api: serving HTTPS on %s (port %u)", opts->listen, (unsigned)api->port);
+	*out = api;
+	api = NULL;
+	rc = 0;
+out:
+	api_free(api);
+	return rc;
+}
+
+uint16_t api_port(const struct api *api)
+{
+	return api->port;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct api *api = h->data;
+	if (--api->open_handles > 0)
+		return;
+	void (*cb)(void *) = api->stop_cb;
+	void *arg = api->stop_arg;
+	/* The handles no longer watch MHD's fds, so MHD may close them now. */
+	MHD_stop_daemon(api->mhd);
+	api->mhd = NULL;
+	if (cb)
+		cb(arg);
+	api_free(api);
+}
+
+void api_stop(struct api *api, void (*cb)(void *arg), void *arg)
+{
+	if (!api || api->stopping)
+		return;
+	api->stopping = true;
+	api->stop_cb = cb;
+	api->stop_arg = arg;
+	uv_close((uv_handle_t *)&api->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&api->timer, on_handle_closed);
+}

@@ -1,0 +1,31 @@
+/*
+ * api_body.h - the request-body parser of the manager's API (src/manager/api.c),
+ * exported on its own so that unit tests and the libFuzzer harness
+ * tests/fuzz/fuzz_api_body.c can exercise it without a server.
+ */
+#ifndef SS_API_BODY_H
+#define SS_API_BODY_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* The longest "reason" a drain request may carry, in characters. */
+#define API_REASON_MAX 255u
+
+/*
+ * Parses the body of POST /v1/nodes/{id}/drain: len bytes at body (body may
+ * be NULL when len is 0). An empty or all-whitespace body is allowed and
+ * yields *out = NULL. Otherwise the body must be a JSON object without
+ * duplicate keys whose only allowed member is "reason", a string of at most
+ * API_REASON_MAX characters without control characters.
+ *
+ * Returns 0 and sets *out to a new reference (or NULL for an empty body), or
+ * a negative SS_E* code (SS_ETOOBIG above API_MAX_BODY bytes, SS_EPARSE
+ * otherwise) with *out = NULL. On every return, why (when whylen > 0) holds a
+ * NUL-terminated message of printable ASCII: empty on success, naming the
+ * problem on failure.
+ */
+int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * fuzz_api_body.c - libFuzzer harness for the drain-request body parser of
+ * the manager's API (api_parse_drain_body in src/manager/api_body.h).
+ *
+ * Besides memory safety, it checks the parser's contract on every input:
+ * success yields no object or an object whose only member is a "reason"
+ * string of at most API_REASON_MAX characters; failure yields no object and
+ * a non-empty printable-ASCII explanation.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "manager/api.h"
+#include "manager/api_body.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_why(const char *why, bool want_empty)
+{
+	size_t n = strlen(why);
+	if (want_empty ? n != 0 : n == 0)
+		__builtin_trap();
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
+			__builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char why[256];
+	char tiny[8];
+	json_t *out = (json_t *)&why; /* must be overwritten */
+	int rc = api_parse_drain_body((const char *)data, size, &out, why, sizeof why);
+	if (rc == 0) {
+		check_why(why, true);
+		if (out) {
+			if (!json_is_object(out) || json_object_size(out) > 1)
+				__builtin_trap();
+			json_t *reason = json_object_get(out, "reason");
+			if (json_object_size(out) == 1 && !json_is_string(reason))
+				__builtin_trap();
+			if (reason) {
+				size_t chars = 0;
+				const char *s = json_string_value(reason);
+				for (size_t i = 0; i < json_string_length(reason); i++)
+					chars += ((unsigned char)s[i] & 0xc0) != 0x80;
+				if (chars > API_REASON_MAX)
+					__builtin_trap();
+			}
+			json_decref(out);
+		}
+	} else {
+		if (out != NULL || (rc != SS_EPARSE && rc != SS_ETOOBIG))
+			__builtin_trap();
+		check_why(why, false);
+	}
+
+	/* A short explanation buffer is truncated, never overrun. */
+	out = NULL;
+	int rc2 = api_parse_drain_body((const char *)data, size, &out, tiny, sizeof tiny);
+	if (rc2 != rc || strlen(tiny) >= sizeof tiny)
+		__builtin_trap();
+	json_decref(out);
+	return 0;
+}
