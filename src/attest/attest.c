@@ -39,6 +39,14 @@ const struct attester *attest_attester_find(const char *name)
 	return NULL;
 }
 
+void attest_output_free(struct attest_output *out)
+{
+	if (!out)
+		return;
+	json_decref(out->claims);
+	out->claims = NULL;
+}
+
 const char *attest_status_name(enum attest_status s)
 {
 	switch (s) {

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define ATTEST_REPORT_DATA_LEN 32
 
 enum attest_status {
@@ -29,32 +31,59 @@ struct attest_result {
 	enum attest_status status;
 	char tee[16];            /* "sim", "tpm", "sev-snp", "tdx", "sgx" */
 	bool hardware;           /* false for sim: never satisfies a hardware policy */
-	char reason[256];        /* why not affirming, or a note */
-	uint8_t claims_digest[32];
+	char reason[512];        /* why not affirming (all reasons, "; "-joined), or a note */
+	uint8_t claims_digest[32]; /* SHA-256 of the canonical claims JSON */
 	int64_t issued_ms;
 	int64_t expires_ms;
 };
 
-struct attest_evidence {
-	const uint8_t *data;
-	size_t len;
-	const uint8_t *const *certs; /* DER certificates, n_certs of them */
+/*
+ * Everything a verifier needs. Evidence and certificates are untrusted bytes.
+ * expected_report_data, when non-NULL, is the binding the evidence must carry
+ * (SHA-256(nonce || TLS SPKI) in the daemon; a nonce given to the offline CLI);
+ * when NULL the binding is not checked (offline inspection only).
+ */
+struct attest_input {
+	const uint8_t *evidence;
+	size_t evidence_len;
+	const uint8_t *const *certs; /* extra DER certificates sent with the evidence */
 	const size_t *cert_lens;
 	size_t n_certs;
+	const uint8_t *expected_report_data;
+	size_t expected_len;
+	int64_t now_unix;            /* verification time: tests pin it, the daemon uses now */
+	const char *collateral_dir;  /* offline cache of vendor roots, CRLs, TCB info; may be NULL */
+	const json_t *policy;        /* this format's policy object, or NULL for no reference values */
 };
+
+/*
+ * A verifier's answer. claims is a JSON object the verifier creates (owned
+ * by the output; free with attest_output_free). status is affirming when the
+ * evidence verified and satisfied the policy, warning when it verified but a
+ * policy-tolerated issue remains (e.g. TCB status SWHardeningNeeded),
+ * contraindicated when it verified but fails the policy.
+ */
+struct attest_output {
+	enum attest_status status;
+	bool hardware;
+	char tee[16];
+	json_t *claims;
+	char reason[512];
+};
+
+void attest_output_free(struct attest_output *out);
 
 struct attest_verifier {
 	const char *name;  /* evidence type name */
 	bool hardware;
 	/*
-	 * Verifies evidence against expected report data at time now_unix.
-	 * Returns 0 and fills out (status affirming/warning/contraindicated with
-	 * a reason) when the evidence could be appraised, or a negative SS_E*
-	 * code when it is malformed (out->reason then says why).
+	 * Verifies in->evidence. Returns 0 and fills out when the evidence could
+	 * be appraised (any status), or a negative SS_E* code when it is malformed,
+	 * its signature or chain does not verify, or its binding is wrong;
+	 * out->reason then names the precise failure. Pure function of its input;
+	 * safe on any thread.
 	 */
-	int (*verify)(const struct attest_evidence *ev,
-		      const uint8_t expected[ATTEST_REPORT_DATA_LEN], int64_t now_unix,
-		      struct attest_result *out);
+	int (*verify)(const struct attest_input *in, struct attest_output *out);
 };
 
 struct attester {

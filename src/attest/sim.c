@@ -15,26 +15,26 @@
 #include "attest/attest.h"
 #include "core/core.h"
 
-static int sim_verify(const struct attest_evidence *ev,
-		      const uint8_t expected[ATTEST_REPORT_DATA_LEN], int64_t now_unix,
-		      struct attest_result *out)
+static int sim_verify(const struct attest_input *in, struct attest_output *out)
 {
 	memset(out, 0, sizeof *out);
 	snprintf(out->tee, sizeof out->tee, "sim");
 	out->hardware = false;
-	if (ev->len != ATTEST_SIM_LEN || memcmp(ev->data, ATTEST_SIM_MAGIC, 8) != 0) {
+	if (in->evidence_len != ATTEST_SIM_LEN || memcmp(in->evidence, ATTEST_SIM_MAGIC, 8) != 0) {
 		snprintf(out->reason, sizeof out->reason,
 			 "sim evidence must be %d bytes starting with %s", ATTEST_SIM_LEN,
 			 ATTEST_SIM_MAGIC);
 		return SS_EPARSE;
 	}
-	sha256(ev->data, ev->len, out->claims_digest);
-	out->issued_ms = now_unix * 1000;
-	if (!ct_equal(ev->data + 8, expected, ATTEST_REPORT_DATA_LEN)) {
-		out->status = ATTEST_CONTRAINDICATED;
+	char hex[2 * ATTEST_REPORT_DATA_LEN + 1];
+	hex_encode(in->evidence + 8, ATTEST_REPORT_DATA_LEN, hex);
+	out->claims = json_pack("{s:s, s:s, s:b}", "report_data", hex, "tee", "sim", "insecure", 1);
+	if (in->expected_report_data &&
+	    (in->expected_len != ATTEST_REPORT_DATA_LEN ||
+	     !ct_equal(in->evidence + 8, in->expected_report_data, ATTEST_REPORT_DATA_LEN))) {
 		snprintf(out->reason, sizeof out->reason,
 			 "report data does not match SHA-256(nonce || TLS key): stale nonce or a different TLS key");
-		return 0;
+		return SS_EATTEST;
 	}
 	out->status = ATTEST_AFFIRMING;
 	snprintf(out->reason, sizeof out->reason, "insecure simulated attestation (no hardware)");

@@ -293,24 +293,31 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 	uint8_t expected[ATTEST_REPORT_DATA_LEN];
 	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, expected);
 	const struct attest_verifier *v = attest_verifier_find(s->evtype);
-	struct attest_evidence ev = {.data = e->evidence.data, .len = e->evidence.len};
 	const uint8_t *certs[MSG_MAX_CERTS];
 	size_t lens[MSG_MAX_CERTS];
 	for (size_t i = 0; i < e->n_certs; i++) {
 		certs[i] = e->certs[i].data;
 		lens[i] = e->certs[i].len;
 	}
-	ev.certs = certs;
-	ev.cert_lens = lens;
-	ev.n_certs = e->n_certs;
-	struct attest_result res;
-	int vr = v->verify(&ev, expected, time_wall_ms() / 1000, &res);
+	struct attest_input in = {
+		.evidence = e->evidence.data,
+		.evidence_len = e->evidence.len,
+		.certs = certs,
+		.cert_lens = lens,
+		.n_certs = e->n_certs,
+		.expected_report_data = expected,
+		.expected_len = sizeof expected,
+		.now_unix = time_wall_ms() / 1000,
+	};
+	struct attest_output res;
+	int vr = v->verify(&in, &res);
+	attest_output_free(&res);
 	/* A fresh nonce for every attestation: this one is spent. */
 	rand_bytes(s->nonce, sizeof s->nonce);
 	const Seeswarm__V1__Hello *h = s->hello;
 	struct node *n = registry_upsert(m->reg, h->agent_id);
 	if (vr != 0 || res.status != ATTEST_AFFIRMING) {
-		char why[320];
+		char why[600];
 		snprintf(why, sizeof why, "attestation failed: %s",
 			 res.reason[0] ? res.reason : ss_strerror(vr));
 		if (n->state == NODE_JOINING || n->state == NODE_REJECTED || n->state == NODE_LEFT ||
