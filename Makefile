@@ -56,33 +56,40 @@ $(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
 
 $(BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libinternal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/seeswarm: $(MAIN_OBJ) $(BUILD)/libinternal.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/libseeswarm.a: $(CLIENTLIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libseeswarm.so: $(CLIENTLIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+$(BUILD)/libseeswarm.so: $(CLIENTLIB_OBJ) src/client/libseeswarm.map
+	@echo "  LD      $@"
+	@$(CC) -shared -Wl,--version-script=src/client/libseeswarm.map -Wl,-soname,libseeswarm.so.0 \
+	  -o $@ $(CLIENTLIB_OBJ) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinternal.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDLIBS) -lcmocka
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libinternal.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDLIBS)
 
 # ---- tests ------------------------------------------------------------------
 
@@ -102,11 +109,30 @@ check-system: $(BUILD)/seeswarm
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 10
+FUZZ_CFLAGS = -std=gnu17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -D_GNU_SOURCE \
+  -DSS_FUZZING -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(LIB_SRC)) \
+  $(patsubst $(GEN)/%.c,$(BUILD)/fuzzobj/gen/%.o,$(PROTO_C))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(PROTO_C)
+# Harnesses link one instrumented copy of the library instead of recompiling it each.
+$(BUILD)/fuzzobj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
-	$(CLANG) -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DSS_FUZZING \
-	  -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PROTO_C) $(LDLIBS)
+	@echo "  FUZZCC  $<"
+	@$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	@$(CLANG) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libfuzzinternal.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libfuzzinternal.a
+	@mkdir -p $(dir $@)
+	@echo "  FUZZLD  $@"
+	@$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/libfuzzinternal.a $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 
@@ -141,4 +167,4 @@ demo-stop:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzzobj -name '*.d' 2>/dev/null)

@@ -185,29 +185,50 @@ void time_rfc3339(int64_t wall_ms, char out[32])
 	snprintf(out, 32, "%.19s.%03uZ", date, (unsigned)(ms < 0 ? 0 : ms) % 1000u);
 }
 
+/* Reads exactly n digits. */
+static bool digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
 int time_parse_rfc3339(const char *s, int64_t *unix_s)
 {
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	int consumed = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, sec;
+	if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !digits(s + 8, 2, &d) || s[10] != 'T' || !digits(s + 11, 2, &h) ||
+	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
 		return SS_EPARSE;
-	const char *p = s + consumed;
+	const char *p = s + 19;
 	if (*p == '.') {
 		p++;
-		if (!isdigit((unsigned char)*p))
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n > 9)
 			return SS_EPARSE;
-		while (isdigit((unsigned char)*p))
-			p++;
+		p += n;
 	}
 	if (strcmp(p, "Z") != 0)
 		return SS_EPARSE;
-	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
 		return SS_EPARSE;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo == 2 && d == 29 && !leap)
+		return SS_EPARSE;
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
 	*unix_s = (int64_t)timegm(&tm);
 	return 0;
 }
@@ -382,10 +403,12 @@ int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port)
 	}
 	if (hlen == 0 || hlen >= hostlen)
 		return SS_EPARSE;
-	char *end;
-	errno = 0;
-	long p = strtol(colon + 1, &end, 10);
-	if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+	const char *ps = colon + 1;
+	size_t plen = strlen(ps);
+	if (plen == 0 || plen > 5 || strspn(ps, "0123456789") != plen)
+		return SS_EPARSE;
+	long p = strtol(ps, NULL, 10);
+	if (p > 65535)
 		return SS_EPARSE;
 	memcpy(host, hstart, hlen);
 	host[hlen] = '\0';

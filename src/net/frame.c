@@ -71,6 +71,11 @@ int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
 		rc = parse(d, d->in.data, d->in.len, &used, cb, arg);
 		buf_consume(&d->in, used);
 	}
+	/* After a stop the rest of the input is discarded; idle decoders hold no memory. */
+	if (rc)
+		d->in.len = 0;
+	if (d->in.len == 0)
+		buf_free(&d->in);
 	if (rc == SS_ETOOBIG || rc == SS_EPROTO)
 		d->error = rc;
 	return rc;

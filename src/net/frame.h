@@ -30,7 +30,9 @@ typedef int (*frame_cb)(void *arg, uint16_t type, const uint8_t *payload, uint32
 void frame_decoder_init(struct frame_decoder *d, uint32_t max_payload);
 void frame_decoder_free(struct frame_decoder *d);
 /*
- * Appends data and calls cb for every complete frame, in order. Returns 0,
+ * Appends data and calls cb for every complete frame, in order. When cb
+ * returns nonzero, decoding stops and the bytes after that frame are
+ * discarded. Returns 0,
  * the first nonzero value cb returned, SS_ETOOBIG for a header announcing
  * more than max_payload, or SS_EPROTO for a nonzero reserved field. After an
  * error the decoder refuses further input.

@@ -118,6 +118,36 @@ static const char *check_evidence(const Seeswarm__V1__Evidence *e)
 	return NULL;
 }
 
+/* protobuf-c keeps fields numbered 0 as unknown fields; no valid encoder emits them. */
+static bool bad_unknown(const ProtobufCMessage *m)
+{
+	if (!m)
+		return false;
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return true;
+	return false;
+}
+
+static bool any_bad_unknown(uint16_t type, const ProtobufCMessage *m)
+{
+	if (bad_unknown(m))
+		return true;
+	if (type == MSG_HELLO) {
+		const Seeswarm__V1__Hello *h = (const void *)m;
+		if (bad_unknown(&h->capabilities->base))
+			return true;
+		for (size_t i = 0; i < h->n_labels; i++)
+			if (bad_unknown(&h->labels[i]->base))
+				return true;
+	} else if (type == MSG_HEARTBEAT) {
+		const Seeswarm__V1__Heartbeat *hb = (const void *)m;
+		if (hb->load && bad_unknown(&hb->load->base))
+			return true;
+	}
+	return false;
+}
+
 static const char *check(uint16_t type, const ProtobufCMessage *m)
 {
 	switch (type) {
@@ -197,6 +227,8 @@ int msg_decode(uint16_t type, const uint8_t *payload, size_t len,
 		goto out;
 	}
 	*why = check(type, m);
+	if (!*why && any_bad_unknown(type, m))
+		*why = "field number 0 is not valid";
 	if (*why) {
 		rc = SS_EPROTO;
 		goto out;

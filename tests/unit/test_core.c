@@ -447,10 +447,30 @@ static void test_strerror(void **state)
 	free(s);
 }
 
+static void test_strict_parsers(void **state)
+{
+	(void)state;
+	char h[64];
+	uint16_t p;
+	int64_t t;
+	assert_int_equal(addr_split("h: 80", h, sizeof h, &p), SS_EPARSE);
+	assert_int_equal(addr_split("h:+80", h, sizeof h, &p), SS_EPARSE);
+	assert_int_equal(addr_split("h:123456", h, sizeof h, &p), SS_EPARSE);
+	assert_int_equal(addr_split("h:65536", h, sizeof h, &p), SS_EPARSE);
+	assert_int_equal(time_parse_rfc3339("2025-6-1T1:2:3Z", &t), SS_EPARSE);
+	assert_int_equal(time_parse_rfc3339(" 2025-06-01T00:00:00Z", &t), SS_EPARSE);
+	assert_int_equal(time_parse_rfc3339("2025-02-31T00:00:00Z", &t), SS_EPARSE);
+	assert_int_equal(time_parse_rfc3339("2025-02-29T00:00:00Z", &t), SS_EPARSE);
+	assert_int_equal(time_parse_rfc3339("2024-02-29T00:00:00Z", &t), 0);
+	assert_int_equal(time_parse_rfc3339("2025-06-01T00:00:00.5Z", &t), 0);
+	assert_int_equal(t, 1748736000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_strict_parsers),
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_time_round_trip),
 		cmocka_unit_test(test_time_rejects),
