@@ -122,7 +122,10 @@ static void on_hb_timer(uv_timer_t *t)
 	if (!a->conn || a->st != A_ADMITTED)
 		return;
 	uint64_t silence = uv_now(&a->loop) - a->last_ack;
-	uint64_t limit = 3ull * a->hb_ms < 1500 ? 1500 : 3ull * a->hb_ms;
+	/* Acks come every HEARTBEAT_ACK_EVERY heartbeats; allow three more intervals. */
+	uint64_t limit = (uint64_t)(HEARTBEAT_ACK_EVERY + 3) * a->hb_ms;
+	if (limit < 3000)
+		limit = 3000;
 	if (silence > limit) {
 		log_warn("manager silent for %llu ms; reconnecting", (unsigned long long)silence);
 		conn_close(a->conn, SS_ETIMEDOUT, "manager stopped answering heartbeats");
@@ -191,6 +194,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		a->admissions++;
 		snprintf(a->state, sizeof a->state, "%s", ad->state ? ad->state : "ready");
 		conn_set_deadline(c, 0);
+		/* A cut link fails within about three intervals, without waiting for acks. */
+		conn_set_user_timeout(c, 3 * a->hb_ms < 2000 ? 2000 : 3 * a->hb_ms);
 		log_info("admitted as %s (state %s, attestation %s); heartbeat every %u ms", ad->node_id,
 			 a->state, ad->attestation_status, a->hb_ms);
 		send_heartbeat(a);

@@ -56,6 +56,7 @@ struct session {
 	struct node *node;          /* set at admission */
 	struct session *next_commit;
 	bool in_commit_list;
+	char told_state[16];        /* the node state the agent last heard */
 };
 
 struct metrics {
@@ -161,6 +162,7 @@ static void on_prepare(uv_prepare_t *h)
 			a.heartbeat_interval_ms = m->cfg.heartbeat_ms;
 			a.state = (char *)node_display_state(s->node);
 			a.attestation_status = s->node->attest_status;
+			snprintf(s->told_state, sizeof s->told_state, "%s", a.state);
 			s->st = SESS_ADMITTED;
 			conn_send(s->conn, MSG_ADMITTED, &a.base);
 			log_info("node %s admitted from %s (tee=%s, attestation=%s%s)", s->node->id,
@@ -385,10 +387,14 @@ static int on_heartbeat(struct session *s, Seeswarm__V1__Heartbeat *hb)
 		if (n->state == NODE_SUSPECT || n->state == NODE_DOWN)
 			set_state(m, n, NODE_READY, n->draining ? n->reason : "heartbeats resumed");
 		m->mx.heartbeats++;
-		Seeswarm__V1__HeartbeatAck a = SEESWARM__V1__HEARTBEAT_ACK__INIT;
-		a.seq = hb->seq;
-		a.state = (char *)node_display_state(n);
-		conn_send(s->conn, MSG_HEARTBEAT_ACK, &a.base);
+		const char *shown = node_display_state(n);
+		if (hb->seq % HEARTBEAT_ACK_EVERY == 1 || strcmp(shown, s->told_state) != 0) {
+			Seeswarm__V1__HeartbeatAck a = SEESWARM__V1__HEARTBEAT_ACK__INIT;
+			a.seq = hb->seq;
+			a.state = (char *)shown;
+			snprintf(s->told_state, sizeof s->told_state, "%s", shown);
+			conn_send(s->conn, MSG_HEARTBEAT_ACK, &a.base);
+		}
 	}
 	msg_free(&hb->base);
 	return 0;
@@ -615,6 +621,7 @@ static int be_node_drain(void *arg, const char *id, json_t *body, json_t **out, 
 		Seeswarm__V1__StateChange sc = SEESWARM__V1__STATE_CHANGE__INIT;
 		sc.state = "draining";
 		sc.reason = text;
+		snprintf(s->told_state, sizeof s->told_state, "draining");
 		conn_send(s->conn, MSG_STATE_CHANGE, &sc.base);
 	}
 	*out = node_to_json(n, false, uv_now(m->loop), time_wall_ms());

@@ -1,5 +1,8 @@
 /* conn.c - framed mutual-TLS connections on libuv. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -225,6 +228,16 @@ static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 	conn_close(c, SS_ETIMEDOUT, c->opened ? "deadline passed" : "TLS handshake timed out");
+}
+
+int conn_set_user_timeout(struct conn *c, unsigned ms)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+		return SS_ESTATE;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0)
+		return SS_EIO;
+	return 0;
 }
 
 void conn_set_deadline(struct conn *c, uint64_t ms)

@@ -60,6 +60,12 @@ int conn_send_bytes(struct conn *c, const void *data, size_t len);
 void conn_close(struct conn *c, int reason, const char *why);
 bool conn_closing(const struct conn *c);
 
+/*
+ * Sets TCP_USER_TIMEOUT: the kernel fails the connection when sent data stays
+ * unacknowledged for ms. This detects a cut link without application traffic.
+ */
+int conn_set_user_timeout(struct conn *c, unsigned ms);
+
 /* (Re)arms a deadline: when it passes, the conn closes with SS_ETIMEDOUT. 0 disarms. */
 void conn_set_deadline(struct conn *c, uint64_t ms);
 

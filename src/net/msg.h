@@ -30,6 +30,14 @@ enum msg_type {
 	MSG_TYPE_MAX = 10,
 };
 
+/*
+ * The manager acknowledges every HEARTBEAT_ACK_EVERY-th heartbeat (and any
+ * heartbeat when the node's state differs from what the agent last heard).
+ * Cut links are detected by TCP_USER_TIMEOUT; the acks prove that the
+ * manager's loop is alive.
+ */
+#define HEARTBEAT_ACK_EVERY 8
+
 /* Bounds enforced by the decoders. */
 #define MSG_MAX_ID 63
 #define MSG_MAX_STR 255
