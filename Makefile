@@ -66,7 +66,7 @@ $(BUILD)/obj/%.o: %.c $(PROTO_H)
 
 $(BUILD)/libinternal.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/seeswarm: $(MAIN_OBJ) $(BUILD)/libinternal.a
 	@echo "  LD      $@"
@@ -74,7 +74,7 @@ $(BUILD)/seeswarm: $(MAIN_OBJ) $(BUILD)/libinternal.a
 
 $(BUILD)/libseeswarm.a: $(CLIENTLIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/libseeswarm.so: $(CLIENTLIB_OBJ) src/client/libseeswarm.map
 	@echo "  LD      $@"
