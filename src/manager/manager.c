@@ -63,6 +63,7 @@ struct metrics {
 	uint64_t admitted, rejected, heartbeats, protocol_errors, goodbyes;
 	uint64_t commits, commit_failures, commit_us_total, commit_us_max;
 	uint64_t went_down, went_suspect;
+	uint64_t tls_offloaded, tls_openssl;
 };
 
 struct manager {
@@ -287,11 +288,14 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 		reject(s, "evidence type differs from the one challenged", 0);
 		goto out;
 	}
-	X509 *peer = tls_peer_cert(conn_tls(s->conn));
-	if (!peer || crypto_spki_der(X509_get0_pubkey(peer), &spki, &spki_len) != 0) {
+	spki_len = 0;
+	const uint8_t *peer_spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
+	if (!peer_spki || spki_len == 0) {
 		reject(s, "cannot read the TLS peer key", 0);
 		goto out;
 	}
+	spki = xmalloc(spki_len);
+	memcpy(spki, peer_spki, spki_len);
 	uint8_t expected[ATTEST_REPORT_DATA_LEN];
 	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, expected);
 	const struct attest_verifier *v = attest_verifier_find(s->evtype);
@@ -467,8 +471,12 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 static void on_open(struct conn *c)
 {
 	struct session *s = conn_data(c);
-	X509 *peer = tls_peer_cert(conn_tls(c));
-	if (!peer || crypto_cert_cn(peer, s->cn, sizeof s->cn) != 0 || !ident_valid(s->cn)) {
+	if (tls_offloaded(conn_tls(c)))
+		s->m->mx.tls_offloaded++;
+	else
+		s->m->mx.tls_openssl++;
+	snprintf(s->cn, sizeof s->cn, "%s", tls_peer_cn(conn_tls(c)));
+	if (!ident_valid(s->cn)) {
 		conn_close(c, SS_EAUTH, "peer certificate has no valid CN");
 		return;
 	}
@@ -681,6 +689,11 @@ static void be_metrics(void *arg, struct buf *out)
 		   (double)m->mx.commit_us_total / 1e6);
 	buf_printf(out, "# TYPE seeswarm_nodes_down_total counter\nseeswarm_nodes_down_total %llu\n",
 		   (unsigned long long)m->mx.went_down);
+	buf_printf(out, "# HELP seeswarm_tls_sessions_total Established agent sessions by record layer.\n"
+			"# TYPE seeswarm_tls_sessions_total counter\n"
+			"seeswarm_tls_sessions_total{record_layer=\"offloaded\"} %llu\n"
+			"seeswarm_tls_sessions_total{record_layer=\"openssl\"} %llu\n",
+		   (unsigned long long)m->mx.tls_offloaded, (unsigned long long)m->mx.tls_openssl);
 	struct mallinfo2 mi = mallinfo2();
 	buf_printf(out, "# TYPE seeswarm_heap_inuse_bytes gauge\nseeswarm_heap_inuse_bytes %zu\n", mi.uordblks + mi.hblkhd);
 	buf_printf(out, "# TYPE seeswarm_heap_free_bytes gauge\nseeswarm_heap_free_bytes %zu\n", mi.fordblks);
@@ -1058,6 +1071,7 @@ int manager_main(int argc, char **argv)
 	free(mpath);
 	if (tls_ctx_new(&m->tls, true, ca_path, cert, key) != 0)
 		goto out;
+	tls_ctx_set_offload(m->tls, true);
 	uint8_t token_hash[32];
 	if (ensure_token(m, token_hash, &token) != 0) {
 		log_error("cannot create or read the API token");

@@ -5,6 +5,17 @@
  * tls_read, encrypts with tls_write and drains ciphertext to send with
  * tls_take_out after every call. Both sides require a peer certificate that
  * chains to the swarm CA (mutual TLS).
+ *
+ * Record offload (servers that enable it): OpenSSL runs the whole handshake
+ * and authenticates the peer. When the handshake completes with TLS 1.3 and
+ * AES-GCM, and OpenSSL holds no buffered records, the session's traffic keys
+ * are derived from its traffic secrets (RFC 8446 §7.3), the OpenSSL session is
+ * freed, and record protection (§5.2-5.3) continues in tls.c: about 200 bytes
+ * per connection instead of about 25 KB. Anything unusual (another cipher,
+ * pending data, a post-handshake message) keeps or fails the connection
+ * safely: unexpected record types close it; KeyUpdate is refused; each
+ * direction is closed after 2^24 records, far below AES-GCM's limit, and the
+ * agent simply reconnects.
  */
 #ifndef SS_TLS_H
 #define SS_TLS_H
@@ -34,6 +45,9 @@ int tls_ctx_new(struct tls_ctx **out, bool server, const char *ca_file, X509 *ce
 		EVP_PKEY *key);
 void tls_ctx_free(struct tls_ctx *ctx);
 
+/* Enables record offload on a server context (see above). */
+void tls_ctx_set_offload(struct tls_ctx *ctx, bool on);
+
 /* Creates a session. expected_name, for clients, is checked against the server certificate. */
 struct tls *tls_new(struct tls_ctx *ctx, const char *expected_name);
 void tls_free(struct tls *t);
@@ -60,7 +74,18 @@ void tls_shutdown(struct tls *t);
 bool tls_handshake_done(const struct tls *t);
 /* A description of the last failure (static or owned by t). */
 const char *tls_error(const struct tls *t);
-/* The verified peer certificate, owned by the session (NULL before the handshake). */
-X509 *tls_peer_cert(const struct tls *t);
+/* The verified peer's certificate subject CN ("" before the handshake or if absent). */
+const char *tls_peer_cn(const struct tls *t);
+/* DER SubjectPublicKeyInfo of the verified peer (NULL before the handshake). */
+const uint8_t *tls_peer_spki(const struct tls *t, size_t *len);
+/* SHA-256 of the peer certificate's DER (zeros before the handshake). */
+const uint8_t *tls_peer_fingerprint(const struct tls *t);
+/* True once the session's records are protected by tls.c instead of OpenSSL. */
+bool tls_offloaded(const struct tls *t);
+
+#ifdef SS_FUZZING
+struct tls *tls_fuzz_offloaded(bool peer);
+int tls_fuzz_seal(struct tls *t, uint8_t ct, const uint8_t *data, size_t len, size_t pad);
+#endif
 
 #endif
