@@ -57,14 +57,16 @@ struct tls {
 };
 
 static EVP_CIPHER *g_aes128, *g_aes256;
+static EVP_KDF *g_hkdf;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_once(void)
 {
 	g_aes128 = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
 	g_aes256 = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-	if (!g_aes128 || !g_aes256)
-		fatal("tls: AES-GCM is not available");
+	g_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	if (!g_aes128 || !g_aes256 || !g_hkdf)
+		fatal("tls: AES-GCM or HKDF is not available");
 }
 
 /* Keeps the traffic secrets that OpenSSL reports through the key log. */
@@ -282,8 +284,7 @@ static int expand_label(const EVP_MD *md, const uint8_t *secret, size_t secret_l
 	n += ll;
 	info[n++] = 0; /* empty context */
 	int rc = SS_ECRYPTO;
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_CTX *kctx = EVP_KDF_CTX_new(g_hkdf);
 	if (!kctx)
 		goto out;
 	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
@@ -298,7 +299,6 @@ static int expand_label(const EVP_MD *md, const uint8_t *secret, size_t secret_l
 		rc = 0;
 out:
 	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
 	return rc;
 }
 
