@@ -151,3 +151,25 @@ def test_manager_without_sim_flag_rejects_sim_agents(swarm):
     wait_for(lambda: "rejected" in a.text(), 10 * SLOW, what="rejection")
     assert "insecure-sim-attestation" in a.text()
     assert swarm.state("agent-sim") in (None, "rejected")
+
+
+def test_cli_flags_and_env_override_the_config_file(swarm, tmp_path):
+    swarm.start_manager()
+    swarm.start_agent("agent-cli")
+    swarm.wait_ready(["agent-cli"], 10 * SLOW)
+    env = dict(swarm.env)
+    env["SEESWARM_CONFIG"] = str(tmp_path / "missing.json")
+    ca = os.path.join(swarm.mdir, "ca.pem")
+    # Nothing configured: a clear error naming what is missing.
+    r = swarm.cli("node", "list", check=False, env=env)
+    assert r.returncode == 1 and "addr" in r.stderr.lower()
+    # Flags alone.
+    r = swarm.cli("node", "list", "--addr", swarm.api_addr, "--token", swarm.token, "--ca", ca,
+                  env=env)
+    assert "agent-cli" in r.stdout
+    # Environment alone.
+    env2 = dict(env, SEESWARM_ADDR=swarm.api_addr, SEESWARM_TOKEN=swarm.token, SEESWARM_CA=ca)
+    assert "agent-cli" in swarm.cli("node", "list", env=env2).stdout
+    # A flag beats the environment: a wrong token flag fails with 401.
+    r = swarm.cli("node", "list", "--token", "sst_wrong", check=False, env=env2)
+    assert r.returncode == 1 and ("401" in r.stderr or "token" in r.stderr.lower())
