@@ -150,9 +150,16 @@ check-asan:
 	  SEESWARM_BIN=$(abspath build/asan/seeswarm) SEESWARM_ASAN=1 \
 	  /usr/bin/python3 -m pytest -q tests/system $(PYTEST_ARGS)
 
-lint:
+LINT_SRC ?= $(LIB_SRC) src/main.c
+
+# Static analysis: cppcheck and clang-tidy (checks in .clang-tidy), both must be clean.
+lint: $(PROTO_H)
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
-	  --suppress=missingIncludeSystem --inline-suppr -Iinclude -Isrc src include
+	  --suppress=missingIncludeSystem --inline-suppr -Iinclude -Isrc -I$(GEN) $(LINT_SRC)
+	@for f in $(LINT_SRC); do \
+	  clang-tidy -quiet $$f -- -std=gnu17 -D_GNU_SOURCE -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS) \
+	    2>/dev/null || exit 1; \
+	done; echo "lint: cppcheck and clang-tidy clean"
 
 bench: all
 	@bash bench/run.sh

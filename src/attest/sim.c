@@ -44,8 +44,9 @@ static int sim_verify(const struct attest_input *in, struct attest_output *out)
 static int sim_evidence(const uint8_t report_data[ATTEST_REPORT_DATA_LEN], uint8_t **evidence,
 			size_t *len)
 {
+	static const uint8_t magic[8] = {'S', 'S', 'S', 'I', 'M', '0', '0', '1'};
 	uint8_t *p = xmalloc(ATTEST_SIM_LEN);
-	memcpy(p, ATTEST_SIM_MAGIC, 8);
+	memcpy(p, magic, sizeof magic);
 	memcpy(p + 8, report_data, ATTEST_REPORT_DATA_LEN);
 	*evidence = p;
 	*len = ATTEST_SIM_LEN;

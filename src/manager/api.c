@@ -747,6 +747,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	if (api->port == 0) {
 		struct sockaddr_storage bound;
 		socklen_t blen = sizeof bound;
+		memset(&bound, 0, sizeof bound);
 		info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_LISTEN_FD);
 		if (info && getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
 			api->port = ntohs(bound.ss_family == AF_INET6

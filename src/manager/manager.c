@@ -793,7 +793,7 @@ static int make_server_identity(struct manager *m, X509 **cert, EVP_PKEY **key)
 	/* 0.0.0.0 and :: are not addresses a client connects to. */
 	size_t w = 0;
 	for (size_t i = 0; i < ni; i++)
-		if (strcmp(ips[i], "0.0.0.0") && strcmp(ips[i], "::"))
+		if (strcmp(ips[i], "0.0.0.0") != 0 && strcmp(ips[i], "::") != 0)
 			ips[w++] = ips[i];
 	ni = w;
 	dns[nd] = NULL;
@@ -1123,15 +1123,12 @@ int manager_main(int argc, char **argv)
 		uint16_t port;
 		char addr[300];
 		addr_split(cfg->api, host, sizeof host, &port);
-		snprintf(addr, sizeof addr, "%s:%u",
-			 !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "[::1]" : cfg->api,
+		/* A wildcard bind is reached locally through loopback. */
+		const char *reach = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+				    : strcmp(host, "::") == 0	  ? "::1"
+								  : host;
+		snprintf(addr, sizeof addr, strchr(reach, ':') ? "[%s]:%u" : "%s:%u", reach,
 			 (unsigned)api_port(m->api));
-		if (strcmp(host, "0.0.0.0") && strcmp(host, "::")) {
-			if (strchr(host, ':'))
-				snprintf(addr, sizeof addr, "[%s]:%u", host, (unsigned)api_port(m->api));
-			else
-				snprintf(addr, sizeof addr, "%s:%u", host, (unsigned)api_port(m->api));
-		}
 		char *abs_ca = realpath(ca_path, NULL);
 		printf("seeswarm manager: first start, new swarm in %s\n", cfg->data_dir);
 		printf("API token (shown once; the manager keeps only its hash):\n  %s\n", token);

@@ -104,6 +104,8 @@ struct node *registry_upsert(struct registry *r, const char *id)
 	snprintf(n->id, sizeof n->id, "%s", id);
 	n->state = NODE_JOINING;
 	struct slot *s = xmalloc(sizeof *s);
+	if (r->nbuckets == 0)
+		fatal("registry: no buckets");
 	size_t h = hash_id(id) % r->nbuckets;
 	s->node = n;
 	s->next = r->buckets[h];

@@ -39,9 +39,9 @@ const char *msg_type_name(uint16_t type)
 
 uint16_t msg_type_of(const ProtobufCMessage *m)
 {
-	for (uint16_t t = 1; t <= MSG_TYPE_MAX; t++)
+	for (unsigned t = 1; t <= MSG_TYPE_MAX; t++)
 		if (descs[t] == m->descriptor)
-			return t;
+			return (uint16_t)t;
 	return 0;
 }
 
