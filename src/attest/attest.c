@@ -6,6 +6,7 @@
 
 static const struct attest_verifier *const verifiers[] = {
 	&attest_sim_verifier,
+	&attest_tpm_verifier,
 };
 
 static const struct attester *const attesters[] = {

@@ -105,6 +105,7 @@ const char *attest_status_name(enum attest_status s);
 
 /* The insecure development format. */
 extern const struct attest_verifier attest_sim_verifier;
+extern const struct attest_verifier attest_tpm_verifier; /* attest/tpm.h */
 extern const struct attester attest_sim_attester;
 #define ATTEST_SIM_MAGIC "SSSIM001"
 #define ATTEST_SIM_LEN (8 + ATTEST_REPORT_DATA_LEN)
