@@ -106,6 +106,8 @@ int ss_nodes_list(ss_client *c, int include_all, char **json);
 int ss_node_get(ss_client *c, const char *id, char **json);
 int ss_node_drain(ss_client *c, const char *id, char **json);
 int ss_health(ss_client *c, char **json);
+/* Asks the manager to re-attest a node now (HTTP 202 with the node). */
+int ss_node_attest(ss_client *c, const char *id, char **json);
 
 #ifdef __cplusplus
 }

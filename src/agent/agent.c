@@ -156,7 +156,11 @@ static int on_challenge(struct agent *a, Seeswarm__V1__Challenge *ch)
 	e.evidence_type = (char *)a->attester->name;
 	e.evidence.data = ev;
 	e.evidence.len = ev_len;
-	a->st = A_EVIDENCE;
+	/* A challenge while admitted is a re-attestation: the node stays admitted. */
+	if (a->st != A_ADMITTED)
+		a->st = A_EVIDENCE;
+	else
+		log_info("re-attesting (%s evidence)", a->attester->name);
 	conn_send(a->conn, MSG_EVIDENCE, &e.base);
 out:
 	free(ev);

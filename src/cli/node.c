@@ -25,6 +25,7 @@ static const char usage_text[] =
 	"                              rejected)\n"
 	"  show ID [--json]            show one node in detail\n"
 	"  drain ID [--reason TEXT]    stop placing work on a node\n"
+	"  attest ID                   re-attest a node now (fresh nonce)\n"
 	"\n"
 	"Connection options (default: SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then\n"
 	"the config file the manager writes, ~/.config/seeswarm/config.json):\n"
@@ -481,7 +482,9 @@ static void print_fields(json_t *obj, const struct field *known, size_t nknown, 
 static const struct field att_fields[] = {
 	{"status", "Status", F_PLAIN}, {"type", "Type", F_PLAIN},
 	{"insecure", "Insecure", F_PLAIN}, {"at", "At", F_PLAIN},
-	{"expires", "Expires", F_PLAIN},
+	{"expires", "Expires", F_PLAIN}, {"pool", "Pool", F_PLAIN},
+	{"policy_id", "Policy id", F_PLAIN}, {"claims_digest", "Claims digest", F_PLAIN},
+	{"reason", "Reason", F_PLAIN},
 };
 
 static const struct field cap_fields[] = {
@@ -612,6 +615,20 @@ out:
 	return ret;
 }
 
+/* ---- node attest --------------------------------------------------------- */
+
+static int cmd_attest(ss_client *c, const char *id)
+{
+	json_t *root = NULL;
+	char *path = xasprintf("/v1/nodes/%s/attest", id);
+	int ret = api_call(c, "POST", path, NULL, &root);
+	if (!ret)
+		printf("node %s: re-attestation started (see: seeswarm node show %s)\n", id, id);
+	json_decref(root);
+	free(path);
+	return ret;
+}
+
 /* ---- entry point --------------------------------------------------------- */
 
 /* Matches --name or --name=VALUE at argv[*i]; see flags.c for the same shape. */
@@ -654,7 +671,8 @@ int cli_node_main(int argc, char **argv)
 	bool is_list = !strcmp(sub, "list") || !strcmp(sub, "ls");
 	bool is_show = !strcmp(sub, "show") || !strcmp(sub, "status");
 	bool is_drain = !strcmp(sub, "drain");
-	if (!is_list && !is_show && !is_drain) {
+	bool is_attest = !strcmp(sub, "attest");
+	if (!is_list && !is_show && !is_drain && !is_attest) {
 		fprintf(stderr, "error: unknown node command \"%s\"\n", sub);
 		return usage(stderr, 2);
 	}
@@ -701,6 +719,8 @@ int cli_node_main(int argc, char **argv)
 		ret = cmd_list(c, all, as_json);
 	else if (is_show)
 		ret = cmd_show(c, id, as_json);
+	else if (is_attest)
+		ret = cmd_attest(c, id);
 	else
 		ret = cmd_drain(c, id, reason);
 out:

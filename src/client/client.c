@@ -1175,6 +1175,18 @@ int ss_node_drain(ss_client *c, const char *id, char **json)
 	return rc;
 }
 
+int ss_node_attest(ss_client *c, const char *id, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!id || !ident_valid(id))
+		return SS_EINVAL;
+	char *path = xasprintf("/v1/nodes/%s/attest", id);
+	int rc = call(c, "POST", path, NULL, json);
+	free(path);
+	return rc;
+}
+
 int ss_health(ss_client *c, char **json)
 {
 	return call(c, "GET", "/v1/health", NULL, json);

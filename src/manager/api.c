@@ -72,7 +72,7 @@ struct api {
 	void *stop_arg;
 };
 
-enum route { R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_METRICS };
+enum route { R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS };
 
 /* One extra response header; name NULL means none. */
 struct hdr {
@@ -300,6 +300,10 @@ static enum route match_route(const char *url, char id[static 64], const char **
 		*allow = "POST";
 		return R_DRAIN;
 	}
+	if (!strcmp(rest + n, "/attest")) {
+		*allow = "POST";
+		return R_ATTEST;
+	}
 	return R_NONE;
 }
 
@@ -464,6 +468,39 @@ out:
 	return ret;
 }
 
+static enum MHD_Result do_attest(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	char msg[320];
+	json_t *node = NULL;
+	const char *bwhy = NULL;
+	enum MHD_Result ret;
+	if (r->body.len > 0) {
+		ret = respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
+		goto out;
+	}
+	if (!api->be.node_attest) {
+		ret = respond_error(api, c, MHD_HTTP_NOT_FOUND, "no such route", NULL);
+		goto out;
+	}
+	int rc = api->be.node_attest(api->be.arg, r->id, &node, &bwhy);
+	if (rc == 0 && node) {
+		ret = respond_json(api, c, MHD_HTTP_ACCEPTED, node, NULL);
+		node = NULL;
+	} else if (rc == SS_ENOTFOUND) {
+		snprintf(msg, sizeof msg, "node \"%s\" not found", r->id);
+		ret = respond_error(api, c, MHD_HTTP_NOT_FOUND, msg, NULL);
+	} else if (rc == SS_ESTATE) {
+		ret = respond_error(api, c, MHD_HTTP_CONFLICT,
+				    bwhy ? bwhy : "the node is not connected and admitted", NULL);
+	} else {
+		snprintf(msg, sizeof msg, "attest failed: %s", bwhy ? bwhy : ss_strerror(rc));
+		ret = respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, NULL);
+	}
+out:
+	json_decref(node);
+	return ret;
+}
+
 static enum MHD_Result do_metrics(struct api *api, struct MHD_Connection *c)
 {
 	static const char *const cls[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -497,6 +534,8 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 		return do_node(api, c, r->id);
 	case R_DRAIN:
 		return do_drain(api, c, r);
+	case R_ATTEST:
+		return do_attest(api, c, r);
 	case R_METRICS:
 		return do_metrics(api, c);
 	case R_NONE:

@@ -8,6 +8,7 @@
  *   GET  /v1/nodes[?all=1]               {"nodes":[...]}
  *   GET  /v1/nodes/{id}                  node object
  *   POST /v1/nodes/{id}/drain            optional JSON body {"reason": "..."}
+ *   POST /v1/nodes/{id}/attest           re-attest the node now (202 with the node)
  *   GET  /metrics                        Prometheus text
  * Errors: JSON {"error": {"code": <http status>, "message": "..."}} with the
  * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 404 unknown route or
@@ -43,6 +44,12 @@ struct api_backend {
 	 * with *why set).
 	 */
 	int (*node_drain)(void *arg, const char *id, json_t *body, json_t **out, const char **why);
+	/*
+	 * Starts a re-attestation of a node now. Returns 0 and sets *out to the
+	 * node, SS_ENOTFOUND (404) or SS_ESTATE (409, with *why set) when the node
+	 * is not connected and admitted.
+	 */
+	int (*node_attest)(void *arg, const char *id, json_t **out, const char **why);
 	/* Appends Prometheus text to out. */
 	void (*metrics)(void *arg, struct buf *out);
 	/* Extra health fields merged into {"status":"ok"}. */

@@ -17,6 +17,7 @@
 
 #include "attest/attest.h"
 #include "attest/ca.h"
+#include "attest/policy.h"
 #include "client/config.h"
 #include "core/core.h"
 #include "manager/api.h"
@@ -36,6 +37,8 @@ struct manager_config {
 	const char *listen;
 	const char *api;
 	const char *client_config; /* NULL: default path; "" : none */
+	const char *policy_path;   /* NULL: built-in default policy */
+	const char *collateral_dir;
 	bool insecure_sim;
 	uint32_t heartbeat_ms;
 	uint32_t suspect_misses;
@@ -57,6 +60,12 @@ struct session {
 	struct session *next_commit;
 	bool in_commit_list;
 	char told_state[16];        /* the node state the agent last heard */
+	struct policy *policy;      /* the policy this session is appraised under (a reference) */
+	const struct policy_pool *pool;
+	bool verifying;             /* a verification runs on the thread pool */
+	bool reattesting;           /* a re-attestation challenge is outstanding */
+	uint64_t reattest_sent;     /* monotonic ms the challenge went out */
+	uint64_t next_reattest;     /* monotonic ms */
 };
 
 struct metrics {
@@ -64,6 +73,7 @@ struct metrics {
 	uint64_t commits, commit_failures, commit_us_total, commit_us_max;
 	uint64_t went_down, went_suspect;
 	uint64_t tls_offloaded, tls_openssl;
+	uint64_t verifications, reattestations, evictions, policy_reloads;
 };
 
 struct manager {
@@ -79,6 +89,9 @@ struct manager {
 	struct store *store;
 	struct api *api;
 	struct session *commit_head, **commit_tail;
+	struct policy *policy;
+	uv_signal_t sig_hup;
+	uv_timer_t reattester;
 	struct metrics mx;
 	size_t sessions;
 	int64_t started_ms;
@@ -121,7 +134,14 @@ static void session_free(struct session *s)
 {
 	if (s->hello)
 		msg_free(&s->hello->base);
+	policy_unref(s->policy);
 	free(s);
+}
+
+/* Sessions stay allocated while queued for a commit or while a verification runs. */
+static bool session_busy(const struct session *s)
+{
+	return s->in_commit_list || s->verifying;
 }
 
 /*
@@ -156,7 +176,8 @@ static void on_prepare(uv_prepare_t *h)
 		s->in_commit_list = false;
 		s->next_commit = NULL;
 		if (!s->conn) {
-			session_free(s);
+			if (!session_busy(s))
+				session_free(s);
 		} else {
 			Seeswarm__V1__Admitted a = SEESWARM__V1__ADMITTED__INIT;
 			a.node_id = s->node->id;
@@ -197,12 +218,21 @@ static void reject(struct session *s, const char *reason, uint32_t retry_ms)
 	conn_close(s->conn, SS_EATTEST, reason);
 }
 
-static const char *pick_evidence_type(struct manager *m, const Seeswarm__V1__Hello *h)
+/* The pool an agent asks for with its label pool=NAME; "default" otherwise. */
+static const char *hello_pool(const Seeswarm__V1__Hello *h)
 {
-	/* Hardware formats come with the attestation issue; until then only sim exists. */
+	for (size_t i = 0; i < h->n_labels; i++)
+		if (!strcmp(h->labels[i]->key, "pool"))
+			return h->labels[i]->value;
+	return "default";
+}
+
+static const char *pick_evidence_type(struct manager *m, const struct policy_pool *pool,
+				      const Seeswarm__V1__Hello *h)
+{
 	for (size_t i = 0; i < h->n_evidence_types; i++) {
 		const struct attest_verifier *v = attest_verifier_find(h->evidence_types[i]);
-		if (!v)
+		if (!v || !policy_pool_allows(pool, v->name))
 			continue;
 		if (!v->hardware && !m->cfg.insecure_sim)
 			continue;
@@ -231,12 +261,26 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 		reject(s, why, 0);
 		return 0;
 	}
-	const char *ev = pick_evidence_type(m, h);
+	const char *pool_name = hello_pool(h);
+	s->policy = policy_ref(m->policy);
+	s->pool = policy_pool(s->policy, pool_name);
+	if (!s->pool) {
+		char why[160];
+		snprintf(why, sizeof why, "the policy has no pool \"%s\"", pool_name);
+		reject(s, why, 30000);
+		return 0;
+	}
+	const char *ev = pick_evidence_type(m, s->pool, h);
 	if (!ev) {
-		reject(s, m->cfg.insecure_sim
-				  ? "no evidence type in common with this manager"
-				  : "no acceptable evidence type: sim attestation is refused unless the manager runs with --insecure-sim-attestation",
-		       30000);
+		char why[300];
+		bool offers_sim = false;
+		for (size_t i = 0; i < h->n_evidence_types; i++)
+			offers_sim |= !strcmp(h->evidence_types[i], "sim");
+		if (offers_sim && !m->cfg.insecure_sim)
+			snprintf(why, sizeof why, "no acceptable evidence type: sim attestation is refused unless the manager runs with --insecure-sim-attestation");
+		else
+			snprintf(why, sizeof why, "no acceptable evidence type: pool \"%s\" allows none of the types this agent offers", s->pool->name);
+		reject(s, why, 30000);
 		return 0;
 	}
 	snprintf(s->evtype, sizeof s->evtype, "%s", ev);
@@ -278,68 +322,91 @@ static void detach_session(struct session *s)
 	s->node = NULL;
 }
 
-static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
-{
-	struct manager *m = s->m;
-	int rc = 0;
-	uint8_t *spki = NULL;
-	size_t spki_len = 0;
-	if (strcmp(e->evidence_type, s->evtype) != 0) {
-		reject(s, "evidence type differs from the one challenged", 0);
-		goto out;
-	}
-	spki_len = 0;
-	const uint8_t *peer_spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
-	if (!peer_spki || spki_len == 0) {
-		reject(s, "cannot read the TLS peer key", 0);
-		goto out;
-	}
-	spki = xmalloc(spki_len);
-	memcpy(spki, peer_spki, spki_len);
-	uint8_t expected[ATTEST_REPORT_DATA_LEN];
-	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, expected);
-	const struct attest_verifier *v = attest_verifier_find(s->evtype);
+/* One verification on libuv's thread pool. The worker touches only this struct. */
+struct vjob {
+	uv_work_t req;
+	struct session *s;
+	const struct attest_verifier *v;
+	Seeswarm__V1__Evidence *e;     /* owned; its bytes are the evidence */
 	const uint8_t *certs[MSG_MAX_CERTS];
 	size_t lens[MSG_MAX_CERTS];
-	for (size_t i = 0; i < e->n_certs; i++) {
-		certs[i] = e->certs[i].data;
-		lens[i] = e->certs[i].len;
-	}
+	uint8_t expected[ATTEST_REPORT_DATA_LEN];
+	json_t *format_policy;         /* a reference, read-only */
+	char *collateral_dir;
+	int64_t now_unix;
+	int rc;
+	struct attest_output out;
+	uint64_t t0;
+};
+
+static void verify_work(uv_work_t *req)
+{
+	struct vjob *j = req->data;
 	struct attest_input in = {
-		.evidence = e->evidence.data,
-		.evidence_len = e->evidence.len,
-		.certs = certs,
-		.cert_lens = lens,
-		.n_certs = e->n_certs,
-		.expected_report_data = expected,
-		.expected_len = sizeof expected,
-		.now_unix = time_wall_ms() / 1000,
+		.evidence = j->e->evidence.data,
+		.evidence_len = j->e->evidence.len,
+		.certs = j->certs,
+		.cert_lens = j->lens,
+		.n_certs = j->e->n_certs,
+		.expected_report_data = j->expected,
+		.expected_len = sizeof j->expected,
+		.now_unix = j->now_unix,
+		.collateral_dir = j->collateral_dir,
+		.policy = j->format_policy,
 	};
-	struct attest_output res;
-	int vr = v->verify(&in, &res);
-	attest_output_free(&res);
-	/* A fresh nonce for every attestation: this one is spent. */
-	rand_bytes(s->nonce, sizeof s->nonce);
+	memset(&j->out, 0, sizeof j->out);
+	j->rc = j->v->verify(&in, &j->out);
+}
+
+/* Records the appraisal result (EAR-like) on the node. */
+static void record_result(struct session *s, struct node *n, const struct vjob *j,
+			  enum attest_status st)
+{
+	snprintf(n->tee, sizeof n->tee, "%s", j->out.tee[0] ? j->out.tee : j->v->name);
+	snprintf(n->attest_status, sizeof n->attest_status, "%s", attest_status_name(st));
+	snprintf(n->attest_type, sizeof n->attest_type, "%s", j->v->name);
+	snprintf(n->attest_reason, sizeof n->attest_reason, "%s", j->out.reason);
+	snprintf(n->policy_id, sizeof n->policy_id, "%s", s->pool ? s->pool->id : "");
+	snprintf(n->pool, sizeof n->pool, "%s", s->pool ? s->pool->name : "");
+	n->attest_insecure = !j->v->hardware;
+	n->attest_ms = time_wall_ms();
+	n->attest_expires_ms = n->attest_ms + (int64_t)(s->pool ? s->pool->ttl_ms : 0);
+	n->claims_digest[0] = '\0';
+	if (j->out.claims) {
+		char *canon = json_dumps(j->out.claims, JSON_COMPACT | JSON_SORT_KEYS);
+		if (canon) {
+			uint8_t d[32];
+			sha256(canon, strlen(canon), d);
+			hex_encode(d, 32, n->claims_digest);
+			free(canon);
+		}
+	}
+}
+
+static void evict(struct manager *m, struct session *s, const char *why)
+{
+	struct node *n = s->node;
+	m->mx.evictions++;
+	log_warn("node %s evicted: %s", n ? n->id : "?", why);
+	if (n) {
+		set_state(m, n, NODE_EVICTED, why);
+		detach_session(s);
+	}
+	if (s->conn) {
+		Seeswarm__V1__Rejected r = SEESWARM__V1__REJECTED__INIT;
+		r.reason = (char *)why;
+		r.retry_after_ms = 5000;
+		conn_send(s->conn, MSG_REJECTED, &r.base);
+		conn_close(s->conn, SS_EATTEST, why);
+	}
+}
+
+static void admit(struct session *s, struct vjob *j, enum attest_status st)
+{
+	struct manager *m = s->m;
 	const Seeswarm__V1__Hello *h = s->hello;
 	struct node *n = registry_upsert(m->reg, h->agent_id);
-	if (vr != 0 || res.status != ATTEST_AFFIRMING) {
-		char why[600];
-		snprintf(why, sizeof why, "attestation failed: %s",
-			 res.reason[0] ? res.reason : ss_strerror(vr));
-		if (n->state == NODE_JOINING || n->state == NODE_REJECTED || n->state == NODE_LEFT ||
-		    n->state == NODE_DOWN) {
-			apply_hello(n, h, conn_peer(s->conn));
-			snprintf(n->tee, sizeof n->tee, "%s", res.tee);
-			snprintf(n->attest_status, sizeof n->attest_status, "%s",
-				 attest_status_name(vr ? ATTEST_CONTRAINDICATED : res.status));
-			snprintf(n->attest_type, sizeof n->attest_type, "%s", s->evtype);
-			n->attest_ms = time_wall_ms();
-			set_state(m, n, NODE_REJECTED, why);
-		}
-		reject(s, why, 5000);
-		goto out;
-	}
-	/* Admit. A newer connection for the same node replaces an older one. */
+	/* A newer connection for the same node replaces an older one. */
 	if (n->session && n->session != s) {
 		struct session *old = n->session;
 		detach_session(old);
@@ -347,11 +414,7 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 			conn_close(old->conn, 0, "replaced by a newer connection of the same node");
 	}
 	apply_hello(n, h, conn_peer(s->conn));
-	snprintf(n->tee, sizeof n->tee, "%s", res.tee);
-	snprintf(n->attest_status, sizeof n->attest_status, "%s", attest_status_name(res.status));
-	snprintf(n->attest_type, sizeof n->attest_type, "%s", s->evtype);
-	n->attest_insecure = !v->hardware;
-	n->attest_ms = time_wall_ms();
+	record_result(s, n, j, st);
 	if (!n->joined_ms)
 		n->joined_ms = n->attest_ms;
 	n->last_hb_ms = time_wall_ms();
@@ -363,14 +426,108 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 	m->mx.admitted++;
 	set_state(m, n, NODE_READY, n->draining ? n->reason : "");
 	conn_set_deadline(s->conn, 0);
+	s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
 	s->st = SESS_COMMIT;
 	s->in_commit_list = true;
 	*m->commit_tail = s;
 	m->commit_tail = &s->next_commit;
-out:
-	free(spki);
-	msg_free(&e->base);
-	return rc;
+}
+
+static void verify_done(uv_work_t *req, int status)
+{
+	struct vjob *j = req->data;
+	struct session *s = j->s;
+	struct manager *m = s->m;
+	s->verifying = false;
+	m->mx.verifications++;
+	enum attest_status st = j->rc ? ATTEST_CONTRAINDICATED : j->out.status;
+	bool acceptable = status == 0 && j->rc == 0 &&
+			  (st == ATTEST_AFFIRMING || (st == ATTEST_WARNING && s->pool->allow_warning));
+	char why[640];
+	snprintf(why, sizeof why, "attestation %s: %s", j->rc ? "failed" : attest_status_name(st),
+		 j->out.reason[0] ? j->out.reason : ss_strerror(j->rc));
+	log_debug("verified %s evidence in %.2f ms", j->v->name, (double)(uv_hrtime() - j->t0) / 1e6);
+	if (!s->conn) {
+		/* The connection went away while verifying. */
+	} else if (s->st == SESS_ADMITTED && s->node) {
+		/* Re-attestation of an admitted node. */
+		s->reattesting = false;
+		if (acceptable) {
+			record_result(s, s->node, j, st);
+			save_node(m, s->node);
+			s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
+			log_debug("node %s re-attested (%s)", s->node->id, attest_status_name(st));
+		} else {
+			record_result(s, s->node, j, st);
+			evict(m, s, why);
+		}
+	} else if (acceptable) {
+		admit(s, j, st);
+	} else {
+		struct node *n = registry_upsert(m->reg, s->hello->agent_id);
+		if (n->state == NODE_JOINING || n->state == NODE_REJECTED || n->state == NODE_LEFT ||
+		    n->state == NODE_DOWN) {
+			apply_hello(n, s->hello, conn_peer(s->conn));
+			record_result(s, n, j, st);
+			set_state(m, n, NODE_REJECTED, why);
+		} else if (n->state == NODE_EVICTED) {
+			/* It stays evicted until fresh evidence is affirming. */
+			record_result(s, n, j, st);
+			set_state(m, n, NODE_EVICTED, why);
+		}
+		reject(s, why, 5000);
+	}
+	attest_output_free(&j->out);
+	json_decref(j->format_policy);
+	msg_free(&j->e->base);
+	free(j->collateral_dir);
+	free(j);
+	if (!s->conn && !session_busy(s))
+		session_free(s);
+}
+
+static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
+{
+	struct manager *m = s->m;
+	if (strcmp(e->evidence_type, s->evtype) != 0) {
+		msg_free(&e->base);
+		reject(s, "evidence type differs from the one challenged", 0);
+		return 0;
+	}
+	if (s->verifying) {
+		msg_free(&e->base);
+		reject(s, "evidence sent twice", 0);
+		return 0;
+	}
+	size_t spki_len = 0;
+	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
+	if (!spki || spki_len == 0) {
+		msg_free(&e->base);
+		reject(s, "cannot read the TLS peer key", 0);
+		return 0;
+	}
+	struct vjob *j = xcalloc(1, sizeof *j);
+	j->req.data = j;
+	j->s = s;
+	j->e = e;
+	j->v = attest_verifier_find(s->evtype);
+	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, j->expected);
+	/* A fresh nonce for every attestation: this one is spent. */
+	rand_bytes(s->nonce, sizeof s->nonce);
+	for (size_t i = 0; i < e->n_certs; i++) {
+		j->certs[i] = e->certs[i].data;
+		j->lens[i] = e->certs[i].len;
+	}
+	const json_t *fp = policy_pool_format(s->pool, s->evtype);
+	j->format_policy = fp ? json_incref((json_t *)fp) : NULL;
+	j->collateral_dir = m->cfg.collateral_dir ? xstrdup(m->cfg.collateral_dir) : NULL;
+	j->now_unix = time_wall_ms() / 1000;
+	j->t0 = uv_hrtime();
+	s->verifying = true;
+	int r = uv_queue_work(m->loop, &j->req, verify_work, verify_done);
+	if (r != 0)
+		fatal("uv_queue_work: %s", uv_strerror(r));
+	return 0;
 }
 
 static int on_heartbeat(struct session *s, Seeswarm__V1__Heartbeat *hb)
@@ -427,8 +584,11 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		ok = type == MSG_EVIDENCE;
 		break;
 	case SESS_COMMIT:
-	case SESS_ADMITTED:
 		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE;
+		break;
+	case SESS_ADMITTED:
+		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE ||
+		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying);
 		break;
 	default:
 		ok = false;
@@ -500,7 +660,7 @@ static void on_close(struct conn *c, int reason, const char *why)
 			set_state(m, n, NODE_SUSPECT, "connection lost");
 	}
 	s->conn = NULL;
-	if (!s->in_commit_list)
+	if (!session_busy(s))
 		session_free(s);
 }
 
@@ -536,6 +696,92 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	conn_set_deadline(c, HELLO_TIMEOUT_MS);
+}
+
+/* ---- re-attestation --------------------------------------------------- */
+
+#define REATTEST_TIMEOUT_MS 10000
+
+/* Sends a fresh challenge on an admitted session. */
+static void reattest(struct manager *m, struct session *s)
+{
+	if (!s->conn || s->st != SESS_ADMITTED || s->reattesting || s->verifying)
+		return;
+	/* The current policy applies from now on (it may have been reloaded). */
+	const char *pool_name = s->node && s->node->pool[0] ? s->node->pool : "default";
+	struct policy *p = policy_ref(m->policy);
+	policy_unref(s->policy);
+	s->policy = p;
+	s->pool = policy_pool(p, pool_name);
+	if (!s->pool) {
+		char why[160];
+		snprintf(why, sizeof why, "re-attestation: the policy no longer has pool \"%s\"", pool_name);
+		evict(m, s, why);
+		return;
+	}
+	if (!policy_pool_allows(s->pool, s->evtype)) {
+		char why[160];
+		snprintf(why, sizeof why, "re-attestation: pool \"%s\" no longer allows %s evidence",
+			 s->pool->name, s->evtype);
+		evict(m, s, why);
+		return;
+	}
+	rand_bytes(s->nonce, sizeof s->nonce);
+	Seeswarm__V1__Challenge c = SEESWARM__V1__CHALLENGE__INIT;
+	c.nonce.data = s->nonce;
+	c.nonce.len = sizeof s->nonce;
+	c.evidence_type = s->evtype;
+	s->reattesting = true;
+	s->reattest_sent = uv_now(m->loop);
+	m->mx.reattestations++;
+	conn_send(s->conn, MSG_CHALLENGE, &c.base);
+}
+
+static void reattest_one(void *arg, struct node *n)
+{
+	struct manager *m = arg;
+	struct session *s = n->session;
+	if (!s || s->st != SESS_ADMITTED)
+		return;
+	uint64_t now = uv_now(m->loop);
+	if (s->reattesting && !s->verifying && now > s->reattest_sent + REATTEST_TIMEOUT_MS) {
+		evict(m, s, "re-attestation timed out");
+		return;
+	}
+	if (n->attest_expires_ms && time_wall_ms() > n->attest_expires_ms && !s->reattesting &&
+	    !s->verifying) {
+		evict(m, s, "attestation result expired");
+		return;
+	}
+	if (now >= s->next_reattest)
+		reattest(m, s);
+}
+
+static void on_reattester(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	registry_each(m->reg, reattest_one, m);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct manager *m = h->data;
+	(void)signum;
+	if (!m->cfg.policy_path) {
+		log_info("SIGHUP: no --policy file; keeping the built-in policy");
+		return;
+	}
+	struct policy *p = NULL;
+	char why[300];
+	if (policy_load(m->cfg.policy_path, m->cfg.insecure_sim, &p, why, sizeof why) != 0) {
+		log_error("SIGHUP: policy not reloaded, keeping the current one: %s", why);
+		return;
+	}
+	policy_unref(m->policy);
+	m->policy = p;
+	m->mx.policy_reloads++;
+	log_info("SIGHUP: policy reloaded (%s); it applies at each node's next re-attestation",
+		 policy_source(p));
 }
 
 /* ---- failure detection ------------------------------------------------ */
@@ -636,6 +882,23 @@ static int be_node_drain(void *arg, const char *id, json_t *body, json_t **out, 
 	return 0;
 }
 
+static int be_node_attest(void *arg, const char *id, json_t **out, const char **why)
+{
+	struct manager *m = arg;
+	struct node *n = registry_get(m->reg, id);
+	if (!n)
+		return SS_ENOTFOUND;
+	struct session *s = n->session;
+	if (!s || !s->conn || s->st != SESS_ADMITTED) {
+		*why = "the node is not connected and admitted";
+		return SS_ESTATE;
+	}
+	if (!s->reattesting && !s->verifying)
+		reattest(m, s);
+	*out = node_to_json(n, false, uv_now(m->loop), time_wall_ms());
+	return 0;
+}
+
 struct count_ctx {
 	size_t by_state[NODE_STATE_COUNT];
 	size_t draining, connected;
@@ -689,6 +952,14 @@ static void be_metrics(void *arg, struct buf *out)
 		   (double)m->mx.commit_us_total / 1e6);
 	buf_printf(out, "# TYPE seeswarm_nodes_down_total counter\nseeswarm_nodes_down_total %llu\n",
 		   (unsigned long long)m->mx.went_down);
+	buf_printf(out, "# TYPE seeswarm_verifications_total counter\nseeswarm_verifications_total %llu\n",
+		   (unsigned long long)m->mx.verifications);
+	buf_printf(out, "# TYPE seeswarm_reattestations_total counter\nseeswarm_reattestations_total %llu\n",
+		   (unsigned long long)m->mx.reattestations);
+	buf_printf(out, "# TYPE seeswarm_evictions_total counter\nseeswarm_evictions_total %llu\n",
+		   (unsigned long long)m->mx.evictions);
+	buf_printf(out, "# TYPE seeswarm_policy_reloads_total counter\nseeswarm_policy_reloads_total %llu\n",
+		   (unsigned long long)m->mx.policy_reloads);
 	buf_printf(out, "# HELP seeswarm_tls_sessions_total Established agent sessions by record layer.\n"
 			"# TYPE seeswarm_tls_sessions_total counter\n"
 			"seeswarm_tls_sessions_total{record_layer=\"offloaded\"} %llu\n"
@@ -870,6 +1141,7 @@ static void usage(FILE *f)
 		"                        [--insecure-sim-attestation] [--heartbeat-interval 500ms]\n"
 		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
+		"                        [--policy FILE] [--collateral DIR]\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -878,13 +1150,15 @@ static void usage(FILE *f)
 		"  --heartbeat-interval D      interval agents are told to use (default 500ms)\n"
 		"  --suspect-after-misses N    missed heartbeats before a node is suspect (default 2)\n"
 		"  --down-after D              silence before a node is down (default 2s)\n"
+		"  --policy FILE               appraisal policy (JSON, reloaded on SIGHUP; docs/policy.md)\n"
+		"  --collateral DIR            offline cache of vendor roots, CRLs, TCB info, EK CAs\n"
 		"  --client-config PATH        where to write the CLI config on first start\n"
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
 
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
-	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX };
+	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -896,6 +1170,8 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"client-config", required_argument, NULL, O_CC},
 		{"no-client-config", no_argument, NULL, O_NOCC},
 		{"max-agents", required_argument, NULL, O_MAX},
+		{"policy", required_argument, NULL, O_POLICY},
+		{"collateral", required_argument, NULL, O_COLL},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -942,6 +1218,12 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			break;
 		case O_NOCC:
 			cfg->client_config = "";
+			break;
+		case O_POLICY:
+			cfg->policy_path = optarg;
+			break;
+		case O_COLL:
+			cfg->collateral_dir = optarg;
 			break;
 		case O_MAX:
 			if (parse_size(optarg, &v) || v < 1 || v > 1000000) {
@@ -1046,6 +1328,16 @@ int manager_main(int argc, char **argv)
 	raise_fd_limit();
 	m->commit_tail = &m->commit_head;
 	m->started_ms = time_wall_ms();
+	if (cfg->policy_path) {
+		char why[300];
+		if (policy_load(cfg->policy_path, cfg->insecure_sim, &m->policy, why, sizeof why) != 0) {
+			log_error("%s", why);
+			goto out;
+		}
+	} else {
+		m->policy = policy_default(cfg->insecure_sim);
+	}
+	log_info("policy: %s", policy_source(m->policy));
 	if (cfg->down_ms <= cfg->heartbeat_ms) {
 		log_error("--down-after must be longer than the heartbeat interval");
 		goto out;
@@ -1105,6 +1397,7 @@ int manager_main(int argc, char **argv)
 			.nodes_list = be_nodes_list,
 			.node_get = be_node_get,
 			.node_drain = be_node_drain,
+			.node_attest = be_node_attest,
 			.metrics = be_metrics,
 			.health = be_health,
 		},
@@ -1150,6 +1443,12 @@ int manager_main(int argc, char **argv)
 	uv_signal_init(m->loop, &m->sig_int);
 	m->sig_int.data = m;
 	uv_signal_start(&m->sig_int, on_signal, SIGINT);
+	uv_signal_init(m->loop, &m->sig_hup);
+	m->sig_hup.data = m;
+	uv_signal_start(&m->sig_hup, on_sighup, SIGHUP);
+	uv_timer_init(m->loop, &m->reattester);
+	m->reattester.data = m;
+	uv_timer_start(&m->reattester, on_reattester, 250, 250);
 	log_info("listening for agents on %s (mutual TLS 1.3), API on https://%s%s", cfg->listen,
 		 cfg->api, cfg->insecure_sim ? "; INSECURE simulated attestation allowed" : "");
 	uv_run(m->loop, UV_RUN_DEFAULT);
@@ -1179,6 +1478,7 @@ out:
 	}
 	store_close(m->store);
 	registry_free(m->reg);
+	policy_unref(m->policy);
 	tls_ctx_free(m->tls);
 	ca_free(m->ca);
 	X509_free(cert);

@@ -226,6 +226,11 @@ json_t *node_to_json(const struct node *n, bool for_store, uint64_t now_mono, in
 	json_object_set_new(att, "type", json_string(n->attest_type));
 	json_object_set_new(att, "insecure", json_boolean(n->attest_insecure));
 	json_object_set_new(att, "at", time_json(n->attest_ms));
+	json_object_set_new(att, "expires", time_json(n->attest_expires_ms));
+	json_object_set_new(att, "reason", json_string(n->attest_reason));
+	json_object_set_new(att, "policy_id", json_string(n->policy_id));
+	json_object_set_new(att, "pool", json_string(n->pool));
+	json_object_set_new(att, "claims_digest", json_string(n->claims_digest));
 	json_object_set_new(j, "attestation", att);
 
 	json_t *caps = json_object();
@@ -304,6 +309,11 @@ int node_from_json(struct node *n, const json_t *j)
 	copy_str(n->attest_type, sizeof n->attest_type, att, "type");
 	n->attest_insecure = json_is_true(json_object_get(att, "insecure"));
 	n->attest_ms = get_time(att, "at");
+	n->attest_expires_ms = get_time(att, "expires");
+	copy_str(n->attest_reason, sizeof n->attest_reason, att, "reason");
+	copy_str(n->policy_id, sizeof n->policy_id, att, "policy_id");
+	copy_str(n->pool, sizeof n->pool, att, "pool");
+	copy_str(n->claims_digest, sizeof n->claims_digest, att, "claims_digest");
 	const json_t *caps = json_object_get(j, "capabilities");
 	n->cpu_cores = (uint32_t)json_integer_value(json_object_get(caps, "cpu_cores"));
 	n->memory_bytes = (uint64_t)json_integer_value(json_object_get(caps, "memory_bytes"));

@@ -58,6 +58,11 @@ struct node {
 	char attest_type[16];
 	bool attest_insecure;
 	int64_t attest_ms;
+	int64_t attest_expires_ms;
+	char attest_reason[512];
+	char policy_id[17];
+	char pool[64];
+	char claims_digest[65];
 	/* Load from the last heartbeat. */
 	uint32_t cpu_permille;
 	uint64_t mem_used;
