@@ -7,10 +7,12 @@
 static const struct attest_verifier *const verifiers[] = {
 	&attest_sim_verifier,
 	&attest_tpm_verifier,
+	&attest_snp_verifier,
 };
 
 static const struct attester *const attesters[] = {
 	&attest_sim_attester,
+	&attest_snp_attester,
 };
 
 void attest_binding(const uint8_t *nonce, size_t nonce_len, const uint8_t *spki_der,

@@ -106,7 +106,9 @@ const char *attest_status_name(enum attest_status s);
 /* The insecure development format. */
 extern const struct attest_verifier attest_sim_verifier;
 extern const struct attest_verifier attest_tpm_verifier; /* attest/tpm.h */
+extern const struct attest_verifier attest_snp_verifier; /* attest/snp.h */
 extern const struct attester attest_sim_attester;
+extern const struct attester attest_snp_attester; /* attest/snp.h */
 #define ATTEST_SIM_MAGIC "SSSIM001"
 #define ATTEST_SIM_LEN (8 + ATTEST_REPORT_DATA_LEN)
 
