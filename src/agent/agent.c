@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "agent/agent.h"
 #include "agent/sysinfo.h"
 #include "attest/attest.h"
 #include "attest/ca.h"
+#include "attest/tpm.h"
 #include "core/core.h"
 #include "net/conn.h"
 #include "net/msg.h"
@@ -31,7 +33,15 @@ struct agent {
 	size_t n_labels;
 	double price;
 	bool insecure_sim;
-	const struct attester *attester;
+	const char *attester_name;   /* --attester; NULL = sim with the insecure flag, else tpm */
+	const char *tcti;
+	const char *pcrs;
+	const struct attester *attester; /* generic attesters (sim) */
+	struct tpm_attester *tpm;        /* the tpm attester */
+	struct tpm_pcr_selection pcr_sel;
+	uint8_t *identity;               /* tpm identity container sent in Hello */
+	size_t identity_len;
+	char evtype[16];
 
 	uv_loop_t loop;
 	uv_timer_t hb_timer, retry_timer;
@@ -66,7 +76,7 @@ static void send_hello(struct agent *a)
 	Seeswarm__V1__Capabilities c = SEESWARM__V1__CAPABILITIES__INIT;
 	Seeswarm__V1__Label lab[MSG_MAX_LABELS];
 	Seeswarm__V1__Label *labp[MSG_MAX_LABELS];
-	char *evtypes[1] = {(char *)a->attester->name};
+	char *evtypes[1] = {a->evtype};
 	h.protocol_version = PROTOCOL_VERSION;
 	h.agent_id = a->id;
 	h.agent_version = SS_VERSION;
@@ -75,7 +85,7 @@ static void send_hello(struct agent *a)
 	c.disk_bytes = a->caps.disk_bytes;
 	c.features = a->caps.features;
 	c.n_features = a->caps.n_features;
-	c.tee_type = (char *)a->attester->name;
+	c.tee_type = a->evtype;
 	c.hostname = a->caps.hostname;
 	h.capabilities = &c;
 	for (size_t i = 0; i < a->n_labels; i++) {
@@ -90,6 +100,8 @@ static void send_hello(struct agent *a)
 	h.evidence_types = evtypes;
 	h.n_evidence_types = 1;
 	h.advertise_addr = (char *)(a->advertise ? a->advertise : "");
+	h.attester_identity.data = a->identity;
+	h.attester_identity.len = a->identity_len;
 	a->st = A_HELLO;
 	conn_send(a->conn, MSG_HELLO, &h.base);
 }
@@ -139,28 +151,31 @@ static int on_challenge(struct agent *a, Seeswarm__V1__Challenge *ch)
 	int rc = 0;
 	uint8_t *ev = NULL;
 	size_t ev_len = 0;
-	if (strcmp(ch->evidence_type, a->attester->name) != 0) {
+	if (strcmp(ch->evidence_type, a->evtype) != 0) {
 		log_error("manager asks for %s evidence; this agent produces %s", ch->evidence_type,
-			  a->attester->name);
+			  a->evtype);
 		rc = SS_EATTEST;
 		goto out;
 	}
 	uint8_t rd[ATTEST_REPORT_DATA_LEN];
 	attest_binding(ch->nonce.data, ch->nonce.len, a->spki, a->spki_len, rd);
-	rc = a->attester->evidence(rd, &ev, &ev_len);
+	if (a->tpm)
+		rc = tpm_attester_quote(a->tpm, rd, &a->pcr_sel, &ev, &ev_len);
+	else
+		rc = a->attester->evidence(rd, &ev, &ev_len);
 	if (rc) {
-		log_error("attester %s failed: %s", a->attester->name, ss_strerror(rc));
+		log_error("attester %s failed: %s", a->evtype, ss_strerror(rc));
 		goto out;
 	}
 	Seeswarm__V1__Evidence e = SEESWARM__V1__EVIDENCE__INIT;
-	e.evidence_type = (char *)a->attester->name;
+	e.evidence_type = a->evtype;
 	e.evidence.data = ev;
 	e.evidence.len = ev_len;
 	/* A challenge while admitted is a re-attestation: the node stays admitted. */
 	if (a->st != A_ADMITTED)
 		a->st = A_EVIDENCE;
 	else
-		log_info("re-attesting (%s evidence)", a->attester->name);
+		log_info("re-attesting (%s evidence)", a->evtype);
 	conn_send(a->conn, MSG_EVIDENCE, &e.base);
 out:
 	free(ev);
@@ -185,6 +200,28 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		}
 		rc = on_challenge(a, (Seeswarm__V1__Challenge *)m);
 		break;
+	case MSG_CREDENTIAL_CHALLENGE: {
+		Seeswarm__V1__CredentialChallenge *cc = (Seeswarm__V1__CredentialChallenge *)m;
+		uint8_t secret[64];
+		size_t slen = 0;
+		if (!a->tpm || a->st != A_HELLO) {
+			rc = SS_EPROTO;
+			break;
+		}
+		rc = tpm_attester_activate(a->tpm, cc->id_object.data, cc->id_object.len,
+					   cc->enc_secret.data, cc->enc_secret.len, secret, sizeof secret,
+					   &slen);
+		if (rc) {
+			log_error("TPM credential activation failed: %s", ss_strerror(rc));
+			break;
+		}
+		Seeswarm__V1__CredentialResponse cr = SEESWARM__V1__CREDENTIAL_RESPONSE__INIT;
+		cr.secret.data = secret;
+		cr.secret.len = slen;
+		conn_send(c, MSG_CREDENTIAL_RESPONSE, &cr.base);
+		OPENSSL_cleanse(secret, sizeof secret);
+		break;
+	}
 	case MSG_ADMITTED: {
 		Seeswarm__V1__Admitted *ad = (Seeswarm__V1__Admitted *)m;
 		if (a->st != A_EVIDENCE) {
@@ -351,6 +388,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: seeswarm agent --join HOST:PORT --data-dir DIR [--label k=v ...]\n"
 		"                      [--price-per-hour X] [--advertise HOST:PORT]\n"
+		"                      [--attester tpm|sim] [--tcti TCTI] [--pcrs SEL]\n"
 		"                      [--insecure-sim-attestation]\n"
 		"\n"
 		"  --join HOST:PORT            the manager's agent listener\n"
@@ -358,12 +396,17 @@ static void usage(FILE *f)
 		"                              (create them with: seeswarm ca issue-agent)\n"
 		"  --label k=v                 a scheduling label, repeatable (e.g. zone=a)\n"
 		"  --price-per-hour X          what an hour of this instance costs\n"
+		"  --attester tpm|sim          evidence to produce (default: sim with the insecure\n"
+		"                              flag, else tpm)\n"
+		"  --tcti TCTI                 TPM access, e.g. swtpm:host=127.0.0.1,port=2321\n"
+		"                              (default device:/dev/tpmrm0)\n"
+		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
 		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
 }
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -371,6 +414,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"price-per-hour", required_argument, NULL, O_PRICE},
 		{"advertise", required_argument, NULL, O_ADV},
 		{"insecure-sim-attestation", no_argument, NULL, O_INSECURE},
+		{"attester", required_argument, NULL, O_ATTESTER},
+		{"tcti", required_argument, NULL, O_TCTI},
+		{"pcrs", required_argument, NULL, O_PCRS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -423,6 +469,19 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case O_INSECURE:
 			a->insecure_sim = true;
+			break;
+		case O_ATTESTER:
+			if (strcmp(optarg, "tpm") != 0 && strcmp(optarg, "sim") != 0) {
+				fprintf(stderr, "agent: --attester must be tpm or sim\n");
+				return 2;
+			}
+			a->attester_name = optarg;
+			break;
+		case O_TCTI:
+			a->tcti = optarg;
+			break;
+		case O_PCRS:
+			a->pcrs = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -482,6 +541,46 @@ out:
 	return rc;
 }
 
+/*
+ * The configuration the agent measures at start, one "key=value" per line in
+ * a fixed order (docs/attestation-tpm.md): a verifier can recompute PCR 23
+ * from the agent binary and these lines.
+ */
+static char *measured_config(const struct agent *a)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "seeswarm-agent-config-v1\njoin=%s\nlabels=", a->join);
+	for (size_t i = 0; i < a->n_labels; i++)
+		buf_printf(&b, "%s%s=%s", i ? "," : "", a->labels_k[i], a->labels_v[i]);
+	buf_printf(&b, "\nprice_per_hour=%.6f\npcrs=%s\n", a->price, a->pcrs ? a->pcrs : TPM_DEFAULT_PCRS);
+	buf_append(&b, "", 1);
+	return (char *)b.data;
+}
+
+static int start_tpm(struct agent *a)
+{
+	int rc = tpm_pcr_selection_parse(a->pcrs ? a->pcrs : TPM_DEFAULT_PCRS, &a->pcr_sel);
+	if (rc) {
+		log_error("--pcrs: cannot parse '%s'", a->pcrs);
+		return rc;
+	}
+	rc = tpm_attester_open(a->tcti, &a->tpm);
+	if (rc)
+		return rc;
+	char *cfg = measured_config(a);
+	rc = tpm_attester_measure_start(a->tpm, cfg, strlen(cfg));
+	free(cfg);
+	if (rc) {
+		log_error("cannot measure the agent into PCR %d: %s", TPM_AGENT_PCR, ss_strerror(rc));
+		return rc;
+	}
+	rc = tpm_attester_identity(a->tpm, &a->identity, &a->identity_len);
+	if (rc)
+		log_error("cannot read the TPM identity: %s", ss_strerror(rc));
+	return rc;
+}
+
 int agent_main(int argc, char **argv)
 {
 	struct agent *a = xcalloc(1, sizeof *a);
@@ -494,14 +593,23 @@ int agent_main(int argc, char **argv)
 	}
 	log_init("agent", LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
-	if (!a->insecure_sim) {
-		log_error("no hardware attester is available on this machine; for development run "
-			  "with --insecure-sim-attestation (never in production)");
-		goto out;
-	}
-	a->attester = &attest_sim_attester;
 	if (load_identity(a) != 0)
 		goto out;
+	if (!a->attester_name)
+		a->attester_name = a->insecure_sim ? "sim" : "tpm";
+	snprintf(a->evtype, sizeof a->evtype, "%s", a->attester_name);
+	if (!strcmp(a->attester_name, "sim")) {
+		if (!a->insecure_sim) {
+			log_error("sim evidence needs --insecure-sim-attestation (development only)");
+			goto out;
+		}
+		a->attester = &attest_sim_attester;
+	} else if (start_tpm(a) != 0) {
+		log_error("no usable TPM (%s); for development without hardware run with "
+			  "--insecure-sim-attestation (never in production)",
+			  a->tcti ? a->tcti : TPM_DEFAULT_TCTI);
+		goto out;
+	}
 	sysinfo_caps(a->data_dir, &a->caps);
 	a->backoff_ms = BACKOFF_MIN_MS;
 	uv_loop_init(&a->loop);
@@ -515,7 +623,7 @@ int agent_main(int argc, char **argv)
 	uv_signal_start(&a->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&a->sig_int, on_signal, SIGINT);
 	log_info("agent %s joining %s (%u cores, %s attestation%s)", a->id, a->join, a->caps.cpu_cores,
-		 a->attester->name, a->insecure_sim ? ", INSECURE" : "");
+		 a->evtype, !strcmp(a->evtype, "sim") ? ", INSECURE" : "");
 	do_connect(a);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
 	rc = 0;
@@ -526,6 +634,8 @@ out:
 		uv_loop_close(&a->loop);
 	}
 	sysinfo_caps_free(&a->caps);
+	tpm_attester_close(a->tpm);
+	free(a->identity);
 	tls_ctx_free(a->tls);
 	X509_free(a->cert);
 	EVP_PKEY_free(a->key);

@@ -12,12 +12,14 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <uv.h>
 
 #include "attest/attest.h"
 #include "attest/ca.h"
 #include "attest/policy.h"
+#include "attest/tpm.h"
 #include "client/config.h"
 #include "core/core.h"
 #include "manager/api.h"
@@ -46,7 +48,7 @@ struct manager_config {
 	uint32_t max_conns;
 };
 
-enum sess_state { SESS_HELLO, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
+enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
 
 struct session {
 	struct manager *m;
@@ -66,6 +68,7 @@ struct session {
 	bool reattesting;           /* a re-attestation challenge is outstanding */
 	uint64_t reattest_sent;     /* monotonic ms the challenge went out */
 	uint64_t next_reattest;     /* monotonic ms */
+	struct tpm_ak_challenge *cred; /* tpm: credential activation in progress */
 };
 
 struct metrics {
@@ -135,6 +138,10 @@ static void session_free(struct session *s)
 	if (s->hello)
 		msg_free(&s->hello->base);
 	policy_unref(s->policy);
+	if (s->cred) {
+		OPENSSL_cleanse(s->cred, sizeof *s->cred);
+		free(s->cred);
+	}
 	free(s);
 }
 
@@ -241,6 +248,10 @@ static const char *pick_evidence_type(struct manager *m, const struct policy_poo
 	return NULL;
 }
 
+static void send_challenge(struct session *s);
+static int start_credential(struct session *s, const Seeswarm__V1__Hello *h);
+static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char *peer);
+
 static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 {
 	struct manager *m = s->m;
@@ -284,6 +295,15 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 		return 0;
 	}
 	snprintf(s->evtype, sizeof s->evtype, "%s", ev);
+	if (!strcmp(ev, "tpm"))
+		return start_credential(s, h);
+	send_challenge(s);
+	return 0;
+}
+
+/* Sends the nonce challenge that the evidence must be bound to. */
+static void send_challenge(struct session *s)
+{
 	rand_bytes(s->nonce, sizeof s->nonce);
 	Seeswarm__V1__Challenge c = SEESWARM__V1__CHALLENGE__INIT;
 	c.nonce.data = s->nonce;
@@ -292,6 +312,67 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 	s->st = SESS_EVIDENCE;
 	conn_set_deadline(s->conn, EVIDENCE_TIMEOUT_MS);
 	conn_send(s->conn, MSG_CHALLENGE, &c.base);
+}
+
+/*
+ * tpm: before any quote is trusted, the AK must be shown to live in the TPM
+ * that holds the EK: MakeCredential here, ActivateCredential in the agent.
+ */
+static int start_credential(struct session *s, const Seeswarm__V1__Hello *h)
+{
+	struct manager *m = s->m;
+	char reason[300];
+	if (h->attester_identity.len == 0) {
+		reject(s, "tpm: the agent sent no TPM identity (AK, EK, EK certificate)", 0);
+		return 0;
+	}
+	const json_t *fp = policy_pool_format(s->pool, "tpm");
+	const json_t *req = fp ? json_object_get(fp, "require_ek_cert") : NULL;
+	bool require_ek_cert = req ? json_is_true(req) : true;
+	s->cred = xcalloc(1, sizeof *s->cred);
+	int rc = tpm_ak_challenge_new(h->attester_identity.data, h->attester_identity.len,
+				      m->cfg.collateral_dir, time_wall_ms() / 1000, require_ek_cert,
+				      s->cred, reason, sizeof reason);
+	if (rc) {
+		char why[360];
+		snprintf(why, sizeof why, "tpm: %s", reason);
+		struct node *n = registry_upsert(m->reg, h->agent_id);
+		if (n->state == NODE_JOINING || n->state == NODE_REJECTED || n->state == NODE_LEFT ||
+		    n->state == NODE_DOWN) {
+			apply_hello(n, h, conn_peer(s->conn));
+			snprintf(n->tee, sizeof n->tee, "tpm");
+			set_state(m, n, NODE_REJECTED, why);
+		}
+		reject(s, why, 30000);
+		return 0;
+	}
+	Seeswarm__V1__CredentialChallenge cc = SEESWARM__V1__CREDENTIAL_CHALLENGE__INIT;
+	cc.id_object.data = s->cred->blob.id_object;
+	cc.id_object.len = s->cred->blob.id_object_len;
+	cc.enc_secret.data = s->cred->blob.enc_secret;
+	cc.enc_secret.len = s->cred->blob.enc_secret_len;
+	s->st = SESS_CREDENTIAL;
+	conn_set_deadline(s->conn, EVIDENCE_TIMEOUT_MS);
+	conn_send(s->conn, MSG_CREDENTIAL_CHALLENGE, &cc.base);
+	return 0;
+}
+
+static int on_credential_response(struct session *s, Seeswarm__V1__CredentialResponse *r)
+{
+	char reason[300];
+	int rc = tpm_ak_challenge_finish(s->cred, r->secret.data, r->secret.len, time_wall_ms() / 1000,
+					 reason, sizeof reason);
+	msg_free(&r->base);
+	OPENSSL_cleanse(s->cred, sizeof *s->cred);
+	free(s->cred);
+	s->cred = NULL;
+	if (rc) {
+		char why[360];
+		snprintf(why, sizeof why, "tpm credential activation failed: %s", reason);
+		reject(s, why, 30000);
+		return 0;
+	}
+	send_challenge(s);
 	return 0;
 }
 
@@ -580,6 +661,9 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case SESS_HELLO:
 		ok = type == MSG_HELLO;
 		break;
+	case SESS_CREDENTIAL:
+		ok = type == MSG_CREDENTIAL_RESPONSE;
+		break;
 	case SESS_EVIDENCE:
 		ok = type == MSG_EVIDENCE;
 		break;
@@ -607,6 +691,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		return on_hello(s, (Seeswarm__V1__Hello *)msg);
 	case MSG_EVIDENCE:
 		return on_evidence(s, (Seeswarm__V1__Evidence *)msg);
+	case MSG_CREDENTIAL_RESPONSE:
+		return on_credential_response(s, (Seeswarm__V1__CredentialResponse *)msg);
 	case MSG_HEARTBEAT:
 		return on_heartbeat(s, (Seeswarm__V1__Heartbeat *)msg);
 	case MSG_GOODBYE: {

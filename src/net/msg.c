@@ -17,6 +17,8 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_GOODBYE] = &seeswarm__v1__goodbye__descriptor,
 	[MSG_STATE_CHANGE] = &seeswarm__v1__state_change__descriptor,
 	[MSG_ERROR] = &seeswarm__v1__error__descriptor,
+	[MSG_CREDENTIAL_CHALLENGE] = &seeswarm__v1__credential_challenge__descriptor,
+	[MSG_CREDENTIAL_RESPONSE] = &seeswarm__v1__credential_response__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -30,6 +32,8 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_GOODBYE] = "goodbye",
 	[MSG_STATE_CHANGE] = "state_change",
 	[MSG_ERROR] = "error",
+	[MSG_CREDENTIAL_CHALLENGE] = "credential_challenge",
+	[MSG_CREDENTIAL_RESPONSE] = "credential_response",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -82,6 +86,8 @@ static const char *check_hello(const Seeswarm__V1__Hello *h)
 	}
 	if (!isfinite(h->price_per_hour) || h->price_per_hour < 0 || h->price_per_hour > 1e6)
 		return "hello: price_per_hour out of range";
+	if (h->attester_identity.len > MSG_MAX_IDENTITY)
+		return "hello: attester identity too large";
 	if (h->n_evidence_types > MSG_MAX_EVIDENCE_TYPES)
 		return "hello: too many evidence types";
 	for (size_t i = 0; i < h->n_evidence_types; i++)
@@ -202,6 +208,19 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 	case MSG_ERROR: {
 		const Seeswarm__V1__Error *e = (const void *)m;
 		return str_ok(e->message, 511) ? NULL : "error: message too long";
+	}
+	case MSG_CREDENTIAL_CHALLENGE: {
+		const Seeswarm__V1__CredentialChallenge *c = (const void *)m;
+		if (c->id_object.len == 0 || c->id_object.len > MSG_MAX_CRED_BLOB ||
+		    c->enc_secret.len == 0 || c->enc_secret.len > MSG_MAX_CRED_BLOB)
+			return "credential_challenge: blob sizes out of range";
+		return NULL;
+	}
+	case MSG_CREDENTIAL_RESPONSE: {
+		const Seeswarm__V1__CredentialResponse *c = (const void *)m;
+		if (c->secret.len == 0 || c->secret.len > 64)
+			return "credential_response: secret size out of range";
+		return NULL;
 	}
 	default:
 		return "unknown message type";

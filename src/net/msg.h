@@ -27,7 +27,9 @@ enum msg_type {
 	MSG_GOODBYE = 8,
 	MSG_STATE_CHANGE = 9,
 	MSG_ERROR = 10,
-	MSG_TYPE_MAX = 10,
+	MSG_CREDENTIAL_CHALLENGE = 11,
+	MSG_CREDENTIAL_RESPONSE = 12,
+	MSG_TYPE_MAX = 12,
 };
 
 /*
@@ -48,6 +50,8 @@ enum msg_type {
 #define MSG_MAX_CERTS 8
 #define MSG_MAX_CERT (8u * 1024u)
 #define MSG_NONCE_LEN 32
+#define MSG_MAX_IDENTITY (16u * 1024u)
+#define MSG_MAX_CRED_BLOB 1024u
 
 /* Returns the message name ("hello", ...) or NULL for an unknown type. */
 const char *msg_type_name(uint16_t type);

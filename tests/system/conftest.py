@@ -240,7 +240,7 @@ def swarm(request):
     s = Swarm(tmp, marker.args if marker else ())
     yield s
     errors = s.stop()
-    if not errors:
+    if not errors and not os.environ.get("SEESWARM_KEEP_TMP"):
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         pytest.fail("\n".join(errors), pytrace=False)
