@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -39,6 +40,10 @@ struct agent {
 	const struct attester *attester; /* generic attesters (sim) */
 	struct tpm_attester *tpm;        /* the tpm attester */
 	struct tpm_pcr_selection pcr_sel;
+	X509 *node_cert;                 /* the swarm's node certificate for our key, or NULL */
+	char node_serial[41];
+	bool using_node_cert;            /* the current connection presents node_cert */
+	uint64_t revoked_seen;
 	uint8_t *identity;               /* tpm identity container sent in Hello */
 	size_t identity_len;
 	char evtype[16];
@@ -69,6 +74,63 @@ struct agent {
 };
 
 static void schedule_reconnect(struct agent *a);
+
+static char *node_cert_path(const struct agent *a)
+{
+	return xasprintf("%s/node.pem", a->data_dir);
+}
+
+static void drop_node_cert(struct agent *a, const char *why)
+{
+	if (!a->node_cert)
+		return;
+	log_warn("dropping node certificate %s: %s", a->node_serial, why);
+	X509_free(a->node_cert);
+	a->node_cert = NULL;
+	a->node_serial[0] = '\0';
+	char *p = node_cert_path(a);
+	unlink(p);
+	free(p);
+}
+
+/* Accepts a node certificate only for our own id and our own key. Takes ownership of cert. */
+static void adopt_node_cert(struct agent *a, X509 *cert, bool save)
+{
+	char cn[64] = "";
+	if (crypto_cert_cn(cert, cn, sizeof cn) != 0 || strcmp(cn, a->id) != 0 ||
+	    EVP_PKEY_eq(X509_get0_pubkey(cert), a->key) != 1) {
+		log_warn("ignoring a node certificate that is not for %s and this key", a->id);
+		X509_free(cert);
+		return;
+	}
+	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
+		X509_free(cert);
+		return;
+	}
+	X509_free(a->node_cert);
+	a->node_cert = cert;
+	ca_cert_serial_hex(cert, a->node_serial, sizeof a->node_serial);
+	if (save) {
+		char *p = node_cert_path(a);
+		if (pem_write_cert(p, cert, 0644) != 0)
+			log_warn("cannot save %s", p);
+		free(p);
+		log_info("node certificate %s received (attested key, valid 1h; renewed at each re-attestation)",
+			 a->node_serial);
+	}
+}
+
+static void take_node_cert_der(struct agent *a, const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *cert = d2i_X509(NULL, &p, (long)len);
+	if (!cert || p != der + len) {
+		X509_free(cert);
+		log_warn("ignoring a malformed node certificate");
+		return;
+	}
+	adopt_node_cert(a, cert, true);
+}
 
 static void send_hello(struct agent *a)
 {
@@ -234,6 +296,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		a->last_ack = uv_now(&a->loop);
 		a->admissions++;
 		snprintf(a->state, sizeof a->state, "%s", ad->state ? ad->state : "ready");
+		if (ad->node_cert.len)
+			take_node_cert_der(a, ad->node_cert.data, ad->node_cert.len);
 		conn_set_deadline(c, 0);
 		/* A cut link fails within about three intervals, without waiting for acks. */
 		conn_set_user_timeout(c, 3 * a->hb_ms < 2000 ? 2000 : 3 * a->hb_ms);
@@ -243,9 +307,27 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		uv_timer_start(&a->hb_timer, on_hb_timer, a->hb_ms, a->hb_ms);
 		break;
 	}
+	case MSG_NODE_CERTIFICATE: {
+		Seeswarm__V1__NodeCertificate *nc = (Seeswarm__V1__NodeCertificate *)m;
+		take_node_cert_der(a, nc->cert.data, nc->cert.len);
+		break;
+	}
+	case MSG_REVOCATION: {
+		Seeswarm__V1__Revocation *rv = (Seeswarm__V1__Revocation *)m;
+		for (size_t i = 0; i < rv->n_serials; i++) {
+			log_info("revocation received: node certificate %s", rv->serials[i]);
+			if (a->node_cert && !strcmp(rv->serials[i], a->node_serial))
+				drop_node_cert(a, "revoked by the manager");
+		}
+		a->revoked_seen += rv->n_serials;
+		break;
+	}
 	case MSG_REJECTED: {
 		Seeswarm__V1__Rejected *r = (Seeswarm__V1__Rejected *)m;
 		log_error("manager rejected this agent: %s", r->reason);
+		/* The next attempt falls back to the join certificate. */
+		if (a->using_node_cert)
+			drop_node_cert(a, "the manager refused the connection");
 		a->retry_hint_ms = r->retry_after_ms;
 		conn_close(c, SS_EATTEST, "rejected");
 		break;
@@ -332,8 +414,11 @@ static void do_connect(struct agent *a)
 		return;
 	}
 	a->st = A_CONNECTING;
-	conn_connect(&a->loop, (const struct sockaddr *)&a->addr, a->tls, TLS_MANAGER_NAME, NULL,
-		     NULL, &agent_cbs, NULL, a, &a->conn);
+	if (a->node_cert && X509_cmp_time(X509_get0_notAfter(a->node_cert), NULL) <= 0)
+		drop_node_cert(a, "expired");
+	a->using_node_cert = a->node_cert != NULL;
+	conn_connect(&a->loop, (const struct sockaddr *)&a->addr, a->tls, TLS_MANAGER_NAME,
+		     a->node_cert, a->node_cert ? a->key : NULL, &agent_cbs, NULL, a, &a->conn);
 	conn_set_deadline(a->conn, CONNECT_TIMEOUT_MS);
 }
 
@@ -534,6 +619,14 @@ static int load_identity(struct agent *a)
 	if (rc)
 		goto out;
 	rc = tls_ctx_new(&a->tls, false, ca, a->cert, a->key);
+	if (rc == 0) {
+		/* A node certificate from an earlier run, if still valid. */
+		char *np = node_cert_path(a);
+		X509 *nc = NULL;
+		if (access(np, F_OK) == 0 && pem_read_cert(np, &nc) == 0)
+			adopt_node_cert(a, nc, false);
+		free(np);
+	}
 out:
 	free(kp);
 	free(cp);
@@ -635,6 +728,7 @@ out:
 	}
 	sysinfo_caps_free(&a->caps);
 	tpm_attester_close(a->tpm);
+	X509_free(a->node_cert);
 	free(a->identity);
 	tls_ctx_free(a->tls);
 	X509_free(a->cert);

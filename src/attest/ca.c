@@ -5,6 +5,7 @@
  * queue and reported as SS_ECRYPTO; the queue is cleared afterwards so that a
  * later, unrelated call does not report a stale error.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,7 +110,7 @@ out:
  * comma or colon cannot inject other entries. Returns SS_EINVAL for an empty
  * DNS name, an IP literal that does not parse, or too many entries.
  */
-static int add_sans(X509 *cert, const char *const *dns, const char *const *ips)
+static int add_sans(X509 *cert, const char *const *dns, const char *const *ips, const char *uri)
 {
 	int rc = 0;
 	size_t count = 0;
@@ -164,6 +165,23 @@ static int add_sans(X509 *cert, const char *const *dns, const char *const *ips)
 			goto out;
 		}
 	}
+	if (uri) {
+		GENERAL_NAME *g = GENERAL_NAME_new();
+		ASN1_IA5STRING *u = ASN1_IA5STRING_new();
+		if (!g || !u || !ASN1_STRING_set(u, uri, -1)) {
+			GENERAL_NAME_free(g);
+			ASN1_IA5STRING_free(u);
+			rc = ossl_fail("subjectAltName URI");
+			goto out;
+		}
+		GENERAL_NAME_set0_value(g, GEN_URI, u);
+		if (!sk_GENERAL_NAME_push(gens, g)) {
+			GENERAL_NAME_free(g);
+			rc = ossl_fail("subjectAltName URI");
+			goto out;
+		}
+		count++;
+	}
 	if (count > 0 && !X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0,
 					    X509V3_ADD_DEFAULT)) {
 		rc = ossl_fail("subjectAltName");
@@ -192,9 +210,50 @@ static int set_validity(X509 *cert, int64_t nb, int64_t lifetime)
  * the CA certificate, or NULL for a self-signed CA certificate (is_ca must
  * then be true and signkey must be the key behind pubkey).
  */
+int ca_cert_attestation_digest(X509 *cert, uint8_t out[32])
+{
+	int rc = SS_ENOTFOUND;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t plen = strlen(SS_ATTESTATION_URI_PREFIX);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_URI)
+			continue;
+		const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+		int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+		if (ul != (int)(plen + 64) || strncmp(u, SS_ATTESTATION_URI_PREFIX, plen) != 0)
+			continue;
+		char hex[65];
+		memcpy(hex, u + plen, 64);
+		hex[64] = '\0';
+		rc = hex_decode(hex, out, 32) == 0 ? 0 : SS_EPARSE;
+		break;
+	}
+	GENERAL_NAMES_free(gens);
+	ERR_clear_error();
+	return rc;
+}
+
+int ca_cert_serial_hex(X509 *cert, char *out, size_t outlen)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	int rc = SS_EPARSE;
+	if (hex && strlen(hex) < outlen) {
+		for (size_t i = 0; hex[i]; i++)
+			out[i] = (char)tolower((unsigned char)hex[i]);
+		out[strlen(hex)] = '\0';
+		rc = 0;
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return rc;
+}
+
 static int build_cert(X509 *issuer, EVP_PKEY *signkey, EVP_PKEY *pubkey, const char *cn,
 		      int64_t not_before, int64_t lifetime, bool is_ca, unsigned usage,
-		      const char *const *dns, const char *const *ips, X509 **out)
+		      const char *const *dns, const char *const *ips, const uint8_t *digest,
+		      X509 **out)
 {
 	int rc = 0;
 	X509 *cert = X509_new();
@@ -248,7 +307,13 @@ static int build_cert(X509 *issuer, EVP_PKEY *signkey, EVP_PKEY *pubkey, const c
 		eku = "clientAuth";
 	if (eku && (rc = add_conf_ext(cert, &ctx, NID_ext_key_usage, eku)))
 		goto out;
-	if ((rc = add_sans(cert, dns, ips)) != 0)
+	char uri[128];
+	if (digest) {
+		char hex[65];
+		hex_encode(digest, 32, hex);
+		snprintf(uri, sizeof uri, "%s%s", SS_ATTESTATION_URI_PREFIX, hex);
+	}
+	if ((rc = add_sans(cert, dns, ips, digest ? uri : NULL)) != 0)
 		goto out;
 	if ((rc = add_conf_ext(cert, &ctx, NID_subject_key_identifier, "hash")) ||
 	    (rc = add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always")))
@@ -283,7 +348,7 @@ static int ca_self_sign(EVP_PKEY *key, X509 **out)
 	hex_encode(id, sizeof id, hex);
 	char *cn = xasprintf("seeswarm swarm CA %s", hex);
 	int rc = build_cert(NULL, key, key, cn, (int64_t)time(NULL) - CA_BACKDATE_S,
-			    CA_LIFETIME_S, true, 0, NULL, NULL, out);
+			    CA_LIFETIME_S, true, 0, NULL, NULL, NULL, out);
 	free(cn);
 	return rc;
 }
@@ -385,7 +450,7 @@ int ca_issue(struct ca *ca, EVP_PKEY *pubkey, const struct ca_issue_opts *opts, 
 		return SS_EINVAL;
 	int64_t nb = opts->not_before ? opts->not_before : (int64_t)time(NULL) - CA_BACKDATE_S;
 	return build_cert(ca->cert, ca->key, pubkey, opts->common_name, nb, opts->lifetime_s,
-			  false, opts->usage, opts->dns_sans, opts->ip_sans, out);
+			  false, opts->usage, opts->dns_sans, opts->ip_sans, opts->attestation_digest, out);
 }
 
 /* ---- PEM I/O ---------------------------------------------------------- */

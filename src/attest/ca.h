@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "core/core.h"
+
 struct ca;
 
 /* Usage of an issued certificate. */
@@ -30,7 +32,16 @@ struct ca_issue_opts {
 	int64_t not_before;             /* unix seconds; 0 means now - 60 s */
 	int64_t lifetime_s;             /* seconds of validity; required > 0 */
 	unsigned usage;                 /* CA_USAGE_* bits */
+	const uint8_t *attestation_digest; /* 32 bytes: adds the SAN URI of a node certificate */
 };
+
+/*
+ * Reads the attestation-result digest from cert's subjectAltName URI
+ * (SS_ATTESTATION_URI_PREFIX). Returns 0, SS_ENOTFOUND or SS_EPARSE.
+ */
+int ca_cert_attestation_digest(X509 *cert, uint8_t out[32]);
+/* The certificate serial as lowercase hex (out: at least 41 bytes). */
+int ca_cert_serial_hex(X509 *cert, char *out, size_t outlen);
 
 /* Generates a new EC P-256 key. */
 int crypto_gen_key(EVP_PKEY **out);

@@ -13,6 +13,16 @@
 
 #include "seeswarm.h"
 
+/*
+ * Node certificates carry the SHA-256 digest of the node's attestation result
+ * in their subjectAltName, as the URI SS_ATTESTATION_URI_PREFIX + 64 hex
+ * digits, beside DNS:<node id>. A private extension would need an OID: with no
+ * registered enterprise number, the only unregistered arc is the UUID arc
+ * 2.25, whose 128-bit values Go's crypto/x509 and Python's cryptography refuse
+ * (they reject the whole certificate), so the standard SAN carries it instead.
+ */
+#define SS_ATTESTATION_URI_PREFIX "urn:seeswarm:attestation-result:sha256:"
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHA256_LEN 32
 

@@ -40,6 +40,7 @@ struct manager_config {
 	const char *api;
 	const char *client_config; /* NULL: default path; "" : none */
 	const char *policy_path;   /* NULL: built-in default policy */
+	uint32_t node_cert_s;      /* node certificate lifetime */
 	const char *collateral_dir;
 	bool insecure_sim;
 	uint32_t heartbeat_ms;
@@ -69,6 +70,13 @@ struct session {
 	uint64_t reattest_sent;     /* monotonic ms the challenge went out */
 	uint64_t next_reattest;     /* monotonic ms */
 	struct tpm_ak_challenge *cred; /* tpm: credential activation in progress */
+	uint8_t *node_cert;         /* DER, waiting to go out with Admitted */
+	size_t node_cert_len;
+};
+
+struct revoked {
+	char serial[41];
+	int64_t expires_ms;
 };
 
 struct metrics {
@@ -77,6 +85,7 @@ struct metrics {
 	uint64_t went_down, went_suspect;
 	uint64_t tls_offloaded, tls_openssl;
 	uint64_t verifications, reattestations, evictions, policy_reloads;
+	uint64_t node_certs_issued, revocations;
 };
 
 struct manager {
@@ -93,6 +102,8 @@ struct manager {
 	struct api *api;
 	struct session *commit_head, **commit_tail;
 	struct policy *policy;
+	struct revoked *revoked;    /* revoked node-certificate serials, until they expire */
+	size_t n_revoked, cap_revoked;
 	uv_signal_t sig_hup;
 	uv_timer_t reattester;
 	struct metrics mx;
@@ -142,6 +153,7 @@ static void session_free(struct session *s)
 		OPENSSL_cleanse(s->cred, sizeof *s->cred);
 		free(s->cred);
 	}
+	free(s->node_cert);
 	free(s);
 }
 
@@ -192,11 +204,19 @@ static void on_prepare(uv_prepare_t *h)
 			a.state = (char *)node_display_state(s->node);
 			a.attestation_status = s->node->attest_status;
 			snprintf(s->told_state, sizeof s->told_state, "%s", a.state);
+			a.node_cert.data = s->node_cert;
+			a.node_cert.len = s->node_cert_len;
 			s->st = SESS_ADMITTED;
 			conn_send(s->conn, MSG_ADMITTED, &a.base);
-			log_info("node %s admitted from %s (tee=%s, attestation=%s%s)", s->node->id,
-				 conn_peer(s->conn), s->node->tee, s->node->attest_status,
-				 s->node->attest_insecure ? ", INSECURE sim" : "");
+			free(s->node_cert);
+			s->node_cert = NULL;
+			s->node_cert_len = 0;
+			uint8_t dg[32];
+			log_info("node %s admitted from %s (tee=%s, attestation=%s%s; connected with its %s certificate; node certificate %s issued)",
+				 s->node->id, conn_peer(s->conn), s->node->tee, s->node->attest_status,
+				 s->node->attest_insecure ? ", INSECURE sim" : "",
+				 tls_peer_node_digest(conn_tls(s->conn), dg) ? "node" : "join",
+				 s->node->node_cert_serial);
 		}
 		s = next;
 	}
@@ -249,6 +269,7 @@ static const char *pick_evidence_type(struct manager *m, const struct policy_poo
 }
 
 static void send_challenge(struct session *s);
+static bool is_revoked(const struct manager *m, const char *serial);
 static int start_credential(struct session *s, const Seeswarm__V1__Hello *h);
 static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char *peer);
 
@@ -270,6 +291,24 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 		snprintf(why, sizeof why, "agent id '%s' does not match its certificate (CN '%s')",
 			 h->agent_id, s->cn);
 		reject(s, why, 0);
+		return 0;
+	}
+	const char *serial = tls_peer_serial(conn_tls(s->conn));
+	if (is_revoked(m, serial)) {
+		char why[120];
+		snprintf(why, sizeof why, "certificate %s is revoked", serial);
+		reject(s, why, 1000);
+		return 0;
+	}
+	uint8_t peer_digest[32];
+	bool node_cert = tls_peer_node_digest(conn_tls(s->conn), peer_digest);
+	const struct node *known = registry_get(m->reg, h->agent_id);
+	if (!node_cert && known && known->node_cert_serial[0] && known->state != NODE_EVICTED &&
+	    known->node_cert_expires_ms > time_wall_ms()) {
+		char why[200];
+		snprintf(why, sizeof why, "node %s holds node certificate %s; connect with it, not with the join certificate",
+			 h->agent_id, known->node_cert_serial);
+		reject(s, why, 5000);
 		return 0;
 	}
 	const char *pool_name = hello_pool(h);
@@ -464,12 +503,127 @@ static void record_result(struct session *s, struct node *n, const struct vjob *
 	}
 }
 
+/* The digest of the appraisal result that the node certificate carries. */
+static void result_digest(struct node *n)
+{
+	char at[32] = "", ex[32] = "";
+	if (n->attest_ms)
+		time_rfc3339(n->attest_ms, at);
+	if (n->attest_expires_ms)
+		time_rfc3339(n->attest_expires_ms, ex);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "node", n->id, "status",
+			      n->attest_status, "tee", n->tee, "type", n->attest_type, "claims_digest",
+			      n->claims_digest, "policy_id", n->policy_id, "issued", at, "expires", ex);
+	char *canon = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	uint8_t d[32];
+	sha256(canon, strlen(canon), d);
+	hex_encode(d, 32, n->result_digest);
+	free(canon);
+	json_decref(j);
+}
+
+/*
+ * Issues a node certificate for the session's attested TLS key: CN and DNS
+ * SAN = node id, the attestation-result digest as an extension. Returns the
+ * DER (caller frees) or NULL.
+ */
+static uint8_t *issue_node_cert(struct manager *m, struct session *s, struct node *n, size_t *len)
+{
+	uint8_t *out = NULL;
+	size_t spki_len = 0;
+	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
+	const unsigned char *p = spki;
+	EVP_PKEY *pub = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	X509 *cert = NULL;
+	uint8_t digest[32];
+	result_digest(n);
+	if (!pub || hex_decode(n->result_digest, digest, 32) != 0)
+		goto out;
+	const char *dns[] = {n->id, NULL};
+	struct ca_issue_opts o = {
+		.common_name = n->id,
+		.dns_sans = dns,
+		.lifetime_s = m->cfg.node_cert_s,
+		.usage = CA_USAGE_CLIENT | CA_USAGE_SERVER,
+		.attestation_digest = digest,
+	};
+	if (ca_issue(m->ca, pub, &o, &cert) != 0)
+		goto out;
+	unsigned char *der = NULL;
+	int dl = i2d_X509(cert, &der);
+	if (dl <= 0)
+		goto out;
+	out = xmalloc((size_t)dl);
+	memcpy(out, der, (size_t)dl);
+	*len = (size_t)dl;
+	OPENSSL_free(der);
+	ca_cert_serial_hex(cert, n->node_cert_serial, sizeof n->node_cert_serial);
+	n->node_cert_expires_ms = time_wall_ms() + (int64_t)m->cfg.node_cert_s * 1000;
+	m->mx.node_certs_issued++;
+out:
+	if (!out)
+		log_error("node %s: cannot issue a node certificate", n->id);
+	X509_free(cert);
+	EVP_PKEY_free(pub);
+	return out;
+}
+
+static bool is_revoked(const struct manager *m, const char *serial)
+{
+	for (size_t i = 0; i < m->n_revoked; i++)
+		if (!strcmp(m->revoked[i].serial, serial))
+			return true;
+	return false;
+}
+
+struct push_ctx {
+	struct manager *m;
+	const char *serial;
+};
+
+static void push_revocation(void *arg, struct node *n)
+{
+	struct push_ctx *pc = arg;
+	struct session *s = n->session;
+	if (!s || !s->conn || s->st != SESS_ADMITTED)
+		return;
+	Seeswarm__V1__Revocation r = SEESWARM__V1__REVOCATION__INIT;
+	char *serials[1] = {(char *)pc->serial};
+	r.serials = serials;
+	r.n_serials = 1;
+	conn_send(s->conn, MSG_REVOCATION, &r.base);
+}
+
+/* Revokes a node certificate: durable first, then pushed to every connected agent. */
+static void revoke_cert(struct manager *m, const char *serial, int64_t expires_ms)
+{
+	if (!serial[0] || is_revoked(m, serial))
+		return;
+	if (m->n_revoked == m->cap_revoked) {
+		m->cap_revoked = m->cap_revoked ? 2 * m->cap_revoked : 64;
+		m->revoked = xrealloc(m->revoked, m->cap_revoked * sizeof *m->revoked);
+	}
+	struct revoked *r = &m->revoked[m->n_revoked++];
+	snprintf(r->serial, sizeof r->serial, "%s", serial);
+	r->expires_ms = expires_ms;
+	char v[32];
+	snprintf(v, sizeof v, "%lld", (long long)expires_ms);
+	store_put(m->store, "revoked", serial, v, strlen(v));
+	m->mx.revocations++;
+	log_info("node certificate %s revoked; pushing to every agent", serial);
+	struct push_ctx pc = {m, serial};
+	registry_each(m->reg, push_revocation, &pc);
+}
+
 static void evict(struct manager *m, struct session *s, const char *why)
 {
 	struct node *n = s->node;
 	m->mx.evictions++;
 	log_warn("node %s evicted: %s", n ? n->id : "?", why);
 	if (n) {
+		revoke_cert(m, n->node_cert_serial, n->node_cert_expires_ms);
+		n->node_cert_serial[0] = '\0';
+		n->node_cert_expires_ms = 0;
 		set_state(m, n, NODE_EVICTED, why);
 		detach_session(s);
 	}
@@ -496,6 +650,8 @@ static void admit(struct session *s, struct vjob *j, enum attest_status st)
 	}
 	apply_hello(n, h, conn_peer(s->conn));
 	record_result(s, n, j, st);
+	free(s->node_cert);
+	s->node_cert = issue_node_cert(m, s, n, &s->node_cert_len);
 	if (!n->joined_ms)
 		n->joined_ms = n->attest_ms;
 	n->last_hb_ms = time_wall_ms();
@@ -535,6 +691,15 @@ static void verify_done(uv_work_t *req, int status)
 		s->reattesting = false;
 		if (acceptable) {
 			record_result(s, s->node, j, st);
+			size_t dl = 0;
+			uint8_t *der = issue_node_cert(m, s, s->node, &dl);
+			if (der) {
+				Seeswarm__V1__NodeCertificate nc = SEESWARM__V1__NODE_CERTIFICATE__INIT;
+				nc.cert.data = der;
+				nc.cert.len = dl;
+				conn_send(s->conn, MSG_NODE_CERTIFICATE, &nc.base);
+				free(der);
+			}
 			save_node(m, s->node);
 			s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
 			log_debug("node %s re-attested (%s)", s->node->id, attest_status_name(st));
@@ -864,6 +1029,7 @@ static void on_sighup(uv_signal_t *h, int signum)
 		return;
 	}
 	policy_unref(m->policy);
+	free(m->revoked);
 	m->policy = p;
 	m->mx.policy_reloads++;
 	log_info("SIGHUP: policy reloaded (%s); it applies at each node's next re-attestation",
@@ -1046,6 +1212,10 @@ static void be_metrics(void *arg, struct buf *out)
 		   (unsigned long long)m->mx.evictions);
 	buf_printf(out, "# TYPE seeswarm_policy_reloads_total counter\nseeswarm_policy_reloads_total %llu\n",
 		   (unsigned long long)m->mx.policy_reloads);
+	buf_printf(out, "# TYPE seeswarm_node_certificates_issued_total counter\nseeswarm_node_certificates_issued_total %llu\n",
+		   (unsigned long long)m->mx.node_certs_issued);
+	buf_printf(out, "# TYPE seeswarm_revocations_total counter\nseeswarm_revocations_total %llu\n",
+		   (unsigned long long)m->mx.revocations);
 	buf_printf(out, "# HELP seeswarm_tls_sessions_total Established agent sessions by record layer.\n"
 			"# TYPE seeswarm_tls_sessions_total counter\n"
 			"seeswarm_tls_sessions_total{record_layer=\"offloaded\"} %llu\n"
@@ -1088,6 +1258,25 @@ static int load_node_cb(void *arg, const char *key, const char *value, size_t le
 	json_decref(j);
 	/* Give every node one detection period to reconnect after a restart. */
 	n->last_hb_mono = uv_now(m->loop);
+	return 0;
+}
+
+static int load_revoked_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct manager *m = arg;
+	(void)len;
+	int64_t exp = strtoll(value, NULL, 10);
+	if (exp < time_wall_ms() || strlen(key) > 40) {
+		store_del(m->store, "revoked", key);
+		return 0;
+	}
+	if (m->n_revoked == m->cap_revoked) {
+		m->cap_revoked = m->cap_revoked ? 2 * m->cap_revoked : 64;
+		m->revoked = xrealloc(m->revoked, m->cap_revoked * sizeof *m->revoked);
+	}
+	snprintf(m->revoked[m->n_revoked].serial, sizeof m->revoked[0].serial, "%s", key);
+	m->revoked[m->n_revoked].expires_ms = exp;
+	m->n_revoked++;
 	return 0;
 }
 
@@ -1238,13 +1427,14 @@ static void usage(FILE *f)
 		"  --down-after D              silence before a node is down (default 2s)\n"
 		"  --policy FILE               appraisal policy (JSON, reloaded on SIGHUP; docs/policy.md)\n"
 		"  --collateral DIR            offline cache of vendor roots, CRLs, TCB info, EK CAs\n"
+		"  --node-cert-lifetime D      lifetime of node certificates (default 1h)\n"
 		"  --client-config PATH        where to write the CLI config on first start\n"
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
 
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
-	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL };
+	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1258,6 +1448,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"max-agents", required_argument, NULL, O_MAX},
 		{"policy", required_argument, NULL, O_POLICY},
 		{"collateral", required_argument, NULL, O_COLL},
+		{"node-cert-lifetime", required_argument, NULL, O_NCERT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1310,6 +1501,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			break;
 		case O_COLL:
 			cfg->collateral_dir = optarg;
+			break;
+		case O_NCERT:
+			if (parse_duration_ms(optarg, &v) || v < 60000 || v > 7ull * 86400000) {
+				fprintf(stderr, "manager: --node-cert-lifetime must be 1m..7d\n");
+				return 2;
+			}
+			cfg->node_cert_s = (uint32_t)(v / 1000);
 			break;
 		case O_MAX:
 			if (parse_size(optarg, &v) || v < 1 || v > 1000000) {
@@ -1404,6 +1602,7 @@ int manager_main(int argc, char **argv)
 	cfg->suspect_misses = 2;
 	cfg->down_ms = 2000;
 	cfg->max_conns = 50000;
+	cfg->node_cert_s = 3600;
 	int prc = parse_args(argc, argv, cfg);
 	if (prc) {
 		rc = prc == 1 ? 0 : 2;
@@ -1470,6 +1669,10 @@ int manager_main(int argc, char **argv)
 	}
 	if (registry_count(m->reg))
 		log_info("recovered %zu nodes from the store", registry_count(m->reg));
+	if (store_scan(m->store, "revoked", load_revoked_cb, m) != 0) {
+		log_error("cannot read revocations from the store");
+		goto out;
+	}
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);

@@ -231,6 +231,11 @@ json_t *node_to_json(const struct node *n, bool for_store, uint64_t now_mono, in
 	json_object_set_new(att, "policy_id", json_string(n->policy_id));
 	json_object_set_new(att, "pool", json_string(n->pool));
 	json_object_set_new(att, "claims_digest", json_string(n->claims_digest));
+	json_object_set_new(att, "result_digest", json_string(n->result_digest));
+	json_t *nc = json_object();
+	json_object_set_new(nc, "serial", json_string(n->node_cert_serial));
+	json_object_set_new(nc, "expires", time_json(n->node_cert_expires_ms));
+	json_object_set_new(j, "node_certificate", nc);
 	json_object_set_new(j, "attestation", att);
 
 	json_t *caps = json_object();
@@ -314,6 +319,10 @@ int node_from_json(struct node *n, const json_t *j)
 	copy_str(n->policy_id, sizeof n->policy_id, att, "policy_id");
 	copy_str(n->pool, sizeof n->pool, att, "pool");
 	copy_str(n->claims_digest, sizeof n->claims_digest, att, "claims_digest");
+	copy_str(n->result_digest, sizeof n->result_digest, att, "result_digest");
+	const json_t *nc = json_object_get(j, "node_certificate");
+	copy_str(n->node_cert_serial, sizeof n->node_cert_serial, nc, "serial");
+	n->node_cert_expires_ms = get_time(nc, "expires");
 	const json_t *caps = json_object_get(j, "capabilities");
 	n->cpu_cores = (uint32_t)json_integer_value(json_object_get(caps, "cpu_cores"));
 	n->memory_bytes = (uint64_t)json_integer_value(json_object_get(caps, "memory_bytes"));

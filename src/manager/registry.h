@@ -63,6 +63,9 @@ struct node {
 	char policy_id[17];
 	char pool[64];
 	char claims_digest[65];
+	char result_digest[65];   /* SHA-256 of the appraisal result; in the node certificate */
+	char node_cert_serial[41];
+	int64_t node_cert_expires_ms;
 	/* Load from the last heartbeat. */
 	uint32_t cpu_permille;
 	uint64_t mem_used;

@@ -19,6 +19,8 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_ERROR] = &seeswarm__v1__error__descriptor,
 	[MSG_CREDENTIAL_CHALLENGE] = &seeswarm__v1__credential_challenge__descriptor,
 	[MSG_CREDENTIAL_RESPONSE] = &seeswarm__v1__credential_response__descriptor,
+	[MSG_NODE_CERTIFICATE] = &seeswarm__v1__node_certificate__descriptor,
+	[MSG_REVOCATION] = &seeswarm__v1__revocation__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -34,6 +36,8 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_ERROR] = "error",
 	[MSG_CREDENTIAL_CHALLENGE] = "credential_challenge",
 	[MSG_CREDENTIAL_RESPONSE] = "credential_response",
+	[MSG_NODE_CERTIFICATE] = "node_certificate",
+	[MSG_REVOCATION] = "revocation",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -177,6 +181,8 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "admitted: heartbeat interval out of range";
 		if (!str_ok(a->state, 15) || !str_ok(a->attestation_status, 31))
 			return "admitted: invalid state";
+		if (a->node_cert.len > MSG_MAX_CERT)
+			return "admitted: node certificate too large";
 		return NULL;
 	}
 	case MSG_REJECTED: {
@@ -214,6 +220,23 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 		if (c->id_object.len == 0 || c->id_object.len > MSG_MAX_CRED_BLOB ||
 		    c->enc_secret.len == 0 || c->enc_secret.len > MSG_MAX_CRED_BLOB)
 			return "credential_challenge: blob sizes out of range";
+		return NULL;
+	}
+	case MSG_NODE_CERTIFICATE: {
+		const Seeswarm__V1__NodeCertificate *c = (const void *)m;
+		if (c->cert.len == 0 || c->cert.len > MSG_MAX_CERT)
+			return "node_certificate: size out of range";
+		return NULL;
+	}
+	case MSG_REVOCATION: {
+		const Seeswarm__V1__Revocation *r = (const void *)m;
+		if (r->n_serials > MSG_MAX_REVOKED)
+			return "revocation: too many serials";
+		for (size_t i = 0; i < r->n_serials; i++) {
+			size_t n = strnlen(r->serials[i], 41);
+			if (n == 0 || n > 40 || strspn(r->serials[i], "0123456789abcdef") != n)
+				return "revocation: invalid serial";
+		}
 		return NULL;
 	}
 	case MSG_CREDENTIAL_RESPONSE: {

@@ -29,7 +29,9 @@ enum msg_type {
 	MSG_ERROR = 10,
 	MSG_CREDENTIAL_CHALLENGE = 11,
 	MSG_CREDENTIAL_RESPONSE = 12,
-	MSG_TYPE_MAX = 12,
+	MSG_NODE_CERTIFICATE = 13,
+	MSG_REVOCATION = 14,
+	MSG_TYPE_MAX = 14,
 };
 
 /*
@@ -52,6 +54,7 @@ enum msg_type {
 #define MSG_NONCE_LEN 32
 #define MSG_MAX_IDENTITY (16u * 1024u)
 #define MSG_MAX_CRED_BLOB 1024u
+#define MSG_MAX_REVOKED 1024
 
 /* Returns the message name ("hello", ...) or NULL for an unknown type. */
 const char *msg_type_name(uint16_t type);

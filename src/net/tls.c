@@ -1,11 +1,14 @@
 /* tls.c - TLS 1.3 sessions over memory BIOs (OpenSSL 3), with record offload. */
+#include <ctype.h>
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "net/tls.h"
 
@@ -53,6 +56,9 @@ struct tls {
 	uint8_t *peer_spki;
 	size_t peer_spki_len;
 	uint8_t peer_fp[32];
+	char peer_serial[41];
+	bool peer_is_node;
+	uint8_t peer_node_digest[32];
 	char err[160];
 };
 
@@ -265,6 +271,30 @@ static void capture_peer(struct tls *t)
 	unsigned int fl = sizeof t->peer_fp;
 	if (X509_digest(peer, EVP_sha256(), t->peer_fp, &fl) != 1)
 		memset(t->peer_fp, 0, sizeof t->peer_fp);
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex && strlen(hex) < sizeof t->peer_serial)
+		for (size_t i = 0; i <= strlen(hex); i++)
+			t->peer_serial[i] = (char)tolower((unsigned char)hex[i]);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	GENERAL_NAMES *gens = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+	size_t plen = strlen(SS_ATTESTATION_URI_PREFIX);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_URI)
+			continue;
+		const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+		int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+		if (ul != (int)(plen + 64) || strncmp(u, SS_ATTESTATION_URI_PREFIX, plen) != 0)
+			continue;
+		char dhex[65];
+		memcpy(dhex, u + plen, 64);
+		dhex[64] = '\0';
+		t->peer_is_node = hex_decode(dhex, t->peer_node_digest, 32) == 0;
+		break;
+	}
+	GENERAL_NAMES_free(gens);
 	ERR_clear_error();
 }
 
@@ -665,6 +695,18 @@ const uint8_t *tls_peer_spki(const struct tls *t, size_t *len)
 const uint8_t *tls_peer_fingerprint(const struct tls *t)
 {
 	return t->peer_fp;
+}
+
+const char *tls_peer_serial(const struct tls *t)
+{
+	return t->peer_serial;
+}
+
+bool tls_peer_node_digest(const struct tls *t, uint8_t out[32])
+{
+	if (t->peer_is_node)
+		memcpy(out, t->peer_node_digest, 32);
+	return t->peer_is_node;
 }
 
 bool tls_offloaded(const struct tls *t)

@@ -80,6 +80,14 @@ const char *tls_peer_cn(const struct tls *t);
 const uint8_t *tls_peer_spki(const struct tls *t, size_t *len);
 /* SHA-256 of the peer certificate's DER (zeros before the handshake). */
 const uint8_t *tls_peer_fingerprint(const struct tls *t);
+/* The peer certificate's serial number, lowercase hex ("" before the handshake). */
+const char *tls_peer_serial(const struct tls *t);
+/*
+ * True when the peer presented a node certificate (its subjectAltName carries
+ * the attestation-result digest, SS_ATTESTATION_URI_PREFIX); the digest is
+ * copied to out.
+ */
+bool tls_peer_node_digest(const struct tls *t, uint8_t out[32]);
 /* True once the session's records are protected by tls.c instead of OpenSSL. */
 bool tls_offloaded(const struct tls *t);
 

@@ -286,11 +286,12 @@ def hello_payload(agent_id, version=1):
             pb_field(3, 2, b"test") + pb_field(4, 2, caps) + pb_field(7, 2, b"sim"))
 
 
-def tls_connect(swarm, agent_dir, timeout=10):
+def tls_connect(swarm, agent_dir, timeout=10, cert=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(os.path.join(agent_dir, "ca.pem"))
-    ctx.load_cert_chain(os.path.join(agent_dir, "agent.pem"), os.path.join(agent_dir, "agent.key"))
+    ctx.load_cert_chain(cert or os.path.join(agent_dir, "agent.pem"),
+                        os.path.join(agent_dir, "agent.key"))
     raw = socket.create_connection(("127.0.0.1", swarm.port), timeout=timeout)
     return ctx.wrap_socket(raw, server_hostname="seeswarm-manager")
 
