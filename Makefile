@@ -6,7 +6,7 @@
 CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
-PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c
+PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c libseccomp
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -25,7 +25,7 @@ CORE_SRC    := $(wildcard src/core/*.c)
 NET_SRC     := $(wildcard src/net/*.c)
 ATTEST_SRC  := $(wildcard src/attest/*.c)
 MANAGER_SRC := $(wildcard src/manager/*.c)
-AGENT_SRC   := $(wildcard src/agent/*.c)
+AGENT_SRC   := $(wildcard src/agent/*.c) $(wildcard src/agent/exec/*.c)
 CLIENT_SRC  := $(wildcard src/client/*.c)
 CLI_SRC     := $(wildcard src/cli/*.c)
 

@@ -28,6 +28,8 @@ static const struct command commands[] = {
 	{"agent", agent_main, "run the agent daemon inside an SEE"},
 	{"node", cli_node_main, "list, show and drain nodes"},
 	{"ca", cli_ca_main, "swarm CA tasks (issue agent credentials)"},
+	{"task", cli_task_main, "run a task in the sandbox locally (run-local); bundle digests"},
+	{"receipt", cli_receipt_main, "verify a task receipt offline (receipt verify R --ca CA.pem)"},
 	{"demo", cli_demo_main, "start a local swarm (manager + 3 agents); --stop stops it"},
 	{"version", version_main, "print the version"},
 	{"help", help_main, "show this help"},

@@ -9,6 +9,8 @@
 int cli_node_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_demo_main(int argc, char **argv);
+int cli_task_main(int argc, char **argv);
+int cli_receipt_main(int argc, char **argv);
 
 /*
  * Shared client-flag parsing: consumes --addr, --token and --ca (with or

@@ -1,0 +1,396 @@
+/*
+ * cgroup.c - per-task cgroups on v1 (memory, pids, cpu, cpuacct hierarchies)
+ * or v2 (unified), chosen at run time.
+ *
+ * A task cgroup is created below the cgroups this process is in (read from
+ * /proc/self/cgroup), so a nested agent stays inside the limits it was
+ * given. On v1 the counters can be reset, so the sandbox reuses cgroups
+ * between tasks; exec_cgroup_begin() resets peak memory and CPU time and
+ * snapshots the OOM and pids-limit event counters, which cannot be reset.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/exec/exec.h"
+
+#define CG_ROOT "/sys/fs/cgroup"
+#define CG_MAX_DIRS 4
+
+enum { C_MEM = 0, C_PIDS, C_CPU, C_CPUACCT, C_COUNT };
+
+struct exec_cgroup {
+	enum exec_cg_mode mode;
+	char *dir[C_COUNT]; /* per controller; on v2 all point at one path */
+	uint64_t oom0, pidsmax0, cpu0;
+};
+
+static int write_str(const char *dir, const char *file, const char *val)
+{
+	char path[512];
+	int rc = 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t n = strlen(val);
+	if (write(fd, val, n) != (ssize_t)n)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int read_small(const char *dir, const char *file, char *out, size_t outlen)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, out, outlen - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	out[n] = '\0';
+	return 0;
+}
+
+static uint64_t read_u64(const char *dir, const char *file)
+{
+	char b[64];
+	if (!dir || read_small(dir, file, b, sizeof(b)))
+		return 0;
+	return strtoull(b, NULL, 10);
+}
+
+/* Returns the value of "key N" in a flat keyed file, or 0. */
+static uint64_t read_keyed(const char *dir, const char *file, const char *key)
+{
+	char b[2048];
+	size_t kl = strlen(key);
+	if (!dir || read_small(dir, file, b, sizeof(b)))
+		return 0;
+	for (char *line = b; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (!strncmp(line, key, kl) && line[kl] == ' ')
+			return strtoull(line + kl + 1, NULL, 10);
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+/*
+ * Finds this process's cgroup path for a v1 controller (or v2 when ctrl is
+ * ""), and the mount point of that hierarchy. Returns 0 or SS_ENOTFOUND.
+ */
+static int self_cgroup(const char *ctrl, char *mnt, size_t mntlen, char *path, size_t pathlen)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc = SS_ENOTFOUND;
+
+	if (file_read("/proc/self/cgroup", 65536, &data, &len))
+		return SS_ENOTFOUND;
+	for (char *line = data; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (c2) {
+			*c2 = '\0';
+			const char *ctrls = c1 + 1;
+			bool match = false;
+			if (!ctrl[0]) {
+				match = !strcmp(line, "0") && !ctrls[0];
+			} else {
+				char tmp[256];
+				snprintf(tmp, sizeof(tmp), "%s", ctrls);
+				char *save = NULL;
+				for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+					if (!strcmp(t, ctrl))
+						match = true;
+			}
+			if (match) {
+				struct stat st;
+				if (!ctrl[0]) {
+					snprintf(mnt, mntlen, CG_ROOT "/unified");
+					if (stat(CG_ROOT "/cgroup.controllers", &st) == 0)
+						snprintf(mnt, mntlen, CG_ROOT);
+				} else {
+					snprintf(mnt, mntlen, CG_ROOT "/%s", ctrls);
+					if (stat(mnt, &st) < 0)
+						snprintf(mnt, mntlen, CG_ROOT "/%s", ctrl);
+				}
+				snprintf(path, pathlen, "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "");
+				rc = 0;
+				break;
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	free(data);
+	return rc;
+}
+
+static bool has_word(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = strstr(list, w); p; p = strstr(p + 1, w))
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || !p[n]))
+			return true;
+	return false;
+}
+
+enum exec_cg_mode exec_cgroup_detect(void)
+{
+	char mnt[256], path[512], dir[800], ctl[512];
+
+	if (!self_cgroup("", mnt, sizeof(mnt), path, sizeof(path))) {
+		snprintf(dir, sizeof(dir), "%s%s", mnt, path);
+		if (!read_small(dir, "cgroup.controllers", ctl, sizeof(ctl)) &&
+		    has_word(ctl, "memory") && has_word(ctl, "pids"))
+			return EXEC_CG_V2;
+	}
+	struct stat st;
+	if (!self_cgroup("memory", mnt, sizeof(mnt), path, sizeof(path)) &&
+	    stat(mnt, &st) == 0 &&
+	    !self_cgroup("pids", mnt, sizeof(mnt), path, sizeof(path)) && stat(mnt, &st) == 0)
+		return EXEC_CG_V1;
+	return EXEC_CG_NONE;
+}
+
+int exec_cgroup_create(struct exec_cgroup **out, enum exec_cg_mode mode, const char *name)
+{
+	static const char *const ctrls[C_COUNT] = {"memory", "pids", "cpu", "cpuacct"};
+	struct exec_cgroup *cg = xcalloc(1, sizeof(*cg));
+	char mnt[256], path[512];
+	int rc = 0;
+
+	*out = NULL;
+	cg->mode = mode;
+	if (!ident_valid(name)) {
+		rc = SS_EINVAL;
+		goto out;
+	}
+	if (mode == EXEC_CG_V2) {
+		if ((rc = self_cgroup("", mnt, sizeof(mnt), path, sizeof(path))))
+			goto out;
+		char *parent = xasprintf("%s%s", mnt, path);
+		/* Delegation: the parent must pass the controllers down. */
+		write_str(parent, "cgroup.subtree_control", "+memory +pids +cpu");
+		cg->dir[C_MEM] = xasprintf("%s/%s", parent, name);
+		free(parent);
+		if (mkdir(cg->dir[C_MEM], 0755) < 0 && errno != EEXIST) {
+			rc = SS_EIO;
+			goto out;
+		}
+		for (int i = 1; i < C_COUNT; i++)
+			cg->dir[i] = xstrdup(cg->dir[C_MEM]);
+		goto out;
+	}
+	if (mode != EXEC_CG_V1) {
+		rc = SS_ENOSYS;
+		goto out;
+	}
+	for (int i = 0; i < C_COUNT; i++) {
+		if (self_cgroup(ctrls[i], mnt, sizeof(mnt), path, sizeof(path))) {
+			if (i <= C_PIDS) {
+				rc = SS_ENOSYS;
+				goto out;
+			}
+			continue; /* cpu and cpuacct are optional */
+		}
+		char *d = xasprintf("%s%s/%s", mnt, path, name);
+		/* cpu and cpuacct may share one hierarchy ("cpu,cpuacct"). */
+		for (int j = 0; j < i; j++)
+			if (cg->dir[j] && !strcmp(cg->dir[j], d)) {
+				cg->dir[i] = d;
+				d = NULL;
+				break;
+			}
+		if (!d)
+			continue;
+		if (mkdir(d, 0755) < 0 && errno != EEXIST) {
+			log_warn("exec: cannot create cgroup %s: %s", d, strerror(errno));
+			free(d);
+			rc = i <= C_PIDS ? SS_EIO : 0;
+			if (rc)
+				goto out;
+			continue;
+		}
+		cg->dir[i] = d;
+	}
+out:
+	if (rc)
+		exec_cgroup_destroy(cg);
+	else
+		*out = cg;
+	return rc;
+}
+
+int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *r)
+{
+	char v[64];
+	int rc;
+
+	snprintf(v, sizeof(v), "%" PRIu64, r->memory_bytes);
+	if (cg->mode == EXEC_CG_V2) {
+		if ((rc = write_str(cg->dir[C_MEM], "memory.max", v)))
+			return SS_EIO;
+		write_str(cg->dir[C_MEM], "memory.swap.max", "0");
+		snprintf(v, sizeof(v), "%u", r->pids);
+		if ((rc = write_str(cg->dir[C_PIDS], "pids.max", v)))
+			return SS_EIO;
+		if (r->cpu_millicores)
+			snprintf(v, sizeof(v), "%u 100000", r->cpu_millicores * 100);
+		else
+			snprintf(v, sizeof(v), "max 100000");
+		write_str(cg->dir[C_CPU], "cpu.max", v);
+		return 0;
+	}
+	/* memsw must stay >= the memory limit at every step, so lift it first. */
+	write_str(cg->dir[C_MEM], "memory.memsw.limit_in_bytes", "-1");
+	if ((rc = write_str(cg->dir[C_MEM], "memory.limit_in_bytes", v))) {
+		log_warn("exec: memory.limit_in_bytes: %s", strerror(-rc));
+		return SS_EIO;
+	}
+	write_str(cg->dir[C_MEM], "memory.memsw.limit_in_bytes", v);
+	snprintf(v, sizeof(v), "%u", r->pids);
+	if (write_str(cg->dir[C_PIDS], "pids.max", v))
+		return SS_EIO;
+	if (cg->dir[C_CPU]) {
+		write_str(cg->dir[C_CPU], "cpu.cfs_period_us", "100000");
+		if (r->cpu_millicores)
+			snprintf(v, sizeof(v), "%u", r->cpu_millicores * 100);
+		else
+			snprintf(v, sizeof(v), "-1");
+		if (write_str(cg->dir[C_CPU], "cpu.cfs_quota_us", v))
+			return SS_EIO;
+	}
+	return 0;
+}
+
+static uint64_t cpu_usage_ns(struct exec_cgroup *cg)
+{
+	if (cg->mode == EXEC_CG_V2)
+		return read_keyed(cg->dir[C_CPU], "cpu.stat", "usage_usec") * 1000;
+	return read_u64(cg->dir[C_CPUACCT], "cpuacct.usage");
+}
+
+int exec_cgroup_begin(struct exec_cgroup *cg)
+{
+	if (cg->mode == EXEC_CG_V1) {
+		write_str(cg->dir[C_MEM], "memory.max_usage_in_bytes", "0");
+		if (cg->dir[C_CPUACCT])
+			write_str(cg->dir[C_CPUACCT], "cpuacct.usage", "0");
+		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill");
+	} else {
+		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.events", "oom_kill");
+	}
+	cg->pidsmax0 = read_keyed(cg->dir[C_PIDS], "pids.events", "max");
+	cg->cpu0 = cpu_usage_ns(cg);
+	return 0;
+}
+
+int exec_cgroup_join_fds(struct exec_cgroup *cg, int *fds, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < C_COUNT && n < max; i++) {
+		if (!cg->dir[i])
+			continue;
+		bool dup = false;
+		for (int j = 0; j < i; j++)
+			if (cg->dir[j] && !strcmp(cg->dir[j], cg->dir[i]))
+				dup = true;
+		if (dup)
+			continue;
+		char path[600];
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[i]);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			int e = errno;
+			while (n > 0)
+				close(fds[--n]);
+			log_warn("exec: open %s: %s", path, strerror(e));
+			return SS_EIO;
+		}
+		fds[n++] = fd;
+	}
+	return (int)n;
+}
+
+int exec_cgroup_usage(struct exec_cgroup *cg, struct exec_usage *u)
+{
+	uint64_t cpu = cpu_usage_ns(cg);
+	u->cpu_ns = cpu >= cg->cpu0 ? cpu - cg->cpu0 : cpu;
+	if (cg->mode == EXEC_CG_V2) {
+		u->peak_mem_bytes = read_u64(cg->dir[C_MEM], "memory.peak");
+		u->oom_kills = read_keyed(cg->dir[C_MEM], "memory.events", "oom_kill") - cg->oom0;
+	} else {
+		u->peak_mem_bytes = read_u64(cg->dir[C_MEM], "memory.max_usage_in_bytes");
+		u->oom_kills = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill") - cg->oom0;
+	}
+	u->pids_limit_hit = read_keyed(cg->dir[C_PIDS], "pids.events", "max") > cg->pidsmax0;
+	return 0;
+}
+
+int exec_cgroup_kill(struct exec_cgroup *cg)
+{
+	char b[8192];
+	if (cg->mode == EXEC_CG_V2 && write_str(cg->dir[C_PIDS], "cgroup.kill", "1") == 0)
+		return 0;
+	/* v1 has no cgroup.kill: signal every member until none is left. */
+	for (int round = 0; round < 100; round++) {
+		if (read_small(cg->dir[C_PIDS], "cgroup.procs", b, sizeof(b)) || !b[0])
+			return 0;
+		for (char *p = b; *p;) {
+			char *end;
+			long pid = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (pid > 1)
+				kill((pid_t)pid, SIGKILL);
+			p = end;
+			while (*p == '\n')
+				p++;
+		}
+		usleep(1000);
+	}
+	return SS_ETIMEDOUT;
+}
+
+bool exec_cgroup_empty(struct exec_cgroup *cg)
+{
+	char b[64];
+	if (read_small(cg->dir[C_PIDS], "cgroup.procs", b, sizeof(b)))
+		return false;
+	return b[0] == '\0';
+}
+
+void exec_cgroup_destroy(struct exec_cgroup *cg)
+{
+	if (!cg)
+		return;
+	for (int i = 0; i < C_COUNT; i++) {
+		if (!cg->dir[i])
+			continue;
+		bool dup = false;
+		for (int j = 0; j < i; j++)
+			if (cg->dir[j] && !strcmp(cg->dir[j], cg->dir[i]))
+				dup = true;
+		if (!dup && rmdir(cg->dir[i]) < 0 && errno != ENOENT)
+			log_warn("exec: rmdir %s: %s", cg->dir[i], strerror(errno));
+	}
+	for (int i = 0; i < C_COUNT; i++)
+		free(cg->dir[i]);
+	free(cg);
+}

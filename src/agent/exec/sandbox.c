@@ -1,0 +1,1419 @@
+/*
+ * sandbox.c - runs one task in a fresh sandbox and collects its result, and
+ * the agent's resource manager (exec_capacity).
+ *
+ * Order of construction (see docs/executor.md for what each layer stops):
+ *   parent: bundle digest and allow-list; inputs copied into sealed memfds
+ *           while hashing; a per-task cgroup with limits; pipes.
+ *   clone(CLONE_NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET]) as real root; the child:
+ *     joins the cgroup (writes "0" to the cgroup.procs fds the parent opened);
+ *     makes every mount private; builds a tmpfs root holding read-only,
+ *     nosuid, nodev bind mounts of the host's /usr, /etc (and the /bin, /lib
+ *     ... symlinks or directories), /bundle (read-only), a minimal /dev, a
+ *     size-capped /tmp and /out, a read-only /in filled from the memfds, and
+ *     a fresh /proc; passes an fd of /out to the parent (SCM_RIGHTS) so the
+ *     outputs outlive the mount namespace; pivot_root; drops to the sandbox
+ *     uid/gid and creates a user namespace that maps only that uid to 0;
+ *     drops every capability and locks the securebits; rlimits;
+ *     no_new_privs; Landlock; seccomp; execve. Any failure is written as
+ *     {stage, errno} to a CLOEXEC pipe and the child exits 127.
+ *   parent: polls stdout/stderr (capped), the error pipe and a pidfd until
+ *     exit or the deadline (then SIGKILL to the pid-namespace init, which
+ *     kills the whole tree, and to the cgroup); reads cgroup usage; copies
+ *     the outputs out with bounds; returns the cgroup to the pool.
+ *
+ * The child runs between clone and execve in a copy of a possibly
+ * multi-threaded process, so it makes only system calls: every string it
+ * needs is built by the parent beforehand.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "agent/exec/exec.h"
+
+#ifndef SECBIT_NOROOT
+#define SECBIT_NOROOT (1 << 0)
+#define SECBIT_NOROOT_LOCKED (1 << 1)
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#define SECBIT_NO_SETUID_FIXUP_LOCKED (1 << 3)
+#define SECBIT_KEEP_CAPS_LOCKED (1 << 5)
+#define SECBIT_NO_CAP_AMBIENT_RAISE (1 << 6)
+#define SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED (1 << 7)
+#endif
+
+#define MAX_ROOT_ENTS 10
+#define MAX_CG_FDS 4
+#define POOL_MAX 16
+#define OUT_MAX_DEPTH 8
+
+/* ---- sandbox factory --------------------------------------------------- */
+
+struct root_ent {
+	char *name;  /* "usr" */
+	char *link;  /* symlink target when the host entry is a symlink, else NULL */
+};
+
+struct exec_sandbox {
+	char *state_dir;
+	char *root_mnt;
+	uid_t uid;
+	gid_t gid;
+	void *bpf;
+	int ll_abi;
+	enum exec_cg_mode cg_mode;
+	bool shared_netns;
+	int netns_fd, host_netns_fd;
+	int cap_last;
+	size_t capture;
+	uint8_t (*allow)[SHA256_LEN];
+	size_t n_allow;
+	struct root_ent ents[MAX_ROOT_ENTS];
+	size_t n_ents;
+	pthread_mutex_t lock;
+	struct exec_cgroup *pool[POOL_MAX];
+	size_t n_pool;
+	unsigned long seq;
+	char describe[256];
+};
+
+static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"};
+
+int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *opts)
+{
+	struct exec_sandbox *sb = xcalloc(1, sizeof(*sb));
+	int rc = 0;
+
+	*out = NULL;
+	pthread_mutex_init(&sb->lock, NULL);
+	sb->netns_fd = sb->host_netns_fd = -1;
+	if (geteuid() != 0) {
+		rc = SS_EPERM;
+		goto out;
+	}
+	sb->state_dir = xstrdup(opts && opts->state_dir ? opts->state_dir : "/run/seeswarm-exec");
+	sb->root_mnt = xasprintf("%s/root", sb->state_dir);
+	if ((rc = dir_ensure(sb->root_mnt, 0755)))
+		goto out;
+	sb->uid = opts && opts->uid ? opts->uid : EXEC_SANDBOX_UID;
+	sb->gid = opts && opts->gid ? opts->gid : (gid_t)sb->uid;
+	sb->capture = opts && opts->capture_bytes ? opts->capture_bytes : EXEC_CAPTURE_DEFAULT;
+	if (opts && opts->n_allow) {
+		sb->allow = xcalloc(opts->n_allow, SHA256_LEN);
+		memcpy(sb->allow, opts->allow, opts->n_allow * SHA256_LEN);
+		sb->n_allow = opts->n_allow;
+	}
+	if ((rc = exec_seccomp_build(&sb->bpf)))
+		goto out;
+	sb->ll_abi = opts && opts->no_landlock ? 0 : exec_landlock_abi();
+	sb->cg_mode = exec_cgroup_detect();
+	if (sb->cg_mode == EXEC_CG_NONE)
+		log_warn("exec: no usable cgroup controllers; memory, pids and CPU limits are "
+			 "not enforced beyond rlimits");
+
+	char *lc = NULL;
+	size_t lclen = 0;
+	sb->cap_last = CAP_LAST_CAP;
+	if (!file_read("/proc/sys/kernel/cap_last_cap", 32, &lc, &lclen)) {
+		sb->cap_last = atoi(lc);
+		free(lc);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(host_dirs); i++) {
+		char path[64], target[256];
+		struct stat st;
+		snprintf(path, sizeof(path), "/%s", host_dirs[i]);
+		if (lstat(path, &st) < 0)
+			continue;
+		struct root_ent *e = &sb->ents[sb->n_ents];
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t n = readlink(path, target, sizeof(target) - 1);
+			if (n <= 0)
+				continue;
+			target[n] = '\0';
+			e->link = xstrdup(target);
+		} else if (!S_ISDIR(st.st_mode)) {
+			continue;
+		}
+		e->name = xstrdup(host_dirs[i]);
+		sb->n_ents++;
+	}
+
+	if (opts && opts->shared_netns) {
+		if (sb->ll_abi < 6) {
+			log_warn("exec: a shared network namespace needs Landlock ABI >= 6 to keep "
+				 "tasks' abstract sockets apart; using a fresh one per task");
+		} else {
+			sb->host_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+			if (sb->host_netns_fd < 0 || unshare(CLONE_NEWNET) < 0) {
+				rc = SS_EIO;
+				goto out;
+			}
+			sb->netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+			if (setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
+				fatal("exec: cannot return to the host network namespace: %s",
+				      strerror(errno));
+			if (sb->netns_fd < 0) {
+				rc = SS_EIO;
+				goto out;
+			}
+			sb->shared_netns = true;
+		}
+	}
+	snprintf(sb->describe, sizeof(sb->describe),
+		 "namespaces=user,pid,mnt,ipc,uts,net(%s) seccomp=on landlock=%s%d cgroup=%s uid=%u",
+		 sb->shared_netns ? "shared-empty" : "fresh", sb->ll_abi ? "abi" : "off",
+		 sb->ll_abi, sb->cg_mode == EXEC_CG_V2 ? "v2" : sb->cg_mode == EXEC_CG_V1 ? "v1" : "none",
+		 (unsigned)sb->uid);
+out:
+	if (rc)
+		exec_sandbox_free(sb);
+	else
+		*out = sb;
+	return rc;
+}
+
+void exec_sandbox_free(struct exec_sandbox *sb)
+{
+	if (!sb)
+		return;
+	for (size_t i = 0; i < sb->n_pool; i++)
+		exec_cgroup_destroy(sb->pool[i]);
+	for (size_t i = 0; i < sb->n_ents; i++) {
+		free(sb->ents[i].name);
+		free(sb->ents[i].link);
+	}
+	if (sb->netns_fd >= 0)
+		close(sb->netns_fd);
+	if (sb->host_netns_fd >= 0)
+		close(sb->host_netns_fd);
+	exec_seccomp_free(sb->bpf);
+	free(sb->allow);
+	free(sb->state_dir);
+	free(sb->root_mnt);
+	pthread_mutex_destroy(&sb->lock);
+	free(sb);
+}
+
+const char *exec_sandbox_describe(const struct exec_sandbox *sb)
+{
+	return sb->describe;
+}
+
+/* ---- the child --------------------------------------------------------- */
+
+enum stage {
+	ST_CGROUP = 1, ST_PRIVATE, ST_ROOT, ST_BIND, ST_BUNDLE, ST_DEV, ST_TMP, ST_OUT, ST_IN,
+	ST_PROC, ST_PIVOT, ST_IDS, ST_USERNS, ST_IDMAP, ST_CAPS, ST_RLIMIT, ST_NNP, ST_CWD,
+	ST_LANDLOCK, ST_STDIO, ST_SECCOMP, ST_EXEC, ST_COUNT
+};
+
+static const char *const stage_names[ST_COUNT] = {
+	[ST_CGROUP] = "joining the cgroup", [ST_PRIVATE] = "making mounts private",
+	[ST_ROOT] = "mounting the root tmpfs", [ST_BIND] = "bind-mounting host directories",
+	[ST_BUNDLE] = "mounting the bundle", [ST_DEV] = "building /dev",
+	[ST_TMP] = "mounting /tmp", [ST_OUT] = "mounting /out", [ST_IN] = "populating /in",
+	[ST_PROC] = "mounting /proc", [ST_PIVOT] = "pivot_root",
+	[ST_IDS] = "switching to the sandbox uid", [ST_USERNS] = "creating the user namespace",
+	[ST_IDMAP] = "writing the id maps", [ST_CAPS] = "dropping capabilities",
+	[ST_RLIMIT] = "setting rlimits", [ST_NNP] = "setting no_new_privs",
+	[ST_CWD] = "changing to the working directory", [ST_LANDLOCK] = "applying Landlock",
+	[ST_STDIO] = "setting up stdio", [ST_SECCOMP] = "loading seccomp", [ST_EXEC] = "execve",
+};
+
+struct child_msg {
+	int32_t stage;
+	int32_t err;
+};
+
+struct plan {
+	const char *root;
+	int cg_fds[MAX_CG_FDS];
+	int n_cg;
+	const struct root_ent *ents;
+	size_t n_ents;
+	char *ent_dst[MAX_ROOT_ENTS];
+	char *ent_src[MAX_ROOT_ENTS];
+	char *dev, *tmp, *in, *out, *proc, *bundle_dst;
+	char *dev_null, *dev_zero, *dev_full, *dev_random, *dev_urandom;
+	char *dev_fd, *dev_stdin, *dev_stdout, *dev_stderr;
+	char *tmp_opts, *out_opts, *in_opts;
+	const char *bundle_src;
+	int *in_fds;
+	char **in_dst;
+	size_t n_in;
+	uid_t uid;
+	gid_t gid;
+	char uid_map[32], gid_map[32];
+	int ll_abi;
+	bool network;
+	const void *bpf;
+	int cap_last;
+	rlim_t fsize, nofile, cpu_s, as;
+	char **cand;
+	size_t n_cand;
+	char *const *argv;
+	char *const *envp;
+	const char *cwd;
+	int out_w, err_w, errpipe_w, sock_w;
+};
+
+static _Noreturn void child_fail(const struct plan *p, int stage, int err)
+{
+	struct child_msg m = {.stage = stage, .err = err};
+	ssize_t n = write(p->errpipe_w, &m, sizeof(m));
+	(void)n;
+	_exit(127);
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t n = strlen(s);
+	ssize_t w = write(fd, s, n);
+	int e = errno;
+	close(fd);
+	if (w != (ssize_t)n) {
+		errno = w < 0 ? e : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes the mount at path and everything below it read-only, nosuid and nodev. */
+static int ro_recursive(const char *path)
+{
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &a, sizeof(a)) == 0)
+		return 0;
+	if (errno != ENOSYS)
+		return -1;
+	return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+		     NULL);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char data = 'o';
+	struct iovec iov = {.iov_base = &data, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int mknod_dev(const char *path, unsigned minor)
+{
+	return mknod(path, S_IFCHR | 0666, makedev(1, minor));
+}
+
+static void child_mounts(const struct plan *p)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		child_fail(p, ST_PRIVATE, errno);
+	if (mount("tmpfs", p->root, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "size=1m,nr_inodes=4096,mode=0755") < 0)
+		child_fail(p, ST_ROOT, errno);
+	for (size_t i = 0; i < p->n_ents; i++) {
+		if (p->ents[i].link) {
+			if (symlink(p->ents[i].link, p->ent_dst[i]) < 0)
+				child_fail(p, ST_BIND, errno);
+			continue;
+		}
+		if (mkdir(p->ent_dst[i], 0755) < 0 ||
+		    mount(p->ent_src[i], p->ent_dst[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    ro_recursive(p->ent_dst[i]) < 0)
+			child_fail(p, ST_BIND, errno);
+	}
+	if (mkdir(p->bundle_dst, 0755) < 0 ||
+	    mount(p->bundle_src, p->bundle_dst, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+	    ro_recursive(p->bundle_dst) < 0)
+		child_fail(p, ST_BUNDLE, errno);
+
+	/* /dev: a few character devices on a tiny read-only tmpfs. */
+	if (mkdir(p->dev, 0755) < 0 ||
+	    mount("tmpfs", p->dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") < 0 ||
+	    mknod_dev(p->dev_null, 3) < 0 || mknod_dev(p->dev_zero, 5) < 0 ||
+	    mknod_dev(p->dev_full, 7) < 0 || mknod_dev(p->dev_random, 8) < 0 ||
+	    mknod_dev(p->dev_urandom, 9) < 0 || symlink("/proc/self/fd", p->dev_fd) < 0 ||
+	    symlink("/proc/self/fd/0", p->dev_stdin) < 0 ||
+	    symlink("/proc/self/fd/1", p->dev_stdout) < 0 ||
+	    symlink("/proc/self/fd/2", p->dev_stderr) < 0 ||
+	    mount(NULL, p->dev, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+		child_fail(p, ST_DEV, errno);
+
+	if (mkdir(p->tmp, 01777) < 0 ||
+	    mount("tmpfs", p->tmp, "tmpfs", MS_NOSUID | MS_NODEV, p->tmp_opts) < 0)
+		child_fail(p, ST_TMP, errno);
+
+	if (mkdir(p->out, 0755) < 0 ||
+	    mount("tmpfs", p->out, "tmpfs", MS_NOSUID | MS_NODEV, p->out_opts) < 0)
+		child_fail(p, ST_OUT, errno);
+	int ofd = open(p->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ofd < 0 || send_fd(p->sock_w, ofd) < 0)
+		child_fail(p, ST_OUT, errno);
+	close(ofd);
+
+	if (mkdir(p->in, 0755) < 0)
+		child_fail(p, ST_IN, errno);
+	if (p->n_in) {
+		if (mount("tmpfs", p->in, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->in_opts) < 0)
+			child_fail(p, ST_IN, errno);
+		for (size_t i = 0; i < p->n_in; i++) {
+			int fd = open(p->in_dst[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+			if (fd < 0)
+				child_fail(p, ST_IN, errno);
+			off_t off = 0;
+			for (;;) {
+				ssize_t n = sendfile(fd, p->in_fds[i], &off, 1 << 20);
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0)
+					child_fail(p, ST_IN, errno);
+				if (n == 0)
+					break;
+			}
+			close(fd);
+		}
+		if (mount(NULL, p->in, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  NULL) < 0)
+			child_fail(p, ST_IN, errno);
+	}
+
+	/* procfs must be mounted while the host's /proc is still visible. */
+	if (mkdir(p->proc, 0555) < 0 ||
+	    mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		child_fail(p, ST_PROC, errno);
+	if (mount(NULL, p->root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		child_fail(p, ST_ROOT, errno);
+	if (chdir(p->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		child_fail(p, ST_PIVOT, errno);
+}
+
+static void child_identity(const struct plan *p)
+{
+	/*
+	 * Raw system calls: glibc's set*id() would try to synchronise the
+	 * parent's other threads, which do not exist in this child, and hang.
+	 */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	    syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0 ||
+	    syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
+		child_fail(p, ST_IDS, errno);
+	/* Changing uid made us non-dumpable, which would make /proc/self/ root's. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		child_fail(p, ST_IDS, errno);
+	if (unshare(CLONE_NEWUSER) < 0)
+		child_fail(p, ST_USERNS, errno);
+	if (write_file("/proc/self/setgroups", "deny") < 0 ||
+	    write_file("/proc/self/uid_map", p->uid_map) < 0 ||
+	    write_file("/proc/self/gid_map", p->gid_map) < 0)
+		child_fail(p, ST_IDMAP, errno);
+	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+		child_fail(p, ST_IDMAP, errno);
+
+	/* uid 0 in the namespace must never regain capabilities through exec. */
+	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+					    SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+					    SECBIT_NO_CAP_AMBIENT_RAISE |
+					    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+		  0, 0, 0) < 0)
+		child_fail(p, ST_CAPS, errno);
+	for (int c = 0; c <= p->cap_last; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+			child_fail(p, ST_CAPS, errno);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		child_fail(p, ST_CAPS, errno);
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		child_fail(p, ST_CAPS, errno);
+}
+
+static _Noreturn void child_main(const struct plan *p)
+{
+	/* A dying agent takes its tasks with it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	for (int i = 0; i < p->n_cg; i++)
+		if (write(p->cg_fds[i], "0", 1) != 1)
+			child_fail(p, ST_CGROUP, errno);
+	umask(0);
+	if (sethostname("seeswarm-task", 13) < 0)
+		child_fail(p, ST_PRIVATE, errno);
+	child_mounts(p);
+	umask(022);
+	child_identity(p);
+
+	struct rlimit rl;
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_CORE, &rl) < 0)
+		child_fail(p, ST_RLIMIT, errno);
+	rl.rlim_cur = rl.rlim_max = p->fsize;
+	if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+		child_fail(p, ST_RLIMIT, errno);
+	rl.rlim_cur = rl.rlim_max = p->nofile;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		child_fail(p, ST_RLIMIT, errno);
+	rl.rlim_cur = rl.rlim_max = p->cpu_s;
+	if (setrlimit(RLIMIT_CPU, &rl) < 0)
+		child_fail(p, ST_RLIMIT, errno);
+	if (p->as) {
+		rl.rlim_cur = rl.rlim_max = p->as;
+		if (setrlimit(RLIMIT_AS, &rl) < 0)
+			child_fail(p, ST_RLIMIT, errno);
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(p, ST_NNP, errno);
+	if (chdir(p->cwd) < 0)
+		child_fail(p, ST_CWD, errno);
+	if (p->ll_abi > 0) {
+		static const char *const rw[] = {"/tmp", "/out", NULL};
+		int r = exec_landlock_apply(p->ll_abi, rw, p->network);
+		if (r < 0)
+			child_fail(p, ST_LANDLOCK, -r);
+	}
+
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	int nfd = open("/dev/null", O_RDONLY);
+	if (nfd < 0 || dup2(nfd, 0) < 0 || dup2(p->out_w, 1) < 0 || dup2(p->err_w, 2) < 0)
+		child_fail(p, ST_STDIO, errno);
+	/* Nothing of the agent's (sockets, keys) may reach the task. */
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(p, ST_STDIO, errno);
+	int r = exec_seccomp_load(p->bpf);
+	if (r < 0)
+		child_fail(p, ST_SECCOMP, -r);
+	int err = ENOENT;
+	for (size_t i = 0; i < p->n_cand; i++) {
+		execve(p->cand[i], p->argv, p->envp);
+		if (errno != ENOENT || err == ENOENT)
+			err = errno;
+	}
+	child_fail(p, ST_EXEC, err);
+}
+
+/* ---- parent helpers ---------------------------------------------------- */
+
+static void res_msg(struct exec_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void res_msg(struct exec_result *res, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(res->msg, sizeof(res->msg), fmt, ap);
+	va_end(ap);
+}
+
+const char *exec_status_name(enum exec_status s)
+{
+	switch (s) {
+	case EXEC_EXITED: return "exited";
+	case EXEC_SIGNALED: return "signaled";
+	case EXEC_OOM: return "oom";
+	case EXEC_TIMEOUT: return "timeout";
+	case EXEC_EXEC_ERROR: return "exec_error";
+	case EXEC_SETUP_ERROR: return "setup_error";
+	case EXEC_OUTPUT_ERROR: return "output_error";
+	case EXEC_PIDS_LIMIT: return "pids_limit";
+	}
+	return "unknown";
+}
+
+bool exec_result_ok(const struct exec_result *r)
+{
+	return r->status == EXEC_EXITED && r->code == 0;
+}
+
+static void digests_free(struct exec_file_digest *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].name);
+	free(d);
+}
+
+void exec_result_free(struct exec_result *r)
+{
+	if (!r)
+		return;
+	digests_free(r->inputs, r->n_inputs);
+	digests_free(r->outputs, r->n_outputs);
+	buf_free(&r->out);
+	buf_free(&r->err_out);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Copies a host input file into a sealed memfd while hashing it. */
+static int stage_input(const struct exec_input *in, int *memfd_out, struct exec_file_digest *d)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t chunk[65536];
+	unsigned int dlen = SHA256_LEN;
+	int fd = -1, mfd = -1, rc = 0;
+
+	fd = open(in->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rc = errno == ENOENT ? SS_ENOTFOUND : SS_EIO;
+		goto out;
+	}
+	mfd = memfd_create(in->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0 || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		rc = SS_EIO;
+		goto out;
+	}
+	d->size = 0;
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = SS_EIO;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		d->size += (uint64_t)n;
+		if (d->size > EXEC_MAX_INPUT_BYTES) {
+			rc = SS_ETOOBIG;
+			goto out;
+		}
+		EVP_DigestUpdate(ctx, chunk, (size_t)n);
+		if (write(mfd, chunk, (size_t)n) != n) {
+			rc = SS_EIO;
+			goto out;
+		}
+	}
+	EVP_DigestFinal_ex(ctx, d->sha256, &dlen);
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	*memfd_out = mfd;
+	mfd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (mfd >= 0)
+		close(mfd);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+static int recv_fd(int sock)
+{
+	char data;
+	struct iovec iov = {.iov_base = &data, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	if (recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* Appends what a pipe has to b, up to cap; the rest is read and dropped. Returns 0 at EOF. */
+static int drain(int fd, struct buf *b, size_t cap, bool *truncated)
+{
+	char chunk[16384];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+	if (n < 0)
+		return (errno == EAGAIN || errno == EINTR) ? 1 : 0;
+	if (n == 0)
+		return 0;
+	size_t keep = b->len < cap ? cap - b->len : 0;
+	if ((size_t)n > keep)
+		*truncated = true;
+	buf_append(b, chunk, (size_t)n < keep ? (size_t)n : keep);
+	return 1;
+}
+
+/* ---- outputs ----------------------------------------------------------- */
+
+struct outctx {
+	int srcdir;
+	int dstdir; /* -1 when not copying */
+	uint64_t budget;
+	struct exec_result *res;
+	size_t cap_n;
+};
+
+static int open_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* Creates the parent directories of rel below dirfd. */
+static int mkdirs_beneath(int dirfd, const char *rel)
+{
+	char tmp[EXEC_PATH_MAX + 1];
+	snprintf(tmp, sizeof(tmp), "%s", rel);
+	for (char *s = strchr(tmp, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdirat(dirfd, tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	return 0;
+}
+
+static int take_output(struct outctx *o, const char *rel)
+{
+	struct exec_result *res = o->res;
+	struct stat st;
+	int fd = -1, dfd = -1, rc = 0;
+	EVP_MD_CTX *ctx = NULL;
+	uint8_t chunk[65536];
+	unsigned int dlen = SHA256_LEN;
+	uint64_t total = 0;
+
+	fd = open_beneath(o->srcdir, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ELOOP || errno == EXDEV)
+			res_msg(res, "output '%s' is a symbolic link; refused", rel);
+		else if (errno == ENOENT)
+			res_msg(res, "declared output '%s' is missing", rel);
+		else
+			res_msg(res, "output '%s': %s", rel, strerror(errno));
+		rc = SS_EPOLICY;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		res_msg(res, "output '%s' is not a regular file; refused", rel);
+		rc = SS_EPOLICY;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > o->budget) {
+		res_msg(res, "outputs exceed the output cap at '%s' (%" PRIu64 " bytes left)", rel,
+			o->budget);
+		rc = SS_ELIMIT;
+		goto out;
+	}
+	if (res->n_outputs >= EXEC_MAX_OUTPUTS) {
+		res_msg(res, "more than %d outputs", EXEC_MAX_OUTPUTS);
+		rc = SS_ELIMIT;
+		goto out;
+	}
+	if (o->dstdir >= 0) {
+		if (mkdirs_beneath(o->dstdir, rel) < 0 ||
+		    (dfd = openat(o->dstdir, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				  0644)) < 0) {
+			res_msg(res, "cannot write output '%s' to the output directory: %s", rel,
+				strerror(errno));
+			rc = SS_EIO;
+			goto out;
+		}
+	}
+	ctx = EVP_MD_CTX_new();
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		rc = SS_ECRYPTO;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = SS_EIO;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		total += (uint64_t)n;
+		if (total > o->budget) {
+			res_msg(res, "outputs exceed the cap at '%s'", rel);
+			rc = SS_ELIMIT;
+			goto out;
+		}
+		EVP_DigestUpdate(ctx, chunk, (size_t)n);
+		if (dfd >= 0 && write(dfd, chunk, (size_t)n) != n) {
+			rc = SS_EIO;
+			goto out;
+		}
+	}
+	o->budget -= total;
+	struct exec_file_digest *d;
+	res->outputs = xrealloc(res->outputs, (res->n_outputs + 1) * sizeof(*res->outputs));
+	d = &res->outputs[res->n_outputs++];
+	d->name = xstrdup(rel);
+	d->size = total;
+	EVP_DigestFinal_ex(ctx, d->sha256, &dlen);
+out:
+	EVP_MD_CTX_free(ctx);
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
+}
+
+/* Collects every regular file below rel (a directory); anything else is refused. */
+static int walk_outputs(struct outctx *o, const char *rel, int depth)
+{
+	int rc = 0;
+	if (depth > OUT_MAX_DEPTH) {
+		res_msg(o->res, "output tree deeper than %d", OUT_MAX_DEPTH);
+		return SS_ELIMIT;
+	}
+	int fd = rel[0] ? open_beneath(o->srcdir, rel, O_RDONLY | O_DIRECTORY)
+			: fcntl(o->srcdir, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return SS_EIO;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return SS_EIO;
+	}
+	/* Rewind: a duplicated fd shares its offset with srcdir. */
+	rewinddir(d);
+	struct dirent *de;
+	while (!rc && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char *sub = rel[0] ? xasprintf("%s/%s", rel, de->d_name) : xstrdup(de->d_name);
+		struct stat st;
+		if (!exec_relpath_valid(sub)) {
+			res_msg(o->res, "output name '%.64s' is not allowed", sub);
+			rc = SS_EPOLICY;
+		} else if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = SS_EIO;
+		} else if (S_ISDIR(st.st_mode)) {
+			rc = walk_outputs(o, sub, depth + 1);
+		} else if (S_ISREG(st.st_mode)) {
+			rc = take_output(o, sub);
+		} else {
+			res_msg(o->res, "output '%s' is %s; refused", sub,
+				S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+			rc = SS_EPOLICY;
+		}
+		free(sub);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct exec_file_digest *)a)->name,
+		      ((const struct exec_file_digest *)b)->name);
+}
+
+static int collect_outputs(const struct exec_spec *spec, int outfd, const char *out_dir,
+			   struct exec_result *res)
+{
+	struct outctx o = {.srcdir = outfd, .dstdir = -1, .budget = spec->res.output_bytes, .res = res};
+	int rc = 0;
+	if (out_dir) {
+		o.dstdir = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (o.dstdir < 0) {
+			res_msg(res, "cannot open the output directory %s: %s", out_dir, strerror(errno));
+			return SS_EIO;
+		}
+	}
+	if (spec->n_outputs) {
+		for (size_t i = 0; i < spec->n_outputs && !rc; i++)
+			rc = take_output(&o, spec->outputs[i]);
+	} else {
+		rc = walk_outputs(&o, "", 0);
+	}
+	/* A full /out means the task hit the cap and its outputs may be cut short. */
+	struct statfs sf;
+	if (!rc && fstatfs(outfd, &sf) == 0 && sf.f_blocks > 0 && sf.f_bavail == 0) {
+		res_msg(res, "outputs reached the %" PRIu64 "-byte cap", spec->res.output_bytes);
+		rc = SS_ELIMIT;
+	}
+	if (o.dstdir >= 0)
+		close(o.dstdir);
+	if (res->n_outputs > 1)
+		qsort(res->outputs, res->n_outputs, sizeof(*res->outputs), digest_cmp);
+	return rc;
+}
+
+/* ---- cgroup pool ------------------------------------------------------- */
+
+static int cgroup_get(struct exec_sandbox *sb, struct exec_cgroup **out)
+{
+	pthread_mutex_lock(&sb->lock);
+	if (sb->n_pool) {
+		*out = sb->pool[--sb->n_pool];
+		pthread_mutex_unlock(&sb->lock);
+		return 0;
+	}
+	unsigned long seq = ++sb->seq;
+	pthread_mutex_unlock(&sb->lock);
+	char name[64];
+	snprintf(name, sizeof(name), "seeswarm-task-%ld-%lu", (long)getpid(), seq);
+	return exec_cgroup_create(out, sb->cg_mode, name);
+}
+
+static void cgroup_put(struct exec_sandbox *sb, struct exec_cgroup *cg)
+{
+	if (!cg)
+		return;
+	if (!exec_cgroup_empty(cg)) {
+		exec_cgroup_kill(cg);
+		if (!exec_cgroup_empty(cg)) {
+			log_warn("exec: a task cgroup is not empty after kill; leaking it");
+			return;
+		}
+	}
+	/* v2 peak memory cannot be reset portably, so v2 cgroups are not reused. */
+	pthread_mutex_lock(&sb->lock);
+	if (sb->cg_mode == EXEC_CG_V1 && sb->n_pool < POOL_MAX) {
+		sb->pool[sb->n_pool++] = cg;
+		cg = NULL;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	exec_cgroup_destroy(cg);
+}
+
+/* ---- exec_run ---------------------------------------------------------- */
+
+static void plan_free(struct plan *p)
+{
+	for (size_t i = 0; i < MAX_ROOT_ENTS; i++) {
+		free(p->ent_dst[i]);
+		free(p->ent_src[i]);
+	}
+	char **strs[] = {&p->dev, &p->tmp, &p->in, &p->out, &p->proc, &p->bundle_dst,
+			 &p->dev_null, &p->dev_zero, &p->dev_full, &p->dev_random, &p->dev_urandom,
+			 &p->dev_fd, &p->dev_stdin, &p->dev_stdout, &p->dev_stderr,
+			 &p->tmp_opts, &p->out_opts, &p->in_opts};
+	for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+		free(*strs[i]);
+	for (size_t i = 0; i < p->n_in; i++) {
+		free(p->in_dst[i]);
+		if (p->in_fds[i] >= 0)
+			close(p->in_fds[i]);
+	}
+	free(p->in_dst);
+	free(p->in_fds);
+	for (size_t i = 0; i < p->n_cand; i++)
+		free(p->cand[i]);
+	free(p->cand);
+	for (int i = 0; i < p->n_cg; i++)
+		close(p->cg_fds[i]);
+}
+
+static bool env_has(const struct exec_spec *spec, const char *key)
+{
+	size_t kl = strlen(key);
+	for (size_t i = 0; i < spec->envc; i++)
+		if (!strncmp(spec->env[i], key, kl) && spec->env[i][kl] == '=')
+			return true;
+	return false;
+}
+
+static void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *bundle_dir,
+	     const char *out_dir, struct exec_result *res)
+{
+	struct plan p;
+	struct exec_cgroup *cg = NULL;
+	char **envp = NULL;
+	size_t n_env = 0;
+	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1}, sv[2] = {-1, -1};
+	int pidfd = -1, outfd = -1;
+	pid_t pid = -1;
+	uint64_t input_total = 0;
+	char why[160];
+	int rc = 0;
+
+	memset(res, 0, sizeof(*res));
+	memset(&p, 0, sizeof(p));
+	buf_init(&res->out);
+	buf_init(&res->err_out);
+	for (int i = 0; i < MAX_CG_FDS; i++)
+		p.cg_fds[i] = -1;
+
+	if ((rc = exec_spec_validate(spec, why, sizeof(why)))) {
+		res_msg(res, "invalid task: %s", why);
+		goto out;
+	}
+	/* Measurement: the code identity, checked before anything runs. */
+	if ((rc = exec_bundle_digest(bundle_dir, res->code_digest, NULL))) {
+		res_msg(res, "bundle %s: %s", bundle_dir, ss_strerror(rc));
+		goto out;
+	}
+	if (spec->has_bundle_digest && !ct_equal(spec->bundle_digest, res->code_digest, SHA256_LEN)) {
+		res_msg(res, "bundle digest does not match the task's bundle_digest");
+		rc = SS_EPOLICY;
+		goto out;
+	}
+	if (sb->n_allow) {
+		bool ok = false;
+		for (size_t i = 0; i < sb->n_allow; i++)
+			ok |= ct_equal(sb->allow[i], res->code_digest, SHA256_LEN);
+		if (!ok) {
+			res_msg(res, "bundle digest is not on the allow-list");
+			rc = SS_EPOLICY;
+			goto out;
+		}
+	}
+
+	/* Inputs: hashed while copied into sealed memfds, so the task reads what was measured. */
+	p.n_in = spec->n_inputs;
+	p.in_fds = xcalloc(p.n_in ? p.n_in : 1, sizeof(int));
+	p.in_dst = xcalloc(p.n_in ? p.n_in : 1, sizeof(char *));
+	res->inputs = xcalloc(p.n_in ? p.n_in : 1, sizeof(*res->inputs));
+	for (size_t i = 0; i < p.n_in; i++)
+		p.in_fds[i] = -1;
+	for (size_t i = 0; i < p.n_in; i++) {
+		const struct exec_input *in = &spec->inputs[i];
+		struct exec_file_digest *d = &res->inputs[i];
+		d->name = xstrdup(in->name);
+		res->n_inputs = i + 1;
+		if ((rc = stage_input(in, &p.in_fds[i], d))) {
+			res_msg(res, "input '%s' (%s): %s", in->name, in->path, ss_strerror(rc));
+			goto out;
+		}
+		if (in->has_expect && !ct_equal(in->expect, d->sha256, SHA256_LEN)) {
+			res_msg(res, "input '%s' does not match its expected digest", in->name);
+			rc = SS_EPOLICY;
+			goto out;
+		}
+		input_total += d->size;
+		p.in_dst[i] = xasprintf("%s/in/%s", sb->root_mnt, in->name);
+	}
+
+	/* The cgroup. */
+	if (sb->cg_mode != EXEC_CG_NONE) {
+		if ((rc = cgroup_get(sb, &cg)) || (rc = exec_cgroup_set_limits(cg, &spec->res)) ||
+		    (rc = exec_cgroup_begin(cg))) {
+			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
+			goto out;
+		}
+		int n = exec_cgroup_join_fds(cg, p.cg_fds, MAX_CG_FDS);
+		if (n < 0) {
+			rc = n;
+			res_msg(res, "cannot open the task cgroup: %s", ss_strerror(rc));
+			goto out;
+		}
+		p.n_cg = n;
+	} else {
+		p.as = spec->res.memory_bytes;
+	}
+
+	/* The child's plan: every string it will need. */
+	p.root = sb->root_mnt;
+	p.ents = sb->ents;
+	p.n_ents = sb->n_ents;
+	for (size_t i = 0; i < sb->n_ents; i++) {
+		p.ent_dst[i] = xasprintf("%s/%s", sb->root_mnt, sb->ents[i].name);
+		p.ent_src[i] = xasprintf("/%s", sb->ents[i].name);
+	}
+	p.dev = xasprintf("%s/dev", sb->root_mnt);
+	p.dev_null = xasprintf("%s/null", p.dev);
+	p.dev_zero = xasprintf("%s/zero", p.dev);
+	p.dev_full = xasprintf("%s/full", p.dev);
+	p.dev_random = xasprintf("%s/random", p.dev);
+	p.dev_urandom = xasprintf("%s/urandom", p.dev);
+	p.dev_fd = xasprintf("%s/fd", p.dev);
+	p.dev_stdin = xasprintf("%s/stdin", p.dev);
+	p.dev_stdout = xasprintf("%s/stdout", p.dev);
+	p.dev_stderr = xasprintf("%s/stderr", p.dev);
+	p.tmp = xasprintf("%s/tmp", sb->root_mnt);
+	p.in = xasprintf("%s/in", sb->root_mnt);
+	p.out = xasprintf("%s/out", sb->root_mnt);
+	p.proc = xasprintf("%s/proc", sb->root_mnt);
+	p.bundle_dst = xasprintf("%s/bundle", sb->root_mnt);
+	p.bundle_src = bundle_dir;
+	p.tmp_opts = xasprintf("size=%" PRIu64 ",nr_inodes=16384,mode=1777,uid=0,gid=0",
+			       spec->res.disk_bytes);
+	p.out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=%u,gid=%u",
+			       spec->res.output_bytes, 4 * EXEC_MAX_OUTPUTS, (unsigned)sb->uid,
+			       (unsigned)sb->gid);
+	p.in_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%zu,mode=0755",
+			      input_total + 65536 * (p.n_in + 1), p.n_in + 16);
+	p.uid = sb->uid;
+	p.gid = sb->gid;
+	snprintf(p.uid_map, sizeof(p.uid_map), "0 %u 1", (unsigned)sb->uid);
+	snprintf(p.gid_map, sizeof(p.gid_map), "0 %u 1", (unsigned)sb->gid);
+	p.ll_abi = sb->ll_abi;
+	p.network = spec->network;
+	p.bpf = sb->bpf;
+	p.cap_last = sb->cap_last;
+	p.fsize = (rlim_t)(spec->res.output_bytes > spec->res.disk_bytes ? spec->res.output_bytes
+									: spec->res.disk_bytes);
+	p.nofile = 1024;
+	p.cpu_s = (rlim_t)(spec->res.timeout_ms / 1000 + 2);
+	p.cwd = spec->cwd ? spec->cwd : "/bundle";
+	p.argv = spec->argv;
+	if (strchr(spec->argv[0], '/')) {
+		p.cand = xcalloc(1, sizeof(char *));
+		p.cand[p.n_cand++] = xstrdup(spec->argv[0]);
+	} else {
+		static const char *const dirs[] = {"/bundle", "/usr/local/bin", "/usr/bin", "/bin",
+						   "/usr/sbin", "/sbin"};
+		p.cand = xcalloc(ARRAY_LEN(dirs), sizeof(char *));
+		for (size_t i = 0; i < ARRAY_LEN(dirs); i++)
+			p.cand[p.n_cand++] = xasprintf("%s/%s", dirs[i], spec->argv[0]);
+	}
+	envp = xcalloc(spec->envc + 4, sizeof(char *));
+	for (size_t i = 0; i < spec->envc; i++)
+		envp[n_env++] = spec->env[i];
+	if (!env_has(spec, "PATH"))
+		envp[n_env++] = "PATH=/bundle:/usr/local/bin:/usr/bin:/bin";
+	if (!env_has(spec, "HOME"))
+		envp[n_env++] = "HOME=/tmp";
+	if (!env_has(spec, "TMPDIR"))
+		envp[n_env++] = "TMPDIR=/tmp";
+	envp[n_env] = NULL;
+	p.envp = envp;
+
+	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		rc = SS_EIO;
+		res_msg(res, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	p.out_w = outp[1];
+	p.err_w = errp[1];
+	p.errpipe_w = ep[1];
+	p.sock_w = sv[1];
+
+	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+	bool in_shared = false;
+	if (!spec->network) {
+		if (sb->shared_netns) {
+			if (setns(sb->netns_fd, CLONE_NEWNET) < 0) {
+				rc = SS_EIO;
+				res_msg(res, "setns: %s", strerror(errno));
+				goto out;
+			}
+			in_shared = true;
+		} else {
+			flags |= CLONE_NEWNET;
+		}
+	}
+	uint64_t t0 = time_mono_ms();
+	struct timespec ts0;
+	clock_gettime(CLOCK_MONOTONIC, &ts0);
+	res->start_ms = time_wall_ms();
+	pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
+	if (pid == 0)
+		child_main(&p);
+	int clone_errno = errno;
+	if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
+		fatal("exec: cannot return to the host network namespace: %s", strerror(errno));
+	if (pid < 0) {
+		rc = SS_EIO;
+		res_msg(res, "clone: %s", strerror(clone_errno));
+		goto out;
+	}
+	closep(&outp[1]);
+	closep(&errp[1]);
+	closep(&ep[1]);
+	closep(&sv[1]);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	/* Wait for exit or the deadline, capturing output and the exec report. */
+	struct child_msg cm = {0};
+	size_t cm_got = 0;
+	bool out_open = true, err_open = true, ep_open = true, exited = false, timed_out = false;
+	uint64_t deadline = t0 + spec->res.timeout_ms, drain_deadline = 0;
+	fcntl(outp[0], F_SETFL, O_NONBLOCK);
+	fcntl(errp[0], F_SETFL, O_NONBLOCK);
+	while (out_open || err_open || ep_open || !exited) {
+		struct pollfd pf[4];
+		int np = 0, i_out = -1, i_err = -1, i_ep = -1, i_pid = -1;
+		if (out_open) {
+			i_out = np;
+			pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
+		}
+		if (err_open) {
+			i_err = np;
+			pf[np++] = (struct pollfd){.fd = errp[0], .events = POLLIN};
+		}
+		if (ep_open) {
+			i_ep = np;
+			pf[np++] = (struct pollfd){.fd = ep[0], .events = POLLIN};
+		}
+		if (!exited && pidfd >= 0) {
+			i_pid = np;
+			pf[np++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+		}
+		uint64_t now = time_mono_ms();
+		uint64_t until = exited ? drain_deadline : deadline;
+		int wait_ms = now >= until ? 0 : (int)(until - now > 1000 ? 1000 : until - now);
+		if (!exited && pidfd < 0 && wait_ms > 10)
+			wait_ms = 10; /* no pidfd: poll for the exit */
+		int n = poll(pf, (nfds_t)np, wait_ms);
+		if (n < 0 && errno != EINTR) {
+			rc = SS_EIO;
+			break;
+		}
+		if (i_out >= 0 && pf[i_out].revents)
+			out_open = drain(outp[0], &res->out, sb->capture, &res->out_truncated);
+		if (i_err >= 0 && pf[i_err].revents)
+			err_open = drain(errp[0], &res->err_out, sb->capture, &res->err_truncated);
+		if (i_ep >= 0 && pf[i_ep].revents) {
+			ssize_t r = read(ep[0], (char *)&cm + cm_got, sizeof(cm) - cm_got);
+			if (r > 0)
+				cm_got += (size_t)r;
+			else if (r == 0 || errno != EINTR)
+				ep_open = false;
+			if (cm_got == sizeof(cm))
+				ep_open = false;
+		}
+		if (!exited) {
+			bool gone = i_pid >= 0 && pf[i_pid].revents;
+			if (pidfd < 0) {
+				siginfo_t si;
+				memset(&si, 0, sizeof(si));
+				gone = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+				       si.si_pid == pid;
+			}
+			if (gone) {
+				exited = true;
+				/* The namespace is gone; whatever still holds a pipe gets 200 ms. */
+				drain_deadline = time_mono_ms() + 200;
+			} else if (time_mono_ms() >= deadline) {
+				timed_out = true;
+				kill(pid, SIGKILL); /* init of the pid namespace: the tree goes with it */
+				if (cg)
+					exec_cgroup_kill(cg);
+				deadline = UINT64_MAX;
+			}
+		} else if (time_mono_ms() >= drain_deadline) {
+			break;
+		}
+	}
+	int status = 0;
+	struct rusage ru;
+	memset(&ru, 0, sizeof(ru));
+	while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+		;
+	pid = -1;
+	struct timespec ts1;
+	clock_gettime(CLOCK_MONOTONIC, &ts1);
+	res->end_ms = time_wall_ms();
+	res->usage.wall_ms = (uint64_t)((ts1.tv_sec - ts0.tv_sec) * 1000 +
+					(ts1.tv_nsec - ts0.tv_nsec) / 1000000);
+	if (cg) {
+		exec_cgroup_usage(cg, &res->usage);
+	} else {
+		res->usage.cpu_ns = ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) *
+					    1000000000ULL +
+				    ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ULL;
+		res->usage.peak_mem_bytes = (uint64_t)ru.ru_maxrss * 1024;
+	}
+
+	if (cm_got == sizeof(cm)) {
+		res->err = cm.err;
+		if (cm.stage == ST_EXEC) {
+			res->status = EXEC_EXEC_ERROR;
+			res_msg(res, "cannot execute '%s': %s", spec->argv[0], strerror(cm.err));
+		} else {
+			res->status = EXEC_SETUP_ERROR;
+			res_msg(res, "sandbox setup failed while %s: %s",
+				cm.stage > 0 && cm.stage < ST_COUNT ? stage_names[cm.stage] : "?",
+				strerror(cm.err));
+		}
+		res->code = 127;
+		goto out;
+	}
+	if (timed_out) {
+		res->status = EXEC_TIMEOUT;
+		res->code = SIGKILL;
+		res_msg(res, "killed after the %" PRIu64 " ms timeout", spec->res.timeout_ms);
+	} else if (WIFSIGNALED(status)) {
+		res->code = WTERMSIG(status);
+		if (res->usage.oom_kills && res->code == SIGKILL) {
+			res->status = EXEC_OOM;
+			res_msg(res, "killed by the OOM killer at the %" PRIu64 "-byte memory limit",
+				spec->res.memory_bytes);
+		} else {
+			res->status = EXEC_SIGNALED;
+			res_msg(res, "killed by signal %d (%s)", res->code, strsignal(res->code));
+		}
+	} else {
+		res->status = EXEC_EXITED;
+		res->code = WEXITSTATUS(status);
+		res_msg(res, "exited with status %d", res->code);
+	}
+	if (res->usage.pids_limit_hit && res->status == EXEC_EXITED && res->code == 0)
+		res->status = EXEC_PIDS_LIMIT;
+	if (res->usage.pids_limit_hit)
+		snprintf(res->msg + strlen(res->msg), sizeof(res->msg) - strlen(res->msg),
+			 "; the pids limit (%u) was hit", spec->res.pids);
+
+	/* Outputs. */
+	outfd = recv_fd(sv[0]);
+	if (outfd < 0) {
+		res->status = EXEC_OUTPUT_ERROR;
+		res_msg(res, "the sandbox did not hand over /out");
+		goto out;
+	}
+	char keep[sizeof(res->msg)];
+	memcpy(keep, res->msg, sizeof(keep));
+	int orc = collect_outputs(spec, outfd, out_dir, res);
+	if (orc) {
+		if (exec_result_ok(res))
+			res->status = EXEC_OUTPUT_ERROR;
+		if (!res->msg[0] || !strcmp(res->msg, keep))
+			res_msg(res, "outputs refused: %s", ss_strerror(orc));
+		else if (res->status != EXEC_OUTPUT_ERROR) {
+			char extra[sizeof(res->msg)];
+			memcpy(extra, res->msg, sizeof(extra));
+			res_msg(res, "%.120s; %.120s", keep, extra);
+		}
+	}
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	closep(&pidfd);
+	closep(&outfd);
+	closep(&outp[0]);
+	closep(&outp[1]);
+	closep(&errp[0]);
+	closep(&errp[1]);
+	closep(&ep[0]);
+	closep(&ep[1]);
+	closep(&sv[0]);
+	closep(&sv[1]);
+	plan_free(&p);
+	free(envp);
+	cgroup_put(sb, cg);
+	return rc;
+}
+
+/* ---- resource manager -------------------------------------------------- */
+
+struct exec_capacity {
+	pthread_mutex_t lock;
+	uint32_t cpu_total, cpu_used;
+	uint64_t mem_total, mem_used;
+	uint32_t pids_total, pids_used;
+	uint32_t tasks_total, tasks_used;
+};
+
+struct exec_capacity *exec_capacity_new(uint32_t cpu_millicores, uint64_t memory_bytes,
+					uint32_t pids, uint32_t max_tasks)
+{
+	struct exec_capacity *c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->cpu_total = cpu_millicores;
+	c->mem_total = memory_bytes;
+	c->pids_total = pids;
+	c->tasks_total = max_tasks;
+	return c;
+}
+
+void exec_capacity_free(struct exec_capacity *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+int exec_capacity_admit(struct exec_capacity *c, const struct exec_resources *r, char *why,
+			size_t whylen)
+{
+	int rc = 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->tasks_used >= c->tasks_total) {
+		snprintf(why, whylen, "no task slot free (%u of %u in use)", c->tasks_used,
+			 c->tasks_total);
+		rc = SS_ELIMIT;
+	} else if (r->cpu_millicores > c->cpu_total - c->cpu_used) {
+		snprintf(why, whylen, "needs %u CPU millicores, %u of %u left", r->cpu_millicores,
+			 c->cpu_total - c->cpu_used, c->cpu_total);
+		rc = SS_ELIMIT;
+	} else if (r->memory_bytes > c->mem_total - c->mem_used) {
+		snprintf(why, whylen, "needs %" PRIu64 " bytes of memory, %" PRIu64 " of %" PRIu64
+				      " left", r->memory_bytes, c->mem_total - c->mem_used, c->mem_total);
+		rc = SS_ELIMIT;
+	} else if (r->pids > c->pids_total - c->pids_used) {
+		snprintf(why, whylen, "needs %u pids, %u of %u left", r->pids,
+			 c->pids_total - c->pids_used, c->pids_total);
+		rc = SS_ELIMIT;
+	} else {
+		c->tasks_used++;
+		c->cpu_used += r->cpu_millicores;
+		c->mem_used += r->memory_bytes;
+		c->pids_used += r->pids;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void exec_capacity_release(struct exec_capacity *c, const struct exec_resources *r)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->tasks_used == 0 || c->cpu_used < r->cpu_millicores || c->mem_used < r->memory_bytes ||
+	    c->pids_used < r->pids)
+		fatal("exec_capacity_release without a matching admit");
+	c->tasks_used--;
+	c->cpu_used -= r->cpu_millicores;
+	c->mem_used -= r->memory_bytes;
+	c->pids_used -= r->pids;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void exec_capacity_report(struct exec_capacity *c, char *out, size_t outlen)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(out, outlen,
+		 "cpu=%u/%um mem=%" PRIu64 "/%" PRIu64 " pids=%u/%u tasks=%u/%u", c->cpu_used,
+		 c->cpu_total, c->mem_used, c->mem_total, c->pids_used, c->pids_total,
+		 c->tasks_used, c->tasks_total);
+	pthread_mutex_unlock(&c->lock);
+}
