@@ -109,7 +109,7 @@ static void adopt_node_cert(struct agent *a, X509 *cert, bool save)
 	}
 	X509_free(a->node_cert);
 	a->node_cert = cert;
-	ca_cert_serial_hex(cert, a->node_serial, sizeof a->node_serial);
+	cert_serial_hex(cert, a->node_serial, sizeof a->node_serial);
 	if (save) {
 		char *p = node_cert_path(a);
 		if (pem_write_cert(p, cert, 0644) != 0)

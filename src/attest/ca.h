@@ -35,13 +35,7 @@ struct ca_issue_opts {
 	const uint8_t *attestation_digest; /* 32 bytes: adds the SAN URI of a node certificate */
 };
 
-/*
- * Reads the attestation-result digest from cert's subjectAltName URI
- * (SS_ATTESTATION_URI_PREFIX). Returns 0, SS_ENOTFOUND or SS_EPARSE.
- */
-int ca_cert_attestation_digest(X509 *cert, uint8_t out[32]);
-/* The certificate serial as lowercase hex (out: at least 41 bytes). */
-int ca_cert_serial_hex(X509 *cert, char *out, size_t outlen);
+/* Node-certificate facts (digest, serial) are read with cert_* in core.h. */
 
 /* Generates a new EC P-256 key. */
 int crypto_gen_key(EVP_PKEY **out);

@@ -23,6 +23,16 @@
  */
 #define SS_ATTESTATION_URI_PREFIX "urn:seeswarm:attestation-result:sha256:"
 
+typedef struct x509_st X509; /* as OpenSSL declares it */
+
+/*
+ * Reads a node certificate's attestation-result digest from its
+ * subjectAltName URI. Returns 0, SS_ENOTFOUND or SS_EPARSE.
+ */
+int cert_attestation_digest(X509 *cert, uint8_t out[32]);
+/* The certificate serial as lowercase hex (out: at least 41 bytes). */
+int cert_serial_hex(X509 *cert, char *out, size_t outlen);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHA256_LEN 32
 

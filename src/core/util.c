@@ -416,7 +416,14 @@ int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port)
 	return 0;
 }
 
-int parse_size(const char *s, uint64_t *out)
+struct unit {
+	const char *name;
+	uint64_t mul;
+	bool nocase;
+};
+
+/* Parses digits followed by one of the units; the product must fit in 64 bits. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -425,49 +432,36 @@ int parse_size(const char *s, uint64_t *out)
 	unsigned long long v = strtoull(s, &end, 10);
 	if (errno)
 		return SS_EPARSE;
-	uint64_t mul = 1;
-	if (!strcmp(end, "") || !strcmp(end, "B"))
-		mul = 1;
-	else if (!strcasecmp(end, "k") || !strcasecmp(end, "KiB") || !strcasecmp(end, "KB"))
-		mul = 1ull << 10;
-	else if (!strcasecmp(end, "M") || !strcasecmp(end, "MiB") || !strcasecmp(end, "MB"))
-		mul = 1ull << 20;
-	else if (!strcasecmp(end, "G") || !strcasecmp(end, "GiB") || !strcasecmp(end, "GB"))
-		mul = 1ull << 30;
-	else if (!strcasecmp(end, "T") || !strcasecmp(end, "TiB") || !strcasecmp(end, "TB"))
-		mul = 1ull << 40;
-	else
-		return SS_EPARSE;
-	if (v > UINT64_MAX / mul)
-		return SS_EPARSE;
-	*out = v * mul;
-	return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (units[i].nocase ? strcasecmp(end, units[i].name) : strcmp(end, units[i].name))
+			continue;
+		if (v > UINT64_MAX / units[i].mul)
+			return SS_EPARSE;
+		*out = v * units[i].mul;
+		return 0;
+	}
+	return SS_EPARSE;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{"", 1, false},          {"B", 1, false},
+		{"k", 1ull << 10, true}, {"KiB", 1ull << 10, true}, {"KB", 1ull << 10, true},
+		{"M", 1ull << 20, true}, {"MiB", 1ull << 20, true}, {"MB", 1ull << 20, true},
+		{"G", 1ull << 30, true}, {"GiB", 1ull << 30, true}, {"GB", 1ull << 30, true},
+		{"T", 1ull << 40, true}, {"TiB", 1ull << 40, true}, {"TB", 1ull << 40, true},
+	};
+	return parse_with_unit(s, units, ARRAY_LEN(units), out);
 }
 
 int parse_duration_ms(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	if (!isdigit((unsigned char)*s))
-		return SS_EPARSE;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return SS_EPARSE;
-	uint64_t mul;
-	if (!strcmp(end, "ms"))
-		mul = 1;
-	else if (!strcmp(end, "s") || !strcmp(end, ""))
-		mul = 1000;
-	else if (!strcmp(end, "m"))
-		mul = 60000;
-	else if (!strcmp(end, "h"))
-		mul = 3600000;
-	else
-		return SS_EPARSE;
-	if (v > UINT64_MAX / mul)
-		return SS_EPARSE;
-	*out = v * mul;
-	return 0;
+	static const struct unit units[] = {
+		{"ms", 1, false}, {"s", 1000, false}, {"", 1000, false},
+		{"m", 60000, false}, {"h", 3600000, false},
+	};
+	return parse_with_unit(s, units, ARRAY_LEN(units), out);
 }
 
 bool ident_valid(const char *s)

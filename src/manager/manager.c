@@ -557,7 +557,7 @@ static uint8_t *issue_node_cert(struct manager *m, struct session *s, struct nod
 	memcpy(out, der, (size_t)dl);
 	*len = (size_t)dl;
 	OPENSSL_free(der);
-	ca_cert_serial_hex(cert, n->node_cert_serial, sizeof n->node_cert_serial);
+	cert_serial_hex(cert, n->node_cert_serial, sizeof n->node_cert_serial);
 	n->node_cert_expires_ms = time_wall_ms() + (int64_t)m->cfg.node_cert_s * 1000;
 	m->mx.node_certs_issued++;
 out:

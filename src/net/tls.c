@@ -271,30 +271,9 @@ static void capture_peer(struct tls *t)
 	unsigned int fl = sizeof t->peer_fp;
 	if (X509_digest(peer, EVP_sha256(), t->peer_fp, &fl) != 1)
 		memset(t->peer_fp, 0, sizeof t->peer_fp);
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex && strlen(hex) < sizeof t->peer_serial)
-		for (size_t i = 0; i <= strlen(hex); i++)
-			t->peer_serial[i] = (char)tolower((unsigned char)hex[i]);
-	OPENSSL_free(hex);
-	BN_free(bn);
-	GENERAL_NAMES *gens = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
-	size_t plen = strlen(SS_ATTESTATION_URI_PREFIX);
-	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
-		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-		if (g->type != GEN_URI)
-			continue;
-		const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
-		int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
-		if (ul != (int)(plen + 64) || strncmp(u, SS_ATTESTATION_URI_PREFIX, plen) != 0)
-			continue;
-		char dhex[65];
-		memcpy(dhex, u + plen, 64);
-		dhex[64] = '\0';
-		t->peer_is_node = hex_decode(dhex, t->peer_node_digest, 32) == 0;
-		break;
-	}
-	GENERAL_NAMES_free(gens);
+	if (cert_serial_hex(peer, t->peer_serial, sizeof t->peer_serial) != 0)
+		t->peer_serial[0] = '\0';
+	t->peer_is_node = cert_attestation_digest(peer, t->peer_node_digest) == 0;
 	ERR_clear_error();
 }
 

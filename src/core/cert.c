@@ -1,0 +1,50 @@
+/* cert.c - facts read from X.509 certificates that several modules need. */
+#include <ctype.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "core/core.h"
+
+int cert_attestation_digest(X509 *cert, uint8_t out[32])
+{
+	int rc = SS_ENOTFOUND;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t plen = strlen(SS_ATTESTATION_URI_PREFIX);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_URI)
+			continue;
+		const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+		int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+		if (ul != (int)(plen + 64) || strncmp(u, SS_ATTESTATION_URI_PREFIX, plen) != 0)
+			continue;
+		char hex[65];
+		memcpy(hex, u + plen, 64);
+		hex[64] = '\0';
+		rc = hex_decode(hex, out, 32) == 0 ? 0 : SS_EPARSE;
+		break;
+	}
+	GENERAL_NAMES_free(gens);
+	ERR_clear_error();
+	return rc;
+}
+
+int cert_serial_hex(X509 *cert, char *out, size_t outlen)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	int rc = SS_EPARSE;
+	if (hex && strlen(hex) < outlen) {
+		size_t n = strlen(hex);
+		for (size_t i = 0; i <= n; i++)
+			out[i] = (char)tolower((unsigned char)hex[i]);
+		rc = 0;
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return rc;
+}
