@@ -1029,7 +1029,6 @@ static void on_sighup(uv_signal_t *h, int signum)
 		return;
 	}
 	policy_unref(m->policy);
-	free(m->revoked);
 	m->policy = p;
 	m->mx.policy_reloads++;
 	log_info("SIGHUP: policy reloaded (%s); it applies at each node's next re-attestation",
@@ -1768,6 +1767,7 @@ out:
 	store_close(m->store);
 	registry_free(m->reg);
 	policy_unref(m->policy);
+	free(m->revoked);
 	tls_ctx_free(m->tls);
 	ca_free(m->ca);
 	X509_free(cert);
