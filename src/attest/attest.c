@@ -8,6 +8,8 @@ static const struct attest_verifier *const verifiers[] = {
 	&attest_sim_verifier,
 	&attest_tpm_verifier,
 	&attest_snp_verifier,
+	&attest_tdx_verifier,
+	&attest_sgx_verifier,
 };
 
 static const struct attester *const attesters[] = {

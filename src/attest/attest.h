@@ -107,6 +107,8 @@ const char *attest_status_name(enum attest_status s);
 extern const struct attest_verifier attest_sim_verifier;
 extern const struct attest_verifier attest_tpm_verifier; /* attest/tpm.h */
 extern const struct attest_verifier attest_snp_verifier; /* attest/snp.h */
+extern const struct attest_verifier attest_tdx_verifier; /* attest/dcap.h */
+extern const struct attest_verifier attest_sgx_verifier; /* attest/dcap.h */
 extern const struct attester attest_sim_attester;
 extern const struct attester attest_snp_attester; /* attest/snp.h */
 #define ATTEST_SIM_MAGIC "SSSIM001"
