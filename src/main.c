@@ -28,6 +28,7 @@ static const struct command commands[] = {
 	{"agent", agent_main, "run the agent daemon inside an SEE"},
 	{"node", cli_node_main, "list, show and drain nodes"},
 	{"ca", cli_ca_main, "swarm CA tasks (issue agent credentials)"},
+	{"attest", cli_attest_main, "verify attestation evidence offline; import collateral"},
 	{"task", cli_task_main, "run a task in the sandbox locally (run-local); bundle digests"},
 	{"receipt", cli_receipt_main, "verify a task receipt offline (receipt verify R --ca CA.pem)"},
 	{"demo", cli_demo_main, "start a local swarm (manager + 3 agents); --stop stops it"},

@@ -9,6 +9,7 @@
 int cli_node_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_demo_main(int argc, char **argv);
+int cli_attest_main(int argc, char **argv);
 int cli_task_main(int argc, char **argv);
 int cli_receipt_main(int argc, char **argv);
 
