@@ -267,7 +267,7 @@ static int build_cert(X509 *issuer, EVP_PKEY *signkey, EVP_PKEY *pubkey, const c
 		eku = "clientAuth";
 	if (eku && (rc = add_conf_ext(cert, &ctx, NID_ext_key_usage, eku)))
 		goto out;
-	char uri[128];
+	char uri[128] = "";
 	if (digest) {
 		char hex[65];
 		hex_encode(digest, 32, hex);

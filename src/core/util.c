@@ -433,7 +433,7 @@ static int parse_with_unit(const char *s, const struct unit *units, size_t n, ui
 	if (errno)
 		return SS_EPARSE;
 	for (size_t i = 0; i < n; i++) {
-		if (units[i].nocase ? strcasecmp(end, units[i].name) : strcmp(end, units[i].name))
+		if ((units[i].nocase ? strcasecmp(end, units[i].name) : strcmp(end, units[i].name)) != 0)
 			continue;
 		if (v > UINT64_MAX / units[i].mul)
 			return SS_EPARSE;

@@ -12,7 +12,7 @@ struct slot {
 
 struct registry {
 	struct slot **buckets;
-	size_t nbuckets;
+	size_t nbuckets;      /* a power of two */
 	size_t count;
 };
 
@@ -24,6 +24,11 @@ static uint64_t hash_id(const char *s)
 		h *= 1099511628211ull;
 	}
 	return h;
+}
+
+static size_t bucket(size_t nbuckets, const char *id)
+{
+	return (size_t)hash_id(id) & (nbuckets - 1);
 }
 
 struct registry *registry_new(void)
@@ -66,7 +71,7 @@ void registry_free(struct registry *r)
 
 struct node *registry_get(struct registry *r, const char *id)
 {
-	for (struct slot *s = r->buckets[hash_id(id) % r->nbuckets]; s; s = s->next)
+	for (struct slot *s = r->buckets[bucket(r->nbuckets, id)]; s; s = s->next)
 		if (!strcmp(s->node->id, id))
 			return s->node;
 	return NULL;
@@ -80,7 +85,7 @@ static void grow(struct registry *r)
 		struct slot *s = r->buckets[i];
 		while (s) {
 			struct slot *next = s->next;
-			size_t h = hash_id(s->node->id) % nb;
+			size_t h = bucket(nb, s->node->id);
 			s->next = b[h];
 			b[h] = s;
 			s = next;
@@ -104,9 +109,7 @@ struct node *registry_upsert(struct registry *r, const char *id)
 	snprintf(n->id, sizeof n->id, "%s", id);
 	n->state = NODE_JOINING;
 	struct slot *s = xmalloc(sizeof *s);
-	if (r->nbuckets == 0)
-		fatal("registry: no buckets");
-	size_t h = hash_id(id) % r->nbuckets;
+	size_t h = bucket(r->nbuckets, id);
 	s->node = n;
 	s->next = r->buckets[h];
 	r->buckets[h] = s;
