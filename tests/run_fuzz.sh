@@ -28,5 +28,5 @@ for bin in "$@"; do
     fail=$((fail + 1))
   fi
 done
-echo "fuzz: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,4 +1,5 @@
 /* store.c - namespaced key/value records in SQLite (WAL), with group commit. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +10,17 @@
 #include "core/core.h"
 #include "manager/store.h"
 
+/* The schema version this build writes, as a number and as the stored text. */
+#define STORE_SCHEMA_VERSION 1
 #define STORE_SCHEMA "1"
+/* Values are written by the manager itself, never taken from the network as is. */
 #define STORE_MAX_VALUE (16u << 20)
 
+/*
+ * One queued write. The queue keeps writes in the order they were made; a
+ * later write to the same ns/key is simply appended and wins when the queue
+ * is applied in order by store_flush.
+ */
 struct op {
 	char *ns;
 	char *key;
@@ -19,6 +28,7 @@ struct op {
 	size_t len;
 };
 
+/* The statements are prepared once at open and reset after every use. */
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *put, *del, *get, *scan, *begin, *commit, *rollback;
@@ -46,25 +56,46 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
+/*
+ * Checks the schema version row, writing it on a new database. A database
+ * written by a newer seeswarm (a higher version) or with an unreadable
+ * version is refused with SS_ESTORE, so it is never modified by this code.
+ */
 static int check_schema(struct store *s)
 {
-	char *v = NULL;
+	char *v = NULL, *end = NULL;
 	int rc = store_get(s, "meta", "schema", &v, NULL);
 	if (rc == SS_ENOTFOUND) {
-		store_put(s, "meta", "schema", STORE_SCHEMA, 1);
-		return store_flush(s);
+		store_put(s, "meta", "schema", STORE_SCHEMA, strlen(STORE_SCHEMA));
+		rc = store_flush(s);
+		goto out;
 	}
 	if (rc)
-		return rc;
-	if (strcmp(v, STORE_SCHEMA) != 0) {
-		log_error("store: schema version %s is not %s (written by a newer seeswarm?)", v,
-			  STORE_SCHEMA);
+		goto out;
+	errno = 0;
+	unsigned long ver = strtoul(v, &end, 10);
+	if (errno || end == v || *end != '\0') {
+		log_error("store: unreadable schema version '%.32s'; refusing to open", v);
+		rc = SS_ESTORE;
+	} else if (ver > STORE_SCHEMA_VERSION) {
+		log_error("store: schema version %lu is newer than this build's %d "
+			  "(written by a newer seeswarm); refusing to open",
+			  ver, STORE_SCHEMA_VERSION);
+		rc = SS_ESTORE;
+	} else if (ver < STORE_SCHEMA_VERSION) {
+		log_error("store: schema version %lu is older than %d and has no migration",
+			  ver, STORE_SCHEMA_VERSION);
 		rc = SS_ESTORE;
 	}
+out:
 	free(v);
 	return rc;
 }
 
+/*
+ * The file is created with mode 0600 before SQLite opens it; SQLite gives the
+ * -wal and -shm files the same mode as the database file.
+ */
 int store_open(struct store **out, const char *path)
 {
 	int rc = SS_ESTORE;
@@ -177,6 +208,11 @@ static int step_done(sqlite3_stmt *st)
 	return r == SQLITE_DONE ? 0 : SS_ESTORE;
 }
 
+/*
+ * Applies the queue in one BEGIN IMMEDIATE ... COMMIT transaction. On any
+ * failure the transaction is rolled back, so none of the queued writes are
+ * applied, and the queue is kept intact for the next attempt.
+ */
 int store_flush(struct store *s)
 {
 	int rc = 0;
@@ -227,6 +263,10 @@ int store_get(struct store *s, const char *ns, const char *key, char **value, si
 	return rc;
 }
 
+/*
+ * The scan statement is shared, so cb must not call store_scan itself; it
+ * may call store_get. Values are passed NUL-terminated and freed after cb.
+ */
 int store_scan(struct store *s, const char *ns,
 	       int (*cb)(void *arg, const char *key, const char *value, size_t len), void *arg)
 {
