@@ -1163,6 +1163,12 @@ static void count_one(void *arg, struct node *n)
 	c->connected += n->session != NULL;
 }
 
+/* Appends one unlabelled metric in Prometheus text format. */
+static void metric(struct buf *out, const char *name, const char *type, unsigned long long v)
+{
+	buf_printf(out, "# TYPE %s %s\n%s %llu\n", name, type, name, v);
+}
+
 static void be_metrics(void *arg, struct buf *out)
 {
 	struct manager *m = arg;
@@ -1173,56 +1179,39 @@ static void be_metrics(void *arg, struct buf *out)
 	for (int i = 0; i < NODE_STATE_COUNT; i++)
 		buf_printf(out, "seeswarm_nodes{state=\"%s\"} %zu\n", node_state_name((enum node_state)i),
 			   cc.by_state[i]);
-	buf_printf(out, "# TYPE seeswarm_nodes_draining gauge\nseeswarm_nodes_draining %zu\n", cc.draining);
-	buf_printf(out, "# TYPE seeswarm_nodes_connected gauge\nseeswarm_nodes_connected %zu\n", cc.connected);
+	metric(out, "seeswarm_nodes_draining", "gauge", (unsigned long long)(cc.draining));
+	metric(out, "seeswarm_nodes_connected", "gauge", (unsigned long long)(cc.connected));
 	const struct conn_stats *cs = conn_stats();
-	buf_printf(out, "# TYPE seeswarm_agent_connections gauge\nseeswarm_agent_connections %zu\n", m->sessions);
-	buf_printf(out, "# TYPE seeswarm_agent_accepted_total counter\nseeswarm_agent_accepted_total %llu\n",
-		   (unsigned long long)cs->accepted);
-	buf_printf(out, "# TYPE seeswarm_agent_closed_error_total counter\nseeswarm_agent_closed_error_total %llu\n",
-		   (unsigned long long)cs->closed_error);
-	buf_printf(out, "# TYPE seeswarm_frames_in_total counter\nseeswarm_frames_in_total %llu\n",
-		   (unsigned long long)cs->frames_in);
-	buf_printf(out, "# TYPE seeswarm_frames_out_total counter\nseeswarm_frames_out_total %llu\n",
-		   (unsigned long long)cs->frames_out);
-	buf_printf(out, "# TYPE seeswarm_admissions_total counter\nseeswarm_admissions_total %llu\n",
-		   (unsigned long long)m->mx.admitted);
-	buf_printf(out, "# TYPE seeswarm_rejections_total counter\nseeswarm_rejections_total %llu\n",
-		   (unsigned long long)m->mx.rejected);
-	buf_printf(out, "# TYPE seeswarm_heartbeats_total counter\nseeswarm_heartbeats_total %llu\n",
-		   (unsigned long long)m->mx.heartbeats);
-	buf_printf(out, "# TYPE seeswarm_protocol_errors_total counter\nseeswarm_protocol_errors_total %llu\n",
-		   (unsigned long long)m->mx.protocol_errors);
-	buf_printf(out, "# TYPE seeswarm_store_commits_total counter\nseeswarm_store_commits_total %llu\n",
-		   (unsigned long long)m->mx.commits);
-	buf_printf(out, "# TYPE seeswarm_store_commit_failures_total counter\nseeswarm_store_commit_failures_total %llu\n",
-		   (unsigned long long)m->mx.commit_failures);
+	metric(out, "seeswarm_agent_connections", "gauge", (unsigned long long)(m->sessions));
+	metric(out, "seeswarm_agent_accepted_total", "counter", (unsigned long long)(cs->accepted));
+	metric(out, "seeswarm_agent_closed_error_total", "counter", (unsigned long long)(cs->closed_error));
+	metric(out, "seeswarm_frames_in_total", "counter", (unsigned long long)(cs->frames_in));
+	metric(out, "seeswarm_frames_out_total", "counter", (unsigned long long)(cs->frames_out));
+	metric(out, "seeswarm_admissions_total", "counter", (unsigned long long)(m->mx.admitted));
+	metric(out, "seeswarm_rejections_total", "counter", (unsigned long long)(m->mx.rejected));
+	metric(out, "seeswarm_heartbeats_total", "counter", (unsigned long long)(m->mx.heartbeats));
+	metric(out, "seeswarm_protocol_errors_total", "counter", (unsigned long long)(m->mx.protocol_errors));
+	metric(out, "seeswarm_store_commits_total", "counter", (unsigned long long)(m->mx.commits));
+	metric(out, "seeswarm_store_commit_failures_total", "counter", (unsigned long long)(m->mx.commit_failures));
 	buf_printf(out, "# TYPE seeswarm_store_commit_seconds_max gauge\nseeswarm_store_commit_seconds_max %.6f\n",
 		   (double)m->mx.commit_us_max / 1e6);
 	buf_printf(out, "# TYPE seeswarm_store_commit_seconds_sum counter\nseeswarm_store_commit_seconds_sum %.6f\n",
 		   (double)m->mx.commit_us_total / 1e6);
-	buf_printf(out, "# TYPE seeswarm_nodes_down_total counter\nseeswarm_nodes_down_total %llu\n",
-		   (unsigned long long)m->mx.went_down);
-	buf_printf(out, "# TYPE seeswarm_verifications_total counter\nseeswarm_verifications_total %llu\n",
-		   (unsigned long long)m->mx.verifications);
-	buf_printf(out, "# TYPE seeswarm_reattestations_total counter\nseeswarm_reattestations_total %llu\n",
-		   (unsigned long long)m->mx.reattestations);
-	buf_printf(out, "# TYPE seeswarm_evictions_total counter\nseeswarm_evictions_total %llu\n",
-		   (unsigned long long)m->mx.evictions);
-	buf_printf(out, "# TYPE seeswarm_policy_reloads_total counter\nseeswarm_policy_reloads_total %llu\n",
-		   (unsigned long long)m->mx.policy_reloads);
-	buf_printf(out, "# TYPE seeswarm_node_certificates_issued_total counter\nseeswarm_node_certificates_issued_total %llu\n",
-		   (unsigned long long)m->mx.node_certs_issued);
-	buf_printf(out, "# TYPE seeswarm_revocations_total counter\nseeswarm_revocations_total %llu\n",
-		   (unsigned long long)m->mx.revocations);
+	metric(out, "seeswarm_nodes_down_total", "counter", (unsigned long long)(m->mx.went_down));
+	metric(out, "seeswarm_verifications_total", "counter", (unsigned long long)(m->mx.verifications));
+	metric(out, "seeswarm_reattestations_total", "counter", (unsigned long long)(m->mx.reattestations));
+	metric(out, "seeswarm_evictions_total", "counter", (unsigned long long)(m->mx.evictions));
+	metric(out, "seeswarm_policy_reloads_total", "counter", (unsigned long long)(m->mx.policy_reloads));
+	metric(out, "seeswarm_node_certificates_issued_total", "counter", (unsigned long long)(m->mx.node_certs_issued));
+	metric(out, "seeswarm_revocations_total", "counter", (unsigned long long)(m->mx.revocations));
 	buf_printf(out, "# HELP seeswarm_tls_sessions_total Established agent sessions by record layer.\n"
 			"# TYPE seeswarm_tls_sessions_total counter\n"
 			"seeswarm_tls_sessions_total{record_layer=\"offloaded\"} %llu\n"
 			"seeswarm_tls_sessions_total{record_layer=\"openssl\"} %llu\n",
 		   (unsigned long long)m->mx.tls_offloaded, (unsigned long long)m->mx.tls_openssl);
 	struct mallinfo2 mi = mallinfo2();
-	buf_printf(out, "# TYPE seeswarm_heap_inuse_bytes gauge\nseeswarm_heap_inuse_bytes %zu\n", mi.uordblks + mi.hblkhd);
-	buf_printf(out, "# TYPE seeswarm_heap_free_bytes gauge\nseeswarm_heap_free_bytes %zu\n", mi.fordblks);
+	metric(out, "seeswarm_heap_inuse_bytes", "gauge", (unsigned long long)(mi.uordblks + mi.hblkhd));
+	metric(out, "seeswarm_heap_free_bytes", "gauge", (unsigned long long)(mi.fordblks));
 	buf_printf(out, "# TYPE seeswarm_uptime_seconds gauge\nseeswarm_uptime_seconds %.3f\n",
 		   (double)(time_wall_ms() - m->started_ms) / 1000.0);
 }
