@@ -96,6 +96,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libinternal.a
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN)
 	@$(MAKE) --no-print-directory check-unit check-system
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory check-fuzz
 	@$(MAKE) --no-print-directory check-asan
 	@echo "make check: all stages passed"

@@ -52,7 +52,7 @@
 
 static struct {
 	void *esys, *ldr, *mu;
-#define TSS_FIELD(lib, fn) __typeof__(fn) *fn;
+#define TSS_FIELD(lib, fn) __typeof__(fn) *(fn);
 	TSS_FNS(TSS_FIELD)
 #undef TSS_FIELD
 	char err[160];

@@ -2379,7 +2379,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	uint8_t fmspc[6];
 	char fm[16], name[64];
 	if (!json_is_object(ti) || !json_is_object(ei) || !eid ||
-	    json_hex(ti, "fmspc", fmspc, 6) < 0 || (strcmp(eid, "QE") && strcmp(eid, "TD_QE"))) {
+	    json_hex(ti, "fmspc", fmspc, 6) < 0 || (strcmp(eid, "QE") != 0 && strcmp(eid, "TD_QE") != 0)) {
 		set_reason(reason, rlen, "collateral tcb_info or qe_identity is malformed");
 		rc = SS_EPARSE;
 		goto out;

@@ -741,7 +741,6 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		rc = load_pem_file(path, &coll_int, reason, rlen);
 		if (rc < 0 && rc != SS_ENOTFOUND)
 			goto out;
-		rc = 0;
 		if (coll_int && !sk_X509_push(untrusted, coll_int))
 			fatal("out of memory");
 	}
@@ -1012,7 +1011,6 @@ static int chain_from_input(const struct snp_report *r, const struct attest_inpu
 		rc = load_der_file(path, &leaf, reason, rlen);
 		if (rc < 0 && rc != SS_ENOTFOUND)
 			goto out;
-		rc = 0;
 	}
 	if (!leaf) {
 		set_reason(reason, rlen, "no %s certificate: none in the input%s", kind,
@@ -1095,8 +1093,9 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 			const json_t *tv;
 			ok = json_is_object(v);
 			json_object_foreach((json_t *)v, tk, tv) {
-				if (strcmp(tk, "bootloader") && strcmp(tk, "tee") && strcmp(tk, "snp") &&
-				    strcmp(tk, "microcode") && strcmp(tk, "fmc")) {
+				if (strcmp(tk, "bootloader") != 0 && strcmp(tk, "tee") != 0 &&
+				    strcmp(tk, "snp") != 0 && strcmp(tk, "microcode") != 0 &&
+				    strcmp(tk, "fmc") != 0) {
 					set_reason(reason, rlen, "unknown sev-snp min_tcb key '%s'", tk);
 					return SS_ECONFIG;
 				}

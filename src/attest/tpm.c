@@ -855,7 +855,7 @@ static int ev_parse(const uint8_t *p, size_t n, struct tpm_ev *ev, char *reason,
 	if (n > TPM_EVIDENCE_MAX)
 		return fail(reason, rlen, SS_EPARSE, "tpm evidence is %zu bytes (max %d)", n,
 			    TPM_EVIDENCE_MAX);
-	if (n < 8 || memcmp(p, TPM_EVIDENCE_MAGIC, 8))
+	if (n < 8 || memcmp(p, TPM_EVIDENCE_MAGIC, 8) != 0)
 		return fail(reason, rlen, SS_EPARSE, "tpm evidence does not start with %s",
 			    TPM_EVIDENCE_MAGIC);
 	r.off = 8;
@@ -1002,7 +1002,7 @@ static int load_ca_dir(const char *collateral_dir, X509_STORE *store, char *reas
 	}
 	while ((de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
-		if (l < 5 || strcmp(de->d_name + l - 4, ".pem"))
+		if (l < 5 || strcmp(de->d_name + l - 4, ".pem") != 0)
 			continue;
 		if (++files > CA_FILES_MAX) {
 			rc = fail(reason, rlen, SS_ECONFIG, "more than %d files in %s", CA_FILES_MAX,
@@ -1419,7 +1419,7 @@ int tpm_make_credential(const uint8_t *ek_pub_tpm2b, size_t ek_pub_len, const ui
 	    !EVP_EncryptInit_ex(cctx, k.sym_bits == 128 ? EVP_aes_128_cfb128() : EVP_aes_256_cfb128(),
 				NULL, sym, iv) ||
 	    !EVP_EncryptUpdate(cctx, ct, &l1, plain, (int)sizeof plain) ||
-	    !EVP_EncryptFinal_ex(cctx, ct + l1, &l2) || (size_t)(l1 + l2) != sizeof plain) {
+	    !EVP_EncryptFinal_ex(cctx, ct + l1, &l2) || l1 + l2 != (int)sizeof plain) {
 		rc = SS_ECRYPTO;
 		goto out;
 	}
@@ -1606,7 +1606,8 @@ static void add_reason(char *r, size_t rlen, const char *fmt, ...)
 	if (used + 3 >= rlen)
 		return;
 	if (used) {
-		strcat(r, "; ");
+		/* used + 3 < rlen (checked above), so "; " and its NUL fit. */
+		memcpy(r + used, "; ", 3);
 		used += 2;
 	}
 	va_start(ap, fmt);

@@ -190,7 +190,7 @@ out:
 static bool take_opt(int argc, char **argv, int *i, const char *name, const char **val)
 {
 	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n))
+	if (strncmp(argv[*i], name, n) != 0)
 		return false;
 	if (argv[*i][n] == '=') {
 		*val = argv[*i] + n + 1;
@@ -744,7 +744,7 @@ static int amd_import(const char *dir, const char *const *paths, size_t n)
 {
 	struct certlist cl = {.n = 0};
 	char *targets[MAX_CERTS] = {NULL};
-	bool pem[MAX_CERTS];
+	bool pem[MAX_CERTS] = {false};
 	char err[512] = "";
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {

@@ -34,27 +34,6 @@ static int usage(FILE *f, int status)
 	return status;
 }
 
-/* Matches --name or --name=VALUE at argv[*i]; returns 1 on a match, 0 if not, -1 if no value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n) != 0)
-		return 0;
-	if (argv[*i][n] == '=') {
-		*val = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		fprintf(stderr, "error: %s needs a value\n", name);
-		return -1;
-	}
-	(*i)++;
-	*val = argv[*i];
-	return 1;
-}
-
 static int parse_days(const char *s, long *out)
 {
 	char *end;
@@ -78,10 +57,10 @@ static int issue_agent(int argc, char **argv)
 		int r;
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return usage(stdout, 0);
-		if ((r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0 ||
-		    (r = opt_value(argc, argv, &i, "--out", &out_dir)) != 0 ||
-		    (r = opt_value(argc, argv, &i, "--id", &id)) != 0 ||
-		    (r = opt_value(argc, argv, &i, "--days", &days_s)) != 0) {
+		if ((r = cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--out", &out_dir)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--id", &id)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--days", &days_s)) != 0) {
 			if (r < 0)
 				return usage(stderr, 2);
 			continue;

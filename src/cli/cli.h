@@ -25,4 +25,11 @@ struct cli_conn_flags {
 };
 int cli_take_conn_flags(int argc, char **argv, struct cli_conn_flags *f);
 
+/*
+ * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets
+ * *val (advancing *i past a separate value), 0 when argv[*i] is another
+ * argument, or -1 after printing an error when the value is missing.
+ */
+int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
 #endif

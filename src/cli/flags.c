@@ -10,7 +10,7 @@
  * next argument when no "=" is present, consuming it) and returns 1; returns
  * 0 when the argument is another one and -1 when the value is missing.
  */
-static int take_value(int argc, char **argv, int *i, const char *name, const char **val)
+int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
 {
 	const char *a = argv[*i];
 	size_t n = strlen(name);
@@ -57,7 +57,7 @@ int cli_take_conn_flags(int argc, char **argv, struct cli_conn_flags *f)
 		int hit = 0;
 		for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !hit; k++) {
 			const char *val = NULL;
-			hit = take_value(argc, argv, &i, flags[k].name, &val);
+			hit = cli_opt_value(argc, argv, &i, flags[k].name, &val);
 			if (hit < 0)
 				return -1;
 			if (hit)

@@ -631,27 +631,6 @@ static int cmd_attest(ss_client *c, const char *id)
 
 /* ---- entry point --------------------------------------------------------- */
 
-/* Matches --name or --name=VALUE at argv[*i]; see flags.c for the same shape. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n) != 0)
-		return 0;
-	if (argv[*i][n] == '=') {
-		*val = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		fprintf(stderr, "error: %s needs a value\n", name);
-		return -1;
-	}
-	(*i)++;
-	*val = argv[*i];
-	return 1;
-}
-
 int cli_node_main(int argc, char **argv)
 {
 	struct cli_conn_flags cf;
@@ -688,7 +667,7 @@ int cli_node_main(int argc, char **argv)
 		} else if (!dashdash && (is_list || is_show) && !strcmp(a, "--json")) {
 			as_json = true;
 		} else if (!dashdash && is_drain &&
-			   (r = opt_value(argc, argv, &i, "--reason", &reason)) != 0) {
+			   (r = cli_opt_value(argc, argv, &i, "--reason", &reason)) != 0) {
 			if (r < 0)
 				return usage(stderr, 2);
 		} else if (!dashdash && a[0] == '-' && a[1]) {

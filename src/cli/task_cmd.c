@@ -66,27 +66,6 @@ static int usage(FILE *f, int status)
 	return status;
 }
 
-/* Matches --name or --name=VALUE at argv[*i]; returns 1 on a match, 0 if not, -1 if no value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n) != 0)
-		return 0;
-	if (argv[*i][n] == '=') {
-		*val = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		fprintf(stderr, "error: %s needs a value\n", name);
-		return -1;
-	}
-	(*i)++;
-	*val = argv[*i];
-	return 1;
-}
-
 static int parse_u32(const char *s, uint32_t *out)
 {
 	char *end;
@@ -238,13 +217,20 @@ static int run_local(int argc, char **argv)
 
 	exec_spec_init(&spec);
 	memset(&res, 0, sizeof(res));
-	/* Options are read twice: --manifest first, so that flags override it. */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+	/*
+	 * Options are read twice: --manifest first, so that flags override it.
+	 * argv[1..argc-1] are never NULL, so a matched --manifest always has a
+	 * value; whether one was given is tracked apart from the pointer.
+	 */
+	bool have_manifest = false;
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		const char *v = NULL;
-		if (opt_value(argc, argv, &i, "--manifest", &v) == 1)
+		if (cli_opt_value(argc, argv, &i, "--manifest", &v) == 1) {
 			manifest = v;
+			have_manifest = true;
+		}
 	}
-	if (manifest) {
+	if (have_manifest) {
 		if (file_read(manifest, EXEC_SPEC_MAX_JSON, &mjson, &mlen)) {
 			fprintf(stderr, "error: cannot read %s\n", manifest);
 			goto out;
@@ -276,7 +262,7 @@ static int run_local(int argc, char **argv)
 			so.shared_netns = true;
 			continue;
 		}
-#define OPT(name) ((r = opt_value(argc, argv, &i, name, &v)) != 0)
+#define OPT(name) ((r = cli_opt_value(argc, argv, &i, name, &v)) != 0)
 		if (OPT("--manifest")) {
 		} else if (OPT("--bundle")) {
 			bundle = v;

@@ -1210,7 +1210,7 @@ static void be_metrics(void *arg, struct buf *out)
 			"seeswarm_tls_sessions_total{record_layer=\"openssl\"} %llu\n",
 		   (unsigned long long)m->mx.tls_offloaded, (unsigned long long)m->mx.tls_openssl);
 	struct mallinfo2 mi = mallinfo2();
-	metric(out, "seeswarm_heap_inuse_bytes", "gauge", (unsigned long long)(mi.uordblks + mi.hblkhd));
+	metric(out, "seeswarm_heap_inuse_bytes", "gauge", (unsigned long long)mi.uordblks + mi.hblkhd);
 	metric(out, "seeswarm_heap_free_bytes", "gauge", (unsigned long long)(mi.fordblks));
 	buf_printf(out, "# TYPE seeswarm_uptime_seconds gauge\nseeswarm_uptime_seconds %.3f\n",
 		   (double)(time_wall_ms() - m->started_ms) / 1000.0);

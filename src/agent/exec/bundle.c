@@ -702,7 +702,7 @@ int exec_bundle_listing_check(const char *text, size_t len, size_t *count)
 
 	const char *nl = memchr(p, '\n', len);
 	size_t mlen = strlen(LISTING_MAGIC);
-	if (!nl || (size_t)(nl - p) != mlen + 5 || memcmp(p, LISTING_MAGIC " ", mlen + 1) ||
+	if (!nl || (size_t)(nl - p) != mlen + 5 || memcmp(p, LISTING_MAGIC " ", mlen + 1) != 0 ||
 	    !is_octal_mode(p + mlen + 1))
 		return SS_EPARSE;
 	p = nl + 1;

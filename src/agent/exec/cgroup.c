@@ -32,6 +32,12 @@ struct exec_cgroup {
 	uint64_t oom0, pidsmax0, cpu0;
 };
 
+/* Returns -errno for a failed call, never 0 (-EIO if errno was not set). */
+static int neg_errno(void)
+{
+	return errno ? -errno : -EIO;
+}
+
 static int write_str(const char *dir, const char *file, const char *val)
 {
 	char path[512];
@@ -39,26 +45,32 @@ static int write_str(const char *dir, const char *file, const char *val)
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return neg_errno();
 	size_t n = strlen(val);
 	if (write(fd, val, n) != (ssize_t)n)
-		rc = -errno;
+		rc = neg_errno();
 	close(fd);
 	return rc;
 }
 
+/*
+ * Reads up to outlen - 1 bytes of dir/file into out (outlen > 0) with one
+ * read(2), so a longer file comes back truncated. out is always a string,
+ * empty on failure. Returns 0 or a negative errno, never 0 on failure.
+ */
 static int read_small(const char *dir, const char *file, char *out, size_t outlen)
 {
 	char path[512];
+	out[0] = '\0';
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return neg_errno();
 	ssize_t n = read(fd, out, outlen - 1);
-	int e = errno;
+	int rc = n < 0 ? neg_errno() : 0;
 	close(fd);
-	if (n < 0)
-		return -e;
+	if (rc)
+		return rc;
 	out[n] = '\0';
 	return 0;
 }
@@ -244,11 +256,11 @@ int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *
 
 	snprintf(v, sizeof(v), "%" PRIu64, r->memory_bytes);
 	if (cg->mode == EXEC_CG_V2) {
-		if ((rc = write_str(cg->dir[C_MEM], "memory.max", v)))
+		if (write_str(cg->dir[C_MEM], "memory.max", v) != 0)
 			return SS_EIO;
 		write_str(cg->dir[C_MEM], "memory.swap.max", "0");
 		snprintf(v, sizeof(v), "%u", r->pids);
-		if ((rc = write_str(cg->dir[C_PIDS], "pids.max", v)))
+		if (write_str(cg->dir[C_PIDS], "pids.max", v) != 0)
 			return SS_EIO;
 		if (r->cpu_millicores)
 			snprintf(v, sizeof(v), "%u 100000", r->cpu_millicores * 100);
@@ -355,7 +367,12 @@ int exec_cgroup_kill(struct exec_cgroup *cg)
 		for (char *p = b; *p;) {
 			char *end;
 			long pid = strtol(p, &end, 10);
-			if (end == p)
+			/*
+			 * A pid not followed by its newline was cut off by the end
+			 * of the buffer (the file is longer than b): it is only a
+			 * prefix of a member's pid, so it is left for the next round.
+			 */
+			if (end == p || *end != '\n')
 				break;
 			if (pid > 1)
 				kill((pid_t)pid, SIGKILL);

@@ -274,7 +274,7 @@ int exec_receipt_verify(const char *data, size_t len, const char *ca_pem, size_t
 	}
 	canon = json_dumps(env, DUMP_FLAGS);
 	size_t cl = canon ? strlen(canon) : 0;
-	if (!canon || !(len == cl || (len == cl + 1 && data[cl] == '\n')) || memcmp(canon, data, cl)) {
+	if (!canon || !(len == cl || (len == cl + 1 && data[cl] == '\n')) || memcmp(canon, data, cl) != 0) {
 		rc = why_set(why, whylen, SS_EAUTH, "receipt is not in canonical form (modified?)");
 		goto out;
 	}
@@ -282,7 +282,7 @@ int exec_receipt_verify(const char *data, size_t len, const char *ca_pem, size_t
 	const char *pem = json_string_value(json_object_get(env, "cert"));
 	const char *sighex = json_string_value(json_object_get(env, "sig"));
 	json_t *rec = json_object_get(env, "receipt");
-	if (json_object_size(env) != 4 || !alg || strcmp(alg, "ES256") || !pem || !sighex ||
+	if (json_object_size(env) != 4 || !alg || strcmp(alg, "ES256") != 0 || !pem || !sighex ||
 	    !json_is_object(rec)) {
 		rc = why_set(why, whylen, SS_EPARSE,
 			     "receipt needs exactly alg=\"ES256\", cert, receipt and sig");
@@ -299,7 +299,7 @@ int exec_receipt_verify(const char *data, size_t len, const char *ca_pem, size_t
 	bio = BIO_new_mem_buf(pem, (int)pl);
 	cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
 	pem2 = cert ? pem_cert_string(cert) : NULL;
-	if (!pem2 || strcmp(pem2, pem)) {
+	if (!pem2 || strcmp(pem2, pem) != 0) {
 		rc = why_set(why, whylen, SS_EAUTH, "the signer certificate is invalid or not canonical");
 		goto out;
 	}
@@ -326,7 +326,7 @@ int exec_receipt_verify(const char *data, size_t len, const char *ca_pem, size_t
 		goto out;
 	}
 	char cn[256];
-	if (crypto_cert_cn(cert, cn, sizeof(cn)) || strcmp(cn, node_id)) {
+	if (crypto_cert_cn(cert, cn, sizeof(cn)) || strcmp(cn, node_id) != 0) {
 		rc = why_set(why, whylen, SS_EAUTH, "certificate CN does not match node_id \"%.64s\"",
 			     node_id);
 		goto out;
