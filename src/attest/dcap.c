@@ -77,46 +77,6 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return acc == 0;
 }
 
-/* Formats unix seconds as "YYYY-MM-DDTHH:MM:SSZ". */
-static void fmt_time(int64_t t, char out[32])
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "@%lld", (long long)t);
-}
-
-static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-		return SS_EPARSE;
-	*out = (int64_t)timegm(&tm);
-	return 0;
-}
-
-/* Copies the CN of name (printable ASCII only) into out; "?" when absent. */
-static void name_cn(const X509_NAME *name, char *out, size_t len)
-{
-	snprintf(out, len, "?");
-	int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
-	if (idx < 0)
-		return;
-	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-	const uint8_t *d = ASN1_STRING_get0_data(s);
-	int n = ASN1_STRING_length(s);
-	size_t j = 0;
-	for (int i = 0; i < n && j + 1 < len; i++)
-		out[j++] = (d[i] >= 0x20 && d[i] < 0x7f) ? (char)d[i] : '?';
-	out[j] = '\0';
-}
-
-static void cert_cn(X509 *x, char *out, size_t len)
-{
-	name_cn(x ? X509_get_subject_name(x) : NULL, out, len);
-}
-
 static void hex_lower(const uint8_t *p, size_t n, char *out)
 {
 	hex_encode(p, n, out);
@@ -782,7 +742,7 @@ static int anchor_load(const struct dcap_blob *b, X509 **anchor, char *reason, s
 	}
 	if (!cert_is_pinned_root(x)) {
 		char cn[64];
-		cert_cn(x, cn, sizeof cn);
+		cert_subject_cn(x, cn, sizeof cn);
 		set_reason(reason, rlen,
 			   "trust anchor '%s' is not the pinned Intel SGX Root CA (sha256 %s)", cn,
 			   DCAP_ROOT_CA_SHA256);
@@ -812,7 +772,7 @@ static int embedded_root_check(X509 *root, X509 *anchor, const char *what, char 
 	}
 	if (!same) {
 		char cn[64];
-		cert_cn(root, cn, sizeof cn);
+		cert_subject_cn(root, cn, sizeof cn);
 		set_reason(reason, rlen,
 			   "root certificate '%s' embedded in the %s is not byte for byte the Intel SGX Root CA trust anchor",
 			   cn, what);
@@ -824,8 +784,8 @@ static int embedded_root_check(X509 *root, X509 *anchor, const char *what, char 
 static void cert_window(X509 *x, int64_t *from, int64_t *until)
 {
 	int64_t nb = 0, na = 0;
-	if (asn1_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
-	    asn1_time_unix(X509_get0_notAfter(x), &na) < 0) {
+	if (cert_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
+	    cert_time_unix(X509_get0_notAfter(x), &na) < 0) {
 		*from = INT64_MAX;
 		*until = INT64_MIN;
 		return;
@@ -845,27 +805,27 @@ static void explain_verify_error(X509_STORE_CTX *ctx, const char *what, int64_t 
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
 	char cn[64], icn[64], t1[32], t2[32];
 	int64_t t = 0;
-	cert_cn(cur, cn, sizeof cn);
-	fmt_time(now, t2);
+	cert_subject_cn(cur, cn, sizeof cn);
+	cert_fmt_time(now, t2);
 	switch (err) {
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		if (asn1_time_unix(X509_get0_notAfter(cur), &t) < 0)
+		if (cert_time_unix(X509_get0_notAfter(cur), &t) < 0)
 			t = 0;
-		fmt_time(t, t1);
+		cert_fmt_time(t, t1);
 		set_reason(reason, rlen, "certificate '%s' expired at %s (verification time %s)", cn,
 			   t1, t2);
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		if (asn1_time_unix(X509_get0_notBefore(cur), &t) < 0)
+		if (cert_time_unix(X509_get0_notBefore(cur), &t) < 0)
 			t = 0;
-		fmt_time(t, t1);
+		cert_fmt_time(t, t1);
 		set_reason(reason, rlen,
 			   "certificate '%s' is not valid before %s (verification time %s)", cn, t1,
 			   t2);
 		break;
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
 		if (chain && depth + 1 < sk_X509_num(chain))
-			cert_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
+			cert_subject_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
 		else
 			snprintf(icn, sizeof icn, "?");
 		set_reason(reason, rlen,
@@ -874,7 +834,7 @@ static void explain_verify_error(X509_STORE_CTX *ctx, const char *what, int64_t 
 		break;
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-		name_cn(cur ? X509_get_issuer_name(cur) : NULL, icn, sizeof icn);
+		cert_name_cn(cur ? X509_get_issuer_name(cur) : NULL, icn, sizeof icn);
 		set_reason(reason, rlen, "%s: no certificate '%s' that issued '%s' chains to the Intel SGX Root CA",
 			   what, icn, cn);
 		break;
@@ -931,8 +891,8 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 		rc = SS_EPARSE;
 		goto out;
 	}
-	cert_cn(issuer, cn, sizeof cn);
-	name_cn(X509_CRL_get_issuer(crl), icn, sizeof icn);
+	cert_subject_cn(issuer, cn, sizeof cn);
+	cert_name_cn(X509_CRL_get_issuer(crl), icn, sizeof icn);
 	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0) {
 		set_reason(reason, rlen, "%s is issued by '%s', not by '%s'", what, icn, cn);
 		rc = SS_EAUTH;
@@ -946,23 +906,23 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 		goto out;
 	}
 	int64_t lu = 0, nu = 0;
-	if (asn1_time_unix(X509_CRL_get0_lastUpdate(crl), &lu) < 0 ||
+	if (cert_time_unix(X509_CRL_get0_lastUpdate(crl), &lu) < 0 ||
 	    !X509_CRL_get0_nextUpdate(crl) ||
-	    asn1_time_unix(X509_CRL_get0_nextUpdate(crl), &nu) < 0) {
+	    cert_time_unix(X509_CRL_get0_nextUpdate(crl), &nu) < 0) {
 		set_reason(reason, rlen, "%s has no valid thisUpdate/nextUpdate", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
-	fmt_time(now, t2);
+	cert_fmt_time(now, t2);
 	if (now < lu) {
-		fmt_time(lu, t1);
+		cert_fmt_time(lu, t1);
 		set_reason(reason, rlen, "%s is not valid before %s (verification time %s)", what,
 			   t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > nu) {
-		fmt_time(nu, t1);
+		cert_fmt_time(nu, t1);
 		set_reason(reason, rlen, "%s expired at %s (verification time %s): refresh the collateral",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
@@ -1124,8 +1084,8 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 	if (rc < 0)
 		goto out;
 	char cn[64];
-	cert_cn(leaf, cn, sizeof cn);
-	cert_cn(inter, res->ca_cn, sizeof res->ca_cn);
+	cert_subject_cn(leaf, cn, sizeof cn);
+	cert_subject_cn(inter, res->ca_cn, sizeof res->ca_cn);
 	if (strcmp(cn, "Intel SGX PCK Certificate") != 0 ||
 	    (strcmp(res->ca_cn, "Intel SGX PCK Platform CA") != 0 &&
 	     strcmp(res->ca_cn, "Intel SGX PCK Processor CA") != 0)) {
@@ -1358,7 +1318,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		if (rc < 0)
 			goto out;
 		char cn[64];
-		cert_cn(leaf, cn, sizeof cn);
+		cert_subject_cn(leaf, cn, sizeof cn);
 		if (strcmp(cn, "Intel SGX TCB Signing") != 0) {
 			set_reason(reason, rlen, "%s signer is '%s', not 'Intel SGX TCB Signing'", what,
 				   cn);
@@ -1398,16 +1358,16 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		rc = SS_EPARSE;
 		goto out;
 	}
-	fmt_time(now, t2);
+	cert_fmt_time(now, t2);
 	if (now < issue) {
-		fmt_time(issue, t1);
+		cert_fmt_time(issue, t1);
 		set_reason(reason, rlen, "%s is not valid before its issueDate %s (verification time %s)",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > next) {
-		fmt_time(next, t1);
+		cert_fmt_time(next, t1);
 		set_reason(reason, rlen, "%s expired at its nextUpdate %s (verification time %s): refresh the collateral",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
@@ -2213,7 +2173,7 @@ int dcap_collateral_load(const char *dir, const uint8_t *quote, size_t len,
 	rc = pck_ext_from_x509(sk_X509_value(certs, 0), &ext, reason, rlen);
 	if (rc < 0)
 		goto out;
-	cert_cn(sk_X509_value(certs, 1), cn, sizeof cn);
+	cert_subject_cn(sk_X509_value(certs, 1), cn, sizeof cn);
 	hex_lower(ext.fmspc, 6, fm);
 	if ((rc = load_item(dir, "root_ca.pem", &c->root_ca, reason, rlen)) < 0 ||
 	    (rc = load_item(dir, "root_ca_crl.der", &c->root_ca_crl, reason, rlen)) < 0 ||
@@ -2417,7 +2377,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 		goto out;
 	}
 	char cn[64];
-	name_cn(X509_CRL_get_issuer(crl), cn, sizeof cn);
+	cert_name_cn(X509_CRL_get_issuer(crl), cn, sizeof cn);
 	bool processor = strstr(cn, "Processor") != NULL;
 	if (!processor && !strstr(cn, "Platform")) {
 		set_reason(reason, rlen, "collateral pck_crl is issued by '%s', not a PCK Platform or Processor CA",

@@ -117,44 +117,6 @@ static const char *product_name(enum snp_product p)
 	return pi ? pi->name : "unknown";
 }
 
-/* Formats unix seconds as "YYYY-MM-DDTHH:MM:SSZ". */
-static void fmt_time(int64_t t, char out[32])
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "@%lld", (long long)t);
-}
-
-static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-		return SS_EPARSE;
-	*out = (int64_t)timegm(&tm);
-	return 0;
-}
-
-/* Copies the subject CN (printable ASCII only) into out; "?" when absent. */
-static void cert_cn(X509 *x, char *out, size_t len)
-{
-	snprintf(out, len, "?");
-	if (!x)
-		return;
-	const X509_NAME *name = X509_get_subject_name(x);
-	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	if (idx < 0)
-		return;
-	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-	const uint8_t *d = ASN1_STRING_get0_data(s);
-	int n = ASN1_STRING_length(s);
-	size_t j = 0;
-	for (int i = 0; i < n && j + 1 < len; i++)
-		out[j++] = (d[i] >= 0x20 && d[i] < 0x7f) ? (char)d[i] : '?';
-	out[j] = '\0';
-}
-
 /* Parses exactly n bytes of DER into a certificate; NULL when malformed. */
 static X509 *der_to_x509(const uint8_t *p, size_t n)
 {
@@ -398,7 +360,7 @@ static int ext_product(X509 *x, struct snp_cert_ext *ext, char *reason, size_t r
 	const uint8_t *v = NULL;
 	size_t n = 0;
 	char cn[64];
-	cert_cn(x, cn, sizeof cn);
+	cert_subject_cn(x, cn, sizeof cn);
 	if (!strcmp(cn, "SEV-VLEK")) {
 		ext->is_vlek = true;
 	} else if (strcmp(cn, "SEV-VCEK") != 0) {
@@ -603,27 +565,27 @@ static void explain_verify_error(X509_STORE_CTX *ctx, const char *kind, int64_t 
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
 	char cn[64], icn[64], t1[32], t2[32];
 	int64_t t = 0;
-	cert_cn(cur, cn, sizeof cn);
-	fmt_time(now, t2);
+	cert_subject_cn(cur, cn, sizeof cn);
+	cert_fmt_time(now, t2);
 	switch (err) {
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		if (asn1_time_unix(X509_get0_notAfter(cur), &t) < 0)
+		if (cert_time_unix(X509_get0_notAfter(cur), &t) < 0)
 			t = 0;
-		fmt_time(t, t1);
+		cert_fmt_time(t, t1);
 		set_reason(reason, rlen, "certificate '%s' expired at %s (verification time %s)", cn,
 			   t1, t2);
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		if (asn1_time_unix(X509_get0_notBefore(cur), &t) < 0)
+		if (cert_time_unix(X509_get0_notBefore(cur), &t) < 0)
 			t = 0;
-		fmt_time(t, t1);
+		cert_fmt_time(t, t1);
 		set_reason(reason, rlen,
 			   "certificate '%s' is not valid before %s (verification time %s)", cn, t1,
 			   t2);
 		break;
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
 		if (chain && depth + 1 < sk_X509_num(chain))
-			cert_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
+			cert_subject_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
 		else
 			snprintf(icn, sizeof icn, "?");
 		set_reason(reason, rlen,
@@ -660,8 +622,8 @@ static void explain_verify_error(X509_STORE_CTX *ctx, const char *kind, int64_t 
 static void cert_window(X509 *x, int64_t *from, int64_t *until)
 {
 	int64_t nb = 0, na = 0;
-	if (asn1_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
-	    asn1_time_unix(X509_get0_notAfter(x), &na) < 0) {
+	if (cert_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
+	    cert_time_unix(X509_get0_notAfter(x), &na) < 0) {
 		*from = INT64_MAX; /* unusable window: never cached as valid */
 		*until = INT64_MIN;
 		return;
@@ -708,7 +670,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		}
 		const struct product_info *p = pinned_ark(x, hex);
 		if (!p) {
-			cert_cn(x, cn, sizeof cn);
+			cert_subject_cn(x, cn, sizeof cn);
 			set_reason(reason, rlen,
 				   "root certificate '%s' (sha256 %s) is not a pinned AMD ARK", cn,
 				   hex);
@@ -779,7 +741,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	}
 	char want[32];
 	snprintf(want, sizeof want, "SEV-%s%s", pre.is_vlek ? "VLEK-" : "", pi->name);
-	cert_cn(sk_X509_value(chain, 1), cn, sizeof cn);
+	cert_subject_cn(sk_X509_value(chain, 1), cn, sizeof cn);
 	if (strcmp(cn, want) != 0) {
 		set_reason(reason, rlen, "%s is issued by '%s', expected '%s'", kind, cn, want);
 		rc = SS_EAUTH;

@@ -1,5 +1,7 @@
 /* cert.c - facts read from X.509 certificates that several modules need. */
 #include <ctype.h>
+#include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -47,4 +49,42 @@ int cert_serial_hex(X509 *cert, char *out, size_t outlen)
 	OPENSSL_free(hex);
 	BN_free(bn);
 	return rc;
+}
+
+void cert_fmt_time(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "@%lld", (long long)t);
+}
+
+int cert_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+		return SS_EPARSE;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+void cert_name_cn(const X509_NAME *name, char *out, size_t len)
+{
+	snprintf(out, len, "?");
+	int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+	if (idx < 0)
+		return;
+	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+	const uint8_t *d = ASN1_STRING_get0_data(s);
+	int n = ASN1_STRING_length(s);
+	size_t j = 0;
+	for (int i = 0; i < n && j + 1 < len; i++)
+		out[j++] = (d[i] >= 0x20 && d[i] < 0x7f) ? (char)d[i] : '?';
+	out[j] = '\0';
+}
+
+void cert_subject_cn(X509 *x, char *out, size_t len)
+{
+	cert_name_cn(x ? X509_get_subject_name(x) : NULL, out, len);
 }

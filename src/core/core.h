@@ -33,6 +33,17 @@ int cert_attestation_digest(X509 *cert, uint8_t out[32]);
 /* The certificate serial as lowercase hex (out: at least 41 bytes). */
 int cert_serial_hex(X509 *cert, char *out, size_t outlen);
 
+typedef struct asn1_string_st ASN1_TIME;  /* as OpenSSL declares them */
+typedef struct X509_name_st X509_NAME;
+/* Formats unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (or "@N" if out of range). */
+void cert_fmt_time(int64_t t, char out[32]);
+/* Converts an ASN1_TIME to unix seconds. Returns 0 or SS_EPARSE. */
+int cert_time_unix(const ASN1_TIME *t, int64_t *out);
+/* Copies the CN of name (printable ASCII only; others as '?') into out; "?" when absent. */
+void cert_name_cn(const X509_NAME *name, char *out, size_t len);
+/* The same for a certificate's subject; x may be NULL. */
+void cert_subject_cn(X509 *x, char *out, size_t len);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHA256_LEN 32
 
