@@ -24,14 +24,15 @@ PROTO_H := $(PROTO_C:.c=.h)
 CORE_SRC    := $(wildcard src/core/*.c)
 NET_SRC     := $(wildcard src/net/*.c)
 ATTEST_SRC  := $(wildcard src/attest/*.c)
-MANAGER_SRC := $(wildcard src/manager/*.c)
+MANAGER_SRC := $(wildcard src/manager/*.c) $(wildcard src/manager/sched/*.c)
+DATA_SRC    := $(wildcard src/data/*.c)
 AGENT_SRC   := $(wildcard src/agent/*.c) $(wildcard src/agent/exec/*.c)
 CLIENT_SRC  := $(wildcard src/client/*.c)
 CLI_SRC     := $(wildcard src/cli/*.c)
 
 # Everything except main.c goes into an internal static library that the
 # binary, unit tests, fuzzers and benchmarks link.
-LIB_SRC  := $(CORE_SRC) $(NET_SRC) $(ATTEST_SRC) $(MANAGER_SRC) $(AGENT_SRC) $(CLIENT_SRC) $(CLI_SRC)
+LIB_SRC  := $(CORE_SRC) $(NET_SRC) $(DATA_SRC) $(ATTEST_SRC) $(MANAGER_SRC) $(AGENT_SRC) $(CLIENT_SRC) $(CLI_SRC)
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(patsubst $(GEN)/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
 MAIN_OBJ := $(BUILD)/obj/src/main.o
 # The public client library: client + core only.

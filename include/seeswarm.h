@@ -48,7 +48,9 @@ extern "C" {
 	X(ECONFIG, 23, "configuration error")                               \
 	X(EHTTP, 24, "HTTP error")                                          \
 	X(ENOSYS, 25, "not supported on this system")                       \
-	X(EPOLICY, 26, "policy violation")
+	X(EPOLICY, 26, "policy violation")                                   \
+	X(EINTEGRITY, 27, "integrity check failed")                         \
+	X(ECANCELED, 28, "canceled")
 
 enum {
 	SS_OK = 0,

@@ -1,0 +1,162 @@
+/*
+ * jobspec.h - job specifications: parse, validate and expand a job's DAG.
+ *
+ * A job spec is JSON (docs/jobs.md). jobspec_parse() checks every field and
+ * bound, expands `map` fan-outs into task instances, resolves dependencies
+ * (explicit `after` plus data references to other tasks' outputs), rejects
+ * cycles naming their members, and returns one immutable struct jobspec
+ * whose tasks are in topological order (every dependency of task i has an
+ * index below i). The manager stores the submitted text and re-parses it on
+ * restart, so parsing is deterministic: the same text always yields the same
+ * tasks in the same order.
+ *
+ * Errors carry a JSON path and an actionable message, e.g.
+ *   tasks[2].resources.memory: "12Q" is not a size (use 512M, 2G, ...)
+ *   cycle: a -> b -> c -> a
+ *
+ * Local files (`"file": PATH` inputs) are the CLI's business: the CLI
+ * uploads them as blobs and rewrites the input to `"blob"` form before it
+ * submits. jobspec_parse() refuses a "file" input unless
+ * JOBSPEC_ALLOW_FILES is passed (the CLI's pre-check).
+ *
+ * Nothing here touches the network or the disk. All functions may be
+ * called from any thread; a struct jobspec belongs to its caller.
+ */
+#ifndef SS_JOBSPEC_H
+#define SS_JOBSPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* Bounds on a spec. */
+#define JOBSPEC_MAX_JSON (1024u * 1024u)  /* bytes of spec text */
+#define JOBSPEC_MAX_GROUPS 256            /* tasks as written in the spec */
+#define JOBSPEC_MAX_TASKS 10000           /* task instances after map expansion */
+#define JOBSPEC_MAX_MAP 4096              /* instances of one mapped task */
+#define JOBSPEC_MAX_INPUTS 4096           /* inputs of one instance, after expansion */
+#define JOBSPEC_MAX_DEPS 4096             /* dependencies of one instance */
+#define JOBSPEC_NAME_MAX 63               /* job, tenant and task names */
+
+/* Flags for jobspec_parse(). */
+#define JOBSPEC_ALLOW_FILES 0x1u          /* accept "file" inputs (CLI pre-check) */
+
+enum jobspec_optimize { JOBSPEC_OPT_BALANCED = 0, JOBSPEC_OPT_COST, JOBSPEC_OPT_LATENCY };
+enum jobspec_placement { JOBSPEC_BINPACK = 0, JOBSPEC_SPREAD };
+
+struct jobspec_label {
+	char *key;
+	char *value;
+};
+
+struct jobspec_policy {
+	char **tee;                  /* allowed TEE types ("sim","tpm","sev-snp","tdx","sgx"); none = any */
+	size_t n_tee;
+	bool hardware;               /* "attestation": "hardware" (never a sim or insecure node) vs "any" */
+	uint8_t (*code)[SHA256_LEN]; /* allowed code (bundle) digests; none = any */
+	size_t n_code;
+	struct jobspec_label *labels;/* node labels that must all match ("region" is a label) */
+	size_t n_labels;
+	char **features;             /* hardware features every node must have */
+	size_t n_features;
+	enum jobspec_optimize optimize;
+	enum jobspec_placement placement;
+};
+
+struct jobspec_resources {
+	uint32_t cpu_millicores;     /* default 1000 */
+	uint64_t memory_bytes;       /* default 256 MiB */
+	uint64_t disk_bytes;         /* /tmp size, default 64 MiB */
+	uint64_t output_bytes;       /* /out size, default 64 MiB */
+	uint32_t pids;               /* default 64 */
+	uint64_t timeout_ms;         /* default 60 s */
+};
+
+enum jobspec_input_kind {
+	JOBSPEC_IN_BLOB = 0,         /* a blob already in the swarm, by digest */
+	JOBSPEC_IN_OUTPUT,           /* an output of an earlier task instance */
+	JOBSPEC_IN_FILE,             /* a local file (only with JOBSPEC_ALLOW_FILES) */
+};
+
+struct jobspec_input {
+	char *name;                  /* file name under /in (exec_name_valid) */
+	enum jobspec_input_kind kind;
+	uint8_t digest[SHA256_LEN];  /* BLOB */
+	uint64_t size;               /* BLOB: declared size in bytes (0 if unknown) */
+	uint32_t task;               /* OUTPUT: index of the producing instance (< this index) */
+	char *output;                /* OUTPUT: the producer's declared output path */
+	char *path;                  /* FILE: local path as written */
+};
+
+struct jobspec_task {
+	char *name;                  /* unique: "count" or, for map instances, "count[3]" */
+	uint32_t group;              /* index of the spec task it came from */
+	int32_t map_index;           /* -1 when not mapped */
+	char **argv;                 /* NULL-terminated, argc >= 1; {item}/{index} substituted */
+	size_t argc;
+	char **env;                  /* NULL-terminated "KEY=VALUE"; SS_MAP_INDEX/SS_MAP_ITEM added for maps */
+	size_t envc;
+	struct jobspec_input *inputs;
+	size_t n_inputs;
+	char **outputs;              /* declared output paths below /out (exec_relpath_valid), >= 1 */
+	size_t n_outputs;
+	struct jobspec_resources res;
+	uint32_t retries;            /* extra attempts after the first; default 2, max 100 */
+	uint64_t backoff_ms;         /* delay before the first retry, doubled each time (cap 10 min); default 1 s */
+	int32_t priority;            /* higher runs first; -1000..1000, default 0 */
+	uint32_t *deps;              /* indices of instances this one waits for (sorted, unique) */
+	size_t n_deps;
+	bool final;                  /* no other instance depends on it: its outputs are job results */
+};
+
+struct jobspec_group {
+	char *name;                  /* the task's name as written */
+	uint32_t first;              /* index of its first instance */
+	uint32_t count;              /* number of instances (1 unless mapped) */
+};
+
+struct jobspec {
+	char *name;
+	char *tenant;                /* default "default" */
+	struct jobspec_policy policy;
+	bool fail_fast;              /* "on_failure": "fail_fast" (default) or "continue" */
+	struct jobspec_group *groups;
+	size_t n_groups;
+	struct jobspec_task *tasks;  /* topological order */
+	size_t n_tasks;
+};
+
+/*
+ * Parses and validates a spec. On success returns 0 and *out owns a new
+ * jobspec (free with jobspec_free). On failure returns SS_EPARSE (not JSON,
+ * or JSON of the wrong shape), SS_EINVAL (a bad value, a missing
+ * dependency, a cycle) or SS_ELIMIT (a bound), and writes one precise
+ * message, starting with the JSON path, to why.
+ */
+int jobspec_parse(const char *json, size_t len, unsigned flags, struct jobspec **out, char *why,
+		  size_t whylen);
+void jobspec_free(struct jobspec *js);
+
+/* The largest node the swarm has (or could have), for jobspec_check_fits(). */
+struct jobspec_limits {
+	uint32_t cpu_millicores;
+	uint64_t memory_bytes;
+	uint64_t disk_bytes;
+};
+
+/*
+ * Checks that every task's resource request fits within lim (a request no
+ * node could ever satisfy). Returns 0 or SS_EINVAL with a message such as
+ * "tasks[1] (count[0]).resources.memory: 64G exceeds the largest node (16G)".
+ */
+int jobspec_check_fits(const struct jobspec *js, const struct jobspec_limits *lim, char *why,
+		       size_t whylen);
+
+/* Returns the instance index of a task by its unique name, or -1. */
+int32_t jobspec_find(const struct jobspec *js, const char *name);
+
+const char *jobspec_optimize_name(enum jobspec_optimize o);
+
+#endif
