@@ -128,6 +128,19 @@ bool conn_closing(const struct conn *c)
 	return c->closing;
 }
 
+void conn_set_rate(struct conn *c, uint32_t frames_per_sec, uint32_t burst)
+{
+	c->limits.frames_per_sec = frames_per_sec;
+	c->limits.frame_burst = burst ? burst : 64;
+	c->tokens = c->limits.frame_burst;
+	c->tokens_ms = uv_now(c->tcp.loop);
+}
+
+size_t conn_write_queued(const struct conn *c)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
 static bool rate_ok(struct conn *c)
 {
 	if (c->limits.frames_per_sec == 0)

@@ -69,6 +69,14 @@ int conn_set_user_timeout(struct conn *c, unsigned ms);
 /* (Re)arms a deadline: when it passes, the conn closes with SS_ETIMEDOUT. 0 disarms. */
 void conn_set_deadline(struct conn *c, uint64_t ms);
 
+/*
+ * Changes the frame-rate limit (e.g. raised once a peer is admitted and
+ * starts exchanging task traffic). The bucket starts full at the new burst.
+ */
+void conn_set_rate(struct conn *c, uint32_t frames_per_sec, uint32_t burst);
+/* Bytes queued in the kernel-side libuv write queue (for flow control). */
+size_t conn_write_queued(const struct conn *c);
+
 void *conn_data(const struct conn *c);
 void conn_set_data(struct conn *c, void *data);
 /* "ip:port" of the peer. */

@@ -21,6 +21,13 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_CREDENTIAL_RESPONSE] = &seeswarm__v1__credential_response__descriptor,
 	[MSG_NODE_CERTIFICATE] = &seeswarm__v1__node_certificate__descriptor,
 	[MSG_REVOCATION] = &seeswarm__v1__revocation__descriptor,
+	[MSG_TASK_DISPATCH] = &seeswarm__v1__task_dispatch__descriptor,
+	[MSG_TASK_STARTED] = &seeswarm__v1__task_started__descriptor,
+	[MSG_TASK_RESULT] = &seeswarm__v1__task_result__descriptor,
+	[MSG_TASK_ACK] = &seeswarm__v1__task_ack__descriptor,
+	[MSG_TASK_CANCEL] = &seeswarm__v1__task_cancel__descriptor,
+	[MSG_BLOB_GET] = &seeswarm__v1__blob_get__descriptor,
+	[MSG_BLOB_DATA] = &seeswarm__v1__blob_data__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -38,6 +45,13 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_CREDENTIAL_RESPONSE] = "credential_response",
 	[MSG_NODE_CERTIFICATE] = "node_certificate",
 	[MSG_REVOCATION] = "revocation",
+	[MSG_TASK_DISPATCH] = "task_dispatch",
+	[MSG_TASK_STARTED] = "task_started",
+	[MSG_TASK_RESULT] = "task_result",
+	[MSG_TASK_ACK] = "task_ack",
+	[MSG_TASK_CANCEL] = "task_cancel",
+	[MSG_BLOB_GET] = "blob_get",
+	[MSG_BLOB_DATA] = "blob_data",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -65,6 +79,8 @@ static bool str_ok(const char *s, size_t max)
 			return false;
 	return true;
 }
+
+static bool task_ref_ok(const char *task_id, uint32_t attempt);
 
 static const char *check_hello(const Seeswarm__V1__Hello *h)
 {
@@ -97,6 +113,11 @@ static const char *check_hello(const Seeswarm__V1__Hello *h)
 	for (size_t i = 0; i < h->n_evidence_types; i++)
 		if (!str_ok(h->evidence_types[i], 15) || !*h->evidence_types[i])
 			return "hello: invalid evidence type";
+	if (h->n_tasks > MSG_MAX_TASKS_HELD)
+		return "hello: too many task references";
+	for (size_t i = 0; i < h->n_tasks; i++)
+		if (!task_ref_ok(h->tasks[i]->task_id, h->tasks[i]->attempt))
+			return "hello: invalid task reference";
 	const Seeswarm__V1__Capabilities *c = h->capabilities;
 	if (!c)
 		return "hello: missing capabilities";
@@ -139,23 +160,137 @@ static bool bad_unknown(const ProtobufCMessage *m)
 	return false;
 }
 
-static bool any_bad_unknown(uint16_t type, const ProtobufCMessage *m)
+/*
+ * Walks every nested message (the descriptors say which fields hold one) and
+ * refuses field number 0 anywhere. Nesting depth is bounded by the schema.
+ */
+static bool any_bad_unknown(const ProtobufCMessage *m)
 {
+	if (!m)
+		return false;
 	if (bad_unknown(m))
 		return true;
-	if (type == MSG_HELLO) {
-		const Seeswarm__V1__Hello *h = (const void *)m;
-		if (bad_unknown(&h->capabilities->base))
-			return true;
-		for (size_t i = 0; i < h->n_labels; i++)
-			if (bad_unknown(&h->labels[i]->base))
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const char *base = (const char *)m;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+			for (size_t k = 0; k < n; k++)
+				if (any_bad_unknown(v[k]))
+					return true;
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+			if (any_bad_unknown(sub))
 				return true;
-	} else if (type == MSG_HEARTBEAT) {
-		const Seeswarm__V1__Heartbeat *hb = (const void *)m;
-		if (hb->load && bad_unknown(&hb->load->base))
-			return true;
+		}
 	}
 	return false;
+}
+
+static bool digest_ok(ProtobufCBinaryData d)
+{
+	return d.len == 32;
+}
+
+static bool task_ref_ok(const char *task_id, uint32_t attempt)
+{
+	if (!task_id || !*task_id || !str_ok(task_id, MSG_MAX_TASK_ID))
+		return false;
+	/* "<job id>.<index>": an identifier, a dot, decimal digits. */
+	const char *dot = strrchr(task_id, '.');
+	if (!dot || dot == task_id || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1) ||
+	    strlen(dot + 1) > 6)
+		return false;
+	char job[64];
+	size_t jl = (size_t)(dot - task_id);
+	if (jl >= sizeof job)
+		return false;
+	memcpy(job, task_id, jl);
+	job[jl] = '\0';
+	return ident_valid(job) && attempt >= 1 && attempt <= 100000;
+}
+
+static bool strs_ok(char *const *v, size_t n, size_t max_n, size_t max_len)
+{
+	if (n > max_n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i] || !str_ok(v[i], max_len))
+			return false;
+	return true;
+}
+
+static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
+{
+	if (!d->job_id || !ident_valid(d->job_id))
+		return "task_dispatch: invalid job_id";
+	if (!task_ref_ok(d->task_id, d->attempt))
+		return "task_dispatch: invalid task_id or attempt";
+	if (strncmp(d->task_id, d->job_id, strlen(d->job_id)) != 0 ||
+	    d->task_id[strlen(d->job_id)] != '.')
+		return "task_dispatch: task_id does not belong to job_id";
+	if (!str_ok(d->name, 127))
+		return "task_dispatch: invalid name";
+	if (d->n_argv == 0 || !strs_ok(d->argv, d->n_argv, MSG_MAX_ARGS, MSG_MAX_ARG))
+		return "task_dispatch: argv empty, too long or not printable";
+	if (!strs_ok(d->env, d->n_env, MSG_MAX_ENV, MSG_MAX_ARG))
+		return "task_dispatch: env too long or not printable";
+	for (size_t i = 0; i < d->n_env; i++)
+		if (!strchr(d->env[i], '='))
+			return "task_dispatch: env entry without '='";
+	if (d->n_inputs > MSG_MAX_TASK_INPUTS)
+		return "task_dispatch: too many inputs";
+	for (size_t i = 0; i < d->n_inputs; i++) {
+		const Seeswarm__V1__TaskInput *in = d->inputs[i];
+		if (!in->name || !*in->name || !str_ok(in->name, MSG_MAX_PATH))
+			return "task_dispatch: invalid input name";
+		if (!digest_ok(in->digest))
+			return "task_dispatch: input digest must be 32 bytes";
+		if (in->data.len > MSG_MAX_INLINE || (in->data.len && in->data.len != in->size))
+			return "task_dispatch: inline input size mismatch or too large";
+	}
+	if (!strs_ok(d->outputs, d->n_outputs, MSG_MAX_TASK_OUTPUTS, MSG_MAX_PATH))
+		return "task_dispatch: too many or invalid outputs";
+	for (size_t i = 0; i < d->n_outputs; i++)
+		if (!*d->outputs[i])
+			return "task_dispatch: empty output path";
+	if (!d->resources)
+		return "task_dispatch: missing resources";
+	const Seeswarm__V1__TaskResources *r = d->resources;
+	if (r->cpu_millicores > 1024000 || r->pids > 1000000 || r->timeout_ms == 0 ||
+	    r->timeout_ms > 7ull * 24 * 3600 * 1000)
+		return "task_dispatch: resources out of range";
+	return NULL;
+}
+
+static const char *check_result(const Seeswarm__V1__TaskResult *r)
+{
+	if (!task_ref_ok(r->task_id, r->attempt))
+		return "task_result: invalid task_id or attempt";
+	if (!r->status || !*r->status || !str_ok(r->status, 31))
+		return "task_result: invalid status";
+	if (!str_ok(r->message, 511))
+		return "task_result: message too long";
+	if (r->n_outputs > MSG_MAX_TASK_OUTPUTS)
+		return "task_result: too many outputs";
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		const Seeswarm__V1__TaskOutput *o = r->outputs[i];
+		if (!o->name || !*o->name || !str_ok(o->name, MSG_MAX_PATH))
+			return "task_result: invalid output name";
+		if (!digest_ok(o->digest))
+			return "task_result: output digest must be 32 bytes";
+		if (o->data.len > MSG_MAX_INLINE || (o->data.len && o->data.len != o->size))
+			return "task_result: inline output size mismatch or too large";
+	}
+	if (r->stdout_tail.len > MSG_MAX_TAIL || r->stderr_tail.len > MSG_MAX_TAIL)
+		return "task_result: output tail too large";
+	if (r->receipt.len > MSG_MAX_RECEIPT)
+		return "task_result: receipt too large";
+	return NULL;
 }
 
 static const char *check(uint16_t type, const ProtobufCMessage *m)
@@ -239,6 +374,45 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 		}
 		return NULL;
 	}
+	case MSG_TASK_DISPATCH:
+		return check_dispatch((const void *)m);
+	case MSG_TASK_RESULT:
+		return check_result((const void *)m);
+	case MSG_TASK_STARTED: {
+		const Seeswarm__V1__TaskStarted *t = (const void *)m;
+		return task_ref_ok(t->task_id, t->attempt) ? NULL : "task_started: invalid task_id or attempt";
+	}
+	case MSG_TASK_ACK: {
+		const Seeswarm__V1__TaskAck *t = (const void *)m;
+		return task_ref_ok(t->task_id, t->attempt) ? NULL : "task_ack: invalid task_id or attempt";
+	}
+	case MSG_TASK_CANCEL: {
+		const Seeswarm__V1__TaskCancel *t = (const void *)m;
+		if (!task_ref_ok(t->task_id, t->attempt))
+			return "task_cancel: invalid task_id or attempt";
+		return str_ok(t->reason, MSG_MAX_STR) ? NULL : "task_cancel: reason too long";
+	}
+	case MSG_BLOB_GET: {
+		const Seeswarm__V1__BlobGet *g = (const void *)m;
+		if (!digest_ok(g->digest))
+			return "blob_get: digest must be 32 bytes";
+		if (g->length == 0 || g->length > MSG_MAX_BLOB_CHUNK)
+			return "blob_get: length out of range";
+		if (g->offset > (1ull << 42))
+			return "blob_get: offset out of range";
+		return NULL;
+	}
+	case MSG_BLOB_DATA: {
+		const Seeswarm__V1__BlobData *b = (const void *)m;
+		if (!digest_ok(b->digest))
+			return "blob_data: digest must be 32 bytes";
+		if (b->data.len > MSG_MAX_BLOB_CHUNK || b->offset > b->total ||
+		    b->data.len > b->total - b->offset)
+			return "blob_data: chunk out of range";
+		if (b->error > 1000 || !str_ok(b->message, MSG_MAX_STR))
+			return "blob_data: invalid error";
+		return NULL;
+	}
 	case MSG_CREDENTIAL_RESPONSE: {
 		const Seeswarm__V1__CredentialResponse *c = (const void *)m;
 		if (c->secret.len == 0 || c->secret.len > 64)
@@ -269,7 +443,7 @@ int msg_decode(uint16_t type, const uint8_t *payload, size_t len,
 		goto out;
 	}
 	*why = check(type, m);
-	if (!*why && any_bad_unknown(type, m))
+	if (!*why && any_bad_unknown(m))
 		*why = "field number 0 is not valid";
 	if (*why) {
 		rc = SS_EPROTO;

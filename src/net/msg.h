@@ -31,7 +31,14 @@ enum msg_type {
 	MSG_CREDENTIAL_RESPONSE = 12,
 	MSG_NODE_CERTIFICATE = 13,
 	MSG_REVOCATION = 14,
-	MSG_TYPE_MAX = 14,
+	MSG_TASK_DISPATCH = 15,
+	MSG_TASK_STARTED = 16,
+	MSG_TASK_RESULT = 17,
+	MSG_TASK_ACK = 18,
+	MSG_TASK_CANCEL = 19,
+	MSG_BLOB_GET = 20,
+	MSG_BLOB_DATA = 21,
+	MSG_TYPE_MAX = 21,
 };
 
 /*
@@ -55,6 +62,18 @@ enum msg_type {
 #define MSG_MAX_IDENTITY (16u * 1024u)
 #define MSG_MAX_CRED_BLOB 1024u
 #define MSG_MAX_REVOKED 1024
+#define MSG_MAX_TASK_ID 127          /* "<job id>.<index>" */
+#define MSG_MAX_ARGS 256
+#define MSG_MAX_ENV 256
+#define MSG_MAX_ARG 4096             /* bytes of one argv or env string */
+#define MSG_MAX_TASK_INPUTS 4096
+#define MSG_MAX_TASK_OUTPUTS 256
+#define MSG_MAX_PATH 1024            /* input names and output paths */
+#define MSG_MAX_INLINE (64u * 1024u) /* blob bytes carried inline in a task message */
+#define MSG_MAX_TAIL (64u * 1024u)   /* stdout/stderr tail in a result */
+#define MSG_MAX_RECEIPT (256u * 1024u)
+#define MSG_MAX_BLOB_CHUNK (512u * 1024u)
+#define MSG_MAX_TASKS_HELD 65536     /* task refs in a hello */
 
 /* Returns the message name ("hello", ...) or NULL for an unknown type. */
 const char *msg_type_name(uint16_t type);

@@ -390,6 +390,154 @@ static void test_heartbeat_bounds(void **state)
 	assert_non_null(strstr(why, "cpu_permille"));
 }
 
+/* Expects m (as type) to be rejected with a reason containing needle. */
+static void expect_reject(const ProtobufCMessage *m, uint16_t type, const char *needle)
+{
+	ProtobufCMessage *out = NULL;
+	const char *why = NULL;
+	int rc = round_trip(m, type, &out, &why);
+	if (rc != SS_EPROTO || !why || !strstr(why, needle))
+		fail_msg("expected rejection '%s', got rc=%d why='%s'", needle, rc, why ? why : "(null)");
+}
+
+static void test_task_dispatch_bounds(void **state)
+{
+	(void)state;
+	Seeswarm__V1__TaskDispatch d = SEESWARM__V1__TASK_DISPATCH__INIT;
+	Seeswarm__V1__TaskResources r = SEESWARM__V1__TASK_RESOURCES__INIT;
+	Seeswarm__V1__TaskInput in = SEESWARM__V1__TASK_INPUT__INIT;
+	Seeswarm__V1__TaskInput *inp[1] = {&in};
+	char *argv[2] = {"sh", "-c"};
+	char *env[1] = {"A=1"};
+	char *outs[1] = {"o"};
+	uint8_t dg[32] = {1};
+	uint8_t data[3] = {'a', 'b', 'c'};
+	ProtobufCMessage *m = NULL;
+	const char *why;
+	d.job_id = "j-1";
+	d.task_id = "j-1.4";
+	d.attempt = 2;
+	d.argv = argv;
+	d.n_argv = 2;
+	d.env = env;
+	d.n_env = 1;
+	d.outputs = outs;
+	d.n_outputs = 1;
+	r.timeout_ms = 1000;
+	d.resources = &r;
+	in.name = "x";
+	in.digest.data = dg;
+	in.digest.len = 32;
+	in.size = 3;
+	in.data.data = data;
+	in.data.len = 3;
+	d.inputs = inp;
+	d.n_inputs = 1;
+	assert_int_equal(round_trip(&d.base, MSG_TASK_DISPATCH, &m, &why), 0);
+	assert_string_equal(((Seeswarm__V1__TaskDispatch *)m)->task_id, "j-1.4");
+	msg_free(m);
+	d.task_id = "j-2.4";
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "does not belong");
+	d.task_id = "j-1.x";
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "invalid task_id");
+	d.task_id = "j-1.4";
+	d.attempt = 0;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "invalid task_id or attempt");
+	d.attempt = 1;
+	in.size = 4;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "inline input size");
+	in.size = 3;
+	in.digest.len = 31;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "32 bytes");
+	in.digest.len = 32;
+	env[0] = "NOEQUALS";
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "without '='");
+	env[0] = "A=1";
+	outs[0] = "";
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "empty output path");
+	outs[0] = "o";
+	d.n_argv = 0;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "argv");
+	d.n_argv = 2;
+	r.timeout_ms = 0;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "resources");
+}
+
+static void test_task_result_and_blob_bounds(void **state)
+{
+	(void)state;
+	Seeswarm__V1__TaskResult r = SEESWARM__V1__TASK_RESULT__INIT;
+	Seeswarm__V1__TaskOutput o = SEESWARM__V1__TASK_OUTPUT__INIT;
+	Seeswarm__V1__TaskOutput *op[1] = {&o};
+	uint8_t dg[32] = {2};
+	ProtobufCMessage *m = NULL;
+	const char *why;
+	r.task_id = "j-1.0";
+	r.attempt = 1;
+	r.ok = true;
+	r.status = "exited";
+	o.name = "out";
+	o.digest.data = dg;
+	o.digest.len = 32;
+	o.size = 100000;
+	r.outputs = op;
+	r.n_outputs = 1;
+	assert_int_equal(round_trip(&r.base, MSG_TASK_RESULT, &m, &why), 0);
+	msg_free(m);
+	r.status = "";
+	expect_reject(&r.base, MSG_TASK_RESULT, "status");
+	r.status = "exited";
+	static uint8_t big[MSG_MAX_TAIL + 1];
+	r.stderr_tail.data = big;
+	r.stderr_tail.len = sizeof big;
+	expect_reject(&r.base, MSG_TASK_RESULT, "tail");
+	r.stderr_tail.len = 0;
+
+	Seeswarm__V1__BlobGet g = SEESWARM__V1__BLOB_GET__INIT;
+	g.digest.data = dg;
+	g.digest.len = 32;
+	g.length = MSG_MAX_BLOB_CHUNK;
+	assert_int_equal(round_trip(&g.base, MSG_BLOB_GET, &m, &why), 0);
+	msg_free(m);
+	g.length = MSG_MAX_BLOB_CHUNK + 1;
+	expect_reject(&g.base, MSG_BLOB_GET, "length");
+
+	Seeswarm__V1__BlobData b = SEESWARM__V1__BLOB_DATA__INIT;
+	uint8_t chunk[10] = {0};
+	b.digest.data = dg;
+	b.digest.len = 32;
+	b.offset = 5;
+	b.total = 12;
+	b.data.data = chunk;
+	b.data.len = 7;
+	assert_int_equal(round_trip(&b.base, MSG_BLOB_DATA, &m, &why), 0);
+	msg_free(m);
+	b.data.len = 8; /* past the end of the blob */
+	expect_reject(&b.base, MSG_BLOB_DATA, "chunk out of range");
+}
+
+static void test_nested_field_zero_refused(void **state)
+{
+	(void)state;
+	/* TaskDispatch{job_id:"j", task_id:"j.0", attempt:1, argv:["x"], outputs:["o"],
+	 * resources:{timeout_ms:1, field 0 varint}} */
+	static const uint8_t p[] = {0x0a, 0x01, 'j', 0x12, 0x03, 'j', '.', '0', 0x18, 0x01,
+				    0x2a, 0x01, 'x', 0x42, 0x01, 'o', 0x4a, 0x04, 0x30, 0x01, 0x00, 0x00};
+	ProtobufCMessage *m = NULL;
+	const char *why = NULL;
+	int rc = msg_decode(MSG_TASK_DISPATCH, p, sizeof p, &m, &why);
+	assert_int_equal(rc, SS_EPROTO);
+	assert_null(m);
+	assert_non_null(why);
+	if (!strstr(why, "field number 0") && !strstr(why, "does not decode"))
+		fail_msg("unexpected reason: %s", why);
+	/* The same bytes without the stray field decode. */
+	rc = msg_decode(MSG_TASK_DISPATCH, p, sizeof p - 2, &m, &why);
+	if (rc != SS_EPROTO || !strstr(why, "resources")) /* length 4 now overruns: a decode error */
+		assert_true(rc != 0);
+	msg_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +551,9 @@ int main(void)
 		cmocka_unit_test(test_unknown_type_and_garbage),
 		cmocka_unit_test(test_challenge_nonce),
 		cmocka_unit_test(test_heartbeat_bounds),
+		cmocka_unit_test(test_task_dispatch_bounds),
+		cmocka_unit_test(test_task_result_and_blob_bounds),
+		cmocka_unit_test(test_nested_field_zero_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
