@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "attest/attest.h"
+#include "attest/tsm.h"
 #include "core/core.h"
 
 static const struct attest_verifier *const verifiers[] = {
@@ -15,6 +16,7 @@ static const struct attest_verifier *const verifiers[] = {
 static const struct attester *const attesters[] = {
 	&attest_sim_attester,
 	&attest_snp_attester,
+	&attest_tdx_attester,
 };
 
 void attest_binding(const uint8_t *nonce, size_t nonce_len, const uint8_t *spki_der,

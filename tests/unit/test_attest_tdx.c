@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "attest/dcap.h"
+#include "attest/tsm.h"
 #include "core/core.h"
 
 #define T_SET_A 1688173200LL   /* 2023-07-01T01:00:00Z */
@@ -105,6 +106,8 @@ struct run {
 	size_t append;           /* append this many 0x41 bytes */
 	const char *tcb_from, *tcb_to; /* replace a substring of the TCB Info */
 	const char *qe_from, *qe_to;   /* replace a substring of the QE Identity */
+	const uint8_t *quote_data;     /* verify these bytes instead of s->quote */
+	size_t quote_len;
 };
 
 static void replace(struct dcap_blob *b, const char *from, const char *to)
@@ -122,7 +125,12 @@ static int verify(const struct run *r, struct attest_output *out)
 	struct dcap_collateral c;
 	struct dcap_blob q;
 	memset(&c, 0, sizeof c);
-	load(r->s->quote, &q);
+	load(r->quote_data ? NULL : r->s->quote, &q);
+	if (r->quote_data) {
+		q.data = xmalloc(r->quote_len);
+		memcpy(q.data, r->quote_data, r->quote_len);
+		q.len = r->quote_len;
+	}
 	load(r->s->root, &c.root_ca);
 	load(r->s->root_crl, &c.root_ca_crl);
 	load(r->s->pck_crl, &c.pck_crl);
@@ -622,6 +630,86 @@ static void test_import_and_dir(void **state)
 	free(cmd);
 }
 
+/* ---- the configfs-tsm attester ------------------------------------------- */
+
+static void put_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	assert_int_equal(file_write_atomic(p, data, len, 0600), 0);
+	free(p);
+}
+
+/*
+ * A configfs-tsm entry is modelled by a directory holding the attribute
+ * files; the quote the "kernel" returns is the real set D quote, and what
+ * the attester hands over must verify with the binding it wrote.
+ */
+static void test_tsm_entry_round_trip(void **state)
+{
+	NEED_VECTORS();
+	char entry[] = "/tmp/ss-tsm-XXXXXX";
+	assert_non_null(mkdtemp(entry));
+	struct dcap_blob quote;
+	load(set_d.quote, &quote);
+	/* The vector's own report data: a real TD would have bound our binding instead. */
+	uint8_t quote_rd[64], binding[ATTEST_REPORT_DATA_LEN];
+	assert_int_equal(hex_decode("9a9d48e7f6799642d3d1b34e1e5e1742d4bb02dd6ddd551862c1211d35c304f9eca3efdbb481601c163cf52493d6e44aed55d51ec39b7e518fadb92c2b523f20",
+				    quote_rd, 64), 0);
+	for (size_t i = 0; i < sizeof binding; i++)
+		binding[i] = (uint8_t)(0xa0 + i);
+	put_file(entry, "provider", "tdx_guest\n", 10);
+	put_file(entry, "generation", "7\n", 2);
+	put_file(entry, "inblob", "", 0);
+	put_file(entry, "outblob", quote.data, quote.len);
+	uint8_t *got = NULL;
+	size_t got_len = 0;
+	char why[256] = "";
+	assert_int_equal(tsm_report_entry(entry, "tdx_guest", binding, &got, &got_len, why, sizeof why), 0);
+	/* The attester wrote the binding padded with zeros to 64 bytes. */
+	char *in = NULL, *p = xasprintf("%s/inblob", entry);
+	size_t in_len = 0;
+	assert_int_equal(file_read(p, 1024, &in, &in_len), 0);
+	assert_int_equal(in_len, 64);
+	assert_memory_equal(in, binding, sizeof binding);
+	for (size_t i = sizeof binding; i < 64; i++)
+		assert_int_equal(in[i], 0);
+	free(in);
+	free(p);
+	/* What it hands over is the quote itself, unchanged, and verifies. */
+	assert_int_equal(got_len, quote.len);
+	struct run r = base(&set_d, T_SET_D);
+	r.quote_data = got;
+	r.quote_len = got_len;
+	r.expect = quote_rd;
+	r.expect_len = 64;
+	struct attest_output out;
+	assert_int_equal(verify(&r, &out), 0);
+	assert_int_equal(out.status, ATTEST_AFFIRMING);
+	attest_output_free(&out);
+	free(got);
+	/* The wrong provider (an SEV-SNP guest) is refused. */
+	put_file(entry, "provider", "sev_guest\n", 10);
+	got = NULL;
+	assert_int_equal(tsm_report_entry(entry, "tdx_guest", binding, &got, &got_len, why, sizeof why), SS_EATTEST);
+	assert_non_null(strstr(why, "sev_guest"));
+	assert_null(got);
+	/* A directory that is not an entry says so. */
+	p = xasprintf("%s/provider", entry);
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	assert_int_equal(tsm_report_entry(entry, "tdx_guest", binding, &got, &got_len, why, sizeof why), SS_ENOSYS);
+	assert_non_null(strstr(why, "not a configfs-tsm report entry"));
+	/* Without configfs-tsm the attester fails with a clear error, not a quote. */
+	const struct attester *a = attest_attester_find("tdx");
+	assert_non_null(a);
+	if (access(TSM_REPORT_ROOT, F_OK) != 0)
+		assert_int_equal(a->evidence(binding, &got, &got_len), SS_ENOSYS);
+	free(quote.data);
+	char *cmd = xasprintf("rm -rf '%s'", entry);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +726,7 @@ int main(void)
 		cmocka_unit_test_setup(test_trailing_and_truncation, setup),
 		cmocka_unit_test_setup(test_policy, setup),
 		cmocka_unit_test_setup(test_import_and_dir, setup),
+		cmocka_unit_test_setup(test_tsm_entry_round_trip, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
