@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "agent/agent.h"
+#include "agent/runner.h"
 #include "agent/sysinfo.h"
 #include "attest/attest.h"
 #include "attest/ca.h"
@@ -71,6 +72,10 @@ struct agent {
 	struct sysinfo_caps caps;
 	struct sysinfo_load_state ls;
 	uint64_t admissions;
+	struct runner *runner;           /* runs tasks; NULL only while starting or stopping */
+	uint32_t max_tasks;              /* --max-tasks; 0 = 2 x cores */
+	uint8_t attest_digest[32];       /* from the node certificate, for receipts */
+	bool has_attest_digest;
 };
 
 static void schedule_reconnect(struct agent *a);
@@ -120,6 +125,16 @@ static void adopt_node_cert(struct agent *a, X509 *cert, bool save)
 	}
 }
 
+/* Receipts are signed with the node key under the newest certificate we hold. */
+static void refresh_identity(struct agent *a)
+{
+	if (!a->runner)
+		return;
+	a->has_attest_digest = a->node_cert && cert_attestation_digest(a->node_cert, a->attest_digest) == 0;
+	runner_set_identity(a->runner, a->key, a->node_cert ? a->node_cert : a->cert,
+			    a->has_attest_digest ? a->attest_digest : NULL);
+}
+
 static void take_node_cert_der(struct agent *a, const uint8_t *der, size_t len)
 {
 	const unsigned char *p = der;
@@ -130,6 +145,7 @@ static void take_node_cert_der(struct agent *a, const uint8_t *der, size_t len)
 		return;
 	}
 	adopt_node_cert(a, cert, true);
+	refresh_identity(a);
 }
 
 static void send_hello(struct agent *a)
@@ -164,8 +180,13 @@ static void send_hello(struct agent *a)
 	h.advertise_addr = (char *)(a->advertise ? a->advertise : "");
 	h.attester_identity.data = a->identity;
 	h.attester_identity.len = a->identity_len;
+	size_t n_refs = 0;
+	Seeswarm__V1__TaskRef **refs = a->runner ? runner_task_refs(a->runner, &n_refs) : NULL;
+	h.tasks = refs;
+	h.n_tasks = n_refs;
 	a->st = A_HELLO;
 	conn_send(a->conn, MSG_HELLO, &h.base);
+	runner_free_refs(refs, n_refs);
 }
 
 static void on_open(struct conn *c)
@@ -185,6 +206,7 @@ static void send_heartbeat(struct agent *a)
 	load.cpu_permille = l.cpu_permille;
 	load.memory_used_bytes = l.memory_used_bytes;
 	load.load1_centi = l.load1_centi;
+	load.running_tasks = a->runner ? runner_running(a->runner) : 0;
 	hb.seq = ++a->hb_seq;
 	hb.load = &load;
 	conn_send(a->conn, MSG_HEARTBEAT, &hb.base);
@@ -305,8 +327,24 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 			 a->state, ad->attestation_status, a->hb_ms);
 		send_heartbeat(a);
 		uv_timer_start(&a->hb_timer, on_hb_timer, a->hb_ms, a->hb_ms);
+		if (a->runner) {
+			refresh_identity(a);
+			runner_on_admitted(a->runner);
+		}
 		break;
 	}
+	case MSG_TASK_DISPATCH:
+	case MSG_TASK_ACK:
+	case MSG_TASK_CANCEL:
+	case MSG_BLOB_GET:
+	case MSG_BLOB_DATA:
+		if (a->st != A_ADMITTED || !a->runner) {
+			rc = SS_EPROTO;
+			break;
+		}
+		rc = runner_on_message(a->runner, type, m);
+		m = NULL; /* the runner owns it */
+		break;
 	case MSG_NODE_CERTIFICATE: {
 		Seeswarm__V1__NodeCertificate *nc = (Seeswarm__V1__NodeCertificate *)m;
 		take_node_cert_der(a, nc->cert.data, nc->cert.len);
@@ -368,6 +406,8 @@ static void on_close(struct conn *c, int reason, const char *why)
 	uv_timer_stop(&a->hb_timer);
 	bool was_admitted = a->st == A_ADMITTED;
 	a->st = A_IDLE;
+	if (a->runner)
+		runner_on_disconnected(a->runner);
 	if (a->stopping)
 		return;
 	if (was_admitted)
@@ -439,6 +479,20 @@ static void schedule_reconnect(struct agent *a)
 	uv_timer_start(&a->retry_timer, on_retry, delay, 0);
 }
 
+static int runner_send(void *arg, uint16_t type, const ProtobufCMessage *msg)
+{
+	struct agent *a = arg;
+	if (!a->conn || a->st != A_ADMITTED || conn_closing(a->conn))
+		return SS_ECLOSED;
+	return conn_send(a->conn, type, msg);
+}
+
+static size_t runner_queued(void *arg)
+{
+	struct agent *a = arg;
+	return a->conn ? conn_write_queued(a->conn) : 0;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -462,6 +516,11 @@ static void on_signal(uv_signal_t *h, int signum)
 		conn_close(a->conn, 0, "agent stopping");
 	uv_timer_stop(&a->hb_timer);
 	uv_timer_stop(&a->retry_timer);
+	/* Running attempts are killed; unacknowledged results stay on disk for the next start. */
+	if (a->runner) {
+		runner_close(a->runner, NULL, NULL);
+		a->runner = NULL;
+	}
 	uv_close((uv_handle_t *)&a->sig_term, NULL);
 	uv_close((uv_handle_t *)&a->sig_int, NULL);
 	uv_close((uv_handle_t *)&a->hb_timer, NULL);
@@ -473,25 +532,26 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: seeswarm agent --join HOST:PORT --data-dir DIR [--label k=v ...]\n"
 		"                      [--price-per-hour X] [--advertise HOST:PORT]\n"
-		"                      [--attester tpm|sim] [--tcti TCTI] [--pcrs SEL]\n"
-		"                      [--insecure-sim-attestation]\n"
+		"                      [--attester tpm|sev-snp|tdx|sim] [--tcti TCTI] [--pcrs SEL]\n"
+		"                      [--insecure-sim-attestation] [--max-tasks N]\n"
 		"\n"
 		"  --join HOST:PORT            the manager's agent listener\n"
 		"  --data-dir DIR              holds agent.key, agent.pem, ca.pem and node-id\n"
 		"                              (create them with: seeswarm ca issue-agent)\n"
 		"  --label k=v                 a scheduling label, repeatable (e.g. zone=a)\n"
 		"  --price-per-hour X          what an hour of this instance costs\n"
-		"  --attester tpm|sim          evidence to produce (default: sim with the insecure\n"
+		"  --attester tpm|sev-snp|tdx|sim  evidence to produce (default: sim with the insecure\n"
 		"                              flag, else tpm)\n"
 		"  --tcti TCTI                 TPM access, e.g. swtpm:host=127.0.0.1,port=2321\n"
 		"                              (default device:/dev/tpmrm0)\n"
 		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
+		"  --max-tasks N               concurrent task attempts (default 2 x cores)\n"
 		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
 }
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -502,6 +562,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"attester", required_argument, NULL, O_ATTESTER},
 		{"tcti", required_argument, NULL, O_TCTI},
 		{"pcrs", required_argument, NULL, O_PCRS},
+		{"max-tasks", required_argument, NULL, O_MAXT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -568,6 +629,15 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		case O_PCRS:
 			a->pcrs = optarg;
 			break;
+		case O_MAXT: {
+			uint64_t v;
+			if (parse_size(optarg, &v) || v < 1 || v > 1024) {
+				fprintf(stderr, "agent: --max-tasks must be 1..1024\n");
+				return 2;
+			}
+			a->max_tasks = (uint32_t)v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -697,6 +767,21 @@ int agent_main(int argc, char **argv)
 			goto out;
 		}
 		a->attester = &attest_sim_attester;
+	} else if (!strcmp(a->attester_name, "sev-snp") || !strcmp(a->attester_name, "tdx")) {
+		/* Ask for one report now, so that a machine without the device fails at start. */
+		uint8_t probe[ATTEST_REPORT_DATA_LEN] = {0};
+		uint8_t *ev = NULL;
+		size_t ev_len = 0;
+		a->attester = attest_attester_find(a->attester_name);
+		if (a->attester->evidence(probe, &ev, &ev_len) != 0) {
+			log_error("the %s attester cannot produce evidence on this machine (see above)",
+				  a->attester_name);
+			goto out;
+		}
+		free(ev);
+	} else if (strcmp(a->attester_name, "tpm") != 0) {
+		log_error("unknown attester \"%s\" (tpm, sev-snp, tdx or sim)", a->attester_name);
+		goto out;
 	} else if (start_tpm(a) != 0) {
 		log_error("no usable TPM (%s); for development without hardware run with "
 			  "--insecure-sim-attestation (never in production)",
@@ -705,8 +790,26 @@ int agent_main(int argc, char **argv)
 	}
 	sysinfo_caps(a->data_dir, &a->caps);
 	a->backoff_ms = BACKOFF_MIN_MS;
+	/* Sandboxed runs use libuv's thread pool: size it before its first use. */
+	uint32_t workers = a->max_tasks ? a->max_tasks : 2 * a->caps.cpu_cores;
+	char wbuf[16];
+	snprintf(wbuf, sizeof wbuf, "%u", workers + 2 < 4 ? 4 : (workers + 2 > 128 ? 128 : workers + 2));
+	setenv("UV_THREADPOOL_SIZE", wbuf, 0);
 	uv_loop_init(&a->loop);
 	loop_ready = true;
+	struct runner_opts ro = {
+		.state_dir = a->data_dir,
+		.node_id = a->id,
+		.cpu_millicores = a->caps.cpu_cores * 1000u,
+		.memory_bytes = a->caps.memory_bytes,
+		.max_tasks = a->max_tasks,
+	};
+	struct runner_io rio = {.arg = a, .send = runner_send, .queued = runner_queued};
+	if (runner_new(&a->runner, &a->loop, &ro, &rio) != 0) {
+		log_error("cannot start the task runner in %s", a->data_dir);
+		goto out;
+	}
+	refresh_identity(a);
 	uv_timer_init(&a->loop, &a->hb_timer);
 	uv_timer_init(&a->loop, &a->retry_timer);
 	a->hb_timer.data = a->retry_timer.data = a;

@@ -32,7 +32,8 @@
 #define EXEC_MAX_ARGS 256
 #define EXEC_MAX_ENV 256
 #define EXEC_MAX_ARG_LEN 4096
-#define EXEC_MAX_INPUTS 64
+/* Each input is an open memfd during exec_run(): RLIMIT_NOFILE must allow them (runner_new raises it). */
+#define EXEC_MAX_INPUTS 4096
 #define EXEC_MAX_OUTPUTS 256
 #define EXEC_NAME_MAX 128            /* input/output name, bytes */
 #define EXEC_MAX_INPUT_BYTES (1ULL << 30)
@@ -82,6 +83,7 @@ struct exec_spec {
 	struct exec_resources res;
 	bool network;           /* false: a network namespace with no usable interface */
 	char *cwd;              /* working directory inside the sandbox; default /bundle */
+	struct exec_cancel *cancel; /* borrowed, may be NULL; exec_spec_free leaves it alone */
 };
 
 /* Fills spec with defaults: no argv, task/job "local", attempt 1, default resources. */
@@ -291,6 +293,26 @@ const char *exec_sandbox_describe(const struct exec_sandbox *sb);
  */
 int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *bundle_dir,
 	     const char *out_dir, struct exec_result *res);
+
+/* ---- cancellation ---------------------------------------------------- */
+
+/*
+ * A cancellation token lets another thread stop an exec_run() in progress:
+ * set spec->cancel to it before the run. Once triggered, exec_run() kills
+ * the task (its pid namespace and its cgroup) at once, or does not start it
+ * when the trigger came first, skips output collection, and reports
+ * status EXEC_SIGNALED, code SIGKILL and msg "cancelled". A token stays
+ * triggered; use a new one per run.
+ */
+struct exec_cancel;
+
+int exec_cancel_new(struct exec_cancel **out);
+/* Triggers the token. Thread-safe and idempotent; never blocks. */
+void exec_cancel_trigger(struct exec_cancel *c);
+/* True once exec_cancel_trigger() was called. Thread-safe. */
+bool exec_cancel_triggered(struct exec_cancel *c);
+/* Frees the token; no exec_run() may still be using it. NULL is a no-op. */
+void exec_cancel_free(struct exec_cancel *c);
 
 /* ---- receipts ---------------------------------------------------------- */
 

@@ -17,9 +17,10 @@
  *     drops every capability and locks the securebits; rlimits;
  *     no_new_privs; Landlock; seccomp; execve. Any failure is written as
  *     {stage, errno} to a CLOEXEC pipe and the child exits 127.
- *   parent: polls stdout/stderr (capped), the error pipe and a pidfd until
- *     exit or the deadline (then SIGKILL to the pid-namespace init, which
- *     kills the whole tree, and to the cgroup); reads cgroup usage; copies
+ *   parent: polls stdout/stderr (capped), the error pipe, a pidfd and the
+ *     cancellation token (spec->cancel) until exit, cancellation or the
+ *     deadline (then SIGKILL to the pid-namespace init, which kills the
+ *     whole tree, and to the cgroup); reads cgroup usage; copies
  *     the outputs out with bounds; returns the cgroup to the pool.
  *
  * The child runs between clone and execve in a copy of a possibly
@@ -39,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -407,6 +410,8 @@ static void child_mounts(const struct plan *p)
 					break;
 			}
 			close(fd);
+			/* Done with it: the child's RLIMIT_NOFILE (1024) is below EXEC_MAX_INPUTS. */
+			close(p->in_fds[i]);
 		}
 		if (mount(NULL, p->in, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			  NULL) < 0)
@@ -915,6 +920,61 @@ static void cgroup_put(struct exec_sandbox *sb, struct exec_cgroup *cg)
 	exec_cgroup_destroy(cg);
 }
 
+/* ---- cancellation ------------------------------------------------------ */
+
+/*
+ * The token is an eventfd that becomes (and stays) readable when triggered,
+ * so exec_run() polls it beside the task's pipes, plus a flag checked before
+ * the clone.
+ */
+struct exec_cancel {
+	int efd;
+	atomic_bool fired;
+};
+
+int exec_cancel_new(struct exec_cancel **out)
+{
+	struct exec_cancel *c = xcalloc(1, sizeof(*c));
+	*out = NULL;
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd < 0) {
+		free(c);
+		return SS_EIO;
+	}
+	atomic_init(&c->fired, false);
+	*out = c;
+	return 0;
+}
+
+void exec_cancel_trigger(struct exec_cancel *c)
+{
+	uint64_t one = 1;
+	if (atomic_exchange(&c->fired, true))
+		return;
+	ssize_t n = write(c->efd, &one, sizeof(one));
+	(void)n; /* cannot fail short of a counter overflow, and the flag is already set */
+}
+
+bool exec_cancel_triggered(struct exec_cancel *c)
+{
+	return atomic_load(&c->fired);
+}
+
+void exec_cancel_free(struct exec_cancel *c)
+{
+	if (!c)
+		return;
+	close(c->efd);
+	free(c);
+}
+
+static void res_cancelled(struct exec_result *res)
+{
+	res->status = EXEC_SIGNALED;
+	res->code = SIGKILL;
+	res_msg(res, "cancelled");
+}
+
 /* ---- exec_run ---------------------------------------------------------- */
 
 static void plan_free(struct plan *p)
@@ -1126,6 +1186,12 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	p.errpipe_w = ep[1];
 	p.sock_w = sv[1];
 
+	/* Checked before entering the shared netns, which a goto out would not leave. */
+	if (spec->cancel && exec_cancel_triggered(spec->cancel)) {
+		res->start_ms = res->end_ms = time_wall_ms();
+		res_cancelled(res);
+		goto out;
+	}
 	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
 	bool in_shared = false;
 	if (!spec->network) {
@@ -1165,12 +1231,13 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	struct child_msg cm = {0};
 	size_t cm_got = 0;
 	bool out_open = true, err_open = true, ep_open = true, exited = false, timed_out = false;
+	bool cancelled = false;
 	uint64_t deadline = t0 + spec->res.timeout_ms, drain_deadline = 0;
 	fcntl(outp[0], F_SETFL, O_NONBLOCK);
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
 	while (out_open || err_open || ep_open || !exited) {
-		struct pollfd pf[4];
-		int np = 0, i_out = -1, i_err = -1, i_ep = -1, i_pid = -1;
+		struct pollfd pf[5];
+		int np = 0, i_out = -1, i_err = -1, i_ep = -1, i_pid = -1, i_cancel = -1;
 		if (out_open) {
 			i_out = np;
 			pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
@@ -1186,6 +1253,10 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		if (!exited && pidfd >= 0) {
 			i_pid = np;
 			pf[np++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+		}
+		if (!exited && !cancelled && !timed_out && spec->cancel) {
+			i_cancel = np;
+			pf[np++] = (struct pollfd){.fd = spec->cancel->efd, .events = POLLIN};
 		}
 		uint64_t now = time_mono_ms();
 		uint64_t until = exited ? drain_deadline : deadline;
@@ -1209,6 +1280,13 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 				ep_open = false;
 			if (cm_got == sizeof(cm))
 				ep_open = false;
+		}
+		if (i_cancel >= 0 && pf[i_cancel].revents && !exited) {
+			cancelled = true;
+			kill(pid, SIGKILL); /* init of the pid namespace: the tree goes with it */
+			if (cg)
+				exec_cgroup_kill(cg);
+			deadline = UINT64_MAX;
 		}
 		if (!exited) {
 			bool gone = i_pid >= 0 && pf[i_pid].revents;
@@ -1265,6 +1343,10 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 				strerror(cm.err));
 		}
 		res->code = 127;
+		goto out;
+	}
+	if (cancelled) {
+		res_cancelled(res);
 		goto out;
 	}
 	if (timed_out) {
