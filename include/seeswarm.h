@@ -111,6 +111,42 @@ int ss_health(ss_client *c, char **json);
 /* Asks the manager to re-attest a node now (HTTP 202 with the node). */
 int ss_node_attest(ss_client *c, const char *id, char **json);
 
+/* ---- jobs and blobs --------------------------------------------------- */
+
+/*
+ * Jobs (docs/jobs.md). ss_job_submit posts a job spec (JSON text whose
+ * inputs are blobs or task outputs; upload local files first with
+ * ss_blob_put_file) and returns the accepted job, whose "id" names it in the
+ * other calls; a spec the manager refuses returns SS_EHTTP with *json
+ * holding {"error": "<path>: <reason>"}. The others follow the convenience
+ * calls' rules above. ss_job_explain takes an optional task name ("count[3]")
+ * or task id and reports, for every node, why it was filtered or how it scored.
+ */
+int ss_job_submit(ss_client *c, const char *spec_json, char **json);
+int ss_jobs_list(ss_client *c, char **json);
+int ss_job_get(ss_client *c, const char *id, char **json);
+int ss_job_cancel(ss_client *c, const char *id, char **json);
+int ss_job_tasks(ss_client *c, const char *id, char **json);
+int ss_job_explain(ss_client *c, const char *id, const char *task, char **json);
+/* A task's attempts with their exit status, stdout/stderr tails and signed receipts. */
+int ss_task_logs(ss_client *c, const char *task_id, char **json);
+
+/*
+ * Blobs are content-addressed by the SHA-256 of their bytes. ss_blob_put
+ * uploads len bytes (skipping the upload when the manager already holds
+ * them) and writes the digest as 64 hex digits plus NUL to digest_hex.
+ * ss_blob_put_file does the same for a regular file and sets *size (may be
+ * NULL). ss_blob_get_file downloads a blob into path (replacing it
+ * atomically) and returns SS_EINTEGRITY, leaving nothing behind, when the
+ * bytes do not hash to the digest.
+ */
+int ss_blob_put(ss_client *c, const void *data, size_t len, char digest_hex[65]);
+int ss_blob_put_file(ss_client *c, const char *path, char digest_hex[65], uint64_t *size);
+int ss_blob_get_file(ss_client *c, const char *digest_hex, const char *path);
+
+/* The last error message of a call on c, for the user ("" when none). */
+const char *ss_client_last_error(const ss_client *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,13 @@ int cli_demo_main(int argc, char **argv);
 int cli_attest_main(int argc, char **argv);
 int cli_task_main(int argc, char **argv);
 int cli_receipt_main(int argc, char **argv);
+int cli_job_main(int argc, char **argv);
+
+/*
+ * Returns a copy (caller frees) of s with control characters replaced by
+ * '?', so that strings from the API cannot drive the terminal. NULL gives "".
+ */
+char *cli_clean(const char *s);
 
 /*
  * Shared client-flag parsing: consumes --addr, --token and --ca (with or

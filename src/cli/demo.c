@@ -169,6 +169,36 @@ static char *pick_config_path(const char *dir)
 	return xasprintf("%s/client.json", dir);
 }
 
+/*
+ * Runs the example job (word count over a text file, mapped over shards and
+ * reduced) through the CLI, printing its result and where each task ran.
+ * Tasks run in the sandbox, which needs root; without root the demo says so
+ * and skips the job. Returns 0 or 1.
+ */
+static int run_example(const char *cfg)
+{
+	static const char example[] = "examples/wordcount.json";
+	if (access(example, R_OK) != 0) {
+		printf("\n(no %s here: run make demo from the source tree to see a job)\n", example);
+		return 0;
+	}
+	if (geteuid() != 0) {
+		printf("\n(skipping the example job: the task sandbox needs root)\n");
+		return 0;
+	}
+	printf("\n==> running %s: count words in 4 shards, then add the counts\n", example);
+	fflush(stdout);
+	setenv("SEESWARM_CONFIG", cfg, 1);
+	char *jargv[] = {"job", "run", (char *)example, "--wait", "--cat", "--timeout", "120s", NULL};
+	int rc = cli_job_main(7, jargv);
+	if (rc == 0)
+		printf("==> the example job succeeded; its words file: examples/data/words.txt "
+		       "(check: wc -w examples/data/words.txt)\n");
+	else
+		fprintf(stderr, "demo: the example job failed; see the logs in the demo directory\n");
+	return rc ? 1 : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: seeswarm demo [--dir DIR] [--port PORT] [--stop]\n"
@@ -320,12 +350,17 @@ int cli_demo_main(int argc, char **argv)
 	fflush(stdout);
 	char *nargv[] = {"node", "list", NULL};
 	cli_node_main(2, nargv);
+	rc = run_example(cfg);
+	if (rc)
+		goto out;
 	printf("\nTry next:\n");
 	char *dflt = client_config_default_path();
 	if (!dflt || strcmp(dflt, cfg) != 0)
 		printf("  export SEESWARM_CONFIG=%s\n", cfg);
 	free(dflt);
-	printf("  build/seeswarm node list            # the node table (--json for JSON)\n"
+	printf("  build/seeswarm job run examples/wordcount.json --wait --cat   # the example job again\n"
+	       "  build/seeswarm job list             # jobs; then: job status ID, job explain ID\n"
+	       "  build/seeswarm node list            # the node table (--json for JSON)\n"
 	       "  build/seeswarm node show agent-1    # one node in detail\n"
 	       "  build/seeswarm node drain agent-2   # stop placing work on a node\n"
 	       "  kill -9 $(sed -n 2p %s)   # kill agent-1, watch it go suspect, then down\n"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/core.h"
 
 /*
  * Matches argv[*i] against --name or --name=VALUE. On a match sets *val (the
@@ -70,5 +71,14 @@ int cli_take_conn_flags(int argc, char **argv, struct cli_conn_flags *f)
 		argv[out++] = argv[i];
 	if (out < argc)
 		argv[out] = NULL;
+	return out;
+}
+
+char *cli_clean(const char *s)
+{
+	char *out = xstrdup(s ? s : "");
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return out;
 }

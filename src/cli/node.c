@@ -39,15 +39,7 @@ static int usage(FILE *f, int status)
 	return status;
 }
 
-/* Returns a copy of s with control characters replaced by '?'. */
-static char *clean(const char *s)
-{
-	char *out = xstrdup(s ? s : "");
-	for (char *p = out; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return out;
-}
+#define clean cli_clean
 
 static void human_bytes(uint64_t v, char *out, size_t outlen)
 {

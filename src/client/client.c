@@ -29,12 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -1190,4 +1192,378 @@ int ss_node_attest(ss_client *c, const char *id, char **json)
 int ss_health(ss_client *c, char **json)
 {
 	return call(c, "GET", "/v1/health", NULL, json);
+}
+
+/* ---- blobs -------------------------------------------------------------- */
+
+/* Connects, handshakes and sends a request head for a body of len bytes of ctype. */
+static int stream_begin(struct req *r, const char *method, const char *path, const char *ctype,
+			uint64_t len)
+{
+	struct buf head;
+	int rc;
+	buf_init(&head);
+	ERR_clear_error();
+	r->deadline = time_mono_ms() + (uint64_t)r->c->timeout_ms;
+	if ((rc = req_connect(r)) != 0 || (rc = req_handshake(r)) != 0)
+		goto out;
+	buf_printf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libseeswarm/%s\r\n"
+		   "Connection: close\r\n", method, path, r->c->addr, SS_VERSION);
+	if (r->c->token)
+		buf_printf(&head, "Authorization: Bearer %s\r\n", r->c->token);
+	if (ctype)
+		buf_printf(&head, "Content-Type: %s\r\nContent-Length: %llu\r\n", ctype,
+			   (unsigned long long)len);
+	buf_printf(&head, "\r\n");
+	rc = req_write(r, head.data, head.len);
+out:
+	if (head.data)
+		OPENSSL_cleanse(head.data, head.len);
+	buf_free(&head);
+	return rc;
+}
+
+static void stream_end(struct req *r)
+{
+	if (r->ssl)
+		SSL_free(r->ssl);
+	r->ssl = NULL;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	ERR_clear_error();
+}
+
+/* Maps an HTTP status to the convenience calls' codes. */
+static int status_code(int status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	if (status == 404)
+		return SS_ENOTFOUND;
+	if (status == 401 || status == 403)
+		return SS_EAUTH;
+	return SS_EHTTP;
+}
+
+/* Copies the "error" member of a JSON error body into the client's last error. */
+static void note_error_body(ss_client *c, int status, const char *body, size_t len)
+{
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	json_t *e = json_object_get(j, "error");
+	const char *msg = json_is_string(e) ? json_string_value(e)
+					    : json_string_value(json_object_get(e, "message"));
+	set_err(c->err, "HTTP %d: %s", status, msg ? msg : "request failed");
+	json_decref(j);
+}
+
+int ss_blob_put(ss_client *c, const void *data, size_t len, char digest_hex[65])
+{
+	uint8_t d[SHA256_LEN];
+	char path[80];
+	int status = 0, rc;
+	char *resp = NULL;
+	size_t rlen = 0;
+	struct req r = {.c = c, .fd = -1};
+	struct buf raw;
+	buf_init(&raw);
+	if (!c || (len > 0 && !data) || !digest_hex)
+		return SS_EINVAL;
+	sha256(data, len, d);
+	hex_encode(d, SHA256_LEN, digest_hex);
+	snprintf(path, sizeof path, "/v1/blobs/%s", digest_hex);
+	/* Content addressing: a blob the manager already holds is not sent again. */
+	rc = ss_client_request(c, "HEAD", path, NULL, 0, &status, &resp, &rlen);
+	free(resp);
+	resp = NULL;
+	if (rc == 0 && status == 200)
+		return 0;
+	if ((rc = stream_begin(&r, "PUT", path, "application/octet-stream", len)) != 0)
+		goto out;
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < (1u << 20) ? len - off : (1u << 20);
+		if ((rc = req_write(&r, (const uint8_t *)data + off, n)) != 0)
+			goto out;
+		off += n;
+		/* The timeout bounds each step of a transfer, not the whole of it. */
+		r.deadline = time_mono_ms() + (uint64_t)c->timeout_ms;
+	}
+	if ((rc = req_read(&r, &raw)) != 0)
+		goto out;
+	if ((rc = client_http_parse((const char *)raw.data, raw.len, &status, &resp, &rlen)) != 0) {
+		set_err(c->err, "bad HTTP response from %s: %s", c->addr, ss_strerror(rc));
+		goto out;
+	}
+	if ((rc = status_code(status)) != 0)
+		note_error_body(c, status, resp, rlen);
+out:
+	stream_end(&r);
+	buf_free(&raw);
+	free(resp);
+	return rc;
+}
+
+int ss_blob_put_file(ss_client *c, const char *path, char digest_hex[65], uint64_t *size)
+{
+	struct stat st;
+	void *map = NULL;
+	int rc;
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		if (c)
+			set_err(c->err, "%s: %s", path ? path : "(null)", strerror(errno));
+		return path ? (errno == ENOENT ? SS_ENOTFOUND : SS_EIO) : SS_EINVAL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		set_err(c->err, "%s: not a regular file", path);
+		rc = SS_EINVAL;
+		goto out;
+	}
+	if (st.st_size > 0) {
+		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (map == MAP_FAILED) {
+			map = NULL;
+			set_err(c->err, "%s: %s", path, strerror(errno));
+			rc = SS_EIO;
+			goto out;
+		}
+	}
+	rc = ss_blob_put(c, map, (size_t)st.st_size, digest_hex);
+	if (rc == 0 && size)
+		*size = (uint64_t)st.st_size;
+out:
+	if (map)
+		munmap(map, (size_t)st.st_size);
+	close(fd);
+	return rc;
+}
+
+/* Reads at least one more byte of the response into raw; *eof at the end of the stream. */
+static int read_more(struct req *r, struct buf *raw, bool *eof)
+{
+	for (;;) {
+		buf_reserve(raw, 65536);
+		size_t room = raw->cap - raw->len;
+		int ret = SSL_read(r->ssl, raw->data + raw->len, room > INT_MAX ? INT_MAX : (int)room);
+		if (ret > 0) {
+			raw->len += (size_t)ret;
+			r->deadline = time_mono_ms() + (uint64_t)r->c->timeout_ms;
+			return 0;
+		}
+		int rc = ssl_wait(r, ret, "reading response", eof);
+		if (rc || *eof)
+			return rc;
+	}
+}
+
+int ss_blob_get_file(ss_client *c, const char *digest_hex, const char *path)
+{
+	uint8_t want[SHA256_LEN], got[SHA256_LEN];
+	char url[80];
+	struct req r = {.c = c, .fd = -1};
+	struct buf raw;
+	struct http_head h;
+	char *tmp = NULL;
+	int fd = -1, rc;
+	bool eof = false;
+	EVP_MD_CTX *md = NULL;
+	buf_init(&raw);
+	if (!c || !digest_hex || !path || strlen(digest_hex) != 64 ||
+	    hex_decode(digest_hex, want, SHA256_LEN) != 0)
+		return SS_EINVAL;
+	snprintf(url, sizeof url, "/v1/blobs/%s", digest_hex);
+	if ((rc = stream_begin(&r, "GET", url, NULL, 0)) != 0)
+		goto out;
+	/* The head first: it is small and bounded like any response head. */
+	for (;;) {
+		rc = head_parse((const char *)raw.data, raw.len, &h);
+		if (rc != SS_ETRUNC)
+			break;
+		if ((rc = read_more(&r, &raw, &eof)) != 0)
+			goto out;
+		if (eof) {
+			set_err(c->err, "%s closed the connection mid-response", c->addr);
+			rc = SS_ECLOSED;
+			goto out;
+		}
+	}
+	if (rc)
+		goto out;
+	if (h.status != 200) {
+		char *body = NULL;
+		size_t blen = 0;
+		while (!eof && raw.len < 65536 && read_more(&r, &raw, &eof) == 0)
+			;
+		if (client_http_parse((const char *)raw.data, raw.len, &h.status, &body, &blen) == 0)
+			note_error_body(c, h.status, body, blen);
+		free(body);
+		rc = status_code(h.status);
+		goto out;
+	}
+	if (!h.has_length || h.chunked) {
+		set_err(c->err, "blob response from %s has no Content-Length", c->addr);
+		rc = SS_EPROTO;
+		goto out;
+	}
+	tmp = xasprintf("%s.partXXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		set_err(c->err, "%s: %s", path, strerror(errno));
+		rc = SS_EIO;
+		goto out;
+	}
+	md = EVP_MD_CTX_new();
+	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		abort();
+	uint64_t left = h.length;
+	size_t at = h.end;
+	for (;;) {
+		size_t n = raw.len - at;
+		if (n > left)
+			n = (size_t)left;
+		if (n > 0) {
+			if (EVP_DigestUpdate(md, raw.data + at, n) != 1 ||
+			    write(fd, raw.data + at, n) != (ssize_t)n) {
+				set_err(c->err, "%s: write failed", path);
+				rc = SS_EIO;
+				goto out;
+			}
+			left -= n;
+		}
+		raw.len = 0;
+		at = 0;
+		if (left == 0)
+			break;
+		if ((rc = read_more(&r, &raw, &eof)) != 0)
+			goto out;
+		if (eof) {
+			set_err(c->err, "%s closed the connection %llu bytes short", c->addr,
+				(unsigned long long)left);
+			rc = SS_ETRUNC;
+			goto out;
+		}
+	}
+	unsigned dl = 0;
+	if (EVP_DigestFinal_ex(md, got, &dl) != 1 || CRYPTO_memcmp(got, want, SHA256_LEN) != 0) {
+		set_err(c->err, "blob %s: the bytes received do not hash to its digest", digest_hex);
+		rc = SS_EINTEGRITY;
+		goto out;
+	}
+	if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || rename(tmp, path) != 0) {
+		set_err(c->err, "%s: %s", path, strerror(errno));
+		rc = SS_EIO;
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp)
+		(void)unlink(tmp);
+	free(tmp);
+	EVP_MD_CTX_free(md);
+	stream_end(&r);
+	buf_free(&raw);
+	return rc;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+/* Job and task ids are "j-" plus hex, with ".N" for a task; nothing else reaches a URL. */
+static bool job_id_valid(const char *id, bool task)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n < 3 || n > 80 || id[0] != 'j' || id[1] != '-')
+		return false;
+	bool dot = false;
+	for (size_t i = 2; i < n; i++) {
+		char ch = id[i];
+		if (ch == '.' && task && !dot && i + 1 < n) {
+			dot = true;
+			continue;
+		}
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return false;
+	}
+	return dot == task;
+}
+
+int ss_job_submit(ss_client *c, const char *spec_json, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!spec_json)
+		return SS_EINVAL;
+	return call(c, "POST", "/v1/jobs", spec_json, json);
+}
+
+int ss_jobs_list(ss_client *c, char **json)
+{
+	return call(c, "GET", "/v1/jobs", NULL, json);
+}
+
+/* Calls METHOD prefix + id + suffix after checking id's shape. */
+static int job_call(ss_client *c, const char *method, const char *prefix, const char *id,
+		    const char *suffix, bool task, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!job_id_valid(id, task))
+		return SS_EINVAL;
+	char *path = xasprintf("%s%s%s", prefix, id, suffix);
+	int rc = call(c, method, path, NULL, json);
+	free(path);
+	return rc;
+}
+
+int ss_job_get(ss_client *c, const char *id, char **json)
+{
+	return job_call(c, "GET", "/v1/jobs/", id, "", false, json);
+}
+
+int ss_job_cancel(ss_client *c, const char *id, char **json)
+{
+	return job_call(c, "DELETE", "/v1/jobs/", id, "", false, json);
+}
+
+int ss_job_tasks(ss_client *c, const char *id, char **json)
+{
+	return job_call(c, "GET", "/v1/jobs/", id, "/tasks", false, json);
+}
+
+int ss_task_logs(ss_client *c, const char *task_id, char **json)
+{
+	return job_call(c, "GET", "/v1/tasks/", task_id, "/logs", true, json);
+}
+
+int ss_job_explain(ss_client *c, const char *id, const char *task, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!job_id_valid(id, false) || (task && (!*task || strlen(task) > 128)))
+		return SS_EINVAL;
+	struct buf path;
+	buf_init(&path);
+	buf_printf(&path, "/v1/jobs/%s/explain", id);
+	if (task) {
+		/* Task names such as "count[3]" are percent-encoded into the query. */
+		buf_printf(&path, "?task=");
+		for (const unsigned char *p = (const unsigned char *)task; *p; p++) {
+			if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    *p == '-' || *p == '_' || *p == '.')
+				buf_printf(&path, "%c", *p);
+			else
+				buf_printf(&path, "%%%02X", *p);
+		}
+	}
+	buf_append(&path, "", 1);
+	int rc = call(c, "GET", (const char *)path.data, NULL, json);
+	buf_free(&path);
+	return rc;
+}
+
+const char *ss_client_last_error(const ss_client *c)
+{
+	return client_last_error(c);
 }

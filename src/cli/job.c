@@ -1,0 +1,837 @@
+/*
+ * job.c - `seeswarm job run|list|status|explain|logs|results|cancel`.
+ *
+ * `job run` uploads the spec's local "file" inputs as blobs (split at line
+ * boundaries when "shards" is given), rewrites them to blob form, submits
+ * the job and, with --wait, follows it to the end. Everything printed that
+ * came from the API goes through cli_clean().
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "client/config.h"
+#include "core/core.h"
+#include "manager/jobspec.h"
+
+#define POLL_MS 200
+#define MAX_FILE_BYTES (1ull << 30) /* the manager's upload cap */
+
+static const char usage_text[] =
+	"usage: seeswarm job <command> [options]\n"
+	"\n"
+	"Commands:\n"
+	"  run SPEC.json [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
+	"                          upload the spec's local files, submit the job; with\n"
+	"                          --wait follow it to the end (exit 0 on success), --out\n"
+	"                          fetch the results, --cat print small text results\n"
+	"  list [--json]           list jobs\n"
+	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
+	"  explain JOB [TASK] [--json]\n"
+	"                          for each node, why it was filtered out or how it scored\n"
+	"  logs TASK_ID [--json]   a task's attempts: status, stdout/stderr tails, receipt\n"
+	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
+	"  cancel JOB              cancel a running job\n"
+	"\n"
+	"Connection options: --addr HOST:PORT, --token TOKEN, --ca FILE (default:\n"
+	"SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then ~/.config/seeswarm/config.json).\n"
+	"The spec format is in docs/jobs.md.\n";
+
+static int usage(FILE *f, int status)
+{
+	fputs(usage_text, f);
+	return status;
+}
+
+static void print_err(ss_client *c, int rc, const char *what)
+{
+	const char *d = c ? ss_client_last_error(c) : "";
+	char *cd = cli_clean(d);
+	fprintf(stderr, "error: %s: %s%s%s%s\n", what, ss_strerror(rc), *cd ? " (" : "", cd,
+		*cd ? ")" : "");
+	free(cd);
+}
+
+/*
+ * Reports a failed convenience call: the API's error message when there is
+ * one, otherwise the transport failure. Returns 1.
+ */
+static int report(ss_client *c, int rc, char *json, const char *what)
+{
+	json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+	json_t *e = json_object_get(o, "error");
+	const char *msg = json_is_string(e) ? json_string_value(e)
+					    : json_string_value(json_object_get(e, "message"));
+	if (msg) {
+		char *m = cli_clean(msg);
+		fprintf(stderr, "error: %s: %s\n", what, m);
+		free(m);
+	} else {
+		print_err(c, rc, what);
+	}
+	json_decref(o);
+	ss_free(json);
+	return 1;
+}
+
+/* Calls fn and parses its answer; returns the object or NULL after reporting. */
+static json_t *fetch_json(ss_client *c, int rc, char *json, const char *what)
+{
+	if (rc) {
+		report(c, rc, json, what);
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *o = json_loads(json, 0, &jerr);
+	ss_free(json);
+	if (!o)
+		fprintf(stderr, "error: %s: the manager sent bad JSON (%s)\n", what, jerr.text);
+	return o;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static long long num(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void print_json(json_t *o)
+{
+	char *s = json_dumps(o, JSON_INDENT(2));
+	if (s)
+		puts(s);
+	free(s);
+}
+
+/* ---- run: local files become blobs ---------------------------------------- */
+
+/* Splits len bytes into n shards at line boundaries; offs gets n+1 offsets. */
+static void shard_offsets(const char *data, size_t len, size_t n, size_t *offs)
+{
+	offs[0] = 0;
+	for (size_t i = 1; i < n; i++) {
+		size_t at = len * i / n;
+		if (at < offs[i - 1])
+			at = offs[i - 1];
+		while (at < len && at > 0 && data[at - 1] != '\n')
+			at++;
+		offs[i] = at;
+	}
+	offs[n] = len;
+}
+
+/* Uploads one "file" input and rewrites it in place to blob form. Returns 0 or 1. */
+static int upload_input(ss_client *c, const char *base, json_t *in, const char *where)
+{
+	const char *file = json_string_value(json_object_get(in, "file"));
+	json_t *jsh = json_object_get(in, "shards");
+	char *path = file[0] == '/' ? xstrdup(file) : xasprintf("%s/%s", base, file);
+	char *data = NULL;
+	size_t len = 0;
+	int ret = 1;
+	int rc = file_read(path, MAX_FILE_BYTES, &data, &len);
+	if (rc) {
+		fprintf(stderr, "error: %s.file: %s: %s\n", where, path, ss_strerror(rc));
+		goto out;
+	}
+	if (!jsh) {
+		char hex[65];
+		if ((rc = ss_blob_put(c, data, len, hex)) != 0) {
+			print_err(c, rc, path);
+			goto out;
+		}
+		json_object_del(in, "file");
+		json_object_set_new(in, "blob", json_string(hex));
+		json_object_set_new(in, "size", json_integer((json_int_t)len));
+		ret = 0;
+		goto out;
+	}
+	json_int_t n = json_integer_value(jsh);
+	if (!json_is_integer(jsh) || n < 1 || n > JOBSPEC_MAX_MAP) {
+		fprintf(stderr, "error: %s.shards: expected an integer from 1 to %d\n", where,
+			JOBSPEC_MAX_MAP);
+		goto out;
+	}
+	size_t *offs = xcalloc((size_t)n + 1, sizeof *offs);
+	shard_offsets(data, len, (size_t)n, offs);
+	json_t *blobs = json_array();
+	for (json_int_t i = 0; i < n; i++) {
+		char hex[65];
+		size_t sl = offs[i + 1] - offs[i];
+		if ((rc = ss_blob_put(c, data + offs[i], sl, hex)) != 0) {
+			print_err(c, rc, path);
+			json_decref(blobs);
+			free(offs);
+			goto out;
+		}
+		json_array_append_new(blobs, json_pack("{s:s,s:I}", "digest", hex, "size", (json_int_t)sl));
+	}
+	free(offs);
+	json_object_del(in, "file");
+	json_object_del(in, "shards");
+	json_object_set_new(in, "blobs", blobs);
+	ret = 0;
+out:
+	free(data);
+	free(path);
+	return ret;
+}
+
+/* Rewrites every "file" input of the spec; base is the spec file's directory. */
+static int upload_files(ss_client *c, json_t *spec, const char *base, size_t *uploaded)
+{
+	size_t i, k;
+	json_t *t, *in;
+	json_array_foreach(json_object_get(spec, "tasks"), i, t)
+	{
+		json_array_foreach(json_object_get(t, "inputs"), k, in)
+		{
+			if (!json_is_string(json_object_get(in, "file")))
+				continue;
+			char where[64];
+			snprintf(where, sizeof where, "tasks[%zu].inputs[%zu]", i, k);
+			if (upload_input(c, base, in, where))
+				return 1;
+			(*uploaded)++;
+		}
+	}
+	return 0;
+}
+
+/* ---- run: following a job ------------------------------------------------- */
+
+static void progress_line(json_t *job, bool tty, char *last, size_t lastlen)
+{
+	json_t *counts = json_object_get(job, "counts");
+	long long total = num(job, "tasks_total");
+	long long ok = num(counts, "succeeded"), failed = num(counts, "failed");
+	long long running = num(counts, "running") + num(counts, "collecting") + num(counts, "placed");
+	long long canceled = num(counts, "canceled"), retrying = num(counts, "retrying");
+	long long pending = num(counts, "pending");
+	char line[200];
+	snprintf(line, sizeof line,
+		 "%lld/%lld succeeded, %lld running, %lld pending, %lld retrying, %lld failed, %lld canceled",
+		 ok, total, running, pending, retrying, failed, canceled);
+	if (tty) {
+		int width = 30;
+		int filled = total > 0 ? (int)((ok + failed + canceled) * width / total) : width;
+		char bar[64];
+		for (int i = 0; i < width; i++)
+			bar[i] = i < filled ? '#' : '.';
+		bar[width] = '\0';
+		fprintf(stderr, "\r[%s] %s\033[K", bar, line);
+		fflush(stderr);
+	} else if (strcmp(line, last) != 0) {
+		fprintf(stderr, "%s\n", line);
+	}
+	snprintf(last, lastlen, "%s", line);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Polls the job until it finishes or timeout_ms passes (0 = no limit). Returns the last job JSON. */
+static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
+{
+	bool tty = isatty(STDERR_FILENO);
+	char last[200] = "";
+	uint64_t start = time_mono_ms();
+	unsigned failures = 0;
+	for (;;) {
+		char *js = NULL;
+		int rc = ss_job_get(c, id, &js);
+		if (rc) {
+			/* A manager restart is survivable: keep asking for a while. */
+			ss_free(js);
+			if (++failures > 150) {
+				if (tty)
+					fputc('\n', stderr);
+				print_err(c, rc, "following the job");
+				return NULL;
+			}
+			sleep_ms(POLL_MS);
+			continue;
+		}
+		failures = 0;
+		json_t *job = json_loads(js, 0, NULL);
+		ss_free(js);
+		if (!job)
+			return NULL;
+		progress_line(job, tty, last, sizeof last);
+		if (strcmp(str(job, "state"), "running") != 0) {
+			if (tty)
+				fputc('\n', stderr);
+			return job;
+		}
+		if (timeout_ms && time_mono_ms() - start > timeout_ms) {
+			if (tty)
+				fputc('\n', stderr);
+			fprintf(stderr, "error: the job is still running after the --timeout\n");
+			json_decref(job);
+			return NULL;
+		}
+		json_decref(job);
+		sleep_ms(POLL_MS);
+	}
+}
+
+/* Prints where each task ran (one line per task, up to 64, then a summary by node). */
+static void print_placement(ss_client *c, const char *id)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_job_tasks(c, id, &js), js, "tasks");
+	json_t *tasks = json_object_get(o, "tasks");
+	size_t i, n = json_array_size(tasks);
+	json_t *t;
+	json_t *by_node = json_object();
+	json_array_foreach(tasks, i, t)
+	{
+		const char *node = str(t, "node");
+		json_int_t k = json_integer_value(json_object_get(by_node, node));
+		json_object_set_new(by_node, node, json_integer(k + 1));
+		if (n > 64)
+			continue;
+		char *nm = cli_clean(str(t, "name")), *nd = cli_clean(*node ? node : "-");
+		char *st = cli_clean(str(t, "state"));
+		printf("  %-20s %-10s attempt %-3lld on %s\n", nm, st, num(t, "attempt"), nd);
+		free(nm);
+		free(nd);
+		free(st);
+	}
+	if (n > 64) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(by_node, k, v)
+		{
+			char *nd = cli_clean(*k ? k : "(none)");
+			printf("  %lld tasks on %s\n", (long long)json_integer_value(v), nd);
+			free(nd);
+		}
+	}
+	json_decref(by_node);
+	json_decref(o);
+}
+
+/* A result name from the API becomes a path below dir only if it is tame. */
+static bool safe_rel(const char *s)
+{
+	if (!*s || s[0] == '/' || strlen(s) > 255)
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+			return false;
+	for (const char *p = s; p; p = strchr(p, '/')) {
+		if (*p == '/')
+			p++;
+		if (!strncmp(p, "..", 2) && (p[2] == '/' || p[2] == '\0'))
+			return false;
+	}
+	return true;
+}
+
+static int mkdir_for(const char *path)
+{
+	char *d = xstrdup(path);
+	char *slash = strrchr(d, '/');
+	int rc = 0;
+	if (slash) {
+		*slash = '\0';
+		rc = dir_ensure(d, 0755);
+	}
+	free(d);
+	return rc;
+}
+
+/* Writes the receipt of the committed attempt of task id to path. */
+static int save_receipt(ss_client *c, const char *task_id, const char *path)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_task_logs(c, task_id, &js), js, "task logs");
+	if (!o)
+		return 1;
+	long long attempt = num(o, "attempt");
+	const char *rcpt = NULL;
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(o, "attempts"), i, a) if (num(a, "attempt") == attempt &&
+								     json_is_true(json_object_get(a, "ok")))
+		rcpt = str(a, "receipt");
+	int ret = 0;
+	if (rcpt && *rcpt && file_write_atomic(path, rcpt, strlen(rcpt), 0644) != 0) {
+		fprintf(stderr, "error: cannot write %s\n", path);
+		ret = 1;
+	}
+	json_decref(o);
+	return ret;
+}
+
+/* Prints a small text result; longer or binary ones are summarised. */
+static void cat_result(const char *tn, const char *name, const char *path)
+{
+	char *data = NULL;
+	size_t len = 0;
+	char *ctn = cli_clean(tn), *cn = cli_clean(name);
+	if (file_read(path, 4096, &data, &len) == 0 && memchr(data, '\0', len) == NULL) {
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == ' '))
+			data[--len] = '\0';
+		char *cd = cli_clean(data);
+		printf("%s/%s: %s\n", ctn, cn, cd);
+		free(cd);
+	} else {
+		printf("%s/%s: (binary or larger than 4 KiB; use --out DIR)\n", ctn, cn);
+	}
+	free(data);
+	free(ctn);
+	free(cn);
+}
+
+/*
+ * Downloads the job's results into dir, with one receipt per final task
+ * (DIR/TASK.receipt.json); cat prints small text results (fetched into a
+ * private temporary directory when there is no dir). Returns 0 or 1.
+ */
+static int fetch_results(ss_client *c, json_t *job, const char *dir, bool cat)
+{
+	json_t *results = json_object_get(job, "results");
+	char *tmpdir = NULL;
+	const char *prev = "";
+	size_t i;
+	json_t *r;
+	int ret = 0;
+	if (dir && dir_ensure(dir, 0755) != 0) {
+		fprintf(stderr, "error: cannot create %s\n", dir);
+		return 1;
+	}
+	if (!dir) {
+		tmpdir = xstrdup("/tmp/seeswarm-results-XXXXXX");
+		if (!mkdtemp(tmpdir)) {
+			fprintf(stderr, "error: cannot create a temporary directory\n");
+			free(tmpdir);
+			return 1;
+		}
+	}
+	json_array_foreach(results, i, r)
+	{
+		const char *tn = str(r, "task_name"), *name = str(r, "name"), *digest = str(r, "digest");
+		if (!safe_rel(tn) || strchr(tn, '/') || !safe_rel(name)) {
+			fprintf(stderr, "error: refusing a result named %s/%s\n", tn, name);
+			ret = 1;
+			continue;
+		}
+		char *path = dir ? xasprintf("%s/%s/%s", dir, tn, name) : xasprintf("%s/r%zu", tmpdir, i);
+		int rc = mkdir_for(path);
+		if (rc == 0)
+			rc = ss_blob_get_file(c, digest, path);
+		if (rc) {
+			print_err(c, rc, path);
+			ret = 1;
+		} else {
+			if (cat)
+				cat_result(tn, name, path);
+			if (dir)
+				printf("%s (%lld bytes)\n", path, num(r, "size"));
+			else
+				(void)unlink(path);
+		}
+		if (dir && strcmp(prev, tn) != 0) {
+			char *rp = xasprintf("%s/%s.receipt.json", dir, tn);
+			ret |= save_receipt(c, str(r, "task"), rp);
+			free(rp);
+			prev = tn;
+		}
+		free(path);
+	}
+	if (tmpdir)
+		(void)rmdir(tmpdir);
+	free(tmpdir);
+	return ret;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+struct run_opts {
+	bool wait, cat, as_json;
+	const char *out;
+	uint64_t timeout_ms;
+};
+
+static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
+{
+	char *text = NULL, *why = xmalloc(1024), *body = NULL, *js = NULL;
+	size_t len = 0, uploaded = 0;
+	struct jobspec *parsed = NULL;
+	json_t *spec = NULL, *job = NULL;
+	int ret = 1;
+	int rc = file_read(spec_path, JOBSPEC_MAX_JSON, &text, &len);
+	if (rc) {
+		fprintf(stderr, "error: %s: %s\n", spec_path, ss_strerror(rc));
+		goto out;
+	}
+	/* Check the spec here first: errors come back before anything is uploaded. */
+	if (jobspec_parse(text, len, JOBSPEC_ALLOW_FILES, &parsed, why, 1024) != 0) {
+		fprintf(stderr, "error: %s: %s\n", spec_path, why);
+		goto out;
+	}
+	json_error_t jerr;
+	spec = json_loadb(text, len, 0, &jerr);
+	if (!spec)
+		goto out;
+	char *tmp = xstrdup(spec_path);
+	char *base = xstrdup(dirname(tmp));
+	free(tmp);
+	rc = upload_files(c, spec, base, &uploaded);
+	free(base);
+	if (rc)
+		goto out;
+	body = json_dumps(spec, JSON_COMPACT);
+	if (!body)
+		goto out;
+	job = fetch_json(c, ss_job_submit(c, body, &js), js, "submit");
+	if (!job)
+		goto out;
+	const char *id = str(job, "id");
+	if (o->as_json && !o->wait)
+		print_json(job);
+	else
+		printf("job %s submitted: %lld tasks%s\n", id, num(job, "tasks_total"),
+		       uploaded ? " (local files uploaded as blobs)" : "");
+	fflush(stdout);
+	if (!o->wait) {
+		ret = 0;
+		goto out;
+	}
+	char *jid = xstrdup(id);
+	json_decref(job);
+	job = wait_job(c, jid, o->timeout_ms);
+	if (!job) {
+		free(jid);
+		goto out;
+	}
+	if (o->as_json) {
+		print_json(job);
+	} else {
+		char *reason = cli_clean(str(job, "reason"));
+		printf("job %s %s%s%s\n", jid, str(job, "state"), *reason ? ": " : "", reason);
+		free(reason);
+		print_placement(c, jid);
+	}
+	ret = strcmp(str(job, "state"), "succeeded") == 0 ? 0 : 1;
+	if (ret == 0 && (o->out || o->cat))
+		ret = fetch_results(c, job, o->out, o->cat);
+	free(jid);
+out:
+	jobspec_free(parsed);
+	json_decref(spec);
+	json_decref(job);
+	free(body);
+	free(text);
+	free(why);
+	return ret;
+}
+
+static int cmd_list(ss_client *c, bool as_json)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_jobs_list(c, &js), js, "jobs");
+	if (!o)
+		return 1;
+	if (as_json) {
+		print_json(o);
+	} else {
+		size_t i;
+		json_t *jb;
+		printf("%-16s %-20s %-10s %-10s %s\n", "ID", "NAME", "TENANT", "STATE", "TASKS");
+		json_array_foreach(json_object_get(o, "jobs"), i, jb)
+		{
+			char *id = cli_clean(str(jb, "id")), *nm = cli_clean(str(jb, "name"));
+			char *tn = cli_clean(str(jb, "tenant")), *st = cli_clean(str(jb, "state"));
+			printf("%-16s %-20s %-10s %-10s %lld/%lld\n", id, nm, tn, st,
+			       num(json_object_get(jb, "counts"), "succeeded"), num(jb, "tasks_total"));
+			free(id);
+			free(nm);
+			free(tn);
+			free(st);
+		}
+	}
+	json_decref(o);
+	return 0;
+}
+
+static int cmd_status(ss_client *c, const char *id, bool as_json)
+{
+	char *js = NULL;
+	json_t *job = fetch_json(c, ss_job_get(c, id, &js), js, "job");
+	if (!job)
+		return 1;
+	json_t *tasks = fetch_json(c, ss_job_tasks(c, id, &js), js, "tasks");
+	if (!tasks) {
+		json_decref(job);
+		return 1;
+	}
+	if (as_json) {
+		json_object_set(job, "tasks", json_object_get(tasks, "tasks"));
+		print_json(job);
+	} else {
+		char *nm = cli_clean(str(job, "name")), *rs = cli_clean(str(job, "reason"));
+		printf("job %s (%s): %s%s%s\n", id, nm, str(job, "state"), *rs ? ": " : "", rs);
+		free(nm);
+		free(rs);
+		printf("%-22s %-22s %-10s %-7s %-20s %s\n", "TASK", "NAME", "STATE", "ATTEMPT", "NODE",
+		       "REASON");
+		size_t i;
+		json_t *t;
+		json_array_foreach(json_object_get(tasks, "tasks"), i, t)
+		{
+			char *tid = cli_clean(str(t, "id")), *tn = cli_clean(str(t, "name"));
+			char *st = cli_clean(str(t, "state")), *nd = cli_clean(str(t, "node"));
+			char *why = cli_clean(str(t, "reason"));
+			printf("%-22s %-22s %-10s %-7lld %-20s %s\n", tid, tn, st, num(t, "attempt"),
+			       *nd ? nd : "-", why);
+			free(tid);
+			free(tn);
+			free(st);
+			free(nd);
+			free(why);
+		}
+	}
+	json_decref(job);
+	json_decref(tasks);
+	return 0;
+}
+
+static int cmd_explain(ss_client *c, const char *id, const char *task, bool as_json)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_job_explain(c, id, task, &js), js, "explain");
+	if (!o)
+		return 1;
+	if (as_json) {
+		print_json(o);
+		json_decref(o);
+		return 0;
+	}
+	size_t i, k;
+	json_t *t, *n;
+	if (json_array_size(json_object_get(o, "tasks")) == 0)
+		printf("job %s: no task is waiting for placement\n", id);
+	json_array_foreach(json_object_get(o, "tasks"), i, t)
+	{
+		json_t *p = json_object_get(t, "placement");
+		char *tn = cli_clean(str(t, "name")), *st = cli_clean(str(t, "state"));
+		printf("%s %s (%s): %lld of %lld nodes feasible", str(t, "id"), tn, st,
+		       num(p, "feasible"), num(p, "total"));
+		if (json_is_string(json_object_get(p, "chosen"))) {
+			char *ch = cli_clean(str(p, "chosen"));
+			printf(", best %s", ch);
+			free(ch);
+		}
+		if (num(t, "waiting_for"))
+			printf(", waiting for %lld dependencies", num(t, "waiting_for"));
+		printf("\n");
+		free(tn);
+		free(st);
+		json_array_foreach(json_object_get(p, "nodes"), k, n)
+		{
+			char *nd = cli_clean(str(n, "node"));
+			if (json_is_true(json_object_get(n, "feasible"))) {
+				json_t *sc = json_object_get(n, "scores");
+				printf("  %-20s score %.3f  (binpack %.2f, locality %.2f, network %.2f, cost %.2f, load %.2f)\n",
+				       nd, json_number_value(json_object_get(n, "score")),
+				       json_number_value(json_object_get(sc, "binpack")),
+				       json_number_value(json_object_get(sc, "locality")),
+				       json_number_value(json_object_get(sc, "network")),
+				       json_number_value(json_object_get(sc, "cost")),
+				       json_number_value(json_object_get(sc, "load")));
+			} else {
+				char *why = cli_clean(str(n, "reason"));
+				printf("  %-20s filtered: %s\n", nd, why);
+				free(why);
+			}
+			free(nd);
+		}
+	}
+	json_decref(o);
+	return 0;
+}
+
+static void print_tail(const char *label, const char *text)
+{
+	if (!*text)
+		return;
+	printf("  --- %s ---\n", label);
+	/* Keep newlines and tabs, replace other control characters. */
+	for (const char *p = text; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		putchar(ch == '\n' || ch == '\t' || (ch >= 0x20 && ch != 0x7f) ? ch : '?');
+	}
+	if (text[strlen(text) - 1] != '\n')
+		putchar('\n');
+}
+
+static int cmd_logs(ss_client *c, const char *task_id, bool as_json)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_task_logs(c, task_id, &js), js, "logs");
+	if (!o)
+		return 1;
+	if (as_json) {
+		print_json(o);
+		json_decref(o);
+		return 0;
+	}
+	char *tn = cli_clean(str(o, "name")), *st = cli_clean(str(o, "state"));
+	printf("task %s (%s): %s, attempt %lld\n", task_id, tn, st, num(o, "attempt"));
+	free(tn);
+	free(st);
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(o, "attempts"), i, a)
+	{
+		char *nd = cli_clean(str(a, "node")), *sts = cli_clean(str(a, "status"));
+		char *msg = cli_clean(str(a, "message"));
+		printf("attempt %lld on %s: %s (code %lld)%s%s\n", num(a, "attempt"), nd, sts,
+		       num(a, "code"), *msg ? ": " : "", msg);
+		free(nd);
+		free(sts);
+		free(msg);
+		print_tail("stdout", str(a, "stdout"));
+		print_tail("stderr", str(a, "stderr"));
+	}
+	json_decref(o);
+	return 0;
+}
+
+static int cmd_results(ss_client *c, const char *id, const char *out)
+{
+	char *js = NULL;
+	json_t *job = fetch_json(c, ss_job_get(c, id, &js), js, "job");
+	if (!job)
+		return 1;
+	int ret = 1;
+	if (strcmp(str(job, "state"), "succeeded") != 0 && json_array_size(json_object_get(job, "results")) == 0)
+		fprintf(stderr, "error: job %s is %s and has no results yet\n", id, str(job, "state"));
+	else
+		ret = fetch_results(c, job, out, false);
+	json_decref(job);
+	return ret;
+}
+
+static int cmd_cancel(ss_client *c, const char *id)
+{
+	char *js = NULL;
+	json_t *o = fetch_json(c, ss_job_cancel(c, id, &js), js, "cancel");
+	if (!o)
+		return 1;
+	printf("job %s %s\n", id, str(o, "state"));
+	json_decref(o);
+	return 0;
+}
+
+int cli_job_main(int argc, char **argv)
+{
+	struct cli_conn_flags cf;
+	struct run_opts ro = {0};
+	const char *pos[2] = {NULL, NULL};
+	size_t npos = 0;
+	ss_client *c = NULL;
+	int ret = 2;
+
+	argc = cli_take_conn_flags(argc, argv, &cf);
+	if (argc < 2)
+		return usage(stderr, 2);
+	const char *sub = argv[1];
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
+		return usage(stdout, 0);
+	static const char *const subs[] = {"run", "list", "status", "explain", "logs", "results", "cancel"};
+	bool known = false;
+	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
+		known |= !strcmp(sub, subs[i]);
+	if (!known) {
+		fprintf(stderr, "error: unknown job command \"%s\"\n", sub);
+		return usage(stderr, 2);
+	}
+	bool is_run = !strcmp(sub, "run");
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		int r;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			return usage(stdout, 0);
+		} else if (!strcmp(a, "--json")) {
+			ro.as_json = true;
+		} else if (is_run && !strcmp(a, "--wait")) {
+			ro.wait = true;
+		} else if (is_run && !strcmp(a, "--cat")) {
+			ro.cat = ro.wait = true;
+		} else if ((is_run || !strcmp(sub, "results")) &&
+			   (r = cli_opt_value(argc, argv, &i, "--out", &v)) != 0) {
+			if (r < 0)
+				return usage(stderr, 2);
+			ro.out = v;
+			ro.wait = true;
+		} else if (is_run && (r = cli_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
+			if (r < 0 || parse_duration_ms(v, &ro.timeout_ms) != 0) {
+				fprintf(stderr, "error: --timeout: expected a duration such as 30s or 5m\n");
+				return 2;
+			}
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "error: unknown option %s for job %s\n", a, sub);
+			return usage(stderr, 2);
+		} else if (npos < 2) {
+			pos[npos++] = a;
+		} else {
+			fprintf(stderr, "error: unexpected argument \"%s\"\n", a);
+			return usage(stderr, 2);
+		}
+	}
+	size_t need = !strcmp(sub, "list") ? 0 : 1;
+	size_t allow = !strcmp(sub, "explain") ? 2 : need;
+	if (npos < need || npos > allow) {
+		fprintf(stderr, "error: job %s takes %s\n", sub,
+			need == 0 ? "no arguments" : is_run ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
+		return usage(stderr, 2);
+	}
+	if (!strcmp(sub, "results") && !ro.out) {
+		fprintf(stderr, "error: job results needs --out DIR\n");
+		return 2;
+	}
+	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
+	int rc = ss_client_open(&c, &o);
+	if (rc) {
+		print_err(NULL, rc, "cannot set up the client");
+		return 1;
+	}
+	if (is_run)
+		ret = cmd_run(c, pos[0], &ro);
+	else if (!strcmp(sub, "list"))
+		ret = cmd_list(c, ro.as_json);
+	else if (!strcmp(sub, "status"))
+		ret = cmd_status(c, pos[0], ro.as_json);
+	else if (!strcmp(sub, "explain"))
+		ret = cmd_explain(c, pos[0], pos[1], ro.as_json);
+	else if (!strcmp(sub, "logs"))
+		ret = cmd_logs(c, pos[0], ro.as_json);
+	else if (!strcmp(sub, "results"))
+		ret = cmd_results(c, pos[0], ro.out);
+	else
+		ret = cmd_cancel(c, pos[0]);
+	ss_client_close(c);
+	return ret;
+}
