@@ -37,7 +37,7 @@ int tsm_report_entry(const char *entry, const char *want_provider,
 	char *data = NULL;
 	size_t n = 0;
 	int fd = -1, rc;
-	if ((rc = read_attr(entry, "provider", provider, sizeof provider)) != 0) {
+	if (read_attr(entry, "provider", provider, sizeof provider) != 0) {
 		snprintf(why, whylen, "%s is not a configfs-tsm report entry (no provider)", entry);
 		rc = SS_ENOSYS;
 		goto out;

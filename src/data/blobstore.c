@@ -151,10 +151,11 @@ static int decode_hdr(const uint8_t in[BS_HDR_LEN], struct blob_hdr *h)
 static size_t make_aad(uint8_t out[BS_AAD_MAX], uint64_t index, bool last, uint64_t size,
 		       const uint8_t digest[SHA256_LEN])
 {
-	memcpy(out, "SSB1", 4);
+	static const uint8_t tag[4] = {'S', 'S', 'B', '1'};
+	memcpy(out, tag, sizeof tag);
 	put_u64(out + 4, index);
 	out[12] = last ? 1 : 0;
-	if (!last)
+	if (!last || !digest)
 		return 13;
 	put_u64(out + 13, size);
 	memcpy(out + 21, digest, SHA256_LEN);
@@ -438,7 +439,7 @@ int blobstore_write_begin(struct blobstore *bs, const uint8_t *expect, uint64_t 
 	if (!w->md)
 		abort();
 	if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1 ||
-	    (rc = file_cipher(bs->key, w->salt, true, &w->ctx)) != 0) {
+	    file_cipher(bs->key, w->salt, true, &w->ctx) != 0) {
 		rc = SS_ECRYPTO;
 		goto fail;
 	}
