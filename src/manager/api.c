@@ -41,6 +41,7 @@
 
 #include "manager/api.h"
 #include "manager/api_body.h"
+#include "data/blobstore.h"
 
 #define API_TICK_MS 1000u             /* longest sleep between two MHD_run calls */
 #define API_SPIN_RUNS 16u             /* back-to-back MHD_run calls before backing off */
@@ -67,12 +68,16 @@ struct api {
 	char *key_pem;
 	uint8_t token_hash[SHA256_LEN];
 	struct api_backend be;
+	struct blobstore *blobs;
 	uint64_t answered[6]; /* answers by status class: [2] counts 2xx; [0] anything else */
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 };
 
-enum route { R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS };
+enum route {
+	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
+	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_BLOB,
+};
 
 /* One extra response header; name NULL means none. */
 struct hdr {
@@ -83,12 +88,16 @@ struct hdr {
 /* Per-request state, MHD's *con_cls; freed by on_completed(). */
 struct req {
 	enum route route;
-	char id[64];          /* node id for R_NODE and R_DRAIN, ident_valid() */
+	char id[80];          /* node id, job id, task id or blob digest (hex), validated */
 	unsigned status;      /* nonzero: the answer is this error, decided early */
 	char msg[256];        /* its message */
 	struct hdr extra;     /* and its extra header (static strings) */
-	struct buf body;      /* body kept for R_DRAIN, at most API_MAX_BODY bytes */
+	struct buf body;      /* body kept for R_DRAIN and POST R_JOBS, within their limits */
+	struct blob_writer *upload; /* PUT R_BLOB: the blob being written */
+	uint64_t upload_size; /* its declared Content-Length */
+	int upload_rc;        /* first failure while writing it */
 	uint64_t received;    /* body bytes received so far */
+	char method[8];       /* GET, POST, PUT, DELETE or HEAD (others are refused early) */
 	bool answered;
 };
 
@@ -274,9 +283,10 @@ static enum MHD_Result respond_error(struct api *api, struct MHD_Connection *c, 
  * Maps a path to a route and the one method it allows (*allow). Node ids
  * must pass ident_valid(); a path with any other id is unknown (R_NONE).
  */
-static enum route match_route(const char *url, char id[static 64], const char **allow)
+static enum route match_route(const char *url, char id[static 80], const char **allow)
 {
-	static const char nodes[] = "/v1/nodes/";
+	static const char nodes[] = "/v1/nodes/", jobs[] = "/v1/jobs/", tasks[] = "/v1/tasks/",
+			  blobs[] = "/v1/blobs/";
 	*allow = "GET";
 	if (!strcmp(url, "/v1/health"))
 		return R_HEALTH;
@@ -284,27 +294,91 @@ static enum route match_route(const char *url, char id[static 64], const char **
 		return R_NODES;
 	if (!strcmp(url, "/metrics"))
 		return R_METRICS;
-	if (strncmp(url, nodes, sizeof nodes - 1) != 0)
+	if (!strcmp(url, "/v1/jobs")) {
+		*allow = "GET, POST";
+		return R_JOBS;
+	}
+	const char *rest;
+	enum route base;
+	if (!strncmp(url, nodes, sizeof nodes - 1)) {
+		rest = url + sizeof nodes - 1;
+		base = R_NODE;
+	} else if (!strncmp(url, jobs, sizeof jobs - 1)) {
+		rest = url + sizeof jobs - 1;
+		base = R_JOB;
+	} else if (!strncmp(url, tasks, sizeof tasks - 1)) {
+		rest = url + sizeof tasks - 1;
+		base = R_TASK_LOGS;
+	} else if (!strncmp(url, blobs, sizeof blobs - 1)) {
+		rest = url + sizeof blobs - 1;
+		base = R_BLOB;
+	} else {
 		return R_NONE;
-	const char *rest = url + sizeof nodes - 1;
+	}
 	size_t n = strcspn(rest, "/");
-	if (n == 0 || n >= 64)
+	if (n == 0 || n >= 80)
 		return R_NONE;
 	memcpy(id, rest, n);
 	id[n] = '\0';
-	if (!ident_valid(id))
+	const char *tail = rest + n;
+	switch (base) {
+	case R_NODE:
+		if (!ident_valid(id))
+			return R_NONE;
+		if (*tail == '\0')
+			return R_NODE;
+		*allow = "POST";
+		if (!strcmp(tail, "/drain"))
+			return R_DRAIN;
+		if (!strcmp(tail, "/attest"))
+			return R_ATTEST;
 		return R_NONE;
-	if (rest[n] == '\0')
-		return R_NODE;
-	if (!strcmp(rest + n, "/drain")) {
-		*allow = "POST";
-		return R_DRAIN;
+	case R_JOB:
+		if (!ident_valid(id))
+			return R_NONE;
+		if (*tail == '\0') {
+			*allow = "GET, DELETE";
+			return R_JOB;
+		}
+		if (!strcmp(tail, "/tasks"))
+			return R_JOB_TASKS;
+		if (!strcmp(tail, "/explain"))
+			return R_JOB_EXPLAIN;
+		return R_NONE;
+	case R_TASK_LOGS: {
+		/* "<job id>.<index>" */
+		char *dot = strrchr(id, '.');
+		if (!dot || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1) ||
+		    strcmp(tail, "/logs") != 0)
+			return R_NONE;
+		*dot = '\0';
+		bool ok = ident_valid(id);
+		*dot = '.';
+		return ok ? R_TASK_LOGS : R_NONE;
 	}
-	if (!strcmp(rest + n, "/attest")) {
-		*allow = "POST";
-		return R_ATTEST;
+	case R_BLOB:
+		if (n != 64 || strspn(id, "0123456789abcdef") != 64 || *tail)
+			return R_NONE;
+		*allow = "GET, HEAD, PUT";
+		return R_BLOB;
+	default:
+		return R_NONE;
 	}
-	return R_NONE;
+}
+
+/* True when method is one of the comma-separated methods in allow. */
+static bool method_allowed(const char *allow, const char *method)
+{
+	size_t ml = strlen(method);
+	for (const char *p = allow; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == ml && !strncmp(p, method, n))
+			return true;
+		p += n;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	return false;
 }
 
 enum auth { AUTH_OK, AUTH_MISSING, AUTH_BAD };
@@ -371,7 +445,7 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 		decide(r, MHD_HTTP_NOT_FOUND, NULL, NULL, "no such route: %.120s", url);
 		return;
 	}
-	if (strcmp(method, allow) != 0)
+	if (!method_allowed(allow, method))
 		decide(r, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
 		       "method %.16s is not allowed on %.120s (allowed: %s)", method, url, allow);
 }
@@ -388,6 +462,16 @@ static bool parse_length(const char *s, uint64_t *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+/* The body limit of a request. */
+static uint64_t body_limit(const struct req *r, const char *method)
+{
+	if (r->route == R_JOBS && !strcmp(method, "POST"))
+		return API_MAX_JOB_BODY;
+	if (r->route == R_BLOB && !strcmp(method, "PUT"))
+		return API_MAX_BLOB;
+	return API_MAX_BODY;
 }
 
 /* ---- route handlers ----------------------------------------------------- */
@@ -519,6 +603,168 @@ static enum MHD_Result do_metrics(struct api *api, struct MHD_Connection *c)
 	return ret;
 }
 
+/* Maps a backend error to an HTTP status. */
+static unsigned status_of(int rc)
+{
+	switch (rc) {
+	case SS_ENOTFOUND:
+		return MHD_HTTP_NOT_FOUND;
+	case SS_ESTATE:
+		return MHD_HTTP_CONFLICT;
+	case SS_EINVAL:
+	case SS_EPARSE:
+	case SS_ELIMIT:
+	case SS_EINTEGRITY:
+		return MHD_HTTP_BAD_REQUEST;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static enum MHD_Result do_jobs(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	char why[600];
+	json_t *out = NULL;
+	if (!strcmp(r->method, "GET")) {
+		out = api->be.jobs_list ? api->be.jobs_list(api->be.arg) : NULL;
+		if (!out)
+			return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list jobs", NULL);
+		return respond_json(api, c, MHD_HTTP_OK, out, NULL);
+	}
+	if (!api->be.job_submit)
+		return respond_error(api, c, MHD_HTTP_NOT_FOUND, "jobs are not served here", NULL);
+	why[0] = '\0';
+	int rc = api->be.job_submit(api->be.arg, r->body.len ? (const char *)r->body.data : "",
+				    r->body.len, &out, why, sizeof why);
+	if (rc)
+		return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+	return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+}
+
+static enum MHD_Result not_found(struct api *api, struct MHD_Connection *c, const char *what,
+				 const char *id)
+{
+	char msg[160];
+	snprintf(msg, sizeof msg, "%s \"%s\" not found", what, id);
+	return respond_error(api, c, MHD_HTTP_NOT_FOUND, msg, NULL);
+}
+
+static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	json_t *out = NULL;
+	if (r->body.len > 0)
+		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
+	if (!strcmp(r->method, "DELETE")) {
+		const char *why = NULL;
+		int rc = api->be.job_cancel ? api->be.job_cancel(api->be.arg, r->id, &out, &why)
+					    : SS_ENOTFOUND;
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "job", r->id);
+		if (rc)
+			return respond_error(api, c, status_of(rc), why ? why : ss_strerror(rc), NULL);
+		return respond_json(api, c, MHD_HTTP_OK, out, NULL);
+	}
+	switch (r->route) {
+	case R_JOB:
+		out = api->be.job_get ? api->be.job_get(api->be.arg, r->id) : NULL;
+		break;
+	case R_JOB_TASKS:
+		out = api->be.job_tasks ? api->be.job_tasks(api->be.arg, r->id) : NULL;
+		break;
+	case R_TASK_LOGS:
+		out = api->be.task_logs ? api->be.task_logs(api->be.arg, r->id) : NULL;
+		if (!out)
+			return not_found(api, c, "task", r->id);
+		break;
+	case R_JOB_EXPLAIN: {
+		char why[300] = "";
+		const char *task = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "task");
+		if (task && (strlen(task) > 127 || !*task))
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "bad task name", NULL);
+		int rc = api->be.job_explain
+				 ? api->be.job_explain(api->be.arg, r->id, task, &out, why, sizeof why)
+				 : SS_ENOTFOUND;
+		if (rc)
+			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+		break;
+	}
+	default:
+		break;
+	}
+	if (!out)
+		return not_found(api, c, "job", r->id);
+	return respond_json(api, c, MHD_HTTP_OK, out, NULL);
+}
+
+static ssize_t blob_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct blob_reader *br = cls;
+	(void)pos; /* MHD reads sequentially from 0 */
+	size_t got = 0;
+	if (blob_reader_read(br, buf, max, &got) != 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return got == 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)got;
+}
+
+static void blob_free_cb(void *cls)
+{
+	blob_reader_close(cls);
+}
+
+static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	uint8_t digest[SHA256_LEN];
+	if (!api->blobs || hex_decode(r->id, digest, SHA256_LEN) != 0)
+		return not_found(api, c, "blob", r->id);
+	if (!strcmp(r->method, "PUT")) {
+		struct blob_writer *w = r->upload;
+		r->upload = NULL;
+		int rc = r->upload_rc;
+		if (rc == 0 && r->received != r->upload_size)
+			rc = SS_ETRUNC;
+		if (rc) {
+			blob_writer_abort(w);
+		} else {
+			rc = blob_writer_commit(w, NULL);
+		}
+		if (rc == SS_EINTEGRITY)
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST,
+					     "the uploaded bytes do not hash to the digest in the URL", NULL);
+		if (rc == SS_ELIMIT)
+			return respond_error(api, c, MHD_HTTP_INSUFFICIENT_STORAGE,
+					     "the blob store is full", NULL);
+		if (rc)
+			return respond_error(api, c, status_of(rc), ss_strerror(rc), NULL);
+		if (api->be.blob_added)
+			api->be.blob_added(api->be.arg, digest, r->upload_size);
+		json_t *j = json_pack("{s:s,s:I}", "digest", r->id, "size", (json_int_t)r->upload_size);
+		return respond_json(api, c, MHD_HTTP_CREATED, j, NULL);
+	}
+	struct blob_reader *br = NULL;
+	uint64_t size = 0;
+	int rc = blobstore_read_open(api->blobs, digest, &br, &size);
+	if (rc == SS_ENOTFOUND)
+		return not_found(api, c, "blob", r->id);
+	if (rc)
+		return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ss_strerror(rc), NULL);
+	struct MHD_Response *resp =
+		MHD_create_response_from_callback(size, 64 * 1024, blob_read_cb, br, blob_free_cb);
+	if (!resp) {
+		blob_reader_close(br);
+		return MHD_NO;
+	}
+	enum MHD_Result ret = MHD_NO;
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream") ==
+		    MHD_YES &&
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
+	    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES)
+		ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	if (ret == MHD_YES)
+		api->answered[2]++;
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* Queues the answer to a request whose body has been read (or refused). */
 static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct req *r)
 {
@@ -538,6 +784,15 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 		return do_attest(api, c, r);
 	case R_METRICS:
 		return do_metrics(api, c);
+	case R_JOBS:
+		return do_jobs(api, c, r);
+	case R_JOB:
+	case R_JOB_TASKS:
+	case R_JOB_EXPLAIN:
+	case R_TASK_LOGS:
+		return do_job(api, c, r);
+	case R_BLOB:
+		return do_blob(api, c, r);
 	case R_NONE:
 		break;
 	}
@@ -559,15 +814,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r = xcalloc(1, sizeof *r);
 		buf_init(&r->body);
 		*con_cls = r;
+		snprintf(r->method, sizeof r->method, "%s", method);
 		classify(api, c, url, method, r);
 		uint64_t clen = 0;
 		bool known = parse_length(
 			MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
 			&clen);
-		if (!r->status && known && clen > API_MAX_BODY)
+		uint64_t limit = body_limit(r, method);
+		if (!r->status && known && clen > limit)
 			decide(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, NULL,
-			       "request body of %llu bytes is over the limit of %u bytes",
-			       (unsigned long long)clen, API_MAX_BODY);
+			       "request body of %llu bytes is over the limit of %llu bytes",
+			       (unsigned long long)clen, (unsigned long long)limit);
+		if (!r->status && r->route == R_BLOB && !strcmp(method, "PUT")) {
+			uint8_t digest[SHA256_LEN];
+			if (!known)
+				decide(r, MHD_HTTP_LENGTH_REQUIRED, NULL, NULL,
+				       "a blob upload needs a Content-Length");
+			else if (!api->blobs || hex_decode(r->id, digest, SHA256_LEN) != 0)
+				decide(r, MHD_HTTP_NOT_FOUND, NULL, NULL, "blob uploads are not served here");
+			else if (blobstore_write_begin(api->blobs, digest, clen ? clen : 0, &r->upload) != 0)
+				decide(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL,
+				       "cannot start writing the blob");
+			r->upload_size = clen;
+		}
 		if (r->status && known && clen > 0) {
 			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 									 MHD_HTTP_HEADER_EXPECT);
@@ -589,6 +858,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t n = *upload_size;
 		*upload_size = 0;
 		r->received += n;
+		if (r->upload && !r->status) {
+			if (r->received > r->upload_size)
+				r->upload_rc = SS_ELIMIT;
+			else if (r->upload_rc == 0)
+				r->upload_rc = blob_writer_write(r->upload, upload, n);
+			return MHD_YES;
+		}
 		if (r->received > API_DISCARD_MAX) {
 			log_debug("api: dropping a connection that sent over %u body bytes",
 				  API_DISCARD_MAX);
@@ -596,13 +872,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		}
 		if (r->status)
 			return MHD_YES;
-		if (r->received > API_MAX_BODY) {
+		uint64_t limit = body_limit(r, r->method);
+		if (r->received > limit) {
 			buf_free(&r->body);
 			decide(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, NULL,
-			       "request body is over the limit of %u bytes", API_MAX_BODY);
+			       "request body is over the limit of %llu bytes", (unsigned long long)limit);
 			return MHD_YES;
 		}
-		if (r->route == R_DRAIN)
+		if (r->route == R_DRAIN || r->route == R_JOBS)
 			buf_append(&r->body, upload, n);
 		return MHD_YES;
 	}
@@ -618,6 +895,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)toe;
 	if (!r)
 		return;
+	blob_writer_abort(r->upload);
 	buf_free(&r->body);
 	free(r);
 	*con_cls = NULL;
@@ -760,6 +1038,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	api->key_pem = xstrdup(opts->key_pem);
 	memcpy(api->token_hash, opts->token_hash, SHA256_LEN);
 	api->be = opts->backend;
+	api->blobs = opts->blobs;
 	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (sa.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

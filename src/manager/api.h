@@ -9,6 +9,16 @@
  *   GET  /v1/nodes/{id}                  node object
  *   POST /v1/nodes/{id}/drain            optional JSON body {"reason": "..."}
  *   POST /v1/nodes/{id}/attest           re-attest the node now (202 with the node)
+ *   GET  /v1/jobs                        {"jobs":[...]}
+ *   POST /v1/jobs                        submit a job spec (201 with the job, once durable)
+ *   GET  /v1/jobs/{id}                   job object with its final results
+ *   DELETE /v1/jobs/{id}                 cancel (200 with the job)
+ *   GET  /v1/jobs/{id}/tasks             {"job":id,"tasks":[...]}
+ *   GET  /v1/jobs/{id}/explain[?task=N]  placement explanation per node
+ *   GET  /v1/tasks/{id}/logs             every attempt's status, stdout/stderr tails, receipt
+ *   PUT  /v1/blobs/{sha256}              upload a blob (streamed; the digest is checked)
+ *   GET  /v1/blobs/{sha256}              download a blob (streamed)
+ *   HEAD /v1/blobs/{sha256}              200 when present, with Content-Length
  *   GET  /metrics                        Prometheus text
  * Errors: JSON {"error": {"code": <http status>, "message": "..."}} with the
  * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 404 unknown route or
@@ -28,6 +38,10 @@
 #include "core/core.h"
 
 #define API_MAX_BODY (64u * 1024u)
+#define API_MAX_JOB_BODY (1024u * 1024u + 4096u) /* a job spec (JOBSPEC_MAX_JSON) */
+#define API_MAX_BLOB (1ull << 30)                /* one uploaded blob */
+
+struct blobstore;
 
 struct api;
 
@@ -54,6 +68,22 @@ struct api_backend {
 	void (*metrics)(void *arg, struct buf *out);
 	/* Extra health fields merged into {"status":"ok"}. */
 	json_t *(*health)(void *arg);
+	/*
+	 * Jobs (see jobs.h). job_submit returns 0 with the job once it is
+	 * durable, or SS_EINVAL/SS_EPARSE/SS_ELIMIT (400) or SS_ESTORE (500)
+	 * with the reason in why.
+	 */
+	int (*job_submit)(void *arg, const char *body, size_t len, json_t **out, char *why,
+			  size_t whylen);
+	json_t *(*jobs_list)(void *arg);
+	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
+	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
+	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */
+	int (*job_explain)(void *arg, const char *id, const char *task, json_t **out, char *why,
+			   size_t whylen);
+	json_t *(*task_logs)(void *arg, const char *task_id);          /* NULL: 404 */
+	/* A blob was uploaded (PUT /v1/blobs/{digest}) and committed. */
+	void (*blob_added)(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size);
 };
 
 struct api_opts {
@@ -62,6 +92,7 @@ struct api_opts {
 	const char *key_pem;         /* server key, PEM text */
 	uint8_t token_hash[32];      /* SHA-256 of the admin token */
 	struct api_backend backend;
+	struct blobstore *blobs;     /* serves /v1/blobs; NULL = no blob routes */
 };
 
 /* Starts serving. */

@@ -100,7 +100,7 @@ struct jobspec_task {
 	size_t envc;
 	struct jobspec_input *inputs;
 	size_t n_inputs;
-	char **outputs;              /* declared output paths below /out (exec_relpath_valid), >= 1 */
+	char **outputs;              /* declared output paths below /out (exec_relpath_valid), >= 0 */
 	size_t n_outputs;
 	struct jobspec_resources res;
 	uint32_t retries;            /* extra attempts after the first; default 2, max 100 */
@@ -148,7 +148,8 @@ struct jobspec_limits {
 
 /*
  * Checks that every task's resource request fits within lim (a request no
- * node could ever satisfy). Returns 0 or SS_EINVAL with a message such as
+ * node could ever satisfy). A zero field of lim is unknown and not checked.
+ * Returns 0 or SS_EINVAL with a message such as
  * "tasks[1] (count[0]).resources.memory: 64G exceeds the largest node (16G)".
  */
 int jobspec_check_fits(const struct jobspec *js, const struct jobspec_limits *lim, char *why,

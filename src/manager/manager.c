@@ -27,6 +27,8 @@
 #include "manager/registry.h"
 #include "manager/store.h"
 #include "net/conn.h"
+#include "data/blobstore.h"
+#include "manager/jobs.h"
 #include "net/frame.h"
 #include "net/msg.h"
 
@@ -72,6 +74,7 @@ struct session {
 	struct tpm_ak_challenge *cred; /* tpm: credential activation in progress */
 	uint8_t *node_cert;         /* DER, waiting to go out with Admitted */
 	size_t node_cert_len;
+	Seeswarm__V1__Hello *admitted_hello; /* the Hello of an admission waiting for its commit */
 };
 
 struct revoked {
@@ -107,6 +110,8 @@ struct manager {
 	uv_signal_t sig_hup;
 	uv_timer_t reattester;
 	struct metrics mx;
+	struct jobs *jobs;
+	struct blobstore *blobs;
 	size_t sessions;
 	int64_t started_ms;
 	bool stopping;
@@ -142,12 +147,16 @@ static void set_state(struct manager *m, struct node *n, enum node_state st, con
 	if (reason)
 		snprintf(n->reason, sizeof n->reason, "%s", reason);
 	save_node(m, n);
+	if (m->jobs)
+		jobs_node_changed(m->jobs, n);
 }
 
 static void session_free(struct session *s)
 {
 	if (s->hello)
 		msg_free(&s->hello->base);
+	if (s->admitted_hello)
+		msg_free(&s->admitted_hello->base);
 	policy_unref(s->policy);
 	if (s->cred) {
 		OPENSSL_cleanse(s->cred, sizeof *s->cred);
@@ -171,8 +180,11 @@ static bool session_busy(const struct session *s)
 static void on_prepare(uv_prepare_t *h)
 {
 	struct manager *m = h->data;
-	if (store_pending(m->store) == 0 && !m->commit_head)
+	if (store_pending(m->store) == 0 && !m->commit_head) {
+		if (m->jobs)
+			jobs_after_commit(m->jobs);
 		return;
+	}
 	if (store_pending(m->store) > 0) {
 		uint64_t t0 = uv_hrtime();
 		int rc = store_flush(m->store);
@@ -187,6 +199,9 @@ static void on_prepare(uv_prepare_t *h)
 		if (us > m->mx.commit_us_max)
 			m->mx.commit_us_max = us;
 	}
+	/* Acknowledgements to agents wait for the commit that made their outcome durable. */
+	if (m->jobs)
+		jobs_after_commit(m->jobs);
 	struct session *s = m->commit_head;
 	m->commit_head = NULL;
 	m->commit_tail = &m->commit_head;
@@ -195,8 +210,15 @@ static void on_prepare(uv_prepare_t *h)
 		s->in_commit_list = false;
 		s->next_commit = NULL;
 		if (!s->conn) {
+			/* Gone before its admission committed: nothing to tell it. */
+			if (s->admitted_hello) {
+				msg_free(&s->admitted_hello->base);
+				s->admitted_hello = NULL;
+			}
 			if (!session_busy(s))
 				session_free(s);
+			s = next;
+			continue;
 		} else {
 			Seeswarm__V1__Admitted a = SEESWARM__V1__ADMITTED__INIT;
 			a.node_id = s->node->id;
@@ -217,6 +239,15 @@ static void on_prepare(uv_prepare_t *h)
 				 s->node->attest_insecure ? ", INSECURE sim" : "",
 				 tls_peer_node_digest(conn_tls(s->conn), dg) ? "node" : "join",
 				 s->node->node_cert_serial);
+			/* An admitted agent exchanges task traffic: a higher frame budget. */
+			conn_set_rate(s->conn, 20000, 40000);
+			if (m->jobs && s->admitted_hello)
+				jobs_node_admitted(m->jobs, s->node, s->admitted_hello->tasks,
+						   s->admitted_hello->n_tasks);
+		}
+		if (s->admitted_hello) {
+			msg_free(&s->admitted_hello->base);
+			s->admitted_hello = NULL;
 		}
 		s = next;
 	}
@@ -658,7 +689,8 @@ static void admit(struct session *s, struct vjob *j, enum attest_status st)
 	n->last_hb_mono = uv_now(m->loop);
 	n->session = s;
 	s->node = n;
-	msg_free(&s->hello->base);
+	/* Its task references are reconciled once the admission is committed. */
+	s->admitted_hello = s->hello;
 	s->hello = NULL;
 	m->mx.admitted++;
 	set_state(m, n, NODE_READY, n->draining ? n->reason : "");
@@ -701,6 +733,8 @@ static void verify_done(uv_work_t *req, int status)
 				free(der);
 			}
 			save_node(m, s->node);
+			if (m->jobs)
+				jobs_node_changed(m->jobs, s->node);
 			s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
 			log_debug("node %s re-attested (%s)", s->node->id, attest_status_name(st));
 		} else {
@@ -837,7 +871,9 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		break;
 	case SESS_ADMITTED:
 		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE ||
-		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying);
+		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying) ||
+		     (s->node && (type == MSG_TASK_STARTED || type == MSG_TASK_RESULT ||
+				  type == MSG_BLOB_GET || type == MSG_BLOB_DATA));
 		break;
 	default:
 		ok = false;
@@ -860,6 +896,18 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		return on_credential_response(s, (Seeswarm__V1__CredentialResponse *)msg);
 	case MSG_HEARTBEAT:
 		return on_heartbeat(s, (Seeswarm__V1__Heartbeat *)msg);
+	case MSG_TASK_STARTED:
+	case MSG_TASK_RESULT:
+	case MSG_BLOB_GET:
+	case MSG_BLOB_DATA: {
+		int jr = jobs_on_message(s->m->jobs, s->node, type, msg);
+		if (jr) {
+			s->m->mx.protocol_errors++;
+			send_error(c, jr, "task protocol violation");
+			conn_close(c, jr, "task protocol violation");
+		}
+		return 0;
+	}
 	case MSG_GOODBYE: {
 		Seeswarm__V1__Goodbye *g = (Seeswarm__V1__Goodbye *)msg;
 		if (s->node) {
@@ -1214,6 +1262,8 @@ static void be_metrics(void *arg, struct buf *out)
 	metric(out, "seeswarm_heap_free_bytes", "gauge", (unsigned long long)(mi.fordblks));
 	buf_printf(out, "# TYPE seeswarm_uptime_seconds gauge\nseeswarm_uptime_seconds %.3f\n",
 		   (double)(time_wall_ms() - m->started_ms) / 1000.0);
+	if (m->jobs)
+		jobs_metrics(m->jobs, out);
 }
 
 static json_t *be_health(void *arg)
@@ -1222,10 +1272,100 @@ static json_t *be_health(void *arg)
 	struct count_ctx cc;
 	memset(&cc, 0, sizeof cc);
 	registry_each(m->reg, count_one, &cc);
-	return json_pack("{s:s, s:I, s:I, s:b}", "version", SS_VERSION, "nodes_ready",
-			 (json_int_t)cc.by_state[NODE_READY], "nodes_total",
-			 (json_int_t)registry_count(m->reg), "insecure_sim_attestation",
-			 m->cfg.insecure_sim);
+	json_t *h = json_pack("{s:s, s:I, s:I, s:b}", "version", SS_VERSION, "nodes_ready",
+			      (json_int_t)cc.by_state[NODE_READY], "nodes_total",
+			      (json_int_t)registry_count(m->reg), "insecure_sim_attestation",
+			      m->cfg.insecure_sim);
+	if (m->jobs) {
+		json_t *jh = jobs_health(m->jobs);
+		json_object_update(h, jh);
+		json_decref(jh);
+	}
+	return h;
+}
+
+/* ---- the job engine's view of sessions, and the job API ---------------- */
+
+static struct session *admitted_session(const struct node *n)
+{
+	struct session *s = n->session;
+	return s && s->conn && s->st == SESS_ADMITTED && !conn_closing(s->conn) ? s : NULL;
+}
+
+static int je_send(void *arg, struct node *n, uint16_t type, const ProtobufCMessage *msg)
+{
+	(void)arg;
+	struct session *s = admitted_session(n);
+	return s ? conn_send(s->conn, type, msg) : SS_ECLOSED;
+}
+
+/* Tasks go only over an admitted connection whose node certificate is valid. */
+static bool je_connected(void *arg, const struct node *n)
+{
+	(void)arg;
+	return admitted_session(n) && n->node_cert_serial[0] && n->node_cert_expires_ms > time_wall_ms();
+}
+
+static int be_job_submit(void *arg, const char *body, size_t len, json_t **out, char *why,
+			 size_t whylen)
+{
+	struct manager *m = arg;
+	int rc = jobs_submit(m->jobs, body, len, out, why, whylen);
+	if (rc)
+		return rc;
+	/* Acknowledged means durable: the answer waits for the commit. */
+	rc = store_flush(m->store);
+	if (rc) {
+		snprintf(why, whylen, "could not persist the job");
+		json_decref(*out);
+		*out = NULL;
+		return SS_ESTORE;
+	}
+	return 0;
+}
+
+static json_t *be_jobs_list(void *arg)
+{
+	return jobs_list(((struct manager *)arg)->jobs);
+}
+
+static json_t *be_job_get(void *arg, const char *id)
+{
+	return jobs_get(((struct manager *)arg)->jobs, id);
+}
+
+static int be_job_cancel(void *arg, const char *id, json_t **out, const char **why)
+{
+	struct manager *m = arg;
+	int rc = jobs_cancel(m->jobs, id, out, why);
+	if (rc == 0 && store_flush(m->store) != 0) {
+		*why = "could not persist the cancellation";
+		json_decref(*out);
+		*out = NULL;
+		return SS_ESTORE;
+	}
+	return rc;
+}
+
+static json_t *be_job_tasks(void *arg, const char *id)
+{
+	return jobs_tasks(((struct manager *)arg)->jobs, id);
+}
+
+static int be_job_explain(void *arg, const char *id, const char *task, json_t **out, char *why,
+			  size_t whylen)
+{
+	return jobs_explain(((struct manager *)arg)->jobs, id, task, out, why, whylen);
+}
+
+static json_t *be_task_logs(void *arg, const char *task_id)
+{
+	return jobs_task_logs(((struct manager *)arg)->jobs, task_id);
+}
+
+static void be_blob_added(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size)
+{
+	jobs_blob_added(((struct manager *)arg)->jobs, digest, size);
 }
 
 /* ---- start-up --------------------------------------------------------- */
@@ -1661,6 +1801,32 @@ int manager_main(int argc, char **argv)
 		log_error("cannot read revocations from the store");
 		goto out;
 	}
+	char *bdir = xasprintf("%s/blobs", cfg->data_dir);
+	char *bkey = xasprintf("%s/blob.key", cfg->data_dir);
+	uint8_t blob_key[BLOBSTORE_KEY_LEN];
+	int brc = blobstore_key_load(bkey, blob_key);
+	if (brc == 0)
+		brc = blobstore_open(&m->blobs, bdir, blob_key, 0);
+	OPENSSL_cleanse(blob_key, sizeof blob_key);
+	if (brc)
+		log_error("cannot open the blob store %s: %s", bdir, ss_strerror(brc));
+	free(bdir);
+	free(bkey);
+	if (brc)
+		goto out;
+	struct jobs_env je = {
+		.arg = m,
+		.loop = m->loop,
+		.store = m->store,
+		.blobs = m->blobs,
+		.reg = m->reg,
+		.send = je_send,
+		.connected = je_connected,
+	};
+	uint64_t seed;
+	rand_bytes(&seed, sizeof seed);
+	if (jobs_new(&m->jobs, &je, seed) != 0)
+		goto out;
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);
@@ -1677,7 +1843,16 @@ int manager_main(int argc, char **argv)
 			.node_attest = be_node_attest,
 			.metrics = be_metrics,
 			.health = be_health,
+			.job_submit = be_job_submit,
+			.jobs_list = be_jobs_list,
+			.job_get = be_job_get,
+			.job_cancel = be_job_cancel,
+			.job_tasks = be_job_tasks,
+			.job_explain = be_job_explain,
+			.task_logs = be_task_logs,
+			.blob_added = be_blob_added,
 		},
+		.blobs = m->blobs,
 	};
 	memcpy(ao.token_hash, token_hash, 32);
 	if (api_start(&m->api, m->loop, &ao) != 0) {
@@ -1753,6 +1928,8 @@ out:
 			log_warn("loop closed with handles still open");
 		free(m->loop);
 	}
+	jobs_free(m->jobs);
+	blobstore_close(m->blobs);
 	store_close(m->store);
 	registry_free(m->reg);
 	policy_unref(m->policy);

@@ -1,0 +1,2004 @@
+/*
+ * jobs.c - the manager's job engine (see jobs.h).
+ *
+ * Data model. A job owns its parsed spec (struct jobspec, re-parsed from the
+ * stored text after a restart, which is deterministic) and one struct task
+ * per task instance, in the spec's topological order. A task waits until
+ * every dependency succeeded, then sits in the scheduler's fair queue
+ * (pending), is placed on a node and dispatched (placed), runs (running),
+ * has its outputs collected into the manager's blob store (collecting), and
+ * ends succeeded, failed or canceled. A failure with retries left waits out
+ * its backoff (retrying); a task whose node is lost goes back to pending
+ * with the next attempt. The stored task record is written on every
+ * transition; a task without a record is pending at attempt 0.
+ *
+ * Dispatch and results. Placing a task reserves its resources on the node
+ * in the scheduler; the reservation is returned when the result arrives or
+ * the attempt is lost. A result is committed once: only the current attempt
+ * from the node it was dispatched to counts, and only while the task is
+ * placed, running or collecting. TaskAck goes out after the commit that made
+ * the outcome durable.
+ *
+ * The pass. Anything that can make a task placeable (a new job, a finished
+ * task, a node change) arms an idle handle; the next loop turn runs one
+ * scheduling pass over the fair queue, bounded by PASS_BUDGET placements.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "manager/jobs.h"
+#include "manager/jobspec.h"
+#include "manager/sched/sched.h"
+
+#define PASS_BUDGET 20000u            /* placements tried per pass */
+#define PASS_FAIL_STREAK 256u         /* consecutive infeasible tasks that end a pass */
+#define MAX_LOST 20u                  /* lost attempts before a task fails */
+#define FETCH_CHUNK (256u * 1024u)
+#define FETCH_WINDOW 4u
+#define INLINE_BUDGET (512u * 1024u)  /* inline input bytes per dispatch */
+#define LAT_SAMPLES 16384u
+#define RETRY_TICK_MS 100u
+#define MAX_JOBS 100000u
+
+enum tstate {
+	T_PENDING = 0,
+	T_PLACED,
+	T_RUNNING,
+	T_COLLECTING,
+	T_RETRYING,
+	T_SUCCEEDED,
+	T_FAILED,
+	T_CANCELED,
+	T_STATE_COUNT,
+};
+
+static const char *const tstate_names[T_STATE_COUNT] = {
+	"pending", "placed", "running", "collecting", "retrying", "succeeded", "failed", "canceled",
+};
+
+enum jstate { J_RUNNING = 0, J_SUCCEEDED, J_FAILED, J_CANCELED };
+static const char *const jstate_names[] = {"running", "succeeded", "failed", "canceled"};
+
+struct out_rec {
+	char *name;
+	uint8_t digest[SHA256_LEN];
+	uint64_t size;
+};
+
+struct attempt_rec {
+	uint32_t attempt;
+	char node[64];
+	char outcome[24];
+	char reason[160];
+	int64_t start_ms, end_ms;
+};
+
+struct job;
+
+struct task {
+	struct job *job;
+	uint32_t idx;
+	char id[80];
+	enum tstate st;
+	uint32_t attempt;         /* the current attempt's epoch; 0 before the first dispatch */
+	uint32_t failures;        /* counted failures (retries used + 1 when failed) */
+	uint32_t lost;            /* attempts lost with their node */
+	uint32_t waiting;         /* dependencies not yet succeeded */
+	char node[64];            /* the node of the current attempt */
+	struct sched_node *sn;    /* where the reservation is held, or NULL */
+	struct sched_node *avoid; /* the node the last attempt failed or was lost on */
+	bool queued;              /* in the scheduler's queue */
+	bool acked_pending;       /* an ack waits for the next commit */
+	int64_t retry_at_ms;
+	int64_t start_ms, end_ms;
+	uint64_t ready_ns;        /* when it became ready (for submit-to-start latency) */
+	char status[24];          /* outcome of the last finished attempt */
+	int32_t code;
+	char reason[256];
+	struct out_rec *outs;
+	size_t n_outs;
+	uint32_t collecting;      /* outputs still being fetched */
+	struct attempt_rec *hist;
+	size_t n_hist;
+	struct task *act_prev, *act_next; /* the active list: placed, running, collecting */
+	bool active;
+	struct task *retry_next;
+	bool in_retry;
+};
+
+struct job {
+	char id[32];
+	struct jobspec *spec;
+	char *spec_text;
+	size_t spec_len;
+	enum jstate st;
+	int64_t created_ms, finished_ms;
+	char reason[256];
+	struct task *tasks;
+	uint32_t *dep_off;        /* CSR: dependants of task i are dep_idx[dep_off[i]..dep_off[i+1]) */
+	uint32_t *dep_idx;
+	size_t counts[T_STATE_COUNT];
+	struct job *hnext;        /* hash chain */
+	struct job *next;         /* list of all jobs, newest first */
+};
+
+struct ack {
+	struct ack *next;
+	char node[64];
+	char task_id[80];
+	uint32_t attempt;
+};
+
+struct fetch_waiter {
+	struct task *t;
+	uint32_t attempt;
+};
+
+struct fetch {
+	struct fetch *next;
+	char node[64];
+	uint8_t digest[SHA256_LEN];
+	uint64_t size;
+	uint64_t requested;       /* bytes asked for */
+	uint64_t received;        /* bytes written */
+	uint64_t req_id[FETCH_WINDOW];
+	uint64_t req_off[FETCH_WINDOW];
+	uint32_t req_head, req_n; /* ring of outstanding requests, oldest at req_head */
+	struct blob_writer *w;
+	struct fetch_waiter *waiters;
+	size_t n_waiters;
+};
+
+struct jobs {
+	struct jobs_env env;
+	struct sched *sched;
+	struct sched_queue *queue;
+	struct job **buckets;
+	size_t nbuckets;
+	struct job *all;
+	size_t n_jobs;
+	struct task *active;      /* doubly linked */
+	struct task *retrying;    /* singly linked, scanned by the retry timer */
+	struct ack *acks;         /* acknowledgements waiting for the next commit */
+	struct fetch *fetches;
+	uint64_t next_req_id;
+	uv_idle_t kick;
+	uv_timer_t retry_timer;
+	bool kicked;
+	uint8_t empty_bundle[SHA256_LEN];
+	/* Metrics. */
+	uint64_t submitted, dispatched, results, stale, lost_total, retries_total;
+	uint64_t succeeded, failed, canceled, passes, blob_served, blob_fetched;
+	uint64_t lat_ns[LAT_SAMPLES];
+	uint64_t lat_n;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+static struct job *job_find(struct jobs *j, const char *id)
+{
+	for (struct job *b = j->buckets[hash_str(id) & (j->nbuckets - 1)]; b; b = b->hnext)
+		if (!strcmp(b->id, id))
+			return b;
+	return NULL;
+}
+
+static void job_index(struct jobs *j, struct job *jb)
+{
+	size_t h = hash_str(jb->id) & (j->nbuckets - 1);
+	jb->hnext = j->buckets[h];
+	j->buckets[h] = jb;
+	jb->next = j->all;
+	j->all = jb;
+	j->n_jobs++;
+}
+
+/* Finds a task by "<job>.<index>"; NULL when unknown. */
+static struct task *task_find(struct jobs *j, const char *task_id)
+{
+	const char *dot = strrchr(task_id, '.');
+	char jid[32];
+	if (!dot || (size_t)(dot - task_id) >= sizeof jid)
+		return NULL;
+	memcpy(jid, task_id, (size_t)(dot - task_id));
+	jid[dot - task_id] = '\0';
+	struct job *jb = job_find(j, jid);
+	if (!jb)
+		return NULL;
+	char *end;
+	unsigned long idx = strtoul(dot + 1, &end, 10);
+	if (*end || end == dot + 1 || idx >= jb->spec->n_tasks)
+		return NULL;
+	return &jb->tasks[idx];
+}
+
+static const struct jobspec_task *spec_of(const struct task *t)
+{
+	return &t->job->spec->tasks[t->idx];
+}
+
+static bool terminal(enum tstate s)
+{
+	return s == T_SUCCEEDED || s == T_FAILED || s == T_CANCELED;
+}
+
+static void set_tstate(struct task *t, enum tstate s)
+{
+	t->job->counts[t->st]--;
+	t->st = s;
+	t->job->counts[s]++;
+}
+
+static void active_add(struct jobs *j, struct task *t)
+{
+	if (t->active)
+		return;
+	t->active = true;
+	t->act_prev = NULL;
+	t->act_next = j->active;
+	if (j->active)
+		j->active->act_prev = t;
+	j->active = t;
+}
+
+static void active_del(struct jobs *j, struct task *t)
+{
+	if (!t->active)
+		return;
+	if (t->act_prev)
+		t->act_prev->act_next = t->act_next;
+	else
+		j->active = t->act_next;
+	if (t->act_next)
+		t->act_next->act_prev = t->act_prev;
+	t->act_prev = t->act_next = NULL;
+	t->active = false;
+}
+
+static void kick(struct jobs *j);
+
+/* Replaces non-printable bytes so text can go into JSON strings. */
+static char *printable_copy(const uint8_t *p, size_t n)
+{
+	char *s = xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+		s[i] = (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) ? (char)c : '?';
+	}
+	s[n] = '\0';
+	return s;
+}
+
+/* ---- persistence ----------------------------------------------------------- */
+
+static json_t *outs_json(const struct task *t)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < t->n_outs; i++) {
+		char hex[65];
+		hex_encode(t->outs[i].digest, SHA256_LEN, hex);
+		json_array_append_new(a, json_pack("{s:s,s:s,s:I}", "name", t->outs[i].name, "digest", hex,
+						   "size", (json_int_t)t->outs[i].size));
+	}
+	return a;
+}
+
+static json_t *hist_json(const struct task *t)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < t->n_hist; i++) {
+		const struct attempt_rec *h = &t->hist[i];
+		json_array_append_new(a, json_pack("{s:i,s:s,s:s,s:s,s:I,s:I}", "attempt", (int)h->attempt,
+						   "node", h->node, "outcome", h->outcome, "reason",
+						   h->reason, "start_ms", (json_int_t)h->start_ms,
+						   "end_ms", (json_int_t)h->end_ms));
+	}
+	return a;
+}
+
+static void task_save(struct jobs *j, struct task *t)
+{
+	json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:s,s:s,s:i,s:s,s:I,s:I,s:I}", "st", tstate_names[t->st],
+			      "attempt", (int)t->attempt, "failures", (int)t->failures, "lost",
+			      (int)t->lost, "node", t->node, "status", t->status, "code", (int)t->code,
+			      "reason", t->reason, "start_ms", (json_int_t)t->start_ms, "end_ms",
+			      (json_int_t)t->end_ms, "retry_at_ms", (json_int_t)t->retry_at_ms);
+	json_object_set_new(o, "outputs", outs_json(t));
+	json_object_set_new(o, "history", hist_json(t));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		fatal("json_dumps failed");
+	store_put(j->env.store, "tasks", t->id, s, strlen(s));
+	free(s);
+}
+
+static void job_save(struct jobs *j, struct job *jb)
+{
+	json_t *o = json_pack("{s:s%,s:s,s:I,s:I,s:s}", "spec", jb->spec_text, jb->spec_len, "state",
+			      jstate_names[jb->st], "created_ms", (json_int_t)jb->created_ms,
+			      "finished_ms", (json_int_t)jb->finished_ms, "reason", jb->reason);
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		fatal("json_dumps failed");
+	store_put(j->env.store, "jobs", jb->id, s, strlen(s));
+	free(s);
+}
+
+static void hist_add(struct task *t, const char *outcome, const char *reason)
+{
+	t->hist = xrealloc(t->hist, (t->n_hist + 1) * sizeof *t->hist);
+	struct attempt_rec *h = &t->hist[t->n_hist++];
+	memset(h, 0, sizeof *h);
+	h->attempt = t->attempt;
+	snprintf(h->node, sizeof h->node, "%s", t->node);
+	snprintf(h->outcome, sizeof h->outcome, "%s", outcome);
+	snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
+	h->start_ms = t->start_ms;
+	h->end_ms = time_wall_ms();
+}
+
+static void outs_free(struct task *t)
+{
+	for (size_t i = 0; i < t->n_outs; i++)
+		free(t->outs[i].name);
+	free(t->outs);
+	t->outs = NULL;
+	t->n_outs = 0;
+}
+
+/* ---- the scheduler's view of nodes ----------------------------------------- */
+
+static bool node_can_run(struct jobs *j, const struct node *n)
+{
+	return (n->state == NODE_READY || n->state == NODE_SUSPECT) && !n->draining &&
+	       j->env.connected(j->env.arg, n);
+}
+
+static void sched_sync(struct jobs *j, struct node *n)
+{
+	const char *lk[SCHED_MAX_LABELS], *lv[SCHED_MAX_LABELS];
+	const char *feat[SCHED_MAX_FEATURES];
+	size_t nl = n->n_labels < SCHED_MAX_LABELS ? n->n_labels : SCHED_MAX_LABELS;
+	size_t nf = n->n_features < SCHED_MAX_FEATURES ? n->n_features : SCHED_MAX_FEATURES;
+	for (size_t i = 0; i < nl; i++) {
+		lk[i] = n->labels[i].key;
+		lv[i] = n->labels[i].value;
+	}
+	for (size_t i = 0; i < nf; i++)
+		feat[i] = n->features[i];
+	struct sched_node_info info = {
+		.id = n->id,
+		.tee = n->tee[0] ? n->tee : "sim",
+		.hardware = !n->attest_insecure && strcmp(n->tee, "sim") != 0 && n->tee[0],
+		.schedulable = n->state == NODE_READY && !n->draining && j->env.connected(j->env.arg, n),
+		.attest_ok = !strcmp(n->attest_status, "affirming") || !strcmp(n->attest_status, "warning"),
+		.attest_warning = !strcmp(n->attest_status, "warning"),
+		.attest_expires_ms = n->attest_expires_ms,
+		.pool = n->pool,
+		.label_keys = lk,
+		.label_values = lv,
+		.n_labels = nl,
+		.features = feat,
+		.n_features = nf,
+		.cpu_millicores = n->cpu_cores * 1000u,
+		.memory_bytes = n->memory_bytes,
+		.disk_bytes = n->disk_bytes,
+		.price_per_hour = n->price_per_hour,
+		.load = n->cpu_permille / 1000.0,
+	};
+	sched_node_update(j->sched, &info);
+}
+
+/* ---- queueing and the scheduling pass -------------------------------------- */
+
+static void enqueue(struct jobs *j, struct task *t)
+{
+	if (t->queued)
+		return;
+	const struct jobspec_task *s = spec_of(t);
+	t->queued = true;
+	t->ready_ns = uv_hrtime();
+	sched_queue_push(j->queue, t->job->spec->tenant, s->priority, s->res.cpu_millicores, t);
+}
+
+static void dequeue(struct jobs *j, struct task *t)
+{
+	if (!t->queued)
+		return;
+	sched_queue_remove(j->queue, t);
+	t->queued = false;
+}
+
+/* Looks up the blob an input refers to; false when it is not (or no longer) available. */
+static bool input_blob(struct jobs *j, const struct task *t, const struct jobspec_input *in,
+		       uint8_t digest[SHA256_LEN], uint64_t *size, const char **holder)
+{
+	*holder = NULL;
+	if (in->kind == JOBSPEC_IN_BLOB) {
+		memcpy(digest, in->digest, SHA256_LEN);
+		return blobstore_has(j->env.blobs, digest, size);
+	}
+	if (in->kind != JOBSPEC_IN_OUTPUT)
+		return false;
+	const struct task *p = &t->job->tasks[in->task];
+	for (size_t i = 0; i < p->n_outs; i++) {
+		if (!strcmp(p->outs[i].name, in->output)) {
+			memcpy(digest, p->outs[i].digest, SHA256_LEN);
+			*size = p->outs[i].size;
+			*holder = p->node;
+			return blobstore_has(j->env.blobs, digest, NULL);
+		}
+	}
+	return false;
+}
+
+/* Storage for one request's borrowed arrays. */
+struct req_buf {
+	struct sched_req req;
+	const char *lk[64], *lv[64];
+	struct sched_input *inputs;
+	struct sched_node **holders;
+};
+
+static void req_build(struct jobs *j, struct task *t, struct req_buf *rb)
+{
+	const struct jobspec *js = t->job->spec;
+	const struct jobspec_task *s = spec_of(t);
+	struct sched_req *r = &rb->req;
+	memset(r, 0, sizeof *r);
+	r->tenant = js->tenant;
+	r->cpu_millicores = s->res.cpu_millicores;
+	r->memory_bytes = s->res.memory_bytes;
+	r->disk_bytes = s->res.disk_bytes;
+	r->tee = (const char *const *)js->policy.tee;
+	r->n_tee = js->policy.n_tee;
+	r->hardware = js->policy.hardware;
+	r->code_digest = j->empty_bundle;
+	r->code_allow = (const uint8_t(*)[SHA256_LEN])js->policy.code;
+	r->n_code_allow = js->policy.n_code;
+	size_t nl = js->policy.n_labels < 64 ? js->policy.n_labels : 64;
+	for (size_t i = 0; i < nl; i++) {
+		rb->lk[i] = js->policy.labels[i].key;
+		rb->lv[i] = js->policy.labels[i].value;
+	}
+	r->label_keys = rb->lk;
+	r->label_values = rb->lv;
+	r->n_labels = nl;
+	r->features = (const char *const *)js->policy.features;
+	r->n_features = js->policy.n_features;
+	r->optimize = js->policy.optimize == JOBSPEC_OPT_COST      ? SCHED_OPT_COST
+		      : js->policy.optimize == JOBSPEC_OPT_LATENCY ? SCHED_OPT_LATENCY
+								   : SCHED_OPT_BALANCED;
+	r->spread = js->policy.placement == JOBSPEC_SPREAD;
+	r->est_runtime_ms = s->res.timeout_ms / 10;
+	r->avoid = t->avoid;
+	r->now_ms = time_wall_ms();
+	rb->inputs = s->n_inputs ? xcalloc(s->n_inputs, sizeof *rb->inputs) : NULL;
+	rb->holders = s->n_inputs ? xcalloc(s->n_inputs, sizeof *rb->holders) : NULL;
+	size_t ni = 0;
+	for (size_t i = 0; i < s->n_inputs; i++) {
+		const char *holder;
+		uint64_t size = 0;
+		struct sched_input *in = &rb->inputs[ni];
+		if (!input_blob(j, t, &s->inputs[i], in->digest, &size, &holder))
+			continue;
+		in->size = size;
+		struct sched_node *hn = holder && *holder ? sched_node_find(j->sched, holder) : NULL;
+		if (hn) {
+			rb->holders[ni] = hn;
+			in->holders = &rb->holders[ni];
+			in->n_holders = 1;
+		}
+		ni++;
+	}
+	r->inputs = rb->inputs;
+	r->n_inputs = ni;
+}
+
+static void req_free(struct req_buf *rb)
+{
+	free(rb->inputs);
+	free(rb->holders);
+}
+
+static void release(struct jobs *j, struct task *t)
+{
+	if (!t->sn)
+		return;
+	const struct jobspec_task *s = spec_of(t);
+	sched_release(j->sched, t->sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
+	/* Its CPU no longer counts toward its tenant's running share. */
+	sched_queue_done(j->queue, t->job->spec->tenant, s->res.cpu_millicores);
+	t->sn = NULL;
+}
+
+/* Builds and sends the dispatch of t's current attempt to n. */
+static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, size_t whylen)
+{
+	const struct jobspec_task *s = spec_of(t);
+	int rc = 0;
+	Seeswarm__V1__TaskDispatch d = SEESWARM__V1__TASK_DISPATCH__INIT;
+	Seeswarm__V1__TaskResources res = SEESWARM__V1__TASK_RESOURCES__INIT;
+	Seeswarm__V1__TaskInput *ins = s->n_inputs ? xcalloc(s->n_inputs, sizeof *ins) : NULL;
+	Seeswarm__V1__TaskInput **insp = s->n_inputs ? xcalloc(s->n_inputs, sizeof *insp) : NULL;
+	uint8_t(*digests)[SHA256_LEN] = s->n_inputs ? xcalloc(s->n_inputs, SHA256_LEN) : NULL;
+	size_t inline_used = 0;
+	d.job_id = t->job->id;
+	d.task_id = t->id;
+	d.attempt = t->attempt;
+	d.name = s->name;
+	d.argv = s->argv;
+	d.n_argv = s->argc;
+	d.env = s->env;
+	d.n_env = s->envc;
+	d.outputs = s->outputs;
+	d.n_outputs = s->n_outputs;
+	res.cpu_millicores = s->res.cpu_millicores;
+	res.memory_bytes = s->res.memory_bytes;
+	res.disk_bytes = s->res.disk_bytes;
+	res.output_bytes = s->res.output_bytes;
+	res.pids = s->res.pids;
+	res.timeout_ms = s->res.timeout_ms;
+	d.resources = &res;
+	for (size_t i = 0; i < s->n_inputs; i++) {
+		Seeswarm__V1__TaskInput *in = &ins[i];
+		seeswarm__v1__task_input__init(in);
+		insp[i] = in;
+		const char *holder;
+		uint64_t size = 0;
+		if (!input_blob(j, t, &s->inputs[i], digests[i], &size, &holder)) {
+			snprintf(why, whylen, "input %s is not available in the manager's blob store",
+				 s->inputs[i].name);
+			rc = SS_ENOTFOUND;
+			goto out;
+		}
+		in->name = s->inputs[i].name;
+		in->digest.data = digests[i];
+		in->digest.len = SHA256_LEN;
+		in->size = size;
+		if (size <= MSG_MAX_INLINE && inline_used + size <= INLINE_BUDGET) {
+			struct blob_reader *br = NULL;
+			uint8_t *data = xmalloc(size ? size : 1);
+			size_t got = 0, total = 0;
+			int r = blobstore_read_open(j->env.blobs, digests[i], &br, NULL);
+			while (r == 0 && total < size) {
+				r = blob_reader_read(br, data + total, size - total, &got);
+				if (r == 0 && got == 0)
+					break;
+				total += got;
+			}
+			blob_reader_close(br);
+			if (r != 0 || total != size) {
+				free(data);
+				snprintf(why, whylen, "input %s: cannot read its blob (%s)", s->inputs[i].name,
+					 ss_strerror(r ? r : SS_ETRUNC));
+				rc = SS_EIO;
+				goto out;
+			}
+			in->data.data = data;
+			in->data.len = size;
+			inline_used += size;
+		}
+	}
+	d.inputs = insp;
+	d.n_inputs = s->n_inputs;
+	rc = j->env.send(j->env.arg, n, MSG_TASK_DISPATCH, &d.base);
+	if (rc)
+		snprintf(why, whylen, "node %s is not connected", n->id);
+out:
+	for (size_t i = 0; i < s->n_inputs; i++)
+		free(ins[i].data.data);
+	free(ins);
+	free(insp);
+	free(digests);
+	return rc;
+}
+
+static void task_fail(struct jobs *j, struct task *t, const char *status, const char *why);
+static void queue_ack(struct jobs *j, const struct node *n, const char *task_id, uint32_t attempt);
+
+/* Tries to place and dispatch one task. Returns true when it was dispatched. */
+static bool place_one(struct jobs *j, struct task *t)
+{
+	struct req_buf rb;
+	struct sched_node *sn = NULL;
+	char why[256];
+	bool placed = false;
+	req_build(j, t, &rb);
+	int rc = sched_place(j->sched, &rb.req, &sn, why, sizeof why);
+	if (rc) {
+		snprintf(t->reason, sizeof t->reason, "%s", why);
+		goto out;
+	}
+	struct node *n = registry_get(j->env.reg, sched_node_id(sn));
+	if (!n) {
+		snprintf(t->reason, sizeof t->reason, "chosen node vanished");
+		goto out;
+	}
+	const struct jobspec_task *s = spec_of(t);
+	t->attempt++;
+	snprintf(t->node, sizeof t->node, "%s", n->id);
+	rc = dispatch(j, t, n, why, sizeof why);
+	if (rc == SS_ENOTFOUND || rc == SS_EIO) {
+		/* Its input is gone: nothing will bring it back. */
+		task_fail(j, t, "input_error", why);
+		sched_queue_done(j->queue, t->job->spec->tenant, s->res.cpu_millicores);
+		placed = true; /* do not put it back in the queue */
+		goto out;
+	}
+	if (rc) {
+		t->attempt--;
+		t->node[0] = '\0';
+		snprintf(t->reason, sizeof t->reason, "%s", why);
+		goto out;
+	}
+	sched_reserve(j->sched, sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
+	t->sn = sn;
+	t->start_ms = 0;
+	t->reason[0] = '\0';
+	set_tstate(t, T_PLACED);
+	active_add(j, t);
+	task_save(j, t);
+	j->dispatched++;
+	placed = true;
+out:
+	req_free(&rb);
+	return placed;
+}
+
+static void run_pass(struct jobs *j)
+{
+	struct task **blocked = NULL;
+	size_t n_blocked = 0, cap = 0;
+	uint32_t streak = 0;
+	j->passes++;
+	for (uint32_t budget = 0; budget < PASS_BUDGET && streak < PASS_FAIL_STREAK; budget++) {
+		const char *tenant;
+		struct task *t = sched_queue_pop(j->queue, &tenant);
+		if (!t)
+			break;
+		t->queued = false;
+		if (t->st != T_PENDING || t->job->st != J_RUNNING) {
+			sched_queue_done(j->queue, tenant, spec_of(t)->res.cpu_millicores);
+			continue;
+		}
+		if (place_one(j, t)) {
+			streak = 0;
+			continue;
+		}
+		streak++;
+		if (n_blocked == cap) {
+			cap = cap ? 2 * cap : 64;
+			blocked = xrealloc(blocked, cap * sizeof *blocked);
+		}
+		blocked[n_blocked++] = t;
+	}
+	/* Put the unplaceable ones back in their order. */
+	while (n_blocked > 0) {
+		struct task *t = blocked[--n_blocked];
+		const struct jobspec_task *s = spec_of(t);
+		sched_queue_unpop(j->queue, t->job->spec->tenant, s->priority, s->res.cpu_millicores, t);
+		t->queued = true;
+	}
+	free(blocked);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+	struct jobs *j = h->data;
+	uv_idle_stop(h);
+	j->kicked = false;
+	run_pass(j);
+}
+
+static void kick(struct jobs *j)
+{
+	if (j->kicked)
+		return;
+	j->kicked = true;
+	uv_idle_start(&j->kick, on_kick);
+}
+
+/* ---- outcomes ------------------------------------------------------------------ */
+
+static void job_check_done(struct jobs *j, struct job *jb)
+{
+	if (jb->st != J_RUNNING)
+		return;
+	size_t done = jb->counts[T_SUCCEEDED] + jb->counts[T_FAILED] + jb->counts[T_CANCELED];
+	if (done < jb->spec->n_tasks)
+		return;
+	jb->st = jb->counts[T_SUCCEEDED] == jb->spec->n_tasks ? J_SUCCEEDED : J_FAILED;
+	jb->finished_ms = time_wall_ms();
+	if (jb->st == J_SUCCEEDED)
+		j->succeeded++;
+	else
+		j->failed++;
+	log_info("job %s (%s) %s", jb->id, jb->spec->name, jstate_names[jb->st]);
+	job_save(j, jb);
+}
+
+/* Ends a non-terminal task as canceled or failed without running it. */
+static void task_end(struct jobs *j, struct task *t, enum tstate st, const char *why)
+{
+	if (terminal(t->st))
+		return;
+	dequeue(j, t);
+	if (t->active) {
+		struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
+		if (n) {
+			Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
+			c.task_id = t->id;
+			c.attempt = t->attempt;
+			c.reason = (char *)why;
+			j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
+		}
+		release(j, t);
+		active_del(j, t);
+		hist_add(t, st == T_CANCELED ? "canceled" : "failed", why);
+	}
+	snprintf(t->reason, sizeof t->reason, "%s", why);
+	t->end_ms = time_wall_ms();
+	set_tstate(t, st);
+	task_save(j, t);
+}
+
+/* Fails every task that (transitively) depends on t. */
+static void fail_dependants(struct jobs *j, struct task *t)
+{
+	struct job *jb = t->job;
+	char why[256];
+	snprintf(why, sizeof why, "dependency %s failed", spec_of(t)->name);
+	for (uint32_t k = jb->dep_off[t->idx]; k < jb->dep_off[t->idx + 1]; k++) {
+		struct task *d = &jb->tasks[jb->dep_idx[k]];
+		if (terminal(d->st))
+			continue;
+		task_end(j, d, T_FAILED, why);
+		fail_dependants(j, d);
+	}
+}
+
+/* A task failed for good (no retries left, or unrecoverable). */
+static void task_fail(struct jobs *j, struct task *t, const char *status, const char *why)
+{
+	struct job *jb = t->job;
+	dequeue(j, t);
+	release(j, t);
+	active_del(j, t);
+	snprintf(t->status, sizeof t->status, "%s", status);
+	snprintf(t->reason, sizeof t->reason, "%s", why);
+	t->end_ms = time_wall_ms();
+	set_tstate(t, T_FAILED);
+	task_save(j, t);
+	log_info("task %s (%s) failed: %s", t->id, spec_of(t)->name, why);
+	if (jb->spec->fail_fast) {
+		char text[256];
+		snprintf(text, sizeof text, "job failed fast: task %s failed", spec_of(t)->name);
+		snprintf(jb->reason, sizeof jb->reason, "%s", text);
+		for (size_t i = 0; i < jb->spec->n_tasks; i++)
+			task_end(j, &jb->tasks[i], T_CANCELED, text);
+	} else {
+		fail_dependants(j, t);
+	}
+	job_check_done(j, jb);
+	kick(j);
+}
+
+static void task_succeeded(struct jobs *j, struct task *t)
+{
+	struct job *jb = t->job;
+	active_del(j, t);
+	t->end_ms = time_wall_ms();
+	hist_add(t, "succeeded", "");
+	set_tstate(t, T_SUCCEEDED);
+	t->reason[0] = '\0';
+	task_save(j, t);
+	/* The agent keeps the result until this outcome is durable. */
+	struct node *n = registry_get(j->env.reg, t->node);
+	if (n)
+		queue_ack(j, n, t->id, t->attempt);
+	for (uint32_t k = jb->dep_off[t->idx]; k < jb->dep_off[t->idx + 1]; k++) {
+		struct task *d = &jb->tasks[jb->dep_idx[k]];
+		if (d->waiting > 0 && --d->waiting == 0 && d->st == T_PENDING)
+			enqueue(j, d);
+	}
+	job_check_done(j, jb);
+	kick(j);
+}
+
+/*
+ * The current attempt is lost (its node went away, the agent forgot it, or
+ * its outputs could not be collected): back to pending with a new attempt
+ * later, away from that node.
+ */
+static void task_lost(struct jobs *j, struct task *t, const char *why)
+{
+	if (!t->active)
+		return;
+	j->lost_total++;
+	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
+	if (n && j->env.connected(j->env.arg, n)) {
+		Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
+		c.task_id = t->id;
+		c.attempt = t->attempt;
+		c.reason = (char *)why;
+		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
+	}
+	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
+	release(j, t);
+	active_del(j, t);
+	hist_add(t, "lost", why);
+	t->lost++;
+	log_info("task %s (%s) attempt %u lost on %s: %s", t->id, spec_of(t)->name, t->attempt,
+		 t->node[0] ? t->node : "?", why);
+	if (t->lost > MAX_LOST) {
+		task_fail(j, t, "lost", "lost with its node too many times");
+		return;
+	}
+	snprintf(t->reason, sizeof t->reason, "attempt %u lost: %s", t->attempt, why);
+	t->node[0] = '\0';
+	set_tstate(t, T_PENDING);
+	task_save(j, t);
+	enqueue(j, t);
+	kick(j);
+}
+
+/* A failed attempt: retry after the backoff, or fail. */
+static void task_attempt_failed(struct jobs *j, struct task *t, const char *status, const char *why)
+{
+	const struct jobspec_task *s = spec_of(t);
+	t->failures++;
+	hist_add(t, status, why);
+	if (t->failures > s->retries) {
+		task_fail(j, t, status, why);
+		return;
+	}
+	t->avoid = t->sn;
+	release(j, t);
+	active_del(j, t);
+	uint64_t backoff = s->backoff_ms;
+	for (uint32_t i = 1; i < t->failures && backoff < 600000; i++)
+		backoff *= 2;
+	if (backoff > 600000)
+		backoff = 600000;
+	t->retry_at_ms = time_wall_ms() + (int64_t)backoff;
+	snprintf(t->status, sizeof t->status, "%s", status);
+	snprintf(t->reason, sizeof t->reason, "attempt %u %s: %s; retry %u of %u in %llu ms", t->attempt,
+		 status, why, t->failures, s->retries, (unsigned long long)backoff);
+	t->node[0] = '\0';
+	set_tstate(t, T_RETRYING);
+	task_save(j, t);
+	j->retries_total++;
+	if (!t->in_retry) {
+		t->in_retry = true;
+		t->retry_next = j->retrying;
+		j->retrying = t;
+	}
+	log_info("task %s (%s) %s", t->id, s->name, t->reason);
+}
+
+static void on_retry_timer(uv_timer_t *h)
+{
+	struct jobs *j = h->data;
+	int64_t now = time_wall_ms();
+	struct task **pp = &j->retrying;
+	while (*pp) {
+		struct task *t = *pp;
+		if (t->st != T_RETRYING) {
+			*pp = t->retry_next;
+			t->in_retry = false;
+			continue;
+		}
+		if (t->retry_at_ms <= now) {
+			*pp = t->retry_next;
+			t->in_retry = false;
+			set_tstate(t, T_PENDING);
+			enqueue(j, t);
+			kick(j);
+			continue;
+		}
+		pp = &t->retry_next;
+	}
+}
+
+/* ---- acknowledgements ------------------------------------------------------------ */
+
+static void queue_ack(struct jobs *j, const struct node *n, const char *task_id, uint32_t attempt)
+{
+	struct ack *a = xcalloc(1, sizeof *a);
+	snprintf(a->node, sizeof a->node, "%s", n->id);
+	snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
+	a->attempt = attempt;
+	a->next = j->acks;
+	j->acks = a;
+}
+
+void jobs_after_commit(struct jobs *j)
+{
+	struct ack *a = j->acks;
+	j->acks = NULL;
+	while (a) {
+		struct ack *next = a->next;
+		struct node *n = registry_get(j->env.reg, a->node);
+		if (n) {
+			Seeswarm__V1__TaskAck m = SEESWARM__V1__TASK_ACK__INIT;
+			m.task_id = a->task_id;
+			m.attempt = a->attempt;
+			j->env.send(j->env.arg, n, MSG_TASK_ACK, &m.base);
+		}
+		free(a);
+		a = next;
+	}
+}
+
+/* ---- fetching outputs from agents ---------------------------------------------- */
+
+static void fetch_free(struct fetch *f)
+{
+	blob_writer_abort(f->w);
+	free(f->waiters);
+	free(f);
+}
+
+static void fetch_unlink(struct jobs *j, struct fetch *f)
+{
+	for (struct fetch **pp = &j->fetches; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			return;
+		}
+}
+
+static void fetch_pump(struct jobs *j, struct fetch *f)
+{
+	struct node *n = registry_get(j->env.reg, f->node);
+	while (n && f->req_n < FETCH_WINDOW && f->requested < f->size) {
+		uint64_t len = f->size - f->requested;
+		if (len > FETCH_CHUNK)
+			len = FETCH_CHUNK;
+		Seeswarm__V1__BlobGet g = SEESWARM__V1__BLOB_GET__INIT;
+		g.request_id = ++j->next_req_id;
+		g.digest.data = f->digest;
+		g.digest.len = SHA256_LEN;
+		g.offset = f->requested;
+		g.length = (uint32_t)len;
+		if (j->env.send(j->env.arg, n, MSG_BLOB_GET, &g.base) != 0)
+			return;
+		uint32_t slot = (f->req_head + f->req_n) % FETCH_WINDOW;
+		f->req_id[slot] = g.request_id;
+		f->req_off[slot] = f->requested;
+		f->req_n++;
+		f->requested += len;
+	}
+}
+
+/* One output of t's current attempt is now in the blob store. */
+static void output_arrived(struct jobs *j, struct task *t, uint32_t attempt)
+{
+	if (t->st != T_COLLECTING || t->attempt != attempt || t->collecting == 0)
+		return;
+	if (--t->collecting == 0)
+		task_succeeded(j, t);
+}
+
+static void fetch_finish(struct jobs *j, struct fetch *f, int rc, const char *why)
+{
+	fetch_unlink(j, f);
+	if (rc == 0) {
+		struct blob_writer *w = f->w;
+		f->w = NULL;
+		rc = blob_writer_commit(w, NULL);
+		if (rc)
+			why = "the fetched blob does not match its digest";
+		else
+			j->blob_fetched++;
+	}
+	for (size_t i = 0; i < f->n_waiters; i++) {
+		struct task *t = f->waiters[i].t;
+		if (t->attempt != f->waiters[i].attempt || t->st != T_COLLECTING)
+			continue;
+		if (rc == 0) {
+			output_arrived(j, t, f->waiters[i].attempt);
+		} else {
+			char text[200];
+			snprintf(text, sizeof text, "collecting outputs failed: %s", why);
+			task_lost(j, t, text);
+		}
+	}
+	fetch_free(f);
+}
+
+static void fetch_start(struct jobs *j, struct task *t, const struct node *n, const uint8_t digest[SHA256_LEN],
+			uint64_t size)
+{
+	struct fetch *f;
+	for (f = j->fetches; f; f = f->next)
+		if (!memcmp(f->digest, digest, SHA256_LEN) && !strcmp(f->node, n->id))
+			break;
+	if (!f) {
+		f = xcalloc(1, sizeof *f);
+		snprintf(f->node, sizeof f->node, "%s", n->id);
+		memcpy(f->digest, digest, SHA256_LEN);
+		f->size = size;
+		int rc = blobstore_write_begin(j->env.blobs, digest, size, &f->w);
+		if (rc) {
+			free(f);
+			task_attempt_failed(j, t, "output_error", "the manager cannot store the output");
+			return;
+		}
+		f->next = j->fetches;
+		j->fetches = f;
+		fetch_pump(j, f);
+	}
+	f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof *f->waiters);
+	f->waiters[f->n_waiters].t = t;
+	f->waiters[f->n_waiters].attempt = t->attempt;
+	f->n_waiters++;
+}
+
+static int on_blob_data(struct jobs *j, struct node *n, Seeswarm__V1__BlobData *b)
+{
+	struct fetch *f;
+	for (f = j->fetches; f; f = f->next)
+		if (!strcmp(f->node, n->id) && f->req_n > 0 && f->req_id[f->req_head] == b->request_id)
+			break;
+	if (!f)
+		return 0; /* stale: a fetch that was abandoned */
+	uint64_t off = f->req_off[f->req_head];
+	f->req_head = (f->req_head + 1) % FETCH_WINDOW;
+	f->req_n--;
+	if (b->error) {
+		char why[300];
+		snprintf(why, sizeof why, "node %s: %s", n->id, b->message && *b->message ? b->message : "error");
+		fetch_finish(j, f, SS_ENOTFOUND, why);
+		return 0;
+	}
+	uint64_t want = f->size - off < FETCH_CHUNK ? f->size - off : FETCH_CHUNK;
+	if (memcmp(b->digest.data, f->digest, SHA256_LEN) != 0 || b->offset != off ||
+	    b->total != f->size || b->data.len != want) {
+		fetch_finish(j, f, SS_EPROTO, "the agent answered with the wrong chunk");
+		return 0;
+	}
+	int rc = blob_writer_write(f->w, b->data.data, b->data.len);
+	if (rc) {
+		fetch_finish(j, f, rc, "cannot write the blob");
+		return 0;
+	}
+	f->received += b->data.len;
+	if (f->received == f->size)
+		fetch_finish(j, f, 0, NULL);
+	else
+		fetch_pump(j, f);
+	return 0;
+}
+
+/* Abandons every fetch from a node (it went away). */
+static void fetch_drop_node(struct jobs *j, const char *node_id)
+{
+	struct fetch *f = j->fetches;
+	while (f) {
+		struct fetch *next = f->next;
+		if (!strcmp(f->node, node_id))
+			fetch_finish(j, f, SS_ECLOSED, "the node went away");
+		f = next;
+	}
+}
+
+/* ---- messages from agents -------------------------------------------------------- */
+
+static int on_blob_get(struct jobs *j, struct node *n, Seeswarm__V1__BlobGet *g)
+{
+	Seeswarm__V1__BlobData d = SEESWARM__V1__BLOB_DATA__INIT;
+	struct blob_reader *r = NULL;
+	uint8_t *buf = NULL;
+	uint64_t size = 0;
+	d.request_id = g->request_id;
+	d.digest = g->digest;
+	d.offset = g->offset;
+	int rc = blobstore_read_open(j->env.blobs, g->digest.data, &r, &size);
+	if (rc == 0 && g->offset > size)
+		rc = SS_EINVAL;
+	if (rc == 0 && g->offset > 0)
+		rc = blob_reader_seek(r, g->offset);
+	size_t total = 0;
+	if (rc == 0) {
+		uint64_t want = size - g->offset < g->length ? size - g->offset : g->length;
+		buf = xmalloc(want ? want : 1);
+		while (total < want) {
+			size_t got = 0;
+			rc = blob_reader_read(r, buf + total, want - total, &got);
+			if (rc || got == 0)
+				break;
+			total += got;
+		}
+		if (rc == 0 && total != want)
+			rc = SS_ETRUNC;
+	}
+	if (rc) {
+		d.error = (uint32_t)-rc;
+		d.message = (char *)(rc == SS_ENOTFOUND ? "the manager does not hold this blob"
+							: ss_strerror(rc));
+		d.offset = 0;
+		d.total = 0;
+	} else {
+		d.total = size;
+		d.data.data = buf;
+		d.data.len = total;
+		j->blob_served++;
+	}
+	j->env.send(j->env.arg, n, MSG_BLOB_DATA, &d.base);
+	blob_reader_close(r);
+	free(buf);
+	return 0;
+}
+
+static int on_started(struct jobs *j, struct node *n, Seeswarm__V1__TaskStarted *s)
+{
+	struct task *t = task_find(j, s->task_id);
+	if (!t || t->attempt != s->attempt || strcmp(t->node, n->id) != 0 || t->st != T_PLACED)
+		return 0;
+	set_tstate(t, T_RUNNING);
+	t->start_ms = s->start_ms > 0 ? s->start_ms : time_wall_ms();
+	if (t->ready_ns) {
+		j->lat_ns[j->lat_n % LAT_SAMPLES] = uv_hrtime() - t->ready_ns;
+		j->lat_n++;
+	}
+	task_save(j, t);
+	return 0;
+}
+
+static void save_result(struct jobs *j, const struct task *t, const struct node *n,
+			const Seeswarm__V1__TaskResult *r)
+{
+	char key[100];
+	snprintf(key, sizeof key, "%s.%u", t->id, r->attempt);
+	char *out = printable_copy(r->stdout_tail.data, r->stdout_tail.len);
+	char *err = printable_copy(r->stderr_tail.data, r->stderr_tail.len);
+	char *rcpt = printable_copy(r->receipt.data, r->receipt.len);
+	json_t *o = json_pack("{s:s,s:i,s:s,s:b,s:s,s:i,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "task", t->id,
+			      "attempt", (int)r->attempt, "node", n->id, "ok", r->ok, "status",
+			      r->status, "code", (int)r->code, "message", r->message ? r->message : "",
+			      "stdout", out, "stderr", err, "receipt", rcpt, "cpu_ns",
+			      (json_int_t)r->cpu_ns, "peak_memory_bytes",
+			      (json_int_t)r->peak_memory_bytes, "start_ms", (json_int_t)r->start_ms,
+			      "end_ms", (json_int_t)r->end_ms);
+	free(out);
+	free(err);
+	free(rcpt);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!s)
+		fatal("json_dumps failed");
+	store_put(j->env.store, "results", key, s, strlen(s));
+	free(s);
+}
+
+static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r)
+{
+	struct task *t = task_find(j, r->task_id);
+	j->results++;
+	if (!t) {
+		queue_ack(j, n, r->task_id, r->attempt);
+		return 0;
+	}
+	bool current = t->attempt == r->attempt && !strcmp(t->node, n->id) &&
+		       (t->st == T_PLACED || t->st == T_RUNNING);
+	if (!current) {
+		bool duplicate = t->attempt == r->attempt && !strcmp(t->node, n->id);
+		if (duplicate && t->st == T_COLLECTING) {
+			/* Sent again after a reconnect: collection restarts below from scratch. */
+			t->collecting = 0;
+		} else {
+			if (!duplicate) {
+				j->stale++;
+				log_info("ignoring a stale result for %s attempt %u from %s (current attempt %u on %s, %s)",
+					 r->task_id, r->attempt, n->id, t->attempt, t->node[0] ? t->node : "-",
+					 tstate_names[t->st]);
+			}
+			queue_ack(j, n, r->task_id, r->attempt);
+			return 0;
+		}
+	}
+	save_result(j, t, n, r);
+	snprintf(t->status, sizeof t->status, "%s", r->status);
+	t->code = r->code;
+	if (r->start_ms)
+		t->start_ms = r->start_ms;
+	if (!r->ok) {
+		char why[300];
+		snprintf(why, sizeof why, "%s%s%s", r->status, r->message && *r->message ? ": " : "",
+			 r->message ? r->message : "");
+		if (!strcmp(r->status, "refused")) {
+			/* The agent could not take it: not the task's fault. */
+			task_lost(j, t, why);
+		} else {
+			task_attempt_failed(j, t, r->status, why);
+		}
+		queue_ack(j, n, r->task_id, r->attempt);
+		return 0;
+	}
+	/*
+	 * Every declared output must be there. Undeclared files (a task that
+	 * declares none gets every file below /out collected) are not kept.
+	 */
+	const struct jobspec_task *s = spec_of(t);
+	char why[300] = "";
+	for (size_t i = 0; !why[0] && i < s->n_outputs; i++) {
+		size_t k;
+		for (k = 0; k < r->n_outputs; k++)
+			if (!strcmp(r->outputs[k]->name, s->outputs[i]))
+				break;
+		if (k == r->n_outputs)
+			snprintf(why, sizeof why, "declared output %s is missing", s->outputs[i]);
+	}
+	for (size_t k = 0; !why[0] && k < r->n_outputs; k++) {
+		const Seeswarm__V1__TaskOutput *o = r->outputs[k];
+		if (o->size <= MSG_MAX_INLINE && o->data.len != o->size)
+			snprintf(why, sizeof why, "output %s should be inline", o->name);
+	}
+	if (why[0]) {
+		task_attempt_failed(j, t, "output_error", why);
+		queue_ack(j, n, r->task_id, r->attempt);
+		return 0;
+	}
+	release(j, t);
+	outs_free(t);
+	t->outs = s->n_outputs ? xcalloc(s->n_outputs, sizeof *t->outs) : NULL;
+	t->n_outs = s->n_outputs;
+	set_tstate(t, T_COLLECTING);
+	t->collecting = 1; /* held until every fetch has been started */
+	for (size_t i = 0; i < s->n_outputs; i++) {
+		const Seeswarm__V1__TaskOutput *o = NULL;
+		for (size_t k = 0; k < r->n_outputs; k++)
+			if (!strcmp(r->outputs[k]->name, s->outputs[i]))
+				o = r->outputs[k];
+		t->outs[i].name = xstrdup(s->outputs[i]);
+		memcpy(t->outs[i].digest, o->digest.data, SHA256_LEN);
+		t->outs[i].size = o->size;
+		if (blobstore_has(j->env.blobs, o->digest.data, NULL))
+			continue;
+		if (o->size <= MSG_MAX_INLINE) {
+			struct blob_writer *w = NULL;
+			int rc = blobstore_write_begin(j->env.blobs, o->digest.data, o->size, &w);
+			if (rc == 0)
+				rc = blob_writer_write(w, o->data.data, o->data.len);
+			if (rc == 0)
+				rc = blob_writer_commit(w, NULL);
+			else
+				blob_writer_abort(w);
+			if (rc) {
+				snprintf(why, sizeof why, "output %s: %s", o->name,
+					 rc == SS_EINTEGRITY ? "its data does not match its digest"
+							     : ss_strerror(rc));
+				t->collecting = 0;
+				task_attempt_failed(j, t, "output_error", why);
+				queue_ack(j, n, r->task_id, r->attempt);
+				return 0;
+			}
+			continue;
+		}
+		t->collecting++;
+		fetch_start(j, t, n, o->digest.data, o->size);
+		if (t->st != T_COLLECTING)
+			break; /* the fetch could not start and failed the attempt */
+	}
+	if (t->st == T_COLLECTING) {
+		task_save(j, t);
+		output_arrived(j, t, t->attempt); /* drops the hold; may succeed at once */
+	} else {
+		queue_ack(j, n, r->task_id, r->attempt);
+	}
+	return 0;
+}
+
+int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMessage *msg)
+{
+	int rc = 0;
+	switch (type) {
+	case MSG_TASK_STARTED:
+		rc = on_started(j, n, (Seeswarm__V1__TaskStarted *)msg);
+		break;
+	case MSG_TASK_RESULT:
+		rc = on_result(j, n, (Seeswarm__V1__TaskResult *)msg);
+		break;
+	case MSG_BLOB_GET:
+		rc = on_blob_get(j, n, (Seeswarm__V1__BlobGet *)msg);
+		break;
+	case MSG_BLOB_DATA:
+		rc = on_blob_data(j, n, (Seeswarm__V1__BlobData *)msg);
+		break;
+	default:
+		rc = SS_EPROTO;
+	}
+	msg_free(msg);
+	return rc;
+}
+
+/* ---- node events ------------------------------------------------------------------ */
+
+void jobs_node_changed(struct jobs *j, struct node *n)
+{
+	sched_sync(j, n);
+	if (!node_can_run(j, n) && n->state != NODE_SUSPECT) {
+		char why[400];
+		snprintf(why, sizeof why, "node %s is %s%s%s", n->id, node_display_state(n),
+			 n->reason[0] ? ": " : "", n->reason);
+		fetch_drop_node(j, n->id);
+		struct task *t = j->active;
+		while (t) {
+			struct task *next = t->act_next;
+			if (!strcmp(t->node, n->id))
+				task_lost(j, t, why);
+			t = next;
+		}
+	}
+	kick(j);
+}
+
+void jobs_node_admitted(struct jobs *j, struct node *n, Seeswarm__V1__TaskRef *const *refs,
+			size_t n_refs)
+{
+	sched_sync(j, n);
+	struct task *t = j->active;
+	while (t) {
+		struct task *next = t->act_next;
+		if (!strcmp(t->node, n->id)) {
+			bool known = false;
+			for (size_t i = 0; i < n_refs && !known; i++)
+				known = refs[i]->attempt == t->attempt && !strcmp(refs[i]->task_id, t->id);
+			if (!known) {
+				task_lost(j, t, "the agent restarted without it");
+			} else {
+				if (t->st == T_COLLECTING) {
+					/* The agent sends the result again; collect from scratch. */
+					set_tstate(t, T_RUNNING);
+					t->collecting = 0;
+				}
+				if (!t->sn) {
+					const struct jobspec_task *s = spec_of(t);
+					t->sn = sched_node_find(j->sched, n->id);
+					if (t->sn)
+						sched_reserve(j->sched, t->sn, s->res.cpu_millicores,
+							      s->res.memory_bytes, s->res.disk_bytes);
+				}
+			}
+		}
+		t = next;
+	}
+	/* Collections from before the reconnect are void; the results come again. */
+	fetch_drop_node(j, n->id);
+	kick(j);
+}
+
+/* ---- jobs: creation and loading -------------------------------------------------- */
+
+static void job_build(struct job *jb)
+{
+	const struct jobspec *js = jb->spec;
+	size_t n = js->n_tasks;
+	jb->tasks = xcalloc(n ? n : 1, sizeof *jb->tasks);
+	jb->dep_off = xcalloc(n + 1, sizeof *jb->dep_off);
+	size_t edges = 0;
+	for (size_t i = 0; i < n; i++)
+		edges += js->tasks[i].n_deps;
+	jb->dep_idx = xcalloc(edges ? edges : 1, sizeof *jb->dep_idx);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < js->tasks[i].n_deps; k++)
+			jb->dep_off[js->tasks[i].deps[k] + 1]++;
+	for (size_t i = 0; i < n; i++)
+		jb->dep_off[i + 1] += jb->dep_off[i];
+	uint32_t *fill = xcalloc(n ? n : 1, sizeof *fill);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < js->tasks[i].n_deps; k++) {
+			uint32_t d = js->tasks[i].deps[k];
+			jb->dep_idx[jb->dep_off[d] + fill[d]++] = (uint32_t)i;
+		}
+	free(fill);
+	for (size_t i = 0; i < n; i++) {
+		struct task *t = &jb->tasks[i];
+		t->job = jb;
+		t->idx = (uint32_t)i;
+		snprintf(t->id, sizeof t->id, "%s.%zu", jb->id, i);
+		t->st = T_PENDING;
+		t->waiting = (uint32_t)js->tasks[i].n_deps;
+	}
+	jb->counts[T_PENDING] = n;
+}
+
+static void job_free(struct job *jb)
+{
+	if (!jb)
+		return;
+	for (size_t i = 0; jb->spec && i < jb->spec->n_tasks; i++) {
+		outs_free(&jb->tasks[i]);
+		free(jb->tasks[i].hist);
+	}
+	free(jb->tasks);
+	free(jb->dep_off);
+	free(jb->dep_idx);
+	jobspec_free(jb->spec);
+	free(jb->spec_text);
+	free(jb);
+}
+
+static int tstate_parse(const char *s, enum tstate *out)
+{
+	for (int i = 0; i < T_STATE_COUNT; i++)
+		if (s && !strcmp(s, tstate_names[i])) {
+			*out = (enum tstate)i;
+			return 0;
+		}
+	return SS_EPARSE;
+}
+
+static int load_task_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct jobs *j = arg;
+	struct task *t = task_find(j, key);
+	json_error_t err;
+	json_t *o = t ? json_loadb(value, len, 0, &err) : NULL;
+	enum tstate st;
+	if (!o || tstate_parse(json_string_value(json_object_get(o, "st")), &st) != 0) {
+		if (t)
+			log_error("store: task record %s is corrupt; it stays pending", key);
+		json_decref(o);
+		return 0;
+	}
+	t->job->counts[t->st]--;
+	t->st = st;
+	t->job->counts[st]++;
+	t->attempt = (uint32_t)json_integer_value(json_object_get(o, "attempt"));
+	t->failures = (uint32_t)json_integer_value(json_object_get(o, "failures"));
+	t->lost = (uint32_t)json_integer_value(json_object_get(o, "lost"));
+	snprintf(t->node, sizeof t->node, "%s", json_string_value(json_object_get(o, "node")) ?: "");
+	snprintf(t->status, sizeof t->status, "%s", json_string_value(json_object_get(o, "status")) ?: "");
+	snprintf(t->reason, sizeof t->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
+	t->code = (int32_t)json_integer_value(json_object_get(o, "code"));
+	t->start_ms = json_integer_value(json_object_get(o, "start_ms"));
+	t->end_ms = json_integer_value(json_object_get(o, "end_ms"));
+	t->retry_at_ms = json_integer_value(json_object_get(o, "retry_at_ms"));
+	json_t *outs = json_object_get(o, "outputs");
+	size_t n_outs = json_array_size(outs);
+	if (n_outs) {
+		t->outs = xcalloc(n_outs, sizeof *t->outs);
+		for (size_t i = 0; i < n_outs; i++) {
+			json_t *e = json_array_get(outs, i);
+			const char *name = json_string_value(json_object_get(e, "name"));
+			const char *hex = json_string_value(json_object_get(e, "digest"));
+			if (!name || !hex || hex_decode(hex, t->outs[t->n_outs].digest, SHA256_LEN) != 0)
+				continue;
+			t->outs[t->n_outs].name = xstrdup(name);
+			t->outs[t->n_outs].size = (uint64_t)json_integer_value(json_object_get(e, "size"));
+			t->n_outs++;
+		}
+	}
+	json_t *hist = json_object_get(o, "history");
+	for (size_t i = 0; i < json_array_size(hist) && i < 1000; i++) {
+		json_t *e = json_array_get(hist, i);
+		t->hist = xrealloc(t->hist, (t->n_hist + 1) * sizeof *t->hist);
+		struct attempt_rec *h = &t->hist[t->n_hist++];
+		memset(h, 0, sizeof *h);
+		h->attempt = (uint32_t)json_integer_value(json_object_get(e, "attempt"));
+		snprintf(h->node, sizeof h->node, "%s", json_string_value(json_object_get(e, "node")) ?: "");
+		snprintf(h->outcome, sizeof h->outcome, "%s", json_string_value(json_object_get(e, "outcome")) ?: "");
+		snprintf(h->reason, sizeof h->reason, "%s", json_string_value(json_object_get(e, "reason")) ?: "");
+		h->start_ms = json_integer_value(json_object_get(e, "start_ms"));
+		h->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+	}
+	json_decref(o);
+	return 0;
+}
+
+static int job_state_parse(const char *s, enum jstate *out)
+{
+	for (int i = 0; i < 4; i++)
+		if (s && !strcmp(s, jstate_names[i])) {
+			*out = (enum jstate)i;
+			return 0;
+		}
+	return SS_EPARSE;
+}
+
+static int load_job_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct jobs *j = arg;
+	json_error_t err;
+	json_t *o = json_loadb(value, len, 0, &err);
+	const char *spec = json_string_value(json_object_get(o, "spec"));
+	enum jstate st;
+	char why[512];
+	struct jobspec *js = NULL;
+	if (!o || !spec || strlen(key) >= sizeof ((struct job *)0)->id ||
+	    job_state_parse(json_string_value(json_object_get(o, "state")), &st) != 0 ||
+	    jobspec_parse(spec, json_string_length(json_object_get(o, "spec")), 0, &js, why, sizeof why) != 0) {
+		log_error("store: job record %s is corrupt; skipped", key);
+		json_decref(o);
+		return 0;
+	}
+	struct job *jb = xcalloc(1, sizeof *jb);
+	snprintf(jb->id, sizeof jb->id, "%s", key);
+	jb->spec = js;
+	jb->spec_len = json_string_length(json_object_get(o, "spec"));
+	jb->spec_text = xmalloc(jb->spec_len + 1);
+	memcpy(jb->spec_text, spec, jb->spec_len + 1);
+	jb->st = st;
+	jb->created_ms = json_integer_value(json_object_get(o, "created_ms"));
+	jb->finished_ms = json_integer_value(json_object_get(o, "finished_ms"));
+	snprintf(jb->reason, sizeof jb->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
+	job_build(jb);
+	job_index(j, jb);
+	json_decref(o);
+	return 0;
+}
+
+/* After loading: recompute waits and put every task where it belongs. */
+static void job_resume(struct jobs *j, struct job *jb)
+{
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		struct task *t = &jb->tasks[i];
+		const struct jobspec_task *s = spec_of(t);
+		t->waiting = 0;
+		for (size_t k = 0; k < s->n_deps; k++)
+			if (jb->tasks[s->deps[k]].st != T_SUCCEEDED)
+				t->waiting++;
+		if (jb->st != J_RUNNING)
+			continue;
+		switch (t->st) {
+		case T_PENDING:
+			if (t->waiting == 0)
+				enqueue(j, t);
+			break;
+		case T_PLACED:
+		case T_RUNNING:
+		case T_COLLECTING:
+			/* Waits for its node: it reports it in its Hello, or is declared down. */
+			if (t->st == T_COLLECTING)
+				set_tstate(t, T_RUNNING);
+			active_add(j, t);
+			break;
+		case T_RETRYING:
+			t->in_retry = true;
+			t->retry_next = j->retrying;
+			j->retrying = t;
+			break;
+		default:
+			break;
+		}
+	}
+	job_check_done(j, jb);
+}
+
+int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
+{
+	struct jobs *j = xcalloc(1, sizeof *j);
+	j->env = *env;
+	struct sched_opts so = {.seed = seed};
+	j->sched = sched_new(&so);
+	j->queue = sched_queue_new();
+	j->nbuckets = 1024;
+	j->buckets = xcalloc(j->nbuckets, sizeof *j->buckets);
+	/* Command tasks run with the agent's empty bundle (mode 0755): its canonical listing. */
+	static const char empty[] = "seeswarm-bundle-v1 0755\n";
+	sha256(empty, sizeof empty - 1, j->empty_bundle);
+	uv_idle_init(env->loop, &j->kick);
+	j->kick.data = j;
+	uv_timer_init(env->loop, &j->retry_timer);
+	j->retry_timer.data = j;
+	uv_timer_start(&j->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
+	int rc = store_scan(env->store, "jobs", load_job_cb, j);
+	if (rc == 0)
+		rc = store_scan(env->store, "tasks", load_task_cb, j);
+	if (rc) {
+		log_error("jobs: cannot read jobs from the store");
+		*out = j;
+		return rc;
+	}
+	size_t resumed = 0;
+	for (struct job *jb = j->all; jb; jb = jb->next) {
+		job_resume(j, jb);
+		resumed += jb->st == J_RUNNING;
+	}
+	if (j->n_jobs)
+		log_info("jobs: recovered %zu jobs from the store (%zu still running)", j->n_jobs, resumed);
+	*out = j;
+	return 0;
+}
+
+void jobs_free(struct jobs *j)
+{
+	if (!j)
+		return;
+	struct ack *a = j->acks;
+	j->acks = NULL;
+	while (a) {
+		struct ack *next = a->next;
+		free(a);
+		a = next;
+	}
+	while (j->fetches) {
+		struct fetch *f = j->fetches;
+		j->fetches = f->next;
+		fetch_free(f);
+	}
+	struct job *jb = j->all;
+	while (jb) {
+		struct job *next = jb->next;
+		job_free(jb);
+		jb = next;
+	}
+	sched_queue_free(j->queue);
+	sched_free(j->sched);
+	free(j->buckets);
+	free(j);
+}
+
+/* ---- API ----------------------------------------------------------------------------- */
+
+static json_t *task_json(const struct task *t, bool full)
+{
+	const struct jobspec_task *s = spec_of(t);
+	json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s}", "id", t->id, "name", s->name, "state",
+			      tstate_names[t->st], "attempt", (int)t->attempt, "node", t->node, "reason",
+			      t->reason);
+	if (t->status[0]) {
+		json_object_set_new(o, "status", json_string(t->status));
+		json_object_set_new(o, "code", json_integer(t->code));
+	}
+	if (t->start_ms)
+		json_object_set_new(o, "start_ms", json_integer(t->start_ms));
+	if (t->end_ms)
+		json_object_set_new(o, "end_ms", json_integer(t->end_ms));
+	if (t->n_outs)
+		json_object_set_new(o, "outputs", outs_json(t));
+	if (s->final)
+		json_object_set_new(o, "final", json_true());
+	if (full) {
+		json_object_set_new(o, "history", hist_json(t));
+		json_object_set_new(o, "failures", json_integer(t->failures));
+		json_object_set_new(o, "lost", json_integer(t->lost));
+	}
+	return o;
+}
+
+static json_t *job_json(const struct job *jb)
+{
+	json_t *counts = json_object();
+	for (int i = 0; i < T_STATE_COUNT; i++)
+		if (jb->counts[i])
+			json_object_set_new(counts, tstate_names[i], json_integer((json_int_t)jb->counts[i]));
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:s}", "id", jb->id, "name",
+			      jb->spec->name, "tenant", jb->spec->tenant, "state", jstate_names[jb->st],
+			      "created_ms", (json_int_t)jb->created_ms, "finished_ms",
+			      (json_int_t)jb->finished_ms, "tasks_total", (json_int_t)jb->spec->n_tasks,
+			      "counts", counts, "reason", jb->reason);
+	json_t *finals = json_array();
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct task *t = &jb->tasks[i];
+		if (!spec_of(t)->final || t->st != T_SUCCEEDED)
+			continue;
+		for (size_t k = 0; k < t->n_outs; k++) {
+			char hex[65];
+			hex_encode(t->outs[k].digest, SHA256_LEN, hex);
+			json_array_append_new(finals, json_pack("{s:s,s:s,s:s,s:s,s:I}", "task", t->id,
+								"task_name", spec_of(t)->name, "name",
+								t->outs[k].name, "digest", hex, "size",
+								(json_int_t)t->outs[k].size));
+		}
+	}
+	json_object_set_new(o, "results", finals);
+	return o;
+}
+
+static void new_job_id(char out[32])
+{
+	uint8_t r[6];
+	char hex[13];
+	rand_bytes(r, sizeof r);
+	hex_encode(r, sizeof r, hex);
+	snprintf(out, 32, "j-%s", hex);
+}
+
+int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char *why, size_t whylen)
+{
+	struct jobspec *js = NULL;
+	int rc = jobspec_parse(spec, len, 0, &js, why, whylen);
+	if (rc)
+		goto out;
+	if (j->n_jobs >= MAX_JOBS) {
+		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
+		rc = SS_ELIMIT;
+		goto out;
+	}
+	/* The largest node that is or was admitted bounds what any task may ask for. */
+	struct jobspec_limits lim = {0};
+	size_t nn = 0;
+	struct node **v = registry_sorted(j->env.reg, &nn);
+	bool any = false;
+	for (size_t i = 0; i < nn; i++) {
+		if (v[i]->state == NODE_REJECTED || v[i]->state == NODE_LEFT || v[i]->cpu_cores == 0)
+			continue;
+		any = true;
+		if (v[i]->cpu_cores * 1000u > lim.cpu_millicores)
+			lim.cpu_millicores = v[i]->cpu_cores * 1000u;
+		if (v[i]->memory_bytes > lim.memory_bytes)
+			lim.memory_bytes = v[i]->memory_bytes;
+		if (v[i]->disk_bytes > lim.disk_bytes)
+			lim.disk_bytes = v[i]->disk_bytes;
+	}
+	free(v);
+	if (any && (rc = jobspec_check_fits(js, &lim, why, whylen)) != 0)
+		goto out;
+	for (size_t i = 0; i < js->n_tasks; i++) {
+		const struct jobspec_task *s = &js->tasks[i];
+		for (size_t k = 0; k < s->n_inputs; k++) {
+			if (s->inputs[k].kind != JOBSPEC_IN_BLOB ||
+			    blobstore_has(j->env.blobs, s->inputs[k].digest, NULL))
+				continue;
+			char hex[65];
+			hex_encode(s->inputs[k].digest, SHA256_LEN, hex);
+			snprintf(why, whylen,
+				 "task %s, input \"%s\": blob %s has not been uploaded (PUT /v1/blobs/%s, or give a \"file\" to the CLI)",
+				 s->name, s->inputs[k].name, hex, hex);
+			rc = SS_EINVAL;
+			goto out;
+		}
+	}
+	if (js->policy.n_code) {
+		bool ok = false;
+		for (size_t i = 0; i < js->policy.n_code && !ok; i++)
+			ok = !memcmp(js->policy.code[i], j->empty_bundle, SHA256_LEN);
+		if (!ok) {
+			char hex[65];
+			hex_encode(j->empty_bundle, SHA256_LEN, hex);
+			snprintf(why, whylen,
+				 "policy.code: command tasks run with the empty bundle, whose digest %s is not in the allowed list",
+				 hex);
+			rc = SS_EINVAL;
+			goto out;
+		}
+	}
+	struct job *jb = xcalloc(1, sizeof *jb);
+	do
+		new_job_id(jb->id);
+	while (job_find(j, jb->id));
+	jb->spec = js;
+	js = NULL;
+	jb->spec_text = xmalloc(len + 1);
+	memcpy(jb->spec_text, spec, len);
+	jb->spec_text[len] = '\0';
+	jb->spec_len = len;
+	jb->created_ms = time_wall_ms();
+	jb->st = J_RUNNING;
+	job_build(jb);
+	job_index(j, jb);
+	job_save(j, jb);
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		if (jb->tasks[i].waiting == 0)
+			enqueue(j, &jb->tasks[i]);
+	j->submitted++;
+	log_info("job %s (%s, tenant %s): %zu tasks submitted", jb->id, jb->spec->name, jb->spec->tenant,
+		 jb->spec->n_tasks);
+	kick(j);
+	*out = job_json(jb);
+out:
+	jobspec_free(js);
+	return rc;
+}
+
+static int cmp_created(const void *a, const void *b)
+{
+	const struct job *x = *(const struct job *const *)a, *y = *(const struct job *const *)b;
+	if (x->created_ms != y->created_ms)
+		return x->created_ms < y->created_ms ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+json_t *jobs_list(struct jobs *j)
+{
+	struct job **v = xcalloc(j->n_jobs ? j->n_jobs : 1, sizeof *v);
+	size_t n = 0;
+	for (struct job *jb = j->all; jb; jb = jb->next)
+		v[n++] = jb;
+	qsort(v, n, sizeof *v, cmp_created);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = job_json(v[i]);
+		json_object_del(o, "results");
+		json_array_append_new(a, o);
+	}
+	free(v);
+	return json_pack("{s:o}", "jobs", a);
+}
+
+json_t *jobs_get(struct jobs *j, const char *id)
+{
+	struct job *jb = job_find(j, id);
+	return jb ? job_json(jb) : NULL;
+}
+
+int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
+{
+	struct job *jb = job_find(j, id);
+	if (!jb)
+		return SS_ENOTFOUND;
+	if (jb->st != J_RUNNING) {
+		*why = "the job has already finished";
+		return SS_ESTATE;
+	}
+	snprintf(jb->reason, sizeof jb->reason, "canceled by the user");
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		task_end(j, &jb->tasks[i], T_CANCELED, "job canceled");
+	jb->st = J_CANCELED;
+	jb->finished_ms = time_wall_ms();
+	j->canceled++;
+	job_save(j, jb);
+	log_info("job %s canceled", jb->id);
+	*out = job_json(jb);
+	return 0;
+}
+
+json_t *jobs_tasks(struct jobs *j, const char *id)
+{
+	struct job *jb = job_find(j, id);
+	if (!jb)
+		return NULL;
+	json_t *a = json_array();
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		json_array_append_new(a, task_json(&jb->tasks[i], true));
+	return json_pack("{s:s,s:o}", "job", jb->id, "tasks", a);
+}
+
+int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out, char *why,
+		 size_t whylen)
+{
+	struct job *jb = job_find(j, id);
+	if (!jb) {
+		snprintf(why, whylen, "job %s not found", id);
+		return SS_ENOTFOUND;
+	}
+	json_t *a = json_array();
+	size_t shown = 0;
+	for (size_t i = 0; i < jb->spec->n_tasks && shown < 50; i++) {
+		struct task *t = &jb->tasks[i];
+		/* A task is named by its instance name, its id, or its group's name (all instances). */
+		const struct jobspec_task *s = spec_of(t);
+		if (task ? strcmp(s->name, task) != 0 && strcmp(t->id, task) != 0 &&
+				   strcmp(jb->spec->groups[s->group].name, task) != 0
+			 : terminal(t->st))
+			continue;
+		struct req_buf rb;
+		req_build(j, t, &rb);
+		json_t *e = sched_explain(j->sched, &rb.req);
+		req_free(&rb);
+		json_t *o = task_json(t, false);
+		if (t->waiting)
+			json_object_set_new(o, "waiting_for", json_integer(t->waiting));
+		json_object_set_new(o, "placement", e);
+		json_array_append_new(a, o);
+		shown++;
+	}
+	if (task && shown == 0) {
+		json_decref(a);
+		snprintf(why, whylen, "job %s has no task named %s", id, task);
+		return SS_ENOTFOUND;
+	}
+	*out = json_pack("{s:s,s:o}", "job", jb->id, "tasks", a);
+	return 0;
+}
+
+struct logs_ctx {
+	const char *prefix;
+	size_t plen;
+	json_t *attempts;
+};
+
+static int logs_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct logs_ctx *c = arg;
+	if (strncmp(key, c->prefix, c->plen) != 0 || key[c->plen] != '.')
+		return 0;
+	json_t *o = json_loadb(value, len, 0, NULL);
+	if (o)
+		json_array_append_new(c->attempts, o);
+	return 0;
+}
+
+json_t *jobs_task_logs(struct jobs *j, const char *task_id)
+{
+	struct task *t = task_find(j, task_id);
+	if (!t)
+		return NULL;
+	struct logs_ctx c = {t->id, strlen(t->id), json_array()};
+	store_scan(j->env.store, "results", logs_cb, &c);
+	json_t *o = task_json(t, true);
+	json_object_set_new(o, "attempts", c.attempts);
+	return o;
+}
+
+void jobs_blob_added(struct jobs *j, const uint8_t digest[SHA256_LEN], uint64_t size)
+{
+	(void)digest;
+	(void)size;
+	kick(j);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Submit-to-start latency percentiles over the last LAT_SAMPLES starts, in microseconds. */
+static void latency(struct jobs *j, double *p50, double *p99)
+{
+	size_t n = j->lat_n < LAT_SAMPLES ? j->lat_n : LAT_SAMPLES;
+	*p50 = *p99 = 0;
+	if (!n)
+		return;
+	uint64_t *v = xmalloc(n * sizeof *v);
+	memcpy(v, j->lat_ns, n * sizeof *v);
+	qsort(v, n, sizeof *v, cmp_u64);
+	size_t i50 = n / 2, i99 = (n * 99) / 100 < n ? (n * 99) / 100 : n - 1;
+	*p50 = (double)v[i50] / 1000.0;
+	*p99 = (double)v[i99] / 1000.0;
+	free(v);
+}
+
+void jobs_metrics(struct jobs *j, struct buf *out)
+{
+	size_t by[T_STATE_COUNT] = {0};
+	size_t running_jobs = 0;
+	for (struct job *jb = j->all; jb; jb = jb->next) {
+		running_jobs += jb->st == J_RUNNING;
+		for (int i = 0; i < T_STATE_COUNT; i++)
+			by[i] += jb->counts[i];
+	}
+	buf_printf(out, "# HELP seeswarm_tasks Task instances by state.\n# TYPE seeswarm_tasks gauge\n");
+	for (int i = 0; i < T_STATE_COUNT; i++)
+		buf_printf(out, "seeswarm_tasks{state=\"%s\"} %zu\n", tstate_names[i], by[i]);
+	buf_printf(out, "# TYPE seeswarm_jobs_running gauge\nseeswarm_jobs_running %zu\n", running_jobs);
+	struct {
+		const char *name;
+		uint64_t v;
+	} c[] = {
+		{"jobs_submitted_total", j->submitted}, {"jobs_succeeded_total", j->succeeded},
+		{"jobs_failed_total", j->failed},	 {"jobs_canceled_total", j->canceled},
+		{"tasks_dispatched_total", j->dispatched}, {"task_results_total", j->results},
+		{"task_results_stale_total", j->stale}, {"tasks_lost_total", j->lost_total},
+		{"task_retries_total", j->retries_total}, {"scheduler_passes_total", j->passes},
+		{"blob_chunks_served_total", j->blob_served}, {"blobs_fetched_total", j->blob_fetched},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(c); i++)
+		buf_printf(out, "# TYPE seeswarm_%s counter\nseeswarm_%s %llu\n", c[i].name, c[i].name,
+			   (unsigned long long)c[i].v);
+	double p50, p99;
+	latency(j, &p50, &p99);
+	buf_printf(out, "# HELP seeswarm_task_start_latency_us Ready-to-start latency of recent tasks.\n"
+			"# TYPE seeswarm_task_start_latency_us summary\n"
+			"seeswarm_task_start_latency_us{quantile=\"0.5\"} %.0f\n"
+			"seeswarm_task_start_latency_us{quantile=\"0.99\"} %.0f\n",
+		   p50, p99);
+}
+
+json_t *jobs_health(struct jobs *j)
+{
+	size_t running = 0;
+	for (struct job *jb = j->all; jb; jb = jb->next)
+		running += jb->st == J_RUNNING;
+	return json_pack("{s:I,s:I,s:I}", "jobs", (json_int_t)j->n_jobs, "jobs_running",
+			 (json_int_t)running, "tasks_queued", (json_int_t)sched_queue_len(j->queue));
+}

@@ -1,0 +1,114 @@
+/*
+ * jobs.h - the manager's job engine: submitted jobs, their task instances,
+ * scheduling, dispatch to agents, results, retries and recovery.
+ *
+ * Every state change of a job or task is written to the store (namespaces
+ * "jobs", "tasks" and "results") and becomes durable at the manager's next
+ * group commit; acknowledgements to agents (TaskAck) go out only after that
+ * commit (jobs_after_commit), so a result the manager acknowledged is never
+ * lost and a result it did not acknowledge is sent again by the agent.
+ *
+ * Attempts are epochs: each dispatch of a task increments its attempt, and a
+ * result, start notice or blob for any other attempt, or from another node,
+ * is stale and ignored (but acknowledged, so the agent forgets it).
+ *
+ * Blobs: the manager's blob store holds uploaded inputs and every collected
+ * task output. Small blobs travel inline in task messages; larger ones are
+ * fetched with BlobGet/BlobData over the agent's connection in either
+ * direction.
+ *
+ * Loop affinity: everything runs on the manager's loop thread.
+ */
+#ifndef SS_JOBS_H
+#define SS_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "core/core.h"
+#include "data/blobstore.h"
+#include "manager/registry.h"
+#include "manager/store.h"
+#include "net/msg.h"
+
+struct jobs;
+
+struct jobs_env {
+	void *arg;
+	uv_loop_t *loop;
+	struct store *store;
+	struct blobstore *blobs;
+	struct registry *reg;
+	/* Sends to the node's admitted connection; SS_ECLOSED when it has none. */
+	int (*send)(void *arg, struct node *n, uint16_t type, const ProtobufCMessage *msg);
+	/* True when the node has an admitted connection with a valid node certificate. */
+	bool (*connected)(void *arg, const struct node *n);
+};
+
+/*
+ * Creates the engine and loads every job from the store: unfinished tasks
+ * resume where they were (placed and running ones wait for their node to
+ * come back or to be declared down). seed makes placement reproducible.
+ */
+int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed);
+/*
+ * Frees the engine. Its uv handles (an idle and a timer on env->loop) must
+ * have been closed first: the manager closes every handle with uv_walk at
+ * shutdown. NULL is a no-op.
+ */
+void jobs_free(struct jobs *j);
+
+/*
+ * A node's state, attestation, drain flag, labels or load changed. Updates
+ * the scheduler; when the node can no longer run tasks (down, evicted, left,
+ * rejected, drained), its tasks are re-queued away from it (attempt + 1).
+ */
+void jobs_node_changed(struct jobs *j, struct node *n);
+/*
+ * A node was (re)admitted; refs are the attempts its Hello says it runs or
+ * holds results for. Attempts the manager placed there that the agent does
+ * not know are lost and re-queued.
+ */
+void jobs_node_admitted(struct jobs *j, struct node *n, Seeswarm__V1__TaskRef *const *refs,
+			size_t n_refs);
+/*
+ * Handles MSG_TASK_STARTED, MSG_TASK_RESULT, MSG_BLOB_GET or MSG_BLOB_DATA
+ * from an admitted node. Takes ownership of msg. Returns 0, or SS_EPROTO for
+ * a protocol violation (the manager closes the connection).
+ */
+int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMessage *msg);
+/* Sends the acknowledgements that waited for the commit that just completed. */
+void jobs_after_commit(struct jobs *j);
+
+/* ---- API ---------------------------------------------------------------- */
+
+/*
+ * Validates and accepts a job. Returns 0 with *out = the job object once it
+ * is durable (the caller flushes the store before answering: see manager.c),
+ * SS_EINVAL/SS_EPARSE/SS_ELIMIT with a precise message in why.
+ */
+int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char *why, size_t whylen);
+json_t *jobs_list(struct jobs *j);
+/* The job object, or NULL when unknown. */
+json_t *jobs_get(struct jobs *j, const char *id);
+/* Cancels a job. SS_ENOTFOUND, or SS_ESTATE when it already finished. */
+int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why);
+/* {"tasks": [...]} or NULL when the job is unknown. */
+json_t *jobs_tasks(struct jobs *j, const char *id);
+/* Explains the placement of one task (by name) or of every unplaced task. */
+int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out, char *why,
+		 size_t whylen);
+/* Every attempt's status, logs and receipt of a task "<job>.<index>", or NULL. */
+json_t *jobs_task_logs(struct jobs *j, const char *task_id);
+/* A blob was uploaded through the API. */
+void jobs_blob_added(struct jobs *j, const uint8_t digest[SHA256_LEN], uint64_t size);
+/* Appends Prometheus text. */
+void jobs_metrics(struct jobs *j, struct buf *out);
+/* Health summary fields. */
+json_t *jobs_health(struct jobs *j);
+
+#endif

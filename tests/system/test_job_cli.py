@@ -1,0 +1,125 @@
+"""The `seeswarm job` CLI end to end: local files uploaded as sharded blobs,
+--wait progress and exit status, results with receipts that verify offline,
+list/status/explain/logs/cancel, and the example job `make demo` runs."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import SLOW, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def start(swarm, n=2):
+    swarm.start_manager()
+    ids = [f"agent-{i}" for i in range(n)]
+    for a in ids:
+        swarm.start_agent(a)
+    swarm.wait_ready(ids, 20 * SLOW)
+    return ids
+
+
+def write_spec(tmp, text):
+    data = os.path.join(tmp, "data")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "text.txt"), "w") as f:
+        f.write(text)
+    spec = {"name": "cli-wc", "tasks": [
+        {"name": "count", "command": ["sh", "-c", "wc -w < /in/part | tr -d ' ' > /out/n"],
+         "inputs": [{"name": "part", "file": "data/text.txt", "shards": 3}],
+         "outputs": ["n"], "map": {"input": "part"}, "resources": {"cpu": 0.5, "memory": "64M"}},
+        {"name": "total", "command": ["sh", "-c", "s=0; for f in /in/ns.*; do s=$((s+$(cat $f))); done; "
+                                      "echo $s > /out/total"],
+         "inputs": [{"name": "ns", "from": "count.n"}], "outputs": ["total"]}]}
+    path = os.path.join(tmp, "job.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def test_run_wait_out_fetches_results_and_receipts_that_verify(swarm):
+    ids = start(swarm)
+    text = "".join(f"line {i} has some words in it\n" for i in range(300))
+    spec = write_spec(swarm.tmp, text)
+    out = os.path.join(swarm.tmp, "results")
+    r = swarm.cli("job", "run", spec, "--wait", "--out", out)
+    assert re.search(r"job j-[0-9a-f]+ submitted: 4 tasks", r.stdout), r.stdout
+    assert "succeeded" in r.stdout
+    # Where each task ran is shown.
+    for name in ("count[0]", "count[1]", "count[2]", "total"):
+        assert re.search(re.escape(name) + r"\s+succeeded\s+attempt 1\s+on agent-[01]", r.stdout), r.stdout
+    # Plain progress lines when stderr is not a terminal.
+    assert re.search(r"4/4 succeeded", r.stderr), r.stderr
+    with open(os.path.join(out, "total", "total")) as f:
+        assert f.read().strip() == str(len(text.split()))
+    receipt = os.path.join(out, "total.receipt.json")
+    v = swarm.cli("receipt", "verify", receipt, "--ca", os.path.join(swarm.mdir, "ca.pem"))
+    assert v.returncode == 0
+    # A changed byte in the receipt fails verification.
+    with open(receipt) as f:
+        doc = f.read()
+    bad = os.path.join(swarm.tmp, "bad.json")
+    with open(bad, "w") as f:
+        f.write(doc.replace('"exit_code":0', '"exit_code":1', 1) if '"exit_code":0' in doc
+                else doc.replace("0", "1", 1))
+    assert swarm.cli("receipt", "verify", bad, "--ca", os.path.join(swarm.mdir, "ca.pem"),
+                     check=False).returncode != 0
+
+    jid = re.search(r"(j-[0-9a-f]+)", r.stdout).group(1)
+    ls = swarm.cli("job", "list")
+    assert re.search(jid + r"\s+cli-wc\s+default\s+succeeded\s+4/4", ls.stdout), ls.stdout
+    st = swarm.cli("job", "status", jid)
+    assert "count[2]" in st.stdout and "succeeded" in st.stdout
+    tasks = json.loads(swarm.cli("job", "status", jid, "--json").stdout)["tasks"]
+    total_id = [t["id"] for t in tasks if t["name"] == "total"][0]
+    lg = swarm.cli("job", "logs", total_id)
+    assert re.search(r"attempt 1 on agent-[01]: exited \(code 0\)", lg.stdout), lg.stdout
+    # results again into another directory, without --wait.
+    out2 = os.path.join(swarm.tmp, "again")
+    swarm.cli("job", "results", jid, "--out", out2)
+    with open(os.path.join(out2, "total", "total")) as f:
+        assert f.read().strip() == str(len(text.split()))
+
+
+def test_bad_specs_fail_before_upload_and_cancel_works(swarm):
+    start(swarm, 1)
+    bad = os.path.join(swarm.tmp, "bad.json")
+    with open(bad, "w") as f:
+        json.dump({"name": "b", "tasks": [{"name": "a", "command": ["true"], "retries": "x"}]}, f)
+    r = swarm.cli("job", "run", bad, check=False)
+    assert r.returncode == 1 and "tasks[0].retries" in r.stderr, r.stderr
+    missing = os.path.join(swarm.tmp, "missing.json")
+    with open(missing, "w") as f:
+        json.dump({"name": "m", "tasks": [{"name": "a", "command": ["true"],
+                                           "inputs": [{"name": "x", "file": "nope.txt"}]}]}, f)
+    r = swarm.cli("job", "run", missing, check=False)
+    assert r.returncode == 1 and "nope.txt" in r.stderr, r.stderr
+    slow = os.path.join(swarm.tmp, "slow.json")
+    with open(slow, "w") as f:
+        json.dump({"name": "slow", "tasks": [{"name": "s", "command": ["sleep", "30"]}]}, f)
+    r = swarm.cli("job", "run", slow)
+    jid = re.search(r"(j-[0-9a-f]+)", r.stdout).group(1)
+    ex = swarm.cli("job", "explain", jid, "s")
+    assert "nodes feasible" in ex.stdout, ex.stdout
+    c = swarm.cli("job", "cancel", jid)
+    assert "canceled" in c.stdout
+    r = swarm.cli("job", "cancel", jid, check=False)
+    assert r.returncode == 1 and "finished" in r.stderr
+    r = swarm.cli("job", "status", "j-000000000000", check=False)
+    assert r.returncode == 1
+
+
+def test_example_wordcount_gives_the_wc_answer(swarm):
+    start(swarm, 3)
+    example = os.path.join(ROOT, "examples", "wordcount.json")
+    words = os.path.join(ROOT, "examples", "data", "words.txt")
+    with open(words) as f:
+        want = len(f.read().split())
+    r = swarm.cli("job", "run", example, "--wait", "--cat")
+    m = re.search(r"total/total: (\d+)", r.stdout)
+    assert m and int(m.group(1)) == want, r.stdout

@@ -1,0 +1,271 @@
+"""Jobs end to end: real manager and agents, real sandboxes, real processes.
+
+Every test submits through the HTTPS API (the CLI has its own tests in
+test_job_cli.py), waits on observable state, and checks results byte for
+byte. The sandbox needs root; without it these tests skip.
+"""
+import hashlib
+import json
+import os
+import re
+import time
+
+import pytest
+
+from conftest import SLOW, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
+
+TEXT = ("the quick brown fox jumps over the lazy dog\n"
+        "a swarm of secure enclaves counts words\n"
+        "\n"
+        "attested nodes only  please\n") * 50
+
+
+def put_blob(swarm, data):
+    digest = hashlib.sha256(data).hexdigest()
+    status, raw, _ = swarm.request("PUT", f"/v1/blobs/{digest}", body=data,
+                                   headers={"Content-Type": "application/octet-stream"})
+    assert status == 201, (status, raw)
+    return {"digest": digest, "size": len(data)}
+
+
+def get_blob(swarm, digest):
+    status, raw, _ = swarm.request("GET", f"/v1/blobs/{digest}")
+    assert status == 200, (status, raw)
+    assert hashlib.sha256(raw).hexdigest() == digest
+    return raw
+
+
+def submit(swarm, spec, expect=201):
+    status, raw, _ = swarm.request("POST", "/v1/jobs", body=spec)
+    assert status == expect, (status, raw)
+    return json.loads(raw)
+
+
+def job(swarm, jid):
+    return swarm.get_json(f"/v1/jobs/{jid}")
+
+
+def tasks(swarm, jid):
+    return {t["name"]: t for t in swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"]}
+
+
+def wait_job(swarm, jid, timeout, state="succeeded"):
+    def done():
+        j = job(swarm, jid)
+        return j if j["state"] != "running" else None
+    j = wait_for(done, timeout * SLOW, interval=0.1, what=f"job {jid} to finish")
+    if j["state"] != state:
+        raise AssertionError(f"job {jid} ended {j['state']}, expected {state}:\n"
+                             f"{json.dumps(tasks(swarm, jid), indent=1)[:4000]}")
+    return j
+
+
+def start(swarm, n=2, labels=None, extra=()):
+    swarm.start_manager()
+    ids = [f"agent-{i}" for i in range(n)]
+    for i, a in enumerate(ids):
+        swarm.start_agent(a, labels=(labels[i] if labels else ()), extra=extra)
+    swarm.wait_ready(ids, 20 * SLOW)
+    return ids
+
+
+def wordcount_spec(shards):
+    return {
+        "name": "wordcount",
+        "tasks": [
+            {"name": "count",
+             "command": ["sh", "-c", "wc -w < /in/text | tr -d ' ' > /out/count"],
+             "inputs": [{"name": "text", "blobs": shards}],
+             "outputs": ["count"],
+             "map": {"input": "text"},
+             "resources": {"cpu": 0.5, "memory": "64M"}},
+            {"name": "sum",
+             "command": ["sh", "-c", "cat /in/counts.* | awk '{s+=$1} END {print s}' > /out/total"],
+             "inputs": [{"name": "counts", "from": "count.count"}],
+             "outputs": ["total"],
+             "resources": {"cpu": 0.5, "memory": "64M"}},
+        ],
+    }
+
+
+def test_wordcount_dag_gives_the_right_answer(swarm):
+    ids = start(swarm, 2)
+    lines = TEXT.splitlines(keepends=True)
+    shards = [put_blob(swarm, "".join(lines[i::4]).encode()) for i in range(4)]
+    j = submit(swarm, wordcount_spec(shards))
+    assert j["tasks_total"] == 5
+    j = wait_job(swarm, j["id"], 60)
+    [res] = j["results"]
+    assert res["task_name"] == "sum" and res["name"] == "total"
+    assert get_blob(swarm, res["digest"]).decode().strip() == str(len(TEXT.split()))
+    ts = tasks(swarm, j["id"])
+    assert set(ts) == {"count[0]", "count[1]", "count[2]", "count[3]", "sum"}
+    for t in ts.values():
+        assert t["state"] == "succeeded" and t["node"] in ids, t
+    # Logs and a receipt for every task.
+    logs = swarm.get_json(f"/v1/tasks/{ts['sum']['id']}/logs")
+    [att] = logs["attempts"]
+    assert att["ok"] and att["status"] == "exited" and att["code"] == 0
+    receipt = json.loads(att["receipt"])
+    assert receipt["receipt"]["node_id"] == ts["sum"]["node"]
+
+
+def test_cyclic_and_infeasible_specs_are_refused_with_precise_messages(swarm):
+    start(swarm, 1)
+    cyc = {"name": "cyc", "tasks": [
+        {"name": "a", "command": ["true"], "outputs": ["o"], "after": ["c"]},
+        {"name": "b", "command": ["true"], "outputs": ["o"], "after": ["a"]},
+        {"name": "c", "command": ["true"], "outputs": ["o"], "after": ["b"]}]}
+    status, raw, _ = swarm.request("POST", "/v1/jobs", body=cyc)
+    assert status == 400
+    msg = json.loads(raw)["error"]["message"]
+    assert re.search(r"cycle: a -> c -> b -> a|cycle: a -> b -> c -> a", msg) or "cycle" in msg, msg
+    for name in ("a", "b", "c"):
+        assert name in msg
+    big = {"name": "big", "tasks": [
+        {"name": "huge", "command": ["true"], "outputs": ["o"], "resources": {"memory": "1T"}}]}
+    status, raw, _ = swarm.request("POST", "/v1/jobs", body=big)
+    assert status == 400
+    msg = json.loads(raw)["error"]["message"]
+    assert "memory" in msg and "largest node" in msg, msg
+    missing = {"name": "m", "tasks": [
+        {"name": "a", "command": ["true"], "outputs": ["o"], "after": ["nope"]}]}
+    status, raw, _ = swarm.request("POST", "/v1/jobs", body=missing)
+    assert status == 400 and "nope" in json.loads(raw)["error"]["message"]
+    unknown_blob = {"name": "u", "tasks": [
+        {"name": "a", "command": ["true"], "outputs": ["o"],
+         "inputs": [{"name": "x", "blob": "ab" * 32}]}]}
+    status, raw, _ = swarm.request("POST", "/v1/jobs", body=unknown_blob)
+    assert status == 400 and "not been uploaded" in json.loads(raw)["error"]["message"]
+
+
+def test_task_needing_a_tee_no_node_has_stays_pending_with_an_explanation(swarm):
+    start(swarm, 2)
+    spec = {"name": "snp-only", "policy": {"tee": ["sev-snp"], "attestation": "hardware"},
+            "tasks": [{"name": "secret", "command": ["true"], "outputs": ["o"]}]}
+    j = submit(swarm, spec)
+    time.sleep(1.0 * SLOW)
+    t = tasks(swarm, j["id"])["secret"]
+    assert t["state"] == "pending" and t["attempt"] == 0 and t["node"] == "", t
+    assert "feasible" in t["reason"], t
+    ex = swarm.get_json(f"/v1/jobs/{j['id']}/explain?task=secret")
+    [e] = ex["tasks"]
+    nodes = e["placement"]["nodes"]
+    assert e["placement"]["chosen"] is None and len(nodes) == 2
+    for n in nodes:
+        assert n["feasible"] is False and ("sim" in n["reason"] or "hardware" in n["reason"]), n
+    status, raw, _ = swarm.request("DELETE", f"/v1/jobs/{j['id']}")
+    assert status == 200 and json.loads(raw)["state"] == "canceled"
+
+
+def test_failures_retry_then_fail_their_dependants(swarm):
+    start(swarm, 1)
+    spec = {"name": "flaky", "on_failure": "continue", "tasks": [
+        {"name": "bad", "command": ["sh", "-c", "echo oops >&2; exit 3"], "outputs": ["o"],
+         "retries": {"count": 1, "backoff": "100ms"}},
+        {"name": "after-bad", "command": ["true"], "outputs": ["o"], "after": ["bad"]},
+        {"name": "good", "command": ["sh", "-c", "echo fine > /out/o"], "outputs": ["o"]}]}
+    j = submit(swarm, spec)
+    j = wait_job(swarm, j["id"], 60, state="failed")
+    ts = tasks(swarm, j["id"])
+    assert ts["bad"]["state"] == "failed" and ts["bad"]["attempt"] == 2
+    assert ts["bad"]["status"] == "exited" and ts["bad"]["code"] == 3
+    assert [h["outcome"] for h in ts["bad"]["history"]] == ["exited", "exited"]
+    assert ts["after-bad"]["state"] == "failed" and "dependency bad failed" in ts["after-bad"]["reason"]
+    assert ts["good"]["state"] == "succeeded"
+    logs = swarm.get_json(f"/v1/tasks/{ts['bad']['id']}/logs")
+    assert len(logs["attempts"]) == 2 and "oops" in logs["attempts"][0]["stderr"]
+
+
+def test_blob_upload_with_the_wrong_digest_is_refused(swarm):
+    start(swarm, 1)
+    status, raw, _ = swarm.request("PUT", "/v1/blobs/" + "00" * 32, body=b"not that")
+    assert status == 400 and "hash" in json.loads(raw)["error"]["message"]
+    status, _, _ = swarm.request("GET", "/v1/blobs/" + "00" * 32)
+    assert status == 404
+    status, _, _ = swarm.request("PUT", "/v1/blobs/xyz", body=b"x")
+    assert status == 404
+
+
+def sleepers(n, seconds, name="sleepers", cpu=1, spread=False):
+    return {"name": name, "policy": {"placement": "spread" if spread else "binpack"}, "tasks": [
+        {"name": "s", "command": ["sh", "-c", f"sleep {seconds}; echo $SS_MAP_INDEX > /out/o"],
+         "outputs": ["o"], "map": {"over": [str(i) for i in range(n)]},
+         "resources": {"cpu": cpu, "memory": "32M"}, "retries": 0}]}
+
+
+def test_kill9_of_an_agent_running_tasks_job_still_completes(swarm):
+    ids = start(swarm, 2)
+    j = submit(swarm, sleepers(6, 2))
+    jid = j["id"]
+
+    def running_on_0():
+        return [t for t in tasks(swarm, jid).values()
+                if t["state"] in ("placed", "running") and t["node"] == ids[0]]
+    wait_for(running_on_0, 20 * SLOW, what="a task running on agent-0")
+    swarm.agents[ids[0]].kill9()
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, jid)
+    moved = [t for t in ts.values() if any(h["outcome"] == "lost" for h in t["history"])]
+    assert moved, "no task was lost with agent-0"
+    for t in moved:
+        assert t["node"] == ids[1] and t["attempt"] >= 2, t
+    for name, t in ts.items():
+        idx = name[name.index("[") + 1:-1]
+        assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == idx
+
+
+def test_kill9_of_the_manager_mid_job_resumes_and_commits_once(swarm):
+    ids = start(swarm, 2)
+    j = submit(swarm, sleepers(8, 1))
+    jid = j["id"]
+    wait_for(lambda: job(swarm, jid)["counts"].get("succeeded", 0) >= 1, 30 * SLOW,
+             what="a first task to finish")
+    swarm.manager.kill9()
+    swarm.start_manager()
+    swarm.wait_ready(ids, 20 * SLOW)
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, jid)
+    assert len(ts) == 8
+    for name, t in ts.items():
+        done = [h for h in t["history"] if h["outcome"] == "succeeded"]
+        assert len(done) == 1, (name, t["history"])
+        idx = name[name.index("[") + 1:-1]
+        assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == idx
+
+
+def test_drained_node_gets_no_new_tasks_and_its_running_tasks_move(swarm):
+    ids = start(swarm, 2)
+    j = submit(swarm, sleepers(4, 3, cpu=0.5, spread=True))
+    jid = j["id"]
+    wait_for(lambda: any(t["state"] == "running" and t["node"] == ids[0]
+                         for t in tasks(swarm, jid).values()), 20 * SLOW,
+             what="a task running on agent-0")
+    status, _, _ = swarm.request("POST", f"/v1/nodes/{ids[0]}/drain", body={"reason": "test"})
+    assert status == 200
+    wait_job(swarm, jid, 90)
+    for t in tasks(swarm, jid).values():
+        assert t["node"] == ids[1], t
+    j2 = wait_job(swarm, submit(swarm, sleepers(3, 0, name="after-drain"))["id"], 60)
+    for t in tasks(swarm, j2["id"]).values():
+        assert t["node"] == ids[1], t
+
+
+def test_large_outputs_and_inputs_travel_in_chunks(swarm):
+    start(swarm, 2)
+    big = os.urandom(700 * 1024)
+    blob = put_blob(swarm, big)
+    spec = {"name": "big", "tasks": [
+        {"name": "copy", "command": ["sh", "-c", "cat /in/b /in/b > /out/twice"],
+         "inputs": [{"name": "b", "blob": blob["digest"], "size": blob["size"]}],
+         "outputs": ["twice"], "resources": {"output": "8M"}},
+        {"name": "hash", "command": ["sh", "-c", "sha256sum /in/t | cut -c1-64 > /out/h"],
+         "inputs": [{"name": "t", "from": "copy.twice"}], "outputs": ["h"]}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    ts = tasks(swarm, j["id"])
+    twice = get_blob(swarm, ts["copy"]["outputs"][0]["digest"])
+    assert twice == big + big
+    h = get_blob(swarm, ts["hash"]["outputs"][0]["digest"]).decode().strip()
+    assert h == hashlib.sha256(big + big).hexdigest()
