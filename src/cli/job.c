@@ -297,7 +297,8 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 static void print_placement(ss_client *c, const char *id)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_job_tasks(c, id, &js), js, "tasks");
+	int crc = ss_job_tasks(c, id, &js);
+	json_t *o = fetch_json(c, crc, js, "tasks");
 	json_t *tasks = json_object_get(o, "tasks");
 	size_t i, n = json_array_size(tasks);
 	json_t *t;
@@ -364,7 +365,8 @@ static int mkdir_for(const char *path)
 static int save_receipt(ss_client *c, const char *task_id, const char *path)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_task_logs(c, task_id, &js), js, "task logs");
+	int crc = ss_task_logs(c, task_id, &js);
+	json_t *o = fetch_json(c, crc, js, "task logs");
 	if (!o)
 		return 1;
 	long long attempt = num(o, "attempt");
@@ -504,7 +506,8 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 	body = json_dumps(spec, JSON_COMPACT);
 	if (!body)
 		goto out;
-	job = fetch_json(c, ss_job_submit(c, body, &js), js, "submit");
+	rc = ss_job_submit(c, body, &js);
+	job = fetch_json(c, rc, js, "submit");
 	if (!job)
 		goto out;
 	const char *id = str(job, "id");
@@ -550,7 +553,8 @@ out:
 static int cmd_list(ss_client *c, bool as_json)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_jobs_list(c, &js), js, "jobs");
+	int crc = ss_jobs_list(c, &js);
+	json_t *o = fetch_json(c, crc, js, "jobs");
 	if (!o)
 		return 1;
 	if (as_json) {
@@ -578,10 +582,12 @@ static int cmd_list(ss_client *c, bool as_json)
 static int cmd_status(ss_client *c, const char *id, bool as_json)
 {
 	char *js = NULL;
-	json_t *job = fetch_json(c, ss_job_get(c, id, &js), js, "job");
+	int crc = ss_job_get(c, id, &js);
+	json_t *job = fetch_json(c, crc, js, "job");
 	if (!job)
 		return 1;
-	json_t *tasks = fetch_json(c, ss_job_tasks(c, id, &js), js, "tasks");
+	crc = ss_job_tasks(c, id, &js);
+	json_t *tasks = fetch_json(c, crc, js, "tasks");
 	if (!tasks) {
 		json_decref(job);
 		return 1;
@@ -620,7 +626,8 @@ static int cmd_status(ss_client *c, const char *id, bool as_json)
 static int cmd_explain(ss_client *c, const char *id, const char *task, bool as_json)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_job_explain(c, id, task, &js), js, "explain");
+	int crc = ss_job_explain(c, id, task, &js);
+	json_t *o = fetch_json(c, crc, js, "explain");
 	if (!o)
 		return 1;
 	if (as_json) {
@@ -689,7 +696,8 @@ static void print_tail(const char *label, const char *text)
 static int cmd_logs(ss_client *c, const char *task_id, bool as_json)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_task_logs(c, task_id, &js), js, "logs");
+	int crc = ss_task_logs(c, task_id, &js);
+	json_t *o = fetch_json(c, crc, js, "logs");
 	if (!o)
 		return 1;
 	if (as_json) {
@@ -722,7 +730,8 @@ static int cmd_logs(ss_client *c, const char *task_id, bool as_json)
 static int cmd_results(ss_client *c, const char *id, const char *out)
 {
 	char *js = NULL;
-	json_t *job = fetch_json(c, ss_job_get(c, id, &js), js, "job");
+	int crc = ss_job_get(c, id, &js);
+	json_t *job = fetch_json(c, crc, js, "job");
 	if (!job)
 		return 1;
 	int ret = 1;
@@ -737,7 +746,8 @@ static int cmd_results(ss_client *c, const char *id, const char *out)
 static int cmd_cancel(ss_client *c, const char *id)
 {
 	char *js = NULL;
-	json_t *o = fetch_json(c, ss_job_cancel(c, id, &js), js, "cancel");
+	int crc = ss_job_cancel(c, id, &js);
+	json_t *o = fetch_json(c, crc, js, "cancel");
 	if (!o)
 		return 1;
 	printf("job %s %s\n", id, str(o, "state"));
