@@ -73,7 +73,7 @@ struct agent {
 	struct sysinfo_load_state ls;
 	uint64_t admissions;
 	struct runner *runner;           /* runs tasks; NULL only while starting or stopping */
-	uint32_t max_tasks;              /* --max-tasks; 0 = 2 x cores */
+	uint32_t max_tasks;              /* --max-tasks; 0 = 8 x cores (at most 126) */
 	uint8_t attest_digest[32];       /* from the node certificate, for receipts */
 	bool has_attest_digest;
 };
@@ -159,6 +159,7 @@ static void send_hello(struct agent *a)
 	h.agent_id = a->id;
 	h.agent_version = SS_VERSION;
 	c.cpu_cores = a->caps.cpu_cores;
+	c.max_tasks = a->max_tasks;
 	c.memory_bytes = a->caps.memory_bytes;
 	c.disk_bytes = a->caps.disk_bytes;
 	c.features = a->caps.features;
@@ -545,7 +546,7 @@ static void usage(FILE *f)
 		"  --tcti TCTI                 TPM access, e.g. swtpm:host=127.0.0.1,port=2321\n"
 		"                              (default device:/dev/tpmrm0)\n"
 		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
-		"  --max-tasks N               concurrent task attempts (default 2 x cores)\n"
+		"  --max-tasks N               concurrent task attempts (default 8 x cores, at most 126)\n"
 		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
 }
 
@@ -791,9 +792,18 @@ int agent_main(int argc, char **argv)
 	sysinfo_caps(a->data_dir, &a->caps);
 	a->backoff_ms = BACKOFF_MIN_MS;
 	/* Sandboxed runs use libuv's thread pool: size it before its first use. */
-	uint32_t workers = a->max_tasks ? a->max_tasks : 2 * a->caps.cpu_cores;
+	/*
+	 * Task slots: a running attempt holds a worker thread while it waits for
+	 * its sandbox, so tasks that mostly wait (I/O, sleep) need many; the
+	 * resource manager still admits by CPU, memory and pids.
+	 */
+	if (!a->max_tasks)
+		a->max_tasks = 8 * (a->caps.cpu_cores ? a->caps.cpu_cores : 1);
+	if (a->max_tasks > 126)
+		a->max_tasks = 126;
+	uint32_t workers = a->max_tasks;
 	char wbuf[16];
-	snprintf(wbuf, sizeof wbuf, "%u", workers + 2 < 4 ? 4 : (workers + 2 > 128 ? 128 : workers + 2));
+	snprintf(wbuf, sizeof wbuf, "%u", workers + 2 < 4 ? 4 : workers + 2);
 	setenv("UV_THREADPOOL_SIZE", wbuf, 0);
 	uv_loop_init(&a->loop);
 	loop_ready = true;

@@ -399,6 +399,7 @@ static void sched_sync(struct jobs *j, struct node *n)
 		.disk_bytes = n->disk_bytes,
 		.price_per_hour = n->price_per_hour,
 		.load = n->cpu_permille / 1000.0,
+		.max_tasks = n->max_tasks,
 	};
 	sched_node_update(j->sched, &info);
 }

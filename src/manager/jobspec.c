@@ -19,6 +19,7 @@
  * Every error message begins with the JSON path of the offending value.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@
 
 /* Bounds on the whole expanded job, beyond those in jobspec.h. */
 #define MAX_JOB_INPUTS (1u << 18)   /* inputs of all instances together */
-#define MAX_JOB_DEPS (1u << 18)     /* dependency edges of all instances together */
+#define MAX_JOB_DEPS (1u << 20)     /* dependency edges of all instances together */
 #define MAX_JOB_TEXT (32u << 20)    /* bytes of argv and env of all instances together */
 
 /* Bounds on single fields. */
@@ -140,8 +141,8 @@ struct parser {
 	size_t text;                /* argv and env bytes expanded so far */
 };
 
-static int fail(struct parser *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct parser *p, int rc, const char *fmt, ...)
+static void why_set(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void why_set(struct parser *p, const char *fmt, ...)
 {
 	if (p->whylen) {
 		va_list ap;
@@ -149,8 +150,10 @@ static int fail(struct parser *p, int rc, const char *fmt, ...)
 		vsnprintf(p->why, p->whylen, fmt, ap);
 		va_end(ap);
 	}
-	return rc;
 }
+
+/* Writes the message for an error and evaluates to rc (a macro, so that rc stays visibly nonzero). */
+#define fail(p, rc, ...) (why_set((p), __VA_ARGS__), (rc))
 
 /* A value quoted in an error message: at most 100 bytes, anything but printable ASCII as '?'. */
 struct shown {
@@ -161,7 +164,7 @@ static struct shown show(const char *v)
 {
 	struct shown r;
 	size_t i = 0;
-	for (; v[i] && i < 100; i++) {
+	for (; i < 100 && v[i]; i++) {
 		unsigned char c = (unsigned char)v[i];
 		r.s[i] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
 	}
@@ -361,7 +364,7 @@ static int get_duration(struct parser *p, json_t *v, const char *path, uint64_t 
 		double s = json_real_value(v);
 		if (!(s >= 0))
 			return fail(p, SS_EINVAL, "%s: a duration cannot be negative", path);
-		ms = s * 1000 > (double)max ? max + 1 : (uint64_t)(s * 1000 + 0.5);
+		ms = s * 1000 > (double)max ? max + 1 : (uint64_t)llround(s * 1000);
 	} else if (json_is_string(v)) {
 		if (parse_duration_ms(json_string_value(v), &ms) != 0)
 			return fail(p, SS_EINVAL, "%s: \"%s\" is not a duration (use 500ms, 30s, 5m or 1h)",
@@ -430,7 +433,7 @@ static int get_cpu(struct parser *p, json_t *v, const char *path, uint32_t *out)
 		double c = json_real_value(v);
 		if (!(c >= 0))
 			return fail(p, SS_EINVAL, "%s: a CPU amount cannot be negative", path);
-		m = c > 1025 ? MAX_CPU_M + 1ull : (uint64_t)(c * 1000 + 0.5);
+		m = c > 1025 ? MAX_CPU_M + 1ull : (uint64_t)llround(c * 1000);
 	} else if (json_is_string(v)) {
 		if (parse_cpu(json_string_value(v), &m) != 0)
 			return fail(p, SS_EINVAL, "%s: \"%s\" is not a CPU amount (use 0.5, 2 or 500m)", path,
@@ -542,7 +545,7 @@ static int parse_policy(struct parser *p, json_t *o, struct jobspec_policy *pol)
 	char path[PATH_LEN];
 	json_t *v;
 	size_t i;
-	unsigned e;
+	unsigned e = 0;
 	int rc;
 	if (!json_is_object(o))
 		return fail(p, SS_EPARSE, "policy: expected an object");
@@ -1466,11 +1469,14 @@ static void build_inputs(struct parser *p, struct jobspec *js, const struct grou
 			t->inputs[m++].size = gin->blob.size;
 			break;
 		case IN_BLOBS:
+			if (on_map) {
+				set_input(&t->inputs[m], xstrdup(gin->name), JOBSPEC_IN_BLOB);
+				memcpy(t->inputs[m].digest, gin->blobs[i].digest, SHA256_LEN);
+				t->inputs[m++].size = gin->blobs[i].size;
+				break;
+			}
 			for (uint32_t b = 0; b < gin->n_blobs; b++) {
-				if (on_map && b != i)
-					continue;
-				set_input(&t->inputs[m], on_map ? xstrdup(gin->name) : indexed(gin->name, b, gin->n_blobs),
-					  JOBSPEC_IN_BLOB);
+				set_input(&t->inputs[m], indexed(gin->name, b, gin->n_blobs), JOBSPEC_IN_BLOB);
 				memcpy(t->inputs[m].digest, gin->blobs[b].digest, SHA256_LEN);
 				t->inputs[m++].size = gin->blobs[b].size;
 			}
@@ -1659,11 +1665,12 @@ static int expand(struct parser *p, struct jobspec *js, size_t n_tasks)
 	js->n_tasks = n_tasks;
 	for (size_t k = 0; k < p->ng; k++) {
 		uint32_t gi = p->order[k];
-		for (uint32_t i = 0; i < p->g[gi].count; i++)
+		for (uint32_t i = 0; i < p->g[gi].count; i++) {
 			if ((rc = build_instance(p, js, gi, i)))
 				return rc;
-		if ((rc = check_input_names(p, gi, &js->tasks[p->g[gi].first])))
-			return rc;
+			if (i == 0 && (rc = check_input_names(p, gi, &js->tasks[p->g[gi].first])))
+				return rc;
+		}
 	}
 	for (size_t i = 0; i < n_tasks; i++)
 		for (size_t k = 0; k < js->tasks[i].n_deps; k++)
@@ -1680,7 +1687,7 @@ static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 	json_t *v, *tasks;
 	const char *s;
 	size_t n_tasks = 0;
-	unsigned e;
+	unsigned e = 0;
 	int rc;
 	if (!json_is_object(root))
 		return fail(p, SS_EPARSE, "spec: expected a JSON object");
@@ -1753,8 +1760,12 @@ int jobspec_parse(const char *json, size_t len, unsigned flags, struct jobspec *
 	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
 	if (!root) {
+		/* jansson quotes the text near the error: keep the quotes, mask the rest. */
+		for (char *c = err.text; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
 		rc = fail(&p, SS_EPARSE, "spec: not valid JSON (line %d, column %d: %s)", err.line, err.column,
-			  show(err.text).s);
+			  err.text);
 		goto out;
 	}
 	js = xcalloc(1, sizeof *js);

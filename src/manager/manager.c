@@ -454,6 +454,7 @@ static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char
 	const Seeswarm__V1__Capabilities *c = h->capabilities;
 	snprintf(n->hostname, sizeof n->hostname, "%s", c->hostname ? c->hostname : "");
 	n->cpu_cores = c->cpu_cores;
+	n->max_tasks = c->max_tasks;
 	n->memory_bytes = c->memory_bytes;
 	n->disk_bytes = c->disk_bytes;
 	node_set_features(n, (const char *const *)c->features, c->n_features);

@@ -243,6 +243,7 @@ json_t *node_to_json(const struct node *n, bool for_store, uint64_t now_mono, in
 
 	json_t *caps = json_object();
 	json_object_set_new(caps, "cpu_cores", json_integer(n->cpu_cores));
+	json_object_set_new(caps, "max_tasks", json_integer(n->max_tasks));
 	json_object_set_new(caps, "memory_bytes", json_integer((json_int_t)n->memory_bytes));
 	json_object_set_new(caps, "disk_bytes", json_integer((json_int_t)n->disk_bytes));
 	json_t *feats = json_array();
@@ -328,6 +329,7 @@ int node_from_json(struct node *n, const json_t *j)
 	n->node_cert_expires_ms = get_time(nc, "expires");
 	const json_t *caps = json_object_get(j, "capabilities");
 	n->cpu_cores = (uint32_t)json_integer_value(json_object_get(caps, "cpu_cores"));
+	n->max_tasks = (uint32_t)json_integer_value(json_object_get(caps, "max_tasks"));
 	n->memory_bytes = (uint64_t)json_integer_value(json_object_get(caps, "memory_bytes"));
 	n->disk_bytes = (uint64_t)json_integer_value(json_object_get(caps, "disk_bytes"));
 	const json_t *feats = json_object_get(caps, "features");

@@ -39,6 +39,7 @@ struct node {
 	char hostname[64];
 	char version[32];
 	uint32_t cpu_cores;
+	uint32_t max_tasks;       /* task slots the agent offers (0 = not reported) */
 	uint64_t memory_bytes;
 	uint64_t disk_bytes;
 	char **features;

@@ -265,6 +265,7 @@ enum rank {
 	R_CPU,
 	R_MEM,
 	R_DISK,
+	R_SLOTS,
 	R_OK
 };
 
@@ -278,6 +279,7 @@ static const char *const rank_text[R_OK] = {
 	[R_CPU] = "insufficient cpu",
 	[R_MEM] = "insufficient memory",
 	[R_DISK] = "insufficient disk",
+	[R_SLOTS] = "no task slot free",
 };
 
 /* Nodes with equal static attributes; key is their canonical encoding. */
@@ -319,6 +321,8 @@ struct sched_node {
 	uint32_t cpu_res;
 	uint64_t mem_res;
 	uint64_t disk_res;
+	uint32_t max_tasks;     /* the agent's concurrent-task slots; 0 = no limit */
+	uint32_t tasks_res;     /* reservations held (one per placed task) */
 	double price;
 	double load;
 	double bw_mbps;
@@ -676,6 +680,7 @@ struct sched_node *sched_node_update(struct sched *s, const struct sched_node_in
 	n->attest_ok = info->attest_ok;
 	n->attest_warning = info->attest_warning;
 	n->attest_expires_ms = info->attest_expires_ms;
+	n->max_tasks = info->max_tasks;
 	n->load = isfinite(info->load) ? fmin(fmax(info->load, 0.0), 1.0) : 1.0;
 	n->bw_mbps = info->bandwidth_mbps > 0 && isfinite(info->bandwidth_mbps) ? info->bandwidth_mbps
 										: DEFAULT_BANDWIDTH_MBPS;
@@ -743,6 +748,8 @@ void sched_reserve(struct sched *s, struct sched_node *n, uint32_t cpu_millicore
 	n->cpu_res = n->cpu_res > UINT32_MAX - cpu_millicores ? UINT32_MAX : n->cpu_res + cpu_millicores;
 	n->mem_res = n->mem_res > UINT64_MAX - memory_bytes ? UINT64_MAX : n->mem_res + memory_bytes;
 	n->disk_res = n->disk_res > UINT64_MAX - disk_bytes ? UINT64_MAX : n->disk_res + disk_bytes;
+	if (n->tasks_res < UINT32_MAX)
+		n->tasks_res++;
 }
 
 void sched_release(struct sched *s, struct sched_node *n, uint32_t cpu_millicores,
@@ -752,6 +759,8 @@ void sched_release(struct sched *s, struct sched_node *n, uint32_t cpu_millicore
 	n->cpu_res = n->cpu_res > cpu_millicores ? n->cpu_res - cpu_millicores : 0;
 	n->mem_res = n->mem_res > memory_bytes ? n->mem_res - memory_bytes : 0;
 	n->disk_res = n->disk_res > disk_bytes ? n->disk_res - disk_bytes : 0;
+	if (n->tasks_res > 0)
+		n->tasks_res--;
 }
 
 /* ---- feasibility -------------------------------------------------------------------- */
@@ -885,6 +894,8 @@ static int node_check(const struct sched_node *n, const struct sched_req *q)
 		return R_MEM;
 	if (n->disk_res > c->disk || q->disk_bytes > c->disk - n->disk_res)
 		return R_DISK;
+	if (n->max_tasks && n->tasks_res >= n->max_tasks)
+		return R_SLOTS;
 	return R_OK;
 }
 

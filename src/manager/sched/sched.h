@@ -69,6 +69,7 @@ struct sched_node_info {
 	double price_per_hour;
 	double load;                  /* 0..1 from the last heartbeat (cpu busy fraction) */
 	double bandwidth_mbps;        /* estimated network bandwidth; 0 = default (1000) */
+	uint32_t max_tasks;           /* concurrent task slots the agent offers; 0 = no limit */
 };
 
 /* A task's placement request. Pointers are borrowed for the call. */
@@ -131,7 +132,7 @@ size_t sched_node_count(const struct sched *s);
 /* Records a measured RTT between two nodes (symmetric). */
 void sched_set_rtt(struct sched *s, struct sched_node *a, struct sched_node *b, double rtt_ms);
 
-/* Reserves or releases a placed task's resources on a node. */
+/* Reserves or releases a placed task's resources (and one task slot) on a node. */
 void sched_reserve(struct sched *s, struct sched_node *n, uint32_t cpu_millicores,
 		   uint64_t memory_bytes, uint64_t disk_bytes);
 void sched_release(struct sched *s, struct sched_node *n, uint32_t cpu_millicores,
