@@ -46,7 +46,7 @@
 #define MAX_ITEM (EXEC_MAX_ARG_LEN - (sizeof "SS_MAP_ITEM=" - 1))
 #define MIN_MEMORY (4ull << 20)
 #define MIN_DISK 4096ull
-#define MAX_BYTES (16ull << 40)
+#define MAX_BYTES (1ull << 40) /* what the agent's executor accepts */
 #define MAX_CPU_M (1024u * 1000u)
 #define MAX_PIDS 65536
 #define MAX_TIMEOUT_MS (7ull * 24 * 3600 * 1000)
