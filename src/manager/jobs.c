@@ -1808,6 +1808,12 @@ static int cmp_created(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
+void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
+{
+	sched_queue_set_weight(j->queue, tenant, weight);
+	log_info("tenant %s: weight %g", tenant, weight);
+}
+
 json_t *jobs_list(struct jobs *j)
 {
 	struct job **v = xcalloc(j->n_jobs ? j->n_jobs : 1, sizeof *v);

@@ -61,6 +61,8 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed);
  * shutdown. NULL is a no-op.
  */
 void jobs_free(struct jobs *j);
+/* Sets a tenant's weight (> 0) for fair sharing of running CPU between tenants. */
+void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight);
 
 /*
  * A node's state, attestation, drain flag, labels or load changed. Updates

@@ -36,6 +36,8 @@
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
 
+#define MAX_TENANT_WEIGHTS 64
+
 struct manager_config {
 	const char *data_dir;
 	const char *listen;
@@ -49,6 +51,9 @@ struct manager_config {
 	uint32_t suspect_misses;
 	uint32_t down_ms;
 	uint32_t max_conns;
+	const char *tenant_names[MAX_TENANT_WEIGHTS]; /* --tenant-weight NAME=W */
+	double tenant_weights[MAX_TENANT_WEIGHTS];
+	size_t n_tenants;
 };
 
 enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
@@ -1545,7 +1550,7 @@ static void usage(FILE *f)
 		"                        [--insecure-sim-attestation] [--heartbeat-interval 500ms]\n"
 		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
-		"                        [--policy FILE] [--collateral DIR]\n"
+		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -1557,13 +1562,15 @@ static void usage(FILE *f)
 		"  --policy FILE               appraisal policy (JSON, reloaded on SIGHUP; docs/policy.md)\n"
 		"  --collateral DIR            offline cache of vendor roots, CRLs, TCB info, EK CAs\n"
 		"  --node-cert-lifetime D      lifetime of node certificates (default 1h)\n"
+		"  --tenant-weight NAME=W      a tenant's weight in fair sharing (default 1; repeatable)\n"
 		"  --client-config PATH        where to write the CLI config on first start\n"
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
 
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
-	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT };
+	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
+	       O_TENANT };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1578,6 +1585,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"policy", required_argument, NULL, O_POLICY},
 		{"collateral", required_argument, NULL, O_COLL},
 		{"node-cert-lifetime", required_argument, NULL, O_NCERT},
+		{"tenant-weight", required_argument, NULL, O_TENANT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1638,6 +1646,26 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			}
 			cfg->node_cert_s = (uint32_t)(v / 1000);
 			break;
+		case O_TENANT: {
+			/* NAME=WEIGHT; the name stays in argv, which outlives the manager. */
+			char *eq = strchr(optarg, '=');
+			char *end = NULL;
+			double w = eq ? strtod(eq + 1, &end) : 0;
+			if (!eq || end == eq + 1 || *end || !(w > 0 && w <= 1000) ||
+			    cfg->n_tenants == MAX_TENANT_WEIGHTS) {
+				fprintf(stderr, "manager: --tenant-weight takes NAME=W with 0 < W <= 1000 "
+						"(at most %d tenants)\n", MAX_TENANT_WEIGHTS);
+				return 2;
+			}
+			*eq = '\0';
+			if (!ident_valid(optarg)) {
+				fprintf(stderr, "manager: --tenant-weight: \"%s\" is not a tenant name\n", optarg);
+				return 2;
+			}
+			cfg->tenant_names[cfg->n_tenants] = optarg;
+			cfg->tenant_weights[cfg->n_tenants++] = w;
+			break;
+		}
 		case O_MAX:
 			if (parse_size(optarg, &v) || v < 1 || v > 1000000) {
 				fprintf(stderr, "manager: --max-agents must be 1..1000000\n");
@@ -1828,6 +1856,8 @@ int manager_main(int argc, char **argv)
 	rand_bytes(&seed, sizeof seed);
 	if (jobs_new(&m->jobs, &je, seed) != 0)
 		goto out;
+	for (size_t i = 0; i < m->cfg.n_tenants; i++)
+		jobs_set_tenant_weight(m->jobs, m->cfg.tenant_names[i], m->cfg.tenant_weights[i]);
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);

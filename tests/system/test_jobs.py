@@ -269,3 +269,26 @@ def test_large_outputs_and_inputs_travel_in_chunks(swarm):
     assert twice == big + big
     h = get_blob(swarm, ts["hash"]["outputs"][0]["digest"]).decode().strip()
     assert h == hashlib.sha256(big + big).hexdigest()
+
+
+@pytest.mark.manager_args("--tenant-weight", "heavy=3")
+def test_tenants_share_the_swarm_by_weight(swarm):
+    start(swarm, 1, extra=("--max-tasks", "4"))
+
+    def spec(tenant):
+        s = sleepers(24, 0.3, name=tenant, cpu=0.25)
+        s["tenant"] = tenant
+        return s
+    # light is queued first and takes every slot; from then on each freed slot
+    # goes to the tenant furthest below its weighted share, so heavy (weight 3)
+    # catches up to about three of every four running tasks.
+    jl = submit(swarm, spec("light"))
+    jh = submit(swarm, spec("heavy"))
+    wait_job(swarm, jl["id"], 90)
+    wait_job(swarm, jh["id"], 90)
+    starts = sorted([(t["start_ms"], "light") for t in tasks(swarm, jl["id"]).values()] +
+                    [(t["start_ms"], "heavy") for t in tasks(swarm, jh["id"]).values()])
+    first = [who for _, who in starts[:20]]
+    print("first 20 starts:", first)
+    assert first.count("heavy") >= 11, first
+    assert first.count("light") >= 4, first
