@@ -292,3 +292,38 @@ def test_tenants_share_the_swarm_by_weight(swarm):
     print("first 20 starts:", first)
     assert first.count("heavy") >= 11, first
     assert first.count("light") >= 4, first
+
+
+def test_evicted_node_gets_no_tasks_and_its_running_tasks_move(swarm):
+    import signal as _signal
+    from test_policy import write_policy
+    interval = 2
+    pools = {"default": {"allowed_tee": ["sim"]},
+             "edge": {"allowed_tee": ["sim"], "reattest_interval": f"{interval}s"}}
+    path = write_policy(swarm, pools)
+    swarm.extra = ["--policy", path]
+    swarm.start_manager()
+    swarm.start_agent("agent-edge", labels=["pool=edge"])
+    swarm.start_agent("agent-core")
+    swarm.wait_ready(["agent-edge", "agent-core"], 20 * SLOW)
+    jid = submit(swarm, sleepers(4, 4, name="evict", cpu=0.25, spread=True))["id"]
+
+    def on_edge():
+        ts = tasks(swarm, jid).values()
+        names = [t["name"] for t in ts if t["state"] == "running" and t["node"] == "agent-edge"]
+        return names or None
+    moved = wait_for(on_edge, 20 * SLOW, what="tasks running on agent-edge")
+    # The edge pool stops allowing sim: the node fails its next re-attestation.
+    pools["edge"]["allowed_tee"] = ["tpm"]
+    write_policy(swarm, pools)
+    swarm.manager.p.send_signal(_signal.SIGHUP)
+    swarm.wait_state("agent-edge", "evicted", (interval + 2) * SLOW)
+    j = wait_job(swarm, jid, 60)
+    ts = tasks(swarm, j["id"])
+    for n in moved:
+        t = ts[n]
+        assert t["node"] == "agent-core" and t["attempt"] >= 2, t
+        assert any(h["outcome"] == "lost" for h in t["history"]), t
+    after = wait_job(swarm, submit(swarm, sleepers(6, 0, name="after-evict", cpu=0.25, spread=True))["id"], 60)
+    for t in tasks(swarm, after["id"]).values():
+        assert t["node"] == "agent-core", t
