@@ -327,3 +327,37 @@ def test_evicted_node_gets_no_tasks_and_its_running_tasks_move(swarm):
     after = wait_job(swarm, submit(swarm, sleepers(6, 0, name="after-evict", cpu=0.25, spread=True))["id"], 60)
     for t in tasks(swarm, after["id"]).values():
         assert t["node"] == "agent-core", t
+
+
+def task_cgroups(pid):
+    """The task cgroup directories agent pid created, in every hierarchy it uses."""
+    found = []
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            base = "/sys/fs/cgroup" + ("/" + ctrls.split(",")[0] if ctrls else "")
+            if ctrls and not os.path.isdir(base):
+                base = "/sys/fs/cgroup/" + ctrls
+            parent = base + (path if path != "/" else "")
+            if not os.path.isdir(parent):
+                continue
+            found += [os.path.join(parent, d) for d in os.listdir(parent)
+                      if d.startswith(f"seeswarm-task-{pid}-")]
+    return found
+
+
+def test_restarted_agent_kills_orphans_of_its_killed_predecessor(swarm):
+    ids = start(swarm, 1)
+    a = swarm.agents[ids[0]]
+    j = submit(swarm, sleepers(1, 60, name="orphan", cpu=0.25))
+    wait_for(lambda: all(t["state"] == "running" for t in tasks(swarm, j["id"]).values()), 20 * SLOW,
+             what="the task to run")
+    cgs = wait_for(lambda: task_cgroups(a.pid), 5 * SLOW, what="the task's cgroups")
+    a.kill9()
+    # The sandboxed task outlives its agent, in its cgroup.
+    assert all(os.path.isdir(d) for d in cgs), cgs
+    swarm.start_agent(ids[0])
+    wait_for(lambda: not any(os.path.isdir(d) for d in cgs), 20 * SLOW,
+             what="the stale cgroups to be swept")
+    assert "stale task cgroups" in swarm.agents[ids[0]].text()
+    swarm.request("DELETE", f"/v1/jobs/{j['id']}")

@@ -411,3 +411,68 @@ void exec_cgroup_destroy(struct exec_cgroup *cg)
 		free(cg->dir[i]);
 	free(cg);
 }
+
+/* Kills every member of the cgroup directory dir (v1 or v2) and removes it. */
+static void sweep_dir(const char *dir)
+{
+	char b[8192];
+	if (write_str(dir, "cgroup.kill", "1") != 0) {
+		for (int round = 0; round < 100; round++) {
+			if (read_small(dir, "cgroup.procs", b, sizeof(b)) || !b[0])
+				break;
+			for (char *p = b; *p;) {
+				char *end;
+				long pid = strtol(p, &end, 10);
+				if (end == p || *end != '\n')
+					break;
+				if (pid > 1)
+					kill((pid_t)pid, SIGKILL);
+				p = end + 1;
+			}
+			usleep(1000);
+		}
+	}
+	for (int i = 0; i < 100 && rmdir(dir) < 0 && errno == EBUSY; i++)
+		usleep(2000);
+}
+
+/* True when name is "seeswarm-task-PID-SEQ" and PID is a process that no longer exists. */
+static bool stale_name(const char *name)
+{
+	static const char prefix[] = "seeswarm-task-";
+	if (strncmp(name, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	char *end = NULL;
+	long pid = strtol(name + sizeof(prefix) - 1, &end, 10);
+	if (!end || *end != '-' || pid <= 0 || pid == (long)getpid())
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int exec_cgroup_sweep(enum exec_cg_mode mode)
+{
+	static const char *const ctrls[] = {"", "memory", "pids", "cpu", "cpuacct"};
+	char mnt[256], path[512];
+	int removed = 0;
+	for (size_t i = 0; i < sizeof(ctrls) / sizeof(ctrls[0]); i++) {
+		if ((mode == EXEC_CG_V2) != (i == 0))
+			continue;
+		if (self_cgroup(ctrls[i], mnt, sizeof(mnt), path, sizeof(path)) != 0)
+			continue;
+		char *parent = xasprintf("%s%s", mnt, path);
+		DIR *d = opendir(parent);
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			if (!stale_name(e->d_name))
+				continue;
+			char *dir = xasprintf("%s/%s", parent, e->d_name);
+			sweep_dir(dir);
+			removed++;
+			free(dir);
+		}
+		if (d)
+			closedir(d);
+		free(parent);
+	}
+	return removed;
+}

@@ -225,6 +225,13 @@ int exec_cgroup_begin(struct exec_cgroup *cg);
 int exec_cgroup_join_fds(struct exec_cgroup *cg, int *fds, size_t max);
 /* Reports CPU time, peak memory, OOM kills and pids-limit hits since begin. */
 int exec_cgroup_usage(struct exec_cgroup *cg, struct exec_usage *u);
+/*
+ * Removes the task cgroups of agents that died without cleaning up (kill -9):
+ * every "seeswarm-task-PID-N" beside this process's own whose PID no longer
+ * exists. Their processes (orphaned tasks) are killed first. Returns how
+ * many cgroup directories it removed. Cgroups of live agents are left alone.
+ */
+int exec_cgroup_sweep(enum exec_cg_mode mode);
 /* SIGKILLs every process in the cgroup (cgroup.kill on v2). */
 int exec_cgroup_kill(struct exec_cgroup *cg);
 /* True when no process is left in the cgroup. */

@@ -134,9 +134,15 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 		goto out;
 	sb->ll_abi = opts && opts->no_landlock ? 0 : exec_landlock_abi();
 	sb->cg_mode = exec_cgroup_detect();
-	if (sb->cg_mode == EXEC_CG_NONE)
+	if (sb->cg_mode == EXEC_CG_NONE) {
 		log_warn("exec: no usable cgroup controllers; memory, pids and CPU limits are "
 			 "not enforced beyond rlimits");
+	} else {
+		int swept = exec_cgroup_sweep(sb->cg_mode);
+		if (swept > 0)
+			log_info("exec: removed %d stale task cgroups (and killed their orphaned "
+				 "tasks) left by an agent that died", swept);
+	}
 
 	char *lc = NULL;
 	size_t lclen = 0;
