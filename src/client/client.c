@@ -1376,9 +1376,11 @@ int ss_blob_get_file(ss_client *c, const char *digest_hex, const char *path)
 		goto out;
 	/* The head first: it is small and bounded like any response head. */
 	for (;;) {
-		rc = head_parse((const char *)raw.data, raw.len, &h);
-		if (rc != SS_ETRUNC)
-			break;
+		if (raw.len > 0) {
+			rc = head_parse((const char *)raw.data, raw.len, &h);
+			if (rc != SS_ETRUNC)
+				break;
+		}
 		if ((rc = read_more(&r, &raw, &eof)) != 0)
 			goto out;
 		if (eof) {
