@@ -228,19 +228,7 @@ static int write_new_file(const char *path, const void *data, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return SS_EIO;
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = SS_EIO;
-			goto out;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-out:
+	rc = fd_write_all(fd, data, len);
 	close(fd);
 	return rc;
 }

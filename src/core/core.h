@@ -136,6 +136,13 @@ int file_read(const char *path, size_t max, char **out, size_t *out_len);
  * the given mode.
  */
 int file_write_atomic(const char *path, const void *data, size_t n, unsigned mode);
+/* Writes all n bytes to fd, retrying on EINTR. Returns 0 or SS_EIO. */
+int fd_write_all(int fd, const void *data, size_t n);
+/*
+ * Reads up to n bytes from fd, retrying on EINTR. Returns 0 and the count
+ * in *got (0 at end of file), or SS_EIO.
+ */
+int fd_read(int fd, void *buf, size_t n, size_t *got);
 /* Creates dir (and parents) with the given mode if missing; checks it is a dir. */
 int dir_ensure(const char *path, unsigned mode);
 

@@ -260,6 +260,34 @@ bool ct_equal(const void *a, const void *b, size_t n)
 	return CRYPTO_memcmp(a, b, n) == 0;
 }
 
+int fd_write_all(int fd, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return SS_EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int fd_read(int fd, void *buf, size_t n, size_t *got)
+{
+	for (;;) {
+		ssize_t r = read(fd, buf, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return SS_EIO;
+		*got = (size_t)r;
+		return 0;
+	}
+}
+
 int file_read(const char *path, size_t max, char **out, size_t *out_len)
 {
 	int rc = 0;
@@ -272,16 +300,12 @@ int file_read(const char *path, size_t max, char **out, size_t *out_len)
 	}
 	data = xmalloc(max + 1);
 	for (;;) {
-		ssize_t r = read(fd, data + len, max + 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = SS_EIO;
+		size_t r = 0;
+		if ((rc = fd_read(fd, data + len, max + 1 - len, &r)) != 0)
 			goto out;
-		}
 		if (r == 0)
 			break;
-		len += (size_t)r;
+		len += r;
 		if (len > max) {
 			rc = SS_ETOOBIG;
 			goto out;
@@ -313,19 +337,8 @@ int file_write_atomic(const char *path, const void *data, size_t n, unsigned mod
 		rc = SS_EIO;
 		goto out;
 	}
-	const uint8_t *p = data;
-	size_t left = n;
-	while (left > 0) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = SS_EIO;
-			goto out;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
+	if ((rc = fd_write_all(fd, data, n)) != 0)
+		goto out;
 	if (fsync(fd) != 0 || close(fd) != 0) {
 		fd = -1;
 		rc = SS_EIO;

@@ -240,21 +240,6 @@ static int open_chunk(EVP_CIPHER_CTX *ctx, uint64_t index, bool last, uint64_t s
 	return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return SS_EIO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Reads exactly n bytes at off. SS_ECRYPTO when the file is short (a damaged blob). */
 static int pread_all(int fd, void *p, size_t n, uint64_t off)
 {
@@ -466,7 +451,7 @@ static int flush_chunk(struct blob_writer *w, bool last, const uint8_t *digest)
 {
 	int rc = seal(w->ctx, w->index, last, w->total, digest, w->pt, w->pt_len, w->ct);
 	if (rc == 0)
-		rc = write_all(w->fd, w->ct, w->pt_len + BS_TAG_LEN);
+		rc = fd_write_all(w->fd, w->ct, w->pt_len + BS_TAG_LEN);
 	w->index++;
 	w->pt_len = 0;
 	return rc;
@@ -751,18 +736,14 @@ int blobstore_import(struct blobstore *bs, const char *path, uint8_t digest[SHA2
 	if ((rc = blobstore_write_begin(bs, NULL, 0, &w)) != 0)
 		goto out;
 	for (;;) {
-		ssize_t n = read(fd, buf, cap);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = SS_EIO;
+		size_t n = 0;
+		if ((rc = fd_read(fd, buf, cap, &n)) != 0)
 			goto out;
-		}
 		if (n == 0)
 			break;
-		if ((rc = blob_writer_write(w, buf, (size_t)n)) != 0)
+		if ((rc = blob_writer_write(w, buf, n)) != 0)
 			goto out;
-		total += (uint64_t)n;
+		total += n;
 	}
 	rc = blob_writer_commit(w, digest);
 	w = NULL;
@@ -794,7 +775,7 @@ int blobstore_export(struct blobstore *bs, const uint8_t digest[SHA256_LEN], con
 		size_t got = 0;
 		if ((rc = blob_reader_read(r, buf, cap, &got)) != 0 || got == 0)
 			break;
-		if ((rc = write_all(fd, buf, got)) != 0)
+		if ((rc = fd_write_all(fd, buf, got)) != 0)
 			break;
 	}
 	if (rc != 0)

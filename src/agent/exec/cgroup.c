@@ -355,14 +355,15 @@ int exec_cgroup_usage(struct exec_cgroup *cg, struct exec_usage *u)
 	return 0;
 }
 
-int exec_cgroup_kill(struct exec_cgroup *cg)
+/*
+ * SIGKILLs every member of the cgroup directory dir until none is left
+ * (cgroup v1 has no cgroup.kill). Returns 0 or SS_ETIMEDOUT.
+ */
+static int kill_members(const char *dir)
 {
 	char b[8192];
-	if (cg->mode == EXEC_CG_V2 && write_str(cg->dir[C_PIDS], "cgroup.kill", "1") == 0)
-		return 0;
-	/* v1 has no cgroup.kill: signal every member until none is left. */
 	for (int round = 0; round < 100; round++) {
-		if (read_small(cg->dir[C_PIDS], "cgroup.procs", b, sizeof(b)) || !b[0])
+		if (read_small(dir, "cgroup.procs", b, sizeof(b)) || !b[0])
 			return 0;
 		for (char *p = b; *p;) {
 			char *end;
@@ -383,6 +384,13 @@ int exec_cgroup_kill(struct exec_cgroup *cg)
 		usleep(1000);
 	}
 	return SS_ETIMEDOUT;
+}
+
+int exec_cgroup_kill(struct exec_cgroup *cg)
+{
+	if (cg->mode == EXEC_CG_V2 && write_str(cg->dir[C_PIDS], "cgroup.kill", "1") == 0)
+		return 0;
+	return kill_members(cg->dir[C_PIDS]);
 }
 
 bool exec_cgroup_empty(struct exec_cgroup *cg)
@@ -415,23 +423,8 @@ void exec_cgroup_destroy(struct exec_cgroup *cg)
 /* Kills every member of the cgroup directory dir (v1 or v2) and removes it. */
 static void sweep_dir(const char *dir)
 {
-	char b[8192];
-	if (write_str(dir, "cgroup.kill", "1") != 0) {
-		for (int round = 0; round < 100; round++) {
-			if (read_small(dir, "cgroup.procs", b, sizeof(b)) || !b[0])
-				break;
-			for (char *p = b; *p;) {
-				char *end;
-				long pid = strtol(p, &end, 10);
-				if (end == p || *end != '\n')
-					break;
-				if (pid > 1)
-					kill((pid_t)pid, SIGKILL);
-				p = end + 1;
-			}
-			usleep(1000);
-		}
-	}
+	if (write_str(dir, "cgroup.kill", "1") != 0)
+		(void)kill_members(dir);
 	for (int i = 0; i < 100 && rmdir(dir) < 0 && errno == EBUSY; i++)
 		usleep(2000);
 }
