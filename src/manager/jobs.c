@@ -43,6 +43,9 @@
 #define LAT_SAMPLES 16384u
 #define RETRY_TICK_MS 100u
 #define MAX_JOBS 100000u
+#define MAX_FINISHED_JOBS 10000u      /* finished jobs kept at most, newest first */
+#define DEFAULT_RETENTION_MS (24ll * 3600 * 1000)
+#define GC_EVERY_TICKS 10u            /* the GC runs every 10th retry tick (1 s) */
 
 enum tstate {
 	T_PENDING = 0,
@@ -175,6 +178,9 @@ struct jobs {
 	uint64_t succeeded, failed, canceled, passes, blob_served, blob_fetched;
 	uint64_t lat_ns[LAT_SAMPLES];
 	uint64_t lat_n;
+	int64_t retention_ms;     /* finished jobs are forgotten this long after they end */
+	uint32_t gc_tick;
+	uint64_t gc_removed;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -892,9 +898,79 @@ static void task_attempt_failed(struct jobs *j, struct task *t, const char *stat
 	log_info("task %s (%s) %s", t->id, s->name, t->reason);
 }
 
+static void job_free(struct job *jb);
+
+/* True when nothing in flight (active, queued, retrying or a fetch) points at jb's tasks. */
+static bool job_quiet(const struct jobs *j, const struct job *jb)
+{
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct task *t = &jb->tasks[i];
+		if (t->active || t->queued || t->in_retry)
+			return false;
+	}
+	for (const struct fetch *f = j->fetches; f; f = f->next)
+		for (size_t k = 0; k < f->n_waiters; k++)
+			if (f->waiters[k].t->job == jb)
+				return false;
+	return true;
+}
+
+/* Forgets a finished job: its records leave the store with the next commit. */
+static void job_forget(struct jobs *j, struct job *jb)
+{
+	char key[100];
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct task *t = &jb->tasks[i];
+		store_del(j->env.store, "tasks", t->id);
+		for (uint32_t a = 1; a <= t->attempt; a++) {
+			snprintf(key, sizeof key, "%s.%u", t->id, a);
+			store_del(j->env.store, "results", key);
+		}
+	}
+	store_del(j->env.store, "jobs", jb->id);
+	struct job **pp = &j->buckets[hash_str(jb->id) & (j->nbuckets - 1)];
+	while (*pp != jb)
+		pp = &(*pp)->hnext;
+	*pp = jb->hnext;
+	for (pp = &j->all; *pp != jb; pp = &(*pp)->next)
+		;
+	*pp = jb->next;
+	j->n_jobs--;
+	j->gc_removed++;
+	log_info("job %s (%s) forgotten: finished %.0f s ago", jb->id, jb->spec->name,
+		 (double)(time_wall_ms() - jb->finished_ms) / 1000.0);
+	job_free(jb);
+}
+
+/*
+ * Forgets finished jobs older than the retention, and the oldest finished
+ * ones beyond MAX_FINISHED_JOBS. Blobs stay (they are content-addressed and
+ * may serve other jobs).
+ */
+static void gc_jobs(struct jobs *j)
+{
+	int64_t now = time_wall_ms();
+	size_t finished = 0;
+	struct job *jb = j->all;
+	while (jb) {
+		struct job *next = jb->next;
+		if (jb->st != J_RUNNING) {
+			finished++;
+			bool old = jb->finished_ms + j->retention_ms <= now;
+			if ((old || finished > MAX_FINISHED_JOBS) && job_quiet(j, jb))
+				job_forget(j, jb);
+		}
+		jb = next;
+	}
+}
+
 static void on_retry_timer(uv_timer_t *h)
 {
 	struct jobs *j = h->data;
+	if (++j->gc_tick >= GC_EVERY_TICKS) {
+		j->gc_tick = 0;
+		gc_jobs(j);
+	}
 	int64_t now = time_wall_ms();
 	struct task **pp = &j->retrying;
 	while (*pp) {
@@ -1597,6 +1673,7 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	sha256(empty, sizeof empty - 1, j->empty_bundle);
 	uv_idle_init(env->loop, &j->kick);
 	j->kick.data = j;
+	j->retention_ms = DEFAULT_RETENTION_MS;
 	uv_timer_init(env->loop, &j->retry_timer);
 	j->retry_timer.data = j;
 	uv_timer_start(&j->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
@@ -1808,6 +1885,11 @@ static int cmp_created(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
+void jobs_set_retention(struct jobs *j, int64_t retention_ms)
+{
+	j->retention_ms = retention_ms;
+}
+
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
 {
 	sched_queue_set_weight(j->queue, tenant, weight);
@@ -1984,6 +2066,7 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 	} c[] = {
 		{"jobs_submitted_total", j->submitted}, {"jobs_succeeded_total", j->succeeded},
 		{"jobs_failed_total", j->failed},	 {"jobs_canceled_total", j->canceled},
+		{"jobs_forgotten_total", j->gc_removed},
 		{"tasks_dispatched_total", j->dispatched}, {"task_results_total", j->results},
 		{"task_results_stale_total", j->stale}, {"tasks_lost_total", j->lost_total},
 		{"task_retries_total", j->retries_total}, {"scheduler_passes_total", j->passes},

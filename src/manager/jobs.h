@@ -61,6 +61,11 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed);
  * shutdown. NULL is a no-op.
  */
 void jobs_free(struct jobs *j);
+/*
+ * Sets how long finished jobs (and their tasks and results) are kept after
+ * they end (default 24 h); at most 10,000 finished jobs are kept in any case.
+ */
+void jobs_set_retention(struct jobs *j, int64_t retention_ms);
 /* Sets a tenant's weight (> 0) for fair sharing of running CPU between tenants. */
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight);
 

@@ -54,6 +54,7 @@ struct manager_config {
 	const char *tenant_names[MAX_TENANT_WEIGHTS]; /* --tenant-weight NAME=W */
 	double tenant_weights[MAX_TENANT_WEIGHTS];
 	size_t n_tenants;
+	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 };
 
 enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
@@ -1551,6 +1552,7 @@ static void usage(FILE *f)
 		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
+		"                        [--job-retention 24h]\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -1563,6 +1565,8 @@ static void usage(FILE *f)
 		"  --collateral DIR            offline cache of vendor roots, CRLs, TCB info, EK CAs\n"
 		"  --node-cert-lifetime D      lifetime of node certificates (default 1h)\n"
 		"  --tenant-weight NAME=W      a tenant's weight in fair sharing (default 1; repeatable)\n"
+		"  --job-retention D           keep finished jobs this long (default 24h; at most\n"
+		"                              10,000 finished jobs are kept)\n"
 		"  --client-config PATH        where to write the CLI config on first start\n"
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
@@ -1570,7 +1574,7 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
-	       O_TENANT };
+	       O_TENANT, O_RETENTION };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1586,6 +1590,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"collateral", required_argument, NULL, O_COLL},
 		{"node-cert-lifetime", required_argument, NULL, O_NCERT},
 		{"tenant-weight", required_argument, NULL, O_TENANT},
+		{"job-retention", required_argument, NULL, O_RETENTION},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1645,6 +1650,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->node_cert_s = (uint32_t)(v / 1000);
+			break;
+		case O_RETENTION:
+			if (parse_duration_ms(optarg, &v) || v < 1000 || v > 365ull * 86400000) {
+				fprintf(stderr, "manager: --job-retention must be 1s..365d\n");
+				return 2;
+			}
+			cfg->job_retention_ms = v;
 			break;
 		case O_TENANT: {
 			/* NAME=WEIGHT; the name stays in argv, which outlives the manager. */
@@ -1856,6 +1868,8 @@ int manager_main(int argc, char **argv)
 	rand_bytes(&seed, sizeof seed);
 	if (jobs_new(&m->jobs, &je, seed) != 0)
 		goto out;
+	if (m->cfg.job_retention_ms)
+		jobs_set_retention(m->jobs, (int64_t)m->cfg.job_retention_ms);
 	for (size_t i = 0; i < m->cfg.n_tenants; i++)
 		jobs_set_tenant_weight(m->jobs, m->cfg.tenant_names[i], m->cfg.tenant_weights[i]);
 	if (bind_listener(m) != 0)

@@ -361,3 +361,26 @@ def test_restarted_agent_kills_orphans_of_its_killed_predecessor(swarm):
              what="the stale cgroups to be swept")
     assert "stale task cgroups" in swarm.agents[ids[0]].text()
     swarm.request("DELETE", f"/v1/jobs/{j['id']}")
+
+
+@pytest.mark.manager_args("--job-retention", "1s")
+def test_finished_jobs_are_forgotten_after_the_retention(swarm):
+    ids = start(swarm, 1)
+    j = wait_job(swarm, submit(swarm, sleepers(2, 0, name="brief"))["id"], 60)
+    running = submit(swarm, sleepers(1, 30, name="long"))
+    t = tasks(swarm, j["id"])
+    tid = next(iter(t.values()))["id"]
+
+    def gone():
+        status, _, _ = swarm.request("GET", f"/v1/jobs/{j['id']}")
+        return status == 404
+    wait_for(gone, 10 * SLOW, what="the finished job to be forgotten")
+    status, _, _ = swarm.request("GET", f"/v1/tasks/{tid}/logs")
+    assert status == 404
+    # The running job stays; after a crash the forgotten one does not come back.
+    swarm.manager.kill9()
+    swarm.start_manager()
+    swarm.wait_ready(ids, 20 * SLOW)
+    listed = [x["id"] for x in swarm.get_json("/v1/jobs")["jobs"]]
+    assert listed == [running["id"]], listed
+    swarm.request("DELETE", f"/v1/jobs/{running['id']}")
