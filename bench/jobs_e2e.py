@@ -155,9 +155,24 @@ def seeswarm_run(binary, n):
         lat = [(t["start_ms"] - created) / 1000 for t in tasks if t.get("start_ms")]
         last_end = max(t.get("end_ms", 0) for t in tasks) / 1000
         wall = max(last_end - created / 1000, 1e-9)
+        # Idle latency: one single-task job at a time, so nothing waits in a backlog.
+        idle = []
+        for i in range(100):
+            one = {"name": f"one{i}", "tasks": [{"name": "t", "command": ["true"], "retries": 0,
+                                                  "resources": {"cpu": "100m", "memory": "16M"}}]}
+            jo = a.call("POST", "/v1/jobs", one)
+            for _ in range(2000):
+                jj = a.call("GET", f"/v1/jobs/{jo['id']}")
+                if jj["state"] != "running":
+                    break
+                time.sleep(0.002)
+            [t] = a.call("GET", f"/v1/jobs/{jo['id']}/tasks")["tasks"]
+            if t.get("start_ms"):
+                idle.append((t["start_ms"] - jj["created_ms"]) / 1000)
         return {"state": j["state"], "ok": ok, "wall_s": wall, "poll_wall_s": t1 - t0,
                 "throughput": ok / wall, "lat_p50_ms": pct(lat, 0.5) * 1000,
-                "lat_p99_ms": pct(lat, 0.99) * 1000}
+                "lat_p99_ms": pct(lat, 0.99) * 1000,
+                "idle_lat_p50_ms": pct(idle, 0.5) * 1000, "idle_lat_p99_ms": pct(idle, 0.99) * 1000}
     finally:
         stop_swarm(procs, tmp)
 
@@ -206,6 +221,12 @@ def dask_run(n):
             wall = time.time() - t0
             res[name] = {"throughput": count / wall, "lat_p50_ms": pct(lat, 0.5) * 1000,
                          "lat_p99_ms": pct(lat, 0.99) * 1000}
+        # Idle latency: one task at a time.
+        idle = []
+        for i in range(100):
+            t0 = time.time()
+            idle.append(c.submit(dask_noop, i, t_submit=t0, pure=False).result())
+        res["idle"] = {"lat_p50_ms": pct(idle, 0.5) * 1000, "lat_p99_ms": pct(idle, 0.99) * 1000}
         return res
 
 
@@ -239,6 +260,8 @@ def main():
     if d:
         print(f"ratio_seeswarm_vs_dask_noop_throughput={s['throughput'] / d['noop']['throughput']:.3f}")
         print(f"ratio_dask_vs_seeswarm_median_latency={d['noop']['lat_p50_ms'] / max(s['lat_p50_ms'], 1e-9):.3f}")
+        print(f"ratio_dask_vs_seeswarm_idle_median_latency="
+              f"{d['idle']['lat_p50_ms'] / max(s['idle_lat_p50_ms'], 1e-9):.3f}")
     rec = recovery_run(binary)
     if rec:
         print("recovery_seconds=" + ",".join(f"{x:.2f}" for x in rec))
