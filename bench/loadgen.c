@@ -8,6 +8,12 @@
  * It issues one certificate per virtual agent from the manager's CA (one
  * shared key), ramps connections at R per second, and prints admission rate,
  * latency percentiles and heartbeat acknowledgements as key=value lines.
+ *
+ * Virtual agents answer every challenge, including re-attestations while
+ * admitted. During the hold, each heartbeat's round trip (send to ack) is
+ * recorded, split into "burst" samples (within 1 s of a re-attestation
+ * challenge reaching any agent) and "calm" ones, to show whether
+ * re-attestation disturbs heartbeat handling.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -32,6 +38,7 @@ struct vagent {
 	uint64_t t_connect, t_admitted;
 	uint64_t next_hb;
 	uint64_t seq;
+	uint64_t hb_sent_ns;      /* when heartbeat seq was sent */
 	bool admitted;
 };
 
@@ -49,6 +56,10 @@ struct lg {
 	uint64_t t0, t_all_admitted, hold_ms, t_hold_start;
 	uv_timer_t ramp, tick;
 	bool done;
+	uint64_t reattests;        /* challenges received while admitted */
+	uint64_t last_reattest_ms; /* uv_now of the latest one */
+	uint64_t *rtt_burst, *rtt_calm;
+	size_t n_burst, n_calm, cap_burst, cap_calm;
 	int mpid;                  /* manager pid to sample, 0 = none */
 	uint64_t cpu_ticks0;       /* manager utime+stime at the start of the hold */
 	uint64_t hold_t0_ns;
@@ -115,6 +126,10 @@ static int va_on_frame(struct conn *c, uint16_t type, const uint8_t *p, uint32_t
 		return rc;
 	if (type == MSG_CHALLENGE) {
 		Seeswarm__V1__Challenge *ch = (void *)m;
+		if (v->admitted) {
+			lg->reattests++;
+			lg->last_reattest_ms = uv_now(lg->loop);
+		}
 		uint8_t rd[32], *evd;
 		size_t evl;
 		attest_binding(ch->nonce.data, ch->nonce.len, lg->spki, lg->spki_len, rd);
@@ -140,6 +155,20 @@ static int va_on_frame(struct conn *c, uint16_t type, const uint8_t *p, uint32_t
 		}
 	} else if (type == MSG_HEARTBEAT_ACK) {
 		lg->acks++;
+		Seeswarm__V1__HeartbeatAck *ack = (void *)m;
+		if (lg->t_hold_start && ack->seq == v->seq && v->hb_sent_ns) {
+			uint64_t rtt = uv_hrtime() - v->hb_sent_ns;
+			bool burst = lg->last_reattest_ms && uv_now(lg->loop) - lg->last_reattest_ms < 1000;
+			uint64_t **arr = burst ? &lg->rtt_burst : &lg->rtt_calm;
+			size_t *n = burst ? &lg->n_burst : &lg->n_calm;
+			size_t *cap = burst ? &lg->cap_burst : &lg->cap_calm;
+			if (*n == *cap) {
+				*cap = *cap ? 2 * *cap : 4096;
+				*arr = xrealloc(*arr, *cap * sizeof **arr);
+			}
+			(*arr)[(*n)++] = rtt;
+			v->hb_sent_ns = 0;
+		}
 	} else if (type == MSG_REJECTED) {
 		lg->rejected++;
 	}
@@ -191,6 +220,7 @@ static void on_tick(uv_timer_t *t)
 		load.cpu_permille = 10;
 		hb.seq = ++v->seq;
 		hb.load = &load;
+		v->hb_sent_ns = uv_hrtime();
 		conn_send(v->conn, MSG_HEARTBEAT, &hb.base);
 		lg->hbs_sent++;
 		v->next_hb += lg->hb_ms;
@@ -313,6 +343,18 @@ int main(int argc, char **argv)
 		       lat[k * 99 / 100] / 1e6);
 	printf("heartbeats_sent=%llu heartbeat_acks=%llu\n", (unsigned long long)lg.hbs_sent,
 	       (unsigned long long)lg.acks);
+	printf("reattestations_during_run=%llu\n", (unsigned long long)lg.reattests);
+	if (lg.n_calm) {
+		qsort(lg.rtt_calm, lg.n_calm, sizeof *lg.rtt_calm, cmp_u64);
+		printf("hb_rtt_calm_samples=%zu hb_rtt_calm_ms_p50=%.2f hb_rtt_calm_ms_p99=%.2f\n", lg.n_calm,
+		       lg.rtt_calm[lg.n_calm / 2] / 1e6, lg.rtt_calm[lg.n_calm * 99 / 100] / 1e6);
+	}
+	if (lg.n_burst) {
+		qsort(lg.rtt_burst, lg.n_burst, sizeof *lg.rtt_burst, cmp_u64);
+		printf("hb_rtt_burst_samples=%zu hb_rtt_burst_ms_p50=%.2f hb_rtt_burst_ms_p99=%.2f\n",
+		       lg.n_burst, lg.rtt_burst[lg.n_burst / 2] / 1e6,
+		       lg.rtt_burst[lg.n_burst * 99 / 100] / 1e6);
+	}
 	if (mgr_cpu >= 0)
 		printf("manager_cpu_pct_of_one_core=%.1f manager_rss_mb=%.1f manager_peak_rss_mb=%.1f hold_seconds=%.1f\n",
 		       mgr_cpu, rss_kb / 1024.0, hwm_kb / 1024.0, lg.hold_ms / 1000.0);
@@ -326,6 +368,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < lg.n; i++)
 		X509_free(lg.va[i].cert);
 	free(lat);
+	free(lg.rtt_burst);
+	free(lg.rtt_calm);
 	free(lg.va);
 	free(lg.spki);
 	free(ca_path);
