@@ -74,6 +74,7 @@ struct session {
 	struct policy *policy;      /* the policy this session is appraised under (a reference) */
 	const struct policy_pool *pool;
 	bool verifying;             /* a verification runs on the thread pool */
+	bool signing;               /* a renewed node certificate is being signed on the thread pool */
 	bool reattesting;           /* a re-attestation challenge is outstanding */
 	uint64_t reattest_sent;     /* monotonic ms the challenge went out */
 	uint64_t next_reattest;     /* monotonic ms */
@@ -175,7 +176,7 @@ static void session_free(struct session *s)
 /* Sessions stay allocated while queued for a commit or while a verification runs. */
 static bool session_busy(const struct session *s)
 {
-	return s->in_commit_list || s->verifying;
+	return s->in_commit_list || s->verifying || s->signing;
 }
 
 /*
@@ -306,6 +307,115 @@ static const char *pick_evidence_type(struct manager *m, const struct policy_poo
 }
 
 static void send_challenge(struct session *s);
+/*
+ * When the next re-attestation is due: the pool's interval minus up to 10 %
+ * at random, so that nodes admitted together drift apart instead of all
+ * re-attesting in the same second forever (and never later than the policy
+ * says).
+ */
+static uint64_t next_reattest_at(const struct manager *m, uint64_t interval_ms)
+{
+	uint64_t jitter = interval_ms / 10;
+	return uv_now(m->loop) + interval_ms - (jitter ? rand_below((uint32_t)(jitter > UINT32_MAX ? UINT32_MAX : jitter)) : 0);
+}
+
+static void result_digest(struct node *n);
+
+/* Signing a renewed node certificate on the thread pool (re-attestation). */
+struct cjob {
+	uv_work_t req;
+	struct session *s;
+	struct ca *ca;                 /* the swarm CA; only read while signing */
+	EVP_PKEY *pub;                 /* the node's TLS key */
+	char id[64];
+	uint8_t digest[32];            /* the attestation result the certificate carries */
+	uint32_t lifetime_s;
+	uint8_t *der;
+	size_t len;
+	char serial[sizeof(((struct node *)0)->node_cert_serial)];
+};
+
+static void sign_work(uv_work_t *req)
+{
+	struct cjob *c = req->data;
+	const char *dns[] = {c->id, NULL};
+	struct ca_issue_opts o = {
+		.common_name = c->id,
+		.dns_sans = dns,
+		.lifetime_s = c->lifetime_s,
+		.usage = CA_USAGE_CLIENT | CA_USAGE_SERVER,
+		.attestation_digest = c->digest,
+	};
+	X509 *cert = NULL;
+	unsigned char *der = NULL;
+	int dl;
+	if (ca_issue(c->ca, c->pub, &o, &cert) == 0 && (dl = i2d_X509(cert, &der)) > 0) {
+		c->der = xmalloc((size_t)dl);
+		memcpy(c->der, der, (size_t)dl);
+		c->len = (size_t)dl;
+		cert_serial_hex(cert, c->serial, sizeof c->serial);
+	}
+	OPENSSL_free(der);
+	X509_free(cert);
+}
+
+static void sign_done(uv_work_t *req, int status)
+{
+	struct cjob *c = req->data;
+	struct session *s = c->s;
+	struct manager *m = s->m;
+	s->signing = false;
+	if (s->conn && s->node && s->st == SESS_ADMITTED) {
+		struct node *n = s->node;
+		if (status == 0 && c->der) {
+			Seeswarm__V1__NodeCertificate nc = SEESWARM__V1__NODE_CERTIFICATE__INIT;
+			nc.cert.data = c->der;
+			nc.cert.len = c->len;
+			conn_send(s->conn, MSG_NODE_CERTIFICATE, &nc.base);
+			snprintf(n->node_cert_serial, sizeof n->node_cert_serial, "%s", c->serial);
+			n->node_cert_expires_ms = time_wall_ms() + (int64_t)c->lifetime_s * 1000;
+			m->mx.node_certs_issued++;
+		} else {
+			log_error("node %s: cannot issue a node certificate", n->id);
+		}
+		save_node(m, n);
+	}
+	free(c->der);
+	EVP_PKEY_free(c->pub);
+	free(c);
+	if (!s->conn && !session_busy(s))
+		session_free(s);
+}
+
+/*
+ * Renews a re-attested node's certificate off the loop: 1,000 nodes
+ * re-attesting within a second would otherwise hold the loop for the
+ * signatures. Falls back to signing here when the key cannot be read.
+ */
+static void renew_node_cert(struct manager *m, struct session *s, struct node *n)
+{
+	size_t spki_len = 0;
+	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
+	const unsigned char *p = spki;
+	struct cjob *c = xcalloc(1, sizeof *c);
+	c->req.data = c;
+	c->s = s;
+	c->ca = m->ca;
+	c->pub = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	c->lifetime_s = m->cfg.node_cert_s;
+	snprintf(c->id, sizeof c->id, "%s", n->id);
+	result_digest(n);
+	if (!c->pub || hex_decode(n->result_digest, c->digest, 32) != 0 ||
+	    uv_queue_work(m->loop, &c->req, sign_work, sign_done) != 0) {
+		log_error("node %s: cannot issue a node certificate", n->id);
+		EVP_PKEY_free(c->pub);
+		free(c);
+		save_node(m, n);
+		return;
+	}
+	s->signing = true;
+}
+
 static bool is_revoked(const struct manager *m, const char *serial);
 static int start_credential(struct session *s, const Seeswarm__V1__Hello *h);
 static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char *peer);
@@ -702,7 +812,7 @@ static void admit(struct session *s, struct vjob *j, enum attest_status st)
 	m->mx.admitted++;
 	set_state(m, n, NODE_READY, n->draining ? n->reason : "");
 	conn_set_deadline(s->conn, 0);
-	s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
+	s->next_reattest = next_reattest_at(m, s->pool->reattest_ms);
 	s->st = SESS_COMMIT;
 	s->in_commit_list = true;
 	*m->commit_tail = s;
@@ -730,19 +840,13 @@ static void verify_done(uv_work_t *req, int status)
 		s->reattesting = false;
 		if (acceptable) {
 			record_result(s, s->node, j, st);
-			size_t dl = 0;
-			uint8_t *der = issue_node_cert(m, s, s->node, &dl);
-			if (der) {
-				Seeswarm__V1__NodeCertificate nc = SEESWARM__V1__NODE_CERTIFICATE__INIT;
-				nc.cert.data = der;
-				nc.cert.len = dl;
-				conn_send(s->conn, MSG_NODE_CERTIFICATE, &nc.base);
-				free(der);
-			}
-			save_node(m, s->node);
+			if (s->signing)
+				save_node(m, s->node); /* the previous renewal is still being signed */
+			else
+				renew_node_cert(m, s, s->node);
 			if (m->jobs)
 				jobs_node_changed(m->jobs, s->node);
-			s->next_reattest = uv_now(m->loop) + s->pool->reattest_ms;
+			s->next_reattest = next_reattest_at(m, s->pool->reattest_ms);
 			log_debug("node %s re-attested (%s)", s->node->id, attest_status_name(st));
 		} else {
 			record_result(s, s->node, j, st);
