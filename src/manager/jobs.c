@@ -368,12 +368,6 @@ static void outs_free(struct task *t)
 
 /* ---- the scheduler's view of nodes ----------------------------------------- */
 
-static bool node_can_run(struct jobs *j, const struct node *n)
-{
-	return (n->state == NODE_READY || n->state == NODE_SUSPECT) && !n->draining &&
-	       j->env.connected(j->env.arg, n);
-}
-
 static void sched_sync(struct jobs *j, struct node *n)
 {
 	const char *lk[SCHED_MAX_LABELS], *lv[SCHED_MAX_LABELS];
@@ -1410,7 +1404,15 @@ int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMess
 void jobs_node_changed(struct jobs *j, struct node *n)
 {
 	sched_sync(j, n);
-	if (!node_can_run(j, n) && n->state != NODE_SUSPECT) {
+	/*
+	 * A node's tasks are lost when it is down, left, evicted or rejected, or
+	 * drained. A ready node without a live session is in its admission
+	 * window (the session commits its admission after this call) or in the
+	 * reconnection window after a manager restart: its tasks stay until the
+	 * agent's Hello reconciles them or the node goes suspect and then down.
+	 */
+	bool gone = (n->state != NODE_READY && n->state != NODE_SUSPECT) || n->draining;
+	if (gone) {
 		char why[400];
 		snprintf(why, sizeof why, "node %s is %s%s%s", n->id, node_display_state(n),
 			 n->reason[0] ? ": " : "", n->reason);
