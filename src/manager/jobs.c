@@ -37,6 +37,8 @@
 #define PASS_BUDGET 20000u            /* placements tried per pass */
 #define PASS_FAIL_STREAK 256u         /* consecutive infeasible tasks that end a pass */
 #define MAX_LOST 20u                  /* lost attempts before a task fails */
+#define MAX_REFUSALS 100u             /* refused attempts before a task fails */
+#define REFUSAL_BACKOFF_MS 200u       /* first delay after a refusal, doubled up to 6.4 s */
 #define FETCH_CHUNK (256u * 1024u)
 #define FETCH_WINDOW 4u
 #define INLINE_BUDGET (512u * 1024u)  /* inline input bytes per dispatch */
@@ -105,6 +107,7 @@ struct task {
 	struct out_rec *outs;
 	size_t n_outs;
 	uint32_t collecting;      /* outputs still being fetched */
+	uint32_t refusals;        /* attempts agents refused (full, or no sandbox); not persisted */
 	struct attempt_rec *hist;
 	size_t n_hist;
 	struct task *act_prev, *act_next; /* the active list: placed, running, collecting */
@@ -858,6 +861,42 @@ static void task_lost(struct jobs *j, struct task *t, const char *why)
 	kick(j);
 }
 
+/*
+ * An agent refused the attempt (it was full, e.g. still running attempts the
+ * manager already gave up on, or it cannot build sandboxes). Not the task's
+ * fault, so it uses neither a retry nor the lost budget: it waits a short,
+ * growing delay (200 ms doubling to 6.4 s) and avoids that node next time,
+ * and fails only after MAX_REFUSALS refusals.
+ */
+static void task_refused(struct jobs *j, struct task *t, const char *why)
+{
+	if (!t->active)
+		return;
+	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
+	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
+	release(j, t);
+	active_del(j, t);
+	hist_add(t, "refused", why);
+	if (++t->refusals > MAX_REFUSALS) {
+		task_fail(j, t, "refused", "refused by agents too many times");
+		return;
+	}
+	uint32_t shift = t->refusals - 1 < 5 ? t->refusals - 1 : 5;
+	uint64_t delay = (uint64_t)REFUSAL_BACKOFF_MS << shift;
+	t->retry_at_ms = time_wall_ms() + (int64_t)delay;
+	snprintf(t->reason, sizeof t->reason, "attempt %u refused by %s: %.120s; again in %llu ms",
+		 t->attempt, t->node[0] ? t->node : "?", why, (unsigned long long)delay);
+	t->node[0] = '\0';
+	set_tstate(t, T_RETRYING);
+	task_save(j, t);
+	if (!t->in_retry) {
+		t->in_retry = true;
+		t->retry_next = j->retrying;
+		j->retrying = t;
+	}
+	log_info("task %s (%s) %s", t->id, spec_of(t)->name, t->reason);
+}
+
 /* A failed attempt: retry after the backoff, or fail. */
 static void task_attempt_failed(struct jobs *j, struct task *t, const char *status, const char *why)
 {
@@ -1295,7 +1334,7 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 			 r->message ? r->message : "");
 		if (!strcmp(r->status, "refused")) {
 			/* The agent could not take it: not the task's fault. */
-			task_lost(j, t, why);
+			task_refused(j, t, why);
 		} else {
 			task_attempt_failed(j, t, r->status, why);
 		}
