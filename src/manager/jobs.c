@@ -861,6 +861,16 @@ static void task_lost(struct jobs *j, struct task *t, const char *why)
 	kick(j);
 }
 
+/* Puts t on the list the retry timer scans (once). */
+static void retry_list_add(struct jobs *j, struct task *t)
+{
+	if (t->in_retry)
+		return;
+	t->in_retry = true;
+	t->retry_next = j->retrying;
+	j->retrying = t;
+}
+
 /*
  * An agent refused the attempt (it was full, e.g. still running attempts the
  * manager already gave up on, or it cannot build sandboxes). Not the task's
@@ -889,11 +899,7 @@ static void task_refused(struct jobs *j, struct task *t, const char *why)
 	t->node[0] = '\0';
 	set_tstate(t, T_RETRYING);
 	task_save(j, t);
-	if (!t->in_retry) {
-		t->in_retry = true;
-		t->retry_next = j->retrying;
-		j->retrying = t;
-	}
+	retry_list_add(j, t);
 	log_info("task %s (%s) %s", t->id, spec_of(t)->name, t->reason);
 }
 
@@ -923,11 +929,7 @@ static void task_attempt_failed(struct jobs *j, struct task *t, const char *stat
 	set_tstate(t, T_RETRYING);
 	task_save(j, t);
 	j->retries_total++;
-	if (!t->in_retry) {
-		t->in_retry = true;
-		t->retry_next = j->retrying;
-		j->retrying = t;
-	}
+	retry_list_add(j, t);
 	log_info("task %s (%s) %s", t->id, s->name, t->reason);
 }
 
