@@ -20,6 +20,9 @@ int cli_job_main(int argc, char **argv);
  */
 char *cli_clean(const char *s);
 
+/* Sleeps ms milliseconds, resuming after signals. */
+void cli_sleep_ms(unsigned ms);
+
 /*
  * Shared client-flag parsing: consumes --addr, --token and --ca (with or
  * without "=") from argv and returns the remaining count; the strings point

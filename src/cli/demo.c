@@ -38,13 +38,6 @@ static char *demo_dir(const char *flag)
 	return xasprintf("/tmp/seeswarm-demo-%u", (unsigned)getuid());
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* True when pid is alive and its command line mentions the demo dir. */
 static bool is_ours(pid_t pid, const char *dir)
 {
@@ -89,7 +82,7 @@ static int stop_demo(const char *dir, bool quiet)
 		kill(pids[i], SIGTERM);
 		for (int t = 0; t < 50 && is_ours(pids[i], dir); t++) {
 			waitpid(pids[i], NULL, WNOHANG);
-			sleep_ms(100);
+			cli_sleep_ms(100);
 		}
 		if (is_ours(pids[i], dir))
 			kill(pids[i], SIGKILL);
@@ -292,7 +285,7 @@ int cli_demo_main(int argc, char **argv)
 	file_write_atomic(pids_path, pids.data, pids.len, 0600);
 	int up = -1;
 	for (int t = 0; t < 100 && up < 0; t++) {
-		sleep_ms(100);
+		cli_sleep_ms(100);
 		if (waitpid(mpid, NULL, WNOHANG) == mpid) {
 			fprintf(stderr, "demo: the manager exited; see %s/manager.log (is port %u free?)\n", abs, port);
 			goto out;
@@ -338,7 +331,7 @@ int cli_demo_main(int argc, char **argv)
 	}
 	int ready = 0;
 	for (int t = 0; t < 150 && ready < DEMO_AGENTS; t++) {
-		sleep_ms(100);
+		cli_sleep_ms(100);
 		ready = count_ready(cfg);
 	}
 	if (ready < DEMO_AGENTS) {

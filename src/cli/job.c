@@ -241,13 +241,6 @@ static void progress_line(json_t *job, bool tty, char *last, size_t lastlen)
 	snprintf(last, lastlen, "%s", line);
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Polls the job until it finishes or timeout_ms passes (0 = no limit). Returns the last job JSON. */
 static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 {
@@ -267,7 +260,7 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 				print_err(c, rc, "following the job");
 				return NULL;
 			}
-			sleep_ms(POLL_MS);
+			cli_sleep_ms(POLL_MS);
 			continue;
 		}
 		failures = 0;
@@ -289,7 +282,7 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 			return NULL;
 		}
 		json_decref(job);
-		sleep_ms(POLL_MS);
+		cli_sleep_ms(POLL_MS);
 	}
 }
 

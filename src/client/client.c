@@ -1117,6 +1117,18 @@ out:
 
 /* ---- convenience calls -------------------------------------------------- */
 
+/* Maps an HTTP status to the convenience calls' codes. */
+static int status_code(int status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	if (status == 404)
+		return SS_ENOTFOUND;
+	if (status == 401 || status == 403)
+		return SS_EAUTH;
+	return SS_EHTTP;
+}
+
 /* Sends a request and maps the status as the public header describes. */
 static int call(ss_client *c, const char *method, const char *path, const char *body,
 		char **json)
@@ -1132,14 +1144,7 @@ static int call(ss_client *c, const char *method, const char *path, const char *
 				   &resp, &len);
 	if (rc)
 		return rc;
-	if (status >= 200 && status < 300)
-		rc = 0;
-	else if (status == 404)
-		rc = SS_ENOTFOUND;
-	else if (status == 401 || status == 403)
-		rc = SS_EAUTH;
-	else
-		rc = SS_EHTTP;
+	rc = status_code(status);
 	if (rc && len == 0) {
 		free(resp);
 		resp = NULL;
@@ -1234,17 +1239,6 @@ static void stream_end(struct req *r)
 	ERR_clear_error();
 }
 
-/* Maps an HTTP status to the convenience calls' codes. */
-static int status_code(int status)
-{
-	if (status >= 200 && status < 300)
-		return 0;
-	if (status == 404)
-		return SS_ENOTFOUND;
-	if (status == 401 || status == 403)
-		return SS_EAUTH;
-	return SS_EHTTP;
-}
 
 /* Copies the "error" member of a JSON error body into the client's last error. */
 static void note_error_body(ss_client *c, int status, const char *body, size_t len)

@@ -317,6 +317,17 @@ static json_t *hist_json(const struct task *t)
 	return a;
 }
 
+/* Queues o (consumed; NULL only when building it ran out of memory) as the store record ns/key. */
+static void put_json(struct jobs *j, const char *ns, const char *key, json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!s)
+		fatal("json_dumps failed");
+	store_put(j->env.store, ns, key, s, strlen(s));
+	free(s);
+}
+
 static void task_save(struct jobs *j, struct task *t)
 {
 	json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:s,s:s,s:i,s:s,s:I,s:I,s:I}", "st", tstate_names[t->st],
@@ -326,12 +337,7 @@ static void task_save(struct jobs *j, struct task *t)
 			      (json_int_t)t->end_ms, "retry_at_ms", (json_int_t)t->retry_at_ms);
 	json_object_set_new(o, "outputs", outs_json(t));
 	json_object_set_new(o, "history", hist_json(t));
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (!s)
-		fatal("json_dumps failed");
-	store_put(j->env.store, "tasks", t->id, s, strlen(s));
-	free(s);
+	put_json(j, "tasks", t->id, o);
 }
 
 static void job_save(struct jobs *j, struct job *jb)
@@ -339,12 +345,7 @@ static void job_save(struct jobs *j, struct job *jb)
 	json_t *o = json_pack("{s:s%,s:s,s:I,s:I,s:s}", "spec", jb->spec_text, jb->spec_len, "state",
 			      jstate_names[jb->st], "created_ms", (json_int_t)jb->created_ms,
 			      "finished_ms", (json_int_t)jb->finished_ms, "reason", jb->reason);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (!s)
-		fatal("json_dumps failed");
-	store_put(j->env.store, "jobs", jb->id, s, strlen(s));
-	free(s);
+	put_json(j, "jobs", jb->id, o);
 }
 
 static void hist_add(struct task *t, const char *outcome, const char *reason)
@@ -1291,12 +1292,7 @@ static void save_result(struct jobs *j, const struct task *t, const struct node 
 	free(out);
 	free(err);
 	free(rcpt);
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (!s)
-		fatal("json_dumps failed");
-	store_put(j->env.store, "results", key, s, strlen(s));
-	free(s);
+	put_json(j, "results", key, o);
 }
 
 static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r)
