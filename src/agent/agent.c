@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "agent/agent.h"
+#include "agent/peer.h"
 #include "agent/runner.h"
 #include "agent/sysinfo.h"
 #include "attest/attest.h"
@@ -30,6 +31,10 @@ struct agent {
 	const char *join;
 	const char *data_dir;
 	const char *advertise;
+	const char *peer_listen;         /* --peer-listen; NULL = the address facing the manager */
+	char peer_addr[80];              /* the bound peer endpoint ("" until listening) */
+	char *ca_path;
+	struct peer *peer;               /* blob transfers with other agents; NULL while stopping */
 	const char *labels_k[MSG_MAX_LABELS];
 	const char *labels_v[MSG_MAX_LABELS];
 	size_t n_labels;
@@ -93,6 +98,8 @@ static void drop_node_cert(struct agent *a, const char *why)
 	X509_free(a->node_cert);
 	a->node_cert = NULL;
 	a->node_serial[0] = '\0';
+	if (a->peer)
+		peer_set_identity(a->peer, NULL, NULL);
 	char *p = node_cert_path(a);
 	unlink(p);
 	free(p);
@@ -131,6 +138,10 @@ static void refresh_identity(struct agent *a)
 	if (!a->runner)
 		return;
 	a->has_attest_digest = a->node_cert && cert_attestation_digest(a->node_cert, a->attest_digest) == 0;
+	/* Peers accept only node certificates, so the endpoint presents ours or nothing. */
+	if (a->peer && peer_set_identity(a->peer, a->has_attest_digest ? a->node_cert : NULL,
+					 a->key) != 0)
+		log_warn("peer endpoint: cannot use the node certificate");
 	runner_set_identity(a->runner, a->key, a->node_cert ? a->node_cert : a->cert,
 			    a->has_attest_digest ? a->attest_digest : NULL);
 }
@@ -178,7 +189,7 @@ static void send_hello(struct agent *a)
 	h.price_per_hour = a->price;
 	h.evidence_types = evtypes;
 	h.n_evidence_types = 1;
-	h.advertise_addr = (char *)(a->advertise ? a->advertise : "");
+	h.advertise_addr = (char *)(a->advertise ? a->advertise : a->peer_addr);
 	h.attester_identity.data = a->identity;
 	h.attester_identity.len = a->identity_len;
 	size_t n_refs = 0;
@@ -190,9 +201,47 @@ static void send_hello(struct agent *a)
 	runner_free_refs(refs, n_refs);
 }
 
+/*
+ * Starts the peer endpoint once: on --peer-listen, else on the local address
+ * of the connection to the manager (the interface other agents can reach
+ * too), with a free port.
+ */
+static void start_peer_listener(struct agent *a, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	if (!a->peer || a->peer_addr[0] || (a->peer_listen && !strcmp(a->peer_listen, "off")))
+		return;
+	if (a->peer_listen) {
+		char host[64];
+		uint16_t port;
+		if (addr_split(a->peer_listen, host, sizeof host, &port) != 0 ||
+		    (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+		     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+			log_error("--peer-listen %s is not a numeric IP:PORT; peers cannot reach this agent",
+				  a->peer_listen);
+			a->peer_listen = "off";
+			return;
+		}
+	} else if (conn_local_addr(c, &ss) != 0) {
+		return;
+	} else if (ss.ss_family == AF_INET) {
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	} else {
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	}
+	if (peer_listen(a->peer, (const struct sockaddr *)&ss, a->peer_addr, sizeof a->peer_addr) != 0) {
+		a->peer_addr[0] = '\0';
+		a->peer_listen = "off";
+		return;
+	}
+	log_info("serving blobs to peer agents on %s (node certificates only)", a->peer_addr);
+}
+
 static void on_open(struct conn *c)
 {
 	struct agent *a = conn_data(c);
+	start_peer_listener(a, c);
 	conn_set_deadline(c, 15000);
 	send_hello(a);
 }
@@ -355,6 +404,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		Seeswarm__V1__Revocation *rv = (Seeswarm__V1__Revocation *)m;
 		for (size_t i = 0; i < rv->n_serials; i++) {
 			log_info("revocation received: node certificate %s", rv->serials[i]);
+			if (a->peer)
+				peer_revoke(a->peer, rv->serials[i]);
 			if (a->node_cert && !strcmp(rv->serials[i], a->node_serial))
 				drop_node_cert(a, "revoked by the manager");
 		}
@@ -519,9 +570,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_timer_stop(&a->retry_timer);
 	/* Running attempts are killed; unacknowledged results stay on disk for the next start. */
 	if (a->runner) {
+		runner_set_peer(a->runner, NULL);
 		runner_close(a->runner, NULL, NULL);
 		a->runner = NULL;
 	}
+	peer_close(a->peer);
+	a->peer = NULL;
 	uv_close((uv_handle_t *)&a->sig_term, NULL);
 	uv_close((uv_handle_t *)&a->sig_int, NULL);
 	uv_close((uv_handle_t *)&a->hb_timer, NULL);
@@ -532,9 +586,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: seeswarm agent --join HOST:PORT --data-dir DIR [--label k=v ...]\n"
-		"                      [--price-per-hour X] [--advertise HOST:PORT]\n"
+		"                      [--price-per-hour X] [--advertise IP:PORT]\n"
 		"                      [--attester tpm|sev-snp|tdx|sim] [--tcti TCTI] [--pcrs SEL]\n"
 		"                      [--insecure-sim-attestation] [--max-tasks N]\n"
+		"                      [--peer-listen IP:PORT|off]\n"
 		"\n"
 		"  --join HOST:PORT            the manager's agent listener\n"
 		"  --data-dir DIR              holds agent.key, agent.pem, ca.pem and node-id\n"
@@ -547,12 +602,16 @@ static void usage(FILE *f)
 		"                              (default device:/dev/tpmrm0)\n"
 		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
 		"  --max-tasks N               concurrent task attempts (default 8 x cores, at most 126)\n"
+		"  --peer-listen IP:PORT|off   where other agents fetch blobs from this one over mTLS\n"
+		"                              with node certificates (default: the local address of\n"
+		"                              the connection to the manager, a free port); the\n"
+		"                              address sent to the manager is --advertise or this one\n"
 		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
 }
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -564,6 +623,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"tcti", required_argument, NULL, O_TCTI},
 		{"pcrs", required_argument, NULL, O_PCRS},
 		{"max-tasks", required_argument, NULL, O_MAXT},
+		{"peer-listen", required_argument, NULL, O_PEER},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -614,12 +674,16 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		case O_ADV:
 			a->advertise = optarg;
 			break;
+		case O_PEER:
+			a->peer_listen = optarg;
+			break;
 		case O_INSECURE:
 			a->insecure_sim = true;
 			break;
 		case O_ATTESTER:
-			if (strcmp(optarg, "tpm") != 0 && strcmp(optarg, "sim") != 0) {
-				fprintf(stderr, "agent: --attester must be tpm or sim\n");
+			if (strcmp(optarg, "tpm") != 0 && strcmp(optarg, "sim") != 0 &&
+			    strcmp(optarg, "sev-snp") != 0 && strcmp(optarg, "tdx") != 0) {
+				fprintf(stderr, "agent: --attester must be tpm, sev-snp, tdx or sim\n");
 				return 2;
 			}
 			a->attester_name = optarg;
@@ -690,6 +754,7 @@ static int load_identity(struct agent *a)
 	if (rc)
 		goto out;
 	rc = tls_ctx_new(&a->tls, false, ca, a->cert, a->key);
+	a->ca_path = xstrdup(ca);
 	if (rc == 0) {
 		/* A node certificate from an earlier run, if still valid. */
 		char *np = node_cert_path(a);
@@ -743,6 +808,30 @@ static int start_tpm(struct agent *a)
 	if (rc)
 		log_error("cannot read the TPM identity: %s", ss_strerror(rc));
 	return rc;
+}
+
+/* The peer endpoint's callbacks go to the runner while it runs. */
+static void peer_get_cb(void *arg, struct peer_link *l, const Seeswarm__V1__BlobGet *g)
+{
+	struct agent *a = arg;
+	if (a->runner)
+		runner_peer_get(a->runner, l, g);
+}
+
+static void peer_data_cb(void *arg, struct peer_link *l, Seeswarm__V1__BlobData *d)
+{
+	struct agent *a = arg;
+	if (a->runner)
+		runner_peer_data(a->runner, l, d);
+	else
+		msg_free(&d->base);
+}
+
+static void peer_lost_cb(void *arg, struct peer_link *l, const char *why)
+{
+	struct agent *a = arg;
+	if (a->runner)
+		runner_peer_lost(a->runner, l, why);
 }
 
 int agent_main(int argc, char **argv)
@@ -819,6 +908,13 @@ int agent_main(int argc, char **argv)
 		log_error("cannot start the task runner in %s", a->data_dir);
 		goto out;
 	}
+	struct peer_cbs pcb = {.arg = a, .on_get = peer_get_cb, .on_data = peer_data_cb,
+			       .on_lost = peer_lost_cb};
+	if (peer_new(&a->peer, &a->loop, a->ca_path, &pcb) != 0) {
+		log_error("cannot start the peer endpoint");
+		goto out;
+	}
+	runner_set_peer(a->runner, a->peer);
 	refresh_identity(a);
 	uv_timer_init(&a->loop, &a->hb_timer);
 	uv_timer_init(&a->loop, &a->retry_timer);
@@ -844,6 +940,7 @@ out:
 	X509_free(a->node_cert);
 	free(a->identity);
 	tls_ctx_free(a->tls);
+	free(a->ca_path);
 	X509_free(a->cert);
 	EVP_PKEY_free(a->key);
 	free(a->spki);

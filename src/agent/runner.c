@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "agent/exec/exec.h"
+#include "agent/peer.h"
 #include "agent/runner.h"
 #include "core/core.h"
 #include "data/blobstore.h"
@@ -105,11 +106,23 @@ struct slot {
 	Seeswarm__V1__BlobData *got; /* arrived ahead of an earlier chunk */
 };
 
-/* One blob being fetched from the manager, for every attempt that needs it. */
+/* An agent that holds a blob, as the manager said (TaskInput.sources). */
+struct source {
+	char node[MSG_MAX_ID + 1];
+	char addr[MSG_MAX_ADDR + 1];
+};
+
+/*
+ * One blob being fetched, for every attempt that needs it: from the peers
+ * that hold it, in the order given, then from the manager.
+ */
 struct fetch {
 	struct fetch *next;
 	uint8_t digest[SHA256_LEN];
 	uint64_t size;
+	struct source src[MSG_MAX_SOURCES];
+	size_t n_src, src_i;   /* src_i: the source in use or next to try */
+	struct peer_link *link; /* the peer being asked; NULL = the manager */
 	struct blob_writer *w; /* NULL until started (and after a disconnect) */
 	uint64_t next_off;     /* next offset to request */
 	uint64_t done_off;     /* bytes written to w */
@@ -162,6 +175,8 @@ struct runner {
 	struct attempt *attempts;
 	struct stored *stored;
 	struct fetch *fetches;
+	struct peer *peer;             /* borrowed; NULL: every fetch goes to the manager */
+	uint64_t peer_fetches, peer_bytes, manager_fetches, manager_bytes;
 	uint64_t next_req;
 	uint64_t inflight;
 	uint32_t n_active;
@@ -546,6 +561,18 @@ static void fetch_free(struct runner *r, struct fetch *f)
 	free(f);
 }
 
+/* Tells the peer endpoint how many requests are outstanding on l. */
+static void link_update(struct runner *r, struct peer_link *l)
+{
+	size_t n = 0;
+	if (!r->peer)
+		return;
+	for (struct fetch *f = r->fetches; f; f = f->next)
+		if (f->link == l)
+			n += f->n_slot;
+	peer_link_outstanding(l, n);
+}
+
 /* Forgets the requests in flight and the partial blob; the fetch starts over. */
 static void fetch_reset(struct runner *r, struct fetch *f)
 {
@@ -560,6 +587,8 @@ static void fetch_reset(struct runner *r, struct fetch *f)
 	}
 	f->n_slot = 0;
 	f->next_off = f->done_off = 0;
+	if (f->link)
+		link_update(r, f->link);
 }
 
 static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx,
@@ -573,6 +602,13 @@ static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx,
 		f = xcalloc(1, sizeof(*f));
 		memcpy(f->digest, in->digest.data, SHA256_LEN);
 		f->size = in->size;
+		for (size_t i = 0; i < in->n_sources && f->n_src < MSG_MAX_SOURCES; i++) {
+			if (!strcmp(in->sources[i]->node_id, r->node_id))
+				continue;
+			snprintf(f->src[f->n_src].node, sizeof f->src[0].node, "%s", in->sources[i]->node_id);
+			snprintf(f->src[f->n_src].addr, sizeof f->src[0].addr, "%s", in->sources[i]->addr);
+			f->n_src++;
+		}
 		/* Appended, so blobs are fetched in the order they were asked for. */
 		struct fetch **pp = &r->fetches;
 		while (*pp)
@@ -620,7 +656,25 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 	size_t n = f->n_waiters;
 	f->waiters = NULL;
 	f->n_waiters = 0;
+	if (!fail_why) {
+		char hex[2 * SHA256_LEN + 1];
+		hex_encode(f->digest, SHA256_LEN, hex);
+		if (f->link && f->done_off) {
+			r->peer_fetches++;
+			r->peer_bytes += f->size;
+			log_info("runner: blob %.16s (%" PRIu64 " bytes) fetched from peer %s", hex, f->size,
+				 f->src[f->src_i].node);
+		} else if (f->done_off) {
+			r->manager_fetches++;
+			r->manager_bytes += f->size;
+			log_info("runner: blob %.16s (%" PRIu64 " bytes) fetched from the manager", hex,
+				 f->size);
+		}
+	}
+	struct peer_link *link = f->link;
 	fetch_free(r, f);
+	if (link)
+		link_update(r, link);
 
 	if (!fail_why) {
 		for (size_t i = 0; i < n; i++)
@@ -647,11 +701,56 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 	free(w);
 }
 
+/*
+ * A peer failed to provide f (error, wrong chunk, bad digest, link lost):
+ * the partial blob is dropped and the fetch moves on to the next source,
+ * the manager last. The caller pumps afterwards.
+ */
+static void fetch_next_source(struct runner *r, struct fetch *f, const char *why)
+{
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(f->digest, SHA256_LEN, hex);
+	log_info("runner: blob %.16s: peer %s failed (%s); trying the next source", hex,
+		 f->src[f->src_i].node, why);
+	struct peer_link *l = f->link;
+	fetch_reset(r, f);
+	f->link = NULL;
+	f->src_i++;
+	if (l)
+		link_update(r, l);
+}
+
+/*
+ * Picks where f's next requests go: its peer link, a new link to its next
+ * source, or the manager. Returns false when none is usable now.
+ */
+static bool fetch_source(struct runner *r, struct fetch *f)
+{
+	if (f->link)
+		return true;
+	if (f->next_off > 0) /* started from the manager: finish there */
+		return r->connected;
+	while (f->src_i < f->n_src) {
+		if (!r->peer || !peer_has_identity(r->peer)) {
+			f->src_i = f->n_src; /* no node certificate: peers would refuse us */
+			break;
+		}
+		const struct source *s = &f->src[f->src_i];
+		int rc = peer_link_get(r->peer, s->node, s->addr, &f->link);
+		if (rc == 0)
+			return true;
+		log_info("runner: cannot reach peer %s at %s: %s", s->node, s->addr, ss_strerror(rc));
+		f->link = NULL;
+		f->src_i++;
+	}
+	return r->connected;
+}
+
 /* Starts fetches and sends BlobGets while the window and the byte budget allow. */
 static void fetch_pump(struct runner *r)
 {
 again:
-	if (!r->connected || r->closing)
+	if (r->closing)
 		return;
 	for (struct fetch *f = r->fetches; f; f = f->next) {
 		if (!f->w) {
@@ -662,6 +761,8 @@ again:
 				fetch_done(r, f, NULL);
 				goto again;
 			}
+			if (!fetch_source(r, f))
+				continue;
 			int rc = blobstore_write_begin(r->bs, f->digest, f->size, &f->w);
 			if (rc) {
 				char why[128];
@@ -671,29 +772,46 @@ again:
 				goto again;
 			}
 			r->n_active++;
+		} else if (!fetch_source(r, f)) {
+			continue;
 		}
 		while (f->n_slot < RUNNER_WINDOW && f->next_off < f->size) {
 			uint64_t left = f->size - f->next_off;
 			uint32_t len = left < RUNNER_CHUNK ? (uint32_t)left : RUNNER_CHUNK;
-			if (r->inflight > 0 && r->inflight + len > RUNNER_INFLIGHT_MAX)
+			if (r->inflight > 0 && r->inflight + len > RUNNER_INFLIGHT_MAX) {
+				if (f->link)
+					link_update(r, f->link);
 				return;
+			}
 			Seeswarm__V1__BlobGet g = SEESWARM__V1__BLOB_GET__INIT;
 			g.request_id = ++r->next_req;
 			g.digest.data = f->digest;
 			g.digest.len = SHA256_LEN;
 			g.offset = f->next_off;
 			g.length = len;
-			if (send_msg(r, MSG_BLOB_GET, &g.base))
+			if (f->link) {
+				if (peer_send(f->link, MSG_BLOB_GET, &g.base) != 0) {
+					fetch_next_source(r, f, "the link is closing");
+					goto again;
+				}
+			} else if (send_msg(r, MSG_BLOB_GET, &g.base)) {
 				return;
+			}
 			f->slot[f->n_slot++] = (struct slot){.id = g.request_id, .off = f->next_off,
 							     .len = len};
 			f->next_off += len;
 			r->inflight += len;
 		}
+		if (f->link)
+			link_update(r, f->link);
 	}
 }
 
-static void on_blob_data(struct runner *r, Seeswarm__V1__BlobData *bd)
+/*
+ * One chunk from the manager (from = NULL) or from a peer link. A chunk
+ * counts only when it answers a request sent to that same source.
+ */
+static void on_blob_data(struct runner *r, struct peer_link *from, Seeswarm__V1__BlobData *bd)
 {
 	struct fetch *f = NULL;
 	struct slot *s = NULL;
@@ -701,6 +819,8 @@ static void on_blob_data(struct runner *r, Seeswarm__V1__BlobData *bd)
 	int rc;
 
 	for (f = r->fetches; f; f = f->next) {
+		if (f->link != from)
+			continue;
 		for (size_t i = 0; i < f->n_slot && !s; i++)
 			if (f->slot[i].id == bd->request_id && !f->slot[i].got)
 				s = &f->slot[i];
@@ -712,21 +832,20 @@ static void on_blob_data(struct runner *r, Seeswarm__V1__BlobData *bd)
 		msg_free(&bd->base);
 		return;
 	}
+	const char *who = from ? "the peer" : "the manager";
 	if (bd->error) {
-		snprintf(why, sizeof(why), "the manager cannot provide it: %s (%.200s)",
+		snprintf(why, sizeof(why), "%s cannot provide it: %s (%.200s)", who,
 			 ss_strerror(-(int)bd->error), bd->message ? bd->message : "");
 		msg_free(&bd->base);
-		fetch_done(r, f, why);
-		fetch_pump(r);
-		return;
+		goto failed;
 	}
 	if (bd->digest.len != SHA256_LEN || memcmp(bd->digest.data, f->digest, SHA256_LEN) != 0 ||
 	    bd->offset != s->off || bd->data.len != s->len || bd->total != f->size) {
-		log_warn("runner: blob_data %" PRIu64 " does not answer its request", bd->request_id);
+		log_warn("runner: blob_data %" PRIu64 " from %s does not answer its request",
+			 bd->request_id, from ? peer_link_node(from) : "the manager");
 		msg_free(&bd->base);
-		fetch_done(r, f, "the manager sent a chunk that does not match the request");
-		fetch_pump(r);
-		return;
+		snprintf(why, sizeof(why), "%s sent a chunk that does not match the request", who);
+		goto failed;
 	}
 	s->got = bd;
 	/* Write every chunk that is now contiguous. */
@@ -756,10 +875,23 @@ static void on_blob_data(struct runner *r, Seeswarm__V1__BlobData *bd)
 		f->w = NULL;
 		r->n_active--;
 		rc = blob_writer_commit(w, NULL);
-		if (rc)
-			snprintf(why, sizeof(why), "the fetched blob was refused: %s", ss_strerror(rc));
-		fetch_done(r, f, rc ? why : NULL);
+		if (rc) {
+			snprintf(why, sizeof(why), "the blob %s sent was refused: %s", who,
+				 ss_strerror(rc));
+			goto failed;
+		}
+		fetch_done(r, f, NULL);
+	} else if (from) {
+		link_update(r, from);
 	}
+	fetch_pump(r);
+	return;
+failed:
+	/* A peer's failure costs only that source; the manager's fails the input. */
+	if (from)
+		fetch_next_source(r, f, why);
+	else
+		fetch_done(r, f, why);
 	fetch_pump(r);
 }
 
@@ -1177,7 +1309,8 @@ static void on_cancel(struct runner *r, const Seeswarm__V1__TaskCancel *c)
 	cancel_attempt(a, c->reason && *c->reason ? c->reason : "cancelled by the manager");
 }
 
-static void on_blob_get(struct runner *r, const Seeswarm__V1__BlobGet *g)
+/* Serves one BlobGet from the manager (link = NULL) or from a peer link. */
+static void on_blob_get(struct runner *r, struct peer_link *link, const Seeswarm__V1__BlobGet *g)
 {
 	Seeswarm__V1__BlobData bd = SEESWARM__V1__BLOB_DATA__INIT;
 	struct blob_reader *rd = NULL;
@@ -1242,7 +1375,10 @@ out:
 		bd.data.len = 0;
 		bd.data.data = NULL;
 	}
-	send_msg(r, MSG_BLOB_DATA, &bd.base);
+	if (link)
+		peer_send(link, MSG_BLOB_DATA, &bd.base);
+	else
+		send_msg(r, MSG_BLOB_DATA, &bd.base);
 	blob_reader_close(rd);
 	free(buf);
 }
@@ -1263,7 +1399,7 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 		on_dispatch(r, (Seeswarm__V1__TaskDispatch *)msg);
 		return 0;
 	case MSG_BLOB_DATA:
-		on_blob_data(r, (Seeswarm__V1__BlobData *)msg);
+		on_blob_data(r, NULL, (Seeswarm__V1__BlobData *)msg);
 		return 0;
 	case MSG_TASK_ACK:
 		on_ack(r, (const Seeswarm__V1__TaskAck *)msg);
@@ -1272,7 +1408,7 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 		on_cancel(r, (const Seeswarm__V1__TaskCancel *)msg);
 		break;
 	case MSG_BLOB_GET:
-		on_blob_get(r, (const Seeswarm__V1__BlobGet *)msg);
+		on_blob_get(r, NULL, (const Seeswarm__V1__BlobGet *)msg);
 		break;
 	default:
 		rc = SS_EPROTO;
@@ -1303,6 +1439,45 @@ void runner_on_disconnected(struct runner *r)
 	r->connected = false;
 	for (struct fetch *f = r->fetches; f; f = f->next)
 		fetch_reset(r, f);
+}
+
+void runner_set_peer(struct runner *r, struct peer *p)
+{
+	r->peer = p;
+}
+
+void runner_peer_get(struct runner *r, struct peer_link *l, const Seeswarm__V1__BlobGet *g)
+{
+	if (!r->closing)
+		on_blob_get(r, l, g);
+}
+
+void runner_peer_data(struct runner *r, struct peer_link *l, Seeswarm__V1__BlobData *d)
+{
+	if (r->closing) {
+		msg_free(&d->base);
+		return;
+	}
+	on_blob_data(r, l, d);
+}
+
+void runner_peer_lost(struct runner *r, struct peer_link *l, const char *why)
+{
+	bool any = false;
+	for (struct fetch *f = r->fetches; f; f = f->next) {
+		if (f->link == l) {
+			fetch_next_source(r, f, why);
+			any = true;
+		}
+	}
+	if (any && !r->closing)
+		fetch_pump(r);
+}
+
+void runner_fetch_stats(const struct runner *r, uint64_t *peer_bytes, uint64_t *manager_bytes)
+{
+	*peer_bytes = r->peer_bytes;
+	*manager_bytes = r->manager_bytes;
 }
 
 void runner_set_identity(struct runner *r, EVP_PKEY *key, X509 *cert, const uint8_t *attest_digest)

@@ -3,7 +3,7 @@
  *
  * The runner receives task attempts from the manager (TaskDispatch), gets
  * their inputs (inline in the dispatch, from the agent's own blob store, or
- * fetched from the manager with BlobGet), runs each attempt in the sandbox
+ * fetched with BlobGet from a peer agent that holds them, or from the manager), runs each attempt in the sandbox
  * (src/agent/exec) on a libuv worker thread, imports the outputs into the
  * agent's encrypted blob store, signs a receipt with the node's attested key,
  * and reports a TaskResult. Every result is written to disk (fsynced) before
@@ -97,6 +97,25 @@ void runner_free_refs(Seeswarm__V1__TaskRef **refs, size_t n);
  * protocol error: it gets a TaskResult with ok = false.
  */
 int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg);
+
+struct peer;
+struct peer_link;
+
+/*
+ * Lets fetches go to the agents that hold a blob (TaskInput.sources) over
+ * the peer endpoint p (borrowed; NULL: the manager only), and serves peers'
+ * requests. The agent routes the endpoint's callbacks to the three
+ * runner_peer_* functions below: a BlobGet from a peer is answered from the
+ * blob store; a BlobData is matched to a request sent on that same link
+ * (runner_peer_data takes ownership of d); a lost link sends its fetches to
+ * their next source, the manager last.
+ */
+void runner_set_peer(struct runner *r, struct peer *p);
+void runner_peer_get(struct runner *r, struct peer_link *l, const Seeswarm__V1__BlobGet *g);
+void runner_peer_data(struct runner *r, struct peer_link *l, Seeswarm__V1__BlobData *d);
+void runner_peer_lost(struct runner *r, struct peer_link *l, const char *why);
+/* Input bytes fetched so far from peers and from the manager. */
+void runner_fetch_stats(const struct runner *r, uint64_t *peer_bytes, uint64_t *manager_bytes);
 
 /* Attempts currently running or waiting for inputs. */
 uint32_t runner_running(const struct runner *r);

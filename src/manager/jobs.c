@@ -540,6 +540,8 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	Seeswarm__V1__TaskResources res = SEESWARM__V1__TASK_RESOURCES__INIT;
 	Seeswarm__V1__TaskInput *ins = s->n_inputs ? xcalloc(s->n_inputs, sizeof *ins) : NULL;
 	Seeswarm__V1__TaskInput **insp = s->n_inputs ? xcalloc(s->n_inputs, sizeof *insp) : NULL;
+	Seeswarm__V1__BlobSource *srcs = s->n_inputs ? xcalloc(s->n_inputs, sizeof *srcs) : NULL;
+	Seeswarm__V1__BlobSource **srcp = s->n_inputs ? xcalloc(s->n_inputs, sizeof *srcp) : NULL;
 	uint8_t(*digests)[SHA256_LEN] = s->n_inputs ? xcalloc(s->n_inputs, SHA256_LEN) : NULL;
 	size_t inline_used = 0;
 	d.job_id = t->job->id;
@@ -597,6 +599,18 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 			in->data.data = data;
 			in->data.len = size;
 			inline_used += size;
+		} else if (holder && *holder && strcmp(holder, n->id) != 0) {
+			/* The agent asks the producer first; the manager's copy is the fallback. */
+			struct node *hn = registry_get(j->env.reg, holder);
+			if (hn && hn->state == NODE_READY && hn->advertise[0] &&
+			    j->env.connected(j->env.arg, hn)) {
+				seeswarm__v1__blob_source__init(&srcs[i]);
+				srcs[i].node_id = hn->id;
+				srcs[i].addr = hn->advertise;
+				srcp[i] = &srcs[i];
+				in->sources = &srcp[i];
+				in->n_sources = 1;
+			}
 		}
 	}
 	d.inputs = insp;
@@ -609,6 +623,8 @@ out:
 		free(ins[i].data.data);
 	free(ins);
 	free(insp);
+	free(srcs);
+	free(srcp);
 	free(digests);
 	return rc;
 }

@@ -184,6 +184,9 @@ static bool session_busy(const struct session *s)
  * write becomes durable in one transaction; only then are the admissions that
  * depend on it acknowledged.
  */
+/* Sends the unexpired revoked node-certificate serials to a newly admitted agent. */
+static void send_revoked_list(struct manager *m, struct conn *c);
+
 static void on_prepare(uv_prepare_t *h)
 {
 	struct manager *m = h->data;
@@ -248,6 +251,7 @@ static void on_prepare(uv_prepare_t *h)
 				 s->node->node_cert_serial);
 			/* An admitted agent exchanges task traffic: a higher frame budget. */
 			conn_set_rate(s->conn, 20000, 40000);
+			send_revoked_list(m, s->conn);
 			if (m->jobs && s->admitted_hello)
 				jobs_node_admitted(m->jobs, s->node, s->admitted_hello->tasks,
 						   s->admitted_hello->n_tasks);
@@ -417,6 +421,28 @@ static void renew_node_cert(struct manager *m, struct session *s, struct node *n
 }
 
 static bool is_revoked(const struct manager *m, const char *serial);
+
+/*
+ * Sends every revoked node certificate that has not expired yet, so that a
+ * newly admitted agent refuses them on its peer endpoint too.
+ */
+static void send_revoked_list(struct manager *m, struct conn *c)
+{
+	int64_t now = time_wall_ms();
+	char *v[MSG_MAX_REVOKED];
+	size_t n = 0;
+	for (size_t i = 0; i <= m->n_revoked; i++) {
+		if (n == MSG_MAX_REVOKED || (i == m->n_revoked && n > 0)) {
+			Seeswarm__V1__Revocation r = SEESWARM__V1__REVOCATION__INIT;
+			r.serials = v;
+			r.n_serials = n;
+			conn_send(c, MSG_REVOCATION, &r.base);
+			n = 0;
+		}
+		if (i < m->n_revoked && m->revoked[i].expires_ms > now)
+			v[n++] = m->revoked[i].serial;
+	}
+}
 static int start_credential(struct session *s, const Seeswarm__V1__Hello *h);
 static void apply_hello(struct node *n, const Seeswarm__V1__Hello *h, const char *peer);
 

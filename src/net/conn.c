@@ -417,6 +417,12 @@ void conn_set_data(struct conn *c, void *data)
 	c->data = data;
 }
 
+int conn_local_addr(const struct conn *c, struct sockaddr_storage *out)
+{
+	int len = sizeof *out;
+	return uv_tcp_getsockname(&c->tcp, (struct sockaddr *)out, &len) == 0 ? 0 : SS_EIO;
+}
+
 const char *conn_peer(const struct conn *c)
 {
 	return c->peer;

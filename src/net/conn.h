@@ -79,6 +79,8 @@ size_t conn_write_queued(const struct conn *c);
 
 void *conn_data(const struct conn *c);
 void conn_set_data(struct conn *c, void *data);
+/* The local address of the conn's socket. Returns 0 or SS_EIO. */
+int conn_local_addr(const struct conn *c, struct sockaddr_storage *out);
 /* "ip:port" of the peer. */
 const char *conn_peer(const struct conn *c);
 struct tls *conn_tls(const struct conn *c);

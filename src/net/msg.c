@@ -1,4 +1,5 @@
 /* msg.c - strict decoding and validation of protocol messages. */
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_TASK_CANCEL] = &seeswarm__v1__task_cancel__descriptor,
 	[MSG_BLOB_GET] = &seeswarm__v1__blob_get__descriptor,
 	[MSG_BLOB_DATA] = &seeswarm__v1__blob_data__descriptor,
+	[MSG_BLOB_REPLICATE] = &seeswarm__v1__blob_replicate__descriptor,
+	[MSG_BLOB_STORED] = &seeswarm__v1__blob_stored__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -52,6 +55,8 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_TASK_CANCEL] = "task_cancel",
 	[MSG_BLOB_GET] = "blob_get",
 	[MSG_BLOB_DATA] = "blob_data",
+	[MSG_BLOB_REPLICATE] = "blob_replicate",
+	[MSG_BLOB_STORED] = "blob_stored",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -65,6 +70,19 @@ uint16_t msg_type_of(const ProtobufCMessage *m)
 		if (descs[t] == m->descriptor)
 			return (uint16_t)t;
 	return 0;
+}
+
+static bool str_ok(const char *s, size_t max);
+
+/* A numeric "ip4:port" or "[ip6]:port" of at most MSG_MAX_ADDR bytes, port > 0. */
+static bool endpoint_ok(const char *s)
+{
+	char host[MSG_MAX_ADDR + 1];
+	uint16_t port;
+	uint8_t a[16];
+	if (!s || !str_ok(s, MSG_MAX_ADDR) || addr_split(s, host, sizeof host, &port) != 0 || port == 0)
+		return false;
+	return inet_pton(AF_INET, host, a) == 1 || (s[0] == '[' && inet_pton(AF_INET6, host, a) == 1);
 }
 
 static bool str_ok(const char *s, size_t max)
@@ -90,8 +108,8 @@ static const char *check_hello(const Seeswarm__V1__Hello *h)
 		return "hello: agent_id is not a valid identifier";
 	if (!str_ok(h->agent_version, 31))
 		return "hello: agent_version too long or not printable";
-	if (!str_ok(h->advertise_addr, 127))
-		return "hello: advertise_addr too long or not printable";
+	if (h->advertise_addr && *h->advertise_addr && !endpoint_ok(h->advertise_addr))
+		return "hello: advertise_addr must be a numeric IP:PORT";
 	if (h->n_labels > MSG_MAX_LABELS)
 		return "hello: too many labels";
 	for (size_t i = 0; i < h->n_labels; i++) {
@@ -224,6 +242,17 @@ static bool strs_ok(char *const *v, size_t n, size_t max_n, size_t max_len)
 	return true;
 }
 
+/* Peer endpoints: a node id and an endpoint each. */
+static bool sources_ok(Seeswarm__V1__BlobSource *const *v, size_t n)
+{
+	if (n > MSG_MAX_SOURCES)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i]->node_id || !ident_valid(v[i]->node_id) || !endpoint_ok(v[i]->addr))
+			return false;
+	return true;
+}
+
 static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 {
 	if (!d->job_id || !ident_valid(d->job_id))
@@ -252,6 +281,10 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 			return "task_dispatch: input digest must be 32 bytes";
 		if (in->data.len > MSG_MAX_INLINE || (in->data.len && in->data.len != in->size))
 			return "task_dispatch: inline input size mismatch or too large";
+		if (in->size > MSG_MAX_BLOB_SIZE)
+			return "task_dispatch: input too large";
+		if (!sources_ok(in->sources, in->n_sources))
+			return "task_dispatch: too many or invalid input sources";
 	}
 	if (!strs_ok(d->outputs, d->n_outputs, MSG_MAX_TASK_OUTPUTS, MSG_MAX_PATH))
 		return "task_dispatch: too many or invalid outputs";
@@ -411,6 +444,24 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "blob_data: chunk out of range";
 		if (b->error > 1000 || !str_ok(b->message, MSG_MAX_STR))
 			return "blob_data: invalid error";
+		return NULL;
+	}
+	case MSG_BLOB_REPLICATE: {
+		const Seeswarm__V1__BlobReplicate *b = (const void *)m;
+		if (!digest_ok(b->digest))
+			return "blob_replicate: digest must be 32 bytes";
+		if (b->size > MSG_MAX_BLOB_SIZE)
+			return "blob_replicate: size out of range";
+		if (!sources_ok(b->sources, b->n_sources))
+			return "blob_replicate: too many or invalid sources";
+		return NULL;
+	}
+	case MSG_BLOB_STORED: {
+		const Seeswarm__V1__BlobStored *b = (const void *)m;
+		if (!digest_ok(b->digest))
+			return "blob_stored: digest must be 32 bytes";
+		if (b->size > MSG_MAX_BLOB_SIZE || b->error > 1000 || !str_ok(b->message, MSG_MAX_STR))
+			return "blob_stored: field out of range";
 		return NULL;
 	}
 	case MSG_CREDENTIAL_RESPONSE: {

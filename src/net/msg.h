@@ -38,7 +38,9 @@ enum msg_type {
 	MSG_TASK_CANCEL = 19,
 	MSG_BLOB_GET = 20,
 	MSG_BLOB_DATA = 21,
-	MSG_TYPE_MAX = 21,
+	MSG_BLOB_REPLICATE = 22,
+	MSG_BLOB_STORED = 23,
+	MSG_TYPE_MAX = 23,
 };
 
 /*
@@ -74,6 +76,9 @@ enum msg_type {
 #define MSG_MAX_RECEIPT (256u * 1024u)
 #define MSG_MAX_BLOB_CHUNK (512u * 1024u)
 #define MSG_MAX_TASKS_HELD 65536     /* task refs in a hello */
+#define MSG_MAX_SOURCES 4            /* agents named as holders of one blob */
+#define MSG_MAX_ADDR 63              /* a peer endpoint, "ip:port" */
+#define MSG_MAX_BLOB_SIZE (1ull << 32) /* bytes in one blob (the blob store's bound) */
 
 /* Returns the message name ("hello", ...) or NULL for an unknown type. */
 const char *msg_type_name(uint16_t type);

@@ -1,0 +1,201 @@
+"""Agent-to-agent blob transfers: real agents serving each other over mTLS.
+
+An agent fetches a task's input from the agent that produced it, presenting
+its node certificate; the serving agent accepts only node certificates that
+the swarm CA issued and the manager has not revoked. The manager's copy is
+only the fallback.
+"""
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import struct
+
+import pytest
+
+from conftest import SLOW, frame, pb_field, pb_varint, read_frame, read_until_closed, wait_for
+from test_jobs import get_blob, start, submit, tasks, wait_job
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
+
+MSG_ERROR, MSG_BLOB_GET, MSG_BLOB_DATA = 10, 20, 21
+BIG = 200 * 1024  # over the 64 KiB inline limit, so the consumer must fetch
+
+
+def producers_and_consumer(n):
+    # Each producer writes 200 KiB of its own bytes; the consumer hashes them all.
+    return {"name": "p2p", "policy": {"placement": "spread"}, "tasks": [
+        {"name": "make", "map": {"over": [str(i) for i in range(n)]},
+         "command": ["sh", "-c", f"head -c {BIG} /dev/zero | tr '\\0' \"$SS_MAP_INDEX\" > /out/part"],
+         "outputs": ["part"], "resources": {"cpu": 0.25, "memory": "32M"}},
+        {"name": "join", "inputs": [{"name": "parts", "from": "make.part"}],
+         "command": ["sh", "-c", "cat /in/parts.* | sha256sum | cut -c1-64 > /out/h"],
+         "outputs": ["h"], "resources": {"cpu": 0.25, "memory": "32M"}}]}
+
+
+def expected_join(n):
+    # /in/parts.0 .. parts.<n-1>; the shell's glob sorts them (n <= 10 keeps numeric order).
+    data = b"".join(str(i).encode() * BIG for i in range(n))
+    return hashlib.sha256(data).hexdigest()
+
+
+def log_of(swarm, agent_id):
+    return swarm.agents[agent_id].text()
+
+
+def test_inputs_are_fetched_from_the_agent_that_produced_them(swarm):
+    ids = start(swarm, 2)
+    n = 6
+    j = wait_job(swarm, submit(swarm, producers_and_consumer(n))["id"], 90)
+    ts = tasks(swarm, j["id"])
+    makers = {ts[f"make[{i}]"]["node"] for i in range(n)}
+    assert makers == set(ids), f"spread placement should use both agents: {makers}"
+    join = ts["join"]
+    got = get_blob(swarm, join["outputs"][0]["digest"]).decode().strip()
+    parts = sorted(ts[f"make[{i}]"]["outputs"][0]["digest"] for i in range(n))
+    assert len(set(parts)) == n
+    # The consumer read every part, whichever agent produced it.
+    assert got == expected_join(n)
+    other = [ts[f"make[{i}]"] for i in range(n) if ts[f"make[{i}]"]["node"] != join["node"]]
+    assert other, "some part must come from the other agent"
+    log = log_of(swarm, join["node"])
+    for t in other:
+        hexd = t["outputs"][0]["digest"][:16]
+        assert f"blob {hexd} ({BIG} bytes) fetched from peer {t['node']}" in log, log[-3000:]
+    assert "fetched from the manager" not in log
+
+
+def peer_ctx(adir, cert):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(adir, "ca.pem"))
+    ctx.load_cert_chain(cert, os.path.join(adir, "agent.key"))
+    return ctx
+
+
+def blob_get(adir, cert, server_id, addr, digest, length):
+    """Asks a peer endpoint for a blob; returns (ok, data or the frames seen)."""
+    host, port = addr.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10 * SLOW)
+    s = peer_ctx(adir, cert).wrap_socket(raw, server_hostname=server_id)
+    try:
+        get = (pb_field(1, 0, 7) + pb_field(2, 2, bytes.fromhex(digest)) + pb_field(3, 0, 0) +
+               pb_field(4, 0, length))
+        s.sendall(frame(MSG_BLOB_GET, get))
+        frames = read_until_closed(s, limit=1)
+    except (ssl.SSLError, ConnectionError, socket.timeout) as e:
+        return False, [("exception", str(e))]
+    finally:
+        s.close()
+    if frames and frames[0][0] == MSG_BLOB_DATA:
+        return True, pb_bytes(frames[0][1], 5)
+    return False, frames
+
+
+def pb_bytes(buf, want):
+    """The first length-delimited field number want in a protobuf message."""
+    i = 0
+    while i < len(buf):
+        key, i = varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = varint(buf, i)
+        elif wire == 2:
+            n, i = varint(buf, i)
+            if num == want:
+                return buf[i:i + n]
+            i += n
+        else:
+            raise ValueError(wire)
+    return b""
+
+
+def varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def test_peer_endpoint_takes_only_valid_unrevoked_node_certificates(swarm):
+    from test_policy import write_policy
+    interval = 2
+    pools = {"default": {"allowed_tee": ["sim"]},
+             "edge": {"allowed_tee": ["sim"], "reattest_interval": f"{interval}s"}}
+    swarm.extra = ["--policy", write_policy(swarm, pools)]
+    swarm.start_manager()
+    swarm.start_agent("agent-core", labels=["role=core"])
+    swarm.start_agent("agent-edge", labels=["pool=edge"])
+    swarm.wait_ready(["agent-core", "agent-edge"], 20 * SLOW)
+    # A blob agent-core holds: the output of a task pinned there by label.
+    spec = {"name": "hold", "policy": {"labels": {"role": "core"}}, "tasks": [
+        {"name": "w", "command": ["sh", "-c", f"head -c {BIG} /dev/urandom > /out/o"],
+         "outputs": ["o"]}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    t = tasks(swarm, j["id"])["w"]
+    assert t["node"] == "agent-core", t
+    digest = t["outputs"][0]["digest"]
+    want = get_blob(swarm, digest)[:4096]
+    core = swarm.get_json("/v1/nodes/agent-core")
+    addr = core.get("advertise") or core.get("node", {}).get("advertise")
+    assert addr and addr.startswith("127.0.0.1:"), core
+    edge = os.path.join(swarm.tmp, "agent-edge")
+    node_pem = os.path.join(edge, "node.pem")
+    wait_for(lambda: os.path.exists(node_pem), 10 * SLOW, what="agent-edge's node certificate")
+    with open(node_pem) as f:
+        old_node_cert = f.read()
+    saved = os.path.join(swarm.tmp, "edge-node-old.pem")
+    with open(saved, "w") as f:
+        f.write(old_node_cert)
+
+    # A node certificate is served.
+    ok, data = blob_get(edge, saved, "agent-core", addr, digest, 4096)
+    assert ok and data == want, data
+    # The join certificate (no attestation digest) is not.
+    ok, frames = blob_get(edge, os.path.join(edge, "agent.pem"), "agent-core", addr, digest, 4096)
+    assert not ok, frames
+    assert "did not present a node certificate" in log_of(swarm, "agent-core")
+
+    # agent-edge fails re-attestation: evicted, its certificate revoked and pushed to agent-core.
+    pools["edge"]["allowed_tee"] = ["tpm"]
+    write_policy(swarm, pools)
+    swarm.manager.p.send_signal(signal.SIGHUP)
+    swarm.wait_state("agent-edge", "evicted", (interval + 3) * SLOW)
+    wait_for(lambda: "revocation received" in log_of(swarm, "agent-core"), 10 * SLOW,
+             what="agent-core to hear of the revocation")
+    ok, frames = blob_get(edge, saved, "agent-core", addr, digest, 4096)
+    assert not ok, frames
+    assert "node certificate is revoked" in log_of(swarm, "agent-core")
+
+
+def test_a_dead_producer_falls_back_to_the_manager(swarm):
+    ids = start(swarm, 2)
+    n = 4
+    # Produce, then kill the producer of some part before the consumer runs.
+    spec = producers_and_consumer(n)
+    spec["tasks"][1]["after"] = ["gate"]
+    spec["tasks"].append({"name": "gate", "command": ["sh", "-c", "sleep 3; echo > /out/g"],
+                          "outputs": ["g"], "resources": {"cpu": 0.25, "memory": "32M"}})
+    jid = submit(swarm, spec)["id"]
+
+    def made():
+        ts = tasks(swarm, jid)
+        done = [ts[f"make[{i}]"] for i in range(n) if ts[f"make[{i}]"]["state"] == "succeeded"]
+        return done if len(done) == n else None
+    done = wait_for(made, 30 * SLOW, what="every part made")
+    victim = done[0]["node"]
+    survivor = [a for a in ids if a != victim][0]
+    swarm.agents[victim].kill9()
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, j["id"])
+    assert ts["join"]["node"] == survivor
+    got = get_blob(swarm, ts["join"]["outputs"][0]["digest"]).decode().strip()
+    assert got == expected_join(n)
+    log = log_of(swarm, survivor)
+    # Parts made on the dead agent came from the manager's copy.
+    assert "fetched from the manager" in log, log[-3000:]
