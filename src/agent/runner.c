@@ -94,6 +94,7 @@ struct stored {
 	bool unsent; /* not yet sent on the current connection */
 };
 
+/* An attempt waiting for one of its inputs, or (a == NULL) a replica the manager asked for. */
 struct waiter {
 	struct attempt *a;
 	size_t idx; /* input index in a->spec */
@@ -591,22 +592,27 @@ static void fetch_reset(struct runner *r, struct fetch *f)
 		link_update(r, f->link);
 }
 
-static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx,
-			     const Seeswarm__V1__TaskInput *in)
+/*
+ * Adds a waiter (attempt a's input idx, or a replica when a is NULL) to the
+ * fetch of a blob, starting the fetch if there is none. A replica is waited
+ * for once however often the manager asks.
+ */
+static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx, const uint8_t *digest,
+			     uint64_t size, Seeswarm__V1__BlobSource *const *sources, size_t n_sources)
 {
 	struct fetch *f;
 	for (f = r->fetches; f; f = f->next)
-		if (!memcmp(f->digest, in->digest.data, SHA256_LEN))
+		if (!memcmp(f->digest, digest, SHA256_LEN))
 			break;
 	if (!f) {
 		f = xcalloc(1, sizeof(*f));
-		memcpy(f->digest, in->digest.data, SHA256_LEN);
-		f->size = in->size;
-		for (size_t i = 0; i < in->n_sources && f->n_src < MSG_MAX_SOURCES; i++) {
-			if (!strcmp(in->sources[i]->node_id, r->node_id))
+		memcpy(f->digest, digest, SHA256_LEN);
+		f->size = size;
+		for (size_t i = 0; i < n_sources && f->n_src < MSG_MAX_SOURCES; i++) {
+			if (!strcmp(sources[i]->node_id, r->node_id))
 				continue;
-			snprintf(f->src[f->n_src].node, sizeof f->src[0].node, "%s", in->sources[i]->node_id);
-			snprintf(f->src[f->n_src].addr, sizeof f->src[0].addr, "%s", in->sources[i]->addr);
+			snprintf(f->src[f->n_src].node, sizeof f->src[0].node, "%s", sources[i]->node_id);
+			snprintf(f->src[f->n_src].addr, sizeof f->src[0].addr, "%s", sources[i]->addr);
 			f->n_src++;
 		}
 		/* Appended, so blobs are fetched in the order they were asked for. */
@@ -615,8 +621,24 @@ static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx,
 			pp = &(*pp)->next;
 		*pp = f;
 	}
+	for (size_t i = 0; !a && i < f->n_waiters; i++)
+		if (!f->waiters[i].a)
+			return;
 	f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof(*f->waiters));
 	f->waiters[f->n_waiters++] = (struct waiter){.a = a, .idx = idx};
+}
+
+/* Tells the manager whether a replica it asked for is now in the blob store. */
+static void send_stored(struct runner *r, const uint8_t *digest, uint64_t size, int err,
+			const char *why)
+{
+	Seeswarm__V1__BlobStored m = SEESWARM__V1__BLOB_STORED__INIT;
+	m.digest.data = (uint8_t *)digest;
+	m.digest.len = SHA256_LEN;
+	m.size = size;
+	m.error = err ? (uint32_t)-err : 0;
+	m.message = (char *)(why ? why : "");
+	send_msg(r, MSG_BLOB_STORED, &m.base);
 }
 
 /* Removes a from every fetch; a fetch nobody waits for any more is dropped. */
@@ -654,6 +676,9 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 	}
 	struct waiter *w = f->waiters;
 	size_t n = f->n_waiters;
+	uint8_t digest[SHA256_LEN];
+	uint64_t size = f->size;
+	memcpy(digest, f->digest, SHA256_LEN);
 	f->waiters = NULL;
 	f->n_waiters = 0;
 	if (!fail_why) {
@@ -677,15 +702,22 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 		link_update(r, link);
 
 	if (!fail_why) {
-		for (size_t i = 0; i < n; i++)
-			if (--w[i].a->pending == 0)
+		for (size_t i = 0; i < n; i++) {
+			if (!w[i].a)
+				send_stored(r, digest, size, 0, NULL);
+			else if (--w[i].a->pending == 0)
 				start_run(w[i].a);
+		}
 		free(w);
 		return;
 	}
 	/* Each attempt fails once, though it may wait for the blob under two names. */
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (!w[i].a) {
+			send_stored(r, digest, size, SS_EIO, fail_why);
+			continue;
+		}
 		bool seen = false;
 		for (size_t j = 0; j < k && !seen; j++)
 			seen = w[j].a == w[i].a;
@@ -1266,7 +1298,7 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 		const Seeswarm__V1__TaskInput *in = d->inputs[i];
 		if (input_inline(in) || blobstore_has(r->bs, in->digest.data, NULL))
 			continue;
-		fetch_add_waiter(r, a, i, in);
+		fetch_add_waiter(r, a, i, in->digest.data, in->size, in->sources, in->n_sources);
 		a->pending++;
 	}
 	if (a->pending == 0)
@@ -1410,6 +1442,16 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 	case MSG_BLOB_GET:
 		on_blob_get(r, NULL, (const Seeswarm__V1__BlobGet *)msg);
 		break;
+	case MSG_BLOB_REPLICATE: {
+		const Seeswarm__V1__BlobReplicate *b = (const Seeswarm__V1__BlobReplicate *)msg;
+		if (blobstore_has(r->bs, b->digest.data, NULL)) {
+			send_stored(r, b->digest.data, b->size, 0, NULL);
+			break;
+		}
+		fetch_add_waiter(r, NULL, 0, b->digest.data, b->size, b->sources, b->n_sources);
+		fetch_pump(r);
+		break;
+	}
 	default:
 		rc = SS_EPROTO;
 		break;

@@ -91,7 +91,9 @@ void runner_free_refs(Seeswarm__V1__TaskRef **refs, size_t n);
 
 /*
  * Handles one task or blob message: MSG_TASK_DISPATCH, MSG_TASK_ACK,
- * MSG_TASK_CANCEL, MSG_BLOB_GET, MSG_BLOB_DATA. Takes ownership of msg.
+ * MSG_TASK_CANCEL, MSG_BLOB_GET, MSG_BLOB_DATA, MSG_BLOB_REPLICATE (the
+ * blob is fetched like an input and BlobStored reports the outcome). Takes
+ * ownership of msg.
  * Returns 0, or SS_EPROTO when the manager broke the protocol (the agent
  * then closes the connection). A task the agent cannot run is not a
  * protocol error: it gets a TaskResult with ok = false.

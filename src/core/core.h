@@ -121,6 +121,13 @@ void rand_bytes(void *buf, size_t n);
 /* Uniform in [0, bound) from the CSPRNG; bound > 0. */
 uint32_t rand_below(uint32_t bound);
 void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);
+/*
+ * FNV-1a over n bytes, continuing from seed (0 starts a fresh hash). For
+ * hash tables and stable rankings, never for security.
+ */
+uint64_t hash_fnv1a(const void *data, size_t n, uint64_t seed);
+/* hash_fnv1a of a NUL-terminated string. */
+uint64_t hash_str(const char *s);
 /* Constant-time comparison; returns true when equal. */
 bool ct_equal(const void *a, const void *b, size_t n);
 

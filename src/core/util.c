@@ -502,3 +502,17 @@ bool label_value_valid(const char *s)
 	}
 	return true;
 }
+
+uint64_t hash_fnv1a(const void *data, size_t n, uint64_t seed)
+{
+	const uint8_t *p = data;
+	uint64_t h = seed ? seed : 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+uint64_t hash_str(const char *s)
+{
+	return hash_fnv1a(s, strlen(s), 0);
+}

@@ -76,7 +76,7 @@ struct api {
 
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
-	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_BLOB,
+	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_BLOB, R_BLOB_REPLICAS,
 };
 
 /* One extra response header; name NULL means none. */
@@ -357,7 +357,11 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		return ok ? R_TASK_LOGS : R_NONE;
 	}
 	case R_BLOB:
-		if (n != 64 || strspn(id, "0123456789abcdef") != 64 || *tail)
+		if (n != 64 || strspn(id, "0123456789abcdef") != 64)
+			return R_NONE;
+		if (!strcmp(tail, "/replicas"))
+			return R_BLOB_REPLICAS;
+		if (*tail)
 			return R_NONE;
 		*allow = "GET, HEAD, PUT";
 		return R_BLOB;
@@ -676,6 +680,14 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		if (!out)
 			return not_found(api, c, "task", r->id);
 		break;
+	case R_BLOB_REPLICAS: {
+		uint8_t d[SHA256_LEN];
+		if (hex_decode(r->id, d, SHA256_LEN) == 0 && api->be.blob_replicas)
+			out = api->be.blob_replicas(api->be.arg, d);
+		if (!out)
+			return not_found(api, c, "blob", r->id);
+		break;
+	}
 	case R_JOB_EXPLAIN: {
 		char why[300] = "";
 		const char *task = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "task");
@@ -790,6 +802,7 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 	case R_JOB_TASKS:
 	case R_JOB_EXPLAIN:
 	case R_TASK_LOGS:
+	case R_BLOB_REPLICAS:
 		return do_job(api, c, r);
 	case R_BLOB:
 		return do_blob(api, c, r);

@@ -19,6 +19,7 @@
  *   PUT  /v1/blobs/{sha256}              upload a blob (streamed; the digest is checked)
  *   GET  /v1/blobs/{sha256}              download a blob (streamed)
  *   HEAD /v1/blobs/{sha256}              200 when present, with Content-Length
+ *   GET  /v1/blobs/{sha256}/replicas     the agents holding it (replicas.h)
  *   GET  /metrics                        Prometheus text
  * Errors: JSON {"error": {"code": <http status>, "message": "..."}} with the
  * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 404 unknown route or
@@ -84,6 +85,8 @@ struct api_backend {
 	json_t *(*task_logs)(void *arg, const char *task_id);          /* NULL: 404 */
 	/* A blob was uploaded (PUT /v1/blobs/{digest}) and committed. */
 	void (*blob_added)(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size);
+	/* Where a blob lives on agents (replicas_json); NULL: 404. */
+	json_t *(*blob_replicas)(void *arg, const uint8_t digest[SHA256_LEN]);
 };
 
 struct api_opts {

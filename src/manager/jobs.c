@@ -32,6 +32,7 @@
 
 #include "manager/jobs.h"
 #include "manager/jobspec.h"
+#include "manager/replicas.h"
 #include "manager/sched/sched.h"
 
 #define PASS_BUDGET 20000u            /* placements tried per pass */
@@ -161,6 +162,7 @@ struct fetch {
 
 struct jobs {
 	struct jobs_env env;
+	struct replicas *repl;    /* where blobs live on agents; R copies of critical ones */
 	struct sched *sched;
 	struct sched_queue *queue;
 	struct job **buckets;
@@ -187,14 +189,6 @@ struct jobs {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
-}
 
 static struct job *job_find(struct jobs *j, const char *id)
 {
@@ -493,7 +487,7 @@ static void req_build(struct jobs *j, struct task *t, struct req_buf *rb)
 	r->avoid = t->avoid;
 	r->now_ms = time_wall_ms();
 	rb->inputs = s->n_inputs ? xcalloc(s->n_inputs, sizeof *rb->inputs) : NULL;
-	rb->holders = s->n_inputs ? xcalloc(s->n_inputs, sizeof *rb->holders) : NULL;
+	rb->holders = s->n_inputs ? xcalloc(s->n_inputs * MSG_MAX_SOURCES, sizeof *rb->holders) : NULL;
 	size_t ni = 0;
 	for (size_t i = 0; i < s->n_inputs; i++) {
 		const char *holder;
@@ -502,11 +496,17 @@ static void req_build(struct jobs *j, struct task *t, struct req_buf *rb)
 		if (!input_blob(j, t, &s->inputs[i], in->digest, &size, &holder))
 			continue;
 		in->size = size;
-		struct sched_node *hn = holder && *holder ? sched_node_find(j->sched, holder) : NULL;
-		if (hn) {
-			rb->holders[ni] = hn;
-			in->holders = &rb->holders[ni];
-			in->n_holders = 1;
+		/* Locality: the nodes that hold the input (its producer and any replicas). */
+		const char *ids[MSG_MAX_SOURCES];
+		size_t nh = replicas_holders(j->repl, in->digest, ids, MSG_MAX_SOURCES);
+		struct sched_node **hv = &rb->holders[ni * MSG_MAX_SOURCES];
+		size_t k = 0;
+		for (size_t h = 0; h < nh; h++)
+			if ((hv[k] = sched_node_find(j->sched, ids[h])) != NULL)
+				k++;
+		if (k) {
+			in->holders = hv;
+			in->n_holders = k;
 		}
 		ni++;
 	}
@@ -540,8 +540,10 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	Seeswarm__V1__TaskResources res = SEESWARM__V1__TASK_RESOURCES__INIT;
 	Seeswarm__V1__TaskInput *ins = s->n_inputs ? xcalloc(s->n_inputs, sizeof *ins) : NULL;
 	Seeswarm__V1__TaskInput **insp = s->n_inputs ? xcalloc(s->n_inputs, sizeof *insp) : NULL;
-	Seeswarm__V1__BlobSource *srcs = s->n_inputs ? xcalloc(s->n_inputs, sizeof *srcs) : NULL;
-	Seeswarm__V1__BlobSource **srcp = s->n_inputs ? xcalloc(s->n_inputs, sizeof *srcp) : NULL;
+	Seeswarm__V1__BlobSource *srcs =
+		s->n_inputs ? xcalloc(s->n_inputs * MSG_MAX_SOURCES, sizeof *srcs) : NULL;
+	Seeswarm__V1__BlobSource **srcp =
+		s->n_inputs ? xcalloc(s->n_inputs * MSG_MAX_SOURCES, sizeof *srcp) : NULL;
 	uint8_t(*digests)[SHA256_LEN] = s->n_inputs ? xcalloc(s->n_inputs, SHA256_LEN) : NULL;
 	size_t inline_used = 0;
 	d.job_id = t->job->id;
@@ -599,18 +601,19 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 			in->data.data = data;
 			in->data.len = size;
 			inline_used += size;
-		} else if (holder && *holder && strcmp(holder, n->id) != 0) {
-			/* The agent asks the producer first; the manager's copy is the fallback. */
-			struct node *hn = registry_get(j->env.reg, holder);
-			if (hn && hn->state == NODE_READY && hn->advertise[0] &&
-			    j->env.connected(j->env.arg, hn)) {
-				seeswarm__v1__blob_source__init(&srcs[i]);
-				srcs[i].node_id = hn->id;
-				srcs[i].addr = hn->advertise;
-				srcp[i] = &srcs[i];
-				in->sources = &srcp[i];
-				in->n_sources = 1;
+		} else {
+			/* The agent asks the holders first; the manager's copy is the fallback. */
+			struct node *hv[MSG_MAX_SOURCES];
+			size_t nh = replicas_sources(j->repl, digests[i], n->id, hv, MSG_MAX_SOURCES);
+			for (size_t h = 0; h < nh; h++) {
+				Seeswarm__V1__BlobSource *bs = &srcs[i * MSG_MAX_SOURCES + h];
+				seeswarm__v1__blob_source__init(bs);
+				bs->node_id = hv[h]->id;
+				bs->addr = hv[h]->advertise;
+				srcp[i * MSG_MAX_SOURCES + h] = bs;
 			}
+			in->sources = nh ? &srcp[i * MSG_MAX_SOURCES] : NULL;
+			in->n_sources = nh;
 		}
 	}
 	d.inputs = insp;
@@ -828,6 +831,12 @@ static void task_succeeded(struct jobs *j, struct task *t)
 	set_tstate(t, T_SUCCEEDED);
 	t->reason[0] = '\0';
 	task_save(j, t);
+	/* The agent that ran it holds every output; final outputs are kept at R replicas. */
+	for (size_t i = 0; i < t->n_outs; i++) {
+		replicas_hold(j->repl, t->outs[i].digest, t->outs[i].size, t->node);
+		if (spec_of(t)->final)
+			replicas_protect(j->repl, t->outs[i].digest, t->outs[i].size);
+	}
 	/* The agent keeps the result until this outcome is durable. */
 	struct node *n = registry_get(j->env.reg, t->node);
 	if (n)
@@ -967,10 +976,41 @@ static bool job_quiet(const struct jobs *j, const struct job *jb)
 	return true;
 }
 
+/*
+ * Protects (on) or releases the blobs a job keeps critical: its uploaded
+ * inputs and the outputs of its succeeded final tasks. Both directions walk
+ * the same set, so the reference counts stay balanced.
+ */
+static void job_protect(struct jobs *j, struct job *jb, bool on)
+{
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct jobspec_task *s = &jb->spec->tasks[i];
+		const struct task *t = &jb->tasks[i];
+		for (size_t k = 0; k < s->n_inputs; k++) {
+			uint64_t size = 0;
+			if (s->inputs[k].kind != JOBSPEC_IN_BLOB)
+				continue;
+			if (!on)
+				replicas_unprotect(j->repl, s->inputs[k].digest);
+			else if (blobstore_has(j->env.blobs, s->inputs[k].digest, &size))
+				replicas_protect(j->repl, s->inputs[k].digest, size);
+		}
+		if (!s->final || t->st != T_SUCCEEDED)
+			continue;
+		for (size_t k = 0; k < t->n_outs; k++) {
+			if (on)
+				replicas_protect(j->repl, t->outs[k].digest, t->outs[k].size);
+			else
+				replicas_unprotect(j->repl, t->outs[k].digest);
+		}
+	}
+}
+
 /* Forgets a finished job: its records leave the store with the next commit. */
 static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
+	job_protect(j, jb, false);
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct task *t = &jb->tasks[i];
 		store_del(j->env.store, "tasks", t->id);
@@ -1022,6 +1062,7 @@ static void on_retry_timer(uv_timer_t *h)
 	if (++j->gc_tick >= GC_EVERY_TICKS) {
 		j->gc_tick = 0;
 		gc_jobs(j);
+		replicas_tick(j->repl, uv_now(j->env.loop));
 	}
 	int64_t now = time_wall_ms();
 	struct task **pp = &j->retrying;
@@ -1445,6 +1486,9 @@ int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMess
 	case MSG_BLOB_DATA:
 		rc = on_blob_data(j, n, (Seeswarm__V1__BlobData *)msg);
 		break;
+	case MSG_BLOB_STORED:
+		replicas_on_stored(j->repl, n, (const Seeswarm__V1__BlobStored *)msg);
+		break;
 	default:
 		rc = SS_EPROTO;
 	}
@@ -1457,6 +1501,7 @@ int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMess
 void jobs_node_changed(struct jobs *j, struct node *n)
 {
 	sched_sync(j, n);
+	replicas_node_changed(j->repl, n);
 	/*
 	 * A node's tasks are lost when it is down, left, evicted or rejected, or
 	 * drained. A ready node without a live session is in its admission
@@ -1732,7 +1777,11 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	uv_timer_init(env->loop, &j->retry_timer);
 	j->retry_timer.data = j;
 	uv_timer_start(&j->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
-	int rc = store_scan(env->store, "jobs", load_job_cb, j);
+	struct replicas_env re = {.arg = env->arg, .store = env->store, .reg = env->reg,
+				  .blobs = env->blobs, .send = env->send, .connected = env->connected};
+	int rc = replicas_new(&j->repl, &re);
+	if (rc == 0)
+		rc = store_scan(env->store, "jobs", load_job_cb, j);
 	if (rc == 0)
 		rc = store_scan(env->store, "tasks", load_task_cb, j);
 	if (rc) {
@@ -1742,6 +1791,7 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	}
 	size_t resumed = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next) {
+		job_protect(j, jb, true);
 		job_resume(j, jb);
 		resumed += jb->st == J_RUNNING;
 	}
@@ -1775,6 +1825,7 @@ void jobs_free(struct jobs *j)
 	}
 	sched_queue_free(j->queue);
 	sched_free(j->sched);
+	replicas_free(j->repl);
 	free(j->buckets);
 	free(j);
 }
@@ -1919,6 +1970,7 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char
 	job_build(jb);
 	job_index(j, jb);
 	job_save(j, jb);
+	job_protect(j, jb, true);
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
 		if (jb->tasks[i].waiting == 0)
 			enqueue(j, &jb->tasks[i]);
@@ -2102,8 +2154,30 @@ static void latency(struct jobs *j, double *p50, double *p99)
 	free(v);
 }
 
+void jobs_set_replicas(struct jobs *j, unsigned want)
+{
+	replicas_set_want(j->repl, want);
+}
+
+json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN])
+{
+	return replicas_json(j->repl, digest);
+}
+
 void jobs_metrics(struct jobs *j, struct buf *out)
 {
+	const struct replicas_stats *rs = replicas_stats(j->repl);
+	buf_printf(out,
+		   "# HELP seeswarm_blobs_tracked Blobs with known holders or kept critical.\n"
+		   "# TYPE seeswarm_blobs_tracked gauge\nseeswarm_blobs_tracked %" PRIu64 "\n"
+		   "# TYPE seeswarm_blobs_critical gauge\nseeswarm_blobs_critical %" PRIu64 "\n"
+		   "# HELP seeswarm_blobs_under_replicated Critical blobs below the replica count.\n"
+		   "# TYPE seeswarm_blobs_under_replicated gauge\nseeswarm_blobs_under_replicated %" PRIu64 "\n"
+		   "# TYPE seeswarm_replications_requested_total counter\nseeswarm_replications_requested_total %" PRIu64 "\n"
+		   "# TYPE seeswarm_replications_stored_total counter\nseeswarm_replications_stored_total %" PRIu64 "\n"
+		   "# TYPE seeswarm_replications_failed_total counter\nseeswarm_replications_failed_total %" PRIu64 "\n"
+		   "# TYPE seeswarm_replica_holders_lost_total counter\nseeswarm_replica_holders_lost_total %" PRIu64 "\n",
+		   rs->blobs, rs->critical, rs->under, rs->requested, rs->stored, rs->failed, rs->holders_lost);
 	size_t by[T_STATE_COUNT] = {0};
 	size_t running_jobs = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next) {

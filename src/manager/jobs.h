@@ -66,6 +66,10 @@ void jobs_free(struct jobs *j);
  * they end (default 24 h); at most 10,000 finished jobs are kept in any case.
  */
 void jobs_set_retention(struct jobs *j, int64_t retention_ms);
+/* Sets how many agents keep each critical blob (replicas.h; default 2). */
+void jobs_set_replicas(struct jobs *j, unsigned want);
+/* Where a blob lives on agents, as JSON (replicas_json), or NULL when nothing tracks it. */
+json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
 /* Sets a tenant's weight (> 0) for fair sharing of running CPU between tenants. */
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight);
 

@@ -29,6 +29,7 @@
 #include "net/conn.h"
 #include "data/blobstore.h"
 #include "manager/jobs.h"
+#include "manager/replicas.h"
 #include "net/frame.h"
 #include "net/msg.h"
 
@@ -55,6 +56,7 @@ struct manager_config {
 	double tenant_weights[MAX_TENANT_WEIGHTS];
 	size_t n_tenants;
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
+	unsigned replicas;                             /* --replicas + 1; 0: the default */
 };
 
 enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
@@ -1010,7 +1012,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE ||
 		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying) ||
 		     (s->node && (type == MSG_TASK_STARTED || type == MSG_TASK_RESULT ||
-				  type == MSG_BLOB_GET || type == MSG_BLOB_DATA));
+				  type == MSG_BLOB_GET || type == MSG_BLOB_DATA ||
+				  type == MSG_BLOB_STORED));
 		break;
 	default:
 		ok = false;
@@ -1036,7 +1039,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_TASK_STARTED:
 	case MSG_TASK_RESULT:
 	case MSG_BLOB_GET:
-	case MSG_BLOB_DATA: {
+	case MSG_BLOB_DATA:
+	case MSG_BLOB_STORED: {
 		int jr = jobs_on_message(s->m->jobs, s->node, type, msg);
 		if (jr) {
 			s->m->mx.protocol_errors++;
@@ -1500,6 +1504,11 @@ static json_t *be_task_logs(void *arg, const char *task_id)
 	return jobs_task_logs(((struct manager *)arg)->jobs, task_id);
 }
 
+static json_t *be_blob_replicas(void *arg, const uint8_t digest[SHA256_LEN])
+{
+	return jobs_blob_replicas(((struct manager *)arg)->jobs, digest);
+}
+
 static void be_blob_added(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size)
 {
 	jobs_blob_added(((struct manager *)arg)->jobs, digest, size);
@@ -1697,6 +1706,9 @@ static void usage(FILE *f)
 		"  --tenant-weight NAME=W      a tenant's weight in fair sharing (default 1; repeatable)\n"
 		"  --job-retention D           keep finished jobs this long (default 24h; at most\n"
 		"                              10,000 finished jobs are kept)\n"
+		"  --replicas N                copies agents keep of each job's inputs and final\n"
+		"                              outputs, in distinct zones where possible (default 2;\n"
+		"                              0 = only the producer's and the manager's)\n"
 		"  --client-config PATH        where to write the CLI config on first start\n"
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
@@ -1704,7 +1716,7 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
-	       O_TENANT, O_RETENTION };
+	       O_TENANT, O_RETENTION, O_REPLICAS };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1721,6 +1733,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"node-cert-lifetime", required_argument, NULL, O_NCERT},
 		{"tenant-weight", required_argument, NULL, O_TENANT},
 		{"job-retention", required_argument, NULL, O_RETENTION},
+		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1780,6 +1793,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->node_cert_s = (uint32_t)(v / 1000);
+			break;
+		case O_REPLICAS:
+			if (parse_size(optarg, &v) || v > REPLICAS_MAX) {
+				fprintf(stderr, "manager: --replicas must be 0..%d\n", REPLICAS_MAX);
+				return 2;
+			}
+			cfg->replicas = (unsigned)v + 1; /* 0 means "not given" */
 			break;
 		case O_RETENTION:
 			if (parse_duration_ms(optarg, &v) || v < 1000 || v > 365ull * 86400000) {
@@ -2000,6 +2020,8 @@ int manager_main(int argc, char **argv)
 		goto out;
 	if (m->cfg.job_retention_ms)
 		jobs_set_retention(m->jobs, (int64_t)m->cfg.job_retention_ms);
+	if (m->cfg.replicas)
+		jobs_set_replicas(m->jobs, m->cfg.replicas - 1);
 	for (size_t i = 0; i < m->cfg.n_tenants; i++)
 		jobs_set_tenant_weight(m->jobs, m->cfg.tenant_names[i], m->cfg.tenant_weights[i]);
 	if (bind_listener(m) != 0)
@@ -2026,6 +2048,7 @@ int manager_main(int argc, char **argv)
 			.job_explain = be_job_explain,
 			.task_logs = be_task_logs,
 			.blob_added = be_blob_added,
+			.blob_replicas = be_blob_replicas,
 		},
 		.blobs = m->blobs,
 	};

@@ -15,7 +15,7 @@ import struct
 import pytest
 
 from conftest import SLOW, frame, pb_field, pb_varint, read_frame, read_until_closed, wait_for
-from test_jobs import get_blob, start, submit, tasks, wait_job
+from test_jobs import get_blob, put_blob, start, submit, tasks, wait_job
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
 
@@ -199,3 +199,54 @@ def test_a_dead_producer_falls_back_to_the_manager(swarm):
     log = log_of(swarm, survivor)
     # Parts made on the dead agent came from the manager's copy.
     assert "fetched from the manager" in log, log[-3000:]
+
+
+def replicas(swarm, digest):
+    return swarm.get_json(f"/v1/blobs/{digest}/replicas")
+
+
+def test_killing_a_replica_holder_restores_the_replica_count(swarm):
+    swarm.start_manager()
+    ids = ["agent-a", "agent-b", "agent-c"]
+    for a, z in zip(ids, "abc"):
+        swarm.start_agent(a, labels=[f"zone={z}"])
+    swarm.wait_ready(ids, 20 * SLOW)
+    data = os.urandom(300 * 1024)
+    blob = put_blob(swarm, data)
+    spec = {"name": "rep", "tasks": [
+        {"name": "copy", "command": ["sh", "-c", "cp /in/x /out/y"],
+         "inputs": [{"name": "x", "blob": blob["digest"]}], "outputs": ["y"],
+         "resources": {"output": "1M"}}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    out = tasks(swarm, j["id"])["copy"]["outputs"][0]["digest"]
+
+    def two_zones(d):
+        def ok():
+            r = replicas(swarm, d)
+            zones = {x["zone"] for x in r["replicas"]}
+            return r if len(r["replicas"]) >= 2 and len(zones) >= 2 else None
+        return ok
+    # The uploaded input and the final output each reach two agents in distinct zones.
+    r_in = wait_for(two_zones(blob["digest"]), 20 * SLOW, what="two replicas of the input")
+    r_out = wait_for(two_zones(out), 20 * SLOW, what="two replicas of the output")
+    assert r_in["critical"] and r_in["want"] == 2, r_in
+    assert r_out["critical"], r_out
+    victim = r_out["replicas"][0]["node"]
+    swarm.agents[victim].kill9()
+    swarm.wait_state(victim, "down", 10 * SLOW)
+
+    def restored():
+        r = replicas(swarm, out)
+        nodes = {x["node"] for x in r["replicas"]}
+        return r if len(nodes) >= 2 and victim not in nodes else None
+    r = wait_for(restored, 30 * SLOW, what="the output's replica count restored")
+    zones = [x["zone"] for x in r["replicas"]]
+    assert len(set(zones)) == len(zones), f"replicas should be in distinct zones: {r}"
+    print("replicas before:", r_out["replicas"], "after:", r["replicas"])
+    new = [x["node"] for x in r["replicas"] if x["node"] not in {y["node"] for y in r_out["replicas"]}]
+    assert new, r
+    # The new holder really has the bytes: it fetched them from the survivor, over the peer link.
+    log = log_of(swarm, new[0])
+    assert f"blob {out[:16]} ({len(data)} bytes) fetched from peer" in log, log[-3000:]
+    m = swarm.request("GET", "/metrics")[1].decode()
+    assert "seeswarm_replications_stored_total" in m

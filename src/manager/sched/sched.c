@@ -54,16 +54,11 @@ static uint64_t mix64(uint64_t x)
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return mix64(h);
+	return mix64(hash_fnv1a(p, n, 0));
 }
 
-static uint64_t hash_str(const char *s)
+/* Mixed FNV-1a of a name, for the pointer tables. */
+static uint64_t hash_name(const char *s)
 {
 	return hash_bytes(s, strlen(s));
 }
@@ -632,13 +627,13 @@ struct sched_node *sched_node_find(struct sched *s, const char *id)
 {
 	if (!id)
 		return NULL;
-	return ptab_get(&s->by_id, hash_str(id), node_eq, id);
+	return ptab_get(&s->by_id, hash_name(id), node_eq, id);
 }
 
 struct sched_node *sched_node_update(struct sched *s, const struct sched_node_info *info)
 {
 	const char *id = nz(info->id);
-	uint64_t h = hash_str(id);
+	uint64_t h = hash_name(id);
 	struct sched_node *n = ptab_get(&s->by_id, h, node_eq, id);
 	struct statics st;
 	statics_init(&st, info);
@@ -1405,7 +1400,7 @@ void sched_queue_free(struct sched_queue *q)
 static struct qtenant *tenant_get(struct sched_queue *q, const char *name, bool create)
 {
 	name = nz(name);
-	uint64_t h = hash_str(name);
+	uint64_t h = hash_name(name);
 	struct qtenant *t = ptab_get(&q->tenants, h, tenant_eq, name);
 	if (t || !create)
 		return t;

@@ -1,0 +1,449 @@
+/*
+ * replicas.c - blob holders and replica repair (the contract is in replicas.h).
+ *
+ * Records live in a chained hash table keyed by digest. Each change of the
+ * holders is written to the store as JSON {"size", "nodes": [...]} under
+ * the digest's hex; a record with no holders and no refs is deleted. The
+ * refs are not stored: the job engine protects its retained jobs' blobs
+ * again when it loads them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager/replicas.h"
+
+#define NS "replicas"
+#define NBUCKETS 4096u
+#define BASE_DEADLINE_MS 30000u
+#define BYTES_PER_MS 10000u /* deadline allowance: 10 MB/s */
+
+struct rblob {
+	struct rblob *hnext;
+	uint8_t digest[SHA256_LEN];
+	uint64_t size;
+	uint32_t refs;
+	char holders[REPLICAS_MAX_HOLDERS][MSG_MAX_ID + 1];
+	uint8_t n_holders;
+	char target[MSG_MAX_ID + 1]; /* a BlobReplicate in flight, "" if none */
+	uint64_t deadline_ms;
+	char avoid[MSG_MAX_ID + 1];  /* the last target that failed */
+};
+
+struct replicas {
+	struct replicas_env env;
+	struct rblob *buckets[NBUCKETS];
+	unsigned want;
+	uint32_t inflight;
+	struct replicas_stats st;
+};
+
+static size_t bucket_of(const uint8_t d[SHA256_LEN])
+{
+	uint32_t v;
+	memcpy(&v, d, sizeof v);
+	return v % NBUCKETS;
+}
+
+static struct rblob *find(struct replicas *r, const uint8_t d[SHA256_LEN])
+{
+	for (struct rblob *b = r->buckets[bucket_of(d)]; b; b = b->hnext)
+		if (!memcmp(b->digest, d, SHA256_LEN))
+			return b;
+	return NULL;
+}
+
+static struct rblob *get(struct replicas *r, const uint8_t d[SHA256_LEN], uint64_t size)
+{
+	struct rblob *b = find(r, d);
+	if (b)
+		return b;
+	b = xcalloc(1, sizeof *b);
+	memcpy(b->digest, d, SHA256_LEN);
+	b->size = size;
+	size_t k = bucket_of(d);
+	b->hnext = r->buckets[k];
+	r->buckets[k] = b;
+	r->st.blobs++;
+	return b;
+}
+
+static void drop(struct replicas *r, struct rblob *b)
+{
+	for (struct rblob **pp = &r->buckets[bucket_of(b->digest)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == b) {
+			*pp = b->hnext;
+			break;
+		}
+	}
+	if (b->target[0])
+		r->inflight--;
+	r->st.blobs--;
+	free(b);
+}
+
+/* Writes b's record (or deletes it, and b, when it no longer says anything). */
+static void save(struct replicas *r, struct rblob *b)
+{
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(b->digest, SHA256_LEN, hex);
+	if (b->refs == 0 && b->n_holders == 0) {
+		store_del(r->env.store, NS, hex);
+		drop(r, b);
+		return;
+	}
+	json_t *nodes = json_array();
+	for (size_t i = 0; i < b->n_holders; i++)
+		json_array_append_new(nodes, json_string(b->holders[i]));
+	json_t *o = json_pack("{s:I,s:o}", "size", (json_int_t)b->size, "nodes", nodes);
+	char *text = json_dumps(o, JSON_COMPACT);
+	store_put(r->env.store, NS, hex, text, strlen(text));
+	free(text);
+	json_decref(o);
+}
+
+static bool holds(const struct rblob *b, const char *node)
+{
+	for (size_t i = 0; i < b->n_holders; i++)
+		if (!strcmp(b->holders[i], node))
+			return true;
+	return false;
+}
+
+static bool add_holder(struct rblob *b, const char *node)
+{
+	if (holds(b, node) || b->n_holders >= REPLICAS_MAX_HOLDERS || !ident_valid(node) ||
+	    strlen(node) > MSG_MAX_ID)
+		return false;
+	snprintf(b->holders[b->n_holders++], sizeof b->holders[0], "%s", node);
+	return true;
+}
+
+static bool remove_holder(struct rblob *b, const char *node)
+{
+	for (size_t i = 0; i < b->n_holders; i++) {
+		if (!strcmp(b->holders[i], node)) {
+			memmove(b->holders[i], b->holders[i + 1],
+				(b->n_holders - i - 1) * sizeof b->holders[0]);
+			b->n_holders--;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int load_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct replicas *r = arg;
+	uint8_t d[SHA256_LEN];
+	json_t *o = json_loadb(value, len, 0, NULL);
+	json_t *nodes = o ? json_object_get(o, "nodes") : NULL;
+	if (strlen(key) != 2 * SHA256_LEN || hex_decode(key, d, SHA256_LEN) != 0 || !json_is_array(nodes)) {
+		log_warn("replicas: ignoring a damaged record %.80s", key);
+		json_decref(o);
+		return 0;
+	}
+	struct rblob *b = get(r, d, (uint64_t)json_integer_value(json_object_get(o, "size")));
+	size_t i;
+	json_t *v;
+	json_array_foreach(nodes, i, v)
+		if (json_is_string(v))
+			add_holder(b, json_string_value(v));
+	json_decref(o);
+	return 0;
+}
+
+int replicas_new(struct replicas **out, const struct replicas_env *env)
+{
+	struct replicas *r = xcalloc(1, sizeof *r);
+	r->env = *env;
+	r->want = REPLICAS_DEFAULT;
+	int rc = store_scan(env->store, NS, load_cb, r);
+	if (rc) {
+		replicas_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void replicas_free(struct replicas *r)
+{
+	if (!r)
+		return;
+	for (size_t k = 0; k < NBUCKETS; k++) {
+		while (r->buckets[k]) {
+			struct rblob *b = r->buckets[k];
+			r->buckets[k] = b->hnext;
+			free(b);
+		}
+	}
+	free(r);
+}
+
+void replicas_set_want(struct replicas *r, unsigned want)
+{
+	r->want = want > REPLICAS_MAX ? REPLICAS_MAX : want;
+}
+
+unsigned replicas_want(const struct replicas *r)
+{
+	return r->want;
+}
+
+void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size,
+		   const char *node_id)
+{
+	struct rblob *b = get(r, digest, size);
+	if (add_holder(b, node_id))
+		save(r, b);
+	else if (b->refs == 0 && b->n_holders == 0)
+		save(r, b); /* nothing to record: forget it again */
+}
+
+void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size)
+{
+	struct rblob *b = get(r, digest, size);
+	if (b->refs++ == 0)
+		r->st.critical++;
+}
+
+void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	struct rblob *b = find(r, digest);
+	if (!b || b->refs == 0)
+		return;
+	if (--b->refs == 0) {
+		r->st.critical--;
+		if (b->n_holders == 0)
+			save(r, b); /* deletes the record and b */
+	}
+}
+
+/* True when n can serve blobs to peers now. */
+static bool serving(struct replicas *r, const struct node *n)
+{
+	return n && n->state == NODE_READY && n->advertise[0] && r->env.connected(r->env.arg, n);
+}
+
+static bool gone(const struct node *n)
+{
+	return !n || n->state == NODE_DOWN || n->state == NODE_EVICTED || n->state == NODE_LEFT ||
+	       n->state == NODE_REJECTED;
+}
+
+void replicas_node_changed(struct replicas *r, const struct node *n)
+{
+	if (!gone(n))
+		return;
+	for (size_t k = 0; k < NBUCKETS; k++) {
+		for (struct rblob *b = r->buckets[k], *next; b; b = next) {
+			next = b->hnext;
+			if (!strcmp(b->target, n->id)) {
+				b->target[0] = '\0';
+				r->inflight--;
+			}
+			if (remove_holder(b, n->id)) {
+				r->st.holders_lost++;
+				save(r, b); /* may free b */
+			}
+		}
+	}
+}
+
+/* Stable pseudo-random rank of node for digest (rendezvous hashing). */
+static uint64_t rank(const uint8_t digest[SHA256_LEN], const char *node)
+{
+	return hash_fnv1a(node, strlen(node), hash_fnv1a(digest, SHA256_LEN, 0));
+}
+
+size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], const char *exclude_node,
+			struct node **out, size_t max)
+{
+	struct rblob *b = find(r, digest);
+	size_t n = 0;
+	if (!b)
+		return 0;
+	for (size_t i = 0; i < b->n_holders && n < max; i++) {
+		if (exclude_node && !strcmp(b->holders[i], exclude_node))
+			continue;
+		struct node *nd = registry_get(r->env.reg, b->holders[i]);
+		if (serving(r, nd))
+			out[n++] = nd;
+	}
+	return n;
+}
+
+size_t replicas_holders(struct replicas *r, const uint8_t digest[SHA256_LEN], const char **out,
+			size_t max)
+{
+	struct rblob *b = find(r, digest);
+	size_t n = 0;
+	for (size_t i = 0; b && i < b->n_holders && n < max; i++)
+		out[n++] = b->holders[i];
+	return n;
+}
+
+static const char *zone_of(const struct node *n)
+{
+	for (size_t i = 0; i < n->n_labels; i++)
+		if (!strcmp(n->labels[i].key, "zone"))
+			return n->labels[i].value;
+	return NULL;
+}
+
+/* True when cand shares a zone with a holder (a node without a zone label is its own zone). */
+static bool zone_taken(struct replicas *r, const struct rblob *b, const struct node *cand)
+{
+	const char *cz = zone_of(cand);
+	if (!cz)
+		return false;
+	for (size_t i = 0; i < b->n_holders; i++) {
+		const struct node *h = registry_get(r->env.reg, b->holders[i]);
+		const char *hz = h ? zone_of(h) : NULL;
+		if (hz && !strcmp(hz, cz))
+			return true;
+	}
+	return false;
+}
+
+/* Picks a repair target for b, or NULL. */
+static struct node *pick_target(struct replicas *r, const struct rblob *b, struct node **all, size_t n_all)
+{
+	struct node *best = NULL;
+	bool best_new_zone = false;
+	uint64_t best_rank = 0;
+	for (size_t i = 0; i < n_all; i++) {
+		struct node *n = all[i];
+		if (!serving(r, n) || n->draining || holds(b, n->id) || !strcmp(n->id, b->avoid))
+			continue;
+		bool new_zone = !zone_taken(r, b, n);
+		uint64_t rk = rank(b->digest, n->id);
+		if (!best || (new_zone && !best_new_zone) || (new_zone == best_new_zone && rk > best_rank)) {
+			best = n;
+			best_new_zone = new_zone;
+			best_rank = rk;
+		}
+	}
+	return best;
+}
+
+static void request(struct replicas *r, struct rblob *b, struct node *target, uint64_t now_ms)
+{
+	Seeswarm__V1__BlobReplicate m = SEESWARM__V1__BLOB_REPLICATE__INIT;
+	Seeswarm__V1__BlobSource src[MSG_MAX_SOURCES], *srcp[MSG_MAX_SOURCES];
+	struct node *holders[MSG_MAX_SOURCES];
+	size_t ns = replicas_sources(r, b->digest, target->id, holders, MSG_MAX_SOURCES);
+	for (size_t i = 0; i < ns; i++) {
+		seeswarm__v1__blob_source__init(&src[i]);
+		src[i].node_id = holders[i]->id;
+		src[i].addr = holders[i]->advertise;
+		srcp[i] = &src[i];
+	}
+	m.digest.data = b->digest;
+	m.digest.len = SHA256_LEN;
+	m.size = b->size;
+	m.sources = srcp;
+	m.n_sources = ns;
+	if (ns == 0 && !blobstore_has(r->env.blobs, b->digest, NULL))
+		return; /* nobody can provide it: lineage is the job engine's business */
+	if (r->env.send(r->env.arg, target, MSG_BLOB_REPLICATE, &m.base) != 0)
+		return;
+	snprintf(b->target, sizeof b->target, "%s", target->id);
+	b->deadline_ms = now_ms + BASE_DEADLINE_MS + b->size / BYTES_PER_MS;
+	r->inflight++;
+	r->st.requested++;
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(b->digest, SHA256_LEN, hex);
+	log_info("replicas: blob %.16s has %u of %u replicas; asking %s to keep one (%zu peer source%s)",
+		 hex, b->n_holders, r->want, target->id, ns, ns == 1 ? "" : "s");
+}
+
+void replicas_tick(struct replicas *r, uint64_t now_ms)
+{
+	size_t n_all = 0;
+	struct node **all = NULL;
+	uint64_t under = 0;
+	for (size_t k = 0; k < NBUCKETS; k++) {
+		for (struct rblob *b = r->buckets[k]; b; b = b->hnext) {
+			if (b->target[0] && now_ms >= b->deadline_ms) {
+				log_warn("replicas: %s did not confirm a replica in time", b->target);
+				snprintf(b->avoid, sizeof b->avoid, "%s", b->target);
+				b->target[0] = '\0';
+				r->inflight--;
+				r->st.failed++;
+			}
+			if (b->refs == 0 || b->n_holders >= r->want)
+				continue;
+			under++;
+			if (b->target[0] || r->inflight >= REPLICAS_INFLIGHT)
+				continue;
+			if (!all)
+				all = registry_sorted(r->env.reg, &n_all);
+			struct node *t = pick_target(r, b, all, n_all);
+			if (t)
+				request(r, b, t, now_ms);
+		}
+	}
+	r->st.under = under;
+	free(all);
+}
+
+void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__BlobStored *m)
+{
+	struct rblob *b = find(r, m->digest.data);
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(m->digest.data, SHA256_LEN, hex);
+	if (!b) {
+		log_debug("replicas: %s stored %.16s, which nothing tracks", n->id, hex);
+		return;
+	}
+	bool asked = !strcmp(b->target, n->id);
+	if (asked) {
+		b->target[0] = '\0';
+		r->inflight--;
+	}
+	if (m->error) {
+		r->st.failed++;
+		snprintf(b->avoid, sizeof b->avoid, "%s", n->id);
+		log_warn("replicas: %s could not keep blob %.16s: %s (%.200s)", n->id, hex,
+			 ss_strerror(-(int)m->error), m->message ? m->message : "");
+		return;
+	}
+	if (m->size != b->size) {
+		log_warn("replicas: %s reports blob %.16s with size %" PRIu64 ", expected %" PRIu64, n->id,
+			 hex, m->size, b->size);
+		return;
+	}
+	r->st.stored++;
+	if (add_holder(b, n->id)) {
+		log_info("replicas: %s now holds blob %.16s (%u of %u)", n->id, hex, b->n_holders, r->want);
+		save(r, b);
+	}
+}
+
+json_t *replicas_json(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	struct rblob *b = find(r, digest);
+	if (!b)
+		return NULL;
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(b->digest, SHA256_LEN, hex);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < b->n_holders; i++) {
+		const struct node *n = registry_get(r->env.reg, b->holders[i]);
+		const char *z = n ? zone_of(n) : NULL;
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "node", b->holders[i], "zone",
+						     z ? z : "", "state",
+						     n ? node_display_state(n) : "unknown"));
+	}
+	return json_pack("{s:s,s:I,s:b,s:i,s:o,s:s}", "digest", hex, "size", (json_int_t)b->size,
+			 "critical", b->refs > 0, "want", (int)(b->refs ? r->want : 0), "replicas", arr,
+			 "repairing", b->target);
+}
+
+const struct replicas_stats *replicas_stats(struct replicas *r)
+{
+	return &r->st;
+}

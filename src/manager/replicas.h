@@ -1,0 +1,112 @@
+/*
+ * replicas.h - where blobs live on agents, and keeping R copies of the
+ * critical ones.
+ *
+ * The manager records, per blob digest, the nodes that hold it (the agent
+ * that produced it, and every agent that confirmed a replica with
+ * BlobStored) and whether it is critical: referenced by a retained job as an
+ * uploaded input or a final output (refcounted, so a blob shared by jobs
+ * stays critical until the last of them is forgotten). Records are durable
+ * (store namespace "replicas").
+ *
+ * Repair. A critical blob with fewer than `want` holders (default 2) gets one
+ * BlobReplicate at a time, sent to a ready, undrained node with a valid node
+ * certificate and a peer endpoint that does not hold it, preferring a zone
+ * (the node label "zone"; a node without one is its own zone) that no
+ * holder is in, then by rendezvous hashing of (digest, node) so choices are
+ * stable. The message names up to MSG_MAX_SOURCES live holders; the agent
+ * fetches from them (or from the manager's copy) and answers BlobStored. A
+ * node that goes down, is evicted, leaves or is rejected stops counting as a
+ * holder at once, which triggers the repair; a request that fails or is not
+ * answered within its deadline is retried on another node.
+ *
+ * Loop affinity: everything runs on the manager's loop thread.
+ */
+#ifndef SS_REPLICAS_H
+#define SS_REPLICAS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "data/blobstore.h"
+#include "manager/registry.h"
+#include "manager/store.h"
+#include "net/msg.h"
+
+#define REPLICAS_DEFAULT 2
+#define REPLICAS_MAX 8          /* the largest `want` */
+#define REPLICAS_MAX_HOLDERS 16 /* holders remembered per blob */
+#define REPLICAS_INFLIGHT 64    /* BlobReplicate requests outstanding at once */
+
+struct replicas;
+
+struct replicas_env {
+	void *arg;
+	struct store *store;
+	struct registry *reg;
+	struct blobstore *blobs;   /* the manager's own copies (the last-resort source) */
+	/* Sends to the node's admitted connection; SS_ECLOSED when it has none. */
+	int (*send)(void *arg, struct node *n, uint16_t type, const ProtobufCMessage *msg);
+	/* True when the node has an admitted connection with a valid node certificate. */
+	bool (*connected)(void *arg, const struct node *n);
+};
+
+struct replicas_stats {
+	uint64_t blobs;          /* records */
+	uint64_t critical;       /* records with refs > 0 */
+	uint64_t under;          /* critical records below `want` at the last repair pass */
+	uint64_t requested, stored, failed; /* BlobReplicate sent / confirmed / failed or timed out */
+	uint64_t holders_lost;   /* holder records dropped because their node went away */
+};
+
+/* Creates the tracker and loads its records from the store. */
+int replicas_new(struct replicas **out, const struct replicas_env *env);
+void replicas_free(struct replicas *r);
+
+/* Sets the number of replicas critical blobs keep (0 turns repair off; at most REPLICAS_MAX). */
+void replicas_set_want(struct replicas *r, unsigned want);
+unsigned replicas_want(const struct replicas *r);
+
+/* Records that node_id holds the blob (it produced it, or stored a replica). */
+void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size,
+		   const char *node_id);
+/* One more retained job needs the blob kept at `want` replicas. */
+void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size);
+/* A job that protected the blob is forgotten. */
+void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+
+/*
+ * A node's state changed. A node that can no longer serve (down, evicted,
+ * left, rejected) stops being a holder of anything; a node that became ready
+ * may be a repair target.
+ */
+void replicas_node_changed(struct replicas *r, const struct node *n);
+
+/*
+ * Fills out with up to max holders that can serve the blob now (ready, with
+ * a valid node certificate and a peer endpoint), except exclude_node, in a
+ * stable order. Returns how many.
+ */
+size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], const char *exclude_node,
+			struct node **out, size_t max);
+
+/* The recorded holders (any state), up to max ids borrowed from r. Returns how many. */
+size_t replicas_holders(struct replicas *r, const uint8_t digest[SHA256_LEN], const char **out,
+			size_t max);
+
+/* Handles MSG_BLOB_STORED from node n (msg is borrowed). */
+void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__BlobStored *m);
+
+/* One repair pass (the job engine calls it every second). now_ms is the monotonic clock. */
+void replicas_tick(struct replicas *r, uint64_t now_ms);
+
+/* {"digest", "size", "critical", "want", "replicas": [{"node", "zone", "state"}], "repairing"} or NULL. */
+json_t *replicas_json(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+
+const struct replicas_stats *replicas_stats(struct replicas *r);
+
+#endif
