@@ -755,6 +755,16 @@ static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct
 	struct blob_reader *br = NULL;
 	uint64_t size = 0;
 	int rc = blobstore_read_open(api->blobs, digest, &br, &size);
+	json_t *held = rc == SS_ENOTFOUND && api->be.blob_replicas
+			       ? api->be.blob_replicas(api->be.arg, digest)
+			       : NULL;
+	size_t n_held = held ? json_array_size(json_object_get(held, "replicas")) : 0;
+	json_decref(held);
+	if (rc == SS_ENOTFOUND && n_held)
+		return respond_error(api, c, MHD_HTTP_NOT_FOUND,
+				     "the manager does not keep this blob (an intermediate output); agents "
+				     "hold it: GET /v1/blobs/{digest}/replicas",
+				     NULL);
 	if (rc == SS_ENOTFOUND)
 		return not_found(api, c, "blob", r->id);
 	if (rc)

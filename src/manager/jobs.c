@@ -180,7 +180,7 @@ struct jobs {
 	uint8_t empty_bundle[SHA256_LEN];
 	/* Metrics. */
 	uint64_t submitted, dispatched, results, stale, lost_total, retries_total;
-	uint64_t succeeded, failed, canceled, passes, blob_served, blob_fetched;
+	uint64_t succeeded, failed, canceled, passes, blob_served, blob_fetched, lineage_reruns;
 	uint64_t lat_ns[LAT_SAMPLES];
 	uint64_t lat_n;
 	int64_t retention_ms;     /* finished jobs are forgotten this long after they end */
@@ -422,6 +422,90 @@ static void dequeue(struct jobs *j, struct task *t)
 	t->queued = false;
 }
 
+static void task_fail(struct jobs *j, struct task *t, const char *status, const char *why);
+
+/* ---- lineage ----------------------------------------------------------------------- */
+
+/*
+ * An intermediate output exists while the manager holds a copy or an agent
+ * that holds it can serve it.
+ */
+static bool output_available(struct jobs *j, const uint8_t digest[SHA256_LEN])
+{
+	struct node *hv[1];
+	return blobstore_has(j->env.blobs, digest, NULL) || replicas_sources(j->repl, digest, NULL, hv, 1) > 0;
+}
+
+/*
+ * Runs a succeeded task again because an output some pending task needs is
+ * gone (every agent that held it went away, and the manager never collected
+ * it). Its dependants that are not running wait for it again. Bounded by the
+ * task's lost budget.
+ */
+static void task_rerun(struct jobs *j, struct task *p, const char *why)
+{
+	struct job *jb = p->job;
+	j->lineage_reruns++;
+	p->lost++;
+	hist_add(p, "lineage", why);
+	log_info("task %s (%s) runs again (lineage): %s", p->id, spec_of(p)->name, why);
+	if (p->lost > MAX_LOST) {
+		set_tstate(p, T_PENDING);
+		task_fail(j, p, "lost", "its outputs were lost too many times");
+		return;
+	}
+	snprintf(p->reason, sizeof p->reason, "running again: %s", why);
+	p->node[0] = '\0';
+	set_tstate(p, T_PENDING);
+	task_save(j, p);
+	for (uint32_t k = jb->dep_off[p->idx]; k < jb->dep_off[p->idx + 1]; k++) {
+		struct task *d = &jb->tasks[jb->dep_idx[k]];
+		if (d->st != T_PENDING && d->st != T_RETRYING)
+			continue;
+		d->waiting++;
+		dequeue(j, d);
+	}
+	p->waiting = 0;
+	for (size_t k = 0; k < spec_of(p)->n_deps; k++)
+		if (jb->tasks[spec_of(p)->deps[k]].st != T_SUCCEEDED)
+			p->waiting++;
+	if (p->waiting == 0)
+		enqueue(j, p);
+	kick(j);
+}
+
+/*
+ * Before t is placed: re-runs the producer of any input of t that no longer
+ * exists, and recounts what t waits for. Returns true when t must wait.
+ */
+static bool lineage_wait(struct jobs *j, struct task *t)
+{
+	const struct jobspec_task *s = spec_of(t);
+	for (size_t i = 0; i < s->n_inputs; i++) {
+		const struct jobspec_input *in = &s->inputs[i];
+		if (in->kind != JOBSPEC_IN_OUTPUT)
+			continue;
+		struct task *p = &t->job->tasks[in->task];
+		if (p->st != T_SUCCEEDED)
+			continue;
+		for (size_t k = 0; k < p->n_outs; k++) {
+			if (strcmp(p->outs[k].name, in->output) != 0 || output_available(j, p->outs[k].digest))
+				continue;
+			char why[200], hex[2 * SHA256_LEN + 1];
+			hex_encode(p->outs[k].digest, SHA256_LEN, hex);
+			snprintf(why, sizeof why, "output %s (%.16s) is needed by %s and no copy is left",
+				 p->outs[k].name, hex, s->name);
+			task_rerun(j, p, why);
+			break;
+		}
+	}
+	t->waiting = 0;
+	for (size_t k = 0; k < s->n_deps; k++)
+		if (t->job->tasks[s->deps[k]].st != T_SUCCEEDED)
+			t->waiting++;
+	return t->waiting > 0;
+}
+
 /* Looks up the blob an input refers to; false when it is not (or no longer) available. */
 static bool input_blob(struct jobs *j, const struct task *t, const struct jobspec_input *in,
 		       uint8_t digest[SHA256_LEN], uint64_t *size, const char **holder)
@@ -439,7 +523,7 @@ static bool input_blob(struct jobs *j, const struct task *t, const struct jobspe
 			memcpy(digest, p->outs[i].digest, SHA256_LEN);
 			*size = p->outs[i].size;
 			*holder = p->node;
-			return blobstore_has(j->env.blobs, digest, NULL);
+			return output_available(j, digest);
 		}
 	}
 	return false;
@@ -696,7 +780,7 @@ static void run_pass(struct jobs *j)
 		if (!t)
 			break;
 		t->queued = false;
-		if (t->st != T_PENDING || t->job->st != J_RUNNING) {
+		if (t->st != T_PENDING || t->job->st != J_RUNNING || lineage_wait(j, t)) {
 			sched_queue_done(j->queue, tenant, spec_of(t)->res.cpu_millicores);
 			continue;
 		}
@@ -1077,7 +1161,8 @@ static void on_retry_timer(uv_timer_t *h)
 			*pp = t->retry_next;
 			t->in_retry = false;
 			set_tstate(t, T_PENDING);
-			enqueue(j, t);
+			if (t->waiting == 0) /* else a re-running producer enqueues it */
+				enqueue(j, t);
 			kick(j);
 			continue;
 		}
@@ -1390,6 +1475,9 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 		if (!strcmp(r->status, "refused")) {
 			/* The agent could not take it: not the task's fault. */
 			task_refused(j, t, why);
+		} else if (!strcmp(r->status, "input_error")) {
+			/* Its inputs could not be fetched: lineage may bring them back. */
+			task_lost(j, t, why);
 		} else {
 			task_attempt_failed(j, t, r->status, why);
 		}
@@ -1456,6 +1544,14 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 			}
 			continue;
 		}
+		/*
+		 * An intermediate output stays on the agent that made it (and any
+		 * replicas): consumers fetch it from there, and lineage re-runs
+		 * this task if every copy is lost first. Final outputs, and those
+		 * of agents without a peer endpoint, are collected.
+		 */
+		if (!s->final && n->advertise[0])
+			continue;
 		t->collecting++;
 		fetch_start(j, t, n, o->digest.data, o->size);
 		if (t->st != T_COLLECTING)
@@ -2200,6 +2296,7 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		{"task_results_stale_total", j->stale}, {"tasks_lost_total", j->lost_total},
 		{"task_retries_total", j->retries_total}, {"scheduler_passes_total", j->passes},
 		{"blob_chunks_served_total", j->blob_served}, {"blobs_fetched_total", j->blob_fetched},
+		{"lineage_reruns_total", j->lineage_reruns},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(c); i++)
 		buf_printf(out, "# TYPE seeswarm_%s counter\nseeswarm_%s %llu\n", c[i].name, c[i].name,

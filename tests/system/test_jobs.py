@@ -261,13 +261,16 @@ def test_large_outputs_and_inputs_travel_in_chunks(swarm):
         {"name": "copy", "command": ["sh", "-c", "cat /in/b /in/b > /out/twice"],
          "inputs": [{"name": "b", "blob": blob["digest"], "size": blob["size"]}],
          "outputs": ["twice"], "resources": {"output": "8M"}},
-        {"name": "hash", "command": ["sh", "-c", "sha256sum /in/t | cut -c1-64 > /out/h"],
-         "inputs": [{"name": "t", "from": "copy.twice"}], "outputs": ["h"]}]}
+        {"name": "hash", "command": ["sh", "-c", "sha256sum /in/t | cut -c1-64 > /out/h; cp /in/t /out/t2"],
+         "inputs": [{"name": "t", "from": "copy.twice"}], "outputs": ["h", "t2"],
+         "resources": {"output": "8M"}}]}
     j = wait_job(swarm, submit(swarm, spec)["id"], 60)
     ts = tasks(swarm, j["id"])
-    twice = get_blob(swarm, ts["copy"]["outputs"][0]["digest"])
-    assert twice == big + big
-    h = get_blob(swarm, ts["hash"]["outputs"][0]["digest"]).decode().strip()
+    # copy.twice is intermediate: it stays on the agents. hash's outputs are final: collected.
+    assert ts["copy"]["outputs"][0]["digest"] == hashlib.sha256(big + big).hexdigest()
+    outs = {o["name"]: o["digest"] for o in ts["hash"]["outputs"]}
+    assert get_blob(swarm, outs["t2"]) == big + big
+    h = get_blob(swarm, outs["h"]).decode().strip()
     assert h == hashlib.sha256(big + big).hexdigest()
 
 

@@ -173,10 +173,11 @@ def test_peer_endpoint_takes_only_valid_unrevoked_node_certificates(swarm):
     assert "node certificate is revoked" in log_of(swarm, "agent-core")
 
 
-def test_a_dead_producer_falls_back_to_the_manager(swarm):
+def test_outputs_lost_with_their_only_holder_are_made_again(swarm):
+    """Lineage: intermediate outputs live only on the agent that made them; when
+    it dies before they are consumed, their producers run again."""
     ids = start(swarm, 2)
     n = 4
-    # Produce, then kill the producer of some part before the consumer runs.
     spec = producers_and_consumer(n)
     spec["tasks"][1]["after"] = ["gate"]
     spec["tasks"].append({"name": "gate", "command": ["sh", "-c", "sleep 3; echo > /out/g"],
@@ -190,15 +191,26 @@ def test_a_dead_producer_falls_back_to_the_manager(swarm):
     done = wait_for(made, 30 * SLOW, what="every part made")
     victim = done[0]["node"]
     survivor = [a for a in ids if a != victim][0]
+    lost = [t["name"] for t in done if t["node"] == victim]
+    # The manager did not collect the parts: the victim is their only holder.
+    for t in done:
+        st, _, _ = swarm.request("HEAD", f"/v1/blobs/{t['outputs'][0]['digest']}")
+        assert st == 404, (t["name"], st)
     swarm.agents[victim].kill9()
     j = wait_job(swarm, jid, 90)
     ts = tasks(swarm, j["id"])
     assert ts["join"]["node"] == survivor
     got = get_blob(swarm, ts["join"]["outputs"][0]["digest"]).decode().strip()
     assert got == expected_join(n)
-    log = log_of(swarm, survivor)
-    # Parts made on the dead agent came from the manager's copy.
-    assert "fetched from the manager" in log, log[-3000:]
+    for name in lost:
+        t = ts[name]
+        assert t["node"] == survivor and t["attempt"] >= 2, t
+        assert any(h["outcome"] == "lineage" for h in t["history"]), t
+    for t in done:
+        if t["name"] not in lost:
+            assert ts[t["name"]]["attempt"] == t["attempt"], "parts that survived are not made again"
+    m = swarm.request("GET", "/metrics")[1].decode()
+    assert f"seeswarm_lineage_reruns_total {len(lost)}" in m, [x for x in m.splitlines() if "lineage" in x]
 
 
 def replicas(swarm, digest):
