@@ -24,6 +24,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
+#define PEER_PROBE_MS 5000 /* how often round-trip times to peers are measured */
 
 enum agent_state { A_IDLE, A_CONNECTING, A_HELLO, A_EVIDENCE, A_ADMITTED };
 
@@ -259,6 +260,20 @@ static void send_heartbeat(struct agent *a)
 	load.running_tasks = a->runner ? runner_running(a->runner) : 0;
 	hb.seq = ++a->hb_seq;
 	hb.load = &load;
+	/* Round-trip times to peers: measured every few seconds, reported when new. */
+	struct peer_rtt pr[MSG_MAX_PEERS];
+	Seeswarm__V1__PeerRtt rt[MSG_MAX_PEERS], *rtp[MSG_MAX_PEERS];
+	if (a->peer && a->hb_ms && hb.seq % (PEER_PROBE_MS / a->hb_ms + 1) == 0)
+		peer_probe_tick(a->peer);
+	size_t n = a->peer ? peer_take_rtts(a->peer, pr, MSG_MAX_PEERS) : 0;
+	for (size_t i = 0; i < n; i++) {
+		seeswarm__v1__peer_rtt__init(&rt[i]);
+		rt[i].node_id = (char *)pr[i].node;
+		rt[i].rtt_us = pr[i].rtt_us;
+		rtp[i] = &rt[i];
+	}
+	hb.rtts = rtp;
+	hb.n_rtts = n;
 	conn_send(a->conn, MSG_HEARTBEAT, &hb.base);
 }
 
@@ -399,6 +414,12 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_NODE_CERTIFICATE: {
 		Seeswarm__V1__NodeCertificate *nc = (Seeswarm__V1__NodeCertificate *)m;
 		take_node_cert_der(a, nc->cert.data, nc->cert.len);
+		break;
+	}
+	case MSG_PEER_LIST: {
+		Seeswarm__V1__PeerList *pl = (Seeswarm__V1__PeerList *)m;
+		if (a->peer)
+			peer_set_probes(a->peer, pl->peers, pl->n_peers);
 		break;
 	}
 	case MSG_REVOCATION: {

@@ -32,6 +32,16 @@ struct peer_link {
 	size_t outstanding;
 };
 
+/* A peer whose round-trip time the manager wants. */
+struct probe {
+	char node[MSG_MAX_ID + 1];
+	char addr[MSG_MAX_ADDR + 1];
+	uint64_t seq;        /* of the ping in flight, 0 if none */
+	uint64_t sent_ns;
+	uint32_t rtt_us;     /* smoothed; 0 = no measurement yet */
+	bool fresh;          /* measured since the last peer_take_rtts */
+};
+
 struct peer {
 	uv_loop_t *loop;
 	struct peer_cbs cbs;
@@ -47,6 +57,9 @@ struct peer {
 	char (*revoked)[PEER_SERIAL_LEN]; /* ring of PEER_MAX_REVOKED */
 	size_t n_revoked, revoked_head;
 	struct peer_stats st;
+	struct probe probes[MSG_MAX_PEERS];
+	size_t n_probes;
+	uint64_t next_seq;
 	bool closing;
 	size_t handles;
 };
@@ -130,6 +143,28 @@ static void on_open(struct conn *c)
 	}
 }
 
+static void on_pong(struct peer *p, struct peer_link *l, uint64_t seq)
+{
+	if (l->outstanding == 0)
+		conn_set_deadline(l->c, PEER_IDLE_MS);
+	for (size_t i = 0; i < p->n_probes; i++) {
+		struct probe *pr = &p->probes[i];
+		if (pr->seq != seq || seq == 0 || strcmp(pr->node, l->node) != 0)
+			continue;
+		uint64_t us = (uv_hrtime() - pr->sent_ns) / 1000;
+		if (us == 0)
+			us = 1;
+		if (us > MSG_MAX_RTT_US)
+			us = MSG_MAX_RTT_US;
+		pr->rtt_us = pr->rtt_us ? (uint32_t)((3ull * pr->rtt_us + us) / 4) : (uint32_t)us;
+		if (pr->rtt_us == 0)
+			pr->rtt_us = 1;
+		pr->fresh = true;
+		pr->seq = 0;
+		return;
+	}
+}
+
 static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint32_t len)
 {
 	struct peer_link *l = conn_data(c);
@@ -155,6 +190,20 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	}
 	if (l->out && type == MSG_BLOB_DATA) {
 		p->cbs.on_data(p->cbs.arg, l, (Seeswarm__V1__BlobData *)m);
+		return 0;
+	}
+	if (!l->out && type == MSG_HEARTBEAT) {
+		/* A ping: answered at once, so the peer measures the round trip. */
+		Seeswarm__V1__HeartbeatAck a = SEESWARM__V1__HEARTBEAT_ACK__INIT;
+		a.seq = ((const Seeswarm__V1__Heartbeat *)m)->seq;
+		a.state = "";
+		msg_free(m);
+		conn_set_deadline(c, PEER_IDLE_MS);
+		return conn_send(c, MSG_HEARTBEAT_ACK, &a.base) == 0 ? 0 : SS_ECLOSED;
+	}
+	if (l->out && type == MSG_HEARTBEAT_ACK) {
+		on_pong(p, l, ((const Seeswarm__V1__HeartbeatAck *)m)->seq);
+		msg_free(m);
 		return 0;
 	}
 	if (type == MSG_ERROR) {
@@ -407,6 +456,54 @@ void peer_link_outstanding(struct peer_link *l, size_t n)
 	if (!l->open || conn_closing(l->c))
 		return;
 	conn_set_deadline(l->c, n ? PEER_ANSWER_MS : PEER_IDLE_MS);
+}
+
+void peer_set_probes(struct peer *p, Seeswarm__V1__BlobSource *const *peers, size_t n)
+{
+	struct probe old[MSG_MAX_PEERS];
+	size_t n_old = p->n_probes;
+	memcpy(old, p->probes, sizeof old);
+	p->n_probes = 0;
+	for (size_t i = 0; i < n && p->n_probes < MSG_MAX_PEERS; i++) {
+		struct probe *pr = &p->probes[p->n_probes];
+		memset(pr, 0, sizeof *pr);
+		snprintf(pr->node, sizeof pr->node, "%s", peers[i]->node_id);
+		snprintf(pr->addr, sizeof pr->addr, "%s", peers[i]->addr);
+		for (size_t k = 0; k < n_old; k++)
+			if (!strcmp(old[k].node, pr->node) && !strcmp(old[k].addr, pr->addr))
+				*pr = old[k];
+		p->n_probes++;
+	}
+}
+
+void peer_probe_tick(struct peer *p)
+{
+	for (size_t i = 0; i < p->n_probes && p->server && !p->closing; i++) {
+		struct probe *pr = &p->probes[i];
+		struct peer_link *l = NULL;
+		if (peer_link_get(p, pr->node, pr->addr, &l) != 0 || !l->open)
+			continue; /* connecting: the next tick measures */
+		Seeswarm__V1__Heartbeat hb = SEESWARM__V1__HEARTBEAT__INIT;
+		hb.seq = ++p->next_seq;
+		pr->seq = hb.seq;
+		pr->sent_ns = uv_hrtime();
+		if (conn_send(l->c, MSG_HEARTBEAT, &hb.base) != 0)
+			pr->seq = 0;
+		else if (l->outstanding == 0)
+			conn_set_deadline(l->c, PEER_ANSWER_MS);
+	}
+}
+
+size_t peer_take_rtts(struct peer *p, struct peer_rtt *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < p->n_probes && n < max; i++) {
+		if (!p->probes[i].fresh)
+			continue;
+		p->probes[i].fresh = false;
+		out[n++] = (struct peer_rtt){.node = p->probes[i].node, .rtt_us = p->probes[i].rtt_us};
+	}
+	return n;
 }
 
 const char *peer_link_node(const struct peer_link *l)

@@ -109,6 +109,24 @@ int peer_send(struct peer_link *l, uint16_t type, const ProtobufCMessage *m);
  */
 void peer_link_outstanding(struct peer_link *l, size_t n);
 
+/*
+ * Round-trip times. The manager names up to MSG_MAX_PEERS peers to measure
+ * (PeerList); peer_set_probes replaces the list (measurements of peers that
+ * stay are kept). peer_probe_tick sends one ping (a Heartbeat on the link;
+ * the peer answers HeartbeatAck with the same seq) to each listed peer whose
+ * link is open, and opens the link of the others, so that the handshake
+ * never counts as round-trip time. peer_take_rtts returns the peers with a
+ * measurement newer than the last call (a moving average, 1/4 weight on the
+ * newest sample); their ids are borrowed until the next peer_set_probes.
+ */
+struct peer_rtt {
+	const char *node;
+	uint32_t rtt_us;
+};
+void peer_set_probes(struct peer *p, Seeswarm__V1__BlobSource *const *peers, size_t n);
+void peer_probe_tick(struct peer *p);
+size_t peer_take_rtts(struct peer *p, struct peer_rtt *out, size_t max);
+
 /* The node id of the link's peer ("" before an outgoing link's handshake verified it). */
 const char *peer_link_node(const struct peer_link *l);
 

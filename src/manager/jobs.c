@@ -49,6 +49,7 @@
 #define MAX_FINISHED_JOBS 10000u      /* finished jobs kept at most, newest first */
 #define DEFAULT_RETENTION_MS (24ll * 3600 * 1000)
 #define GC_EVERY_TICKS 10u            /* the GC runs every 10th retry tick (1 s) */
+#define PEER_RING 4u                  /* RTT probes: this many ring neighbours on each side */
 
 enum tstate {
 	T_PENDING = 0,
@@ -1140,6 +1141,8 @@ static void gc_jobs(struct jobs *j)
 	}
 }
 
+static void send_peer_lists(struct jobs *j);
+
 static void on_retry_timer(uv_timer_t *h)
 {
 	struct jobs *j = h->data;
@@ -1147,6 +1150,7 @@ static void on_retry_timer(uv_timer_t *h)
 		j->gc_tick = 0;
 		gc_jobs(j);
 		replicas_tick(j->repl, uv_now(j->env.loop));
+		send_peer_lists(j);
 	}
 	int64_t now = time_wall_ms();
 	struct task **pp = &j->retrying;
@@ -1626,6 +1630,7 @@ void jobs_node_admitted(struct jobs *j, struct node *n, Seeswarm__V1__TaskRef *c
 			size_t n_refs)
 {
 	sched_sync(j, n);
+	n->peers_sent = 0; /* a new session: its peer list goes out again */
 	struct task *t = j->active;
 	while (t) {
 		struct task *next = t->act_next;
@@ -2247,6 +2252,62 @@ static void latency(struct jobs *j, double *p50, double *p99)
 	size_t i50 = n / 2, i99 = (n * 99) / 100 < n ? (n * 99) / 100 : n - 1;
 	*p50 = (double)v[i50] / 1000.0;
 	*p99 = (double)v[i99] / 1000.0;
+	free(v);
+}
+
+void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms)
+{
+	struct sched_node *na = sched_node_find(j->sched, a), *nb = sched_node_find(j->sched, b);
+	if (na && nb)
+		sched_set_rtt(j->sched, na, nb, rtt_ms);
+}
+
+/*
+ * Tells each agent which peers to measure round-trip times to: its
+ * PEER_RING neighbours on each side in the id-sorted ring of nodes that
+ * serve peers, so that the measured graph is connected and each agent probes
+ * at most 2 x PEER_RING peers. A list goes out only when it changed for that
+ * session.
+ */
+static void send_peer_lists(struct jobs *j)
+{
+	size_t nn = 0, m = 0;
+	struct node **v = registry_sorted(j->env.reg, &nn);
+	for (size_t i = 0; i < nn; i++)
+		if (v[i]->state == NODE_READY && v[i]->advertise[0] && j->env.connected(j->env.arg, v[i]))
+			v[m++] = v[i];
+	for (size_t i = 0; i < m; i++) {
+		Seeswarm__V1__BlobSource src[MSG_MAX_PEERS], *srcp[MSG_MAX_PEERS];
+		Seeswarm__V1__PeerList pl = SEESWARM__V1__PEER_LIST__INIT;
+		uint64_t h = 0;
+		size_t k = 0;
+		size_t idx[MSG_MAX_PEERS];
+		for (size_t d = 1; d <= PEER_RING && d < m && k < MSG_MAX_PEERS; d++) {
+			for (int side = 0; side < 2 && k < MSG_MAX_PEERS; side++) {
+				size_t o = side ? (i + m - d) % m : (i + d) % m;
+				bool dup = o == i;
+				for (size_t q = 0; q < k && !dup; q++)
+					dup = idx[q] == o;
+				if (dup)
+					continue;
+				idx[k] = o;
+				seeswarm__v1__blob_source__init(&src[k]);
+				src[k].node_id = v[o]->id;
+				src[k].addr = v[o]->advertise;
+				srcp[k] = &src[k];
+				h = hash_fnv1a(v[o]->id, strlen(v[o]->id), hash_fnv1a(v[o]->advertise,
+											strlen(v[o]->advertise), h));
+				k++;
+			}
+		}
+		h |= 1; /* 0 means "nothing sent" */
+		if (h == v[i]->peers_sent)
+			continue;
+		pl.peers = srcp;
+		pl.n_peers = k;
+		if (j->env.send(j->env.arg, v[i], MSG_PEER_LIST, &pl.base) == 0)
+			v[i]->peers_sent = h;
+	}
 	free(v);
 }
 

@@ -66,6 +66,8 @@ void jobs_free(struct jobs *j);
  * they end (default 24 h); at most 10,000 finished jobs are kept in any case.
  */
 void jobs_set_retention(struct jobs *j, int64_t retention_ms);
+/* Records a round-trip time measured between two nodes, for the scheduler's network cost. */
+void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms);
 /* Sets how many agents keep each critical blob (replicas.h; default 2). */
 void jobs_set_replicas(struct jobs *j, unsigned want);
 /* Where a blob lives on agents, as JSON (replicas_json), or NULL when nothing tracks it. */

@@ -949,6 +949,27 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 	return 0;
 }
 
+/* A round-trip time n measured to peer: shown on the node, used by the scheduler. */
+static void record_rtt(struct manager *m, struct node *n, const char *peer, uint32_t rtt_us)
+{
+	if (!strcmp(peer, n->id) || !registry_get(m->reg, peer))
+		return;
+	size_t i;
+	for (i = 0; i < n->n_rtt; i++)
+		if (!strcmp(n->rtt[i].peer, peer))
+			break;
+	if (i == n->n_rtt) {
+		if (n->n_rtt == ARRAY_LEN(n->rtt))
+			i = rand_below(ARRAY_LEN(n->rtt)); /* replace one at random */
+		else
+			n->n_rtt++;
+		snprintf(n->rtt[i].peer, sizeof n->rtt[i].peer, "%s", peer);
+	}
+	n->rtt[i].rtt_us = rtt_us;
+	if (m->jobs)
+		jobs_set_rtt(m->jobs, n->id, peer, rtt_us / 1000.0);
+}
+
 static int on_heartbeat(struct session *s, Seeswarm__V1__Heartbeat *hb)
 {
 	struct manager *m = s->m;
@@ -964,6 +985,8 @@ static int on_heartbeat(struct session *s, Seeswarm__V1__Heartbeat *hb)
 			n->load1_centi = hb->load->load1_centi;
 			n->running_tasks = hb->load->running_tasks;
 		}
+		for (size_t i = 0; i < hb->n_rtts; i++)
+			record_rtt(m, n, hb->rtts[i]->node_id, hb->rtts[i]->rtt_us);
 		if (n->state == NODE_SUSPECT || n->state == NODE_DOWN)
 			set_state(m, n, NODE_READY, n->draining ? n->reason : "heartbeats resumed");
 		m->mx.heartbeats++;

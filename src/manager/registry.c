@@ -276,6 +276,10 @@ json_t *node_to_json(const struct node *n, bool for_store, uint64_t now_mono, in
 					    json_integer(n->last_hb_ms > now_wall ? 0 : now_wall - n->last_hb_ms));
 		else
 			json_object_set_new(j, "last_heartbeat_age_ms", json_null());
+		json_t *rtt = json_object();
+		for (size_t i = 0; i < n->n_rtt; i++)
+			json_object_set_new(rtt, n->rtt[i].peer, json_real(n->rtt[i].rtt_us / 1000.0));
+		json_object_set_new(j, "peer_rtt_ms", rtt);
 		(void)now_mono;
 	}
 	return j;

@@ -74,6 +74,12 @@ struct node {
 	uint32_t running_tasks;
 	/* Runtime only, not persisted. */
 	uint64_t last_hb_mono;    /* monotonic ms of the last sign of life */
+	struct node_rtt {
+		char peer[64];
+		uint32_t rtt_us;
+	} rtt[16];                /* the latest round-trip times this node measured to peers */
+	uint8_t n_rtt;
+	uint64_t peers_sent;      /* hash of the last PeerList sent on this session (0: none) */
 	void *session;            /* the manager's session while connected */
 	bool dirty;               /* heartbeat fields changed since the last save */
 	uint64_t heartbeats;

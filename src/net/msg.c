@@ -31,6 +31,7 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_DATA] = &seeswarm__v1__blob_data__descriptor,
 	[MSG_BLOB_REPLICATE] = &seeswarm__v1__blob_replicate__descriptor,
 	[MSG_BLOB_STORED] = &seeswarm__v1__blob_stored__descriptor,
+	[MSG_PEER_LIST] = &seeswarm__v1__peer_list__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -57,6 +58,7 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_DATA] = "blob_data",
 	[MSG_BLOB_REPLICATE] = "blob_replicate",
 	[MSG_BLOB_STORED] = "blob_stored",
+	[MSG_PEER_LIST] = "peer_list",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -243,9 +245,9 @@ static bool strs_ok(char *const *v, size_t n, size_t max_n, size_t max_len)
 }
 
 /* Peer endpoints: a node id and an endpoint each. */
-static bool sources_ok(Seeswarm__V1__BlobSource *const *v, size_t n)
+static bool sources_ok(Seeswarm__V1__BlobSource *const *v, size_t n, size_t max)
 {
-	if (n > MSG_MAX_SOURCES)
+	if (n > max)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!v[i]->node_id || !ident_valid(v[i]->node_id) || !endpoint_ok(v[i]->addr))
@@ -283,7 +285,7 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 			return "task_dispatch: inline input size mismatch or too large";
 		if (in->size > MSG_MAX_BLOB_SIZE)
 			return "task_dispatch: input too large";
-		if (!sources_ok(in->sources, in->n_sources))
+		if (!sources_ok(in->sources, in->n_sources, MSG_MAX_SOURCES))
 			return "task_dispatch: too many or invalid input sources";
 	}
 	if (!strs_ok(d->outputs, d->n_outputs, MSG_MAX_TASK_OUTPUTS, MSG_MAX_PATH))
@@ -363,6 +365,12 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 		const Seeswarm__V1__Heartbeat *h = (const void *)m;
 		if (h->load && h->load->cpu_permille > 1000)
 			return "heartbeat: cpu_permille out of range";
+		if (h->n_rtts > MSG_MAX_PEERS)
+			return "heartbeat: too many rtts";
+		for (size_t i = 0; i < h->n_rtts; i++)
+			if (!h->rtts[i]->node_id || !ident_valid(h->rtts[i]->node_id) ||
+			    h->rtts[i]->rtt_us == 0 || h->rtts[i]->rtt_us > MSG_MAX_RTT_US)
+				return "heartbeat: invalid rtt";
 		return NULL;
 	}
 	case MSG_HEARTBEAT_ACK: {
@@ -452,9 +460,14 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "blob_replicate: digest must be 32 bytes";
 		if (b->size > MSG_MAX_BLOB_SIZE)
 			return "blob_replicate: size out of range";
-		if (!sources_ok(b->sources, b->n_sources))
+		if (!sources_ok(b->sources, b->n_sources, MSG_MAX_SOURCES))
 			return "blob_replicate: too many or invalid sources";
 		return NULL;
+	}
+	case MSG_PEER_LIST: {
+		const Seeswarm__V1__PeerList *pl = (const void *)m;
+		return sources_ok(pl->peers, pl->n_peers, MSG_MAX_PEERS) ? NULL
+									: "peer_list: too many or invalid peers";
 	}
 	case MSG_BLOB_STORED: {
 		const Seeswarm__V1__BlobStored *b = (const void *)m;

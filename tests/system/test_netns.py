@@ -99,3 +99,31 @@ def test_cut_link_moves_tasks_and_stale_results_are_ignored(swarm, link):
         assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == idx
     for n in inside:
         assert ts[n]["node"] == "agent-out" and any(h["outcome"] == "lost" for h in ts[n]["history"]), ts[n]
+
+
+def test_agents_measure_round_trip_times_to_each_other_across_the_link(swarm, link):
+    """Each agent pings the peers the manager names over its peer endpoint;
+    the manager shows the times and gives them to the scheduler."""
+    swarm.listen = f"{link['host_addr']}:{swarm.port}"
+    swarm.start_manager()
+    adir = swarm.issue("agent-in")
+    args = ["ip", "netns", "exec", link["ns"], BIN, "agent", "--join", swarm.listen,
+            "--data-dir", adir, "--insecure-sim-attestation"]
+    p = Proc(args, os.path.join(swarm.tmp, "agent-in.log"), swarm.env)
+    swarm.agents["agent-in"] = p
+    swarm.all_procs.append(p)
+    swarm.start_agent("agent-out")
+    swarm.wait_ready(["agent-in", "agent-out"], 20 * SLOW)
+    inside = swarm.get_json("/v1/nodes/agent-in")
+    outside = swarm.get_json("/v1/nodes/agent-out")
+    # Each advertises the address it reaches the manager from: the two ends of the veth.
+    assert inside["advertise"].startswith(link["host_addr"][:-1] + "2:"), inside
+    assert outside["advertise"].startswith(link["host_addr"] + ":"), outside
+
+    def measured():
+        a = swarm.get_json("/v1/nodes/agent-in").get("peer_rtt_ms", {})
+        b = swarm.get_json("/v1/nodes/agent-out").get("peer_rtt_ms", {})
+        return (a, b) if "agent-out" in a and "agent-in" in b else None
+    a, b = wait_for(measured, 30 * SLOW, what="round-trip times in both directions")
+    for rtt in (a["agent-out"], b["agent-in"]):
+        assert 0 < rtt < 250, (a, b)
