@@ -196,10 +196,9 @@ void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_
 		   const char *node_id)
 {
 	struct rblob *b = get(r, digest, size);
-	if (add_holder(b, node_id))
+	/* Saved when a holder was added, or deleted again when there is nothing to record. */
+	if (add_holder(b, node_id) || (b->refs == 0 && b->n_holders == 0))
 		save(r, b);
-	else if (b->refs == 0 && b->n_holders == 0)
-		save(r, b); /* nothing to record: forget it again */
 }
 
 void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size)
@@ -229,13 +228,13 @@ static bool serving(struct replicas *r, const struct node *n)
 
 static bool gone(const struct node *n)
 {
-	return !n || n->state == NODE_DOWN || n->state == NODE_EVICTED || n->state == NODE_LEFT ||
+	return n->state == NODE_DOWN || n->state == NODE_EVICTED || n->state == NODE_LEFT ||
 	       n->state == NODE_REJECTED;
 }
 
 void replicas_node_changed(struct replicas *r, const struct node *n)
 {
-	if (!gone(n))
+	if (!n || !gone(n))
 		return;
 	for (size_t k = 0; k < NBUCKETS; k++) {
 		for (struct rblob *b = r->buckets[k], *next; b; b = next) {
