@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@
 #define HELLO_TIMEOUT_MS 10000
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
+#define POOL_NICE 10 /* nice level of the thread pool workers (verification, signing) */
 
 #define MAX_TENANT_WEIGHTS 64
 
@@ -341,8 +344,25 @@ struct cjob {
 	char serial[sizeof(((struct node *)0)->node_cert_serial)];
 };
 
+/*
+ * Thread pool: verification and signing run below the loop's priority, so
+ * that on a busy machine the loop thread (heartbeats, dispatch, the API)
+ * gets the CPU first and a burst of re-attestations does not delay it.
+ * Each worker lowers itself once.
+ */
+static void pool_thread_background(void)
+{
+	static _Thread_local bool lowered;
+	if (lowered)
+		return;
+	lowered = true;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), POOL_NICE) != 0)
+		log_debug("cannot lower a worker thread's priority: %s", strerror(errno));
+}
+
 static void sign_work(uv_work_t *req)
 {
+	pool_thread_background();
 	struct cjob *c = req->data;
 	const char *dns[] = {c->id, NULL};
 	struct ca_issue_opts o = {
@@ -637,6 +657,7 @@ struct vjob {
 
 static void verify_work(uv_work_t *req)
 {
+	pool_thread_background();
 	struct vjob *j = req->data;
 	struct attest_input in = {
 		.evidence = j->e->evidence.data,

@@ -144,6 +144,12 @@ static int load_cb(void *arg, const char *key, const char *value, size_t len)
 		json_decref(o);
 		return 0;
 	}
+	if (json_array_size(nodes) == 0) {
+		/* Written while the blob was critical; refs are not stored, so it says nothing now. */
+		store_del(r->env.store, NS, key);
+		json_decref(o);
+		return 0;
+	}
 	struct rblob *b = get(r, d, (uint64_t)json_integer_value(json_object_get(o, "size")));
 	size_t i;
 	json_t *v;
@@ -307,24 +313,35 @@ static bool zone_taken(struct replicas *r, const struct rblob *b, const struct n
 	return false;
 }
 
-/* Picks a repair target for b, or NULL. */
-static struct node *pick_target(struct replicas *r, const struct rblob *b, struct node **all, size_t n_all)
+/*
+ * Picks a repair target for b, or NULL. The node that failed b last is
+ * taken only when no other node qualifies (then it is forgiven).
+ */
+static struct node *pick_target(struct replicas *r, struct rblob *b, struct node **all, size_t n_all)
 {
 	struct node *best = NULL;
-	bool best_new_zone = false;
+	bool best_new_zone = false, best_avoided = false;
 	uint64_t best_rank = 0;
 	for (size_t i = 0; i < n_all; i++) {
 		struct node *n = all[i];
-		if (!serving(r, n) || n->draining || holds(b, n->id) || !strcmp(n->id, b->avoid))
+		if (!serving(r, n) || n->draining || holds(b, n->id))
 			continue;
+		bool avoided = !strcmp(n->id, b->avoid);
+		if (best && avoided && !best_avoided)
+			continue;
+		if (best && !avoided && best_avoided)
+			best = NULL; /* any other node beats the avoided one */
 		bool new_zone = !zone_taken(r, b, n);
 		uint64_t rk = rank(b->digest, n->id);
 		if (!best || (new_zone && !best_new_zone) || (new_zone == best_new_zone && rk > best_rank)) {
 			best = n;
 			best_new_zone = new_zone;
 			best_rank = rk;
+			best_avoided = avoided;
 		}
 	}
+	if (best && best_avoided)
+		b->avoid[0] = '\0';
 	return best;
 }
 
@@ -398,21 +415,23 @@ void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__
 		log_debug("replicas: %s stored %.16s, which nothing tracks", n->id, hex);
 		return;
 	}
+	/* Only the node asked now counts a failure; a late answer after its deadline does not. */
 	bool asked = !strcmp(b->target, n->id);
 	if (asked) {
 		b->target[0] = '\0';
 		r->inflight--;
 	}
-	if (m->error) {
-		r->st.failed++;
-		snprintf(b->avoid, sizeof b->avoid, "%s", n->id);
-		log_warn("replicas: %s could not keep blob %.16s: %s (%.200s)", n->id, hex,
-			 ss_strerror(-(int)m->error), m->message ? m->message : "");
-		return;
-	}
-	if (m->size != b->size) {
-		log_warn("replicas: %s reports blob %.16s with size %" PRIu64 ", expected %" PRIu64, n->id,
-			 hex, m->size, b->size);
+	if (m->error || m->size != b->size) {
+		if (m->error)
+			log_warn("replicas: %s could not keep blob %.16s: %s (%.200s)", n->id, hex,
+				 ss_strerror(-(int)m->error), m->message ? m->message : "");
+		else
+			log_warn("replicas: %s reports blob %.16s with size %" PRIu64 ", expected %" PRIu64,
+				 n->id, hex, m->size, b->size);
+		if (asked) {
+			r->st.failed++;
+			snprintf(b->avoid, sizeof b->avoid, "%s", n->id);
+		}
 		return;
 	}
 	r->st.stored++;
