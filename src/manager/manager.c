@@ -38,6 +38,8 @@
 #define HELLO_TIMEOUT_MS 10000
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
+#define LAG_PERIOD_MS 10
+#define LAG_SAMPLES 6000 /* one minute of loop-lag samples */
 #define POOL_NICE 10 /* nice level of the thread pool workers (verification, signing) */
 
 #define MAX_TENANT_WEIGHTS 64
@@ -108,6 +110,10 @@ struct manager {
 	uv_loop_t *loop;
 	uv_tcp_t listener;
 	uv_timer_t detector;
+	uv_timer_t lag_timer;        /* measures how late the loop runs timers */
+	uint64_t lag_expect_ns;
+	uint32_t lag_us[LAG_SAMPLES]; /* ring of the last minute's samples */
+	size_t lag_n, lag_i;
 	uv_prepare_t committer;
 	uv_signal_t sig_term, sig_int;
 	struct tls_ctx *tls;
@@ -335,7 +341,9 @@ struct cjob {
 	uv_work_t req;
 	struct session *s;
 	struct ca *ca;                 /* the swarm CA; only read while signing */
-	EVP_PKEY *pub;                 /* the node's TLS key */
+	uint8_t *spki;                 /* the node's TLS key (DER), decoded on the worker */
+	size_t spki_len;
+	EVP_PKEY *pub;
 	char id[64];
 	uint8_t digest[32];            /* the attestation result the certificate carries */
 	uint32_t lifetime_s;
@@ -364,6 +372,11 @@ static void sign_work(uv_work_t *req)
 {
 	pool_thread_background();
 	struct cjob *c = req->data;
+	/* OpenSSL 3's key decoder costs ~300 us: kept off the loop too. */
+	const unsigned char *p = c->spki;
+	c->pub = d2i_PUBKEY(NULL, &p, (long)c->spki_len);
+	if (!c->pub)
+		return;
 	const char *dns[] = {c->id, NULL};
 	struct ca_issue_opts o = {
 		.common_name = c->id,
@@ -407,6 +420,7 @@ static void sign_done(uv_work_t *req, int status)
 		save_node(m, n);
 	}
 	free(c->der);
+	free(c->spki);
 	EVP_PKEY_free(c->pub);
 	free(c);
 	if (!s->conn && !session_busy(s))
@@ -422,19 +436,21 @@ static void renew_node_cert(struct manager *m, struct session *s, struct node *n
 {
 	size_t spki_len = 0;
 	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
-	const unsigned char *p = spki;
 	struct cjob *c = xcalloc(1, sizeof *c);
 	c->req.data = c;
 	c->s = s;
 	c->ca = m->ca;
-	c->pub = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	c->spki = spki && spki_len ? xmalloc(spki_len) : NULL;
+	if (c->spki)
+		memcpy(c->spki, spki, spki_len);
+	c->spki_len = spki_len;
 	c->lifetime_s = m->cfg.node_cert_s;
 	snprintf(c->id, sizeof c->id, "%s", n->id);
 	result_digest(n);
-	if (!c->pub || hex_decode(n->result_digest, c->digest, 32) != 0 ||
+	if (!c->spki || hex_decode(n->result_digest, c->digest, 32) != 0 ||
 	    uv_queue_work(m->loop, &c->req, sign_work, sign_done) != 0) {
 		log_error("node %s: cannot issue a node certificate", n->id);
-		EVP_PKEY_free(c->pub);
+		free(c->spki);
 		free(c);
 		save_node(m, n);
 		return;
@@ -653,6 +669,9 @@ struct vjob {
 	int rc;
 	struct attest_output out;
 	uint64_t t0;
+	uint8_t *spki;                 /* first admission: the TLS key to certify (DER) ... */
+	size_t spki_len;
+	EVP_PKEY *pub;                 /* ... decoded on the worker (OpenSSL 3's decoder is slow) */
 };
 
 static void verify_work(uv_work_t *req)
@@ -673,6 +692,10 @@ static void verify_work(uv_work_t *req)
 	};
 	memset(&j->out, 0, sizeof j->out);
 	j->rc = j->v->verify(&in, &j->out);
+	if (j->rc == 0 && j->spki) {
+		const unsigned char *p = j->spki;
+		j->pub = d2i_PUBKEY(NULL, &p, (long)j->spki_len);
+	}
 }
 
 /* Records the appraisal result (EAR-like) on the node. */
@@ -721,16 +744,18 @@ static void result_digest(struct node *n)
 
 /*
  * Issues a node certificate for the session's attested TLS key: CN and DNS
- * SAN = node id, the attestation-result digest as an extension. Returns the
- * DER (caller frees) or NULL.
+ * SAN = node id, the attestation-result digest as an extension. decoded,
+ * when not NULL, is that key already decoded (borrowed). Returns the DER
+ * (caller frees) or NULL.
  */
-static uint8_t *issue_node_cert(struct manager *m, struct session *s, struct node *n, size_t *len)
+static uint8_t *issue_node_cert(struct manager *m, struct session *s, struct node *n,
+			       EVP_PKEY *decoded, size_t *len)
 {
 	uint8_t *out = NULL;
 	size_t spki_len = 0;
 	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &spki_len);
 	const unsigned char *p = spki;
-	EVP_PKEY *pub = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	EVP_PKEY *pub = decoded ? decoded : spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
 	X509 *cert = NULL;
 	uint8_t digest[32];
 	result_digest(n);
@@ -761,7 +786,8 @@ out:
 	if (!out)
 		log_error("node %s: cannot issue a node certificate", n->id);
 	X509_free(cert);
-	EVP_PKEY_free(pub);
+	if (pub != decoded)
+		EVP_PKEY_free(pub);
 	return out;
 }
 
@@ -848,7 +874,7 @@ static void admit(struct session *s, struct vjob *j, enum attest_status st)
 	apply_hello(n, h, conn_peer(s->conn));
 	record_result(s, n, j, st);
 	free(s->node_cert);
-	s->node_cert = issue_node_cert(m, s, n, &s->node_cert_len);
+	s->node_cert = issue_node_cert(m, s, n, j->pub, &s->node_cert_len);
 	if (!n->joined_ms)
 		n->joined_ms = n->attest_ms;
 	n->last_hb_ms = time_wall_ms();
@@ -918,6 +944,8 @@ static void verify_done(uv_work_t *req, int status)
 		reject(s, why, 5000);
 	}
 	attest_output_free(&j->out);
+	EVP_PKEY_free(j->pub);
+	free(j->spki);
 	json_decref(j->format_policy);
 	msg_free(&j->e->base);
 	free(j->collateral_dir);
@@ -952,6 +980,11 @@ static int on_evidence(struct session *s, Seeswarm__V1__Evidence *e)
 	j->e = e;
 	j->v = attest_verifier_find(s->evtype);
 	attest_binding(s->nonce, sizeof s->nonce, spki, spki_len, j->expected);
+	if (s->st != SESS_ADMITTED) {
+		j->spki = xmalloc(spki_len);
+		memcpy(j->spki, spki, spki_len);
+		j->spki_len = spki_len;
+	}
 	/* A fresh nonce for every attestation: this one is spent. */
 	rand_bytes(s->nonce, sizeof s->nonce);
 	for (size_t i = 0; i < e->n_certs; i++) {
@@ -1402,9 +1435,51 @@ static void metric(struct buf *out, const char *name, const char *type, unsigned
 	buf_printf(out, "# TYPE %s %s\n%s %llu\n", name, type, name, v);
 }
 
+/*
+ * Loop lag: a timer due every LAG_PERIOD_MS records how late it fires. Work
+ * that blocks the loop (a long callback, an fsync) shows up here, and with
+ * it the delay every heartbeat, dispatch and API request waiting meanwhile
+ * suffers.
+ */
+static void on_lag(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	uint64_t now = uv_hrtime();
+	uint64_t late = now > m->lag_expect_ns ? (now - m->lag_expect_ns) / 1000 : 0;
+	m->lag_us[m->lag_i] = late > UINT32_MAX ? UINT32_MAX : (uint32_t)late;
+	m->lag_i = (m->lag_i + 1) % LAG_SAMPLES;
+	if (m->lag_n < LAG_SAMPLES)
+		m->lag_n++;
+	m->lag_expect_ns = now + LAG_PERIOD_MS * 1000000ull;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void lag_metrics(const struct manager *m, struct buf *out)
+{
+	if (!m->lag_n)
+		return;
+	uint32_t *v = xmalloc(m->lag_n * sizeof *v);
+	memcpy(v, m->lag_us, m->lag_n * sizeof *v);
+	qsort(v, m->lag_n, sizeof *v, cmp_u32);
+	buf_printf(out,
+		   "# HELP seeswarm_loop_lag_ms How late the manager's loop ran a 10 ms timer, last minute.\n"
+		   "# TYPE seeswarm_loop_lag_ms summary\n"
+		   "seeswarm_loop_lag_ms{quantile=\"0.5\"} %.3f\n"
+		   "seeswarm_loop_lag_ms{quantile=\"0.99\"} %.3f\n"
+		   "seeswarm_loop_lag_ms{quantile=\"1\"} %.3f\n",
+		   v[m->lag_n / 2] / 1000.0, v[m->lag_n * 99 / 100] / 1000.0, v[m->lag_n - 1] / 1000.0);
+	free(v);
+}
+
 static void be_metrics(void *arg, struct buf *out)
 {
 	struct manager *m = arg;
+	lag_metrics(m, out);
 	struct count_ctx cc;
 	memset(&cc, 0, sizeof cc);
 	registry_each(m->reg, count_one, &cc);
@@ -2128,6 +2203,10 @@ int manager_main(int argc, char **argv)
 	uv_timer_init(m->loop, &m->detector);
 	m->detector.data = m;
 	uv_timer_start(&m->detector, on_detector, DETECTOR_PERIOD_MS, DETECTOR_PERIOD_MS);
+	uv_timer_init(m->loop, &m->lag_timer);
+	m->lag_timer.data = m;
+	m->lag_expect_ns = uv_hrtime() + LAG_PERIOD_MS * 1000000ull;
+	uv_timer_start(&m->lag_timer, on_lag, LAG_PERIOD_MS, LAG_PERIOD_MS);
 	uv_prepare_init(m->loop, &m->committer);
 	m->committer.data = m;
 	uv_prepare_start(&m->committer, on_prepare);
