@@ -6,7 +6,7 @@
 CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
-PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c libseccomp
+PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c libseccomp libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -83,7 +83,6 @@
 #define RUNNER_RESEND_QUEUE (8u << 20)        /* pause resends above this write queue */
 #define RUNNER_RESEND_RETRY_MS 20
 #define RUNNER_CLOSE_POLL_MS 10
-#define RUNNER_RM_DEPTH 64
 #define RUNNER_WHY 400                        /* result messages stay below msg.c's 511 */
 
 /* An unacknowledged result on disk: results/<task_id>.<attempt>.res. */
@@ -201,39 +200,9 @@ static char *result_path(const struct runner *r, const char *task_id, uint32_t a
 }
 
 /* Removes name below dfd, recursively, without following symlinks. */
-static int rm_at(int dfd, const char *name, int depth)
-{
-	int rc = 0;
-	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -1;
-	if (depth > RUNNER_RM_DEPTH)
-		return -1;
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (rm_at(dirfd(d), de->d_name, depth + 1))
-			rc = -1;
-	}
-	closedir(d);
-	if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
-		rc = -1;
-	return rc;
-}
-
 static void rm_tree(const char *path)
 {
-	if (rm_at(AT_FDCWD, path, 0))
+	if (dir_remove_tree(path) != 0)
 		log_warn("runner: cannot remove %s completely: %s", path, strerror(errno));
 }
 

@@ -28,13 +28,15 @@
 int cli_task_main(int argc, char **argv);
 
 static const char usage_text[] =
-	"usage: seeswarm task run-local --bundle DIR [options] -- ARGV...\n"
-	"       seeswarm task digest DIR [--listing]\n"
+	"usage: seeswarm task run-local --bundle DIR|TAR [options] -- ARGV...\n"
+	"       seeswarm task digest DIR|TAR [--listing]\n"
 	"\n"
 	"run-local runs one task in the agent's sandbox (needs root) and prints the\n"
 	"result as key=value lines, then writes the signed receipt.\n"
 	"\n"
-	"  --bundle DIR        the task's code, mounted read-only at /bundle (cwd)\n"
+	"  --bundle DIR|TAR    the task's code, mounted read-only at /bundle (cwd); a tar\n"
+	"                      (plain or gzip) is unpacked first, refusing anything but\n"
+	"                      relative files, directories and symlinks\n"
 	"  --manifest FILE     task spec JSON (argv, env, inputs, outputs, resources)\n"
 	"  --input NAME=FILE   an input file, visible read-only as /in/NAME (repeatable)\n"
 	"  --output PATH       a declared output under /out (repeatable; default: all files)\n"
@@ -77,6 +79,38 @@ static int parse_u32(const char *s, uint32_t *out)
 	return 0;
 }
 
+/*
+ * A bundle given as a tar file is unpacked into a new directory below a
+ * fresh temporary one (*tmp, which the caller removes with dir_remove_tree
+ * when tmp[0] is set); a directory is used as it is. Returns the directory
+ * to use (dirbuf or path), or NULL after printing why.
+ */
+static const char *bundle_dir(const char *path, char tmp[64], char *dirbuf, size_t len)
+{
+	struct stat st;
+	char why[300];
+	tmp[0] = '\0';
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "error: bundle %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode))
+		return path;
+	snprintf(tmp, 64, "/tmp/ss-bundle-XXXXXX");
+	if (!mkdtemp(tmp)) {
+		fprintf(stderr, "error: cannot create a temporary directory: %s\n", strerror(errno));
+		tmp[0] = '\0';
+		return NULL;
+	}
+	snprintf(dirbuf, len, "%s/bundle", tmp);
+	int rc = exec_bundle_unpack_tar(path, dirbuf, why, sizeof why);
+	if (rc) {
+		fprintf(stderr, "error: bundle %s: %s (%s)\n", path, why, ss_strerror(rc));
+		return NULL;
+	}
+	return dirbuf;
+}
+
 static int digest_main(int argc, char **argv)
 {
 	uint8_t d[SHA256_LEN];
@@ -97,19 +131,24 @@ static int digest_main(int argc, char **argv)
 	}
 	if (!dir)
 		return usage(stderr, 2);
+	char tmp[64], unpacked[96];
+	int ret = 1;
 	buf_init(&canon);
-	int rc = exec_bundle_digest(dir, d, &canon);
-	if (rc) {
+	const char *use = bundle_dir(dir, tmp, unpacked, sizeof unpacked);
+	int rc = use ? exec_bundle_digest(use, d, &canon) : SS_EINVAL;
+	if (use && rc) {
 		fprintf(stderr, "error: bundle %s: %s\n", dir, ss_strerror(rc));
-		buf_free(&canon);
-		return 1;
+	} else if (use) {
+		hex_encode(d, SHA256_LEN, hex);
+		if (listing)
+			fwrite(canon.data, 1, canon.len, stdout);
+		printf("%s\n", hex);
+		ret = 0;
 	}
-	hex_encode(d, SHA256_LEN, hex);
-	if (listing)
-		fwrite(canon.data, 1, canon.len, stdout);
-	printf("%s\n", hex);
 	buf_free(&canon);
-	return 0;
+	if (tmp[0])
+		dir_remove_tree(tmp);
+	return ret;
 }
 
 /* Loads --key/--cert, creating a self-signed pair there when both are missing. */
@@ -204,6 +243,7 @@ static int run_local(int argc, char **argv)
 	struct exec_sandbox *sb = NULL;
 	struct exec_result res;
 	const char *bundle = NULL, *manifest = NULL, *out_dir = NULL, *receipt_path = NULL;
+	char bundle_tmp[64] = "", bundle_buf[96];
 	const char *keyf = NULL, *certf = NULL, *node_id = NULL;
 	uint8_t (*allow)[SHA256_LEN] = NULL;
 	size_t n_allow = 0;
@@ -388,7 +428,10 @@ static int run_local(int argc, char **argv)
 		fprintf(stderr, "error: cannot prepare the sandbox: %s\n", ss_strerror(rc));
 		goto out;
 	}
-	rc = exec_run(sb, &spec, bundle, out_dir, &res);
+	const char *bdir = bundle_dir(bundle, bundle_tmp, bundle_buf, sizeof bundle_buf);
+	if (!bdir)
+		goto out;
+	rc = exec_run(sb, &spec, bdir, out_dir, &res);
 	have_res = true;
 	if (rc) {
 		fprintf(stderr, "error: task refused: %s (%s)\n", res.msg, ss_strerror(rc));
@@ -414,6 +457,8 @@ static int run_local(int argc, char **argv)
 	}
 	ret = exec_result_ok(&res) ? 0 : 1;
 out:
+	if (bundle_tmp[0])
+		dir_remove_tree(bundle_tmp);
 	if (have_res)
 		exec_result_free(&res);
 	exec_sandbox_free(sb);

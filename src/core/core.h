@@ -152,6 +152,12 @@ int fd_write_all(int fd, const void *data, size_t n);
 int fd_read(int fd, void *buf, size_t n, size_t *got);
 /* Creates dir (and parents) with the given mode if missing; checks it is a dir. */
 int dir_ensure(const char *path, unsigned mode);
+/*
+ * Removes path and everything below it without following symbolic links,
+ * at most 64 levels deep. A missing path is success. Returns 0, or SS_EIO
+ * when something could not be removed (errno tells why).
+ */
+int dir_remove_tree(const char *path);
 
 /* ---- small parsing helpers ------------------------------------------- */
 

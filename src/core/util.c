@@ -1,5 +1,6 @@
 /* util.c - allocation, buffers, hex, time, randomness, files and parsing. */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -515,4 +516,35 @@ uint64_t hash_fnv1a(const void *data, size_t n, uint64_t seed)
 uint64_t hash_str(const char *s)
 {
 	return hash_fnv1a(s, strlen(s), 0);
+}
+
+static int remove_at(int dfd, const char *name, int depth)
+{
+	int rc = 0;
+	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if ((errno != EISDIR && errno != EPERM) || depth > 64)
+		return SS_EIO;
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return SS_EIO;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    remove_at(dirfd(d), de->d_name, depth + 1) != 0)
+			rc = SS_EIO;
+	}
+	closedir(d);
+	if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		rc = SS_EIO;
+	return rc;
+}
+
+int dir_remove_tree(const char *path)
+{
+	return remove_at(AT_FDCWD, path, 0);
 }

@@ -122,6 +122,40 @@ def test_outputs_and_digests_match(ex):
     assert body["node_id"] == "node-test" and body["status"]["kind"] == "exited"
 
 
+def test_tar_bundle_runs_with_the_same_code_digest(ex):
+    """A bundle given as a tar (here gzip) is unpacked and runs; its code digest
+    is that of the same tree as a directory. A tar that tries to escape is refused."""
+    import tarfile
+    import io
+    (ex.bundle / "greet.sh").write_text("#!/bin/sh\necho hello from a tar\n")
+    os.chmod(ex.bundle / "greet.sh", 0o755)
+    tgz = ex.tmp / "app.tar.gz"
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(ex.bundle, arcname=".")
+    d_dir = subprocess.run([BIN, "task", "digest", str(ex.bundle)], capture_output=True, text=True)
+    d_tar = subprocess.run([BIN, "task", "digest", str(tgz)], capture_output=True, text=True)
+    assert d_dir.returncode == 0 and d_tar.returncode == 0, (d_dir, d_tar)
+    assert d_dir.stdout.strip() == d_tar.stdout.strip()
+    receipt = ex.tmp / "tar-receipt.json"
+    p = subprocess.run([BIN, "task", "run-local", "--bundle", str(tgz), "--receipt", str(receipt),
+                        "--key", str(ex.tmp / "node.key"), "--cert", str(ex.tmp / "node.pem"),
+                        "--", "./greet.sh"], capture_output=True, text=True, timeout=60)
+    r = parse_result(p.stdout)
+    assert p.returncode == 0 and r["status"] == "exited", (p.stdout, p.stderr)
+    assert "hello from a tar" in p.stdout
+    assert r["code_digest"] == d_dir.stdout.strip()
+    # An escaping entry: refused before anything runs, nothing written outside.
+    evil = ex.tmp / "evil.tar"
+    with tarfile.open(evil, "w") as t:
+        ti = tarfile.TarInfo("../planted")
+        ti.size = 4
+        t.addfile(ti, io.BytesIO(b"evil"))
+    p = subprocess.run([BIN, "task", "run-local", "--bundle", str(evil), "--", "true"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "../planted" in p.stderr, p.stderr
+    assert not (ex.tmp / "planted").exists() and not os.path.exists("/tmp/planted")
+
+
 def test_receipt_verifies_and_any_changed_byte_fails(ex):
     r = ex(sh("echo hi > /out/a"))
     assert r.rc == 0, r

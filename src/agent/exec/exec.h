@@ -129,6 +129,20 @@ int exec_bundle_digest(const char *dir, uint8_t out[SHA256_LEN], struct buf *can
  */
 int exec_bundle_listing_check(const char *text, size_t len, size_t *count);
 
+/*
+ * Unpacks a tar bundle (ustar, pax or GNU tar, plain or gzip) into dest,
+ * which must not exist yet; see bundle_tar.c for what is allowed (relative
+ * paths without . or .., only files, directories and symbolic links, no
+ * writing through links, permission bits only, EXEC_BUNDLE_MAX_* bounds).
+ * Returns 0; SS_EPARSE (not a tar, damaged), SS_EPOLICY (a forbidden entry),
+ * SS_ELIMIT or SS_EIO, with why naming the entry. On failure dest is gone.
+ * The bundle's digest is then exec_bundle_digest(dest).
+ */
+int exec_bundle_unpack_tar(const char *tar_path, const char *dest, char *why, size_t whylen);
+/* The same from memory (tests, the fuzzer). */
+int exec_bundle_unpack_tar_mem(const void *data, size_t len, const char *dest, char *why,
+			       size_t whylen);
+
 /* SHA-256 of an open file from its current offset to EOF, at most max bytes. */
 int exec_digest_fd(int fd, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size);
 
