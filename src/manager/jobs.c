@@ -475,13 +475,20 @@ static void task_rerun(struct jobs *j, struct task *p, const char *why)
 	kick(j);
 }
 
+enum lineage { LINEAGE_READY, LINEAGE_WAIT, LINEAGE_HOLD };
+
 /*
  * Before t is placed: re-runs the producer of any input of t that no longer
- * exists, and recounts what t waits for. Returns true when t must wait.
+ * exists, and recounts what t waits for. Returns LINEAGE_WAIT when t waits
+ * for a dependency (it leaves the queue until then), LINEAGE_HOLD when an
+ * input's holder is alive but not connected (t stays queued and is tried
+ * again at the next pass, e.g. when the agent reconnects), else
+ * LINEAGE_READY.
  */
-static bool lineage_wait(struct jobs *j, struct task *t)
+static enum lineage lineage_check(struct jobs *j, struct task *t)
 {
 	const struct jobspec_task *s = spec_of(t);
+	bool hold = false;
 	for (size_t i = 0; i < s->n_inputs; i++) {
 		const struct jobspec_input *in = &s->inputs[i];
 		if (in->kind != JOBSPEC_IN_OUTPUT)
@@ -492,6 +499,14 @@ static bool lineage_wait(struct jobs *j, struct task *t)
 		for (size_t k = 0; k < p->n_outs; k++) {
 			if (strcmp(p->outs[k].name, in->output) != 0 || output_available(j, p->outs[k].digest))
 				continue;
+			if (replicas_alive(j->repl, p->outs[k].digest)) {
+				char hex[2 * SHA256_LEN + 1];
+				hex_encode(p->outs[k].digest, SHA256_LEN, hex);
+				snprintf(t->reason, sizeof t->reason,
+					 "waiting for the agent holding input %s (%.16s) to reconnect", in->name, hex);
+				hold = true;
+				continue;
+			}
 			char why[200], hex[2 * SHA256_LEN + 1];
 			hex_encode(p->outs[k].digest, SHA256_LEN, hex);
 			snprintf(why, sizeof why, "output %s (%.16s) is needed by %s and no copy is left",
@@ -504,7 +519,7 @@ static bool lineage_wait(struct jobs *j, struct task *t)
 	for (size_t k = 0; k < s->n_deps; k++)
 		if (t->job->tasks[s->deps[k]].st != T_SUCCEEDED)
 			t->waiting++;
-	return t->waiting > 0;
+	return t->waiting > 0 ? LINEAGE_WAIT : hold ? LINEAGE_HOLD : LINEAGE_READY;
 }
 
 /* Looks up the blob an input refers to; false when it is not (or no longer) available. */
@@ -781,11 +796,13 @@ static void run_pass(struct jobs *j)
 		if (!t)
 			break;
 		t->queued = false;
-		if (t->st != T_PENDING || t->job->st != J_RUNNING || lineage_wait(j, t)) {
+		enum lineage lg = t->st == T_PENDING && t->job->st == J_RUNNING ? lineage_check(j, t)
+										  : LINEAGE_WAIT;
+		if (lg == LINEAGE_WAIT) {
 			sched_queue_done(j->queue, tenant, spec_of(t)->res.cpu_millicores);
 			continue;
 		}
-		if (place_one(j, t)) {
+		if (lg == LINEAGE_READY && place_one(j, t)) {
 			streak = 0;
 			continue;
 		}

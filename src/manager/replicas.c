@@ -280,6 +280,17 @@ size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], co
 	return n;
 }
 
+bool replicas_alive(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	struct rblob *b = find(r, digest);
+	for (size_t i = 0; b && i < b->n_holders; i++) {
+		const struct node *n = registry_get(r->env.reg, b->holders[i]);
+		if (n && !gone(n))
+			return true;
+	}
+	return false;
+}
+
 size_t replicas_holders(struct replicas *r, const uint8_t digest[SHA256_LEN], const char **out,
 			size_t max)
 {

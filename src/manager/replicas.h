@@ -94,6 +94,13 @@ void replicas_node_changed(struct replicas *r, const struct node *n);
 size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], const char *exclude_node,
 			struct node **out, size_t max);
 
+/*
+ * True when a holder of the blob has not gone away (its node is ready or
+ * suspect, connected or not: after a manager restart agents reconnect over
+ * a few seconds, and their blobs are still there).
+ */
+bool replicas_alive(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+
 /* The recorded holders (any state), up to max ids borrowed from r. Returns how many. */
 size_t replicas_holders(struct replicas *r, const uint8_t digest[SHA256_LEN], const char **out,
 			size_t max);

@@ -262,3 +262,42 @@ def test_killing_a_replica_holder_restores_the_replica_count(swarm):
     assert f"blob {out[:16]} ({len(data)} bytes) fetched from peer" in log, log[-3000:]
     m = swarm.request("GET", "/metrics")[1].decode()
     assert "seeswarm_replications_stored_total" in m
+
+
+def test_a_manager_restart_does_not_recompute_outputs_held_by_agents(swarm):
+    """After kill -9 of the manager, intermediate outputs still on the agents
+    are fetched from them once they reconnect: nothing runs again, even for a
+    consumer that is ready the moment the manager restarts."""
+    ids = start(swarm, 2)
+    cores = swarm.get_json(f"/v1/nodes/{ids[0]}")["capabilities"]["cpu_cores"]
+    n = 4
+    spec = producers_and_consumer(n)
+    for t in spec["tasks"]:
+        t["resources"]["cpu"] = round(cores * 0.05, 2)
+    # Two blockers take 75 % of each agent's CPU; the consumer needs 50 %, so
+    # once the parts are made it is ready but cannot be placed yet.
+    spec["tasks"][1]["resources"]["cpu"] = round(cores * 0.5, 2)
+    spec["tasks"].append({"name": "block", "map": {"over": ["0", "1"]},
+                          "command": ["sh", "-c", "sleep 4; echo > /out/b"], "outputs": ["b"],
+                          "resources": {"cpu": round(cores * 0.75, 2), "memory": "32M"}})
+    jid = submit(swarm, spec)["id"]
+
+    def made():
+        ts = tasks(swarm, jid)
+        parts = all(ts[f"make[{i}]"]["state"] == "succeeded" for i in range(n))
+        blocked = all(ts[f"block[{i}]"]["state"] == "running" for i in range(2))
+        return ts if parts and blocked else None
+    before = wait_for(made, 30 * SLOW, what="every part made while both blockers run")
+    assert before["join"]["state"] == "pending", before["join"]
+    swarm.manager.kill9()
+    swarm.start_manager()
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, j["id"])
+    got = get_blob(swarm, ts["join"]["outputs"][0]["digest"]).decode().strip()
+    assert got == expected_join(n)
+    for i in range(n):
+        t = ts[f"make[{i}]"]
+        assert t["attempt"] == before[f"make[{i}]"]["attempt"], t
+        assert not any(h["outcome"] == "lineage" for h in t["history"]), t
+    m = swarm.request("GET", "/metrics")[1].decode()
+    assert "seeswarm_lineage_reruns_total 0" in m
