@@ -96,8 +96,10 @@ struct stored {
 /* An attempt waiting for one of its inputs, or (a == NULL) a replica the manager asked for. */
 struct waiter {
 	struct attempt *a;
-	size_t idx; /* input index in a->spec */
+	size_t idx; /* input index in a->spec, or BUNDLE_IDX for the code bundle */
 };
+
+#define BUNDLE_IDX SIZE_MAX
 
 struct slot {
 	uint64_t id;
@@ -163,7 +165,8 @@ struct runner {
 	uv_loop_t *loop;
 	struct runner_io io;
 	char *node_id;
-	char *results_dir, *work_dir, *bundle_dir;
+	char *results_dir, *work_dir, *bundle_dir, *bundles_dir;
+	atomic_uint_fast64_t bundle_seq; /* names for temporary unpack directories */
 	struct blobstore *bs;
 	struct exec_sandbox *sb;       /* NULL: every task is refused with sb_why */
 	char sb_why[200];
@@ -695,8 +698,9 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 	}
 	for (size_t i = 0; i < k; i++) {
 		char why[RUNNER_WHY];
-		snprintf(why, sizeof(why), "input '%s': %s", w[i].a->spec.inputs[w[i].idx].name,
-			 fail_why);
+		snprintf(why, sizeof(why), "%s%s%s: %s", w[i].idx == BUNDLE_IDX ? "the bundle" : "input '",
+			 w[i].idx == BUNDLE_IDX ? "" : w[i].a->spec.inputs[w[i].idx].name,
+			 w[i].idx == BUNDLE_IDX ? "" : "'", fail_why);
 		attempt_abort(w[i].a, "input_error", 0, why);
 	}
 	free(w);
@@ -994,6 +998,76 @@ static const char *take_outputs(struct attempt *a, const struct exec_result *res
 	return NULL;
 }
 
+/* bundles/<hex code digest>: the unpacked bundle, shared by every attempt that runs it. */
+static char *bundle_path(const struct runner *r, const uint8_t *code_digest)
+{
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(code_digest, SHA256_LEN, hex);
+	return xasprintf("%s/%s", r->bundles_dir, hex);
+}
+
+static bool bundle_cached(const struct runner *r, const uint8_t *code_digest)
+{
+	char *p = bundle_path(r, code_digest);
+	struct stat st;
+	bool ok = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+	free(p);
+	return ok;
+}
+
+/*
+ * Worker: returns the directory of d's bundle (caller frees), unpacking its
+ * tar from the blob store into the cache first when needed; NULL with why
+ * set when the tar is unusable or does not unpack to the promised digest.
+ * Concurrent attempts may unpack the same bundle: each into its own
+ * temporary directory, and the first rename wins.
+ */
+static char *bundle_prepare(struct runner *r, const Seeswarm__V1__TaskDispatch *d, char *why,
+			    size_t whylen)
+{
+	char *dir = bundle_path(r, d->bundle_digest.data);
+	char *tar = NULL, *tmp = NULL, *result = NULL;
+	struct stat st;
+	uint8_t got[SHA256_LEN];
+	int rc;
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		goto done;
+	uint64_t n = atomic_fetch_add(&r->bundle_seq, 1);
+	tar = xasprintf("%s/tmp.%d.%" PRIu64 ".tar", r->bundles_dir, (int)getpid(), n);
+	tmp = xasprintf("%s/tmp.%d.%" PRIu64, r->bundles_dir, (int)getpid(), n);
+	if ((rc = blobstore_export(r->bs, d->bundle->digest.data, tar)) != 0) {
+		snprintf(why, whylen, "the bundle's tar is not in the blob store: %s", ss_strerror(rc));
+		goto out;
+	}
+	char uwhy[300];
+	if ((rc = exec_bundle_unpack_tar(tar, tmp, uwhy, sizeof uwhy)) != 0) {
+		snprintf(why, whylen, "the bundle does not unpack: %s", uwhy);
+		goto out;
+	}
+	if ((rc = exec_bundle_digest(tmp, got, NULL)) != 0 ||
+	    memcmp(got, d->bundle_digest.data, SHA256_LEN) != 0) {
+		snprintf(why, whylen, "the unpacked bundle does not have the digest the job names");
+		goto out;
+	}
+	/* A rename that fails because another attempt's won leaves tmp, removed below. */
+	if (rename(tmp, dir) != 0 && !(stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
+		snprintf(why, whylen, "cannot cache the bundle: %s", strerror(errno));
+		goto out;
+	}
+done:
+	result = dir;
+	dir = NULL;
+out:
+	if (tmp)
+		dir_remove_tree(tmp);
+	if (tar)
+		unlink(tar);
+	free(tar);
+	free(tmp);
+	free(dir);
+	return result;
+}
+
 static void run_work(uv_work_t *w)
 {
 	struct attempt *a = w->data;
@@ -1010,17 +1084,21 @@ static void run_work(uv_work_t *w)
 	tr.task_id = a->task_id;
 	tr.attempt = a->attempt;
 	tr.start_ms = a->started_ms;
+	char *bundle = NULL;
 	if (stage_inputs(a, why, sizeof(why)) != 0) {
 		tr.status = "input_error";
+	} else if (a->d->bundle && !(bundle = bundle_prepare(r, a->d, why, sizeof why))) {
+		tr.status = "setup_error";
 	} else {
-		rc = exec_run(r->sb, &a->spec, r->bundle_dir, a->out_dir, &res);
+		rc = exec_run(r->sb, &a->spec, bundle ? bundle : r->bundle_dir, a->out_dir, &res);
 		ran = rc == 0;
 		if (rc) {
-			/* Our bundle is fixed, so a policy refusal is an input that does not match. */
-			tr.status = rc == SS_EPOLICY ? "input_error" : "setup_error";
+			/* A policy refusal: the code is not allowed, or an input does not match. */
+			tr.status = rc == SS_EPOLICY && !bundle ? "input_error" : "setup_error";
 			snprintf(why, sizeof(why), "%s", res.msg[0] ? res.msg : ss_strerror(rc));
 		}
 	}
+	free(bundle);
 	if (atomic_load(&a->discard))
 		goto out;
 	if (ran) {
@@ -1241,6 +1319,11 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	a->attempt = d->attempt;
 	a->d = d;
 	a->spec = spec;
+	if (d->bundle) {
+		/* exec_run checks the cached tree against it before every run. */
+		a->spec.has_bundle_digest = true;
+		memcpy(a->spec.bundle_digest, d->bundle_digest.data, SHA256_LEN);
+	}
 	a->dir = dir;
 	a->out_dir = xasprintf("%s/out", dir);
 	dir = NULL;
@@ -1268,6 +1351,13 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 		if (input_inline(in) || blobstore_has(r->bs, in->digest.data, NULL))
 			continue;
 		fetch_add_waiter(r, a, i, in->digest.data, in->size, in->sources, in->n_sources);
+		a->pending++;
+	}
+	/* The code bundle's tar, unless it is unpacked in the cache already or held. */
+	if (d->bundle && !bundle_cached(r, d->bundle_digest.data) &&
+	    !blobstore_has(r->bs, d->bundle->digest.data, NULL)) {
+		fetch_add_waiter(r, a, BUNDLE_IDX, d->bundle->digest.data, d->bundle->size,
+				 d->bundle->sources, d->bundle->n_sources);
 		a->pending++;
 	}
 	if (a->pending == 0)
@@ -1638,6 +1728,7 @@ static void runner_free(struct runner *r)
 	free(r->results_dir);
 	free(r->work_dir);
 	free(r->bundle_dir);
+	free(r->bundles_dir);
 	free(r);
 }
 
@@ -1656,8 +1747,10 @@ int runner_new(struct runner **out, uv_loop_t *loop, const struct runner_opts *o
 	r->results_dir = xasprintf("%s/results", opts->state_dir);
 	r->work_dir = xasprintf("%s/work", opts->state_dir);
 	r->bundle_dir = xasprintf("%s/bundle", opts->state_dir);
+	r->bundles_dir = xasprintf("%s/bundles", opts->state_dir);
 	if ((rc = dir_ensure(opts->state_dir, 0700)) || (rc = dir_ensure(r->results_dir, 0700)) ||
-	    (rc = dir_ensure(r->work_dir, 0700)) || (rc = dir_ensure(r->bundle_dir, 0755))) {
+	    (rc = dir_ensure(r->work_dir, 0700)) || (rc = dir_ensure(r->bundle_dir, 0755)) ||
+	    (rc = dir_ensure(r->bundles_dir, 0711))) {
 		log_error("runner: cannot prepare %s: %s", opts->state_dir, ss_strerror(rc));
 		goto out;
 	}

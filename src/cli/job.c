@@ -7,6 +7,7 @@
  * came from the API goes through cli_clean().
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -16,8 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <jansson.h>
 
+#include "agent/exec/exec.h"
 #include "cli/cli.h"
 #include "client/config.h"
 #include "core/core.h"
@@ -191,13 +195,129 @@ out:
 	return ret;
 }
 
-/* Rewrites every "file" input of the spec; base is the spec file's directory. */
+/* Packs directory dir into a pax tar at tar: permissions, files, directories, symlinks as links. */
+static int pack_dir(const char *dir, const char *tar, const char *where)
+{
+	struct archive *disk = archive_read_disk_new(), *w = archive_write_new();
+	struct archive_entry *e = NULL;
+	char *block = xmalloc(65536);
+	size_t dlen = strlen(dir);
+	int ret = 1, r;
+	if (!disk || !w)
+		fatal("libarchive: out of memory");
+	archive_read_disk_set_symlink_physical(disk);
+	if (archive_write_set_format_pax_restricted(w) != ARCHIVE_OK ||
+	    archive_write_open_filename(w, tar) != ARCHIVE_OK ||
+	    archive_read_disk_open(disk, dir) != ARCHIVE_OK) {
+		fprintf(stderr, "error: %s: cannot pack %s: %s\n", where, dir,
+			archive_error_string(disk) ? archive_error_string(disk) : archive_error_string(w));
+		goto out;
+	}
+	while ((r = archive_read_next_header2(disk, e = archive_entry_new())) == ARCHIVE_OK) {
+		const char *src = archive_entry_sourcepath(e);
+		const char *rel = src && !strncmp(src, dir, dlen) ? src + dlen : "";
+		while (*rel == '/')
+			rel++;
+		archive_read_disk_descend(disk);
+		archive_entry_set_pathname(e, *rel ? rel : ".");
+		archive_entry_set_uid(e, 0);
+		archive_entry_set_gid(e, 0);
+		archive_entry_set_uname(e, NULL);
+		archive_entry_set_gname(e, NULL);
+		if (archive_write_header(w, e) != ARCHIVE_OK) {
+			fprintf(stderr, "error: %s: %s: %s\n", where, src, archive_error_string(w));
+			goto out;
+		}
+		if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
+			int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			size_t got = 0;
+			while (fd >= 0 && fd_read(fd, block, 65536, &got) == 0 && got > 0)
+				if (archive_write_data(w, block, got) < 0)
+					break;
+			if (fd >= 0)
+				close(fd);
+		}
+		archive_entry_free(e);
+		e = NULL;
+	}
+	if (r != ARCHIVE_EOF) {
+		fprintf(stderr, "error: %s: cannot read %s: %s\n", where, dir, archive_error_string(disk));
+		goto out;
+	}
+	ret = archive_write_close(w) == ARCHIVE_OK ? 0 : 1;
+out:
+	archive_entry_free(e);
+	archive_read_free(disk);
+	archive_write_free(w);
+	free(block);
+	return ret;
+}
+
+/*
+ * Packs (a directory) and uploads a task's "bundle": {"file": PATH}, and
+ * rewrites it to {"blob", "digest"}. The code digest is taken from the tar
+ * unpacked here exactly as an agent unpacks it. Returns 0 or 1.
+ */
+static int upload_bundle(ss_client *c, const char *base, json_t *bundle, const char *where)
+{
+	const char *file = json_string_value(json_object_get(bundle, "file"));
+	char *path = file[0] == '/' ? xstrdup(file) : xasprintf("%s/%s", base, file);
+	char tmp[64] = "/tmp/ss-cli-bundle-XXXXXX", why[300] = "", hex[65], code[65];
+	char *tar = NULL, *tree = NULL;
+	uint8_t d[SHA256_LEN];
+	uint64_t size = 0;
+	struct stat st;
+	int ret = 1, rc;
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "error: %s.file: %s: %s\n", where, path, strerror(errno));
+		goto out;
+	}
+	if (!mkdtemp(tmp)) {
+		tmp[0] = '\0';
+		goto out;
+	}
+	tar = S_ISDIR(st.st_mode) ? xasprintf("%s/bundle.tar", tmp) : xstrdup(path);
+	tree = xasprintf("%s/tree", tmp);
+	if (S_ISDIR(st.st_mode) && pack_dir(path, tar, where))
+		goto out;
+	if ((rc = exec_bundle_unpack_tar(tar, tree, why, sizeof why)) != 0 ||
+	    (rc = exec_bundle_digest(tree, d, NULL)) != 0) {
+		fprintf(stderr, "error: %s.file: %s: %s\n", where, path, why[0] ? why : ss_strerror(rc));
+		goto out;
+	}
+	if ((rc = ss_blob_put_file(c, tar, hex, &size)) != 0) {
+		print_err(c, rc, path);
+		goto out;
+	}
+	hex_encode(d, SHA256_LEN, code);
+	json_object_del(bundle, "file");
+	json_object_set_new(bundle, "blob", json_string(hex));
+	json_object_set_new(bundle, "digest", json_string(code));
+	ret = 0;
+out:
+	if (tmp[0])
+		dir_remove_tree(tmp);
+	free(tar);
+	free(tree);
+	free(path);
+	return ret;
+}
+
+/* Rewrites every "file" input and bundle of the spec; base is the spec file's directory. */
 static int upload_files(ss_client *c, json_t *spec, const char *base, size_t *uploaded)
 {
 	size_t i, k;
 	json_t *t, *in;
 	json_array_foreach(json_object_get(spec, "tasks"), i, t)
 	{
+		json_t *b = json_object_get(t, "bundle");
+		if (json_is_string(json_object_get(b, "file"))) {
+			char where[64];
+			snprintf(where, sizeof where, "tasks[%zu].bundle", i);
+			if (upload_bundle(c, base, b, where))
+				return 1;
+			(*uploaded)++;
+		}
 		json_array_foreach(json_object_get(t, "inputs"), k, in)
 		{
 			if (!json_is_string(json_object_get(in, "file")))

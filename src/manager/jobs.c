@@ -566,7 +566,7 @@ static void req_build(struct jobs *j, struct task *t, struct req_buf *rb)
 	r->tee = (const char *const *)js->policy.tee;
 	r->n_tee = js->policy.n_tee;
 	r->hardware = js->policy.hardware;
-	r->code_digest = j->empty_bundle;
+	r->code_digest = s->has_bundle ? s->bundle_digest : j->empty_bundle;
 	r->code_allow = (const uint8_t(*)[SHA256_LEN])js->policy.code;
 	r->n_code_allow = js->policy.n_code;
 	size_t nl = js->policy.n_labels < 64 ? js->policy.n_labels : 64;
@@ -718,6 +718,32 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	}
 	d.inputs = insp;
 	d.n_inputs = s->n_inputs;
+	Seeswarm__V1__TaskInput bin = SEESWARM__V1__TASK_INPUT__INIT;
+	Seeswarm__V1__BlobSource bsrc[MSG_MAX_SOURCES], *bsrcp[MSG_MAX_SOURCES];
+	if (s->has_bundle) {
+		/* The code's tar, fetched like an input (never inline: agents cache it unpacked). */
+		struct node *hv[MSG_MAX_SOURCES];
+		size_t nh = replicas_sources(j->repl, s->bundle_blob, n->id, hv, MSG_MAX_SOURCES);
+		for (size_t h = 0; h < nh; h++) {
+			seeswarm__v1__blob_source__init(&bsrc[h]);
+			bsrc[h].node_id = hv[h]->id;
+			bsrc[h].addr = hv[h]->advertise;
+			bsrcp[h] = &bsrc[h];
+		}
+		bin.name = "bundle";
+		bin.digest.data = (uint8_t *)s->bundle_blob;
+		bin.digest.len = SHA256_LEN;
+		bin.sources = bsrcp;
+		bin.n_sources = nh;
+		if (!blobstore_has(j->env.blobs, s->bundle_blob, &bin.size) && nh == 0) {
+			snprintf(why, whylen, "the bundle is not available in the manager's blob store");
+			rc = SS_ENOTFOUND;
+			goto out;
+		}
+		d.bundle = &bin;
+		d.bundle_digest.data = (uint8_t *)s->bundle_digest;
+		d.bundle_digest.len = SHA256_LEN;
+	}
 	rc = j->env.send(j->env.arg, n, MSG_TASK_DISPATCH, &d.base);
 	if (rc)
 		snprintf(why, whylen, "node %s is not connected", n->id);
@@ -1088,14 +1114,15 @@ static void job_protect(struct jobs *j, struct job *jb, bool on)
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct jobspec_task *s = &jb->spec->tasks[i];
 		const struct task *t = &jb->tasks[i];
-		for (size_t k = 0; k < s->n_inputs; k++) {
+		for (size_t k = 0; k <= s->n_inputs; k++) {
 			uint64_t size = 0;
-			if (s->inputs[k].kind != JOBSPEC_IN_BLOB)
+			const uint8_t *d = k < s->n_inputs ? s->inputs[k].digest : s->bundle_blob;
+			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
 				continue;
 			if (!on)
-				replicas_unprotect(j->repl, s->inputs[k].digest);
-			else if (blobstore_has(j->env.blobs, s->inputs[k].digest, &size))
-				replicas_protect(j->repl, s->inputs[k].digest, size);
+				replicas_unprotect(j->repl, d);
+			else if (blobstore_has(j->env.blobs, d, &size))
+				replicas_protect(j->repl, d, size);
 		}
 		if (!s->final || t->st != T_SUCCEEDED)
 			continue;
@@ -2059,16 +2086,28 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char
 			goto out;
 		}
 	}
-	if (js->policy.n_code) {
-		bool ok = false;
-		for (size_t i = 0; i < js->policy.n_code && !ok; i++)
-			ok = !memcmp(js->policy.code[i], j->empty_bundle, SHA256_LEN);
-		if (!ok) {
-			char hex[65];
-			hex_encode(j->empty_bundle, SHA256_LEN, hex);
+	for (size_t i = 0; i < js->n_tasks; i++) {
+		const struct jobspec_task *s = &js->tasks[i];
+		char hex[65];
+		if (s->has_bundle && !blobstore_has(j->env.blobs, s->bundle_blob, NULL)) {
+			hex_encode(s->bundle_blob, SHA256_LEN, hex);
 			snprintf(why, whylen,
-				 "policy.code: command tasks run with the empty bundle, whose digest %s is not in the allowed list",
-				 hex);
+				 "task %s: bundle blob %s has not been uploaded (PUT /v1/blobs/%s, or give {\"file\": PATH} to the CLI)",
+				 s->name, hex, hex);
+			rc = SS_EINVAL;
+			goto out;
+		}
+		/* Every task's code must be allowed: its bundle, or the empty bundle of a command task. */
+		const uint8_t *code = s->has_bundle ? s->bundle_digest : j->empty_bundle;
+		bool ok = js->policy.n_code == 0;
+		for (size_t k = 0; k < js->policy.n_code && !ok; k++)
+			ok = !memcmp(js->policy.code[k], code, SHA256_LEN);
+		if (!ok) {
+			hex_encode(code, SHA256_LEN, hex);
+			snprintf(why, whylen,
+				 s->has_bundle ? "policy.code: task %s's bundle digest %s is not in the allowed list"
+					       : "policy.code: task %s runs with the empty bundle, whose digest %s is not in the allowed list",
+				 s->name, hex);
 			rc = SS_EINVAL;
 			goto out;
 		}

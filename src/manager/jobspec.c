@@ -110,6 +110,8 @@ struct group {
 	uint32_t retries;
 	uint64_t backoff_ms;
 	int32_t priority;
+	bool has_bundle;
+	uint8_t bundle_blob[SHA256_LEN], bundle_digest[SHA256_LEN];
 	enum map_kind map;
 	char **items;               /* MAP_LIST (owned) */
 	size_t n_items;
@@ -1150,11 +1152,56 @@ static int parse_map(struct parser *p, uint32_t gi, json_t *o, const char *base)
 	return 0;
 }
 
+/*
+ * "bundle": {"blob": TAR_DIGEST, "digest": CODE_DIGEST}, or {"file": PATH}
+ * (a directory or tar the CLI packs and uploads; JOBSPEC_ALLOW_FILES only).
+ */
+static int parse_bundle(struct parser *p, struct group *g, json_t *v, const char *base)
+{
+	static const char *const fields[] = {"blob", "digest", "file", NULL};
+	char path[PATH_LEN];
+	const char *s;
+	json_t *x;
+	int rc;
+	snprintf(path, sizeof path, "%s.bundle", base);
+	if (!json_is_object(v))
+		return fail(p, SS_EPARSE,
+			    "%s: expected {\"blob\": TAR_SHA256, \"digest\": CODE_DIGEST} or {\"file\": PATH}",
+			    path);
+	if ((rc = check_fields(p, v, path, fields)))
+		return rc;
+	if ((x = json_object_get(v, "file"))) {
+		snprintf(path, sizeof path, "%s.bundle.file", base);
+		if (!(p->flags & JOBSPEC_ALLOW_FILES))
+			return fail(p, SS_EINVAL,
+				    "%s: local bundles are packed and uploaded by the CLI (seeswarm job run); submit \"blob\" and \"digest\" instead",
+				    path);
+		if (json_object_get(v, "blob") || json_object_get(v, "digest"))
+			return fail(p, SS_EINVAL, "%s: give either \"file\" or \"blob\" and \"digest\"", path);
+		if ((rc = get_str(p, x, path, &s)))
+			return rc;
+		if (!s[0] || strlen(s) > MAX_FILE_PATH)
+			return fail(p, SS_EINVAL, "%s: must be a path of 1 to %d bytes", path, MAX_FILE_PATH);
+		return 0;
+	}
+	static const char *const need[] = {"blob", "digest"};
+	uint8_t *dst[] = {g->bundle_blob, g->bundle_digest};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s.bundle.%s", base, need[i]);
+		if (!(x = json_object_get(v, need[i])))
+			return fail(p, SS_EPARSE, "%s: required", path);
+		if ((rc = get_digest(p, x, path, dst[i])))
+			return rc;
+	}
+	g->has_bundle = true;
+	return 0;
+}
+
 static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 {
 	static const char *const fields[] = {"name",      "command", "env",     "inputs",
 					     "outputs",   "resources", "timeout", "retries",
-					     "priority",  "after",   "map",     NULL};
+					     "priority",  "after",   "map",     "bundle", NULL};
 	struct group *g = &p->g[gi];
 	char base[32], path[PATH_LEN];
 	json_int_t x;
@@ -1198,6 +1245,8 @@ static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 	if ((v = json_object_get(t, "after")) && (rc = parse_after(p, gi, v, base)))
 		return rc;
 	if ((v = json_object_get(t, "map")) && (rc = parse_map(p, gi, v, base)))
+		return rc;
+	if ((v = json_object_get(t, "bundle")) && (rc = parse_bundle(p, g, v, base)))
 		return rc;
 	if (g->map != MAP_NONE && g->envc + 2 > EXEC_MAX_ENV)
 		return fail(p, SS_ELIMIT,
@@ -1631,6 +1680,9 @@ static int build_instance(struct parser *p, struct jobspec *js, uint32_t gi, uin
 	t->retries = g->retries;
 	t->backoff_ms = g->backoff_ms;
 	t->priority = g->priority;
+	t->has_bundle = g->has_bundle;
+	memcpy(t->bundle_blob, g->bundle_blob, SHA256_LEN);
+	memcpy(t->bundle_digest, g->bundle_digest, SHA256_LEN);
 	if (g->inst_deps) {
 		size_t m = 0;
 		t->deps = xcalloc(g->inst_deps, sizeof *t->deps);

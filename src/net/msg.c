@@ -295,6 +295,14 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 			return "task_dispatch: empty output path";
 	if (!d->resources)
 		return "task_dispatch: missing resources";
+	if (d->bundle) {
+		if (!digest_ok(d->bundle->digest) || !digest_ok(d->bundle_digest) ||
+		    d->bundle->data.len || d->bundle->size == 0 || d->bundle->size > (1ull << 30) ||
+		    !sources_ok(d->bundle->sources, d->bundle->n_sources, MSG_MAX_SOURCES))
+			return "task_dispatch: invalid bundle";
+	} else if (d->bundle_digest.len) {
+		return "task_dispatch: bundle_digest without a bundle";
+	}
 	const Seeswarm__V1__TaskResources *r = d->resources;
 	if (r->cpu_millicores > 1024000 || r->pids > 1000000 || r->timeout_ms == 0 ||
 	    r->timeout_ms > 7ull * 24 * 3600 * 1000)

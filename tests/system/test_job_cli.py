@@ -123,3 +123,43 @@ def test_example_wordcount_gives_the_wc_answer(swarm):
     r = swarm.cli("job", "run", example, "--wait", "--cat")
     m = re.search(r"total/total: (\d+)", r.stdout)
     assert m and int(m.group(1)) == want, r.stdout
+
+
+def test_tasks_run_code_from_a_bundle_the_cli_packs_and_uploads(swarm):
+    """A task's "bundle": {"file": DIR} is packed as a tar and uploaded by the CLI;
+    agents fetch it, unpack it once into their cache and run from /bundle. Its
+    digest is the task's code identity: in the receipt and in policy.code."""
+    start(swarm)
+    app = os.path.join(swarm.tmp, "app")
+    os.makedirs(os.path.join(app, "lib"))
+    with open(os.path.join(app, "count.sh"), "w") as f:
+        f.write("#!/bin/sh\n. /bundle/lib/words.sh\ncount_words /in/text > /out/n\n")
+    os.chmod(os.path.join(app, "count.sh"), 0o755)
+    with open(os.path.join(app, "lib", "words.sh"), "w") as f:
+        f.write("count_words() { wc -w < \"$1\" | tr -d ' '; }\n")
+    os.chmod(app, 0o755)
+    os.chmod(os.path.join(app, "lib"), 0o755)
+    digest = swarm.cli("task", "digest", app).stdout.strip()
+    with open(os.path.join(swarm.tmp, "text.txt"), "w") as f:
+        f.write("one two three four five\n" * 40)
+
+    def spec(code):
+        s = {"name": "bundled", "policy": {"code": [code]}, "tasks": [
+            {"name": "count", "bundle": {"file": "app"}, "command": ["count.sh"],
+             "map": {"over": ["a", "b", "c"]},
+             "inputs": [{"name": "text", "file": "text.txt"}], "outputs": ["n"]}]}
+        path = os.path.join(swarm.tmp, "bundled.json")
+        with open(path, "w") as f:
+            json.dump(s, f)
+        return path
+    out = os.path.join(swarm.tmp, "bundle-results")
+    r = swarm.cli("job", "run", spec(digest), "--wait", "--out", out)
+    assert "succeeded" in r.stdout, r.stdout
+    for i in range(3):
+        with open(os.path.join(out, f"count[{i}]", "n")) as f:
+            assert f.read().strip() == "200"
+        with open(os.path.join(out, f"count[{i}].receipt.json")) as f:
+            assert json.load(f)["receipt"]["code_digest"] == digest
+    # A policy that does not allow this bundle refuses the job at submission.
+    r = swarm.cli("job", "run", spec("ab" * 32), check=False)
+    assert r.returncode != 0 and digest in r.stderr and "policy.code" in r.stderr, r.stderr

@@ -596,7 +596,7 @@ static void test_unknown_field(void **state)
 	(void)state;
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resource':{}}]}", 0, SS_EPARSE,
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
-		  "timeout, retries, priority, after, map)");
+		  "timeout, retries, priority, after, map, bundle)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
 		  "colour: unknown field (known: name, tenant, on_failure, policy, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
@@ -993,6 +993,38 @@ static void test_speed_10000(void **state)
 	free(s);
 }
 
+static void test_bundle(void **state)
+{
+	(void)state;
+	struct jobspec *js = parse_ok("{'name':'b','tasks':[{'name':'a','command':['run.sh'],"
+				      "'map':{'over':['x','y']},'bundle':{'blob':'" D1 "','digest':'" D2 "'}},"
+				      "{'name':'c','command':['true']}]}",
+				      0);
+	uint8_t d1[SHA256_LEN], d2[SHA256_LEN];
+	assert_int_equal(hex_decode(D1, d1, SHA256_LEN), 0);
+	assert_int_equal(hex_decode(D2, d2, SHA256_LEN), 0);
+	for (int i = 0; i < 2; i++) {
+		const struct jobspec_task *t = task(js, i ? "a[1]" : "a[0]");
+		assert_true(t->has_bundle);
+		assert_memory_equal(t->bundle_blob, d1, SHA256_LEN);
+		assert_memory_equal(t->bundle_digest, d2, SHA256_LEN);
+	}
+	assert_false(task(js, "c")->has_bundle);
+	jobspec_free(js);
+	parse_err("{'name':'b','tasks':[{'name':'a','command':['x'],'bundle':'app.tar'}]}", 0, SS_EPARSE,
+		  "tasks[0].bundle: expected {\"blob\": TAR_SHA256, \"digest\": CODE_DIGEST} or {\"file\": PATH}");
+	parse_err("{'name':'b','tasks':[{'name':'a','command':['x'],'bundle':{'blob':'" D1 "'}}]}", 0,
+		  SS_EPARSE, "tasks[0].bundle.digest: required");
+	parse_err_prefix("{'name':'b','tasks':[{'name':'a','command':['x'],'bundle':{'file':'app'}}]}", 0,
+			 SS_EINVAL, "tasks[0].bundle.file: local bundles are packed and uploaded by the CLI");
+	parse_err_prefix("{'name':'b','tasks':[{'name':'a','command':['x'],'bundle':{'blob':'" D1 "','digest':'" D2 "','x':1}}]}",
+			 0, SS_EPARSE, "tasks[0].bundle");
+	js = parse_ok("{'name':'b','tasks':[{'name':'a','command':['x'],'bundle':{'file':'app'}}]}",
+		      JOBSPEC_ALLOW_FILES);
+	assert_false(js->tasks[0].has_bundle); /* the CLI rewrites it before submitting */
+	jobspec_free(js);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1015,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_type),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_bundle),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_file_inputs),
 		cmocka_unit_test(test_check_fits),
