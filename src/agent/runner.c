@@ -1040,12 +1040,11 @@ static char *bundle_prepare(struct runner *r, const Seeswarm__V1__TaskDispatch *
 		goto out;
 	}
 	char uwhy[300];
-	if ((rc = exec_bundle_unpack_tar(tar, tmp, uwhy, sizeof uwhy)) != 0) {
+	if (exec_bundle_unpack_tar(tar, tmp, uwhy, sizeof uwhy) != 0) {
 		snprintf(why, whylen, "the bundle does not unpack: %s", uwhy);
 		goto out;
 	}
-	if ((rc = exec_bundle_digest(tmp, got, NULL)) != 0 ||
-	    memcmp(got, d->bundle_digest.data, SHA256_LEN) != 0) {
+	if (exec_bundle_digest(tmp, got, NULL) != 0 || memcmp(got, d->bundle_digest.data, SHA256_LEN) != 0) {
 		snprintf(why, whylen, "the unpacked bundle does not have the digest the job names");
 		goto out;
 	}

@@ -229,7 +229,7 @@ static int pack_dir(const char *dir, const char *tar, const char *where)
 			goto out;
 		}
 		if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
-			int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			int fd = src ? open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 			size_t got = 0;
 			while (fd >= 0 && fd_read(fd, block, 65536, &got) == 0 && got > 0)
 				if (archive_write_data(w, block, got) < 0)

@@ -748,7 +748,7 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	if (rc)
 		snprintf(why, whylen, "node %s is not connected", n->id);
 out:
-	for (size_t i = 0; i < s->n_inputs; i++)
+	for (size_t i = 0; ins && i < s->n_inputs; i++)
 		free(ins[i].data.data);
 	free(ins);
 	free(insp);

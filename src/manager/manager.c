@@ -1466,13 +1466,14 @@ static void lag_metrics(const struct manager *m, struct buf *out)
 	uint32_t *v = xmalloc(m->lag_n * sizeof *v);
 	memcpy(v, m->lag_us, m->lag_n * sizeof *v);
 	qsort(v, m->lag_n, sizeof *v, cmp_u32);
+	size_t i50 = m->lag_n / 2, i99 = m->lag_n * 99 / 100;
 	buf_printf(out,
 		   "# HELP seeswarm_loop_lag_ms How late the manager's loop ran a 10 ms timer, last minute.\n"
 		   "# TYPE seeswarm_loop_lag_ms summary\n"
 		   "seeswarm_loop_lag_ms{quantile=\"0.5\"} %.3f\n"
 		   "seeswarm_loop_lag_ms{quantile=\"0.99\"} %.3f\n"
 		   "seeswarm_loop_lag_ms{quantile=\"1\"} %.3f\n",
-		   v[m->lag_n / 2] / 1000.0, v[m->lag_n * 99 / 100] / 1000.0, v[m->lag_n - 1] / 1000.0);
+		   v[i50] / 1000.0, v[i99] / 1000.0, v[m->lag_n - 1] / 1000.0);
 	free(v);
 }
 
