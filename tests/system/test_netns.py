@@ -58,10 +58,10 @@ def metric(swarm, name):
     return int(m.group(1)) if m else 0
 
 
-def test_cut_link_moves_tasks_and_stale_results_are_ignored(swarm, link):
+def start_both_sides(swarm, link):
+    """The manager on the host end of the link; agent-in behind the link, agent-out on the host."""
     swarm.listen = f"{link['host_addr']}:{swarm.port}"
     swarm.start_manager()
-    # agent-in lives behind the link; agent-out is on the host.
     adir = swarm.issue("agent-in")
     args = ["ip", "netns", "exec", link["ns"], BIN, "agent", "--join", swarm.listen,
             "--data-dir", adir, "--insecure-sim-attestation"]
@@ -70,6 +70,10 @@ def test_cut_link_moves_tasks_and_stale_results_are_ignored(swarm, link):
     swarm.all_procs.append(p)
     swarm.start_agent("agent-out")
     swarm.wait_ready(["agent-in", "agent-out"], 20 * SLOW)
+
+
+def test_cut_link_moves_tasks_and_stale_results_are_ignored(swarm, link):
+    start_both_sides(swarm, link)
 
     j = submit(swarm, sleepers(4, 4, name="cut", cpu=0.25, spread=True))
     jid = j["id"]
@@ -104,16 +108,7 @@ def test_cut_link_moves_tasks_and_stale_results_are_ignored(swarm, link):
 def test_agents_measure_round_trip_times_to_each_other_across_the_link(swarm, link):
     """Each agent pings the peers the manager names over its peer endpoint;
     the manager shows the times and gives them to the scheduler."""
-    swarm.listen = f"{link['host_addr']}:{swarm.port}"
-    swarm.start_manager()
-    adir = swarm.issue("agent-in")
-    args = ["ip", "netns", "exec", link["ns"], BIN, "agent", "--join", swarm.listen,
-            "--data-dir", adir, "--insecure-sim-attestation"]
-    p = Proc(args, os.path.join(swarm.tmp, "agent-in.log"), swarm.env)
-    swarm.agents["agent-in"] = p
-    swarm.all_procs.append(p)
-    swarm.start_agent("agent-out")
-    swarm.wait_ready(["agent-in", "agent-out"], 20 * SLOW)
+    start_both_sides(swarm, link)
     inside = swarm.get_json("/v1/nodes/agent-in")
     outside = swarm.get_json("/v1/nodes/agent-out")
     # Each advertises the address it reaches the manager from: the two ends of the veth.

@@ -268,12 +268,13 @@ static struct archive *reader(void)
 	return a;
 }
 
-int exec_bundle_unpack_tar(const char *tar_path, const char *dest, char *why, size_t whylen)
+/* Unpacks from an archive opened with open_rc (libarchive's status), then frees it. */
+static int unpack_opened(struct archive *a, int open_rc, const char *what, const char *dest, char *why,
+			 size_t whylen)
 {
-	struct archive *a = reader();
 	int rc;
-	if (archive_read_open_filename(a, tar_path, TAR_BLOCK) != ARCHIVE_OK) {
-		snprintf(why, whylen, "cannot read %s as a tar: %.200s", tar_path,
+	if (open_rc != ARCHIVE_OK) {
+		snprintf(why, whylen, "cannot read %s as a tar: %.200s", what,
 			 archive_error_string(a) ? archive_error_string(a) : "unreadable");
 		rc = SS_EPARSE;
 	} else {
@@ -283,18 +284,16 @@ int exec_bundle_unpack_tar(const char *tar_path, const char *dest, char *why, si
 	return rc;
 }
 
+int exec_bundle_unpack_tar(const char *tar_path, const char *dest, char *why, size_t whylen)
+{
+	struct archive *a = reader();
+	return unpack_opened(a, archive_read_open_filename(a, tar_path, TAR_BLOCK), tar_path, dest, why,
+			     whylen);
+}
+
 int exec_bundle_unpack_tar_mem(const void *data, size_t len, const char *dest, char *why,
 			       size_t whylen)
 {
 	struct archive *a = reader();
-	int rc;
-	if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-		snprintf(why, whylen, "not a tar: %.200s",
-			 archive_error_string(a) ? archive_error_string(a) : "unreadable");
-		rc = SS_EPARSE;
-	} else {
-		rc = unpack(a, dest, why, whylen);
-	}
-	archive_read_free(a);
-	return rc;
+	return unpack_opened(a, archive_read_open_memory(a, data, len), "the data", dest, why, whylen);
 }
