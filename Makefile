@@ -6,7 +6,8 @@
 CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
-PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c libseccomp libarchive
+PKGS    := libuv openssl jansson libmicrohttpd sqlite3 libprotobuf-c libseccomp libarchive \
+           nettle hogweed
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -14,7 +15,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=gnu17 $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lgmp -lpthread -lm
 
 GEN     := $(BUILD)/gen
 PROTO   := $(wildcard proto/*.proto)

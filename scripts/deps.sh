@@ -9,7 +9,7 @@ PKGS=(
   libuv1-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler
   libjansson-dev libmicrohttpd-dev libsqlite3-dev sqlite3
   libcmocka-dev python3-pytest python3-cryptography
-  libseccomp-dev libarchive-dev libtss2-dev libtss2-tcti-swtpm0 swtpm swtpm-tools
+  libseccomp-dev libarchive-dev nettle-dev libgmp-dev libtss2-dev libtss2-tcti-swtpm0 swtpm swtpm-tools
   iproute2 procps
 )
 
