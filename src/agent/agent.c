@@ -41,6 +41,9 @@ struct agent {
 	size_t n_labels;
 	double price;
 	bool insecure_sim;
+	bool replay_evidence;            /* --insecure-test-replay-evidence (tests only) */
+	uint8_t *first_ev;               /* the first evidence produced, kept for the replay */
+	size_t first_ev_len;
 	const char *attester_name;   /* --attester; NULL = sim with the insecure flag, else tpm */
 	const char *tcti;
 	const char *pcrs;
@@ -308,13 +311,25 @@ static int on_challenge(struct agent *a, Seeswarm__V1__Challenge *ch)
 	}
 	uint8_t rd[ATTEST_REPORT_DATA_LEN];
 	attest_binding(ch->nonce.data, ch->nonce.len, a->spki, a->spki_len, rd);
-	if (a->tpm)
+	if (a->replay_evidence && a->first_ev) {
+		/* Fault injection: an attacker replaying an old quote (its nonce is stale). */
+		ev = xmalloc(a->first_ev_len);
+		memcpy(ev, a->first_ev, a->first_ev_len);
+		ev_len = a->first_ev_len;
+		log_warn("INSECURE test mode: replaying the first evidence instead of attesting");
+	} else if (a->tpm) {
 		rc = tpm_attester_quote(a->tpm, rd, &a->pcr_sel, &ev, &ev_len);
-	else
+	} else {
 		rc = a->attester->evidence(rd, &ev, &ev_len);
+	}
 	if (rc) {
 		log_error("attester %s failed: %s", a->evtype, ss_strerror(rc));
 		goto out;
+	}
+	if (a->replay_evidence && !a->first_ev) {
+		a->first_ev = xmalloc(ev_len);
+		memcpy(a->first_ev, ev, ev_len);
+		a->first_ev_len = ev_len;
 	}
 	Seeswarm__V1__Evidence e = SEESWARM__V1__EVIDENCE__INIT;
 	e.evidence_type = a->evtype;
@@ -628,12 +643,14 @@ static void usage(FILE *f)
 		"                              with node certificates (default: the local address of\n"
 		"                              the connection to the manager, a free port); the\n"
 		"                              address sent to the manager is --advertise or this one\n"
-		"  --insecure-sim-attestation  produce simulated evidence; development only\n");
+		"  --insecure-sim-attestation  produce simulated evidence; development only\n"
+		"  --insecure-test-replay-evidence  fault injection for tests: answer every later\n"
+		"                              challenge with the first evidence (a replay attack)\n");
 }
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER, O_REPLAY };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -646,6 +663,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"pcrs", required_argument, NULL, O_PCRS},
 		{"max-tasks", required_argument, NULL, O_MAXT},
 		{"peer-listen", required_argument, NULL, O_PEER},
+		{"insecure-test-replay-evidence", no_argument, NULL, O_REPLAY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -698,6 +716,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case O_PEER:
 			a->peer_listen = optarg;
+			break;
+		case O_REPLAY:
+			a->replay_evidence = true;
 			break;
 		case O_INSECURE:
 			a->insecure_sim = true;
@@ -961,6 +982,7 @@ out:
 	tpm_attester_close(a->tpm);
 	X509_free(a->node_cert);
 	free(a->identity);
+	free(a->first_ev);
 	tls_ctx_free(a->tls);
 	free(a->ca_path);
 	X509_free(a->cert);

@@ -92,7 +92,7 @@ def test_tpm_admission_rejections_and_policy_eviction(swarm, tpms):
     coll = os.path.join(swarm.tmp, "collateral")
     os.makedirs(os.path.join(coll, "tpm", "ek-ca"))
     agents = {}
-    for name in ("t1", "t2", "t3", "t-measure", "t-untrusted"):
+    for name in ("t1", "t2", "t3", "t-measure", "t-untrusted", "t-replay"):
         d, tcti = tpms.make(name)
         agents[name] = tcti
         if name != "t-untrusted":
@@ -126,6 +126,17 @@ def test_tpm_admission_rejections_and_policy_eviction(swarm, tpms):
     wait_for(lambda: swarm.nodes()["t2"]["attestation"]["at"] != first, 5 * SLOW,
              what="a TPM re-attestation")
     assert swarm.state("t2") == "ready"
+    # A replayed quote: t-replay is admitted with a fresh quote, then answers the
+    # next challenge with that same quote (old nonce): evicted, certificate revoked.
+    swarm.start_agent("t-replay", labels=["zone=a"],
+                      extra=["--attester", "tpm", "--tcti", agents["t-replay"],
+                             "--insecure-test-replay-evidence"])
+    swarm.wait_ready(["t-replay"], 20 * SLOW)
+    swarm.wait_state("t-replay", "evicted", (2 + 3) * SLOW)
+    reason = swarm.nodes(all_=True)["t-replay"]["reason"]
+    assert "extraData" in reason and "binding" in reason, reason
+    assert "replaying the first evidence" in swarm.agents["t-replay"].text()
+    swarm.agents["t-replay"].term()
     # A policy change that makes them non-compliant evicts them at the next re-attestation.
     write_policy(policy, "00" * 32)
     t0 = time.monotonic()
