@@ -1140,6 +1140,10 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
+	/* Where its outputs live matters no more (unless another job protects one). */
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
+			replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct task *t = &jb->tasks[i];
 		store_del(j->env.store, "tasks", t->id);
@@ -1674,6 +1678,7 @@ void jobs_node_admitted(struct jobs *j, struct node *n, Seeswarm__V1__TaskRef *c
 			size_t n_refs)
 {
 	sched_sync(j, n);
+	replicas_node_changed(j->repl, n); /* a possible repair target */
 	n->peers_sent = 0; /* a new session: its peer list goes out again */
 	struct task *t = j->active;
 	while (t) {
@@ -2284,8 +2289,8 @@ json_t *jobs_task_logs(struct jobs *j, const char *task_id)
 
 void jobs_blob_added(struct jobs *j, const uint8_t digest[SHA256_LEN], uint64_t size)
 {
-	(void)digest;
 	(void)size;
+	replicas_blob_added(j->repl, digest);
 	kick(j);
 }
 

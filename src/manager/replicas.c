@@ -36,6 +36,8 @@ struct replicas {
 	struct rblob *buckets[NBUCKETS];
 	unsigned want;
 	uint32_t inflight;
+	bool dirty;               /* something changed since the last repair pass */
+	uint64_t last_pass_ms;
 	struct replicas_stats st;
 };
 
@@ -57,6 +59,7 @@ static struct rblob *find(struct replicas *r, const uint8_t d[SHA256_LEN])
 static struct rblob *get(struct replicas *r, const uint8_t d[SHA256_LEN], uint64_t size)
 {
 	struct rblob *b = find(r, d);
+	r->dirty = true;
 	if (b)
 		return b;
 	b = xcalloc(1, sizeof *b);
@@ -190,6 +193,7 @@ void replicas_free(struct replicas *r)
 
 void replicas_set_want(struct replicas *r, unsigned want)
 {
+	r->dirty = true;
 	r->want = want > REPLICAS_MAX ? REPLICAS_MAX : want;
 }
 
@@ -212,6 +216,15 @@ void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint
 	struct rblob *b = get(r, digest, size);
 	if (b->refs++ == 0)
 		r->st.critical++;
+}
+
+void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	struct rblob *b = find(r, digest);
+	if (!b || b->refs > 0)
+		return;
+	b->n_holders = 0;
+	save(r, b); /* deletes the record and b */
 }
 
 void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN])
@@ -240,6 +253,7 @@ static bool gone(const struct node *n)
 
 void replicas_node_changed(struct replicas *r, const struct node *n)
 {
+	r->dirty = true; /* a node that became ready may be a target */
 	if (!n || !gone(n))
 		return;
 	for (size_t k = 0; k < NBUCKETS; k++) {
@@ -389,6 +403,10 @@ static void request(struct replicas *r, struct rblob *b, struct node *target, ui
 
 void replicas_tick(struct replicas *r, uint64_t now_ms)
 {
+	if (!r->dirty && r->inflight == 0 && now_ms - r->last_pass_ms < 60000)
+		return;
+	r->dirty = false;
+	r->last_pass_ms = now_ms;
 	size_t n_all = 0;
 	struct node **all = NULL;
 	uint64_t under = 0;
@@ -417,6 +435,12 @@ void replicas_tick(struct replicas *r, uint64_t now_ms)
 	free(all);
 }
 
+void replicas_blob_added(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	if (find(r, digest))
+		r->dirty = true;
+}
+
 void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__BlobStored *m)
 {
 	struct rblob *b = find(r, m->digest.data);
@@ -432,6 +456,7 @@ void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__
 		b->target[0] = '\0';
 		r->inflight--;
 	}
+	r->dirty = true;
 	if (m->error || m->size != b->size) {
 		if (m->error)
 			log_warn("replicas: %s could not keep blob %.16s: %s (%.200s)", n->id, hex,

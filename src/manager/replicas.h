@@ -18,7 +18,9 @@
  * fetches from them (or from the manager's copy) and answers BlobStored. A
  * node that goes down, is evicted, leaves or is rejected stops counting as a
  * holder at once, which triggers the repair; a request that fails or is not
- * answered within its deadline is retried on another node.
+ * answered within its deadline is retried on another node. A repair pass
+ * walks the records only when something changed since the last one (or a
+ * request is in flight, or a minute passed).
  *
  * Loop affinity: everything runs on the manager's loop thread.
  */
@@ -78,6 +80,12 @@ void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_
 void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size);
 /* A job that protected the blob is forgotten. */
 void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+/*
+ * Forgets where an unprotected blob lives (the job that made it is
+ * forgotten), so that records do not outlive their jobs. A protected blob
+ * keeps its record.
+ */
+void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 
 /*
  * A node's state changed. A node that can no longer serve (down, evicted,
@@ -104,6 +112,9 @@ bool replicas_alive(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 /* The recorded holders (any state), up to max ids borrowed from r. Returns how many. */
 size_t replicas_holders(struct replicas *r, const uint8_t digest[SHA256_LEN], const char **out,
 			size_t max);
+
+/* The manager's own store gained the blob: a copy nobody else had can now be repaired. */
+void replicas_blob_added(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 
 /* Handles MSG_BLOB_STORED from node n (msg is borrowed). */
 void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__BlobStored *m);

@@ -628,6 +628,9 @@ static void test_manager_copy_is_last_resort(void **state)
 	put_blob(f, content, got);
 	assert_memory_equal(got, d, SHA256_LEN);
 	replicas_tick(f->r, T0 + 1000);
+	assert_int_equal(f->n_sent, 0); /* nothing changed that the tracker knows of */
+	replicas_blob_added(f->r, d);
+	replicas_tick(f->r, T0 + 2000);
 	assert_int_equal(f->n_sent, 1);
 	assert_int_equal(f->sent[0].n_sources, 0);
 	assert_memory_equal(f->sent[0].digest, d, SHA256_LEN);
@@ -723,6 +726,25 @@ static void test_empty_record_dropped_on_load(void **state)
 	assert_int_equal(store_get(f->store, "replicas", hex, &v, NULL), SS_ENOTFOUND);
 }
 
+/* Forgetting a forgotten job's outputs drops unprotected records only. */
+static void test_forget_keeps_protected_records(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	uint8_t loose[SHA256_LEN], kept[SHA256_LEN];
+	digest_of("loose", loose);
+	digest_of("kept", kept);
+	replicas_hold(f->r, loose, 10, "a");
+	replicas_hold(f->r, kept, 10, "a");
+	replicas_protect(f->r, kept, 10);
+	replicas_forget(f->r, loose);
+	replicas_forget(f->r, kept);
+	assert_holders(f, loose, (const char *const[]){ NULL });
+	assert_null(replicas_json(f->r, loose));
+	assert_holders(f, kept, (const char *const[]){ "a", NULL });
+	assert_int_equal(replicas_stats(f->r)->blobs, 1);
+}
+
 int main(void)
 {
 	log_init("test", LOG_ERROR);
@@ -748,6 +770,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_late_error_counts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_size_is_a_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_record_dropped_on_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forget_keeps_protected_records, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("replicas", tests, NULL, NULL);
 }
