@@ -234,6 +234,21 @@ static bool task_ref_ok(const char *task_id, uint32_t attempt)
 	return ident_valid(job) && attempt >= 1 && attempt <= 100000;
 }
 
+/*
+ * argv and env strings: any bytes (a shell script has newlines and tabs),
+ * bounded in count and length. The job spec accepts the same, so a job the
+ * manager accepted never breaks the agent's decoder.
+ */
+static bool args_ok(char *const *v, size_t n, size_t max_n, size_t max_len)
+{
+	if (n > max_n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i] || strnlen(v[i], max_len + 1) > max_len)
+			return false;
+	return true;
+}
+
 static bool strs_ok(char *const *v, size_t n, size_t max_n, size_t max_len)
 {
 	if (n > max_n)
@@ -266,10 +281,10 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 		return "task_dispatch: task_id does not belong to job_id";
 	if (!str_ok(d->name, 127))
 		return "task_dispatch: invalid name";
-	if (d->n_argv == 0 || !strs_ok(d->argv, d->n_argv, MSG_MAX_ARGS, MSG_MAX_ARG))
-		return "task_dispatch: argv empty, too long or not printable";
-	if (!strs_ok(d->env, d->n_env, MSG_MAX_ENV, MSG_MAX_ARG))
-		return "task_dispatch: env too long or not printable";
+	if (d->n_argv == 0 || !args_ok(d->argv, d->n_argv, MSG_MAX_ARGS, MSG_MAX_ARG))
+		return "task_dispatch: argv empty or too long";
+	if (!args_ok(d->env, d->n_env, MSG_MAX_ENV, MSG_MAX_ARG))
+		return "task_dispatch: env too long";
 	for (size_t i = 0; i < d->n_env; i++)
 		if (!strchr(d->env[i], '='))
 			return "task_dispatch: env entry without '='";

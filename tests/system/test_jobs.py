@@ -387,3 +387,48 @@ def test_finished_jobs_are_forgotten_after_the_retention(swarm):
     listed = [x["id"] for x in swarm.get_json("/v1/jobs")["jobs"]]
     assert listed == [running["id"]], listed
     swarm.request("DELETE", f"/v1/jobs/{running['id']}")
+
+
+def test_concurrent_tasks_cannot_reach_each_other(swarm):
+    """Tasks without network share one empty network namespace on the agent
+    (where Landlock allows it): two tasks running at once must still not reach
+    each other over an abstract unix socket, TCP or UDP on loopback."""
+    start(swarm, 1)
+    listen = ("import socket,time\n"
+              "r=[]\n"
+              "a=socket.socket(socket.AF_UNIX); a.bind('\\0ss-peer-test'); a.listen()\n"
+              "for fam,kind in ((socket.AF_INET,socket.SOCK_STREAM),(socket.AF_INET,socket.SOCK_DGRAM)):\n"
+              "  s=socket.socket(fam,kind)\n"
+              "  try:\n"
+              "    s.bind(('127.0.0.1',47123)); r.append('bound')\n"
+              "    if kind==socket.SOCK_STREAM: s.listen()\n"
+              "  except OSError as e: r.append('nobind')\n"
+              "open('/out/r','w').write(' '.join(r)); time.sleep(4)\n")
+    probe = ("import socket,time\n"
+             "time.sleep(1.5); r=[]\n"
+             "u=socket.socket(socket.AF_UNIX)\n"
+             "try: u.connect('\\0ss-peer-test'); r.append('UNIX-CONNECTED')\n"
+             "except OSError: r.append('unix-refused')\n"
+             "t=socket.socket(); t.settimeout(2)\n"
+             "try: t.connect(('127.0.0.1',47123)); r.append('TCP-CONNECTED')\n"
+             "except OSError: r.append('tcp-refused')\n"
+             "d=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+             "try: d.sendto(b'x',('127.0.0.1',47123)); r.append('udp-sent')\n"
+             "except OSError: r.append('udp-refused')\n"
+             "open('/out/r','w').write(' '.join(r))\n")
+    spec = {"name": "isolation", "tasks": [
+        {"name": "listen", "command": ["/usr/bin/python3", "-c", listen], "outputs": ["r"],
+         "resources": {"cpu": 0.1, "memory": "64M"}, "retries": 0},
+        {"name": "probe", "command": ["/usr/bin/python3", "-c", probe], "outputs": ["r"],
+         "resources": {"cpu": 0.1, "memory": "64M"}, "retries": 0}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    ts = tasks(swarm, j["id"])
+    # They overlapped on the one agent.
+    assert ts["probe"]["start_ms"] < ts["listen"]["end_ms"], (ts["probe"], ts["listen"])
+    probe_r = get_blob(swarm, ts["probe"]["outputs"][0]["digest"]).decode()
+    listen_r = get_blob(swarm, ts["listen"]["outputs"][0]["digest"]).decode()
+    assert "CONNECTED" not in probe_r, probe_r
+    assert "unix-refused" in probe_r and "tcp-refused" in probe_r, probe_r
+    assert "udp-refused" in probe_r, probe_r  # loopback is down in the shared namespace
+    assert listen_r.split()[0] == "nobind", listen_r  # Landlock: no TCP bind without network
+    # The commands above are multi-line scripts: argv may hold any bytes.

@@ -436,6 +436,27 @@ static void test_task_dispatch_bounds(void **state)
 	assert_int_equal(round_trip(&d.base, MSG_TASK_DISPATCH, &m, &why), 0);
 	assert_string_equal(((Seeswarm__V1__TaskDispatch *)m)->task_id, "j-1.4");
 	msg_free(m);
+	/* A script in argv has newlines and tabs: accepted, as the job spec accepts it. */
+	argv[1] = "-c\n\techo a\necho b";
+	assert_int_equal(round_trip(&d.base, MSG_TASK_DISPATCH, &m, &why), 0);
+	msg_free(m);
+	argv[1] = "-c";
+	/* A bundle needs its code digest; a bundle digest needs a bundle. */
+	Seeswarm__V1__TaskInput bun = SEESWARM__V1__TASK_INPUT__INIT;
+	bun.name = "bundle";
+	bun.digest.data = dg;
+	bun.digest.len = 32;
+	bun.size = 100;
+	d.bundle = &bun;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "invalid bundle");
+	d.bundle_digest.data = dg;
+	d.bundle_digest.len = 32;
+	assert_int_equal(round_trip(&d.base, MSG_TASK_DISPATCH, &m, &why), 0);
+	msg_free(m);
+	d.bundle = NULL;
+	expect_reject(&d.base, MSG_TASK_DISPATCH, "bundle_digest without a bundle");
+	d.bundle_digest.len = 0;
+	d.bundle_digest.data = NULL;
 	d.task_id = "j-2.4";
 	expect_reject(&d.base, MSG_TASK_DISPATCH, "does not belong");
 	d.task_id = "j-1.x";
