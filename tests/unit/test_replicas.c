@@ -221,6 +221,19 @@ static void put_blob(struct fx *f, const char *content, uint8_t d[SHA256_LEN])
 	assert_int_equal(blob_writer_commit(w, d), 0);
 }
 
+/* Protects n blobs ("blob-0", ...) of 100 bytes, each held by node a. */
+static void protect_many(struct fx *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		uint8_t d[SHA256_LEN];
+		snprintf(name, sizeof name, "blob-%d", i);
+		digest_of(name, d);
+		replicas_protect(f->r, d, 100);
+		replicas_hold(f->r, d, 100, "a");
+	}
+}
+
 static void test_repair_prefers_new_zone_one_in_flight(void **state)
 {
 	struct fx *f = *state;
@@ -251,14 +264,7 @@ static void test_new_zone_wins_for_every_digest(void **state)
 {
 	struct fx *f = *state;
 	three_nodes(f);
-	for (int i = 0; i < 16; i++) {
-		char name[16];
-		uint8_t d[SHA256_LEN];
-		snprintf(name, sizeof name, "blob-%d", i);
-		digest_of(name, d);
-		replicas_protect(f->r, d, 100);
-		replicas_hold(f->r, d, 100, "a");
-	}
+	protect_many(f, 16);
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 16);
 	for (size_t i = 0; i < f->n_sent; i++)
@@ -272,14 +278,7 @@ static void test_never_asks_holder_or_drained(void **state)
 	add_node(f, "a", "z1", 7001);
 	add_node(f, "b", "z1", 7002);
 	add_node(f, "c", "z2", 7003)->draining = true;
-	for (int i = 0; i < 16; i++) {
-		char name[16];
-		uint8_t d[SHA256_LEN];
-		snprintf(name, sizeof name, "blob-%d", i);
-		digest_of(name, d);
-		replicas_protect(f->r, d, 100);
-		replicas_hold(f->r, d, 100, "a");
-	}
+	protect_many(f, 16);
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 16);
 	for (size_t i = 0; i < f->n_sent; i++)
@@ -291,14 +290,7 @@ static void test_inflight_cap(void **state)
 {
 	struct fx *f = *state;
 	three_nodes(f);
-	for (int i = 0; i < REPLICAS_INFLIGHT + 6; i++) {
-		char name[16];
-		uint8_t d[SHA256_LEN];
-		snprintf(name, sizeof name, "blob-%d", i);
-		digest_of(name, d);
-		replicas_protect(f->r, d, 100);
-		replicas_hold(f->r, d, 100, "a");
-	}
+	protect_many(f, REPLICAS_INFLIGHT + 6);
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, REPLICAS_INFLIGHT);
 	assert_int_equal(replicas_stats(f->r)->under, REPLICAS_INFLIGHT + 6);
