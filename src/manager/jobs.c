@@ -703,15 +703,8 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 			inline_used += size;
 		} else {
 			/* The agent asks the holders first; the manager's copy is the fallback. */
-			struct node *hv[MSG_MAX_SOURCES];
-			size_t nh = replicas_sources(j->repl, digests[i], n->id, hv, MSG_MAX_SOURCES);
-			for (size_t h = 0; h < nh; h++) {
-				Seeswarm__V1__BlobSource *bs = &srcs[i * MSG_MAX_SOURCES + h];
-				seeswarm__v1__blob_source__init(bs);
-				bs->node_id = hv[h]->id;
-				bs->addr = hv[h]->advertise;
-				srcp[i * MSG_MAX_SOURCES + h] = bs;
-			}
+			size_t nh = replicas_source_msgs(j->repl, digests[i], n->id, &srcs[i * MSG_MAX_SOURCES],
+							 &srcp[i * MSG_MAX_SOURCES], MSG_MAX_SOURCES);
 			in->sources = nh ? &srcp[i * MSG_MAX_SOURCES] : NULL;
 			in->n_sources = nh;
 		}
@@ -722,14 +715,7 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	Seeswarm__V1__BlobSource bsrc[MSG_MAX_SOURCES], *bsrcp[MSG_MAX_SOURCES];
 	if (s->has_bundle) {
 		/* The code's tar, fetched like an input (never inline: agents cache it unpacked). */
-		struct node *hv[MSG_MAX_SOURCES];
-		size_t nh = replicas_sources(j->repl, s->bundle_blob, n->id, hv, MSG_MAX_SOURCES);
-		for (size_t h = 0; h < nh; h++) {
-			seeswarm__v1__blob_source__init(&bsrc[h]);
-			bsrc[h].node_id = hv[h]->id;
-			bsrc[h].addr = hv[h]->advertise;
-			bsrcp[h] = &bsrc[h];
-		}
+		size_t nh = replicas_source_msgs(j->repl, s->bundle_blob, n->id, bsrc, bsrcp, MSG_MAX_SOURCES);
 		bin.name = "bundle";
 		bin.digest.data = (uint8_t *)s->bundle_blob;
 		bin.digest.len = SHA256_LEN;

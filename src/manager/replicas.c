@@ -294,6 +294,21 @@ size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], co
 	return n;
 }
 
+size_t replicas_source_msgs(struct replicas *r, const uint8_t digest[SHA256_LEN],
+			    const char *exclude_node, Seeswarm__V1__BlobSource *src,
+			    Seeswarm__V1__BlobSource **srcp, size_t max)
+{
+	struct node *hv[MSG_MAX_SOURCES];
+	size_t n = replicas_sources(r, digest, exclude_node, hv, max < MSG_MAX_SOURCES ? max : MSG_MAX_SOURCES);
+	for (size_t i = 0; i < n; i++) {
+		seeswarm__v1__blob_source__init(&src[i]);
+		src[i].node_id = hv[i]->id;
+		src[i].addr = hv[i]->advertise;
+		srcp[i] = &src[i];
+	}
+	return n;
+}
+
 bool replicas_alive(struct replicas *r, const uint8_t digest[SHA256_LEN])
 {
 	struct rblob *b = find(r, digest);
@@ -374,14 +389,7 @@ static void request(struct replicas *r, struct rblob *b, struct node *target, ui
 {
 	Seeswarm__V1__BlobReplicate m = SEESWARM__V1__BLOB_REPLICATE__INIT;
 	Seeswarm__V1__BlobSource src[MSG_MAX_SOURCES], *srcp[MSG_MAX_SOURCES];
-	struct node *holders[MSG_MAX_SOURCES];
-	size_t ns = replicas_sources(r, b->digest, target->id, holders, MSG_MAX_SOURCES);
-	for (size_t i = 0; i < ns; i++) {
-		seeswarm__v1__blob_source__init(&src[i]);
-		src[i].node_id = holders[i]->id;
-		src[i].addr = holders[i]->advertise;
-		srcp[i] = &src[i];
-	}
+	size_t ns = replicas_source_msgs(r, b->digest, target->id, src, srcp, MSG_MAX_SOURCES);
 	m.digest.data = b->digest;
 	m.digest.len = SHA256_LEN;
 	m.size = b->size;

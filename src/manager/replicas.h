@@ -103,6 +103,14 @@ size_t replicas_sources(struct replicas *r, const uint8_t digest[SHA256_LEN], co
 			struct node **out, size_t max);
 
 /*
+ * The same holders as message entries: fills src[0..n) (their strings are
+ * borrowed from the node records) and srcp[i] = &src[i]. Returns n.
+ */
+size_t replicas_source_msgs(struct replicas *r, const uint8_t digest[SHA256_LEN],
+			    const char *exclude_node, Seeswarm__V1__BlobSource *src,
+			    Seeswarm__V1__BlobSource **srcp, size_t max);
+
+/*
  * True when a holder of the blob has not gone away (its node is ready or
  * suspect, connected or not: after a manager restart agents reconnect over
  * a few seconds, and their blobs are still there).
