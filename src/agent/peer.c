@@ -88,14 +88,6 @@ static void handle_gone(struct peer *p)
 		peer_free(p);
 }
 
-static void send_error(struct conn *c, int code, const char *why)
-{
-	Seeswarm__V1__Error e = SEESWARM__V1__ERROR__INIT;
-	e.code = (uint32_t)-code;
-	e.message = (char *)why;
-	conn_send(c, MSG_ERROR, &e.base);
-}
-
 /* Checks the verified peer certificate against the rules in peer.h; NULL when it passes. */
 static const char *check_peer(struct peer_link *l)
 {
@@ -124,7 +116,7 @@ static void on_open(struct conn *c)
 	if (why) {
 		p->st.refused++;
 		log_warn("peer %s (%s): %s; closing", conn_peer(c), l->out ? l->node : "incoming", why);
-		send_error(c, SS_EAUTH, why);
+		conn_send_error(c, SS_EAUTH, why);
 		conn_close(c, SS_EAUTH, why);
 		return;
 	}
@@ -176,7 +168,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	int rc = msg_decode(type, payload, len, &m, &why);
 	if (rc) {
 		log_warn("peer %s: bad message: %s", l->node, why);
-		send_error(c, rc, why);
+		conn_send_error(c, rc, why);
 		return rc;
 	}
 	if (!l->out && type == MSG_BLOB_GET) {
@@ -214,7 +206,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	}
 	log_warn("peer %s: unexpected %s message on a peer link", l->node, msg_type_name(type));
 	msg_free(m);
-	send_error(c, SS_EPROTO, "unexpected message on a peer link");
+	conn_send_error(c, SS_EPROTO, "unexpected message on a peer link");
 	return SS_EPROTO;
 }
 

@@ -277,14 +277,6 @@ static void on_prepare(uv_prepare_t *h)
 
 /* ---- protocol --------------------------------------------------------- */
 
-static void send_error(struct conn *c, int code, const char *why)
-{
-	Seeswarm__V1__Error e = SEESWARM__V1__ERROR__INIT;
-	e.code = (uint32_t)-code;
-	e.message = (char *)why;
-	conn_send(c, MSG_ERROR, &e.base);
-}
-
 static void reject(struct session *s, const char *reason, uint32_t retry_ms)
 {
 	struct manager *m = s->m;
@@ -491,7 +483,7 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 		char why[128];
 		snprintf(why, sizeof why, "unsupported protocol version %u (this manager speaks %d)",
 			 h->protocol_version, PROTOCOL_VERSION);
-		send_error(s->conn, SS_EVERSION, why);
+		conn_send_error(s->conn, SS_EVERSION, why);
 		conn_close(s->conn, SS_EVERSION, why);
 		msg_free(&h->base);
 		return 0;
@@ -1067,7 +1059,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		char text[160];
 		snprintf(text, sizeof text, "%s (type %u, %u bytes)", why, type, len);
 		s->m->mx.protocol_errors++;
-		send_error(c, rc, text);
+		conn_send_error(c, rc, text);
 		conn_close(c, rc, text);
 		return 0;
 	}
@@ -1100,7 +1092,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		snprintf(text, sizeof text, "unexpected %s message in this state", msg_type_name(type));
 		s->m->mx.protocol_errors++;
 		msg_free(msg);
-		send_error(c, SS_EPROTO, text);
+		conn_send_error(c, SS_EPROTO, text);
 		conn_close(c, SS_EPROTO, text);
 		return 0;
 	}
@@ -1121,7 +1113,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		int jr = jobs_on_message(s->m->jobs, s->node, type, msg);
 		if (jr) {
 			s->m->mx.protocol_errors++;
-			send_error(c, jr, "task protocol violation");
+			conn_send_error(c, jr, "task protocol violation");
 			conn_close(c, jr, "task protocol violation");
 		}
 		return 0;

@@ -407,6 +407,14 @@ int conn_send(struct conn *c, uint16_t type, const ProtobufCMessage *msg)
 	return rc;
 }
 
+int conn_send_error(struct conn *c, int code, const char *why)
+{
+	Seeswarm__V1__Error e = SEESWARM__V1__ERROR__INIT;
+	e.code = (uint32_t)-code;
+	e.message = (char *)why;
+	return conn_send(c, MSG_ERROR, &e.base);
+}
+
 void *conn_data(const struct conn *c)
 {
 	return c->data;

@@ -53,6 +53,8 @@ int conn_connect(uv_loop_t *loop, const struct sockaddr *addr, struct tls_ctx *c
 
 /* Packs msg, frames it as type and queues it. SS_ECLOSED once closing. */
 int conn_send(struct conn *c, uint16_t type, const ProtobufCMessage *msg);
+/* Sends an Error message (code is an SS_E* value, why its reason) before a close. */
+int conn_send_error(struct conn *c, int code, const char *why);
 /* Queues an already framed byte string (used by tests and the load generator). */
 int conn_send_bytes(struct conn *c, const void *data, size_t len);
 
