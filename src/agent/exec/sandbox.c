@@ -23,9 +23,18 @@
  *     whole tree, and to the cgroup); reads cgroup usage; copies
  *     the outputs out with bounds; returns the cgroup to the pool.
  *
- * The child runs between clone and execve in a copy of a possibly
- * multi-threaded process, so it makes only system calls: every string it
- * needs is built by the parent beforehand.
+ * The child runs between clone and execve in the agent's own address space
+ * (CLONE_VM|CLONE_VFORK, on a stack of its own, with every signal blocked
+ * until its handlers are reset): copying the agent's page tables for every
+ * task, and faulting them back in, cost more than the rest of the sandbox.
+ * The calling thread sleeps until the child has called execve or exited, so
+ * the child may only make system calls: every string it needs is built by
+ * the parent beforehand, it allocates nothing and it touches no memory but
+ * its stack and the plan. Switching to the sandbox uid clears the dumpable
+ * flag of the mm that every such child shares, which makes /proc/self root's
+ * and would stop another child from writing its id maps; so each child holds
+ * a process-wide OFD lock (released by close, exec or death) from the uid
+ * switch until its maps are written and the flag is set again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -73,6 +82,7 @@
 #define MAX_CG_FDS 4
 #define POOL_MAX 16
 #define OUT_MAX_DEPTH 8
+#define CHILD_STACK (256 * 1024)
 
 /* ---- sandbox factory --------------------------------------------------- */
 
@@ -104,6 +114,18 @@ struct exec_sandbox {
 	char describe[256];
 };
 
+/* The lock around the id-map window (see the top of this file): a memfd that each child reopens. */
+static pthread_once_t idlock_once = PTHREAD_ONCE_INIT;
+static char idlock_path[48];
+
+static void idlock_init(void)
+{
+	int fd = memfd_create("seeswarm-idmap-lock", MFD_CLOEXEC);
+	if (fd < 0)
+		fatal("exec: memfd_create: %s", strerror(errno));
+	snprintf(idlock_path, sizeof(idlock_path), "/proc/self/fd/%d", fd);
+}
+
 static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"};
 
 int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *opts)
@@ -118,6 +140,7 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 		rc = SS_EPERM;
 		goto out;
 	}
+	pthread_once(&idlock_once, idlock_init);
 	sb->state_dir = xstrdup(opts && opts->state_dir ? opts->state_dir : "/run/seeswarm-exec");
 	sb->root_mnt = xasprintf("%s/root", sb->state_dir);
 	if ((rc = dir_ensure(sb->root_mnt, 0755)))
@@ -435,8 +458,13 @@ static void child_mounts(const struct plan *p)
 		child_fail(p, ST_PIVOT, errno);
 }
 
-static void child_identity(const struct plan *p)
+/* Takes and releases the id-map lock through lock_fd, the child's own open file description. */
+static void child_identity(const struct plan *p, int lock_fd)
 {
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	while (fcntl(lock_fd, F_OFD_SETLKW, &fl) < 0)
+		if (errno != EINTR)
+			child_fail(p, ST_IDS, errno);
 	/*
 	 * Raw system calls: glibc's set*id() would try to synchronise the
 	 * parent's other threads, which do not exist in this child, and hang.
@@ -456,6 +484,7 @@ static void child_identity(const struct plan *p)
 		child_fail(p, ST_IDMAP, errno);
 	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
 		child_fail(p, ST_IDMAP, errno);
+	close(lock_fd);
 
 	/* uid 0 in the namespace must never regain capabilities through exec. */
 	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
@@ -480,6 +509,10 @@ static _Noreturn void child_main(const struct plan *p)
 {
 	/* A dying agent takes its tasks with it. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	/* A description of our own, opened while /proc is the host's. */
+	int lock_fd = open(idlock_path, O_RDWR | O_CLOEXEC);
+	if (lock_fd < 0)
+		child_fail(p, ST_IDS, errno);
 	for (int i = 0; i < p->n_cg; i++)
 		if (write(p->cg_fds[i], "0", 1) != 1)
 			child_fail(p, ST_CGROUP, errno);
@@ -488,7 +521,7 @@ static _Noreturn void child_main(const struct plan *p)
 		child_fail(p, ST_PRIVATE, errno);
 	child_mounts(p);
 	umask(022);
-	child_identity(p);
+	child_identity(p, lock_fd);
 
 	struct rlimit rl;
 	rl.rlim_cur = rl.rlim_max = 0;
@@ -519,11 +552,12 @@ static _Noreturn void child_main(const struct plan *p)
 			child_fail(p, ST_LANDLOCK, -r);
 	}
 
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	/* Handlers first: until they are reset, a signal would run the agent's code here. */
 	for (int s = 1; s < NSIG; s++)
 		signal(s, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	int nfd = open("/dev/null", O_RDONLY);
 	if (nfd < 0 || dup2(nfd, 0) < 0 || dup2(p->out_w, 1) < 0 || dup2(p->err_w, 2) < 0)
 		child_fail(p, ST_STDIO, errno);
@@ -542,7 +576,46 @@ static _Noreturn void child_main(const struct plan *p)
 	child_fail(p, ST_EXEC, err);
 }
 
+static int child_entry(void *arg)
+{
+	child_main(arg);
+}
+
 /* ---- parent helpers ---------------------------------------------------- */
+
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+static pthread_key_t stack_key;
+
+static void stack_free(void *s)
+{
+	munmap(s, CHILD_STACK);
+}
+
+static void stack_key_init(void)
+{
+	if (pthread_key_create(&stack_key, stack_free))
+		fatal("exec: pthread_key_create failed");
+}
+
+/*
+ * Returns the top of the calling thread's child stack, mapped on first use
+ * with a guard page below it and unmapped when the thread exits. One per
+ * thread is enough: with CLONE_VFORK a thread has one child on it at a time.
+ */
+static void *child_stack_top(void)
+{
+	pthread_once(&stack_once, stack_key_init);
+	char *s = pthread_getspecific(stack_key);
+	if (!s) {
+		s = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+		if (s == MAP_FAILED || mprotect(s, 4096, PROT_NONE) < 0)
+			fatal("exec: cannot map a stack for the sandbox child: %s", strerror(errno));
+		if (pthread_setspecific(stack_key, s))
+			fatal("exec: pthread_setspecific failed");
+	}
+	return s + CHILD_STACK;
+}
 
 static void res_msg(struct exec_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void res_msg(struct exec_result *res, const char *fmt, ...)
@@ -1216,10 +1289,12 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	struct timespec ts0;
 	clock_gettime(CLOCK_MONOTONIC, &ts0);
 	res->start_ms = time_wall_ms();
-	pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
-	if (pid == 0)
-		child_main(&p);
+	sigset_t all, old_mask;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+	pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), &p);
 	int clone_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
 		fatal("exec: cannot return to the host network namespace: %s", strerror(errno));
 	if (pid < 0) {
