@@ -5,8 +5,12 @@
  * A task cgroup is created below the cgroups this process is in (read from
  * /proc/self/cgroup), so a nested agent stays inside the limits it was
  * given. On v1 the counters can be reset, so the sandbox reuses cgroups
- * between tasks; exec_cgroup_begin() resets peak memory and CPU time and
- * snapshots the OOM and pids-limit event counters, which cannot be reset.
+ * between tasks; exec_cgroup_begin() resets peak memory and snapshots CPU
+ * time and the OOM and pids-limit event counters, which cannot be reset.
+ * A reused cgroup skips what it already has: limits equal to the ones it
+ * holds are not written again, and the counters exec_cgroup_usage() read
+ * at the end of the last task are the next task's baseline (an empty cgroup
+ * does not move them; exec_cgroup_kill() discards them).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +34,9 @@ struct exec_cgroup {
 	enum exec_cg_mode mode;
 	char *dir[C_COUNT]; /* per controller; on v2 all point at one path */
 	uint64_t oom0, pidsmax0, cpu0;
+	bool base_valid;              /* oom0, pidsmax0 and cpu0 hold the counters now */
+	bool limits_valid;            /* limits holds what the files hold */
+	struct exec_resources limits; /* memory_bytes, pids and cpu_millicores only */
 };
 
 /* Returns -errno for a failed call, never 0 (-EIO if errno was not set). */
@@ -254,6 +261,10 @@ int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *
 	char v[64];
 	int rc;
 
+	if (cg->limits_valid && cg->limits.memory_bytes == r->memory_bytes &&
+	    cg->limits.pids == r->pids && cg->limits.cpu_millicores == r->cpu_millicores)
+		return 0;
+	cg->limits_valid = false;
 	snprintf(v, sizeof(v), "%" PRIu64, r->memory_bytes);
 	if (cg->mode == EXEC_CG_V2) {
 		if (write_str(cg->dir[C_MEM], "memory.max", v) != 0)
@@ -267,7 +278,7 @@ int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *
 		else
 			snprintf(v, sizeof(v), "max 100000");
 		write_str(cg->dir[C_CPU], "cpu.max", v);
-		return 0;
+		goto done;
 	}
 	/* memsw must stay >= the memory limit at every step, so lift it first. */
 	write_str(cg->dir[C_MEM], "memory.memsw.limit_in_bytes", "-1");
@@ -288,6 +299,9 @@ int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *
 		if (write_str(cg->dir[C_CPU], "cpu.cfs_quota_us", v))
 			return SS_EIO;
 	}
+done:
+	cg->limits = *r;
+	cg->limits_valid = true;
 	return 0;
 }
 
@@ -302,8 +316,10 @@ int exec_cgroup_begin(struct exec_cgroup *cg)
 {
 	if (cg->mode == EXEC_CG_V1) {
 		write_str(cg->dir[C_MEM], "memory.max_usage_in_bytes", "0");
-		if (cg->dir[C_CPUACCT])
-			write_str(cg->dir[C_CPUACCT], "cpuacct.usage", "0");
+		if (cg->base_valid) {
+			cg->base_valid = false;
+			return 0;
+		}
 		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill");
 	} else {
 		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.events", "oom_kill");
@@ -351,7 +367,13 @@ int exec_cgroup_usage(struct exec_cgroup *cg, struct exec_usage *u)
 		u->peak_mem_bytes = read_u64(cg->dir[C_MEM], "memory.max_usage_in_bytes");
 		u->oom_kills = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill") - cg->oom0;
 	}
-	u->pids_limit_hit = read_keyed(cg->dir[C_PIDS], "pids.events", "max") > cg->pidsmax0;
+	uint64_t pidsmax = read_keyed(cg->dir[C_PIDS], "pids.events", "max");
+	u->pids_limit_hit = pidsmax > cg->pidsmax0;
+	/* The next task's baseline, kept only if the cgroup is already empty. */
+	cg->oom0 += u->oom_kills;
+	cg->pidsmax0 = pidsmax;
+	cg->cpu0 = cpu;
+	cg->base_valid = exec_cgroup_empty(cg);
 	return 0;
 }
 
@@ -388,6 +410,7 @@ static int kill_members(const char *dir)
 
 int exec_cgroup_kill(struct exec_cgroup *cg)
 {
+	cg->base_valid = false;
 	if (cg->mode == EXEC_CG_V2 && write_str(cg->dir[C_PIDS], "cgroup.kill", "1") == 0)
 		return 0;
 	return kill_members(cg->dir[C_PIDS]);

@@ -295,8 +295,9 @@ struct exec_sandbox_opts {
 
 /*
  * Prepares a sandbox factory: builds the seccomp filter, probes Landlock and
- * cgroups, and (with shared_netns) creates the empty network namespace.
- * Needs root. Returns SS_EPERM without it.
+ * cgroups, builds the template mount namespace every task copies, and (with
+ * shared_netns) creates the empty network namespace. Needs root. Returns
+ * SS_EPERM without it, SS_EIO when the template cannot be built.
  */
 int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *opts);
 void exec_sandbox_free(struct exec_sandbox *sb);

@@ -3,20 +3,24 @@
  * the agent's resource manager (exec_capacity).
  *
  * Order of construction (see docs/executor.md for what each layer stops):
- *   parent: bundle digest and allow-list; inputs copied into sealed memfds
- *           while hashing; a per-task cgroup with limits; pipes.
- *   clone(CLONE_NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET]) as real root; the child:
+ *   once, in exec_sandbox_new(): the template mount namespace (tmpl_mounts(),
+ *     in a child): a tmpfs root holding read-only, nosuid, nodev bind mounts
+ *     of the host's /usr, /etc (and the /bin, /lib ... symlinks or
+ *     directories), a read-only /dev and empty mount points, pivoted to and
+ *     kept as an nsfs descriptor.
+ *   per task, parent: bundle digest and allow-list; inputs copied into
+ *     sealed memfds while hashing; a pooled cgroup with the task's limits; a
+ *     detached read-only clone of the bundle's tree (open_tree); pipes.
+ *   clone(CLONE_NEWPID|NEWIPC|NEWUTS[|NEWNET]) as real root; the child:
  *     joins the cgroup (writes "0" to the cgroup.procs fds the parent opened);
- *     makes every mount private; builds a tmpfs root holding read-only,
- *     nosuid, nodev bind mounts of the host's /usr, /etc (and the /bin, /lib
- *     ... symlinks or directories), /bundle (read-only), a minimal /dev, a
- *     size-capped /tmp and /out, a read-only /in filled from the memfds, and
- *     a fresh /proc; passes an fd of /out to the parent (SCM_RIGHTS) so the
- *     outputs outlive the mount namespace; pivot_root; drops to the sandbox
- *     uid/gid and creates a user namespace that maps only that uid to 0;
- *     drops every capability and locks the securebits; rlimits;
- *     no_new_privs; Landlock; seccomp; execve. Any failure is written as
- *     {stage, errno} to a CLOEXEC pipe and the child exits 127.
+ *     enters the template namespace and unshares a copy of it; attaches the
+ *     bundle at /bundle; mounts size-capped /tmp and /out, a read-only /in
+ *     filled from the memfds and a fresh /proc; passes an fd of /out to the
+ *     parent (SCM_RIGHTS) so the outputs outlive the mount namespace; drops
+ *     to the sandbox uid/gid and creates a user namespace that maps only
+ *     that uid to 0; drops every capability and locks the securebits;
+ *     rlimits; no_new_privs; Landlock; seccomp; execve. Any failure is
+ *     written as {stage, errno} to a CLOEXEC pipe and the child exits 127.
  *   parent: polls stdout/stderr (capped), the error pipe, a pidfd and the
  *     cancellation token (spec->cancel) until exit, cancellation or the
  *     deadline (then SIGKILL to the pid-namespace init, which kills the
@@ -101,6 +105,7 @@ struct exec_sandbox {
 	enum exec_cg_mode cg_mode;
 	bool shared_netns;
 	int netns_fd, host_netns_fd;
+	int tmpl_fd; /* the template mount namespace (nsfs), see tmpl_build() */
 	int cap_last;
 	size_t capture;
 	uint8_t (*allow)[SHA256_LEN];
@@ -113,6 +118,8 @@ struct exec_sandbox {
 	unsigned long seq;
 	char describe[256];
 };
+
+static int tmpl_build(struct exec_sandbox *sb);
 
 /* The lock around the id-map window (see the top of this file): a memfd that each child reopens. */
 static pthread_once_t idlock_once = PTHREAD_ONCE_INIT;
@@ -135,7 +142,7 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 
 	*out = NULL;
 	pthread_mutex_init(&sb->lock, NULL);
-	sb->netns_fd = sb->host_netns_fd = -1;
+	sb->netns_fd = sb->host_netns_fd = sb->tmpl_fd = -1;
 	if (geteuid() != 0) {
 		rc = SS_EPERM;
 		goto out;
@@ -194,6 +201,8 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 		sb->n_ents++;
 	}
 
+	if ((rc = tmpl_build(sb)))
+		goto out;
 	if (opts && opts->shared_netns) {
 		if (sb->ll_abi < 6) {
 			log_warn("exec: a shared network namespace needs Landlock ABI >= 6 to keep "
@@ -240,6 +249,8 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 	}
 	if (sb->netns_fd >= 0)
 		close(sb->netns_fd);
+	if (sb->tmpl_fd >= 0)
+		close(sb->tmpl_fd);
 	if (sb->host_netns_fd >= 0)
 		close(sb->host_netns_fd);
 	exec_seccomp_free(sb->bpf);
@@ -264,7 +275,7 @@ enum stage {
 };
 
 static const char *const stage_names[ST_COUNT] = {
-	[ST_CGROUP] = "joining the cgroup", [ST_PRIVATE] = "making mounts private",
+	[ST_CGROUP] = "joining the cgroup", [ST_PRIVATE] = "entering a copy of the template mount namespace",
 	[ST_ROOT] = "mounting the root tmpfs", [ST_BIND] = "bind-mounting host directories",
 	[ST_BUNDLE] = "mounting the bundle", [ST_DEV] = "building /dev",
 	[ST_TMP] = "mounting /tmp", [ST_OUT] = "mounting /out", [ST_IN] = "populating /in",
@@ -293,7 +304,7 @@ struct plan {
 	char *dev_null, *dev_zero, *dev_full, *dev_random, *dev_urandom;
 	char *dev_fd, *dev_stdin, *dev_stdout, *dev_stderr;
 	char *tmp_opts, *out_opts, *in_opts;
-	const char *bundle_src;
+	int tmpl_fd, bundle_fd;
 	int *in_fds;
 	char **in_dst;
 	size_t n_in;
@@ -372,9 +383,16 @@ static int mknod_dev(const char *path, unsigned minor)
 	return mknod(path, S_IFCHR | 0666, makedev(1, minor));
 }
 
-static void child_mounts(const struct plan *p)
+/*
+ * Builds the template mount namespace in a child of exec_sandbox_new(): a
+ * tmpfs root holding read-only, nosuid, nodev bind mounts of the host's
+ * /usr, /etc ..., a read-only /dev with a few character devices, and empty
+ * mount points for the per-task mounts; the root is then made read-only and
+ * pivoted to, and the namespace is handed to the parent (SCM_RIGHTS).
+ */
+static void tmpl_mounts(const struct plan *p)
 {
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail(p, ST_PRIVATE, errno);
 	if (mount("tmpfs", p->root, "tmpfs", MS_NOSUID | MS_NODEV,
 		  "size=1m,nr_inodes=4096,mode=0755") < 0)
@@ -390,10 +408,9 @@ static void child_mounts(const struct plan *p)
 		    ro_recursive(p->ent_dst[i]) < 0)
 			child_fail(p, ST_BIND, errno);
 	}
-	if (mkdir(p->bundle_dst, 0755) < 0 ||
-	    mount(p->bundle_src, p->bundle_dst, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-	    ro_recursive(p->bundle_dst) < 0)
-		child_fail(p, ST_BUNDLE, errno);
+	if (mkdir(p->bundle_dst, 0755) < 0 || mkdir(p->tmp, 01777) < 0 || mkdir(p->out, 0755) < 0 ||
+	    mkdir(p->in, 0755) < 0 || mkdir(p->proc, 0555) < 0)
+		child_fail(p, ST_ROOT, errno);
 
 	/* /dev: a few character devices on a tiny read-only tmpfs. */
 	if (mkdir(p->dev, 0755) < 0 ||
@@ -407,20 +424,45 @@ static void child_mounts(const struct plan *p)
 	    mount(NULL, p->dev, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
 		child_fail(p, ST_DEV, errno);
 
-	if (mkdir(p->tmp, 01777) < 0 ||
-	    mount("tmpfs", p->tmp, "tmpfs", MS_NOSUID | MS_NODEV, p->tmp_opts) < 0)
-		child_fail(p, ST_TMP, errno);
+	if (mount(NULL, p->root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		child_fail(p, ST_ROOT, errno);
+	int nsfd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0 || send_fd(p->sock_w, nsfd) < 0)
+		child_fail(p, ST_PRIVATE, errno);
+	if (chdir(p->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		child_fail(p, ST_PIVOT, errno);
+}
 
-	if (mkdir(p->out, 0755) < 0 ||
-	    mount("tmpfs", p->out, "tmpfs", MS_NOSUID | MS_NODEV, p->out_opts) < 0)
+static int tmpl_entry(void *arg)
+{
+	const struct plan *p = arg;
+	tmpl_mounts(p);
+	_exit(0);
+}
+
+/*
+ * The task's mounts, in a copy of the template namespace: the bundle (a
+ * detached read-only tree the parent cloned), size-capped /tmp and /out, a
+ * read-only /in filled from the memfds, and a /proc of the task's pid
+ * namespace. No pivot_root: the copy's root already is the template root.
+ */
+static void child_mounts(const struct plan *p)
+{
+	if (setns(p->tmpl_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0)
+		child_fail(p, ST_PRIVATE, errno);
+	if (syscall(SYS_move_mount, p->bundle_fd, "", AT_FDCWD, p->bundle_dst,
+		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		child_fail(p, ST_BUNDLE, errno);
+	if (mount("tmpfs", p->tmp, "tmpfs", MS_NOSUID | MS_NODEV, p->tmp_opts) < 0)
+		child_fail(p, ST_TMP, errno);
+	if (mount("tmpfs", p->out, "tmpfs", MS_NOSUID | MS_NODEV, p->out_opts) < 0)
 		child_fail(p, ST_OUT, errno);
 	int ofd = open(p->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (ofd < 0 || send_fd(p->sock_w, ofd) < 0)
 		child_fail(p, ST_OUT, errno);
 	close(ofd);
 
-	if (mkdir(p->in, 0755) < 0)
-		child_fail(p, ST_IN, errno);
 	if (p->n_in) {
 		if (mount("tmpfs", p->in, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->in_opts) < 0)
 			child_fail(p, ST_IN, errno);
@@ -446,16 +488,10 @@ static void child_mounts(const struct plan *p)
 			  NULL) < 0)
 			child_fail(p, ST_IN, errno);
 	}
-
-	/* procfs must be mounted while the host's /proc is still visible. */
-	if (mkdir(p->proc, 0555) < 0 ||
-	    mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+	if (mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		child_fail(p, ST_PROC, errno);
-	if (mount(NULL, p->root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-		child_fail(p, ST_ROOT, errno);
-	if (chdir(p->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-		child_fail(p, ST_PIVOT, errno);
+	if (chdir("/") < 0)
+		child_fail(p, ST_CWD, errno);
 }
 
 /* Takes and releases the id-map lock through lock_fd, the child's own open file description. */
@@ -615,6 +651,98 @@ static void *child_stack_top(void)
 			fatal("exec: pthread_setspecific failed");
 	}
 	return s + CHILD_STACK;
+}
+
+static void plan_free(struct plan *p);
+static int recv_fd(int sock);
+
+/* Fills the plan's mount paths under root ("" for paths inside the sandbox). */
+static void plan_paths(struct plan *p, const struct exec_sandbox *sb, const char *root)
+{
+	p->ents = sb->ents;
+	p->n_ents = sb->n_ents;
+	for (size_t i = 0; i < sb->n_ents; i++) {
+		p->ent_dst[i] = xasprintf("%s/%s", root, sb->ents[i].name);
+		p->ent_src[i] = xasprintf("/%s", sb->ents[i].name);
+	}
+	p->dev = xasprintf("%s/dev", root);
+	p->dev_null = xasprintf("%s/null", p->dev);
+	p->dev_zero = xasprintf("%s/zero", p->dev);
+	p->dev_full = xasprintf("%s/full", p->dev);
+	p->dev_random = xasprintf("%s/random", p->dev);
+	p->dev_urandom = xasprintf("%s/urandom", p->dev);
+	p->dev_fd = xasprintf("%s/fd", p->dev);
+	p->dev_stdin = xasprintf("%s/stdin", p->dev);
+	p->dev_stdout = xasprintf("%s/stdout", p->dev);
+	p->dev_stderr = xasprintf("%s/stderr", p->dev);
+	p->tmp = xasprintf("%s/tmp", root);
+	p->in = xasprintf("%s/in", root);
+	p->out = xasprintf("%s/out", root);
+	p->proc = xasprintf("%s/proc", root);
+	p->bundle_dst = xasprintf("%s/bundle", root);
+}
+
+/*
+ * Builds the template mount namespace once (tmpl_mounts() in a child) and
+ * keeps it in sb->tmpl_fd; each task's child enters a copy of it. Returns 0
+ * or SS_EIO with the failing step logged.
+ */
+static int tmpl_build(struct exec_sandbox *sb)
+{
+	struct plan p;
+	int ep[2] = {-1, -1}, sv[2] = {-1, -1}, rc = 0;
+	memset(&p, 0, sizeof(p));
+	for (int i = 0; i < MAX_CG_FDS; i++)
+		p.cg_fds[i] = -1;
+	p.bundle_fd = p.tmpl_fd = -1;
+	p.root = sb->root_mnt;
+	plan_paths(&p, sb, sb->root_mnt);
+	if (pipe2(ep, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	p.errpipe_w = ep[1];
+	p.sock_w = sv[1];
+	sigset_t all, old_mask;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+	pid_t pid = clone(tmpl_entry, child_stack_top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &p);
+	int clone_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (pid < 0) {
+		log_error("exec: clone for the template mount namespace: %s", strerror(clone_errno));
+		rc = SS_EIO;
+		goto out;
+	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	struct child_msg cm;
+	close(ep[1]);
+	ep[1] = -1;
+	if (read(ep[0], &cm, sizeof(cm)) == (ssize_t)sizeof(cm)) {
+		log_error("exec: building the template mount namespace failed while %s: %s",
+			  cm.stage > 0 && cm.stage < ST_COUNT ? stage_names[cm.stage] : "?",
+			  strerror(cm.err));
+		rc = SS_EIO;
+		goto out;
+	}
+	sb->tmpl_fd = recv_fd(sv[0]);
+	if (sb->tmpl_fd < 0) {
+		log_error("exec: the template mount namespace was not handed over");
+		rc = SS_EIO;
+	}
+out:
+	if (ep[0] >= 0)
+		close(ep[0]);
+	if (ep[1] >= 0)
+		close(ep[1]);
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	plan_free(&p);
+	return rc;
 }
 
 static void res_msg(struct exec_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1080,6 +1208,8 @@ static void plan_free(struct plan *p)
 	free(p->cand);
 	for (int i = 0; i < p->n_cg; i++)
 		close(p->cg_fds[i]);
+	if (p->bundle_fd >= 0)
+		close(p->bundle_fd);
 }
 
 static bool env_has(const struct exec_spec *spec, const char *key)
@@ -1118,6 +1248,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	buf_init(&res->err_out);
 	for (int i = 0; i < MAX_CG_FDS; i++)
 		p.cg_fds[i] = -1;
+	p.bundle_fd = p.tmpl_fd = -1;
 
 	if ((rc = exec_spec_validate(spec, why, sizeof(why)))) {
 		res_msg(res, "invalid task: %s", why);
@@ -1166,7 +1297,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			goto out;
 		}
 		input_total += d->size;
-		p.in_dst[i] = xasprintf("%s/in/%s", sb->root_mnt, in->name);
+		p.in_dst[i] = xasprintf("/in/%s", in->name);
 	}
 
 	/* The cgroup. */
@@ -1188,29 +1319,19 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 
 	/* The child's plan: every string it will need. */
-	p.root = sb->root_mnt;
-	p.ents = sb->ents;
-	p.n_ents = sb->n_ents;
-	for (size_t i = 0; i < sb->n_ents; i++) {
-		p.ent_dst[i] = xasprintf("%s/%s", sb->root_mnt, sb->ents[i].name);
-		p.ent_src[i] = xasprintf("/%s", sb->ents[i].name);
+	plan_paths(&p, sb, "");
+	p.tmpl_fd = sb->tmpl_fd;
+	/* The bundle: a detached read-only copy of its tree, which the child attaches. */
+	p.bundle_fd = (int)syscall(SYS_open_tree, AT_FDCWD, bundle_dir,
+				   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	struct mount_attr ma = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	if (p.bundle_fd < 0 ||
+	    syscall(SYS_mount_setattr, p.bundle_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
+		    sizeof(ma)) < 0) {
+		rc = SS_EIO;
+		res_msg(res, "cannot mount the bundle %s: %s", bundle_dir, strerror(errno));
+		goto out;
 	}
-	p.dev = xasprintf("%s/dev", sb->root_mnt);
-	p.dev_null = xasprintf("%s/null", p.dev);
-	p.dev_zero = xasprintf("%s/zero", p.dev);
-	p.dev_full = xasprintf("%s/full", p.dev);
-	p.dev_random = xasprintf("%s/random", p.dev);
-	p.dev_urandom = xasprintf("%s/urandom", p.dev);
-	p.dev_fd = xasprintf("%s/fd", p.dev);
-	p.dev_stdin = xasprintf("%s/stdin", p.dev);
-	p.dev_stdout = xasprintf("%s/stdout", p.dev);
-	p.dev_stderr = xasprintf("%s/stderr", p.dev);
-	p.tmp = xasprintf("%s/tmp", sb->root_mnt);
-	p.in = xasprintf("%s/in", sb->root_mnt);
-	p.out = xasprintf("%s/out", sb->root_mnt);
-	p.proc = xasprintf("%s/proc", sb->root_mnt);
-	p.bundle_dst = xasprintf("%s/bundle", sb->root_mnt);
-	p.bundle_src = bundle_dir;
 	p.tmp_opts = xasprintf("size=%" PRIu64 ",nr_inodes=16384,mode=1777,uid=0,gid=0",
 			       spec->res.disk_bytes);
 	p.out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=%u,gid=%u",

@@ -1,0 +1,208 @@
+/*
+ * test_exec_sandbox.c - exec_run() in-process (src/agent/exec/sandbox.c and
+ * cgroup.c): what one sandbox factory carries from task to task. Needs
+ * root; every test skips without it.
+ *
+ * The system tests (tests/system/test_executor.py) run one task per process
+ * through `seeswarm task run-local`. These run many tasks through one
+ * factory, as the agent does: pooled cgroups are reused, so a task's limits
+ * and counters must not leak into the next one; children are cloned from
+ * several threads at once into one address space; and every task enters a
+ * copy of one template mount namespace.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/exec/exec.h"
+#include "core/core.h"
+
+struct fixture {
+	struct exec_sandbox *sb;
+	char state[64];
+	char bundle[64];
+};
+
+static int setup(void **state)
+{
+	if (geteuid() != 0) {
+		*state = NULL;
+		return 0;
+	}
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	snprintf(f->state, sizeof(f->state), "/tmp/test-exec-sb-XXXXXX");
+	snprintf(f->bundle, sizeof(f->bundle), "/tmp/test-exec-bundle-XXXXXX");
+	assert_non_null(mkdtemp(f->state));
+	assert_non_null(mkdtemp(f->bundle));
+	assert_int_equal(chmod(f->bundle, 0755), 0);
+	struct exec_sandbox_opts o = {.state_dir = f->state, .shared_netns = true};
+	assert_int_equal(exec_sandbox_new(&f->sb, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		return 0;
+	exec_sandbox_free(f->sb);
+	char *root = xasprintf("%s/root", f->state);
+	rmdir(root);
+	free(root);
+	rmdir(f->state);
+	rmdir(f->bundle);
+	free(f);
+	return 0;
+}
+
+static struct fixture *need_root(void **state)
+{
+	if (!*state)
+		skip(); /* cmocka prints the test as skipped: the sandbox needs root */
+	return *state;
+}
+
+/* Runs `sh -c script` with the given memory (MiB) and pids limits; res must be freed. */
+static void run_sh(struct fixture *f, const char *script, unsigned mem_mib, unsigned pids,
+		   struct exec_result *res)
+{
+	struct exec_spec spec;
+	exec_spec_init(&spec);
+	assert_int_equal(exec_spec_add_arg(&spec, "/bin/sh"), 0);
+	assert_int_equal(exec_spec_add_arg(&spec, "-c"), 0);
+	assert_int_equal(exec_spec_add_arg(&spec, script), 0);
+	spec.res.memory_bytes = (uint64_t)mem_mib << 20;
+	spec.res.pids = pids;
+	spec.res.timeout_ms = 20000;
+	assert_int_equal(exec_run(f->sb, &spec, f->bundle, NULL, res), 0);
+	exec_spec_free(&spec);
+}
+
+static void test_counters_do_not_leak_into_the_next_task(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct exec_result r;
+
+	run_sh(f, "bomb() { bomb | bomb & }; bomb; sleep 1; exit 0", 64, 16, &r);
+	assert_true(r.usage.pids_limit_hit);
+	exec_result_free(&r);
+	run_sh(f, "exit 0", 64, 16, &r);
+	assert_true(exec_result_ok(&r));
+	assert_false(r.usage.pids_limit_hit);
+	exec_result_free(&r);
+
+	run_sh(f, "exec python3 -c \"x = b'a' * (640 << 20)\"", 64, 64, &r);
+	assert_int_equal(r.status, EXEC_OOM);
+	assert_true(r.usage.oom_kills >= 1);
+	exec_result_free(&r);
+	run_sh(f, "exit 0", 64, 64, &r);
+	assert_true(exec_result_ok(&r));
+	assert_int_equal(r.usage.oom_kills, 0);
+	assert_true(r.usage.peak_mem_bytes < (64ULL << 20));
+	exec_result_free(&r);
+}
+
+static void test_limits_follow_each_task(void **state)
+{
+	struct fixture *f = need_root(state);
+	static const char hog[] = "exec python3 -c \"x = b'a' * (96 << 20); print(len(x))\"";
+	struct exec_result r;
+
+	run_sh(f, hog, 256, 64, &r);
+	assert_true(exec_result_ok(&r));
+	exec_result_free(&r);
+	/* The same pooled cgroup, a lower limit: it must be written again. */
+	run_sh(f, hog, 48, 64, &r);
+	assert_int_equal(r.status, EXEC_OOM);
+	exec_result_free(&r);
+	run_sh(f, hog, 256, 64, &r);
+	assert_true(exec_result_ok(&r));
+	exec_result_free(&r);
+}
+
+struct worker {
+	struct fixture *f;
+	int ok, failed;
+	char first_error[256];
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	for (int i = 0; i < 40; i++) {
+		struct exec_result r;
+		run_sh(w->f, "test \"$(id -u)\" = 0 && test -w /tmp", 64, 64, &r);
+		if (exec_result_ok(&r)) {
+			w->ok++;
+		} else {
+			if (!w->failed)
+				snprintf(w->first_error, sizeof(w->first_error), "%s", r.msg);
+			w->failed++;
+		}
+		exec_result_free(&r);
+	}
+	return NULL;
+}
+
+/* Children cloned from several threads share the agent's mm; their id maps must still work. */
+static void test_concurrent_children(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct worker w[4];
+	pthread_t t[4];
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < 4; i++) {
+		w[i].f = f;
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	int ok = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].failed)
+			print_error("thread %d: %d failed, first: %s\n", i, w[i].failed,
+				    w[i].first_error);
+		assert_int_equal(w[i].failed, 0);
+		ok += w[i].ok;
+	}
+	assert_int_equal(ok, 160);
+}
+
+/* A task sees the template's few mounts and its own, none of the host's, and cannot write them. */
+static void test_mount_view(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct exec_result r;
+	run_sh(f,
+	       "n=$(wc -l < /proc/self/mountinfo); test \"$n\" -le 12 || { echo \"$n mounts\"; exit 1; }; "
+	       "grep -q ' /bundle ro,' /proc/self/mountinfo || exit 2; "
+	       "! grep -q ' /sys ' /proc/self/mountinfo || exit 3; "
+	       "touch /bundle/x 2>/dev/null && exit 4; touch /usr/x 2>/dev/null && exit 5; "
+	       "touch /x 2>/dev/null && exit 6; test -e /run && exit 7; echo > /tmp/ok",
+	       64, 64, &r);
+	if (!exec_result_ok(&r))
+		print_error("%s: %.*s\n", r.msg, (int)r.out.len, (const char *)r.out.data);
+	assert_true(exec_result_ok(&r));
+	exec_result_free(&r);
+}
+
+int main(void)
+{
+	log_init("test", LOG_WARN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_counters_do_not_leak_into_the_next_task),
+		cmocka_unit_test(test_limits_follow_each_task),
+		cmocka_unit_test(test_concurrent_children),
+		cmocka_unit_test(test_mount_view),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
