@@ -1089,7 +1089,8 @@ static void run_work(uv_work_t *w)
 	} else if (a->d->bundle && !(bundle = bundle_prepare(r, a->d, why, sizeof why))) {
 		tr.status = "setup_error";
 	} else {
-		rc = exec_run(r->sb, &a->spec, bundle ? bundle : r->bundle_dir, a->out_dir, &res);
+		rc = exec_run(r->sb, &a->spec, bundle ? bundle : r->bundle_dir,
+			      a->spec.n_outputs ? a->out_dir : NULL, &res);
 		ran = rc == 0;
 		if (rc) {
 			/* A policy refusal: the code is not allowed, or an input does not match. */
@@ -1334,7 +1335,9 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	if (!rc) {
 		a->spec.cancel = a->cancel;
 		rm_tree(a->dir);
-		if (dir_ensure(in_dir, 0700) || dir_ensure(a->out_dir, 0700))
+		/* Only what the task uses: a task with neither inputs nor outputs touches no disk here. */
+		if ((d->n_inputs && dir_ensure(in_dir, 0700)) ||
+		    (d->n_outputs && dir_ensure(a->out_dir, 0700)))
 			rc = SS_EIO;
 	}
 	if (rc) {
