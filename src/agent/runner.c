@@ -31,8 +31,9 @@
  *                    store, sign the receipt with the identity copied at
  *                    start (up-referenced, so set_identity may change it
  *                    meanwhile), build and pack the TaskResult, write it to
- *                    results/<task>.<attempt>.res (file_write_atomic: fsync,
- *                    rename, fsync dir) and remove the work directory.
+ *                    results/<task>.<attempt>.res (result_file_write: a
+ *                    checksummed file, written and renamed into place but
+ *                    not fsynced, see there) and remove the work directory.
  *                    Loop: release the capacity, remember the stored result
  *                    and send it when connected.
  *   TaskAck       -> the result file is deleted and the attempt forgotten.
@@ -209,6 +210,75 @@ static void rm_tree(const char *path)
 		log_warn("runner: cannot remove %s completely: %s", path, strerror(errno));
 }
 
+/*
+ * Result files: RESULT_MAGIC, the SHA-256 of the payload, then the packed
+ * TaskResult. They are renamed into place but not fsynced. A result file
+ * only spares the task a re-run: after kill -9 of the agent the page cache
+ * still holds it; after a crash of the whole host it may be torn or empty,
+ * the checksum says so, the file is set aside, and the manager, which
+ * never got that result (or got it and will not ask again), re-runs the
+ * attempt because the agent no longer reports holding it. Execution is at
+ * least once either way; fsync here cost a disk flush per task.
+ */
+#define RESULT_MAGIC "SSR1"
+#define RESULT_HDR (4 + SHA256_LEN)
+
+/* Writes a result file (temporary, then rename). Thread-safe. Returns 0 or SS_EIO. */
+static int result_file_write(const char *path, const uint8_t *data, size_t len)
+{
+	uint8_t hdr[RESULT_HDR];
+	char *tmp = xasprintf("%s.tmp", path);
+	int rc = 0;
+	memcpy(hdr, RESULT_MAGIC, 4);
+	sha256(data, len, hdr + 4);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	rc = fd_write_all(fd, hdr, sizeof(hdr));
+	if (!rc)
+		rc = fd_write_all(fd, data, len);
+	if (close(fd) != 0 && !rc)
+		rc = SS_EIO;
+	if (!rc && rename(tmp, path) != 0)
+		rc = SS_EIO;
+	if (rc)
+		unlink(tmp);
+out:
+	free(tmp);
+	return rc;
+}
+
+/*
+ * Finds the packed TaskResult in a result file's bytes: after a header whose
+ * checksum matches, or the whole file for one written before the header
+ * existed (a packed TaskResult never starts with RESULT_MAGIC's first byte,
+ * a group start). Returns 0, or SS_EINTEGRITY with why set.
+ */
+static int result_file_payload(const char *data, size_t len, const uint8_t **payload,
+			       size_t *plen, const char **why)
+{
+	if (len < 4 || memcmp(data, RESULT_MAGIC, 4) != 0) {
+		*payload = (const uint8_t *)data;
+		*plen = len;
+		return 0;
+	}
+	uint8_t d[SHA256_LEN];
+	if (len < RESULT_HDR) {
+		*why = "it is truncated";
+		return SS_EINTEGRITY;
+	}
+	sha256((const uint8_t *)data + RESULT_HDR, len - RESULT_HDR, d);
+	if (!ct_equal(d, (const uint8_t *)data + 4, SHA256_LEN)) {
+		*why = "its checksum does not match (torn by a crash?)";
+		return SS_EINTEGRITY;
+	}
+	*payload = (const uint8_t *)data + RESULT_HDR;
+	*plen = len - RESULT_HDR;
+	return 0;
+}
+
 /* Writes data to a new file (O_EXCL, 0600). Thread-safe. */
 static int write_new_file(const char *path, const void *data, size_t len)
 {
@@ -281,7 +351,10 @@ static int stored_send(struct runner *r, struct stored *s)
 		log_warn("runner: cannot read %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
-	if ((rc = msg_decode(MSG_TASK_RESULT, (const uint8_t *)data, len, &m, &why))) {
+	const uint8_t *payload = NULL;
+	size_t plen = 0;
+	if ((rc = result_file_payload(data, len, &payload, &plen, &why)) ||
+	    (rc = msg_decode(MSG_TASK_RESULT, payload, plen, &m, &why))) {
 		log_warn("runner: %s does not decode: %s", path, why);
 		goto out;
 	}
@@ -335,7 +408,7 @@ static ProtobufCMessage *result_store(const struct runner *r, const Seeswarm__V1
 			  tr->task_id, tr->attempt, why);
 		goto out;
 	}
-	if ((rc = file_write_atomic(path, data, len, 0600)))
+	if ((rc = result_file_write(path, data, len)))
 		log_error("runner: cannot store %s: %s; the result is sent once, unprotected",
 			  path, ss_strerror(rc));
 	else
@@ -1662,8 +1735,11 @@ static void load_results(struct runner *r)
 		size_t len = 0;
 		ProtobufCMessage *m = NULL;
 		const char *why = "unreadable";
+		const uint8_t *payload = NULL;
+		size_t plen = 0;
 		if (!file_read(path, RUNNER_RESULT_FILE_MAX, &data, &len) &&
-		    !msg_decode(MSG_TASK_RESULT, (const uint8_t *)data, len, &m, &why)) {
+		    !result_file_payload(data, len, &payload, &plen, &why) &&
+		    !msg_decode(MSG_TASK_RESULT, payload, plen, &m, &why)) {
 			const Seeswarm__V1__TaskResult *tr = (const void *)m;
 			expect = xasprintf("%s.%" PRIu32 ".res", tr->task_id, tr->attempt);
 			if (!strcmp(expect, name))

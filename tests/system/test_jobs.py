@@ -236,6 +236,37 @@ def test_kill9_of_the_manager_mid_job_resumes_and_commits_once(swarm):
         assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == idx
 
 
+def test_torn_result_file_is_set_aside_and_the_task_runs_again(swarm):
+    """Result files are not fsynced: a checksum catches one torn by a host crash."""
+    ids = start(swarm, 1)
+    a = swarm.agents[ids[0]]
+    j = submit(swarm, sleepers(1, 2, name="torn", cpu=0.25))
+    jid = j["id"]
+    wait_for(lambda: all(t["state"] == "running" for t in tasks(swarm, jid).values()),
+             20 * SLOW, what="the task to run")
+    swarm.manager.kill9()
+    rdir = os.path.join(swarm.tmp, ids[0], "results")
+    files = wait_for(lambda: [f for f in os.listdir(rdir) if f.endswith(".res")], 20 * SLOW,
+                     what="the agent to store the result it cannot send")
+    a.kill9()
+    path = os.path.join(rdir, files[0])
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    assert data[:4] == b"SSR1", data[:8]
+    data[-1] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(data)
+    swarm.start_manager()
+    swarm.start_agent(ids[0])
+    swarm.wait_ready(ids, 20 * SLOW)
+    wait_job(swarm, jid, 60)
+    [t] = tasks(swarm, jid).values()
+    assert t["attempt"] >= 2, t["history"]
+    assert "checksum does not match" in swarm.agents[ids[0]].text()
+    assert os.path.exists(path + ".bad")
+    assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == "0"
+
+
 def test_drained_node_gets_no_new_tasks_and_its_running_tasks_move(swarm):
     ids = start(swarm, 2)
     j = submit(swarm, sleepers(4, 3, cpu=0.5, spread=True))
