@@ -30,20 +30,25 @@
  *                    an exec_cancel token), import every output into the blob
  *                    store, sign the receipt with the identity copied at
  *                    start (up-referenced, so set_identity may change it
- *                    meanwhile), build and pack the TaskResult, write it to
+ *                    meanwhile), build and pack the TaskResult and remove
+ *                    the work directory. Loop: release the capacity, hold
+ *                    the packed result in memory and send it when connected.
+ *                    stored_persist writes a held result to
  *                    results/<task>.<attempt>.res (result_file_write: a
- *                    checksummed file, written and renamed into place but
- *                    not fsynced, see there) and remove the work directory.
- *                    Loop: release the capacity, remember the stored result
- *                    and send it when connected.
- *   TaskAck       -> the result file is deleted and the attempt forgotten.
+ *                    checksummed file, renamed into place but not fsynced)
+ *                    when no TaskAck came within RUNNER_PERSIST_AFTER_MS,
+ *                    when the connection drops, when held results exceed
+ *                    RUNNER_MEM_RESULTS bytes, and on runner_close.
+ *   TaskAck       -> the result (and its file, if any) is forgotten.
  *   reconnect     -> runner_on_admitted sends every stored result again
  *                    (paced by the connection's write queue).
  *
  * Every attempt produces exactly one stored result, early failures
  * ("refused", "input_error", cancelled while fetching) included, except
  * attempts killed by runner_close: they leave nothing, and the manager sees
- * in the next Hello that the agent no longer holds them.
+ * in the next Hello that the agent no longer holds them. So does a kill -9
+ * of the agent for results it held only in memory: those attempts run again
+ * (execution is at least once; the manager commits each result once).
  *
  * BlobGet from the manager is served from the blob store (at most
  * MSG_MAX_BLOB_CHUNK bytes per answer); a blob the agent does not hold is
@@ -81,6 +86,8 @@
 #define RUNNER_INLINE_BUDGET (256u * 1024u)   /* inline output bytes per result */
 #define RUNNER_RESULT_MAX (FRAME_MAX_DEFAULT - 4096) /* packed result, to fit a frame */
 #define RUNNER_RESULT_FILE_MAX (2u << 20)
+#define RUNNER_PERSIST_AFTER_MS 1000u     /* an unacknowledged result goes to disk after this */
+#define RUNNER_MEM_RESULTS (32u << 20)    /* ... or when held results exceed these bytes */
 #define RUNNER_RESEND_QUEUE (8u << 20)        /* pause resends above this write queue */
 #define RUNNER_RESEND_RETRY_MS 20
 #define RUNNER_CLOSE_POLL_MS 10
@@ -91,7 +98,10 @@ struct stored {
 	struct stored *next;
 	char *task_id;
 	uint32_t attempt;
-	bool unsent; /* not yet sent on the current connection */
+	bool unsent;       /* not yet sent on the current connection */
+	uint8_t *data;     /* the packed result while it is held in memory; NULL once on disk */
+	size_t len;
+	uint64_t since_ms; /* when it was made (monotonic) */
 };
 
 /* An attempt waiting for one of its inputs, or (a == NULL) a replica the manager asked for. */
@@ -159,7 +169,8 @@ struct attempt {
 	uv_work_t work;
 	/* Written by the worker, read by the after-work callback. */
 	ProtobufCMessage *result;
-	bool stored;
+	uint8_t *packed; /* result, packed (owned until deliver) */
+	size_t packed_len;
 };
 
 struct runner {
@@ -178,6 +189,7 @@ struct runner {
 	uint8_t attest[SHA256_LEN];
 	struct attempt *attempts;
 	struct stored *stored;
+	size_t stored_mem;  /* bytes of packed results held in memory */
 	struct fetch *fetches;
 	struct peer *peer;             /* borrowed; NULL: every fetch goes to the manager */
 	uint64_t peer_fetches, peer_bytes, manager_fetches, manager_bytes;
@@ -335,25 +347,55 @@ static void stored_remove(struct runner *r, struct stored *s)
 			break;
 		}
 	}
+	r->stored_mem -= s->data ? s->len : 0;
+	free(s->data);
 	free(s->task_id);
 	free(s);
 }
 
-/* Reads a stored result back from disk and sends it. */
+/*
+ * Writes the results held in memory to their files: every one when all is
+ * set (the connection is gone, or the runner closes), else those older than
+ * RUNNER_PERSIST_AFTER_MS, or all when they hold more than RUNNER_MEM_RESULTS
+ * bytes. A result acknowledged within that time never touches the disk. A
+ * failed write keeps it in memory and is tried again next time. Loop thread.
+ */
+static void stored_persist(struct runner *r, bool all)
+{
+	uint64_t now = time_mono_ms();
+	bool full = r->stored_mem > RUNNER_MEM_RESULTS;
+	for (struct stored *s = r->stored; s; s = s->next) {
+		if (!s->data || (!all && !full && now - s->since_ms < RUNNER_PERSIST_AFTER_MS))
+			continue;
+		char *path = result_path(r, s->task_id, s->attempt);
+		int rc = result_file_write(path, s->data, s->len);
+		if (rc) {
+			log_error("runner: cannot store %s: %s; the result stays in memory only", path,
+				  ss_strerror(rc));
+		} else {
+			r->stored_mem -= s->len;
+			free(s->data);
+			s->data = NULL;
+		}
+		free(path);
+	}
+}
+
+/* Sends a held result, from memory or from its file. */
 static int stored_send(struct runner *r, struct stored *s)
 {
 	char *path = result_path(r, s->task_id, s->attempt), *data = NULL;
 	ProtobufCMessage *m = NULL;
 	const char *why = NULL;
 	size_t len = 0;
-	int rc = file_read(path, RUNNER_RESULT_FILE_MAX, &data, &len);
-	if (rc) {
+	const uint8_t *payload = s->data;
+	size_t plen = s->len;
+	int rc = 0;
+	if (!s->data && (rc = file_read(path, RUNNER_RESULT_FILE_MAX, &data, &len))) {
 		log_warn("runner: cannot read %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
-	const uint8_t *payload = NULL;
-	size_t plen = 0;
-	if ((rc = result_file_payload(data, len, &payload, &plen, &why)) ||
+	if ((!s->data && (rc = result_file_payload(data, len, &payload, &plen, &why))) ||
 	    (rc = msg_decode(MSG_TASK_RESULT, payload, plen, &m, &why))) {
 		log_warn("runner: %s does not decode: %s", path, why);
 		goto out;
@@ -388,46 +430,53 @@ static void resend_pump(struct runner *r)
 }
 
 /*
- * Packs tr, writes it to its result file and decodes it back (which checks
- * it against the protocol's bounds). Thread-safe. Returns the decoded
- * message (NULL when it does not decode) and whether the file was written.
+ * Packs tr and decodes it back (which checks it against the protocol's
+ * bounds). Thread-safe. Returns the decoded message and sets *packed (the
+ * caller's) to its bytes, or returns NULL when it does not decode.
  */
-static ProtobufCMessage *result_store(const struct runner *r, const Seeswarm__V1__TaskResult *tr,
-				      bool *stored)
+static ProtobufCMessage *result_pack(const Seeswarm__V1__TaskResult *tr, uint8_t **packed,
+				     size_t *packed_len)
 {
 	size_t len = 0;
 	uint8_t *data = msg_pack(&tr->base, &len);
-	char *path = result_path(r, tr->task_id, tr->attempt);
 	ProtobufCMessage *m = NULL;
 	const char *why = NULL;
-	int rc;
 
-	*stored = false;
+	*packed = NULL;
+	*packed_len = 0;
 	if (msg_decode(MSG_TASK_RESULT, data, len, &m, &why) != 0) {
 		log_error("runner: the result of %s attempt %" PRIu32 " breaks the protocol: %s",
 			  tr->task_id, tr->attempt, why);
-		goto out;
+		free(data);
+		return NULL;
 	}
-	if ((rc = result_file_write(path, data, len)))
-		log_error("runner: cannot store %s: %s; the result is sent once, unprotected",
-			  path, ss_strerror(rc));
-	else
-		*stored = true;
-out:
-	free(path);
-	free(data);
+	*packed = data;
+	*packed_len = len;
 	return m;
 }
 
-/* Remembers a stored result and sends it when connected. Takes m. */
+/*
+ * Holds a finished result (in memory; stored_persist writes it out if no
+ * acknowledgement comes soon) and sends it when connected. Takes m and
+ * packed.
+ */
 static void deliver(struct runner *r, const char *task_id, uint32_t attempt, ProtobufCMessage *m,
-		    bool stored)
+		    uint8_t *packed, size_t packed_len)
 {
-	struct stored *s = stored ? stored_add(r, task_id, attempt) : NULL;
+	struct stored *s = stored_add(r, task_id, attempt);
+	if (!s->data) {
+		s->data = packed;
+		s->len = packed_len;
+		s->since_ms = time_mono_ms();
+		r->stored_mem += packed_len;
+		packed = NULL;
+	}
+	free(packed);
 	int rc = send_msg(r, MSG_TASK_RESULT, m);
-	if (!rc && s)
+	if (!rc)
 		s->unsent = false;
 	msg_free(m);
+	stored_persist(r, !r->connected);
 }
 
 /* A result decided on the loop thread, before anything ran. */
@@ -436,7 +485,6 @@ static void finish_now(struct runner *r, const char *task_id, uint32_t attempt, 
 {
 	Seeswarm__V1__TaskResult tr = SEESWARM__V1__TASK_RESULT__INIT;
 	char *tid = xstrdup(task_id);
-	bool stored = false;
 
 	tr.task_id = tid;
 	tr.attempt = attempt;
@@ -446,9 +494,11 @@ static void finish_now(struct runner *r, const char *task_id, uint32_t attempt, 
 	tr.message = (char *)why;
 	tr.start_ms = tr.end_ms = time_wall_ms();
 	log_info("runner: %s attempt %" PRIu32 ": %s: %s", task_id, attempt, status, why);
-	ProtobufCMessage *m = result_store(r, &tr, &stored);
+	uint8_t *packed = NULL;
+	size_t packed_len = 0;
+	ProtobufCMessage *m = result_pack(&tr, &packed, &packed_len);
 	if (m)
-		deliver(r, tid, attempt, m, stored);
+		deliver(r, tid, attempt, m, packed, packed_len);
 	free(tid);
 }
 
@@ -480,6 +530,7 @@ static void attempt_free(struct attempt *a)
 	exec_cancel_free(a->cancel);
 	msg_free(a->d ? &a->d->base : NULL);
 	msg_free(a->result);
+	free(a->packed);
 	EVP_PKEY_free(a->key);
 	X509_free(a->cert);
 	free(a->task_id);
@@ -1238,7 +1289,7 @@ static void run_work(uv_work_t *w)
 			tr.receipt.len = 0;
 	}
 
-	a->result = result_store(r, &tr, &a->stored);
+	a->result = result_pack(&tr, &a->packed, &a->packed_len);
 	if (!a->result) {
 		/* A bug of ours; the manager still needs an answer. */
 		Seeswarm__V1__TaskResult fb = SEESWARM__V1__TASK_RESULT__INIT;
@@ -1248,7 +1299,7 @@ static void run_work(uv_work_t *w)
 		fb.message = "the agent could not encode the task's result";
 		fb.start_ms = tr.start_ms;
 		fb.end_ms = time_wall_ms();
-		a->result = result_store(r, &fb, &a->stored);
+		a->result = result_pack(&fb, &a->packed, &a->packed_len);
 	}
 out:
 	for (size_t i = 0; i < n_outs; i++)
@@ -1273,8 +1324,9 @@ static void run_done(uv_work_t *w, int status)
 		const Seeswarm__V1__TaskResult *tr = (const void *)a->result;
 		log_info("runner: %s attempt %" PRIu32 " finished: %s (%s)", a->task_id, a->attempt,
 			 tr->status, tr->message ? tr->message : "");
-		deliver(r, a->task_id, a->attempt, a->result, a->stored);
+		deliver(r, a->task_id, a->attempt, a->result, a->packed, a->packed_len);
 		a->result = NULL;
+		a->packed = NULL;
 	}
 	attempt_free(a);
 }
@@ -1455,10 +1507,12 @@ static void on_ack(struct runner *r, const Seeswarm__V1__TaskAck *ack)
 			  ack->attempt);
 		return;
 	}
-	char *path = result_path(r, s->task_id, s->attempt);
-	if (unlink(path) != 0 && errno != ENOENT)
-		log_warn("runner: cannot remove %s: %s", path, strerror(errno));
-	free(path);
+	if (!s->data) {
+		char *path = result_path(r, s->task_id, s->attempt);
+		if (unlink(path) != 0 && errno != ENOENT)
+			log_warn("runner: cannot remove %s: %s", path, strerror(errno));
+		free(path);
+	}
 	stored_remove(r, s);
 }
 
@@ -1613,6 +1667,7 @@ void runner_on_admitted(struct runner *r)
 void runner_on_disconnected(struct runner *r)
 {
 	r->connected = false;
+	stored_persist(r, true);
 	for (struct fetch *f = r->fetches; f; f = f->next)
 		fetch_reset(r, f);
 }
@@ -1922,6 +1977,7 @@ void runner_close(struct runner *r, void (*cb)(void *arg), void *arg)
 {
 	r->closing = true;
 	r->connected = false;
+	stored_persist(r, true);
 	r->close_cb = cb;
 	r->close_arg = arg;
 	for (struct attempt *a = r->attempts, *next; a; a = next) {
