@@ -449,8 +449,6 @@ static int tmpl_entry(void *arg)
  */
 static void child_mounts(const struct plan *p)
 {
-	if (setns(p->tmpl_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0)
-		child_fail(p, ST_PRIVATE, errno);
 	if (syscall(SYS_move_mount, p->bundle_fd, "", AT_FDCWD, p->bundle_dst,
 		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		child_fail(p, ST_BUNDLE, errno);
@@ -488,8 +486,6 @@ static void child_mounts(const struct plan *p)
 			  NULL) < 0)
 			child_fail(p, ST_IN, errno);
 	}
-	if (mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		child_fail(p, ST_PROC, errno);
 	if (chdir("/") < 0)
 		child_fail(p, ST_CWD, errno);
 }
@@ -541,20 +537,34 @@ static void child_identity(const struct plan *p, int lock_fd)
 		child_fail(p, ST_CAPS, errno);
 }
 
-static _Noreturn void child_main(const struct plan *p)
+/*
+ * The part of the child that does not depend on the task: the cgroup, the
+ * host name, a copy of the template mount namespace and a /proc of the new
+ * pid namespace. A prepared child (warm_entry) runs it ahead of demand.
+ */
+static void child_prepare(const struct plan *p)
 {
 	/* A dying agent takes its tasks with it. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	/* A description of our own, opened while /proc is the host's. */
-	int lock_fd = open(idlock_path, O_RDWR | O_CLOEXEC);
-	if (lock_fd < 0)
-		child_fail(p, ST_IDS, errno);
 	for (int i = 0; i < p->n_cg; i++)
 		if (write(p->cg_fds[i], "0", 1) != 1)
 			child_fail(p, ST_CGROUP, errno);
-	umask(0);
 	if (sethostname("seeswarm-task", 13) < 0)
 		child_fail(p, ST_PRIVATE, errno);
+	if (setns(p->tmpl_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0)
+		child_fail(p, ST_PRIVATE, errno);
+	if (mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		child_fail(p, ST_PROC, errno);
+}
+
+/* The task's part: its mounts, identity, limits and filters, then execve. */
+static _Noreturn void child_run(const struct plan *p)
+{
+	/* A description of the id-map lock of our own (any /proc resolves self). */
+	int lock_fd = open(idlock_path, O_RDWR | O_CLOEXEC);
+	if (lock_fd < 0)
+		child_fail(p, ST_IDS, errno);
+	umask(0);
 	child_mounts(p);
 	umask(022);
 	child_identity(p, lock_fd);
@@ -614,7 +624,8 @@ static _Noreturn void child_main(const struct plan *p)
 
 static int child_entry(void *arg)
 {
-	child_main(arg);
+	child_prepare(arg);
+	child_run(arg);
 }
 
 /* ---- parent helpers ---------------------------------------------------- */
@@ -1231,7 +1242,8 @@ static void closep(int *fd)
 int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *bundle_dir,
 	     const char *out_dir, struct exec_result *res)
 {
-	struct plan p;
+	struct plan p_cold;
+	struct plan *pp = &p_cold;
 	struct exec_cgroup *cg = NULL;
 	char **envp = NULL;
 	size_t n_env = 0;
@@ -1243,12 +1255,12 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
-	memset(&p, 0, sizeof(p));
+	memset(pp, 0, sizeof(*pp));
 	buf_init(&res->out);
 	buf_init(&res->err_out);
 	for (int i = 0; i < MAX_CG_FDS; i++)
-		p.cg_fds[i] = -1;
-	p.bundle_fd = p.tmpl_fd = -1;
+		pp->cg_fds[i] = -1;
+	pp->bundle_fd = pp->tmpl_fd = -1;
 
 	if ((rc = exec_spec_validate(spec, why, sizeof(why)))) {
 		res_msg(res, "invalid task: %s", why);
@@ -1276,18 +1288,18 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 
 	/* Inputs: hashed while copied into sealed memfds, so the task reads what was measured. */
-	p.n_in = spec->n_inputs;
-	p.in_fds = xcalloc(p.n_in ? p.n_in : 1, sizeof(int));
-	p.in_dst = xcalloc(p.n_in ? p.n_in : 1, sizeof(char *));
-	res->inputs = xcalloc(p.n_in ? p.n_in : 1, sizeof(*res->inputs));
-	for (size_t i = 0; i < p.n_in; i++)
-		p.in_fds[i] = -1;
-	for (size_t i = 0; i < p.n_in; i++) {
+	pp->n_in = spec->n_inputs;
+	pp->in_fds = xcalloc(pp->n_in ? pp->n_in : 1, sizeof(int));
+	pp->in_dst = xcalloc(pp->n_in ? pp->n_in : 1, sizeof(char *));
+	res->inputs = xcalloc(pp->n_in ? pp->n_in : 1, sizeof(*res->inputs));
+	for (size_t i = 0; i < pp->n_in; i++)
+		pp->in_fds[i] = -1;
+	for (size_t i = 0; i < pp->n_in; i++) {
 		const struct exec_input *in = &spec->inputs[i];
 		struct exec_file_digest *d = &res->inputs[i];
 		d->name = xstrdup(in->name);
 		res->n_inputs = i + 1;
-		if ((rc = stage_input(in, &p.in_fds[i], d))) {
+		if ((rc = stage_input(in, &pp->in_fds[i], d))) {
 			res_msg(res, "input '%s' (%s): %s", in->name, in->path, ss_strerror(rc));
 			goto out;
 		}
@@ -1297,7 +1309,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			goto out;
 		}
 		input_total += d->size;
-		p.in_dst[i] = xasprintf("/in/%s", in->name);
+		pp->in_dst[i] = xasprintf("/in/%s", in->name);
 	}
 
 	/* The cgroup. */
@@ -1307,61 +1319,61 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
 			goto out;
 		}
-		int n = exec_cgroup_join_fds(cg, p.cg_fds, MAX_CG_FDS);
+		int n = exec_cgroup_join_fds(cg, pp->cg_fds, MAX_CG_FDS);
 		if (n < 0) {
 			rc = n;
 			res_msg(res, "cannot open the task cgroup: %s", ss_strerror(rc));
 			goto out;
 		}
-		p.n_cg = n;
+		pp->n_cg = n;
 	} else {
-		p.as = spec->res.memory_bytes;
+		pp->as = spec->res.memory_bytes;
 	}
 
 	/* The child's plan: every string it will need. */
-	plan_paths(&p, sb, "");
-	p.tmpl_fd = sb->tmpl_fd;
+	plan_paths(pp, sb, "");
+	pp->tmpl_fd = sb->tmpl_fd;
 	/* The bundle: a detached read-only copy of its tree, which the child attaches. */
-	p.bundle_fd = (int)syscall(SYS_open_tree, AT_FDCWD, bundle_dir,
+	pp->bundle_fd = (int)syscall(SYS_open_tree, AT_FDCWD, bundle_dir,
 				   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	struct mount_attr ma = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
-	if (p.bundle_fd < 0 ||
-	    syscall(SYS_mount_setattr, p.bundle_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
+	if (pp->bundle_fd < 0 ||
+	    syscall(SYS_mount_setattr, pp->bundle_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
 		    sizeof(ma)) < 0) {
 		rc = SS_EIO;
 		res_msg(res, "cannot mount the bundle %s: %s", bundle_dir, strerror(errno));
 		goto out;
 	}
-	p.tmp_opts = xasprintf("size=%" PRIu64 ",nr_inodes=16384,mode=1777,uid=0,gid=0",
+	pp->tmp_opts = xasprintf("size=%" PRIu64 ",nr_inodes=16384,mode=1777,uid=0,gid=0",
 			       spec->res.disk_bytes);
-	p.out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=%u,gid=%u",
+	pp->out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=%u,gid=%u",
 			       spec->res.output_bytes, 4 * EXEC_MAX_OUTPUTS, (unsigned)sb->uid,
 			       (unsigned)sb->gid);
-	p.in_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%zu,mode=0755",
-			      input_total + 65536 * (p.n_in + 1), p.n_in + 16);
-	p.uid = sb->uid;
-	p.gid = sb->gid;
-	snprintf(p.uid_map, sizeof(p.uid_map), "0 %u 1", (unsigned)sb->uid);
-	snprintf(p.gid_map, sizeof(p.gid_map), "0 %u 1", (unsigned)sb->gid);
-	p.ll_abi = sb->ll_abi;
-	p.network = spec->network;
-	p.bpf = sb->bpf;
-	p.cap_last = sb->cap_last;
-	p.fsize = (rlim_t)(spec->res.output_bytes > spec->res.disk_bytes ? spec->res.output_bytes
+	pp->in_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%zu,mode=0755",
+			      input_total + 65536 * (pp->n_in + 1), pp->n_in + 16);
+	pp->uid = sb->uid;
+	pp->gid = sb->gid;
+	snprintf(pp->uid_map, sizeof(pp->uid_map), "0 %u 1", (unsigned)sb->uid);
+	snprintf(pp->gid_map, sizeof(pp->gid_map), "0 %u 1", (unsigned)sb->gid);
+	pp->ll_abi = sb->ll_abi;
+	pp->network = spec->network;
+	pp->bpf = sb->bpf;
+	pp->cap_last = sb->cap_last;
+	pp->fsize = (rlim_t)(spec->res.output_bytes > spec->res.disk_bytes ? spec->res.output_bytes
 									: spec->res.disk_bytes);
-	p.nofile = 1024;
-	p.cpu_s = (rlim_t)(spec->res.timeout_ms / 1000 + 2);
-	p.cwd = spec->cwd ? spec->cwd : "/bundle";
-	p.argv = spec->argv;
+	pp->nofile = 1024;
+	pp->cpu_s = (rlim_t)(spec->res.timeout_ms / 1000 + 2);
+	pp->cwd = spec->cwd ? spec->cwd : "/bundle";
+	pp->argv = spec->argv;
 	if (strchr(spec->argv[0], '/')) {
-		p.cand = xcalloc(1, sizeof(char *));
-		p.cand[p.n_cand++] = xstrdup(spec->argv[0]);
+		pp->cand = xcalloc(1, sizeof(char *));
+		pp->cand[pp->n_cand++] = xstrdup(spec->argv[0]);
 	} else {
 		static const char *const dirs[] = {"/bundle", "/usr/local/bin", "/usr/bin", "/bin",
 						   "/usr/sbin", "/sbin"};
-		p.cand = xcalloc(ARRAY_LEN(dirs), sizeof(char *));
+		pp->cand = xcalloc(ARRAY_LEN(dirs), sizeof(char *));
 		for (size_t i = 0; i < ARRAY_LEN(dirs); i++)
-			p.cand[p.n_cand++] = xasprintf("%s/%s", dirs[i], spec->argv[0]);
+			pp->cand[pp->n_cand++] = xasprintf("%s/%s", dirs[i], spec->argv[0]);
 	}
 	envp = xcalloc(spec->envc + 4, sizeof(char *));
 	for (size_t i = 0; i < spec->envc; i++)
@@ -1373,7 +1385,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	if (!env_has(spec, "TMPDIR"))
 		envp[n_env++] = "TMPDIR=/tmp";
 	envp[n_env] = NULL;
-	p.envp = envp;
+	pp->envp = envp;
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -1381,10 +1393,10 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		res_msg(res, "pipe: %s", strerror(errno));
 		goto out;
 	}
-	p.out_w = outp[1];
-	p.err_w = errp[1];
-	p.errpipe_w = ep[1];
-	p.sock_w = sv[1];
+	pp->out_w = outp[1];
+	pp->err_w = errp[1];
+	pp->errpipe_w = ep[1];
+	pp->sock_w = sv[1];
 
 	/* Checked before entering the shared netns, which a goto out would not leave. */
 	if (spec->cancel && exec_cancel_triggered(spec->cancel)) {
@@ -1413,7 +1425,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	sigset_t all, old_mask;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-	pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), &p);
+	pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), pp);
 	int clone_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
@@ -1612,7 +1624,7 @@ out:
 	closep(&ep[1]);
 	closep(&sv[0]);
 	closep(&sv[1]);
-	plan_free(&p);
+	plan_free(pp);
 	free(envp);
 	cgroup_put(sb, cg);
 	return rc;
