@@ -4,6 +4,7 @@
  * with several workers. Needs root. Prints key=value lines.
  *
  * usage: bench_spawn [-n RUNS] [-w WORKERS] [-t SECONDS] [--shared-netns] [--no-landlock]
+ *                    [--warm N]   (N sandboxes prepared ahead of demand)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -104,9 +105,11 @@ int main(int argc, char **argv)
 			so.shared_netns = true;
 		else if (!strcmp(argv[i], "--no-landlock"))
 			so.no_landlock = true;
+		else if (!strcmp(argv[i], "--warm") && i + 1 < argc)
+			so.warm = (unsigned)atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: %s [-n RUNS] [-w WORKERS] [-t SECONDS] "
-					"[--shared-netns] [--no-landlock]\n", argv[0]);
+					"[--shared-netns] [--no-landlock] [--warm N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -175,6 +178,8 @@ int main(int argc, char **argv)
 	printf("throughput_workers=%d\nthroughput_seconds=%.2f\nthroughput_tasks=%ld\n"
 	       "throughput_failures=%ld\nthroughput_per_s=%.1f\n",
 	       workers, el, (long)done, (long)failed, (double)done / el);
+	printf("warm_slots=%u\nwarm_hits=%llu\n", so.warm,
+	       (unsigned long long)exec_sandbox_warm_hits(sb));
 
 	free(th);
 	free(v);

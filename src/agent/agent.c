@@ -83,6 +83,7 @@ struct agent {
 	uint64_t admissions;
 	struct runner *runner;           /* runs tasks; NULL only while starting or stopping */
 	uint32_t max_tasks;              /* --max-tasks; 0 = 8 x cores (at most 126) */
+	int warm_sandboxes;              /* --warm-sandboxes; -1 = the default (2) */
 	uint8_t attest_digest[32];       /* from the node certificate, for receipts */
 	bool has_attest_digest;
 };
@@ -625,7 +626,7 @@ static void usage(FILE *f)
 		"usage: seeswarm agent --join HOST:PORT --data-dir DIR [--label k=v ...]\n"
 		"                      [--price-per-hour X] [--advertise IP:PORT]\n"
 		"                      [--attester tpm|sev-snp|tdx|sim] [--tcti TCTI] [--pcrs SEL]\n"
-		"                      [--insecure-sim-attestation] [--max-tasks N]\n"
+		"                      [--insecure-sim-attestation] [--max-tasks N] [--warm-sandboxes N]\n"
 		"                      [--peer-listen IP:PORT|off]\n"
 		"\n"
 		"  --join HOST:PORT            the manager's agent listener\n"
@@ -639,6 +640,7 @@ static void usage(FILE *f)
 		"                              (default device:/dev/tpmrm0)\n"
 		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
 		"  --max-tasks N               concurrent task attempts (default 8 x cores, at most 126)\n"
+		"  --warm-sandboxes N          sandboxes kept prepared ahead of demand, 0..8 (default 2)\n"
 		"  --peer-listen IP:PORT|off   where other agents fetch blobs from this one over mTLS\n"
 		"                              with node certificates (default: the local address of\n"
 		"                              the connection to the manager, a free port); the\n"
@@ -650,7 +652,7 @@ static void usage(FILE *f)
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER, O_REPLAY };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER, O_REPLAY, O_WARM };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -662,6 +664,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"tcti", required_argument, NULL, O_TCTI},
 		{"pcrs", required_argument, NULL, O_PCRS},
 		{"max-tasks", required_argument, NULL, O_MAXT},
+		{"warm-sandboxes", required_argument, NULL, O_WARM},
 		{"peer-listen", required_argument, NULL, O_PEER},
 		{"insecure-test-replay-evidence", no_argument, NULL, O_REPLAY},
 		{"help", no_argument, NULL, 'h'},
@@ -744,6 +747,15 @@ static int parse_args(struct agent *a, int argc, char **argv)
 				return 2;
 			}
 			a->max_tasks = (uint32_t)v;
+			break;
+		}
+		case O_WARM: {
+			uint64_t v;
+			if (parse_size(optarg, &v) || v > 8) {
+				fprintf(stderr, "agent: --warm-sandboxes must be 0..8\n");
+				return 2;
+			}
+			a->warm_sandboxes = (int)v;
 			break;
 		}
 		case 'h':
@@ -882,6 +894,7 @@ int agent_main(int argc, char **argv)
 	struct agent *a = xcalloc(1, sizeof *a);
 	int rc = 1;
 	bool loop_ready = false;
+	a->warm_sandboxes = -1;
 	int prc = parse_args(a, argc, argv);
 	if (prc) {
 		rc = prc == 1 ? 0 : 2;
@@ -945,6 +958,7 @@ int agent_main(int argc, char **argv)
 		.cpu_millicores = a->caps.cpu_cores * 1000u,
 		.memory_bytes = a->caps.memory_bytes,
 		.max_tasks = a->max_tasks,
+		.warm_sandboxes = a->warm_sandboxes < 0 ? 2u : (unsigned)a->warm_sandboxes,
 	};
 	struct runner_io rio = {.arg = a, .send = runner_send, .queued = runner_queued};
 	if (runner_new(&a->runner, &a->loop, &ro, &rio) != 0) {

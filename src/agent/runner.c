@@ -1911,7 +1911,7 @@ int runner_new(struct runner **out, uv_loop_t *loop, const struct runner_opts *o
 	 * tearing one down was about 13 % of an agent's CPU per task. Older
 	 * kernels get a fresh namespace per task.
 	 */
-	struct exec_sandbox_opts so = {.shared_netns = true};
+	struct exec_sandbox_opts so = {.shared_netns = true, .warm = opts->warm_sandboxes};
 	rc = exec_sandbox_new(&r->sb, &so);
 	if (rc) {
 		snprintf(r->sb_why, sizeof(r->sb_why), "the sandbox is unavailable on this agent: %s",

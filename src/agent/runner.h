@@ -43,6 +43,7 @@ struct runner_opts {
 	uint32_t cpu_millicores;      /* capacity offered to tasks */
 	uint64_t memory_bytes;
 	uint32_t max_tasks;           /* concurrent attempts; 0 = 2 x cores */
+	unsigned warm_sandboxes;      /* sandboxes prepared ahead of demand (exec_sandbox_opts.warm) */
 	uint64_t blob_quota_bytes;    /* 0 = unlimited */
 };
 

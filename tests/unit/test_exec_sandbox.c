@@ -32,7 +32,7 @@ struct fixture {
 	char bundle[64];
 };
 
-static int setup(void **state)
+static int setup_with(void **state, unsigned warm)
 {
 	if (geteuid() != 0) {
 		*state = NULL;
@@ -44,10 +44,21 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(f->state));
 	assert_non_null(mkdtemp(f->bundle));
 	assert_int_equal(chmod(f->bundle, 0755), 0);
-	struct exec_sandbox_opts o = {.state_dir = f->state, .shared_netns = true};
+	struct exec_sandbox_opts o = {.state_dir = f->state, .shared_netns = true, .warm = warm};
 	assert_int_equal(exec_sandbox_new(&f->sb, &o), 0);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, 0);
+}
+
+/* The same tests through sandboxes prepared ahead of demand. */
+static int setup_warm(void **state)
+{
+	return setup_with(state, 2);
 }
 
 static int teardown(void **state)
@@ -177,6 +188,21 @@ static void test_concurrent_children(void **state)
 	assert_int_equal(ok, 160);
 }
 
+/* With prepared sandboxes, tasks run in them (and still pass every check above). */
+static void test_prepared_sandboxes_are_used(void **state)
+{
+	struct fixture *f = need_root(state);
+	uint64_t before = exec_sandbox_warm_hits(f->sb);
+	for (int i = 0; i < 20; i++) {
+		struct exec_result r;
+		run_sh(f, "test \"$(cat /proc/sys/kernel/hostname)\" = seeswarm-task", 64, 64, &r);
+		assert_true(exec_result_ok(&r));
+		exec_result_free(&r);
+		usleep(20000); /* time for the slot to prepare the next one */
+	}
+	assert_true(exec_sandbox_warm_hits(f->sb) - before >= 10);
+}
+
 /* A task sees the template's few mounts and its own, none of the host's, and cannot write them. */
 static void test_mount_view(void **state)
 {
@@ -204,5 +230,14 @@ int main(void)
 		cmocka_unit_test(test_concurrent_children),
 		cmocka_unit_test(test_mount_view),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest warm[] = {
+		cmocka_unit_test(test_counters_do_not_leak_into_the_next_task),
+		cmocka_unit_test(test_limits_follow_each_task),
+		cmocka_unit_test(test_concurrent_children),
+		cmocka_unit_test(test_mount_view),
+		cmocka_unit_test(test_prepared_sandboxes_are_used),
+	};
+	int failed = cmocka_run_group_tests_name("cold", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("prepared", warm, setup_warm, teardown);
+	return failed;
 }

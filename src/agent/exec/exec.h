@@ -289,6 +289,7 @@ struct exec_sandbox_opts {
 	size_t capture_bytes;     /* stdout/stderr cap each; 0 = EXEC_CAPTURE_DEFAULT */
 	const uint8_t (*allow)[SHA256_LEN]; /* bundle digest allow-list; NULL = any */
 	size_t n_allow;
+	unsigned warm;            /* sandboxes prepared ahead of demand (0 = none, at most 8) */
 };
 
 #define EXEC_SANDBOX_UID 990000
@@ -301,6 +302,8 @@ struct exec_sandbox_opts {
  */
 int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *opts);
 void exec_sandbox_free(struct exec_sandbox *sb);
+/* How many tasks ran in a sandbox prepared ahead of demand (opts.warm). Thread-safe. */
+uint64_t exec_sandbox_warm_hits(const struct exec_sandbox *sb);
 /* A one-line description of the layers in use (for logs and the CLI). */
 const char *exec_sandbox_describe(const struct exec_sandbox *sb);
 

@@ -87,6 +87,8 @@
 #define POOL_MAX 16
 #define OUT_MAX_DEPTH 8
 #define CHILD_STACK (256 * 1024)
+#define WARM_MAX 8
+#define WARM_ACK_MS 10000
 
 /* ---- sandbox factory --------------------------------------------------- */
 
@@ -115,11 +117,17 @@ struct exec_sandbox {
 	pthread_mutex_t lock;
 	struct exec_cgroup *pool[POOL_MAX];
 	size_t n_pool;
+	struct warm_slot *warm; /* prepared sandboxes, see warm_main() */
+	size_t n_warm;
+	bool warm_stop;         /* under lock */
+	atomic_ulong warm_hits;
 	unsigned long seq;
 	char describe[256];
 };
 
 static int tmpl_build(struct exec_sandbox *sb);
+static void warm_start(struct exec_sandbox *sb, unsigned n);
+static void warm_stop(struct exec_sandbox *sb);
 
 /* The lock around the id-map window (see the top of this file): a memfd that each child reopens. */
 static pthread_once_t idlock_once = PTHREAD_ONCE_INIT;
@@ -224,6 +232,8 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 			sb->shared_netns = true;
 		}
 	}
+	if (opts && opts->warm)
+		warm_start(sb, opts->warm > WARM_MAX ? WARM_MAX : opts->warm);
 	snprintf(sb->describe, sizeof(sb->describe),
 		 "namespaces=user,pid,mnt,ipc,uts,net(%s) seccomp=on landlock=%s%d cgroup=%s uid=%u",
 		 sb->shared_netns ? "shared-empty" : "fresh", sb->ll_abi ? "abi" : "off",
@@ -241,6 +251,7 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 {
 	if (!sb)
 		return;
+	warm_stop(sb);
 	for (size_t i = 0; i < sb->n_pool; i++)
 		exec_cgroup_destroy(sb->pool[i]);
 	for (size_t i = 0; i < sb->n_ents; i++) {
@@ -322,6 +333,39 @@ struct plan {
 	char *const *envp;
 	const char *cwd;
 	int out_w, err_w, errpipe_w, sock_w;
+};
+
+/*
+ * A prepared sandbox: a child that has joined a pooled cgroup, entered a copy
+ * of the template mount namespace and mounted its /proc, and now waits on go
+ * for a task. It shares the agent's address space and descriptor table
+ * (CLONE_VM|CLONE_VFORK|CLONE_FILES) while it waits, so exec_run() fills the
+ * task's half of the plan in place and opens the task's descriptors
+ * normally; on go the child unshares the descriptor table (taking a copy),
+ * acknowledges on ack, and runs child_run(). Its slot thread sleeps in
+ * clone() meanwhile, which keeps the child's stack and thread pointer valid.
+ *
+ * Ownership: the slot thread owns a generation until exec_run() moves it
+ * from W_READY to W_TAKEN; from then exec_run() owns the plan, the cgroup
+ * and the descriptors. The struct itself has two references (thread and
+ * taker); the last to drop it frees it.
+ */
+enum { W_PREPARING = 1, W_READY, W_TAKEN, W_CANCELLED };
+
+struct warm_gen {
+	struct plan p;
+	struct exec_cgroup *cg;
+	int go[2], ack[2], err[2];
+	pid_t tid; /* written by the kernel (CLONE_PARENT_SETTID) */
+	atomic_int state;
+	atomic_int refs;
+};
+
+struct warm_slot {
+	struct exec_sandbox *sb;
+	pthread_t thread;
+	bool started;
+	struct warm_gen *gen; /* the generation being prepared or waiting, under sb->lock */
 };
 
 static _Noreturn void child_fail(const struct plan *p, int stage, int err)
@@ -628,6 +672,28 @@ static int child_entry(void *arg)
 	child_run(arg);
 }
 
+static int warm_entry(void *arg)
+{
+	struct warm_gen *g = arg;
+	child_prepare(&g->p);
+	int expect = W_PREPARING;
+	if (!atomic_compare_exchange_strong(&g->state, &expect, W_READY))
+		_exit(0); /* cancelled while preparing */
+	char c;
+	ssize_t n;
+	do
+		n = read(g->go[0], &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(0); /* go closed: the sandbox factory is going away */
+	/* The task's descriptors are in the shared table now: take a copy of it. */
+	if (unshare(CLONE_FILES) < 0)
+		child_fail(&g->p, ST_STDIO, errno);
+	if (write(g->ack[1], "a", 1) != 1)
+		child_fail(&g->p, ST_STDIO, errno);
+	child_run(&g->p);
+}
+
 /* ---- parent helpers ---------------------------------------------------- */
 
 static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
@@ -666,6 +732,208 @@ static void *child_stack_top(void)
 
 static void plan_free(struct plan *p);
 static int recv_fd(int sock);
+
+static int cgroup_get(struct exec_sandbox *sb, struct exec_cgroup **out);
+static void cgroup_put(struct exec_sandbox *sb, struct exec_cgroup *cg);
+static void plan_paths(struct plan *p, const struct exec_sandbox *sb, const char *root);
+
+static void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Frees a generation that exec_run() never took (the thread's). */
+static void warm_gen_free(struct exec_sandbox *sb, struct warm_gen *g)
+{
+	for (int i = 0; i < 2; i++) {
+		closep(&g->go[i]);
+		closep(&g->ack[i]);
+		closep(&g->err[i]);
+	}
+	cgroup_put(sb, g->cg);
+	plan_free(&g->p);
+	free(g);
+}
+
+/* A new generation with its cgroup, plan and pipes; NULL (logged) on failure. */
+static struct warm_gen *warm_gen_new(struct exec_sandbox *sb)
+{
+	struct warm_gen *g = xcalloc(1, sizeof(*g));
+	for (int i = 0; i < 2; i++)
+		g->go[i] = g->ack[i] = g->err[i] = -1;
+	for (int i = 0; i < MAX_CG_FDS; i++)
+		g->p.cg_fds[i] = -1;
+	g->p.bundle_fd = -1;
+	g->p.tmpl_fd = sb->tmpl_fd;
+	plan_paths(&g->p, sb, "");
+	atomic_init(&g->state, W_PREPARING);
+	atomic_init(&g->refs, 2);
+	int rc = 0;
+	if (sb->cg_mode != EXEC_CG_NONE) {
+		if ((rc = cgroup_get(sb, &g->cg)))
+			goto out;
+		int n = exec_cgroup_join_fds(g->cg, g->p.cg_fds, MAX_CG_FDS);
+		if (n < 0) {
+			rc = n;
+			goto out;
+		}
+		g->p.n_cg = n;
+	}
+	if (pipe2(g->go, O_CLOEXEC) < 0 || pipe2(g->ack, O_CLOEXEC) < 0 ||
+	    pipe2(g->err, O_CLOEXEC) < 0)
+		rc = SS_EIO;
+	g->p.errpipe_w = g->err[1];
+out:
+	if (rc) {
+		log_warn("exec: cannot prepare a sandbox ahead: %s", ss_strerror(rc));
+		warm_gen_free(sb, g);
+		g = NULL;
+	}
+	return g;
+}
+
+/*
+ * A slot's thread: prepares one child at a time and sleeps in clone() until
+ * that child has been taken and has called execve (or has exited). Stops on
+ * sb->warm_stop, or for good after a child fails to prepare (logged once;
+ * tasks then use fresh children).
+ */
+static void *warm_main(void *arg)
+{
+	struct warm_slot *ws = arg;
+	struct exec_sandbox *sb = ws->sb;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	unsigned long flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PARENT_SETTID |
+			      CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+	if (sb->shared_netns) {
+		if (setns(sb->netns_fd, CLONE_NEWNET) < 0) {
+			log_warn("exec: a prepared-sandbox thread cannot enter the empty network "
+				 "namespace: %s", strerror(errno));
+			return NULL;
+		}
+	} else {
+		flags |= CLONE_NEWNET;
+	}
+	for (;;) {
+		struct warm_gen *g = warm_gen_new(sb);
+		if (!g)
+			break;
+		pthread_mutex_lock(&sb->lock);
+		bool stop = sb->warm_stop;
+		if (!stop)
+			ws->gen = g;
+		pthread_mutex_unlock(&sb->lock);
+		if (stop) {
+			warm_gen_free(sb, g);
+			break;
+		}
+		pid_t pid = clone(warm_entry, child_stack_top(), (int)flags, g, &g->tid);
+		int clone_errno = errno;
+		pthread_mutex_lock(&sb->lock);
+		ws->gen = NULL;
+		pthread_mutex_unlock(&sb->lock);
+		int st = atomic_load(&g->state);
+		if (pid > 0 && st == W_TAKEN) {
+			if (atomic_fetch_sub(&g->refs, 1) == 1)
+				free(g);
+			continue;
+		}
+		bool failed = pid < 0 || st != W_CANCELLED;
+		if (pid > 0)
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+		if (failed) {
+			struct child_msg cm = {0};
+			closep(&g->err[1]);
+			g->p.errpipe_w = -1;
+			if (pid < 0)
+				log_warn("exec: clone of a prepared sandbox: %s; tasks use fresh ones",
+					 strerror(clone_errno));
+			else if (read(g->err[0], &cm, sizeof(cm)) == (ssize_t)sizeof(cm))
+				log_warn("exec: a prepared sandbox failed while %s: %s; tasks use fresh "
+					 "ones", cm.stage > 0 && cm.stage < ST_COUNT ? stage_names[cm.stage]
+									   : "?",
+					 strerror(cm.err));
+		}
+		warm_gen_free(sb, g);
+		if (failed)
+			break;
+	}
+	return NULL;
+}
+
+/* Takes a prepared child if one is waiting (it is then the caller's), else NULL. */
+static struct warm_gen *warm_take(struct exec_sandbox *sb)
+{
+	struct warm_gen *got = NULL;
+	pthread_mutex_lock(&sb->lock);
+	for (size_t i = 0; i < sb->n_warm && !got; i++) {
+		struct warm_gen *g = sb->warm[i].gen;
+		int expect = W_READY;
+		if (g && atomic_compare_exchange_strong(&g->state, &expect, W_TAKEN))
+			got = g;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	return got;
+}
+
+/* Releases a taken generation once its child has been reaped (or never started). */
+static void warm_release(struct warm_gen *g)
+{
+	for (int i = 0; i < 2; i++) {
+		closep(&g->go[i]);
+		closep(&g->ack[i]);
+		closep(&g->err[i]);
+	}
+	plan_free(&g->p);
+	if (atomic_fetch_sub(&g->refs, 1) == 1)
+		free(g);
+}
+
+static void warm_start(struct exec_sandbox *sb, unsigned n)
+{
+	sb->warm = xcalloc(n, sizeof(*sb->warm));
+	sb->n_warm = n;
+	for (unsigned i = 0; i < n; i++) {
+		sb->warm[i].sb = sb;
+		if (pthread_create(&sb->warm[i].thread, NULL, warm_main, &sb->warm[i]) == 0)
+			sb->warm[i].started = true;
+	}
+}
+
+/* Cancels every waiting child and joins the slot threads. No exec_run() may be running. */
+static void warm_stop(struct exec_sandbox *sb)
+{
+	if (!sb->n_warm)
+		return;
+	pthread_mutex_lock(&sb->lock);
+	sb->warm_stop = true;
+	for (size_t i = 0; i < sb->n_warm; i++) {
+		struct warm_gen *g = sb->warm[i].gen;
+		if (!g)
+			continue;
+		int ready = W_READY, preparing = W_PREPARING;
+		if (atomic_compare_exchange_strong(&g->state, &ready, W_CANCELLED) ||
+		    atomic_compare_exchange_strong(&g->state, &preparing, W_CANCELLED))
+			closep(&g->go[1]);
+	}
+	pthread_mutex_unlock(&sb->lock);
+	for (size_t i = 0; i < sb->n_warm; i++)
+		if (sb->warm[i].started)
+			pthread_join(sb->warm[i].thread, NULL);
+	free(sb->warm);
+	sb->warm = NULL;
+	sb->n_warm = 0;
+}
+
+uint64_t exec_sandbox_warm_hits(const struct exec_sandbox *sb)
+{
+	return atomic_load(&((struct exec_sandbox *)sb)->warm_hits);
+}
 
 /* Fills the plan's mount paths under root ("" for paths inside the sandbox). */
 static void plan_paths(struct plan *p, const struct exec_sandbox *sb, const char *root)
@@ -1232,18 +1500,14 @@ static bool env_has(const struct exec_spec *spec, const char *key)
 	return false;
 }
 
-static void closep(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
 
 int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *bundle_dir,
 	     const char *out_dir, struct exec_result *res)
 {
 	struct plan p_cold;
 	struct plan *pp = &p_cold;
+	struct warm_gen *g = NULL; /* a prepared child, when one was waiting */
+	bool launched = false;
 	struct exec_cgroup *cg = NULL;
 	char **envp = NULL;
 	size_t n_env = 0;
@@ -1312,8 +1576,30 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		pp->in_dst[i] = xasprintf("/in/%s", in->name);
 	}
 
+	/* A prepared child if one waits (not for tasks on the host network); it brings its cgroup. */
+	if (sb->n_warm && !spec->network && (g = warm_take(sb))) {
+		g->p.n_in = pp->n_in;
+		g->p.in_fds = pp->in_fds;
+		g->p.in_dst = pp->in_dst;
+		pp->n_in = 0;
+		pp->in_fds = NULL;
+		pp->in_dst = NULL;
+		pp = &g->p;
+		cg = g->cg;
+		g->cg = NULL;
+		atomic_fetch_add(&sb->warm_hits, 1);
+	}
+
 	/* The cgroup. */
-	if (sb->cg_mode != EXEC_CG_NONE) {
+	if (g) {
+		if (cg && ((rc = exec_cgroup_set_limits(cg, &spec->res)) ||
+			   (rc = exec_cgroup_begin(cg)))) {
+			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
+			goto out;
+		}
+		if (!cg)
+			pp->as = spec->res.memory_bytes;
+	} else if (sb->cg_mode != EXEC_CG_NONE) {
 		if ((rc = cgroup_get(sb, &cg)) || (rc = exec_cgroup_set_limits(cg, &spec->res)) ||
 		    (rc = exec_cgroup_begin(cg))) {
 			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
@@ -1331,7 +1617,8 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 
 	/* The child's plan: every string it will need. */
-	plan_paths(pp, sb, "");
+	if (!g)
+		plan_paths(pp, sb, "");
 	pp->tmpl_fd = sb->tmpl_fd;
 	/* The bundle: a detached read-only copy of its tree, which the child attaches. */
 	pp->bundle_fd = (int)syscall(SYS_open_tree, AT_FDCWD, bundle_dir,
@@ -1404,42 +1691,63 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		res_cancelled(res);
 		goto out;
 	}
-	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-	bool in_shared = false;
-	if (!spec->network) {
-		if (sb->shared_netns) {
-			if (setns(sb->netns_fd, CLONE_NEWNET) < 0) {
-				rc = SS_EIO;
-				res_msg(res, "setns: %s", strerror(errno));
-				goto out;
-			}
-			in_shared = true;
-		} else {
-			flags |= CLONE_NEWNET;
-		}
-	}
 	uint64_t t0 = time_mono_ms();
 	struct timespec ts0;
 	clock_gettime(CLOCK_MONOTONIC, &ts0);
 	res->start_ms = time_wall_ms();
-	sigset_t all, old_mask;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-	pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), pp);
-	int clone_errno = errno;
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-	if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
-		fatal("exec: cannot return to the host network namespace: %s", strerror(errno));
-	if (pid < 0) {
-		rc = SS_EIO;
-		res_msg(res, "clone: %s", strerror(clone_errno));
-		goto out;
-	}
+	if (g) {
+		/* Go, then wait until the child has its own copy of the descriptor table (or died). */
+		pid = g->tid;
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (write(g->go[1], "g", 1) != 1) {
+			rc = SS_EIO;
+			res_msg(res, "cannot start the prepared sandbox: %s", strerror(errno));
+			pid = -1;
+			goto out;
+		}
+		launched = true;
+		for (uint64_t until = time_mono_ms() + WARM_ACK_MS; time_mono_ms() < until;) {
+			struct pollfd af[2] = {{.fd = g->ack[0], .events = POLLIN},
+					       {.fd = pidfd, .events = POLLIN}};
+			int n = poll(af, pidfd >= 0 ? 2 : 1, 100);
+			if (n > 0 && (af[0].revents || (pidfd >= 0 && af[1].revents)))
+				break;
+		}
+	} else {
+		unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+		bool in_shared = false;
+		if (!spec->network) {
+			if (sb->shared_netns) {
+				if (setns(sb->netns_fd, CLONE_NEWNET) < 0) {
+					rc = SS_EIO;
+					res_msg(res, "setns: %s", strerror(errno));
+					goto out;
+				}
+				in_shared = true;
+			} else {
+				flags |= CLONE_NEWNET;
+			}
+		}
+		sigset_t all, old_mask;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+		pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), pp);
+		int clone_errno = errno;
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+		if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
+			fatal("exec: cannot return to the host network namespace: %s", strerror(errno));
+		if (pid < 0) {
+			rc = SS_EIO;
+			res_msg(res, "clone: %s", strerror(clone_errno));
+			goto out;
+		}
+}
 	closep(&outp[1]);
 	closep(&errp[1]);
 	closep(&ep[1]);
 	closep(&sv[1]);
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
 	/* Wait for exit or the deadline, capturing output and the exec report. */
 	struct child_msg cm = {0};
@@ -1610,6 +1918,12 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		}
 	}
 out:
+	if (g && !launched) {
+		/* Taken but never started: closing go ends the child. */
+		closep(&g->go[1]);
+		while (waitpid(g->tid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
 	if (pid > 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -1624,7 +1938,9 @@ out:
 	closep(&ep[1]);
 	closep(&sv[0]);
 	closep(&sv[1]);
-	plan_free(pp);
+	plan_free(&p_cold);
+	if (g)
+		warm_release(g);
 	free(envp);
 	cgroup_put(sb, cg);
 	return rc;
