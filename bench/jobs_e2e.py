@@ -14,7 +14,7 @@ One run, on this machine, in this order:
      subprocess tasks (`true`); latency = task start - submit.
 Prints key=value lines; ratios at the end. Needs root (the sandbox).
 
-usage: bench/jobs_e2e.py [--tasks N] [--build DIR]
+usage: bench/jobs_e2e.py [--tasks N] [--build DIR] [--agent-arg ARG]...
 """
 import argparse
 import hashlib
@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+
+AGENT_ARGS = []
 
 
 def pct(v, p):
@@ -70,7 +73,7 @@ def start_swarm(binary, tmp, procs, env):
                         "--id", f"agent-{i}"], check=True, capture_output=True, env=env)
         alog = open(os.path.join(tmp, f"agent-{i}.log"), "w")
         procs.append(subprocess.Popen([binary, "agent", "--join", listen, "--data-dir", adir,
-                                       "--insecure-sim-attestation"],
+                                       "--insecure-sim-attestation"] + AGENT_ARGS,
                                       stdout=alog, stderr=subprocess.STDOUT, env=env))
     for _ in range(400):
         nodes = a.call("GET", "/v1/nodes")["nodes"]
@@ -234,7 +237,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=10000)
     ap.add_argument("--build", default="build")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="an extra agent argument, repeatable (e.g. --agent-arg=--warm-sandboxes=0)")
     args = ap.parse_args()
+    AGENT_ARGS.extend(args.agent_arg)
     if os.geteuid() != 0:
         print("jobs_e2e_skipped=needs root")
         return 0
