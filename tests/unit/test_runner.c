@@ -373,7 +373,11 @@ static const struct input hello_in = {"a", "hello\n", 6, true, false};
 
 /* ---- tests --------------------------------------------------------------- */
 
-/* (1) An inline input, an output, a verifiable receipt; the result file lives until the ack. */
+/*
+ * (1) An inline input, an output, a verifiable receipt; the result is held
+ * (in memory while an ack may still come soon, on disk once the connection
+ * drops) until the ack.
+ */
 static void test_inline_task(void **state)
 {
 	struct fx *f = *state;
@@ -411,13 +415,17 @@ static void test_inline_task(void **state)
 	assert_non_null(strstr(body, "5a5a5a5a")); /* the attestation digest */
 	free(body);
 
-	assert_true(result_file_exists(f, "job1.0", 1));
+	assert_false(result_file_exists(f, "job1.0", 1));
 	size_t n = 0;
 	Seeswarm__V1__TaskRef **refs = runner_task_refs(f->r, &n);
 	assert_int_equal(n, 1);
 	assert_string_equal(refs[0]->task_id, "job1.0");
 	runner_free_refs(refs, n);
 	assert_int_equal(runner_running(f->r), 0);
+	f->closed = true;
+	runner_on_disconnected(f->r);
+	assert_true(result_file_exists(f, "job1.0", 1));
+	f->closed = false;
 
 	ack(f, "job1.0", 1);
 	assert_false(result_file_exists(f, "job1.0", 1));
@@ -532,7 +540,13 @@ static void test_bad_inline_digest(void **state)
 	assert_string_equal(r->status, "input_error");
 	assert_non_null(strstr(r->message, "digest"));
 	assert_int_equal(find(f, MSG_TASK_STARTED, "job3.0", 0), -1);
+	/* Not acknowledged: held in memory for a second, then written out by the next result. */
+	assert_false(result_file_exists(f, "job3.0", 1));
+	usleep(1100 * 1000);
+	dispatch(f, "job3.1", 1, "cat /in/a", &in, 1, NULL);
+	(void)result_of(f, "job3.1");
 	assert_true(result_file_exists(f, "job3.0", 1));
+	assert_false(result_file_exists(f, "job3.1", 1));
 }
 
 /* (4) A failing command. */
