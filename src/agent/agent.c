@@ -420,6 +420,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_BLOB_GET:
 	case MSG_BLOB_DATA:
 	case MSG_BLOB_REPLICATE:
+	case MSG_BLOB_DELETE:
 		if (a->st != A_ADMITTED || !a->runner) {
 			rc = SS_EPROTO;
 			break;

@@ -190,6 +190,9 @@ struct runner {
 	struct attempt *attempts;
 	struct stored *stored;
 	size_t stored_mem;  /* bytes of packed results held in memory */
+	uint64_t blobs_deleted; /* copies deleted on the manager's BlobDelete */
+	uint8_t (*doomed)[SHA256_LEN]; /* released while in use: deleted once unused */
+	size_t n_doomed;
 	struct fetch *fetches;
 	struct peer *peer;             /* borrowed; NULL: every fetch goes to the manager */
 	uint64_t peer_fetches, peer_bytes, manager_fetches, manager_bytes;
@@ -1026,6 +1029,8 @@ failed:
 
 /* ---- running ------------------------------------------------------------ */
 
+static void doomed_sweep(struct runner *r);
+
 /* Fails an attempt that has not started running; releases what it holds. */
 static void attempt_abort(struct attempt *a, const char *status, int32_t code, const char *why)
 {
@@ -1037,6 +1042,8 @@ static void attempt_abort(struct attempt *a, const char *status, int32_t code, c
 	if (!atomic_load(&a->discard))
 		finish_now(r, a->task_id, a->attempt, status, code, why);
 	attempt_free(a);
+	if (r->n_doomed)
+		doomed_sweep(r);
 }
 
 /* Worker: puts every input file in place. */
@@ -1329,6 +1336,8 @@ static void run_done(uv_work_t *w, int status)
 		a->packed = NULL;
 	}
 	attempt_free(a);
+	if (r->n_doomed)
+		doomed_sweep(r);
 }
 
 static void start_run(struct attempt *a)
@@ -1499,6 +1508,69 @@ out:
 	free(in_dir);
 }
 
+/* True when an attempt here, or a fetch in progress, still needs the blob. */
+static bool blob_in_use(const struct runner *r, const uint8_t digest[SHA256_LEN])
+{
+	for (const struct fetch *f = r->fetches; f; f = f->next)
+		if (!memcmp(f->digest, digest, SHA256_LEN))
+			return true;
+	for (const struct attempt *a = r->attempts; a; a = a->next) {
+		const Seeswarm__V1__TaskDispatch *d = a->d;
+		if (!d)
+			continue;
+		for (size_t i = 0; i < d->n_inputs; i++)
+			if (!memcmp(d->inputs[i]->digest.data, digest, SHA256_LEN))
+				return true;
+		if (d->bundle && d->bundle->digest.len == SHA256_LEN &&
+		    !memcmp(d->bundle->digest.data, digest, SHA256_LEN))
+			return true;
+	}
+	return false;
+}
+
+#define RUNNER_DOOMED_MAX 4096
+
+/* Deletes the released blobs that nothing here uses any more. Loop thread. */
+static void doomed_sweep(struct runner *r)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < r->n_doomed; i++) {
+		if (blob_in_use(r, r->doomed[i])) {
+			memmove(r->doomed[keep++], r->doomed[i], SHA256_LEN);
+			continue;
+		}
+		if (blobstore_delete(r->bs, r->doomed[i]) == 0)
+			r->blobs_deleted++;
+	}
+	r->n_doomed = keep;
+}
+
+/*
+ * The manager no longer needs these copies. A blob an attempt or a fetch
+ * here still uses (another job with the same content) is deleted when that
+ * use ends; beyond RUNNER_DOOMED_MAX such blobs, the rest are kept.
+ */
+static void on_blob_delete(struct runner *r, const Seeswarm__V1__BlobDelete *m)
+{
+	size_t kept = 0, deleted = 0;
+	for (size_t i = 0; i < m->n_digests; i++) {
+		const uint8_t *dg = m->digests[i].data;
+		if (blob_in_use(r, dg)) {
+			kept++;
+			if (!r->doomed)
+				r->doomed = xcalloc(RUNNER_DOOMED_MAX, SHA256_LEN);
+			if (r->n_doomed < RUNNER_DOOMED_MAX)
+				memcpy(r->doomed[r->n_doomed++], dg, SHA256_LEN);
+			continue;
+		}
+		if (blobstore_delete(r->bs, dg) == 0)
+			deleted++;
+	}
+	r->blobs_deleted += deleted;
+	log_info("runner: the manager released %zu blob%s: %zu deleted, %zu when no longer in use",
+		 m->n_digests, m->n_digests == 1 ? "" : "s", deleted, kept);
+}
+
 static void on_ack(struct runner *r, const Seeswarm__V1__TaskAck *ack)
 {
 	struct stored *s = stored_find(r, ack->task_id, ack->attempt);
@@ -1640,6 +1712,9 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 		fetch_pump(r);
 		break;
 	}
+	case MSG_BLOB_DELETE:
+		on_blob_delete(r, (const Seeswarm__V1__BlobDelete *)msg);
+		break;
 	default:
 		rc = SS_EPROTO;
 		break;
@@ -1847,6 +1922,7 @@ static void raise_nofile(void)
 
 static void runner_free(struct runner *r)
 {
+	free(r->doomed);
 	while (r->stored)
 		stored_remove(r, r->stored);
 	while (r->fetches) {

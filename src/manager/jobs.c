@@ -868,6 +868,11 @@ static void job_check_done(struct jobs *j, struct job *jb)
 		j->failed++;
 	log_info("job %s (%s) %s", jb->id, jb->spec->name, jstate_names[jb->st]);
 	job_save(j, jb);
+	/* Intermediate outputs served lineage only: their copies go now (finals stay with the job). */
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		if (!jb->spec->tasks[i].final)
+			for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
+				replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
 }
 
 /* Ends a non-terminal task as canceled or failed without running it. */
@@ -1126,10 +1131,20 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
-	/* Where its outputs live matters no more (unless another job protects one). */
-	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+	/*
+	 * Where its outputs, uploaded inputs and bundles live matters no more,
+	 * and their copies on agents go (unless another job protects one).
+	 */
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct jobspec_task *s = &jb->spec->tasks[i];
 		for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
 			replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
+		for (size_t k = 0; k < s->n_inputs; k++)
+			if (s->inputs[k].kind == JOBSPEC_IN_BLOB)
+				replicas_forget(j->repl, s->inputs[k].digest);
+		if (s->has_bundle)
+			replicas_forget(j->repl, s->bundle_blob);
+	}
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct task *t = &jb->tasks[i];
 		store_del(j->env.store, "tasks", t->id);
@@ -2380,8 +2395,11 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		   "# TYPE seeswarm_replications_requested_total counter\nseeswarm_replications_requested_total %" PRIu64 "\n"
 		   "# TYPE seeswarm_replications_stored_total counter\nseeswarm_replications_stored_total %" PRIu64 "\n"
 		   "# TYPE seeswarm_replications_failed_total counter\nseeswarm_replications_failed_total %" PRIu64 "\n"
-		   "# TYPE seeswarm_replica_holders_lost_total counter\nseeswarm_replica_holders_lost_total %" PRIu64 "\n",
-		   rs->blobs, rs->critical, rs->under, rs->requested, rs->stored, rs->failed, rs->holders_lost);
+		   "# TYPE seeswarm_replica_holders_lost_total counter\nseeswarm_replica_holders_lost_total %" PRIu64 "\n"
+		   "# HELP seeswarm_blob_copies_deleted_total Agent copies deleted because no job needs them.\n"
+		   "# TYPE seeswarm_blob_copies_deleted_total counter\nseeswarm_blob_copies_deleted_total %" PRIu64 "\n",
+		   rs->blobs, rs->critical, rs->under, rs->requested, rs->stored, rs->failed, rs->holders_lost,
+		   rs->deleted);
 	size_t by[T_STATE_COUNT] = {0};
 	size_t running_jobs = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next) {

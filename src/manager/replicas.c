@@ -31,8 +31,18 @@ struct rblob {
 	char avoid[MSG_MAX_ID + 1];  /* the last target that failed */
 };
 
+/* A copy a holder should delete (replicas_forget), sent by replicas_flush_deletes. */
+struct pending_del {
+	char node[MSG_MAX_ID + 1];
+	uint8_t digest[SHA256_LEN];
+};
+
+#define DELS_FLUSH 4096 /* pending deletions that force a flush */
+
 struct replicas {
 	struct replicas_env env;
+	struct pending_del *dels;
+	size_t n_dels, cap_dels;
 	struct rblob *buckets[NBUCKETS];
 	unsigned want;
 	uint32_t inflight;
@@ -188,6 +198,7 @@ void replicas_free(struct replicas *r)
 			free(b);
 		}
 	}
+	free(r->dels);
 	free(r);
 }
 
@@ -218,13 +229,58 @@ void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint
 		r->st.critical++;
 }
 
+static int del_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct pending_del *)a)->node, ((const struct pending_del *)b)->node);
+}
+
+void replicas_flush_deletes(struct replicas *r)
+{
+	if (!r->n_dels)
+		return;
+	qsort(r->dels, r->n_dels, sizeof *r->dels, del_cmp);
+	ProtobufCBinaryData ds[MSG_MAX_DELETE];
+	for (size_t i = 0; i < r->n_dels;) {
+		size_t e = i;
+		while (e < r->n_dels && !strcmp(r->dels[e].node, r->dels[i].node))
+			e++;
+		struct node *n = registry_get(r->env.reg, r->dels[i].node);
+		if (n && !r->env.connected(r->env.arg, n))
+			n = NULL;
+		for (size_t k = i; n && k < e; k += MSG_MAX_DELETE) {
+			Seeswarm__V1__BlobDelete m = SEESWARM__V1__BLOB_DELETE__INIT;
+			size_t cnt = e - k < MSG_MAX_DELETE ? e - k : MSG_MAX_DELETE;
+			for (size_t x = 0; x < cnt; x++)
+				ds[x] = (ProtobufCBinaryData){.data = r->dels[k + x].digest, .len = SHA256_LEN};
+			m.digests = ds;
+			m.n_digests = cnt;
+			/* A node that is away keeps its copies; nothing retries. */
+			if (r->env.send(r->env.arg, n, MSG_BLOB_DELETE, &m.base) == 0)
+				r->st.deleted += cnt;
+		}
+		i = e;
+	}
+	r->n_dels = 0;
+}
+
 void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN])
 {
 	struct rblob *b = find(r, digest);
 	if (!b || b->refs > 0)
 		return;
+	for (size_t i = 0; i < b->n_holders; i++) {
+		if (r->n_dels == r->cap_dels) {
+			r->cap_dels = r->cap_dels ? 2 * r->cap_dels : 64;
+			r->dels = xrealloc(r->dels, r->cap_dels * sizeof *r->dels);
+		}
+		struct pending_del *d = &r->dels[r->n_dels++];
+		snprintf(d->node, sizeof d->node, "%s", b->holders[i]);
+		memcpy(d->digest, digest, SHA256_LEN);
+	}
 	b->n_holders = 0;
 	save(r, b); /* deletes the record and b */
+	if (r->n_dels >= DELS_FLUSH)
+		replicas_flush_deletes(r);
 }
 
 void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN])
@@ -411,6 +467,7 @@ static void request(struct replicas *r, struct rblob *b, struct node *target, ui
 
 void replicas_tick(struct replicas *r, uint64_t now_ms)
 {
+	replicas_flush_deletes(r);
 	if (!r->dirty && r->inflight == 0 && now_ms - r->last_pass_ms < 60000)
 		return;
 	r->dirty = false;

@@ -63,6 +63,7 @@ struct replicas_stats {
 	uint64_t under;          /* critical records below `want` at the last repair pass */
 	uint64_t requested, stored, failed; /* BlobReplicate sent / confirmed / failed or timed out */
 	uint64_t holders_lost;   /* holder records dropped because their node went away */
+	uint64_t deleted;        /* copies holders were told to delete (BlobDelete) */
 };
 
 /* Creates the tracker and loads its records from the store. */
@@ -81,11 +82,14 @@ void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint
 /* A job that protected the blob is forgotten. */
 void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 /*
- * Forgets where an unprotected blob lives (the job that made it is
- * forgotten), so that records do not outlive their jobs. A protected blob
- * keeps its record.
+ * Forgets where an unprotected blob lives (no job needs it any more), so
+ * that records do not outlive their jobs, and queues a BlobDelete to each
+ * holder (sent by replicas_flush_deletes or the next replicas_tick). A
+ * protected blob keeps its record and its copies.
  */
 void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+/* Sends the queued BlobDeletes, at most MSG_MAX_DELETE digests per message, to connected holders. */
+void replicas_flush_deletes(struct replicas *r);
 
 /*
  * A node's state changed. A node that can no longer serve (down, evicted,

@@ -32,6 +32,7 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_REPLICATE] = &seeswarm__v1__blob_replicate__descriptor,
 	[MSG_BLOB_STORED] = &seeswarm__v1__blob_stored__descriptor,
 	[MSG_PEER_LIST] = &seeswarm__v1__peer_list__descriptor,
+	[MSG_BLOB_DELETE] = &seeswarm__v1__blob_delete__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -59,6 +60,7 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_REPLICATE] = "blob_replicate",
 	[MSG_BLOB_STORED] = "blob_stored",
 	[MSG_PEER_LIST] = "peer_list",
+	[MSG_BLOB_DELETE] = "blob_delete",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -485,6 +487,15 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "blob_replicate: size out of range";
 		if (!sources_ok(b->sources, b->n_sources, MSG_MAX_SOURCES))
 			return "blob_replicate: too many or invalid sources";
+		return NULL;
+	}
+	case MSG_BLOB_DELETE: {
+		const Seeswarm__V1__BlobDelete *bd = (const void *)m;
+		if (bd->n_digests > MSG_MAX_DELETE)
+			return "blob_delete: too many digests";
+		for (size_t i = 0; i < bd->n_digests; i++)
+			if (!digest_ok(bd->digests[i]))
+				return "blob_delete: digests must be 32 bytes";
 		return NULL;
 	}
 	case MSG_PEER_LIST: {

@@ -41,7 +41,8 @@ enum msg_type {
 	MSG_BLOB_REPLICATE = 22,
 	MSG_BLOB_STORED = 23,
 	MSG_PEER_LIST = 24,
-	MSG_TYPE_MAX = 24,
+	MSG_BLOB_DELETE = 25,
+	MSG_TYPE_MAX = 25,
 };
 
 /*
@@ -80,6 +81,7 @@ enum msg_type {
 #define MSG_MAX_SOURCES 4            /* agents named as holders of one blob */
 #define MSG_MAX_ADDR 63              /* a peer endpoint, "ip:port" */
 #define MSG_MAX_PEERS 16             /* peers in a PeerList, RTTs in a Heartbeat */
+#define MSG_MAX_DELETE 256           /* digests in a BlobDelete */
 #define MSG_MAX_RTT_US 60000000u     /* one minute */
 #define MSG_MAX_BLOB_SIZE (1ull << 32) /* bytes in one blob (the blob store's bound) */
 

@@ -301,3 +301,33 @@ def test_a_manager_restart_does_not_recompute_outputs_held_by_agents(swarm):
         assert not any(h["outcome"] == "lineage" for h in t["history"]), t
     m = swarm.request("GET", "/metrics")[1].decode()
     assert "seeswarm_lineage_reruns_total 0" in m
+
+
+def agent_has_blob(swarm, agent_id, digest):
+    return os.path.exists(os.path.join(swarm.tmp, agent_id, "blobs", digest[:2], digest))
+
+
+@pytest.mark.manager_args("--job-retention", "3s")
+def test_blobs_no_job_needs_leave_the_agents(swarm):
+    ids = start(swarm, 2)
+    n = 4
+    j = wait_job(swarm, submit(swarm, producers_and_consumer(n))["id"], 90)
+    ts = tasks(swarm, j["id"])
+    parts = [(ts[f"make[{i}]"]["node"], ts[f"make[{i}]"]["outputs"][0]["digest"]) for i in range(n)]
+    final = ts["join"]["outputs"][0]["digest"]
+    # Intermediate outputs served lineage only: they leave their producers when the job ends.
+    wait_for(lambda: not any(agent_has_blob(swarm, a, d) for a, d in parts), 10 * SLOW,
+             what="the intermediate outputs to be deleted from their producers")
+    # The final output stays with the job (its maker holds it, repair adds a replica) ...
+    wait_for(lambda: all(agent_has_blob(swarm, a, final) for a in ids) or None, 20 * SLOW,
+             what="the final output on both agents")
+    assert get_blob(swarm, final).decode().strip() == expected_join(n)
+    # ... until the job is forgotten; then no agent keeps a copy.
+    wait_for(lambda: swarm.request("GET", f"/v1/jobs/{j['id']}")[0] == 404, 20 * SLOW,
+             what="the job to be forgotten")
+    wait_for(lambda: not any(agent_has_blob(swarm, a, final) for a in ids), 10 * SLOW,
+             what="the final output's copies to be deleted")
+    m = swarm.request("GET", "/metrics")[1].decode()
+    deleted = [ln for ln in m.splitlines() if ln.startswith("seeswarm_blob_copies_deleted_total ")]
+    assert deleted and int(deleted[0].split()[1]) >= n + 2, deleted
+    assert "deleted" in log_of(swarm, ids[0]) + log_of(swarm, ids[1])

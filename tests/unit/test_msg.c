@@ -484,6 +484,29 @@ static void test_task_dispatch_bounds(void **state)
 	expect_reject(&d.base, MSG_TASK_DISPATCH, "resources");
 }
 
+static void test_blob_delete_bounds(void **state)
+{
+	(void)state;
+	static uint8_t dg[MSG_MAX_DELETE + 1][32];
+	static ProtobufCBinaryData ds[MSG_MAX_DELETE + 1];
+	for (size_t i = 0; i <= MSG_MAX_DELETE; i++)
+		ds[i] = (ProtobufCBinaryData){.data = dg[i], .len = 32};
+	Seeswarm__V1__BlobDelete d = SEESWARM__V1__BLOB_DELETE__INIT;
+	ProtobufCMessage *m = NULL;
+	const char *why;
+	d.digests = ds;
+	d.n_digests = MSG_MAX_DELETE;
+	assert_int_equal(round_trip(&d.base, MSG_BLOB_DELETE, &m, &why), 0);
+	assert_int_equal(((Seeswarm__V1__BlobDelete *)m)->n_digests, MSG_MAX_DELETE);
+	msg_free(m);
+	d.n_digests = MSG_MAX_DELETE + 1;
+	expect_reject(&d.base, MSG_BLOB_DELETE, "too many");
+	d.n_digests = 2;
+	ds[1].len = 31;
+	expect_reject(&d.base, MSG_BLOB_DELETE, "32 bytes");
+	ds[1].len = 32;
+}
+
 static void test_task_result_and_blob_bounds(void **state)
 {
 	(void)state;
@@ -574,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_heartbeat_bounds),
 		cmocka_unit_test(test_task_dispatch_bounds),
 		cmocka_unit_test(test_task_result_and_blob_bounds),
+		cmocka_unit_test(test_blob_delete_bounds),
 		cmocka_unit_test(test_nested_field_zero_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,6 +31,7 @@ struct sent {
 	uint8_t digest[SHA256_LEN];
 	uint64_t size;
 	size_t n_sources;
+	size_t n_deleted; /* BlobDelete: how many digests, the first in digest */
 	char source[MSG_MAX_SOURCES][MSG_MAX_ID + 1];
 	char addr[MSG_MAX_SOURCES][MSG_MAX_ADDR + 1];
 };
@@ -82,6 +83,19 @@ static int on_send(void *arg, struct node *n, uint16_t type, const ProtobufCMess
 	assert_int_equal(msg_type_of(msg), type);
 	if (type == MSG_BLOB_REPLICATE)
 		record_replicate(s, msg);
+	if (type == MSG_BLOB_DELETE) {
+		size_t len = 0;
+		uint8_t *buf = msg_pack(msg, &len);
+		ProtobufCMessage *dec = NULL;
+		const char *why = NULL;
+		assert_int_equal(msg_decode(MSG_BLOB_DELETE, buf, len, &dec, &why), 0);
+		free(buf);
+		const Seeswarm__V1__BlobDelete *m = (const Seeswarm__V1__BlobDelete *)dec;
+		s->n_deleted = m->n_digests;
+		if (m->n_digests)
+			memcpy(s->digest, m->digests[0].data, SHA256_LEN);
+		msg_free(dec);
+	}
 	return 0;
 }
 
@@ -735,6 +749,51 @@ static void test_forget_keeps_protected_records(void **state)
 	assert_null(replicas_json(f->r, loose));
 	assert_holders(f, kept, (const char *const[]){ "a", NULL });
 	assert_int_equal(replicas_stats(f->r)->blobs, 1);
+	/* The loose blob's holder is told to delete its copy; the kept one is not. */
+	replicas_flush_deletes(f->r);
+	assert_int_equal(f->n_sent, 1);
+	assert_int_equal(f->sent[0].type, MSG_BLOB_DELETE);
+	assert_string_equal(f->sent[0].node, "a");
+	assert_int_equal(f->sent[0].n_deleted, 1);
+	assert_memory_equal(f->sent[0].digest, loose, SHA256_LEN);
+}
+
+/* Deletions are batched per holder, MSG_MAX_DELETE digests at most per message; absent nodes get none. */
+static void test_forgotten_copies_are_deleted_in_batches(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	for (int i = 0; i < 300; i++) {
+		uint8_t d[SHA256_LEN];
+		char name[16];
+		snprintf(name, sizeof name, "b%d", i);
+		digest_of(name, d);
+		replicas_hold(f->r, d, 10, "a");
+		replicas_hold(f->r, d, 10, i % 2 ? "b" : "c");
+		replicas_forget(f->r, d);
+	}
+	snprintf(f->off[f->n_off++], sizeof f->off[0], "c");
+	for (size_t i = 0; i < f->n_sent; i++)
+		assert_int_not_equal(f->sent[i].type, MSG_BLOB_DELETE); /* nothing before the flush */
+	replicas_tick(f->r, 1000); /* flushes */
+	size_t to_a = 0, to_b = 0, msgs = 0;
+	for (size_t i = 0; i < f->n_sent; i++) {
+		if (f->sent[i].type != MSG_BLOB_DELETE)
+			continue;
+		msgs++;
+		assert_true(f->sent[i].n_deleted <= MSG_MAX_DELETE);
+		if (!strcmp(f->sent[i].node, "a"))
+			to_a += f->sent[i].n_deleted;
+		else if (!strcmp(f->sent[i].node, "b"))
+			to_b += f->sent[i].n_deleted;
+		else
+			fail_msg("a BlobDelete went to %s", f->sent[i].node);
+	}
+	assert_int_equal(to_a, 300);
+	assert_int_equal(to_b, 150);
+	assert_int_equal(msgs, 3); /* 256 + 44 to a, 150 to b */
+	assert_int_equal(replicas_stats(f->r)->deleted, 450);
+	assert_int_equal(replicas_stats(f->r)->blobs, 0);
 }
 
 int main(void)
@@ -763,6 +822,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_size_is_a_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_record_dropped_on_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_keeps_protected_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forgotten_copies_are_deleted_in_batches, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("replicas", tests, NULL, NULL);
 }
