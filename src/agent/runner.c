@@ -226,7 +226,7 @@ static void rm_tree(const char *path)
 }
 
 /*
- * Result files: RESULT_MAGIC, the SHA-256 of the payload, then the packed
+ * Result files: result_magic, the SHA-256 of the payload, then the packed
  * TaskResult. They are renamed into place but not fsynced. A result file
  * only spares the task a re-run: after kill -9 of the agent the page cache
  * still holds it; after a crash of the whole host it may be torn or empty,
@@ -235,8 +235,8 @@ static void rm_tree(const char *path)
  * attempt because the agent no longer reports holding it. Execution is at
  * least once either way; fsync here cost a disk flush per task.
  */
-#define RESULT_MAGIC "SSR1"
-#define RESULT_HDR (4 + SHA256_LEN)
+static const uint8_t result_magic[4] = {'S', 'S', 'R', '1'};
+#define RESULT_HDR (sizeof(result_magic) + SHA256_LEN)
 
 /* Writes a result file (temporary, then rename). Thread-safe. Returns 0 or SS_EIO. */
 static int result_file_write(const char *path, const uint8_t *data, size_t len)
@@ -244,8 +244,8 @@ static int result_file_write(const char *path, const uint8_t *data, size_t len)
 	uint8_t hdr[RESULT_HDR];
 	char *tmp = xasprintf("%s.tmp", path);
 	int rc = 0;
-	memcpy(hdr, RESULT_MAGIC, 4);
-	sha256(data, len, hdr + 4);
+	memcpy(hdr, result_magic, sizeof(result_magic));
+	sha256(data, len, hdr + sizeof(result_magic));
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = SS_EIO;
@@ -268,13 +268,13 @@ out:
 /*
  * Finds the packed TaskResult in a result file's bytes: after a header whose
  * checksum matches, or the whole file for one written before the header
- * existed (a packed TaskResult never starts with RESULT_MAGIC's first byte,
+ * existed (a packed TaskResult never starts with result_magic's first byte,
  * a group start). Returns 0, or SS_EINTEGRITY with why set.
  */
 static int result_file_payload(const char *data, size_t len, const uint8_t **payload,
 			       size_t *plen, const char **why)
 {
-	if (len < 4 || memcmp(data, RESULT_MAGIC, 4) != 0) {
+	if (len < sizeof(result_magic) || memcmp(data, result_magic, sizeof(result_magic)) != 0) {
 		*payload = (const uint8_t *)data;
 		*plen = len;
 		return 0;
@@ -285,7 +285,7 @@ static int result_file_payload(const char *data, size_t len, const uint8_t **pay
 		return SS_EINTEGRITY;
 	}
 	sha256((const uint8_t *)data + RESULT_HDR, len - RESULT_HDR, d);
-	if (!ct_equal(d, (const uint8_t *)data + 4, SHA256_LEN)) {
+	if (!ct_equal(d, (const uint8_t *)data + sizeof(result_magic), SHA256_LEN)) {
 		*why = "its checksum does not match (torn by a crash?)";
 		return SS_EINTEGRITY;
 	}
