@@ -50,15 +50,22 @@ struct fx {
 	size_t n_off;
 };
 
-/* Records a BlobReplicate after a pack and strict decode, so it is also a valid message. */
-static void record_replicate(struct sent *s, const ProtobufCMessage *msg)
+/* Packs msg and decodes it strictly as type, as the agent would; the caller frees the result. */
+static ProtobufCMessage *as_received(uint16_t type, const ProtobufCMessage *msg)
 {
 	size_t len = 0;
 	uint8_t *buf = msg_pack(msg, &len);
 	ProtobufCMessage *dec = NULL;
 	const char *why = NULL;
-	assert_int_equal(msg_decode(MSG_BLOB_REPLICATE, buf, len, &dec, &why), 0);
+	assert_int_equal(msg_decode(type, buf, len, &dec, &why), 0);
 	free(buf);
+	return dec;
+}
+
+/* Records a BlobReplicate as received. */
+static void record_replicate(struct sent *s, const ProtobufCMessage *msg)
+{
+	ProtobufCMessage *dec = as_received(MSG_BLOB_REPLICATE, msg);
 	const Seeswarm__V1__BlobReplicate *m = (const Seeswarm__V1__BlobReplicate *)dec;
 	assert_int_equal(m->digest.len, SHA256_LEN);
 	memcpy(s->digest, m->digest.data, SHA256_LEN);
@@ -84,12 +91,7 @@ static int on_send(void *arg, struct node *n, uint16_t type, const ProtobufCMess
 	if (type == MSG_BLOB_REPLICATE)
 		record_replicate(s, msg);
 	if (type == MSG_BLOB_DELETE) {
-		size_t len = 0;
-		uint8_t *buf = msg_pack(msg, &len);
-		ProtobufCMessage *dec = NULL;
-		const char *why = NULL;
-		assert_int_equal(msg_decode(MSG_BLOB_DELETE, buf, len, &dec, &why), 0);
-		free(buf);
+		ProtobufCMessage *dec = as_received(MSG_BLOB_DELETE, msg);
 		const Seeswarm__V1__BlobDelete *m = (const Seeswarm__V1__BlobDelete *)dec;
 		s->n_deleted = m->n_digests;
 		if (m->n_digests)
