@@ -72,6 +72,17 @@
 
 #include "agent/exec/exec.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SS_ASAN 1
+#endif
+#endif
+#ifdef SS_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #ifndef SECBIT_NOROOT
 #define SECBIT_NOROOT (1 << 0)
 #define SECBIT_NOROOT_LOCKED (1 << 1)
@@ -727,6 +738,10 @@ static void *child_stack_top(void)
 		if (pthread_setspecific(stack_key, s))
 			fatal("exec: pthread_setspecific failed");
 	}
+#ifdef SS_ASAN
+	/* The last child left its frames' redzones behind (it never returned); start clean. */
+	__asan_unpoison_memory_region(s + 4096, CHILD_STACK - 4096);
+#endif
 	return s + CHILD_STACK;
 }
 
