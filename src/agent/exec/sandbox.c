@@ -1729,7 +1729,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 				break;
 		}
 	} else {
-		unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+		unsigned long flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
 		bool in_shared = false;
 		if (!spec->network) {
 			if (sb->shared_netns) {
