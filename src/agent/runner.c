@@ -190,7 +190,6 @@ struct runner {
 	struct attempt *attempts;
 	struct stored *stored;
 	size_t stored_mem;  /* bytes of packed results held in memory */
-	uint64_t blobs_deleted; /* copies deleted on the manager's BlobDelete */
 	uint8_t (*doomed)[SHA256_LEN]; /* released while in use: deleted once unused */
 	size_t n_doomed;
 	struct fetch *fetches;
@@ -1540,7 +1539,7 @@ static void doomed_sweep(struct runner *r)
 			continue;
 		}
 		if (blobstore_delete(r->bs, r->doomed[i]) == 0)
-			r->blobs_deleted++;
+			log_debug("runner: released blob deleted now that nothing here uses it");
 	}
 	r->n_doomed = keep;
 }
@@ -1566,7 +1565,6 @@ static void on_blob_delete(struct runner *r, const Seeswarm__V1__BlobDelete *m)
 		if (blobstore_delete(r->bs, dg) == 0)
 			deleted++;
 	}
-	r->blobs_deleted += deleted;
 	log_info("runner: the manager released %zu blob%s: %zu deleted, %zu when no longer in use",
 		 m->n_digests, m->n_digests == 1 ? "" : "s", deleted, kept);
 }

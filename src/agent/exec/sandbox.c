@@ -541,8 +541,6 @@ static void child_mounts(const struct plan *p)
 			  NULL) < 0)
 			child_fail(p, ST_IN, errno);
 	}
-	if (chdir("/") < 0)
-		child_fail(p, ST_CWD, errno);
 }
 
 /* Takes and releases the id-map lock through lock_fd, the child's own open file description. */
@@ -745,6 +743,24 @@ static void *child_stack_top(void)
 	return s + CHILD_STACK;
 }
 
+/*
+ * Runs fn(arg) in a child sharing this address space (CLONE_VM|CLONE_VFORK
+ * plus flags) on the calling thread's child stack, with every signal
+ * blocked around the clone, and returns once the child has called execve or
+ * exited: its pid, or -1 with errno set.
+ */
+static pid_t clone_vfork(int (*fn)(void *), unsigned long flags, void *arg)
+{
+	sigset_t all, old_mask;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+	pid_t pid = clone(fn, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), arg);
+	int e = errno;
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	errno = e;
+	return pid;
+}
+
 static void plan_free(struct plan *p);
 static int recv_fd(int sock);
 
@@ -759,16 +775,22 @@ static void closep(int *fd)
 	*fd = -1;
 }
 
-/* Frees a generation that exec_run() never took (the thread's). */
-static void warm_gen_free(struct exec_sandbox *sb, struct warm_gen *g)
+/* Closes a generation's own pipes and frees its plan (whoever owns it at the end). */
+static void warm_gen_close(struct warm_gen *g)
 {
 	for (int i = 0; i < 2; i++) {
 		closep(&g->go[i]);
 		closep(&g->ack[i]);
 		closep(&g->err[i]);
 	}
-	cgroup_put(sb, g->cg);
 	plan_free(&g->p);
+}
+
+/* Frees a generation that exec_run() never took (the thread's). */
+static void warm_gen_free(struct exec_sandbox *sb, struct warm_gen *g)
+{
+	warm_gen_close(g);
+	cgroup_put(sb, g->cg);
 	free(g);
 }
 
@@ -899,12 +921,7 @@ static struct warm_gen *warm_take(struct exec_sandbox *sb)
 /* Releases a taken generation once its child has been reaped (or never started). */
 static void warm_release(struct warm_gen *g)
 {
-	for (int i = 0; i < 2; i++) {
-		closep(&g->go[i]);
-		closep(&g->ack[i]);
-		closep(&g->err[i]);
-	}
-	plan_free(&g->p);
+	warm_gen_close(g);
 	if (atomic_fetch_sub(&g->refs, 1) == 1)
 		free(g);
 }
@@ -947,7 +964,7 @@ static void warm_stop(struct exec_sandbox *sb)
 
 uint64_t exec_sandbox_warm_hits(const struct exec_sandbox *sb)
 {
-	return atomic_load(&((struct exec_sandbox *)sb)->warm_hits);
+	return atomic_load(&sb->warm_hits);
 }
 
 /* Fills the plan's mount paths under root ("" for paths inside the sandbox). */
@@ -998,22 +1015,16 @@ static int tmpl_build(struct exec_sandbox *sb)
 	}
 	p.errpipe_w = ep[1];
 	p.sock_w = sv[1];
-	sigset_t all, old_mask;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-	pid_t pid = clone(tmpl_entry, child_stack_top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &p);
-	int clone_errno = errno;
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	pid_t pid = clone_vfork(tmpl_entry, SIGCHLD, &p);
 	if (pid < 0) {
-		log_error("exec: clone for the template mount namespace: %s", strerror(clone_errno));
+		log_error("exec: clone for the template mount namespace: %s", strerror(errno));
 		rc = SS_EIO;
 		goto out;
 	}
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	struct child_msg cm;
-	close(ep[1]);
-	ep[1] = -1;
+	closep(&ep[1]);
 	if (read(ep[0], &cm, sizeof(cm)) == (ssize_t)sizeof(cm)) {
 		log_error("exec: building the template mount namespace failed while %s: %s",
 			  cm.stage > 0 && cm.stage < ST_COUNT ? stage_names[cm.stage] : "?",
@@ -1027,14 +1038,10 @@ static int tmpl_build(struct exec_sandbox *sb)
 		rc = SS_EIO;
 	}
 out:
-	if (ep[0] >= 0)
-		close(ep[0]);
-	if (ep[1] >= 0)
-		close(ep[1]);
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
+	closep(&ep[0]);
+	closep(&ep[1]);
+	closep(&sv[0]);
+	closep(&sv[1]);
 	plan_free(&p);
 	return rc;
 }
@@ -1605,18 +1612,9 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		atomic_fetch_add(&sb->warm_hits, 1);
 	}
 
-	/* The cgroup. */
-	if (g) {
-		if (cg && ((rc = exec_cgroup_set_limits(cg, &spec->res)) ||
-			   (rc = exec_cgroup_begin(cg)))) {
-			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
-			goto out;
-		}
-		if (!cg)
-			pp->as = spec->res.memory_bytes;
-	} else if (sb->cg_mode != EXEC_CG_NONE) {
-		if ((rc = cgroup_get(sb, &cg)) || (rc = exec_cgroup_set_limits(cg, &spec->res)) ||
-		    (rc = exec_cgroup_begin(cg))) {
+	/* The cgroup: a prepared child is in one already; a fresh child joins one through fds. */
+	if (!g && sb->cg_mode != EXEC_CG_NONE) {
+		if ((rc = cgroup_get(sb, &cg))) {
 			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
 			goto out;
 		}
@@ -1627,6 +1625,12 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			goto out;
 		}
 		pp->n_cg = n;
+	}
+	if (cg) {
+		if ((rc = exec_cgroup_set_limits(cg, &spec->res)) || (rc = exec_cgroup_begin(cg))) {
+			res_msg(res, "cannot prepare the task cgroup: %s", ss_strerror(rc));
+			goto out;
+		}
 	} else {
 		pp->as = spec->res.memory_bytes;
 	}
@@ -1743,12 +1747,8 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 				flags |= CLONE_NEWNET;
 			}
 		}
-		sigset_t all, old_mask;
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-		pid = clone(child_entry, child_stack_top(), (int)(flags | CLONE_VM | CLONE_VFORK), pp);
+		pid = clone_vfork(child_entry, flags, pp);
 		int clone_errno = errno;
-		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 		if (in_shared && setns(sb->host_netns_fd, CLONE_NEWNET) < 0)
 			fatal("exec: cannot return to the host network namespace: %s", strerror(errno));
 		if (pid < 0) {
