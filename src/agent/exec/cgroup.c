@@ -11,6 +11,13 @@
  * holds are not written again, and the counters exec_cgroup_usage() read
  * at the end of the last task are the next task's baseline (an empty cgroup
  * does not move them; exec_cgroup_kill() discards them).
+ *
+ * The files a run touches are opened once per cgroup and kept (cgroup.procs
+ * of each hierarchy for joining, and the counters, which are re-read with
+ * pread at offset 0: a seq_file regenerates its text for a read from 0).
+ * cgroup.procs is the exception for reading: a v1 pidlist is cached per open
+ * file for a second, so membership is read through pids.current first and
+ * through a fresh open of cgroup.procs only when that is not zero.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,9 +37,29 @@
 
 enum { C_MEM = 0, C_PIDS, C_CPU, C_CPUACCT, C_COUNT };
 
+/* The counter files a run reads, kept open per cgroup (see cg_fd). */
+enum { F_PEAK = 0, F_OOM, F_PIDS_EV, F_CPU, F_PIDS_CUR, F_COUNT };
+
+struct cg_file {
+	const char *v1, *v2; /* file name per mode; NULL: not on that mode */
+	int ctrl;
+	int flags;           /* on v1, besides O_CLOEXEC; v2 opens every one O_RDONLY */
+};
+
+static const struct cg_file cg_files[F_COUNT] = {
+	/* v1 resets the peak by writing 0 into it, so it is opened for both. */
+	[F_PEAK] = {"memory.max_usage_in_bytes", "memory.peak", C_MEM, O_RDWR},
+	[F_OOM] = {"memory.oom_control", "memory.events", C_MEM, O_RDONLY},
+	[F_PIDS_EV] = {"pids.events", "pids.events", C_PIDS, O_RDONLY},
+	[F_CPU] = {"cpuacct.usage", "cpu.stat", C_CPUACCT, O_RDONLY},
+	[F_PIDS_CUR] = {"pids.current", "pids.current", C_PIDS, O_RDONLY},
+};
+
 struct exec_cgroup {
 	enum exec_cg_mode mode;
 	char *dir[C_COUNT]; /* per controller; on v2 all point at one path */
+	int procs_fd[C_COUNT]; /* cgroup.procs, O_WRONLY, of each distinct hierarchy, or -1 */
+	int fd[F_COUNT];       /* the counter files, opened on first use, or -1 */
 	uint64_t oom0, pidsmax0, cpu0;
 	bool base_valid;              /* oom0, pidsmax0 and cpu0 hold the counters now */
 	bool limits_valid;            /* limits holds what the files hold */
@@ -82,20 +109,60 @@ static int read_small(const char *dir, const char *file, char *out, size_t outle
 	return 0;
 }
 
-static uint64_t read_u64(const char *dir, const char *file)
+/*
+ * Returns the counter file's descriptor, opening it on first use; -1 when
+ * the file does not exist on this mode or cannot be opened (then the next
+ * call tries again). The descriptor belongs to cg.
+ */
+static int cg_fd(struct exec_cgroup *cg, int which)
+{
+	const struct cg_file *f = &cg_files[which];
+	const char *name = cg->mode == EXEC_CG_V2 ? f->v2 : f->v1;
+	if (cg->fd[which] >= 0 || !name || !cg->dir[f->ctrl])
+		return cg->fd[which];
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s", cg->dir[f->ctrl], name);
+	cg->fd[which] = open(path, (cg->mode == EXEC_CG_V2 ? O_RDONLY : f->flags) | O_CLOEXEC);
+	return cg->fd[which];
+}
+
+/*
+ * Reads the whole counter file (up to outlen - 1 bytes) into out from
+ * offset 0. out is always a string, empty on failure. Returns 0 or a
+ * negative errno; a failed read closes the descriptor so the next call
+ * reopens it.
+ */
+static int cg_read(struct exec_cgroup *cg, int which, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	int fd = cg_fd(cg, which);
+	if (fd < 0)
+		return -ENOENT;
+	ssize_t n = pread(fd, out, outlen - 1, 0);
+	if (n < 0) {
+		int rc = neg_errno();
+		close(fd);
+		cg->fd[which] = -1;
+		return rc;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static uint64_t read_u64(struct exec_cgroup *cg, int which)
 {
 	char b[64];
-	if (!dir || read_small(dir, file, b, sizeof(b)))
+	if (cg_read(cg, which, b, sizeof(b)))
 		return 0;
 	return strtoull(b, NULL, 10);
 }
 
-/* Returns the value of "key N" in a flat keyed file, or 0. */
-static uint64_t read_keyed(const char *dir, const char *file, const char *key)
+/* Returns the value of "key N" in a flat keyed counter file, or 0. */
+static uint64_t read_keyed(struct exec_cgroup *cg, int which, const char *key)
 {
 	char b[2048];
 	size_t kl = strlen(key);
-	if (!dir || read_small(dir, file, b, sizeof(b)))
+	if (cg_read(cg, which, b, sizeof(b)))
 		return 0;
 	for (char *line = b; line && *line;) {
 		char *nl = strchr(line, '\n');
@@ -196,6 +263,10 @@ int exec_cgroup_create(struct exec_cgroup **out, enum exec_cg_mode mode, const c
 
 	*out = NULL;
 	cg->mode = mode;
+	for (int i = 0; i < C_COUNT; i++)
+		cg->procs_fd[i] = -1;
+	for (int i = 0; i < F_COUNT; i++)
+		cg->fd[i] = -1;
 	if (!ident_valid(name)) {
 		rc = SS_EINVAL;
 		goto out;
@@ -308,23 +379,23 @@ done:
 static uint64_t cpu_usage_ns(struct exec_cgroup *cg)
 {
 	if (cg->mode == EXEC_CG_V2)
-		return read_keyed(cg->dir[C_CPU], "cpu.stat", "usage_usec") * 1000;
-	return read_u64(cg->dir[C_CPUACCT], "cpuacct.usage");
+		return read_keyed(cg, F_CPU, "usage_usec") * 1000;
+	return read_u64(cg, F_CPU);
 }
 
 int exec_cgroup_begin(struct exec_cgroup *cg)
 {
 	if (cg->mode == EXEC_CG_V1) {
-		write_str(cg->dir[C_MEM], "memory.max_usage_in_bytes", "0");
+		int fd = cg_fd(cg, F_PEAK);
+		if (fd < 0 || pwrite(fd, "0", 1, 0) != 1)
+			log_warn("exec: cannot reset memory.max_usage_in_bytes: %s", strerror(errno));
 		if (cg->base_valid) {
 			cg->base_valid = false;
 			return 0;
 		}
-		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill");
-	} else {
-		cg->oom0 = read_keyed(cg->dir[C_MEM], "memory.events", "oom_kill");
 	}
-	cg->pidsmax0 = read_keyed(cg->dir[C_PIDS], "pids.events", "max");
+	cg->oom0 = read_keyed(cg, F_OOM, "oom_kill");
+	cg->pidsmax0 = read_keyed(cg, F_PIDS_EV, "max");
 	cg->cpu0 = cpu_usage_ns(cg);
 	return 0;
 }
@@ -341,17 +412,16 @@ int exec_cgroup_join_fds(struct exec_cgroup *cg, int *fds, size_t max)
 				dup = true;
 		if (dup)
 			continue;
-		char path[600];
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[i]);
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0) {
-			int e = errno;
-			while (n > 0)
-				close(fds[--n]);
-			log_warn("exec: open %s: %s", path, strerror(e));
-			return SS_EIO;
+		if (cg->procs_fd[i] < 0) {
+			char path[600];
+			snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[i]);
+			cg->procs_fd[i] = open(path, O_WRONLY | O_CLOEXEC);
+			if (cg->procs_fd[i] < 0) {
+				log_warn("exec: open %s: %s", path, strerror(errno));
+				return SS_EIO;
+			}
 		}
-		fds[n++] = fd;
+		fds[n++] = cg->procs_fd[i];
 	}
 	return (int)n;
 }
@@ -360,14 +430,9 @@ int exec_cgroup_usage(struct exec_cgroup *cg, struct exec_usage *u)
 {
 	uint64_t cpu = cpu_usage_ns(cg);
 	u->cpu_ns = cpu >= cg->cpu0 ? cpu - cg->cpu0 : cpu;
-	if (cg->mode == EXEC_CG_V2) {
-		u->peak_mem_bytes = read_u64(cg->dir[C_MEM], "memory.peak");
-		u->oom_kills = read_keyed(cg->dir[C_MEM], "memory.events", "oom_kill") - cg->oom0;
-	} else {
-		u->peak_mem_bytes = read_u64(cg->dir[C_MEM], "memory.max_usage_in_bytes");
-		u->oom_kills = read_keyed(cg->dir[C_MEM], "memory.oom_control", "oom_kill") - cg->oom0;
-	}
-	uint64_t pidsmax = read_keyed(cg->dir[C_PIDS], "pids.events", "max");
+	u->peak_mem_bytes = read_u64(cg, F_PEAK);
+	u->oom_kills = read_keyed(cg, F_OOM, "oom_kill") - cg->oom0;
+	uint64_t pidsmax = read_keyed(cg, F_PIDS_EV, "max");
 	u->pids_limit_hit = pidsmax > cg->pidsmax0;
 	/* The next task's baseline, kept only if the cgroup is already empty. */
 	cg->oom0 += u->oom_kills;
@@ -419,6 +484,9 @@ int exec_cgroup_kill(struct exec_cgroup *cg)
 bool exec_cgroup_empty(struct exec_cgroup *cg)
 {
 	char b[64];
+	/* pids.current counts every task until it is reaped, so 0 settles it. */
+	if (cg_read(cg, F_PIDS_CUR, b, sizeof(b)) == 0 && !strcmp(b, "0\n"))
+		return true;
 	if (read_small(cg->dir[C_PIDS], "cgroup.procs", b, sizeof(b)))
 		return false;
 	return b[0] == '\0';
@@ -428,6 +496,12 @@ void exec_cgroup_destroy(struct exec_cgroup *cg)
 {
 	if (!cg)
 		return;
+	for (int i = 0; i < C_COUNT; i++)
+		if (cg->procs_fd[i] >= 0)
+			close(cg->procs_fd[i]);
+	for (int i = 0; i < F_COUNT; i++)
+		if (cg->fd[i] >= 0)
+			close(cg->fd[i]);
 	for (int i = 0; i < C_COUNT; i++) {
 		if (!cg->dir[i])
 			continue;
