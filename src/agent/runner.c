@@ -619,6 +619,8 @@ static const char *build_spec(const Seeswarm__V1__TaskDispatch *d, const char *i
 			return "setup_error";
 		}
 	}
+	/* A job keeps only declared outputs, so a task with none gets no writable /out. */
+	spec->no_out = d->n_outputs == 0;
 	/* Zero means "the default" for every resource. */
 	const Seeswarm__V1__TaskResources *tr = d->resources;
 	struct exec_resources *res = &spec->res;

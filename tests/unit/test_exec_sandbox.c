@@ -11,8 +11,10 @@
  * copy of one template mount namespace.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -83,9 +85,12 @@ static struct fixture *need_root(void **state)
 	return *state;
 }
 
-/* Runs `sh -c script` with the given memory (MiB) and pids limits; res must be freed. */
-static void run_sh(struct fixture *f, const char *script, unsigned mem_mib, unsigned pids,
-		   struct exec_result *res)
+/*
+ * Runs `sh -c script` with the given memory (MiB) and pids limits, and with
+ * or without /out; res must be freed.
+ */
+static void run_sh_out(struct fixture *f, const char *script, unsigned mem_mib, unsigned pids,
+		       bool no_out, struct exec_result *res)
 {
 	struct exec_spec spec;
 	exec_spec_init(&spec);
@@ -95,8 +100,15 @@ static void run_sh(struct fixture *f, const char *script, unsigned mem_mib, unsi
 	spec.res.memory_bytes = (uint64_t)mem_mib << 20;
 	spec.res.pids = pids;
 	spec.res.timeout_ms = 20000;
+	spec.no_out = no_out;
 	assert_int_equal(exec_run(f->sb, &spec, f->bundle, NULL, res), 0);
 	exec_spec_free(&spec);
+}
+
+static void run_sh(struct fixture *f, const char *script, unsigned mem_mib, unsigned pids,
+		   struct exec_result *res)
+{
+	run_sh_out(f, script, mem_mib, pids, false, res);
 }
 
 static void test_counters_do_not_leak_into_the_next_task(void **state)
@@ -221,6 +233,95 @@ static void test_mount_view(void **state)
 	exec_result_free(&r);
 }
 
+/*
+ * Usage is this task's own: the counters a pooled cgroup keeps open are read
+ * afresh each time, and peak memory is reset between tasks.
+ */
+static void test_usage_is_per_task(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct exec_result r;
+	for (int round = 0; round < 2; round++) {
+		run_sh(f,
+		       "exec python3 -c \"import time; x = b'a' * (48 << 20); t = time.process_time()\n"
+		       "while time.process_time() - t < 0.3: pass\"",
+		       256, 64, &r);
+		assert_true(exec_result_ok(&r));
+		assert_true(r.usage.peak_mem_bytes >= (48ULL << 20));
+		assert_true(r.usage.cpu_ns >= 250000000ULL);
+		exec_result_free(&r);
+		run_sh(f, "exit 0", 256, 64, &r);
+		assert_true(exec_result_ok(&r));
+		assert_true(r.usage.peak_mem_bytes < (24ULL << 20));
+		assert_true(r.usage.cpu_ns < 150000000ULL);
+		exec_result_free(&r);
+	}
+}
+
+/* A task that keeps no outputs gets the template's read-only /out, and nothing is collected. */
+static void test_no_out(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct exec_result r;
+	run_sh_out(f,
+		   "test -d /out || exit 1; echo x > /out/x 2>/dev/null && exit 2; "
+		   "grep -q ' /out ' /proc/self/mountinfo && exit 3; echo y > /tmp/y",
+		   64, 64, true, &r);
+	if (!exec_result_ok(&r))
+		print_error("%s\n", r.msg);
+	assert_true(exec_result_ok(&r));
+	assert_int_equal(r.n_outputs, 0);
+	exec_result_free(&r);
+	/* Without the flag, /out is a writable tmpfs whose files are collected. */
+	run_sh_out(f, "echo x > /out/x", 64, 64, false, &r);
+	assert_true(exec_result_ok(&r));
+	assert_int_equal(r.n_outputs, 1);
+	exec_result_free(&r);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * The agent's signal dispositions do not reach the task: what it ignores or
+ * catches is default in the task, and nothing is blocked.
+ */
+static void test_signals_are_default(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct sigaction old_pipe, old_usr1, old_hup;
+	struct sigaction ign = {.sa_handler = SIG_IGN}, cgt = {.sa_handler = on_usr1};
+	sigaction(SIGPIPE, &ign, &old_pipe);
+	sigaction(SIGHUP, &ign, &old_hup);
+	sigaction(SIGUSR1, &cgt, &old_usr1);
+	/*
+	 * Several tasks: a prepared child copied the dispositions when it was
+	 * cloned, so with prepared sandboxes the first ones predate the change.
+	 */
+	bool clean = true;
+	for (int i = 0; i < 4 && clean; i++) {
+		struct exec_result r;
+		/* cat, which catches nothing itself (grep catches SIGSEGV). */
+		run_sh(f, "exec cat /proc/self/status", 64, 64, &r);
+		assert_true(exec_result_ok(&r));
+		char *out = xasprintf("%.*s", (int)r.out.len, (const char *)r.out.data);
+		clean = strstr(out, "SigIgn:\t0000000000000000\n") &&
+			strstr(out, "SigCgt:\t0000000000000000\n") &&
+			strstr(out, "SigBlk:\t0000000000000000\n");
+		if (!clean)
+			print_error("task %d: dispositions leaked into the task:\n%s", i, out);
+		free(out);
+		exec_result_free(&r);
+		usleep(20000); /* time for a slot to prepare the next one */
+	}
+	sigaction(SIGPIPE, &old_pipe, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
+	sigaction(SIGUSR1, &old_usr1, NULL);
+	assert_true(clean);
+}
+
 int main(void)
 {
 	log_init("test", LOG_WARN);
@@ -229,12 +330,18 @@ int main(void)
 		cmocka_unit_test(test_limits_follow_each_task),
 		cmocka_unit_test(test_concurrent_children),
 		cmocka_unit_test(test_mount_view),
+		cmocka_unit_test(test_usage_is_per_task),
+		cmocka_unit_test(test_no_out),
+		cmocka_unit_test(test_signals_are_default),
 	};
 	const struct CMUnitTest warm[] = {
 		cmocka_unit_test(test_counters_do_not_leak_into_the_next_task),
 		cmocka_unit_test(test_limits_follow_each_task),
 		cmocka_unit_test(test_concurrent_children),
 		cmocka_unit_test(test_mount_view),
+		cmocka_unit_test(test_usage_is_per_task),
+		cmocka_unit_test(test_no_out),
+		cmocka_unit_test(test_signals_are_default),
 		cmocka_unit_test(test_prepared_sandboxes_are_used),
 	};
 	int failed = cmocka_run_group_tests_name("cold", tests, setup, teardown);

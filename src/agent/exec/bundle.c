@@ -197,6 +197,8 @@ int exec_spec_validate(const struct exec_spec *spec, char *why, size_t whylen)
 		if (!spec->inputs[i].path)
 			return why_set(why, whylen, SS_EINVAL, "input '%s' has no file",
 				       spec->inputs[i].name);
+	if (spec->no_out && spec->n_outputs)
+		return why_set(why, whylen, SS_EINVAL, "a task without /out cannot declare outputs");
 	const struct exec_resources *r = &spec->res;
 	if (r->memory_bytes < (4ULL << 20) || r->memory_bytes > (1ULL << 40))
 		return why_set(why, whylen, SS_EINVAL, "memory must be 4M..1T");

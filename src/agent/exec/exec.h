@@ -80,6 +80,11 @@ struct exec_spec {
 	size_t n_inputs;
 	char **outputs;         /* declared output paths relative to /out; none = collect every file */
 	size_t n_outputs;
+	/*
+	 * The task keeps nothing (n_outputs must be 0): /out is the template's
+	 * empty read-only directory, and nothing is collected or reported.
+	 */
+	bool no_out;
 	struct exec_resources res;
 	bool network;           /* false: a network namespace with no usable interface */
 	char *cwd;              /* working directory inside the sandbox; default /bundle */
@@ -233,8 +238,11 @@ int exec_cgroup_set_limits(struct exec_cgroup *cg, const struct exec_resources *
 /* Snapshots the counters so exec_cgroup_usage() reports this run only. */
 int exec_cgroup_begin(struct exec_cgroup *cg);
 /*
- * Opens the cgroup.procs files with O_WRONLY|O_CLOEXEC; a child that writes
- * "0" to each joins the cgroup. Fills at most max fds and returns the count.
+ * Fills at most max fds with the cgroup's cgroup.procs files (O_WRONLY,
+ * O_CLOEXEC; one per distinct hierarchy) and returns the count, or SS_EIO.
+ * A child that writes "0" to each joins the cgroup. The descriptors stay
+ * cg's: the caller must not close them, and they are valid until
+ * exec_cgroup_destroy().
  */
 int exec_cgroup_join_fds(struct exec_cgroup *cg, int *fds, size_t max);
 /* Reports CPU time, peak memory, OOM kills and pids-limit hits since begin. */

@@ -100,6 +100,7 @@
 #define CHILD_STACK (256 * 1024)
 #define WARM_MAX 8
 #define WARM_ACK_MS 10000
+#define REAP_MAX 256
 
 /* ---- sandbox factory --------------------------------------------------- */
 
@@ -134,9 +135,18 @@ struct exec_sandbox {
 	atomic_ulong warm_hits;
 	unsigned long seq;
 	char describe[256];
+	/* Finished tasks' mount namespaces, torn down off the task's path (reaper_main). */
+	pthread_t reaper;
+	bool reaper_started;
+	pthread_mutex_t reap_lock;
+	pthread_cond_t reap_cond;
+	int reap_fds[REAP_MAX]; /* under reap_lock */
+	size_t n_reap;
+	bool reap_stop;
 };
 
 static int tmpl_build(struct exec_sandbox *sb);
+static void *reaper_main(void *arg);
 static void warm_start(struct exec_sandbox *sb, unsigned n);
 static void warm_stop(struct exec_sandbox *sb);
 
@@ -161,6 +171,8 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 
 	*out = NULL;
 	pthread_mutex_init(&sb->lock, NULL);
+	pthread_mutex_init(&sb->reap_lock, NULL);
+	pthread_cond_init(&sb->reap_cond, NULL);
 	sb->netns_fd = sb->host_netns_fd = sb->tmpl_fd = -1;
 	if (geteuid() != 0) {
 		rc = SS_EPERM;
@@ -243,6 +255,11 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 			sb->shared_netns = true;
 		}
 	}
+	if (pthread_create(&sb->reaper, NULL, reaper_main, sb) != 0) {
+		rc = SS_EIO;
+		goto out;
+	}
+	sb->reaper_started = true;
 	if (opts && opts->warm)
 		warm_start(sb, opts->warm > WARM_MAX ? WARM_MAX : opts->warm);
 	snprintf(sb->describe, sizeof(sb->describe),
@@ -263,6 +280,17 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 	if (!sb)
 		return;
 	warm_stop(sb);
+	if (sb->reaper_started) {
+		pthread_mutex_lock(&sb->reap_lock);
+		sb->reap_stop = true;
+		pthread_cond_signal(&sb->reap_cond);
+		pthread_mutex_unlock(&sb->reap_lock);
+		pthread_join(sb->reaper, NULL);
+	}
+	for (size_t i = 0; i < sb->n_reap; i++)
+		close(sb->reap_fds[i]);
+	pthread_cond_destroy(&sb->reap_cond);
+	pthread_mutex_destroy(&sb->reap_lock);
 	for (size_t i = 0; i < sb->n_pool; i++)
 		exec_cgroup_destroy(sb->pool[i]);
 	for (size_t i = 0; i < sb->n_ents; i++) {
@@ -281,6 +309,52 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 	free(sb->root_mnt);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb);
+}
+
+/*
+ * The reaper: closes the descriptors of finished tasks' mount namespaces.
+ * The last reference to a mount namespace unmounts its tmpfs and proc
+ * superblocks and waits for an RCU grace period; held by exec_run() past
+ * the task's exit, that work happens here instead of in the task's exit,
+ * which the agent waits for. Runs until reap_stop; leaves what is queued
+ * then to exec_sandbox_free().
+ */
+static void *reaper_main(void *arg)
+{
+	struct exec_sandbox *sb = arg;
+	int fds[REAP_MAX];
+	pthread_mutex_lock(&sb->reap_lock);
+	while (!sb->reap_stop) {
+		if (!sb->n_reap) {
+			pthread_cond_wait(&sb->reap_cond, &sb->reap_lock);
+			continue;
+		}
+		size_t n = sb->n_reap;
+		memcpy(fds, sb->reap_fds, n * sizeof(int));
+		sb->n_reap = 0;
+		pthread_mutex_unlock(&sb->reap_lock);
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		pthread_mutex_lock(&sb->reap_lock);
+	}
+	pthread_mutex_unlock(&sb->reap_lock);
+	return NULL;
+}
+
+/* Hands fd (owned) to the reaper; closes it here when the queue is full. */
+static void reap_later(struct exec_sandbox *sb, int fd)
+{
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&sb->reap_lock);
+	bool queued = sb->n_reap < REAP_MAX;
+	if (queued) {
+		sb->reap_fds[sb->n_reap++] = fd;
+		pthread_cond_signal(&sb->reap_cond);
+	}
+	pthread_mutex_unlock(&sb->reap_lock);
+	if (!queued)
+		close(fd);
 }
 
 const char *exec_sandbox_describe(const struct exec_sandbox *sb)
@@ -316,7 +390,7 @@ struct child_msg {
 
 struct plan {
 	const char *root;
-	int cg_fds[MAX_CG_FDS];
+	int cg_fds[MAX_CG_FDS]; /* borrowed from the task's cgroup (exec_cgroup_join_fds) */
 	int n_cg;
 	const struct root_ent *ents;
 	size_t n_ents;
@@ -335,6 +409,7 @@ struct plan {
 	char uid_map[32], gid_map[32];
 	int ll_abi;
 	bool network;
+	bool no_out; /* /out stays the template's read-only directory; sock_w is -1 */
 	const void *bpf;
 	int cap_last;
 	rlim_t fsize, nofile, cpu_s, as;
@@ -509,12 +584,14 @@ static void child_mounts(const struct plan *p)
 		child_fail(p, ST_BUNDLE, errno);
 	if (mount("tmpfs", p->tmp, "tmpfs", MS_NOSUID | MS_NODEV, p->tmp_opts) < 0)
 		child_fail(p, ST_TMP, errno);
-	if (mount("tmpfs", p->out, "tmpfs", MS_NOSUID | MS_NODEV, p->out_opts) < 0)
-		child_fail(p, ST_OUT, errno);
-	int ofd = open(p->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ofd < 0 || send_fd(p->sock_w, ofd) < 0)
-		child_fail(p, ST_OUT, errno);
-	close(ofd);
+	if (!p->no_out) {
+		if (mount("tmpfs", p->out, "tmpfs", MS_NOSUID | MS_NODEV, p->out_opts) < 0)
+			child_fail(p, ST_OUT, errno);
+		int ofd = open(p->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (ofd < 0 || send_fd(p->sock_w, ofd) < 0)
+			child_fail(p, ST_OUT, errno);
+		close(ofd);
+	}
 
 	if (p->n_in) {
 		if (mount("tmpfs", p->in, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->in_opts) < 0)
@@ -610,6 +687,38 @@ static void child_prepare(const struct plan *p)
 		child_fail(p, ST_PROC, errno);
 }
 
+/*
+ * Resets to SIG_DFL every signal the agent ignores or catches, before the
+ * child unblocks them: a caught one would run the agent's handler here, and
+ * an ignored one would stay ignored across execve. The child's own
+ * /proc/self/status (SigIgn, SigCgt) says which those are, which saves
+ * about 60 system calls; if it cannot be read, every signal is reset.
+ */
+static void child_signals_default(void)
+{
+	uint64_t set = ~0ULL;
+	char b[4096];
+	size_t len = 0;
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n;
+		while (len < sizeof(b) - 1 && (n = read(fd, b + len, sizeof(b) - 1 - len)) > 0)
+			len += (size_t)n;
+		close(fd);
+	}
+	b[len] = '\0';
+	const char *ign = strstr(b, "\nSigIgn:\t"), *cgt = strstr(b, "\nSigCgt:\t");
+	if (ign && cgt) {
+		char *e1, *e2;
+		uint64_t vi = strtoull(ign + 9, &e1, 16), vc = strtoull(cgt + 9, &e2, 16);
+		if (*e1 == '\n' && *e2 == '\n')
+			set = vi | vc;
+	}
+	for (int s = 1; s < NSIG && s <= 64; s++)
+		if (set & (1ULL << (s - 1)))
+			signal(s, SIG_DFL);
+}
+
 /* The task's part: its mounts, identity, limits and filters, then execve. */
 static _Noreturn void child_run(const struct plan *p)
 {
@@ -645,15 +754,13 @@ static _Noreturn void child_run(const struct plan *p)
 	if (chdir(p->cwd) < 0)
 		child_fail(p, ST_CWD, errno);
 	if (p->ll_abi > 0) {
-		static const char *const rw[] = {"/tmp", "/out", NULL};
+		const char *const rw[] = {"/tmp", p->no_out ? NULL : "/out", NULL};
 		int r = exec_landlock_apply(p->ll_abi, rw, p->network);
 		if (r < 0)
 			child_fail(p, ST_LANDLOCK, -r);
 	}
 
-	/* Handlers first: until they are reset, a signal would run the agent's code here. */
-	for (int s = 1; s < NSIG; s++)
-		signal(s, SIG_DFL);
+	child_signals_default();
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1507,8 +1614,6 @@ static void plan_free(struct plan *p)
 	for (size_t i = 0; i < p->n_cand; i++)
 		free(p->cand[i]);
 	free(p->cand);
-	for (int i = 0; i < p->n_cg; i++)
-		close(p->cg_fds[i]);
 	if (p->bundle_fd >= 0)
 		close(p->bundle_fd);
 }
@@ -1534,7 +1639,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	char **envp = NULL;
 	size_t n_env = 0;
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1}, sv[2] = {-1, -1};
-	int pidfd = -1, outfd = -1;
+	int pidfd = -1, outfd = -1, mntns = -1;
 	pid_t pid = -1;
 	uint64_t input_total = 0;
 	char why[160];
@@ -1693,8 +1798,9 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	envp[n_env] = NULL;
 	pp->envp = envp;
 
+	pp->no_out = spec->no_out;
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0 ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+	    (!spec->no_out && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)) {
 		rc = SS_EIO;
 		res_msg(res, "pipe: %s", strerror(errno));
 		goto out;
@@ -1763,6 +1869,14 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	closep(&sv[1]);
 	if (pidfd < 0)
 		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	/*
+	 * A reference to the task's mount namespace, so that tearing it down
+	 * falls to the reaper rather than to the task's exit. A task that has
+	 * already exited took its namespace with it; nothing is lost then.
+	 */
+	char nspath[48];
+	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/mnt", (int)pid);
+	mntns = open(nspath, O_RDONLY | O_CLOEXEC);
 
 	/* Wait for exit or the deadline, capturing output and the exec report. */
 	struct child_msg cm = {0};
@@ -1912,6 +2026,8 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			 "; the pids limit (%u) was hit", spec->res.pids);
 
 	/* Outputs. */
+	if (spec->no_out)
+		goto out;
 	outfd = recv_fd(sv[0]);
 	if (outfd < 0) {
 		res->status = EXEC_OUTPUT_ERROR;
@@ -1958,6 +2074,7 @@ out:
 		warm_release(g);
 	free(envp);
 	cgroup_put(sb, cg);
+	reap_later(sb, mntns);
 	return rc;
 }
 
