@@ -688,8 +688,9 @@ static void child_prepare(const struct plan *p)
 }
 
 /*
- * Resets to SIG_DFL every signal the agent ignores or catches, before the
- * child unblocks them: a caught one would run the agent's handler here, and
+ * Resets to SIG_DFL every signal the agent ignores or catches (glibc's own
+ * 32 and 33 included), before the child unblocks them: a caught one would
+ * run the agent's handler here, and
  * an ignored one would stay ignored across execve. The child's own
  * /proc/self/status (SigIgn, SigCgt) says which those are, which saves
  * about 60 system calls; if it cannot be read, every signal is reset.
@@ -714,9 +715,19 @@ static void child_signals_default(void)
 		if (*e1 == '\n' && *e2 == '\n')
 			set = vi | vc;
 	}
-	for (int s = 1; s < NSIG && s <= 64; s++)
+	/*
+	 * The raw system call: glibc's sigaction() refuses 32 and 33, which it
+	 * keeps for itself, yet an agent may have inherited them ignored.
+	 */
+	struct {
+		void (*handler)(int);
+		unsigned long flags;
+		void (*restorer)(void);
+		uint64_t mask;
+	} dfl = {.handler = SIG_DFL};
+	for (int s = 1; s <= 64; s++)
 		if (set & (1ULL << (s - 1)))
-			signal(s, SIG_DFL);
+			syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(dfl.mask));
 }
 
 /* The task's part: its mounts, identity, limits and filters, then execve. */
