@@ -401,6 +401,7 @@ struct plan {
 	char *dev_fd, *dev_stdin, *dev_stdout, *dev_stderr;
 	char *tmp_opts, *out_opts, *in_opts;
 	int tmpl_fd, bundle_fd;
+	int lock_fd; /* the id-map lock, a description of this task's own (exec_run owns it) */
 	int *in_fds;
 	char **in_dst;
 	size_t n_in;
@@ -462,9 +463,9 @@ static _Noreturn void child_fail(const struct plan *p, int stage, int err)
 	_exit(127);
 }
 
-static int write_file(const char *path, const char *s)
+static int write_file(int dirfd, const char *path, const char *s)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	size_t n = strlen(s);
@@ -620,9 +621,15 @@ static void child_mounts(const struct plan *p)
 	}
 }
 
-/* Takes and releases the id-map lock through lock_fd, the child's own open file description. */
-static void child_identity(const struct plan *p, int lock_fd)
+/*
+ * Takes and releases the id-map lock through p->lock_fd, an open file
+ * description of this child's own that exec_run() opened for it (the
+ * agent holds it too until the child has execed or died, so the lock is
+ * released explicitly). proc is the child's /proc/self.
+ */
+static void child_identity(const struct plan *p, int proc)
 {
+	int lock_fd = p->lock_fd;
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	while (fcntl(lock_fd, F_OFD_SETLKW, &fl) < 0)
 		if (errno != EINTR)
@@ -640,11 +647,13 @@ static void child_identity(const struct plan *p, int lock_fd)
 		child_fail(p, ST_IDS, errno);
 	if (unshare(CLONE_NEWUSER) < 0)
 		child_fail(p, ST_USERNS, errno);
-	if (write_file("/proc/self/setgroups", "deny") < 0 ||
-	    write_file("/proc/self/uid_map", p->uid_map) < 0 ||
-	    write_file("/proc/self/gid_map", p->gid_map) < 0)
+	if (write_file(proc, "setgroups", "deny") < 0 || write_file(proc, "uid_map", p->uid_map) < 0 ||
+	    write_file(proc, "gid_map", p->gid_map) < 0)
 		child_fail(p, ST_IDMAP, errno);
 	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+		child_fail(p, ST_IDMAP, errno);
+	fl.l_type = F_UNLCK;
+	if (fcntl(lock_fd, F_OFD_SETLK, &fl) < 0)
 		child_fail(p, ST_IDMAP, errno);
 	close(lock_fd);
 
@@ -690,17 +699,17 @@ static void child_prepare(const struct plan *p)
 /*
  * Resets to SIG_DFL every signal the agent ignores or catches (glibc's own
  * 32 and 33 included), before the child unblocks them: a caught one would
- * run the agent's handler here, and
- * an ignored one would stay ignored across execve. The child's own
- * /proc/self/status (SigIgn, SigCgt) says which those are, which saves
- * about 60 system calls; if it cannot be read, every signal is reset.
+ * run the agent's handler here, and an ignored one would stay ignored
+ * across execve. The child's own status file (SigIgn, SigCgt), read through
+ * proc, its /proc/self, says which those are, which saves about 60 system
+ * calls; if it cannot be read, every signal is reset.
  */
-static void child_signals_default(void)
+static void child_signals_default(int proc)
 {
 	uint64_t set = ~0ULL;
 	char b[4096];
 	size_t len = 0;
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	int fd = openat(proc, "status", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		ssize_t n;
 		while (len < sizeof(b) - 1 && (n = read(fd, b + len, sizeof(b) - 1 - len)) > 0)
@@ -733,14 +742,14 @@ static void child_signals_default(void)
 /* The task's part: its mounts, identity, limits and filters, then execve. */
 static _Noreturn void child_run(const struct plan *p)
 {
-	/* A description of the id-map lock of our own (any /proc resolves self). */
-	int lock_fd = open(idlock_path, O_RDWR | O_CLOEXEC);
-	if (lock_fd < 0)
-		child_fail(p, ST_IDS, errno);
 	umask(0);
 	child_mounts(p);
 	umask(022);
-	child_identity(p, lock_fd);
+	/* Our /proc/self, resolved once (a fresh proc instance looks each name up cold). */
+	int proc = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (proc < 0)
+		child_fail(p, ST_IDS, errno);
+	child_identity(p, proc);
 
 	struct rlimit rl;
 	rl.rlim_cur = rl.rlim_max = 0;
@@ -771,7 +780,8 @@ static _Noreturn void child_run(const struct plan *p)
 			child_fail(p, ST_LANDLOCK, -r);
 	}
 
-	child_signals_default();
+	child_signals_default(proc);
+	close(proc);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -920,7 +930,7 @@ static struct warm_gen *warm_gen_new(struct exec_sandbox *sb)
 		g->go[i] = g->ack[i] = g->err[i] = -1;
 	for (int i = 0; i < MAX_CG_FDS; i++)
 		g->p.cg_fds[i] = -1;
-	g->p.bundle_fd = -1;
+	g->p.bundle_fd = g->p.lock_fd = -1;
 	g->p.tmpl_fd = sb->tmpl_fd;
 	plan_paths(&g->p, sb, "");
 	atomic_init(&g->state, W_PREPARING);
@@ -1123,7 +1133,7 @@ static int tmpl_build(struct exec_sandbox *sb)
 	memset(&p, 0, sizeof(p));
 	for (int i = 0; i < MAX_CG_FDS; i++)
 		p.cg_fds[i] = -1;
-	p.bundle_fd = p.tmpl_fd = -1;
+	p.bundle_fd = p.tmpl_fd = p.lock_fd = -1;
 	p.root = sb->root_mnt;
 	plan_paths(&p, sb, sb->root_mnt);
 	if (pipe2(ep, O_CLOEXEC) < 0 ||
@@ -1650,7 +1660,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	char **envp = NULL;
 	size_t n_env = 0;
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1}, sv[2] = {-1, -1};
-	int pidfd = -1, outfd = -1, mntns = -1;
+	int pidfd = -1, outfd = -1, mntns = -1, lockfd = -1;
 	pid_t pid = -1;
 	uint64_t input_total = 0;
 	char why[160];
@@ -1662,7 +1672,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	buf_init(&res->err_out);
 	for (int i = 0; i < MAX_CG_FDS; i++)
 		pp->cg_fds[i] = -1;
-	pp->bundle_fd = pp->tmpl_fd = -1;
+	pp->bundle_fd = pp->tmpl_fd = pp->lock_fd = -1;
 
 	if ((rc = exec_spec_validate(spec, why, sizeof(why)))) {
 		res_msg(res, "invalid task: %s", why);
@@ -1820,6 +1830,14 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	pp->err_w = errp[1];
 	pp->errpipe_w = ep[1];
 	pp->sock_w = sv[1];
+	/* The child's own description of the id-map lock, opened here where /proc is warm. */
+	lockfd = open(idlock_path, O_RDWR | O_CLOEXEC);
+	if (lockfd < 0) {
+		rc = SS_EIO;
+		res_msg(res, "cannot open the id-map lock: %s", strerror(errno));
+		goto out;
+	}
+	pp->lock_fd = lockfd;
 
 	/* Checked before entering the shared netns, which a goto out would not leave. */
 	if (spec->cancel && exec_cancel_triggered(spec->cancel)) {
@@ -1878,6 +1896,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	closep(&errp[1]);
 	closep(&ep[1]);
 	closep(&sv[1]);
+	closep(&lockfd); /* the child has its copy (or has execed or died) */
 	if (pidfd < 0)
 		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	/*
@@ -2080,6 +2099,7 @@ out:
 	closep(&ep[1]);
 	closep(&sv[0]);
 	closep(&sv[1]);
+	closep(&lockfd);
 	plan_free(&p_cold);
 	if (g)
 		warm_release(g);
