@@ -280,6 +280,27 @@ static void test_no_out(void **state)
 	exec_result_free(&r);
 }
 
+/*
+ * A task's /tmp is charged to its memory cgroup, and the cgroup is reused:
+ * the next task must not start while those pages are still charged.
+ */
+static void test_tmp_pages_do_not_reach_the_next_task(void **state)
+{
+	struct fixture *f = need_root(state);
+	for (int i = 0; i < 5; i++) {
+		struct exec_result r;
+		run_sh(f, "head -c 40000000 /dev/zero > /tmp/f", 64, 64, &r);
+		assert_true(exec_result_ok(&r));
+		exec_result_free(&r);
+		run_sh(f, "exec python3 -c \"x = b'a' * (40 << 20)\"", 64, 64, &r);
+		if (!exec_result_ok(&r))
+			print_error("round %d: %s\n", i, r.msg);
+		assert_true(exec_result_ok(&r));
+		assert_true(r.usage.peak_mem_bytes < (60ULL << 20));
+		exec_result_free(&r);
+	}
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -343,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_usage_is_per_task),
 		cmocka_unit_test(test_no_out),
 		cmocka_unit_test(test_signals_are_default),
+		cmocka_unit_test(test_tmp_pages_do_not_reach_the_next_task),
 	};
 	const struct CMUnitTest warm[] = {
 		cmocka_unit_test(test_counters_do_not_leak_into_the_next_task),
@@ -352,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_usage_is_per_task),
 		cmocka_unit_test(test_no_out),
 		cmocka_unit_test(test_signals_are_default),
+		cmocka_unit_test(test_tmp_pages_do_not_reach_the_next_task),
 		cmocka_unit_test(test_prepared_sandboxes_are_used),
 	};
 	int failed = cmocka_run_group_tests_name("cold", tests, setup, teardown);

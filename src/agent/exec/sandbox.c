@@ -140,13 +140,17 @@ struct exec_sandbox {
 	bool reaper_started;
 	pthread_mutex_t reap_lock;
 	pthread_cond_t reap_cond;
-	int reap_fds[REAP_MAX]; /* under reap_lock */
+	struct reap_ent {
+		int mntns;               /* owned */
+		struct exec_cgroup *cg;  /* owned; pooled once the namespace is gone */
+	} reap[REAP_MAX];                /* under reap_lock */
 	size_t n_reap;
 	bool reap_stop;
 };
 
 static int tmpl_build(struct exec_sandbox *sb);
 static void *reaper_main(void *arg);
+static void cgroup_put(struct exec_sandbox *sb, struct exec_cgroup *cg);
 static void warm_start(struct exec_sandbox *sb, unsigned n);
 static void warm_stop(struct exec_sandbox *sb);
 
@@ -287,8 +291,10 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 		pthread_mutex_unlock(&sb->reap_lock);
 		pthread_join(sb->reaper, NULL);
 	}
-	for (size_t i = 0; i < sb->n_reap; i++)
-		close(sb->reap_fds[i]);
+	for (size_t i = 0; i < sb->n_reap; i++) {
+		close(sb->reap[i].mntns);
+		cgroup_put(sb, sb->reap[i].cg);
+	}
 	pthread_cond_destroy(&sb->reap_cond);
 	pthread_mutex_destroy(&sb->reap_lock);
 	for (size_t i = 0; i < sb->n_pool; i++)
@@ -312,17 +318,19 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 }
 
 /*
- * The reaper: closes the descriptors of finished tasks' mount namespaces.
- * The last reference to a mount namespace unmounts its tmpfs and proc
- * superblocks and waits for an RCU grace period; held by exec_run() past
- * the task's exit, that work happens here instead of in the task's exit,
- * which the agent waits for. Runs until reap_stop; leaves what is queued
- * then to exec_sandbox_free().
+ * The reaper: closes the descriptors of finished tasks' mount namespaces,
+ * then returns each task's cgroup to the pool. The last reference to a
+ * mount namespace unmounts its tmpfs and proc superblocks and waits for an
+ * RCU grace period; held by exec_run() past the task's exit, that work
+ * happens here instead of in the task's exit, which the agent waits for.
+ * The cgroup waits for it: the task's /tmp pages stay charged to it until
+ * the namespace is gone, and the next task must not inherit the charge.
+ * Runs until reap_stop; leaves what is queued then to exec_sandbox_free().
  */
 static void *reaper_main(void *arg)
 {
 	struct exec_sandbox *sb = arg;
-	int fds[REAP_MAX];
+	struct reap_ent batch[REAP_MAX];
 	pthread_mutex_lock(&sb->reap_lock);
 	while (!sb->reap_stop) {
 		if (!sb->n_reap) {
@@ -330,31 +338,41 @@ static void *reaper_main(void *arg)
 			continue;
 		}
 		size_t n = sb->n_reap;
-		memcpy(fds, sb->reap_fds, n * sizeof(int));
+		memcpy(batch, sb->reap, n * sizeof(batch[0]));
 		sb->n_reap = 0;
 		pthread_mutex_unlock(&sb->reap_lock);
-		for (size_t i = 0; i < n; i++)
-			close(fds[i]);
+		for (size_t i = 0; i < n; i++) {
+			close(batch[i].mntns);
+			cgroup_put(sb, batch[i].cg);
+		}
 		pthread_mutex_lock(&sb->reap_lock);
 	}
 	pthread_mutex_unlock(&sb->reap_lock);
 	return NULL;
 }
 
-/* Hands fd (owned) to the reaper; closes it here when the queue is full. */
-static void reap_later(struct exec_sandbox *sb, int fd)
+/*
+ * Ends a task's hold on its mount namespace (mntns, owned, or -1) and its
+ * cgroup (owned, or NULL): on the reaper when there is a namespace to tear
+ * down, here otherwise or when the reaper's queue is full.
+ */
+static void reap_later(struct exec_sandbox *sb, int mntns, struct exec_cgroup *cg)
 {
-	if (fd < 0)
-		return;
-	pthread_mutex_lock(&sb->reap_lock);
-	bool queued = sb->n_reap < REAP_MAX;
-	if (queued) {
-		sb->reap_fds[sb->n_reap++] = fd;
-		pthread_cond_signal(&sb->reap_cond);
+	bool queued = false;
+	if (mntns >= 0) {
+		pthread_mutex_lock(&sb->reap_lock);
+		queued = sb->n_reap < REAP_MAX;
+		if (queued) {
+			sb->reap[sb->n_reap++] = (struct reap_ent){.mntns = mntns, .cg = cg};
+			pthread_cond_signal(&sb->reap_cond);
+		}
+		pthread_mutex_unlock(&sb->reap_lock);
 	}
-	pthread_mutex_unlock(&sb->reap_lock);
-	if (!queued)
-		close(fd);
+	if (queued)
+		return;
+	if (mntns >= 0)
+		close(mntns);
+	cgroup_put(sb, cg);
 }
 
 const char *exec_sandbox_describe(const struct exec_sandbox *sb)
@@ -2104,8 +2122,7 @@ out:
 	if (g)
 		warm_release(g);
 	free(envp);
-	cgroup_put(sb, cg);
-	reap_later(sb, mntns);
+	reap_later(sb, mntns, cg);
 	return rc;
 }
 
