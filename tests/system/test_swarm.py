@@ -42,6 +42,12 @@ def test_agent_kill9_goes_down_and_returns_with_same_id(swarm):
     swarm.start_manager()
     a = swarm.start_agent("agent-k")
     swarm.wait_ready(["agent-k"], 10 * SLOW)
+    # Killed once it has saved its node certificate. A kill between the
+    # manager issuing it and the agent saving it locks the node out until the
+    # certificate expires (a known gap, docs/security.md); this test is
+    # about the kill and the return, not that window.
+    wait_for(lambda: "received (attested key" in a.text(), 10 * SLOW,
+             what="the node certificate saved")
     t0 = time.monotonic()
     a.kill9()
     swarm.wait_state("agent-k", "down", 3.0)
