@@ -290,6 +290,37 @@ static void reject(struct session *s, const char *reason, uint32_t retry_ms)
 	conn_close(s->conn, SS_EATTEST, reason);
 }
 
+/*
+ * Writes the hex SHA-256 of the session peer's TLS public key (its
+ * SubjectPublicKeyInfo) into out (65 bytes), or "" when there is none.
+ */
+static void peer_key_hex(const struct session *s, char out[65])
+{
+	size_t len = 0;
+	const uint8_t *spki = tls_peer_spki(conn_tls(s->conn), &len);
+	out[0] = '\0';
+	if (!spki || len == 0)
+		return;
+	uint8_t d[SHA256_LEN];
+	sha256(spki, len, d);
+	hex_encode(d, sizeof d, out);
+}
+
+/*
+ * True when the session's peer proved, in its TLS handshake, the key that the
+ * node's current node certificate names. Such a peer holds that certificate's
+ * key, so its join certificate is let through to attest again: this covers an
+ * agent that died after the certificate was issued and before it saved it.
+ */
+static bool holds_cert_key(const struct session *s, const struct node *n)
+{
+	char key[65];
+	if (!n->node_cert_key[0])
+		return false;
+	peer_key_hex(s, key);
+	return key[0] && !strcmp(key, n->node_cert_key);
+}
+
 /* The pool an agent asks for with its label pool=NAME; "default" otherwise. */
 static const char *hello_pool(const Seeswarm__V1__Hello *h)
 {
@@ -404,6 +435,7 @@ static void sign_done(uv_work_t *req, int status)
 			nc.cert.len = c->len;
 			conn_send(s->conn, MSG_NODE_CERTIFICATE, &nc.base);
 			snprintf(n->node_cert_serial, sizeof n->node_cert_serial, "%s", c->serial);
+			peer_key_hex(s, n->node_cert_key);
 			n->node_cert_expires_ms = time_wall_ms() + (int64_t)c->lifetime_s * 1000;
 			m->mx.node_certs_issued++;
 		} else {
@@ -507,7 +539,7 @@ static int on_hello(struct session *s, Seeswarm__V1__Hello *h)
 	bool node_cert = tls_peer_node_digest(conn_tls(s->conn), peer_digest);
 	const struct node *known = registry_get(m->reg, h->agent_id);
 	if (!node_cert && known && known->node_cert_serial[0] && known->state != NODE_EVICTED &&
-	    known->node_cert_expires_ms > time_wall_ms()) {
+	    known->node_cert_expires_ms > time_wall_ms() && !holds_cert_key(s, known)) {
 		char why[200];
 		snprintf(why, sizeof why, "node %s holds node certificate %s; connect with it, not with the join certificate",
 			 h->agent_id, known->node_cert_serial);
@@ -772,6 +804,7 @@ static uint8_t *issue_node_cert(struct manager *m, struct session *s, struct nod
 	*len = (size_t)dl;
 	OPENSSL_free(der);
 	cert_serial_hex(cert, n->node_cert_serial, sizeof n->node_cert_serial);
+	peer_key_hex(s, n->node_cert_key);
 	n->node_cert_expires_ms = time_wall_ms() + (int64_t)m->cfg.node_cert_s * 1000;
 	m->mx.node_certs_issued++;
 out:

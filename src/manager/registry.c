@@ -237,6 +237,7 @@ json_t *node_to_json(const struct node *n, bool for_store, uint64_t now_mono, in
 	json_object_set_new(att, "result_digest", json_string(n->result_digest));
 	json_t *nc = json_object();
 	json_object_set_new(nc, "serial", json_string(n->node_cert_serial));
+	json_object_set_new(nc, "key_sha256", json_string(n->node_cert_key));
 	json_object_set_new(nc, "expires", time_json(n->node_cert_expires_ms));
 	json_object_set_new(j, "node_certificate", nc);
 	json_object_set_new(j, "attestation", att);
@@ -330,6 +331,7 @@ int node_from_json(struct node *n, const json_t *j)
 	copy_str(n->result_digest, sizeof n->result_digest, att, "result_digest");
 	const json_t *nc = json_object_get(j, "node_certificate");
 	copy_str(n->node_cert_serial, sizeof n->node_cert_serial, nc, "serial");
+	copy_str(n->node_cert_key, sizeof n->node_cert_key, nc, "key_sha256");
 	n->node_cert_expires_ms = get_time(nc, "expires");
 	const json_t *caps = json_object_get(j, "capabilities");
 	n->cpu_cores = (uint32_t)json_integer_value(json_object_get(caps, "cpu_cores"));

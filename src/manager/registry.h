@@ -66,6 +66,7 @@ struct node {
 	char claims_digest[65];
 	char result_digest[65];   /* SHA-256 of the appraisal result; in the node certificate */
 	char node_cert_serial[41];
+	char node_cert_key[65];   /* hex SHA-256 of the SubjectPublicKeyInfo the node certificate names */
 	int64_t node_cert_expires_ms;
 	/* Load from the last heartbeat. */
 	uint32_t cpu_permille;

@@ -280,10 +280,13 @@ def pb_field(num, wire, value):
     raise ValueError(wire)
 
 
-def hello_payload(agent_id, version=1):
+def hello_payload(agent_id, version=1, labels=()):
+    """A Hello; labels are (key, value) pairs."""
     caps = pb_field(1, 0, 2)  # cpu_cores = 2
+    labs = b"".join(pb_field(5, 2, pb_field(1, 2, k.encode()) + pb_field(2, 2, v.encode()))
+                    for k, v in labels)
     return (pb_field(1, 0, version) + pb_field(2, 2, agent_id.encode()) +
-            pb_field(3, 2, b"test") + pb_field(4, 2, caps) + pb_field(7, 2, b"sim"))
+            pb_field(3, 2, b"test") + pb_field(4, 2, caps) + labs + pb_field(7, 2, b"sim"))
 
 
 def tls_connect(swarm, agent_dir, timeout=10, cert=None):

@@ -8,7 +8,8 @@ import signal
 
 from cryptography import x509
 
-from conftest import SLOW, frame, hello_payload, read_until_closed, tls_connect, wait_for
+from conftest import (SLOW, frame, hello_payload, read_frame, read_until_closed, tls_connect,
+                      wait_for)
 
 PREFIX = "urn:seeswarm:attestation-result:sha256:"
 
@@ -58,12 +59,22 @@ def test_node_certificate_lifecycle(swarm):
              and "connected with its node certificate" in swarm.manager.text(), 10 * SLOW,
              what="admission with the node certificate")
     swarm.wait_ready(["na"], 10 * SLOW)
-    # The join certificate no longer gets in while the node certificate is valid.
-    s = tls_connect(swarm, os.path.join(swarm.tmp, "nb"))
+    # While nb's node certificate is valid, a join certificate for nb with
+    # another key does not get in ...
+    other = os.path.join(swarm.tmp, "nb-other")
+    swarm.cli("ca", "issue-agent", "--data-dir", swarm.mdir, "--out", other, "--id", "nb")
+    s = tls_connect(swarm, other)
     s.sendall(frame(1, hello_payload("nb")))
     frames = read_until_closed(s)
     s.close()
     assert frames and b"connect with it, not with the join certificate" in frames[0][1]
+    # ... while nb's own join certificate, whose key the node certificate
+    # names, is challenged to attest again (an agent that lost its node.pem).
+    s = tls_connect(swarm, os.path.join(swarm.tmp, "nb"))
+    s.sendall(frame(1, hello_payload("nb", labels=[("pool", "b")])))
+    first = read_frame(s)
+    s.close()
+    assert first is not None and first[0] == 2, first      # MSG_CHALLENGE
     # Evicting na revokes its certificate; the revocation reaches nb.
     revoked = swarm.nodes()["na"]["node_certificate"]["serial"]
     saved = os.path.join(swarm.tmp, "na-node-saved.pem")
