@@ -84,6 +84,7 @@ struct agent {
 	struct runner *runner;           /* runs tasks; NULL only while starting or stopping */
 	uint32_t max_tasks;              /* --max-tasks; 0 = 8 x cores (at most 126) */
 	int warm_sandboxes;              /* --warm-sandboxes; -1 = the default (2) */
+	uint64_t store_max;              /* --store-max; UINT64_MAX = the default (a quarter of the disk) */
 	uint8_t attest_digest[32];       /* from the node certificate, for receipts */
 	bool has_attest_digest;
 };
@@ -421,6 +422,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_BLOB_DATA:
 	case MSG_BLOB_REPLICATE:
 	case MSG_BLOB_DELETE:
+	case MSG_BLOB_INVENTORY_ACK:
 		if (a->st != A_ADMITTED || !a->runner) {
 			rc = SS_EPROTO;
 			break;
@@ -628,7 +630,7 @@ static void usage(FILE *f)
 		"                      [--price-per-hour X] [--advertise IP:PORT]\n"
 		"                      [--attester tpm|sev-snp|tdx|sim] [--tcti TCTI] [--pcrs SEL]\n"
 		"                      [--insecure-sim-attestation] [--max-tasks N] [--warm-sandboxes N]\n"
-		"                      [--peer-listen IP:PORT|off]\n"
+		"                      [--peer-listen IP:PORT|off] [--store-max SIZE]\n"
 		"\n"
 		"  --join HOST:PORT            the manager's agent listener\n"
 		"  --data-dir DIR              holds agent.key, agent.pem, ca.pem and node-id\n"
@@ -642,6 +644,10 @@ static void usage(FILE *f)
 		"  --pcrs SEL                  PCRs to quote (default sha256:0-7,23)\n"
 		"  --max-tasks N               concurrent task attempts (default 8 x cores, at most 126)\n"
 		"  --warm-sandboxes N          sandboxes kept prepared ahead of demand, 0..8 (default 2)\n"
+		"  --store-max SIZE            blob store size above which the blobs this agent keeps\n"
+		"                              only as a cache (inputs it fetched, blobs no job needs\n"
+		"                              here) are evicted, least recently used first; 0 = no cap\n"
+		"                              (default: a quarter of the data directory's filesystem)\n"
 		"  --peer-listen IP:PORT|off   where other agents fetch blobs from this one over mTLS\n"
 		"                              with node certificates (default: the local address of\n"
 		"                              the connection to the manager, a free port); the\n"
@@ -653,7 +659,8 @@ static void usage(FILE *f)
 
 static int parse_args(struct agent *a, int argc, char **argv)
 {
-	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER, O_REPLAY, O_WARM };
+	enum { O_INSECURE = 256, O_PRICE, O_ADV, O_ATTESTER, O_TCTI, O_PCRS, O_MAXT, O_PEER, O_REPLAY, O_WARM,
+	       O_STORE_MAX };
 	static const struct option opts[] = {
 		{"join", required_argument, NULL, 'j'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -666,6 +673,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{"pcrs", required_argument, NULL, O_PCRS},
 		{"max-tasks", required_argument, NULL, O_MAXT},
 		{"warm-sandboxes", required_argument, NULL, O_WARM},
+		{"store-max", required_argument, NULL, O_STORE_MAX},
 		{"peer-listen", required_argument, NULL, O_PEER},
 		{"insecure-test-replay-evidence", no_argument, NULL, O_REPLAY},
 		{"help", no_argument, NULL, 'h'},
@@ -759,6 +767,12 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			a->warm_sandboxes = (int)v;
 			break;
 		}
+		case O_STORE_MAX:
+			if (parse_size(optarg, &a->store_max) || a->store_max == UINT64_MAX) {
+				fprintf(stderr, "agent: --store-max wants a size such as 10G, or 0 for no cap\n");
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -896,6 +910,7 @@ int agent_main(int argc, char **argv)
 	int rc = 1;
 	bool loop_ready = false;
 	a->warm_sandboxes = -1;
+	a->store_max = UINT64_MAX;
 	int prc = parse_args(a, argc, argv);
 	if (prc) {
 		rc = prc == 1 ? 0 : 2;
@@ -936,6 +951,8 @@ int agent_main(int argc, char **argv)
 		goto out;
 	}
 	sysinfo_caps(a->data_dir, &a->caps);
+	if (a->store_max == UINT64_MAX)
+		a->store_max = a->caps.disk_bytes / 4;
 	a->backoff_ms = BACKOFF_MIN_MS;
 	/* Sandboxed runs use libuv's thread pool: size it before its first use. */
 	/*
@@ -960,6 +977,7 @@ int agent_main(int argc, char **argv)
 		.memory_bytes = a->caps.memory_bytes,
 		.max_tasks = a->max_tasks,
 		.warm_sandboxes = a->warm_sandboxes < 0 ? 2u : (unsigned)a->warm_sandboxes,
+		.store_max_bytes = a->store_max,
 	};
 	struct runner_io rio = {.arg = a, .send = runner_send, .queued = runner_queued};
 	if (runner_new(&a->runner, &a->loop, &ro, &rio) != 0) {
@@ -982,8 +1000,10 @@ int agent_main(int argc, char **argv)
 	a->sig_term.data = a->sig_int.data = a;
 	uv_signal_start(&a->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&a->sig_int, on_signal, SIGINT);
-	log_info("agent %s joining %s (%u cores, %s attestation%s)", a->id, a->join, a->caps.cpu_cores,
-		 a->evtype, !strcmp(a->evtype, "sim") ? ", INSECURE" : "");
+	log_info("agent %s joining %s (%u cores, %s attestation%s; blob store cap %" PRIu64 " MB%s)",
+		 a->id, a->join, a->caps.cpu_cores, a->evtype,
+		 !strcmp(a->evtype, "sim") ? ", INSECURE" : "", a->store_max >> 20,
+		 a->store_max ? "" : ", none");
 	do_connect(a);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
 	rc = 0;

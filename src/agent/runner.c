@@ -76,6 +76,7 @@
 #include "agent/peer.h"
 #include "agent/runner.h"
 #include "core/core.h"
+#include "data/blobcache.h"
 #include "data/blobstore.h"
 #include "net/frame.h"
 
@@ -102,6 +103,8 @@ struct stored {
 	uint8_t *data;     /* the packed result while it is held in memory; NULL once on disk */
 	size_t len;
 	uint64_t since_ms; /* when it was made (monotonic) */
+	uint8_t (*outs)[SHA256_LEN]; /* the result's output digests: held, not cache, until the ack */
+	size_t n_outs;
 };
 
 /* An attempt waiting for one of its inputs, or (a == NULL) a replica the manager asked for. */
@@ -190,6 +193,8 @@ struct runner {
 	struct attempt *attempts;
 	struct stored *stored;
 	size_t stored_mem;  /* bytes of packed results held in memory */
+	struct blobcache *cache;       /* blobs this agent may evict (fetched for its tasks, untracked) */
+	uint64_t evicted_blobs, evicted_bytes;
 	uint8_t (*doomed)[SHA256_LEN]; /* released while in use: deleted once unused */
 	size_t n_doomed;
 	struct fetch *fetches;
@@ -207,6 +212,7 @@ struct runner {
 };
 
 static void fetch_pump(struct runner *r);
+static void cache_trim(struct runner *r);
 static void on_timer(uv_timer_t *t);
 static void attempt_abort(struct attempt *a, const char *status, int32_t code, const char *why);
 
@@ -327,7 +333,9 @@ static struct stored *stored_find(struct runner *r, const char *task_id, uint32_
 	return NULL;
 }
 
-static struct stored *stored_add(struct runner *r, const char *task_id, uint32_t attempt)
+/* Holds a result for (task_id, attempt), once; tr gives its output digests. */
+static struct stored *stored_add(struct runner *r, const char *task_id, uint32_t attempt,
+				 const Seeswarm__V1__TaskResult *tr)
 {
 	struct stored *s = stored_find(r, task_id, attempt);
 	if (s)
@@ -336,6 +344,12 @@ static struct stored *stored_add(struct runner *r, const char *task_id, uint32_t
 	s->task_id = xstrdup(task_id);
 	s->attempt = attempt;
 	s->unsent = true;
+	if (tr->n_outputs) {
+		s->outs = xcalloc(tr->n_outputs, SHA256_LEN);
+		for (size_t i = 0; i < tr->n_outputs; i++)
+			if (tr->outputs[i]->digest.len == SHA256_LEN)
+				memcpy(s->outs[s->n_outs++], tr->outputs[i]->digest.data, SHA256_LEN);
+	}
 	s->next = r->stored;
 	r->stored = s;
 	return s;
@@ -351,6 +365,7 @@ static void stored_remove(struct runner *r, struct stored *s)
 	}
 	r->stored_mem -= s->data ? s->len : 0;
 	free(s->data);
+	free(s->outs);
 	free(s->task_id);
 	free(s);
 }
@@ -465,7 +480,7 @@ static ProtobufCMessage *result_pack(const Seeswarm__V1__TaskResult *tr, uint8_t
 static void deliver(struct runner *r, const char *task_id, uint32_t attempt, ProtobufCMessage *m,
 		    uint8_t *packed, size_t packed_len)
 {
-	struct stored *s = stored_add(r, task_id, attempt);
+	struct stored *s = stored_add(r, task_id, attempt, (const Seeswarm__V1__TaskResult *)m);
 	if (!s->data) {
 		s->data = packed;
 		s->len = packed_len;
@@ -802,6 +817,14 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 		link_update(r, link);
 
 	if (!fail_why) {
+		/* A replica the manager asked for is held; a blob fetched for tasks only is cache. */
+		bool replica = false;
+		for (size_t i = 0; i < n; i++)
+			replica |= !w[i].a;
+		if (replica)
+			blobcache_remove(r->cache, digest);
+		else
+			blobcache_add(r->cache, digest, size);
 		for (size_t i = 0; i < n; i++) {
 			if (!w[i].a)
 				send_stored(r, digest, size, 0, NULL);
@@ -809,6 +832,7 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 				start_run(w[i].a);
 		}
 		free(w);
+		cache_trim(r);
 		return;
 	}
 	/* Each attempt fails once, though it may wait for the blob under two names. */
@@ -1045,6 +1069,7 @@ static void attempt_abort(struct attempt *a, const char *status, int32_t code, c
 	attempt_free(a);
 	if (r->n_doomed)
 		doomed_sweep(r);
+	cache_trim(r);
 }
 
 /* Worker: puts every input file in place. */
@@ -1332,6 +1357,10 @@ static void run_done(uv_work_t *w, int status)
 		const Seeswarm__V1__TaskResult *tr = (const void *)a->result;
 		log_info("runner: %s attempt %" PRIu32 " finished: %s (%s)", a->task_id, a->attempt,
 			 tr->status, tr->message ? tr->message : "");
+		/* Outputs are held for the swarm, even one whose content was cached here. */
+		for (size_t i = 0; i < tr->n_outputs; i++)
+			if (tr->outputs[i]->digest.len == SHA256_LEN)
+				blobcache_remove(r->cache, tr->outputs[i]->digest.data);
 		deliver(r, a->task_id, a->attempt, a->result, a->packed, a->packed_len);
 		a->result = NULL;
 		a->packed = NULL;
@@ -1339,6 +1368,7 @@ static void run_done(uv_work_t *w, int status)
 	attempt_free(a);
 	if (r->n_doomed)
 		doomed_sweep(r);
+	cache_trim(r);
 }
 
 static void start_run(struct attempt *a)
@@ -1485,8 +1515,12 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 		 d->name ? d->name : "");
 	for (size_t i = 0; i < d->n_inputs; i++) {
 		const Seeswarm__V1__TaskInput *in = d->inputs[i];
-		if (input_inline(in) || blobstore_has(r->bs, in->digest.data, NULL))
+		if (input_inline(in))
 			continue;
+		if (blobstore_has(r->bs, in->digest.data, NULL)) {
+			blobcache_touch(r->cache, in->digest.data);
+			continue;
+		}
 		fetch_add_waiter(r, a, i, in->digest.data, in->size, in->sources, in->n_sources);
 		a->pending++;
 	}
@@ -1540,6 +1574,7 @@ static void doomed_sweep(struct runner *r)
 			memmove(r->doomed[keep++], r->doomed[i], SHA256_LEN);
 			continue;
 		}
+		blobcache_remove(r->cache, r->doomed[i]);
 		if (blobstore_delete(r->bs, r->doomed[i]) == 0)
 			log_debug("runner: released blob deleted now that nothing here uses it");
 	}
@@ -1564,11 +1599,139 @@ static void on_blob_delete(struct runner *r, const Seeswarm__V1__BlobDelete *m)
 				memcpy(r->doomed[r->n_doomed++], dg, SHA256_LEN);
 			continue;
 		}
+		blobcache_remove(r->cache, dg);
 		if (blobstore_delete(r->bs, dg) == 0)
 			deleted++;
 	}
 	log_info("runner: the manager released %zu blob%s: %zu deleted, %zu when no longer in use",
 		 m->n_digests, m->n_digests == 1 ? "" : "s", deleted, kept);
+}
+
+/* ---- the cache: blobs this agent may evict ------------------------------- */
+
+static bool cache_pinned(void *arg, const uint8_t digest[SHA256_LEN])
+{
+	return blob_in_use(arg, digest);
+}
+
+static int cache_evict(void *arg, const uint8_t digest[SHA256_LEN])
+{
+	struct runner *r = arg;
+	uint64_t size = 0;
+	if (!blobstore_has(r->bs, digest, &size))
+		return SS_ENOTFOUND;
+	int rc = blobstore_delete(r->bs, digest);
+	if (!rc) {
+		r->evicted_blobs++;
+		r->evicted_bytes += size;
+	}
+	return rc;
+}
+
+/* Evicts cached blobs, least recently used first, while the store is over its cap. */
+static void cache_trim(struct runner *r)
+{
+	uint64_t used = blobstore_used(r->bs);
+	if (!blobcache_cap(r->cache) || used <= blobcache_cap(r->cache))
+		return;
+	uint64_t before = r->evicted_blobs;
+	uint64_t freed = blobcache_trim(r->cache, used, cache_pinned, cache_evict, r);
+	if (r->evicted_blobs == before)
+		return; /* everything evictable is in use; later calls try again */
+	log_info("runner: blob store over its cap (%" PRIu64 " of %" PRIu64 " bytes): evicted %" PRIu64
+		 " cached blob%s, %" PRIu64 " bytes",
+		 used, blobcache_cap(r->cache), r->evicted_blobs - before,
+		 r->evicted_blobs - before == 1 ? "" : "s", freed);
+}
+
+/* True when a result not yet acknowledged names the blob as an output. */
+static bool held_by_result(const struct runner *r, const uint8_t digest[SHA256_LEN])
+{
+	for (const struct stored *s = r->stored; s; s = s->next)
+		for (size_t i = 0; i < s->n_outs; i++)
+			if (!memcmp(s->outs[i], digest, SHA256_LEN))
+				return true;
+	return false;
+}
+
+struct inventory {
+	struct runner *r;
+	ProtobufCBinaryData d[MSG_MAX_INVENTORY];
+	uint8_t digests[MSG_MAX_INVENTORY][SHA256_LEN];
+	uint64_t sizes[MSG_MAX_INVENTORY];
+	size_t n, sent, batches;
+	int rc;
+};
+
+static void inventory_flush(struct inventory *inv)
+{
+	if (!inv->n || inv->rc)
+		return;
+	Seeswarm__V1__BlobInventory m = SEESWARM__V1__BLOB_INVENTORY__INIT;
+	for (size_t i = 0; i < inv->n; i++)
+		inv->d[i] = (ProtobufCBinaryData){.data = inv->digests[i], .len = SHA256_LEN};
+	m.digests = inv->d;
+	m.n_digests = inv->n;
+	m.sizes = inv->sizes;
+	m.n_sizes = inv->n;
+	inv->rc = inv->r->io.send(inv->r->io.arg, MSG_BLOB_INVENTORY, &m.base);
+	inv->sent += inv->n;
+	inv->batches++;
+	inv->n = 0;
+}
+
+static int inventory_add(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size)
+{
+	struct inventory *inv = arg;
+	memcpy(inv->digests[inv->n], digest, SHA256_LEN);
+	inv->sizes[inv->n++] = size;
+	if (inv->n == MSG_MAX_INVENTORY)
+		inventory_flush(inv);
+	return inv->rc;
+}
+
+/*
+ * Tells the manager, after each admission, every blob in the store, in
+ * batches of MSG_MAX_INVENTORY. The manager records this node again as a
+ * holder of what it tracks (a node that was declared down lost its holder
+ * records) and answers which blobs are untracked, which become cache.
+ */
+static void inventory_send(struct runner *r)
+{
+	struct inventory *inv = xcalloc(1, sizeof *inv);
+	inv->r = r;
+	int rc = blobstore_list(r->bs, inventory_add, inv);
+	inventory_flush(inv);
+	if (rc || inv->rc)
+		log_warn("runner: blob inventory stopped after %zu blobs: %s", inv->sent,
+			 ss_strerror(rc ? rc : inv->rc));
+	else if (inv->sent)
+		log_info("runner: blob inventory sent: %zu blob%s in %zu message%s", inv->sent,
+			 inv->sent == 1 ? "" : "s", inv->batches, inv->batches == 1 ? "" : "s");
+	free(inv);
+}
+
+/*
+ * The manager's answer to one inventory batch. Held blobs leave the cache;
+ * untracked ones join it as the least recently used, except the outputs of
+ * a result the manager has not acknowledged yet (it records them when it
+ * commits the result).
+ */
+static void on_inventory_ack(struct runner *r, const Seeswarm__V1__BlobInventoryAck *m)
+{
+	for (size_t i = 0; i < m->n_held; i++)
+		blobcache_remove(r->cache, m->held[i].data);
+	size_t added = 0;
+	for (size_t i = 0; i < m->n_untracked; i++) {
+		const uint8_t *dg = m->untracked[i].data;
+		uint64_t size = 0;
+		if (!blobstore_has(r->bs, dg, &size) || held_by_result(r, dg))
+			continue;
+		added += blobcache_add_oldest(r->cache, dg, size);
+	}
+	log_debug("runner: inventory answer: %zu held, %zu untracked (%zu now cache)", m->n_held,
+		  m->n_untracked, added);
+	cache_trim(r);
 }
 
 static void on_ack(struct runner *r, const Seeswarm__V1__TaskAck *ack)
@@ -1705,6 +1868,7 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 	case MSG_BLOB_REPLICATE: {
 		const Seeswarm__V1__BlobReplicate *b = (const Seeswarm__V1__BlobReplicate *)msg;
 		if (blobstore_has(r->bs, b->digest.data, NULL)) {
+			blobcache_remove(r->cache, b->digest.data); /* held from now on */
 			send_stored(r, b->digest.data, b->size, 0, NULL);
 			break;
 		}
@@ -1714,6 +1878,9 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 	}
 	case MSG_BLOB_DELETE:
 		on_blob_delete(r, (const Seeswarm__V1__BlobDelete *)msg);
+		break;
+	case MSG_BLOB_INVENTORY_ACK:
+		on_inventory_ack(r, (const Seeswarm__V1__BlobInventoryAck *)msg);
 		break;
 	default:
 		rc = SS_EPROTO;
@@ -1736,6 +1903,7 @@ void runner_on_admitted(struct runner *r)
 	for (struct fetch *f = r->fetches; f; f = f->next)
 		fetch_reset(r, f);
 	resend_pump(r);
+	inventory_send(r);
 	fetch_pump(r);
 }
 
@@ -1873,7 +2041,7 @@ static void load_results(struct runner *r)
 			const Seeswarm__V1__TaskResult *tr = (const void *)m;
 			expect = xasprintf("%s.%" PRIu32 ".res", tr->task_id, tr->attempt);
 			if (!strcmp(expect, name))
-				stored_add(r, tr->task_id, tr->attempt);
+				stored_add(r, tr->task_id, tr->attempt, tr);
 			else
 				why = "its name does not match its content";
 		}
@@ -1931,6 +2099,7 @@ static void runner_free(struct runner *r)
 		fetch_free(r, f);
 	}
 	blobstore_close(r->bs);
+	blobcache_free(r->cache);
 	exec_sandbox_free(r->sb);
 	exec_capacity_free(r->cap);
 	free(r->node_id);
@@ -1971,6 +2140,7 @@ int runner_new(struct runner **out, uv_loop_t *loop, const struct runner_opts *o
 	free(p);
 	p = xasprintf("%s/blobs", opts->state_dir);
 	rc = blobstore_open(&r->bs, p, key, opts->blob_quota_bytes);
+	r->cache = blobcache_new(opts->store_max_bytes);
 	OPENSSL_cleanse(key, sizeof(key));
 	if (rc) {
 		log_error("runner: cannot open the blob store %s: %s", p, ss_strerror(rc));

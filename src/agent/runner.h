@@ -44,7 +44,13 @@ struct runner_opts {
 	uint64_t memory_bytes;
 	uint32_t max_tasks;           /* concurrent attempts; 0 = 2 x cores */
 	unsigned warm_sandboxes;      /* sandboxes prepared ahead of demand (exec_sandbox_opts.warm) */
-	uint64_t blob_quota_bytes;    /* 0 = unlimited */
+	uint64_t blob_quota_bytes;    /* a hard limit on stored blob bytes; 0 = unlimited */
+	/*
+	 * The store size above which cached blobs (inputs fetched for this
+	 * agent's tasks, blobs the manager does not track here) are evicted,
+	 * least recently used first; 0 = no cap.
+	 */
+	uint64_t store_max_bytes;
 };
 
 /*

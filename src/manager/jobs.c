@@ -1638,6 +1638,9 @@ int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMess
 	case MSG_BLOB_STORED:
 		replicas_on_stored(j->repl, n, (const Seeswarm__V1__BlobStored *)msg);
 		break;
+	case MSG_BLOB_INVENTORY:
+		replicas_on_inventory(j->repl, n, (const Seeswarm__V1__BlobInventory *)msg);
+		break;
 	default:
 		rc = SS_EPROTO;
 	}

@@ -1115,7 +1115,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying) ||
 		     (s->node && (type == MSG_TASK_STARTED || type == MSG_TASK_RESULT ||
 				  type == MSG_BLOB_GET || type == MSG_BLOB_DATA ||
-				  type == MSG_BLOB_STORED));
+				  type == MSG_BLOB_STORED || type == MSG_BLOB_INVENTORY));
 		break;
 	default:
 		ok = false;
@@ -1142,7 +1142,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_TASK_RESULT:
 	case MSG_BLOB_GET:
 	case MSG_BLOB_DATA:
-	case MSG_BLOB_STORED: {
+	case MSG_BLOB_STORED:
+	case MSG_BLOB_INVENTORY: {
 		int jr = jobs_on_message(s->m->jobs, s->node, type, msg);
 		if (jr) {
 			s->m->mx.protocol_errors++;

@@ -542,6 +542,41 @@ void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__
 	}
 }
 
+void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V1__BlobInventory *m)
+{
+	ProtobufCBinaryData *held = xcalloc(m->n_digests + 1, sizeof *held);
+	ProtobufCBinaryData *untracked = xcalloc(m->n_digests + 1, sizeof *untracked);
+	size_t nh = 0, nu = 0, added = 0;
+	for (size_t i = 0; i < m->n_digests; i++) {
+		struct rblob *b = find(r, m->digests[i].data);
+		if (!b || b->size != m->sizes[i]) {
+			untracked[nu++] = m->digests[i];
+			continue;
+		}
+		bool now = add_holder(b, n->id);
+		/* A blob with REPLICAS_MAX_HOLDERS others is untracked here: the agent may drop it. */
+		if (holds(b, n->id))
+			held[nh++] = m->digests[i];
+		else
+			untracked[nu++] = m->digests[i];
+		if (now) {
+			added++;
+			r->dirty = true;
+			save(r, b); /* b has a holder, so it stays */
+		}
+	}
+	if (added)
+		log_info("replicas: %s holds %zu tracked blob%s again", n->id, added, added == 1 ? "" : "s");
+	Seeswarm__V1__BlobInventoryAck ack = SEESWARM__V1__BLOB_INVENTORY_ACK__INIT;
+	ack.held = held;
+	ack.n_held = nh;
+	ack.untracked = untracked;
+	ack.n_untracked = nu;
+	r->env.send(r->env.arg, n, MSG_BLOB_INVENTORY_ACK, &ack.base);
+	free(held);
+	free(untracked);
+}
+
 json_t *replicas_json(struct replicas *r, const uint8_t digest[SHA256_LEN])
 {
 	struct rblob *b = find(r, digest);

@@ -88,6 +88,14 @@ void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN]);
  * protected blob keeps its record and its copies.
  */
 void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+/*
+ * An agent's BlobInventory batch, after its admission. Each blob the manager
+ * tracks (with the same size) records the node as a holder again: a node
+ * declared down lost its holder records, and its copies count once it is
+ * back. Answers with a BlobInventoryAck that splits the batch into held and
+ * untracked blobs; the agent may evict untracked ones under its store cap.
+ */
+void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V1__BlobInventory *m);
 /* Sends the queued BlobDeletes, at most MSG_MAX_DELETE digests per message, to connected holders. */
 void replicas_flush_deletes(struct replicas *r);
 

@@ -33,6 +33,8 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_STORED] = &seeswarm__v1__blob_stored__descriptor,
 	[MSG_PEER_LIST] = &seeswarm__v1__peer_list__descriptor,
 	[MSG_BLOB_DELETE] = &seeswarm__v1__blob_delete__descriptor,
+	[MSG_BLOB_INVENTORY] = &seeswarm__v1__blob_inventory__descriptor,
+	[MSG_BLOB_INVENTORY_ACK] = &seeswarm__v1__blob_inventory_ack__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -61,6 +63,8 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_STORED] = "blob_stored",
 	[MSG_PEER_LIST] = "peer_list",
 	[MSG_BLOB_DELETE] = "blob_delete",
+	[MSG_BLOB_INVENTORY] = "blob_inventory",
+	[MSG_BLOB_INVENTORY_ACK] = "blob_inventory_ack",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -496,6 +500,27 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 		for (size_t i = 0; i < bd->n_digests; i++)
 			if (!digest_ok(bd->digests[i]))
 				return "blob_delete: digests must be 32 bytes";
+		return NULL;
+	}
+	case MSG_BLOB_INVENTORY: {
+		const Seeswarm__V1__BlobInventory *bi = (const void *)m;
+		if (bi->n_digests > MSG_MAX_INVENTORY || bi->n_sizes != bi->n_digests)
+			return "blob_inventory: too many digests, or not one size per digest";
+		for (size_t i = 0; i < bi->n_digests; i++)
+			if (!digest_ok(bi->digests[i]) || bi->sizes[i] > MSG_MAX_BLOB_SIZE)
+				return "blob_inventory: digests must be 32 bytes and sizes in range";
+		return NULL;
+	}
+	case MSG_BLOB_INVENTORY_ACK: {
+		const Seeswarm__V1__BlobInventoryAck *ba = (const void *)m;
+		if (ba->n_held > MSG_MAX_INVENTORY || ba->n_untracked > MSG_MAX_INVENTORY - ba->n_held)
+			return "blob_inventory_ack: too many digests";
+		for (size_t i = 0; i < ba->n_held; i++)
+			if (!digest_ok(ba->held[i]))
+				return "blob_inventory_ack: digests must be 32 bytes";
+		for (size_t i = 0; i < ba->n_untracked; i++)
+			if (!digest_ok(ba->untracked[i]))
+				return "blob_inventory_ack: digests must be 32 bytes";
 		return NULL;
 	}
 	case MSG_PEER_LIST: {

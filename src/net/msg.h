@@ -42,7 +42,9 @@ enum msg_type {
 	MSG_BLOB_STORED = 23,
 	MSG_PEER_LIST = 24,
 	MSG_BLOB_DELETE = 25,
-	MSG_TYPE_MAX = 25,
+	MSG_BLOB_INVENTORY = 26,
+	MSG_BLOB_INVENTORY_ACK = 27,
+	MSG_TYPE_MAX = 27,
 };
 
 /*
@@ -82,6 +84,7 @@ enum msg_type {
 #define MSG_MAX_ADDR 63              /* a peer endpoint, "ip:port" */
 #define MSG_MAX_PEERS 16             /* peers in a PeerList, RTTs in a Heartbeat */
 #define MSG_MAX_DELETE 256           /* digests in a BlobDelete */
+#define MSG_MAX_INVENTORY 1024       /* digests in a BlobInventory (and in its ack) */
 #define MSG_MAX_RTT_US 60000000u     /* one minute */
 #define MSG_MAX_BLOB_SIZE (1ull << 32) /* bytes in one blob (the blob store's bound) */
 

@@ -507,6 +507,54 @@ static void test_blob_delete_bounds(void **state)
 	ds[1].len = 32;
 }
 
+static void test_blob_inventory_bounds(void **state)
+{
+	(void)state;
+	static uint8_t dg[MSG_MAX_INVENTORY + 1][32];
+	static ProtobufCBinaryData ds[MSG_MAX_INVENTORY + 1];
+	static uint64_t sizes[MSG_MAX_INVENTORY + 1];
+	for (size_t i = 0; i <= MSG_MAX_INVENTORY; i++) {
+		ds[i] = (ProtobufCBinaryData){.data = dg[i], .len = 32};
+		sizes[i] = i;
+	}
+	Seeswarm__V1__BlobInventory inv = SEESWARM__V1__BLOB_INVENTORY__INIT;
+	ProtobufCMessage *m = NULL;
+	const char *why;
+	inv.digests = ds;
+	inv.sizes = sizes;
+	inv.n_digests = inv.n_sizes = MSG_MAX_INVENTORY;
+	assert_int_equal(round_trip(&inv.base, MSG_BLOB_INVENTORY, &m, &why), 0);
+	assert_int_equal(((Seeswarm__V1__BlobInventory *)m)->n_digests, MSG_MAX_INVENTORY);
+	msg_free(m);
+	inv.n_digests = inv.n_sizes = MSG_MAX_INVENTORY + 1;
+	expect_reject(&inv.base, MSG_BLOB_INVENTORY, "too many");
+	inv.n_digests = inv.n_sizes = 2;
+	inv.n_sizes = 1;
+	expect_reject(&inv.base, MSG_BLOB_INVENTORY, "one size per digest");
+	inv.n_sizes = 2;
+	ds[1].len = 31;
+	expect_reject(&inv.base, MSG_BLOB_INVENTORY, "32 bytes");
+	ds[1].len = 32;
+	sizes[1] = MSG_MAX_BLOB_SIZE + 1;
+	expect_reject(&inv.base, MSG_BLOB_INVENTORY, "sizes in range");
+	sizes[1] = 1;
+
+	Seeswarm__V1__BlobInventoryAck ack = SEESWARM__V1__BLOB_INVENTORY_ACK__INIT;
+	ack.held = ds;
+	ack.n_held = MSG_MAX_INVENTORY / 2;
+	ack.untracked = ds;
+	ack.n_untracked = MSG_MAX_INVENTORY / 2;
+	assert_int_equal(round_trip(&ack.base, MSG_BLOB_INVENTORY_ACK, &m, &why), 0);
+	msg_free(m);
+	ack.n_untracked++;
+	expect_reject(&ack.base, MSG_BLOB_INVENTORY_ACK, "too many");
+	ack.n_held = 1;
+	ack.n_untracked = 2;
+	ds[1].len = 33;
+	expect_reject(&ack.base, MSG_BLOB_INVENTORY_ACK, "32 bytes");
+	ds[1].len = 32;
+}
+
 static void test_task_result_and_blob_bounds(void **state)
 {
 	(void)state;
@@ -598,6 +646,7 @@ int main(void)
 		cmocka_unit_test(test_task_dispatch_bounds),
 		cmocka_unit_test(test_task_result_and_blob_bounds),
 		cmocka_unit_test(test_blob_delete_bounds),
+		cmocka_unit_test(test_blob_inventory_bounds),
 		cmocka_unit_test(test_nested_field_zero_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,7 @@ struct sent {
 	uint64_t size;
 	size_t n_sources;
 	size_t n_deleted; /* BlobDelete: how many digests, the first in digest */
+	size_t n_held, n_untracked; /* BlobInventoryAck; the first untracked one in digest */
 	char source[MSG_MAX_SOURCES][MSG_MAX_ID + 1];
 	char addr[MSG_MAX_SOURCES][MSG_MAX_ADDR + 1];
 };
@@ -96,6 +97,15 @@ static int on_send(void *arg, struct node *n, uint16_t type, const ProtobufCMess
 		s->n_deleted = m->n_digests;
 		if (m->n_digests)
 			memcpy(s->digest, m->digests[0].data, SHA256_LEN);
+		msg_free(dec);
+	}
+	if (type == MSG_BLOB_INVENTORY_ACK) {
+		ProtobufCMessage *dec = as_received(MSG_BLOB_INVENTORY_ACK, msg);
+		const Seeswarm__V1__BlobInventoryAck *m = (const Seeswarm__V1__BlobInventoryAck *)dec;
+		s->n_held = m->n_held;
+		s->n_untracked = m->n_untracked;
+		if (m->n_untracked)
+			memcpy(s->digest, m->untracked[0].data, SHA256_LEN);
 		msg_free(dec);
 	}
 	return 0;
@@ -431,6 +441,63 @@ static void test_node_loss_triggers_repair(void **state)
 	assert_int_equal(f->n_sent, 1);
 	assert_replicate(f, 0, "d", d, SIZE, (const char *const[]){ "a", NULL });
 	assert_string_equal(f->sent[0].addr[0], "127.0.0.1:7001");
+}
+
+static void reload(struct fx *f);
+
+/*
+ * A node declared down lost its holder records; back, its inventory records
+ * it again for every tracked blob of the same size, and the answer splits
+ * the batch. The repair it triggered is then no longer needed.
+ */
+static void test_inventory_records_a_returning_holder(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	uint8_t d1[SHA256_LEN], d2[SHA256_LEN], unknown[SHA256_LEN];
+	digest_of("one", d1);
+	digest_of("two", d2);
+	digest_of("nobody tracks this", unknown);
+	replicas_protect(f->r, d1, SIZE);
+	replicas_hold(f->r, d1, SIZE, "a");
+	replicas_hold(f->r, d1, SIZE, "c");
+	replicas_protect(f->r, d2, 100);
+	replicas_hold(f->r, d2, 100, "a");
+	node_down(f, "c");
+	assert_holders(f, d1, (const char *const[]){ "a", NULL });
+	struct node *c = registry_get(f->reg, "c");
+	c->state = NODE_READY;
+	replicas_node_changed(f->r, c);
+
+	ProtobufCBinaryData ds[3] = {
+		{.data = d1, .len = SHA256_LEN}, {.data = unknown, .len = SHA256_LEN},
+		{.data = d2, .len = SHA256_LEN}};
+	uint64_t sizes[3] = {SIZE, 7, 99}; /* d2 with the wrong size is not d2's copy */
+	Seeswarm__V1__BlobInventory inv = SEESWARM__V1__BLOB_INVENTORY__INIT;
+	inv.digests = ds;
+	inv.n_digests = 3;
+	inv.sizes = sizes;
+	inv.n_sizes = 3;
+	replicas_on_inventory(f->r, c, &inv);
+	assert_holders(f, d1, (const char *const[]){ "a", "c", NULL });
+	assert_holders(f, d2, (const char *const[]){ "a", NULL });
+	assert_int_equal(f->n_sent, 1);
+	assert_int_equal(f->sent[0].type, MSG_BLOB_INVENTORY_ACK);
+	assert_string_equal(f->sent[0].node, "c");
+	assert_int_equal(f->sent[0].n_held, 1);
+	assert_int_equal(f->sent[0].n_untracked, 2);
+	assert_memory_equal(f->sent[0].digest, unknown, SHA256_LEN);
+	/* The same inventory again changes nothing. */
+	replicas_on_inventory(f->r, c, &inv);
+	assert_holders(f, d1, (const char *const[]){ "a", "c", NULL });
+	/* d1 has its two copies again: the repair pass asks only for d2. */
+	f->n_sent = 0;
+	replicas_tick(f->r, T0);
+	assert_int_equal(f->n_sent, 1);
+	assert_memory_equal(f->sent[0].digest, d2, SHA256_LEN);
+	/* The holder record survives a restart of the tracker. */
+	reload(f);
+	assert_holders(f, d1, (const char *const[]){ "a", "c", NULL });
 }
 
 /* A target that goes down while asked frees the blob for another request at once. */
@@ -812,6 +879,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deadline_gives_up_and_asks_another, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_loss_triggers_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_target_lost_is_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inventory_records_a_returning_holder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sources_skip_unusable_holders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_non_critical_never_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_zero_turns_repair_off, setup, teardown),
