@@ -868,7 +868,10 @@ static void job_check_done(struct jobs *j, struct job *jb)
 		j->failed++;
 	log_info("job %s (%s) %s", jb->id, jb->spec->name, jstate_names[jb->st]);
 	job_save(j, jb);
-	/* Intermediate outputs served lineage only: their copies go now (finals stay with the job). */
+	/*
+	 * Intermediate outputs served lineage only: their copies go now (finals
+	 * stay with the job, and replicas_forget keeps the ones "replicate" protects).
+	 */
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
 		if (!jb->spec->tasks[i].final)
 			for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
@@ -950,10 +953,10 @@ static void task_succeeded(struct jobs *j, struct task *t)
 	set_tstate(t, T_SUCCEEDED);
 	t->reason[0] = '\0';
 	task_save(j, t);
-	/* The agent that ran it holds every output; final outputs are kept at R replicas. */
+	/* The agent that ran it holds every output; critical ones (final by default) get R replicas. */
 	for (size_t i = 0; i < t->n_outs; i++) {
 		replicas_hold(j->repl, t->outs[i].digest, t->outs[i].size, t->node);
-		if (spec_of(t)->final)
+		if (spec_of(t)->replicate)
 			replicas_protect(j->repl, t->outs[i].digest, t->outs[i].size);
 	}
 	/* The agent keeps the result until this outcome is durable. */
@@ -1097,8 +1100,9 @@ static bool job_quiet(const struct jobs *j, const struct job *jb)
 
 /*
  * Protects (on) or releases the blobs a job keeps critical: its uploaded
- * inputs and the outputs of its succeeded final tasks. Both directions walk
- * the same set, so the reference counts stay balanced.
+ * inputs and the outputs of its succeeded tasks that replicate (the final
+ * ones, unless the spec says otherwise). Both directions walk the same set,
+ * so the reference counts stay balanced.
  */
 static void job_protect(struct jobs *j, struct job *jb, bool on)
 {
@@ -1115,7 +1119,7 @@ static void job_protect(struct jobs *j, struct job *jb, bool on)
 			else if (blobstore_has(j->env.blobs, d, &size))
 				replicas_protect(j->repl, d, size);
 		}
-		if (!s->final || t->st != T_SUCCEEDED)
+		if (!s->replicate || t->st != T_SUCCEEDED)
 			continue;
 		for (size_t k = 0; k < t->n_outs; k++) {
 			if (on)

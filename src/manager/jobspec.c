@@ -110,6 +110,7 @@ struct group {
 	uint32_t retries;
 	uint64_t backoff_ms;
 	int32_t priority;
+	int replicate;              /* -1: unset (outputs critical when final), 0 or 1 */
 	bool has_bundle;
 	uint8_t bundle_blob[SHA256_LEN], bundle_digest[SHA256_LEN];
 	enum map_kind map;
@@ -1201,7 +1202,8 @@ static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 {
 	static const char *const fields[] = {"name",      "command", "env",     "inputs",
 					     "outputs",   "resources", "timeout", "retries",
-					     "priority",  "after",   "map",     "bundle", NULL};
+					     "priority",  "after",   "map",     "bundle",
+					     "replicate", NULL};
 	struct group *g = &p->g[gi];
 	char base[32], path[PATH_LEN];
 	json_int_t x;
@@ -1248,6 +1250,12 @@ static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 		return rc;
 	if ((v = json_object_get(t, "bundle")) && (rc = parse_bundle(p, g, v, base)))
 		return rc;
+	g->replicate = -1;
+	if ((v = json_object_get(t, "replicate"))) {
+		if (!json_is_boolean(v))
+			return fail(p, SS_EPARSE, "%s.replicate: expected true or false", base);
+		g->replicate = json_is_true(v);
+	}
 	if (g->map != MAP_NONE && g->envc + 2 > EXEC_MAX_ENV)
 		return fail(p, SS_ELIMIT,
 			    "%s.env: a mapped task may have at most %d variables (SS_MAP_INDEX and SS_MAP_ITEM are added)",
@@ -1727,6 +1735,10 @@ static int expand(struct parser *p, struct jobspec *js, size_t n_tasks)
 	for (size_t i = 0; i < n_tasks; i++)
 		for (size_t k = 0; k < js->tasks[i].n_deps; k++)
 			js->tasks[js->tasks[i].deps[k]].final = false;
+	for (size_t i = 0; i < n_tasks; i++) {
+		const struct group *g = &p->g[js->tasks[i].group];
+		js->tasks[i].replicate = g->replicate < 0 ? js->tasks[i].final : g->replicate > 0;
+	}
 	return 0;
 }
 

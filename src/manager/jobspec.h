@@ -109,6 +109,7 @@ struct jobspec_task {
 	uint32_t *deps;              /* indices of instances this one waits for (sorted, unique) */
 	size_t n_deps;
 	bool final;                  /* no other instance depends on it: its outputs are job results */
+	bool replicate;              /* its outputs are critical blobs ("replicate"; default: final) */
 	bool has_bundle;             /* runs code from a bundle; else the agent's empty bundle */
 	uint8_t bundle_blob[SHA256_LEN];   /* the bundle's tar, an uploaded blob */
 	uint8_t bundle_digest[SHA256_LEN]; /* its code identity: the digest of the unpacked tree */

@@ -331,3 +331,36 @@ def test_blobs_no_job_needs_leave_the_agents(swarm):
     deleted = [ln for ln in m.splitlines() if ln.startswith("seeswarm_blob_copies_deleted_total ")]
     assert deleted and int(deleted[0].split()[1]) >= n + 2, deleted
     assert "deleted" in log_of(swarm, ids[0]) + log_of(swarm, ids[1])
+
+
+def test_replicate_overrides_which_outputs_are_critical(swarm):
+    """"replicate": true keeps an intermediate output at R copies in distinct
+    zones; "replicate": false leaves a final output with its maker (and the
+    manager's copy)."""
+    swarm.start_manager()
+    ids = ["agent-a", "agent-b"]
+    for a, z in zip(ids, "ab"):
+        swarm.start_agent(a, labels=[f"zone={z}"])
+    swarm.wait_ready(ids, 20 * SLOW)
+    spec = {"name": "repl", "tasks": [
+        {"name": "make", "replicate": True,
+         "command": ["sh", "-c", f"head -c {BIG} /dev/urandom > /out/part"], "outputs": ["part"]},
+        {"name": "use", "replicate": False, "inputs": [{"name": "p", "from": "make.part"}],
+         "command": ["sh", "-c", "sha256sum /in/p | cut -c1-64 > /out/h; cat /in/p >> /out/h"],
+         "outputs": ["h"]}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    ts = tasks(swarm, j["id"])
+    part, final = ts["make"]["outputs"][0]["digest"], ts["use"]["outputs"][0]["digest"]
+
+    def two_zones():
+        r = replicas(swarm, part)
+        return r if len({x["zone"] for x in r["replicas"]}) == 2 else None
+    r = wait_for(two_zones, 20 * SLOW, what="two replicas of the intermediate output")
+    assert r["critical"], r
+    # The intermediate outlives the job's end (it is critical), unlike the default.
+    assert agent_has_blob(swarm, ts["make"]["node"], part)
+    rf = replicas(swarm, final)
+    assert not rf["critical"], rf
+    assert [x["node"] for x in rf["replicas"]] == [ts["use"]["node"]], rf
+    got = get_blob(swarm, final)
+    assert got[:64].decode() == hashlib.sha256(got[65:]).hexdigest()

@@ -586,6 +586,19 @@ static void test_final_flags(void **state)
 	assert_true(task(js, "b")->final);
 	assert_true(task(js, "c")->final);
 	assert_true(task(js, "lone")->final);
+	/* By default exactly the final tasks' outputs are replicated. */
+	assert_false(task(js, "a")->replicate);
+	assert_true(task(js, "b")->replicate);
+	jobspec_free(js);
+	/* "replicate" overrides it both ways. */
+	js = parse_ok("{'name':'j','tasks':[{'name':'a','command':['x'],'outputs':['o'],'replicate':true},"
+		      "{'name':'b','command':['x'],'inputs':[{'name':'i','from':'a.o'}],'outputs':['o'],"
+		      "'replicate':false}]}",
+		      0);
+	assert_false(task(js, "a")->final);
+	assert_true(task(js, "a")->replicate);
+	assert_true(task(js, "b")->final);
+	assert_false(task(js, "b")->replicate);
 	jobspec_free(js);
 }
 
@@ -596,7 +609,7 @@ static void test_unknown_field(void **state)
 	(void)state;
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resource':{}}]}", 0, SS_EPARSE,
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
-		  "timeout, retries, priority, after, map, bundle)");
+		  "timeout, retries, priority, after, map, bundle, replicate)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
 		  "colour: unknown field (known: name, tenant, on_failure, policy, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
@@ -627,6 +640,8 @@ static void test_wrong_type(void **state)
 	parse_err("{'name':'j','tasks':[{'name':'a'}]}", 0, SS_EPARSE,
 		  "tasks[0].command: required (e.g. [\"/bin/sh\", \"-c\", \"echo hi > /out/x\"])");
 	parse_err("{'tasks':[]}", 0, SS_EPARSE, "name: required (the job's name)");
+	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'replicate':1}]}", 0, SS_EPARSE,
+		  "tasks[0].replicate: expected true or false");
 }
 
 static void test_bad_values(void **state)
