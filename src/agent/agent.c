@@ -18,6 +18,7 @@
 #include "attest/ca.h"
 #include "attest/tpm.h"
 #include "core/core.h"
+#include "data/grant.h"
 #include "net/conn.h"
 #include "net/msg.h"
 
@@ -35,6 +36,7 @@ struct agent {
 	const char *peer_listen;         /* --peer-listen; NULL = the address facing the manager */
 	char peer_addr[80];              /* the bound peer endpoint ("" until listening) */
 	char *ca_path;
+	EVP_PKEY *grant_key;             /* the manager's blob-grant key, from its certificate in Admitted */
 	struct peer *peer;               /* blob transfers with other agents; NULL while stopping */
 	const char *labels_k[MSG_MAX_LABELS];
 	const char *labels_v[MSG_MAX_LABELS];
@@ -163,6 +165,35 @@ static void take_node_cert_der(struct agent *a, const uint8_t *der, size_t len)
 	}
 	adopt_node_cert(a, cert, true);
 	refresh_identity(a);
+}
+
+/*
+ * Adopts the manager's blob-grant key from its certificate, which must
+ * verify against our ca.pem. Without it, peers' BlobGets are refused.
+ */
+static void take_grant_cert_der(struct agent *a, const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *cert = len ? d2i_X509(NULL, &p, (long)len) : NULL;
+	X509 *ca = NULL;
+	EVP_PKEY *key = NULL;
+	if (!cert || p != der + len || pem_read_cert(a->ca_path, &ca) != 0 ||
+	    grant_cert_check(cert, ca) != 0) {
+		log_warn("the manager sent no valid blob-grant certificate: peers' blob requests are refused");
+		goto out;
+	}
+	key = X509_get_pubkey(cert); /* up-referenced */
+	if (a->grant_key && key && EVP_PKEY_eq(a->grant_key, key) == 1)
+		goto out;
+	if (a->runner)
+		runner_set_grant_key(a->runner, key);
+	EVP_PKEY_free(a->grant_key);
+	a->grant_key = key;
+	key = NULL;
+out:
+	EVP_PKEY_free(key);
+	X509_free(ca);
+	X509_free(cert);
 }
 
 static void send_hello(struct agent *a)
@@ -402,6 +433,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		snprintf(a->state, sizeof a->state, "%s", ad->state ? ad->state : "ready");
 		if (ad->node_cert.len)
 			take_node_cert_der(a, ad->node_cert.data, ad->node_cert.len);
+		take_grant_cert_der(a, ad->grant_cert.data, ad->grant_cert.len);
 		conn_set_deadline(c, 0);
 		/* A cut link fails within about three intervals, without waiting for acks. */
 		conn_set_user_timeout(c, 3 * a->hb_ms < 2000 ? 2000 : 3 * a->hb_ms);
@@ -1020,6 +1052,7 @@ out:
 	free(a->first_ev);
 	tls_ctx_free(a->tls);
 	free(a->ca_path);
+	EVP_PKEY_free(a->grant_key);
 	X509_free(a->cert);
 	EVP_PKEY_free(a->key);
 	free(a->spki);

@@ -78,6 +78,7 @@
 #include "core/core.h"
 #include "data/blobcache.h"
 #include "data/blobstore.h"
+#include "data/grant.h"
 #include "net/frame.h"
 
 #define RUNNER_CHUNK (256u * 1024u)           /* bytes asked for per BlobGet */
@@ -146,6 +147,8 @@ struct fetch {
 	size_t n_slot;
 	struct waiter *waiters;
 	size_t n_waiters;
+	uint8_t grant[MSG_MAX_GRANT]; /* the manager's grant to read it, sent with each BlobGet */
+	size_t grant_len;
 };
 
 enum att_state { AT_FETCHING, AT_RUNNING };
@@ -194,7 +197,10 @@ struct runner {
 	struct stored *stored;
 	size_t stored_mem;  /* bytes of packed results held in memory */
 	struct blobcache *cache;       /* blobs this agent may evict (fetched for its tasks, untracked) */
+	EVP_PKEY *grant_key;           /* the manager's grant key (borrowed); NULL: peers are refused */
+	struct grant_cache grants;     /* grants of peers' BlobGets that verified */
 	uint64_t evicted_blobs, evicted_bytes;
+	uint64_t grants_refused;
 	uint8_t (*doomed)[SHA256_LEN]; /* released while in use: deleted once unused */
 	size_t n_doomed;
 	struct fetch *fetches;
@@ -713,7 +719,8 @@ static void fetch_reset(struct runner *r, struct fetch *f)
  * for once however often the manager asks.
  */
 static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx, const uint8_t *digest,
-			     uint64_t size, Seeswarm__V1__BlobSource *const *sources, size_t n_sources)
+			     uint64_t size, Seeswarm__V1__BlobSource *const *sources, size_t n_sources,
+			     const ProtobufCBinaryData *grant)
 {
 	struct fetch *f;
 	for (f = r->fetches; f; f = f->next)
@@ -735,6 +742,11 @@ static void fetch_add_waiter(struct runner *r, struct attempt *a, size_t idx, co
 		while (*pp)
 			pp = &(*pp)->next;
 		*pp = f;
+	}
+	/* Any grant the manager gave for this blob and this node will do; the latest is kept. */
+	if (grant->len && grant->len <= sizeof f->grant) {
+		memcpy(f->grant, grant->data, grant->len);
+		f->grant_len = grant->len;
 	}
 	for (size_t i = 0; !a && i < f->n_waiters; i++)
 		if (!f->waiters[i].a)
@@ -946,6 +958,8 @@ again:
 			g.digest.len = SHA256_LEN;
 			g.offset = f->next_off;
 			g.length = len;
+			g.grant.data = f->grant;
+			g.grant.len = f->grant_len;
 			if (f->link) {
 				if (peer_send(f->link, MSG_BLOB_GET, &g.base) != 0) {
 					fetch_next_source(r, f, "the link is closing");
@@ -1521,14 +1535,15 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 			blobcache_touch(r->cache, in->digest.data);
 			continue;
 		}
-		fetch_add_waiter(r, a, i, in->digest.data, in->size, in->sources, in->n_sources);
+		fetch_add_waiter(r, a, i, in->digest.data, in->size, in->sources, in->n_sources,
+				 &in->grant);
 		a->pending++;
 	}
 	/* The code bundle's tar, unless it is unpacked in the cache already or held. */
 	if (d->bundle && !bundle_cached(r, d->bundle_digest.data) &&
 	    !blobstore_has(r->bs, d->bundle->digest.data, NULL)) {
 		fetch_add_waiter(r, a, BUNDLE_IDX, d->bundle->digest.data, d->bundle->size,
-				 d->bundle->sources, d->bundle->n_sources);
+				 d->bundle->sources, d->bundle->n_sources, &d->bundle->grant);
 		a->pending++;
 	}
 	if (a->pending == 0)
@@ -1783,6 +1798,14 @@ static void on_blob_get(struct runner *r, struct peer_link *link, const Seeswarm
 		bd.message = "digest must be 32 bytes";
 		goto out;
 	}
+	/* A peer reads only what the manager sent it to fetch. */
+	if (link && (rc = grant_check(&r->grants, r->grant_key, g->digest.data, peer_link_node(link),
+				      g->grant.data, g->grant.len))) {
+		r->grants_refused++;
+		bd.message = "no valid grant for this blob";
+		log_warn("runner: peer %s asked for a blob without a valid grant", peer_link_node(link));
+		goto out;
+	}
 	if ((rc = blobstore_read_open(r->bs, g->digest.data, &rd, &size))) {
 		bd.message = rc == SS_ENOTFOUND ? "blob not held by this agent" : "cannot read the blob";
 		goto out;
@@ -1872,7 +1895,8 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 			send_stored(r, b->digest.data, b->size, 0, NULL);
 			break;
 		}
-		fetch_add_waiter(r, NULL, 0, b->digest.data, b->size, b->sources, b->n_sources);
+		fetch_add_waiter(r, NULL, 0, b->digest.data, b->size, b->sources, b->n_sources,
+				 &b->grant);
 		fetch_pump(r);
 		break;
 	}
@@ -1952,6 +1976,13 @@ void runner_fetch_stats(const struct runner *r, uint64_t *peer_bytes, uint64_t *
 {
 	*peer_bytes = r->peer_bytes;
 	*manager_bytes = r->manager_bytes;
+}
+
+void runner_set_grant_key(struct runner *r, EVP_PKEY *key)
+{
+	if (r->grant_key != key)
+		memset(&r->grants, 0, sizeof r->grants);
+	r->grant_key = key;
 }
 
 void runner_set_identity(struct runner *r, EVP_PKEY *key, X509 *cert, const uint8_t *attest_digest)

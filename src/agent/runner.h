@@ -83,6 +83,14 @@ int runner_new(struct runner **out, uv_loop_t *loop, const struct runner_opts *o
  */
 void runner_set_identity(struct runner *r, EVP_PKEY *key, X509 *cert, const uint8_t *attest_digest);
 
+/*
+ * Sets the manager's blob-grant key (borrowed: it must stay valid until the
+ * next call or runner_close). A peer's BlobGet is served only with a grant
+ * that this key signed for the peer's node id and the digest; with no key,
+ * every peer BlobGet is refused.
+ */
+void runner_set_grant_key(struct runner *r, EVP_PKEY *key);
+
 /* The connection was admitted: sends every unacknowledged result again and resumes fetches. */
 void runner_on_admitted(struct runner *r);
 /* The connection is gone: fetches in flight are abandoned and retried after the next admission. */

@@ -30,6 +30,7 @@
 
 #include <openssl/crypto.h>
 
+#include "data/grant.h"
 #include "manager/jobs.h"
 #include "manager/jobspec.h"
 #include "manager/replicas.h"
@@ -161,7 +162,22 @@ struct fetch {
 	size_t n_waiters;
 };
 
+/* The retained jobs that protect one blob, so that repair keeps to their policies. */
+struct pblob {
+	struct pblob *hnext;
+	uint8_t digest[SHA256_LEN];
+	struct pjob {
+		const struct job *jb;
+		uint32_t count; /* protect calls not yet undone */
+	} *jobs;
+	size_t n, cap;
+};
+
+#define PB_BUCKETS 4096
+
 struct jobs {
+	struct grant_cache grants;     /* grants of BlobGets agents sent the manager */
+	struct pblob *pb[PB_BUCKETS];  /* protectors by digest */
 	struct jobs_env env;
 	struct replicas *repl;    /* where blobs live on agents; R copies of critical ones */
 	struct sched *sched;
@@ -182,6 +198,7 @@ struct jobs {
 	/* Metrics. */
 	uint64_t submitted, dispatched, results, stale, lost_total, retries_total;
 	uint64_t succeeded, failed, canceled, passes, blob_served, blob_fetched, lineage_reruns;
+	uint64_t blob_refused;         /* BlobGets without a valid grant */
 	uint64_t lat_ns[LAT_SAMPLES];
 	uint64_t lat_n;
 	int64_t retention_ms;     /* finished jobs are forgotten this long after they end */
@@ -631,6 +648,24 @@ static void release(struct jobs *j, struct task *t)
 	t->sn = NULL;
 }
 
+/*
+ * Signs the grant for n to fetch digest into buf (MSG_MAX_GRANT bytes) and
+ * points out at it. Without a grant key, out stays empty.
+ */
+static int sign_grant(struct jobs *j, const uint8_t digest[SHA256_LEN], const struct node *n,
+		      uint8_t *buf, ProtobufCBinaryData *out)
+{
+	size_t len = 0;
+	if (!j->env.grant_key)
+		return 0;
+	int rc = grant_sign(j->env.grant_key, digest, n->id, buf, &len);
+	if (rc == 0) {
+		out->data = buf;
+		out->len = len;
+	}
+	return rc;
+}
+
 /* Builds and sends the dispatch of t's current attempt to n. */
 static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, size_t whylen)
 {
@@ -645,6 +680,9 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	Seeswarm__V1__BlobSource **srcp =
 		s->n_inputs ? xcalloc(s->n_inputs * MSG_MAX_SOURCES, sizeof *srcp) : NULL;
 	uint8_t(*digests)[SHA256_LEN] = s->n_inputs ? xcalloc(s->n_inputs, SHA256_LEN) : NULL;
+	/* One grant per fetched input, the last for the bundle. */
+	uint8_t(*grants)[MSG_MAX_GRANT] =
+		s->n_inputs || s->has_bundle ? xcalloc(s->n_inputs + 1, MSG_MAX_GRANT) : NULL;
 	size_t inline_used = 0;
 	d.job_id = t->job->id;
 	d.task_id = t->id;
@@ -707,6 +745,10 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 							 &srcp[i * MSG_MAX_SOURCES], MSG_MAX_SOURCES);
 			in->sources = nh ? &srcp[i * MSG_MAX_SOURCES] : NULL;
 			in->n_sources = nh;
+			if ((rc = sign_grant(j, digests[i], n, grants[i], &in->grant))) {
+				snprintf(why, whylen, "cannot sign the grant for input %s", s->inputs[i].name);
+				goto out;
+			}
 		}
 	}
 	d.inputs = insp;
@@ -721,6 +763,10 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 		bin.digest.len = SHA256_LEN;
 		bin.sources = bsrcp;
 		bin.n_sources = nh;
+		if ((rc = sign_grant(j, s->bundle_blob, n, grants[s->n_inputs], &bin.grant))) {
+			snprintf(why, whylen, "cannot sign the grant for the bundle");
+			goto out;
+		}
 		if (!blobstore_has(j->env.blobs, s->bundle_blob, &bin.size) && nh == 0) {
 			snprintf(why, whylen, "the bundle is not available in the manager's blob store");
 			rc = SS_ENOTFOUND;
@@ -741,6 +787,7 @@ out:
 	free(srcs);
 	free(srcp);
 	free(digests);
+	free(grants);
 	return rc;
 }
 
@@ -944,6 +991,123 @@ static void task_fail(struct jobs *j, struct task *t, const char *status, const 
 	kick(j);
 }
 
+static struct pblob **pb_link(struct jobs *j, const uint8_t digest[SHA256_LEN])
+{
+	uint64_t h;
+	memcpy(&h, digest, sizeof h); /* a SHA-256 is uniform enough to index by */
+	struct pblob **pp = &j->pb[h % PB_BUCKETS];
+	while (*pp && memcmp((*pp)->digest, digest, SHA256_LEN) != 0)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+/* replicas_protect, remembering that jb is one of the blob's protectors. */
+static void protect_blob(struct jobs *j, const struct job *jb, const uint8_t digest[SHA256_LEN],
+			 uint64_t size)
+{
+	replicas_protect(j->repl, digest, size);
+	struct pblob **pp = pb_link(j, digest), *p = *pp;
+	if (!p) {
+		p = *pp = xcalloc(1, sizeof *p);
+		memcpy(p->digest, digest, SHA256_LEN);
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->jobs[i].jb == jb) {
+			p->jobs[i].count++;
+			return;
+		}
+	}
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 2;
+		p->jobs = xrealloc(p->jobs, p->cap * sizeof *p->jobs);
+	}
+	p->jobs[p->n++] = (struct pjob){.jb = jb, .count = 1};
+}
+
+/* Undoes one protect_blob of jb. */
+static void unprotect_blob(struct jobs *j, const struct job *jb, const uint8_t digest[SHA256_LEN])
+{
+	replicas_unprotect(j->repl, digest);
+	struct pblob **pp = pb_link(j, digest), *p = *pp;
+	for (size_t i = 0; p && i < p->n; i++) {
+		if (p->jobs[i].jb != jb)
+			continue;
+		if (--p->jobs[i].count == 0)
+			p->jobs[i] = p->jobs[--p->n];
+		break;
+	}
+	if (p && p->n == 0) {
+		*pp = p->hnext;
+		free(p->jobs);
+		free(p);
+	}
+}
+
+/*
+ * Drops every protection jb still holds (a task that succeeded twice, after
+ * a lineage re-run, protected its outputs twice), so that no record keeps a
+ * pointer to a forgotten job and the replica refcounts return to balance.
+ */
+static void pb_purge_job(struct jobs *j, const struct job *jb)
+{
+	for (size_t b = 0; b < PB_BUCKETS; b++) {
+		for (struct pblob **pp = &j->pb[b]; *pp;) {
+			struct pblob *p = *pp;
+			for (size_t i = 0; i < p->n; i++) {
+				if (p->jobs[i].jb != jb)
+					continue;
+				for (uint32_t c = 0; c < p->jobs[i].count; c++)
+					replicas_unprotect(j->repl, p->digest);
+				p->jobs[i] = p->jobs[--p->n];
+				break;
+			}
+			if (p->n == 0) {
+				*pp = p->hnext;
+				free(p->jobs);
+				free(p);
+			} else {
+				pp = &p->hnext;
+			}
+		}
+	}
+}
+
+/* True when n satisfies the data-relevant part of a job's policy: TEE type, attestation, labels. */
+static bool node_meets_policy(const struct jobspec_policy *p, const struct node *n)
+{
+	if (p->hardware && (n->attest_insecure || !strcmp(n->tee, "sim")))
+		return false;
+	bool tee_ok = p->n_tee == 0;
+	for (size_t i = 0; i < p->n_tee && !tee_ok; i++)
+		tee_ok = !strcmp(p->tee[i], n->tee);
+	if (!tee_ok)
+		return false;
+	for (size_t i = 0; i < p->n_labels; i++) {
+		bool found = false;
+		for (size_t k = 0; k < n->n_labels && !found; k++)
+			found = !strcmp(n->labels[k].key, p->labels[i].key) &&
+				!strcmp(n->labels[k].value, p->labels[i].value);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * replicas_env.may_hold: a copy of a protected blob may go only to a node
+ * every protecting job's policy would run its tasks on, so repair never
+ * moves a job's data to where the job itself may not go.
+ */
+static bool may_hold(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n)
+{
+	struct jobs *j = arg;
+	const struct pblob *p = *pb_link(j, digest);
+	for (size_t i = 0; p && i < p->n; i++)
+		if (!node_meets_policy(&p->jobs[i].jb->spec->policy, n))
+			return false;
+	return true;
+}
+
 static void task_succeeded(struct jobs *j, struct task *t)
 {
 	struct job *jb = t->job;
@@ -957,7 +1121,7 @@ static void task_succeeded(struct jobs *j, struct task *t)
 	for (size_t i = 0; i < t->n_outs; i++) {
 		replicas_hold(j->repl, t->outs[i].digest, t->outs[i].size, t->node);
 		if (spec_of(t)->replicate)
-			replicas_protect(j->repl, t->outs[i].digest, t->outs[i].size);
+			protect_blob(j, jb, t->outs[i].digest, t->outs[i].size);
 	}
 	/* The agent keeps the result until this outcome is durable. */
 	struct node *n = registry_get(j->env.reg, t->node);
@@ -1115,17 +1279,17 @@ static void job_protect(struct jobs *j, struct job *jb, bool on)
 			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
 				continue;
 			if (!on)
-				replicas_unprotect(j->repl, d);
+				unprotect_blob(j, jb, d);
 			else if (blobstore_has(j->env.blobs, d, &size))
-				replicas_protect(j->repl, d, size);
+				protect_blob(j, jb, d, size);
 		}
 		if (!s->replicate || t->st != T_SUCCEEDED)
 			continue;
 		for (size_t k = 0; k < t->n_outs; k++) {
 			if (on)
-				replicas_protect(j->repl, t->outs[k].digest, t->outs[k].size);
+				protect_blob(j, jb, t->outs[k].digest, t->outs[k].size);
 			else
-				replicas_unprotect(j->repl, t->outs[k].digest);
+				unprotect_blob(j, jb, t->outs[k].digest);
 		}
 	}
 }
@@ -1135,6 +1299,7 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
+	pb_purge_job(j, jb);
 	/*
 	 * Where its outputs, uploaded inputs and bundles live matters no more,
 	 * and their copies on agents go (unless another job protects one).
@@ -1421,7 +1586,17 @@ static int on_blob_get(struct jobs *j, struct node *n, Seeswarm__V1__BlobGet *g)
 	d.request_id = g->request_id;
 	d.digest = g->digest;
 	d.offset = g->offset;
-	int rc = blobstore_read_open(j->env.blobs, g->digest.data, &r, &size);
+	int rc = 0;
+	/* Only what the manager sent this node to fetch: a dispatch or a replication. */
+	if (j->env.grant_key &&
+	    grant_check(&j->grants, j->env.grant_key, g->digest.data, n->id, g->grant.data, g->grant.len)) {
+		j->blob_refused++;
+		log_warn("jobs: %s asked for blob %02x%02x%02x%02x... without a valid grant", n->id,
+			 g->digest.data[0], g->digest.data[1], g->digest.data[2], g->digest.data[3]);
+		rc = SS_EAUTH;
+	}
+	if (rc == 0)
+		rc = blobstore_read_open(j->env.blobs, g->digest.data, &r, &size);
 	if (rc == 0 && g->offset > size)
 		rc = SS_EINVAL;
 	if (rc == 0 && g->offset > 0)
@@ -1443,6 +1618,7 @@ static int on_blob_get(struct jobs *j, struct node *n, Seeswarm__V1__BlobGet *g)
 	if (rc) {
 		d.error = (uint32_t)-rc;
 		d.message = (char *)(rc == SS_ENOTFOUND ? "the manager does not hold this blob"
+				     : rc == SS_EAUTH  ? "no valid grant for this blob"
 							: ss_strerror(rc));
 		d.offset = 0;
 		d.total = 0;
@@ -1936,7 +2112,8 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	j->retry_timer.data = j;
 	uv_timer_start(&j->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
 	struct replicas_env re = {.arg = env->arg, .store = env->store, .reg = env->reg,
-				  .blobs = env->blobs, .send = env->send, .connected = env->connected};
+				  .blobs = env->blobs, .send = env->send, .connected = env->connected,
+				  .grant_key = env->grant_key, .may_hold = may_hold, .may_hold_arg = j};
 	int rc = replicas_new(&j->repl, &re);
 	if (rc == 0)
 		rc = store_scan(env->store, "jobs", load_job_cb, j);
@@ -1980,6 +2157,14 @@ void jobs_free(struct jobs *j)
 		struct job *next = jb->next;
 		job_free(jb);
 		jb = next;
+	}
+	for (size_t b = 0; b < PB_BUCKETS; b++) {
+		while (j->pb[b]) {
+			struct pblob *p = j->pb[b];
+			j->pb[b] = p->hnext;
+			free(p->jobs);
+			free(p);
+		}
 	}
 	sched_queue_free(j->queue);
 	sched_free(j->sched);
@@ -2429,6 +2614,7 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		{"task_results_stale_total", j->stale}, {"tasks_lost_total", j->lost_total},
 		{"task_retries_total", j->retries_total}, {"scheduler_passes_total", j->passes},
 		{"blob_chunks_served_total", j->blob_served}, {"blobs_fetched_total", j->blob_fetched},
+		{"blob_gets_refused_total", j->blob_refused},
 		{"lineage_reruns_total", j->lineage_reruns},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(c); i++)

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <uv.h>
 
 #include "core/core.h"
@@ -47,6 +48,12 @@ struct jobs_env {
 	int (*send)(void *arg, struct node *n, uint16_t type, const ProtobufCMessage *msg);
 	/* True when the node has an admitted connection with a valid node certificate. */
 	bool (*connected)(void *arg, const struct node *n);
+	/*
+	 * Signs blob fetch grants (data/grant.h) for the inputs and replicas it
+	 * sends, and checks the grant of every BlobGet an agent sends to the
+	 * manager. Borrowed; NULL turns grants off (unit tests).
+	 */
+	EVP_PKEY *grant_key;
 };
 
 /*

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <uv.h>
 
@@ -30,6 +31,7 @@
 #include "manager/store.h"
 #include "net/conn.h"
 #include "data/blobstore.h"
+#include "data/grant.h"
 #include "manager/jobs.h"
 #include "manager/replicas.h"
 #include "net/frame.h"
@@ -118,6 +120,9 @@ struct manager {
 	uv_signal_t sig_term, sig_int;
 	struct tls_ctx *tls;
 	struct ca *ca;
+	EVP_PKEY *grant_key;         /* signs blob fetch grants (data/grant.h) */
+	uint8_t *grant_cert_der;     /* its certificate, sent in every Admitted */
+	size_t grant_cert_len;
 	struct registry *reg;
 	struct store *store;
 	struct api *api;
@@ -249,6 +254,8 @@ static void on_prepare(uv_prepare_t *h)
 			snprintf(s->told_state, sizeof s->told_state, "%s", a.state);
 			a.node_cert.data = s->node_cert;
 			a.node_cert.len = s->node_cert_len;
+			a.grant_cert.data = m->grant_cert_der;
+			a.grant_cert.len = m->grant_cert_len;
 			s->st = SESS_ADMITTED;
 			conn_send(s->conn, MSG_ADMITTED, &a.base);
 			free(s->node_cert);
@@ -1710,6 +1717,53 @@ static void add_unique(const char **list, size_t *n, size_t cap, const char *s)
 }
 
 /* Issues a fresh manager certificate for every local address and the bind hosts. */
+/*
+ * Loads the blob-grant key and its certificate from the data directory
+ * (grant.key 0600, grant.pem), or makes them: a new P-256 key and a
+ * certificate from the swarm CA with the common name GRANT_CN, valid ten
+ * years. A certificate the CA does not verify is replaced.
+ */
+static int load_grant_identity(struct manager *m)
+{
+	char *kpath = xasprintf("%s/grant.key", m->cfg.data_dir);
+	char *cpath = xasprintf("%s/grant.pem", m->cfg.data_dir);
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	unsigned char *der = NULL;
+	int rc = 0;
+	bool have = access(kpath, F_OK) == 0 && access(cpath, F_OK) == 0;
+	if (!have || pem_read_key(kpath, &key) != 0 || pem_read_cert(cpath, &cert) != 0 ||
+	    grant_cert_check(cert, ca_cert(m->ca)) != 0 || X509_check_private_key(cert, key) != 1) {
+		ERR_clear_error();
+		EVP_PKEY_free(key);
+		X509_free(cert);
+		key = NULL;
+		cert = NULL;
+		struct ca_issue_opts o = {.common_name = GRANT_CN, .lifetime_s = 10ll * 365 * 86400};
+		if ((rc = crypto_gen_key(&key)) || (rc = ca_issue(m->ca, key, &o, &cert)) ||
+		    (rc = pem_write_key(kpath, key)) || (rc = pem_write_cert(cpath, cert, 0644)))
+			goto out;
+		log_info("created the blob-grant key %s", kpath);
+	}
+	int len = i2d_X509(cert, &der);
+	if (len <= 0) {
+		rc = SS_ECRYPTO;
+		goto out;
+	}
+	m->grant_cert_der = xmalloc((size_t)len);
+	memcpy(m->grant_cert_der, der, (size_t)len);
+	m->grant_cert_len = (size_t)len;
+	m->grant_key = key;
+	key = NULL;
+out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	free(kpath);
+	free(cpath);
+	return rc;
+}
+
 static int make_server_identity(struct manager *m, X509 **cert, EVP_PKEY **key)
 {
 	int rc;
@@ -2103,6 +2157,10 @@ int manager_main(int argc, char **argv)
 	}
 	if (created)
 		log_info("created the swarm CA in %s", cfg->data_dir);
+	if (load_grant_identity(m) != 0) {
+		log_error("cannot create or load the blob-grant key in %s", cfg->data_dir);
+		goto out;
+	}
 	ca_path = xasprintf("%s/ca.pem", cfg->data_dir);
 	if (make_server_identity(m, &cert, &key) != 0) {
 		log_error("cannot issue the manager certificate");
@@ -2159,6 +2217,7 @@ int manager_main(int argc, char **argv)
 		.reg = m->reg,
 		.send = je_send,
 		.connected = je_connected,
+		.grant_key = m->grant_key,
 	};
 	uint64_t seed;
 	rand_bytes(&seed, sizeof seed);
@@ -2284,6 +2343,8 @@ out:
 	free(m->revoked);
 	tls_ctx_free(m->tls);
 	ca_free(m->ca);
+	EVP_PKEY_free(m->grant_key);
+	free(m->grant_cert_der);
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	free(token);

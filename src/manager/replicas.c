@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/grant.h"
 #include "manager/replicas.h"
 
 #define NS "replicas"
@@ -420,7 +421,8 @@ static struct node *pick_target(struct replicas *r, struct rblob *b, struct node
 	uint64_t best_rank = 0;
 	for (size_t i = 0; i < n_all; i++) {
 		struct node *n = all[i];
-		if (!serving(r, n) || n->draining || holds(b, n->id))
+		if (!serving(r, n) || n->draining || holds(b, n->id) ||
+		    (r->env.may_hold && !r->env.may_hold(r->env.may_hold_arg, b->digest, n)))
 			continue;
 		bool avoided = !strcmp(n->id, b->avoid);
 		if (best && avoided && !best_avoided)
@@ -453,6 +455,14 @@ static void request(struct replicas *r, struct rblob *b, struct node *target, ui
 	m.n_sources = ns;
 	if (ns == 0 && !blobstore_has(r->env.blobs, b->digest, NULL))
 		return; /* nobody can provide it: lineage is the job engine's business */
+	uint8_t grant[MSG_MAX_GRANT];
+	size_t glen = 0;
+	if (r->env.grant_key) {
+		if (grant_sign(r->env.grant_key, b->digest, target->id, grant, &glen) != 0)
+			return;
+		m.grant.data = grant;
+		m.grant.len = glen;
+	}
 	if (r->env.send(r->env.arg, target, MSG_BLOB_REPLICATE, &m.base) != 0)
 		return;
 	snprintf(b->target, sizeof b->target, "%s", target->id);

@@ -11,7 +11,8 @@
  *
  * Repair. A critical blob with fewer than `want` holders (default 2) gets one
  * BlobReplicate at a time, sent to a ready, undrained node with a valid node
- * certificate and a peer endpoint that does not hold it, preferring a zone
+ * certificate and a peer endpoint that does not hold it and that may_hold
+ * allows, preferring a zone
  * (the node label "zone"; a node without one is its own zone) that no
  * holder is in, then by rendezvous hashing of (digest, node) so choices are
  * stable. The message names up to MSG_MAX_SOURCES live holders; the agent
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "core/core.h"
 #include "data/blobstore.h"
@@ -55,6 +57,14 @@ struct replicas_env {
 	int (*send)(void *arg, struct node *n, uint16_t type, const ProtobufCMessage *msg);
 	/* True when the node has an admitted connection with a valid node certificate. */
 	bool (*connected)(void *arg, const struct node *n);
+	EVP_PKEY *grant_key;       /* signs the grant in each BlobReplicate; NULL: none (borrowed) */
+	/*
+	 * Whether node n may keep a copy of the blob: the job engine answers
+	 * from the security policies of the jobs that protect it, so repair
+	 * never copies data to a node those jobs could not run on. NULL: any.
+	 */
+	bool (*may_hold)(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n);
+	void *may_hold_arg;
 };
 
 struct replicas_stats {

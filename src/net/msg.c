@@ -308,6 +308,8 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 			return "task_dispatch: input too large";
 		if (!sources_ok(in->sources, in->n_sources, MSG_MAX_SOURCES))
 			return "task_dispatch: too many or invalid input sources";
+		if (in->grant.len > MSG_MAX_GRANT)
+			return "task_dispatch: input grant too long";
 	}
 	if (!strs_ok(d->outputs, d->n_outputs, MSG_MAX_TASK_OUTPUTS, MSG_MAX_PATH))
 		return "task_dispatch: too many or invalid outputs";
@@ -319,7 +321,8 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 	if (d->bundle) {
 		if (!digest_ok(d->bundle->digest) || !digest_ok(d->bundle_digest) ||
 		    d->bundle->data.len || d->bundle->size == 0 || d->bundle->size > (1ull << 30) ||
-		    !sources_ok(d->bundle->sources, d->bundle->n_sources, MSG_MAX_SOURCES))
+		    !sources_ok(d->bundle->sources, d->bundle->n_sources, MSG_MAX_SOURCES) ||
+		    d->bundle->grant.len > MSG_MAX_GRANT)
 			return "task_dispatch: invalid bundle";
 	} else if (d->bundle_digest.len) {
 		return "task_dispatch: bundle_digest without a bundle";
@@ -380,8 +383,8 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "admitted: heartbeat interval out of range";
 		if (!str_ok(a->state, 15) || !str_ok(a->attestation_status, 31))
 			return "admitted: invalid state";
-		if (a->node_cert.len > MSG_MAX_CERT)
-			return "admitted: node certificate too large";
+		if (a->node_cert.len > MSG_MAX_CERT || a->grant_cert.len > MSG_MAX_CERT)
+			return "admitted: certificate too large";
 		return NULL;
 	}
 	case MSG_REJECTED: {
@@ -470,6 +473,8 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "blob_get: length out of range";
 		if (g->offset > (1ull << 42))
 			return "blob_get: offset out of range";
+		if (g->grant.len > MSG_MAX_GRANT)
+			return "blob_get: grant too long";
 		return NULL;
 	}
 	case MSG_BLOB_DATA: {
@@ -491,6 +496,8 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 			return "blob_replicate: size out of range";
 		if (!sources_ok(b->sources, b->n_sources, MSG_MAX_SOURCES))
 			return "blob_replicate: too many or invalid sources";
+		if (b->grant.len > MSG_MAX_GRANT)
+			return "blob_replicate: grant too long";
 		return NULL;
 	}
 	case MSG_BLOB_DELETE: {

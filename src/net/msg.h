@@ -85,6 +85,7 @@ enum msg_type {
 #define MSG_MAX_PEERS 16             /* peers in a PeerList, RTTs in a Heartbeat */
 #define MSG_MAX_DELETE 256           /* digests in a BlobDelete */
 #define MSG_MAX_INVENTORY 1024       /* digests in a BlobInventory (and in its ack) */
+#define MSG_MAX_GRANT 80             /* bytes of a blob fetch grant (data/grant.h) */
 #define MSG_MAX_RTT_US 60000000u     /* one minute */
 #define MSG_MAX_BLOB_SIZE (1ull << 32) /* bytes in one blob (the blob store's bound) */
 

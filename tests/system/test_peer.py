@@ -11,10 +11,12 @@ import signal
 import socket
 import ssl
 import struct
+import time
 
 import pytest
 
-from conftest import SLOW, frame, pb_field, pb_varint, read_frame, read_until_closed, wait_for
+from conftest import (SLOW, frame, hello_payload, pb_field, pb_varint, read_frame, read_until_closed,
+                      tls_connect, wait_for)
 from test_jobs import get_blob, put_blob, start, submit, tasks, wait_job
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
@@ -74,14 +76,28 @@ def peer_ctx(adir, cert):
     return ctx
 
 
-def blob_get(adir, cert, server_id, addr, digest, length):
-    """Asks a peer endpoint for a blob; returns (ok, data or the frames seen)."""
+def grant(swarm, digest, node_id):
+    """A blob fetch grant, signed with the manager's grant key as src/data/grant.c does."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    with open(os.path.join(swarm.mdir, "grant.key"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    msg = (b"seeswarm blob grant v1\0" + bytes.fromhex(digest) + bytes([len(node_id)]) +
+           node_id.encode())
+    return key.sign(msg, ec.ECDSA(hashes.SHA256()))
+
+
+def blob_get(adir, cert, server_id, addr, digest, length, grant_sig=b""):
+    """Asks a peer endpoint for a blob; returns (ok, data or the frames seen).
+    A refusal answered with a BlobData error is (False, its message)."""
     host, port = addr.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=10 * SLOW)
     s = peer_ctx(adir, cert).wrap_socket(raw, server_hostname=server_id)
     try:
         get = (pb_field(1, 0, 7) + pb_field(2, 2, bytes.fromhex(digest)) + pb_field(3, 0, 0) +
                pb_field(4, 0, length))
+        if grant_sig:
+            get += pb_field(5, 2, grant_sig)
         s.sendall(frame(MSG_BLOB_GET, get))
         frames = read_until_closed(s, limit=1)
     except (ssl.SSLError, ConnectionError, socket.timeout) as e:
@@ -89,7 +105,8 @@ def blob_get(adir, cert, server_id, addr, digest, length):
     finally:
         s.close()
     if frames and frames[0][0] == MSG_BLOB_DATA:
-        return True, pb_bytes(frames[0][1], 5)
+        why = pb_bytes(frames[0][1], 7)
+        return (False, why.decode()) if why else (True, pb_bytes(frames[0][1], 5))
     return False, frames
 
 
@@ -153,11 +170,19 @@ def test_peer_endpoint_takes_only_valid_unrevoked_node_certificates(swarm):
     with open(saved, "w") as f:
         f.write(old_node_cert)
 
-    # A node certificate is served.
-    ok, data = blob_get(edge, saved, "agent-core", addr, digest, 4096)
+    # A node certificate with the manager's grant for it and this blob is served.
+    g = grant(swarm, digest, "agent-edge")
+    ok, data = blob_get(edge, saved, "agent-core", addr, digest, 4096, g)
     assert ok and data == want, data
-    # The join certificate (no attestation digest) is not.
-    ok, frames = blob_get(edge, os.path.join(edge, "agent.pem"), "agent-core", addr, digest, 4096)
+    # Without a grant, or with a grant for another node or another blob, it is not:
+    # knowing a digest (receipts publish them) is not enough.
+    for bad in (b"", grant(swarm, digest, "agent-core"), grant(swarm, "00" * 32, "agent-edge"),
+                g[:-1] + bytes([g[-1] ^ 1])):
+        ok, why = blob_get(edge, saved, "agent-core", addr, digest, 4096, bad)
+        assert not ok and why == "no valid grant for this blob", why
+    assert "without a valid grant" in log_of(swarm, "agent-core")
+    # The join certificate (no attestation digest) is not, even with a grant.
+    ok, frames = blob_get(edge, os.path.join(edge, "agent.pem"), "agent-core", addr, digest, 4096, g)
     assert not ok, frames
     assert "did not present a node certificate" in log_of(swarm, "agent-core")
 
@@ -168,7 +193,7 @@ def test_peer_endpoint_takes_only_valid_unrevoked_node_certificates(swarm):
     swarm.wait_state("agent-edge", "evicted", (interval + 3) * SLOW)
     wait_for(lambda: "revocation received" in log_of(swarm, "agent-core"), 10 * SLOW,
              what="agent-core to hear of the revocation")
-    ok, frames = blob_get(edge, saved, "agent-core", addr, digest, 4096)
+    ok, frames = blob_get(edge, saved, "agent-core", addr, digest, 4096, g)
     assert not ok, frames
     assert "node certificate is revoked" in log_of(swarm, "agent-core")
 
@@ -364,3 +389,96 @@ def test_replicate_overrides_which_outputs_are_critical(swarm):
     assert [x["node"] for x in rf["replicas"]] == [ts["use"]["node"]], rf
     got = get_blob(swarm, final)
     assert got[:64].decode() == hashlib.sha256(got[65:]).hexdigest()
+
+
+def admitted_raw_agent(swarm, agent_id):
+    """A hand-made agent: join certificate, sim evidence bound to the nonce and
+    its key, admitted. Returns the TLS socket."""
+    from cryptography.hazmat.primitives import serialization
+    adir = swarm.issue(agent_id)
+    with open(os.path.join(adir, "agent.key"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    s = tls_connect(swarm, adir)
+    s.sendall(frame(1, hello_payload(agent_id)))
+    ch = read_frame(s)
+    assert ch and ch[0] == 2, ch
+    nonce = pb_bytes(ch[1], 1)
+    ev = b"SSSIM001" + hashlib.sha256(nonce + spki).digest()
+    s.sendall(frame(3, pb_field(1, 2, b"sim") + pb_field(2, 2, ev)))
+    for _ in range(20):
+        f = read_frame(s)
+        assert f and f[0] not in (5, 10), f
+        if f[0] == 4:  # Admitted
+            return s
+    raise AssertionError("not admitted")
+
+
+def manager_blob_get(s, digest, grant_sig=b""):
+    get = (pb_field(1, 0, 9) + pb_field(2, 2, bytes.fromhex(digest)) + pb_field(3, 0, 0) +
+           pb_field(4, 0, 4096))
+    if grant_sig:
+        get += pb_field(5, 2, grant_sig)
+    s.sendall(frame(MSG_BLOB_GET, get))
+    for _ in range(50):
+        f = read_frame(s)
+        assert f, "the manager closed the connection"
+        if f[0] == MSG_BLOB_DATA:
+            why = pb_bytes(f[1], 7)
+            return (False, why.decode()) if why else (True, pb_bytes(f[1], 5))
+    raise AssertionError("no answer")
+
+
+def test_the_manager_serves_blobs_only_with_a_grant(swarm):
+    swarm.start_manager()
+    data = os.urandom(100 * 1024)
+    d = put_blob(swarm, data)["digest"]
+    s = admitted_raw_agent(swarm, "raw-agent")
+    try:
+        ok, why = manager_blob_get(s, d)
+        assert not ok and why == "no valid grant for this blob", why
+        ok, why = manager_blob_get(s, d, grant(swarm, d, "someone-else"))
+        assert not ok and why == "no valid grant for this blob", why
+        ok, got = manager_blob_get(s, d, grant(swarm, d, "raw-agent"))
+        assert ok and got == data[:4096]
+    finally:
+        s.close()
+    m = swarm.request("GET", "/metrics")[1].decode()
+    assert "seeswarm_blob_gets_refused_total 2" in m
+
+
+def test_repair_keeps_a_jobs_data_where_its_policy_allows(swarm):
+    """A job restricted to region=eu: its critical blobs are not copied to a
+    region=us node, even when that node is the only repair candidate."""
+    swarm.start_manager()
+    swarm.start_agent("agent-eu", labels=["region=eu", "zone=a"])
+    swarm.start_agent("agent-us", labels=["region=us", "zone=b"])
+    swarm.wait_ready(["agent-eu", "agent-us"], 20 * SLOW)
+    blob = put_blob(swarm, os.urandom(BIG))
+    spec = {"name": "eu-only", "policy": {"labels": {"region": "eu"}}, "tasks": [
+        {"name": "copy", "command": ["sh", "-c", "cp /in/x /out/y"],
+         "inputs": [{"name": "x", "blob": blob["digest"]}], "outputs": ["y"]}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    t = tasks(swarm, j["id"])["copy"]
+    assert t["node"] == "agent-eu", t
+    out = t["outputs"][0]["digest"]
+    # An unrestricted job's output, for contrast: it does reach the other region.
+    free = {"name": "anywhere", "tasks": [
+        {"name": "w", "command": ["sh", "-c", f"head -c {BIG} /dev/urandom > /out/o"],
+         "outputs": ["o"]}]}
+    jf = wait_job(swarm, submit(swarm, free)["id"], 60)
+    other = tasks(swarm, jf["id"])["w"]["outputs"][0]["digest"]
+    wait_for(lambda: len(replicas(swarm, other)["replicas"]) == 2 or None, 20 * SLOW,
+             what="the unrestricted output on both agents")
+    # The eu job's blobs are held in eu (the input by a replica request to
+    # the agent that fetched it) and, several repair passes later, only there.
+    for d in (blob["digest"], out):
+        wait_for(lambda d=d: [x["node"] for x in replicas(swarm, d)["replicas"]] == ["agent-eu"]
+                 or None, 10 * SLOW, what="the eu holder recorded")
+    time.sleep(3 * SLOW)
+    for d in (blob["digest"], out):
+        r = replicas(swarm, d)
+        assert r["critical"], r
+        assert [x["node"] for x in r["replicas"]] == ["agent-eu"], r
+        assert not agent_has_blob(swarm, "agent-us", d), d

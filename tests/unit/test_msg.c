@@ -593,6 +593,15 @@ static void test_task_result_and_blob_bounds(void **state)
 	msg_free(m);
 	g.length = MSG_MAX_BLOB_CHUNK + 1;
 	expect_reject(&g.base, MSG_BLOB_GET, "length");
+	g.length = 1;
+	static uint8_t grant[MSG_MAX_GRANT + 1];
+	g.grant.data = grant;
+	g.grant.len = MSG_MAX_GRANT;
+	assert_int_equal(round_trip(&g.base, MSG_BLOB_GET, &m, &why), 0);
+	msg_free(m);
+	g.grant.len = MSG_MAX_GRANT + 1;
+	expect_reject(&g.base, MSG_BLOB_GET, "grant too long");
+	g.grant.len = 0;
 
 	Seeswarm__V1__BlobData b = SEESWARM__V1__BLOB_DATA__INIT;
 	uint8_t chunk[10] = {0};

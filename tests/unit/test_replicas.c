@@ -445,6 +445,46 @@ static void test_node_loss_triggers_repair(void **state)
 
 static void reload(struct fx *f);
 
+/* may_hold for the policy test: node c may not hold "secret". */
+static bool not_c_for_secret(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n)
+{
+	(void)arg;
+	uint8_t secret[SHA256_LEN];
+	sha256("secret", 6, secret);
+	return memcmp(digest, secret, SHA256_LEN) != 0 || strcmp(n->id, "c") != 0;
+}
+
+/* Repair asks only nodes that may_hold allows: a new zone the policy forbids loses to an old one. */
+static void test_may_hold_limits_repair_targets(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	replicas_free(f->r);
+	f->env.may_hold = not_c_for_secret;
+	assert_int_equal(replicas_new(&f->r, &f->env), 0);
+	uint8_t secret[SHA256_LEN], open_[SHA256_LEN];
+	digest_of("secret", secret);
+	digest_of("open", open_);
+	replicas_protect(f->r, secret, SIZE);
+	replicas_hold(f->r, secret, SIZE, "a");
+	replicas_protect(f->r, open_, SIZE);
+	replicas_hold(f->r, open_, SIZE, "a");
+	replicas_tick(f->r, T0);
+	assert_int_equal(f->n_sent, 2);
+	for (size_t i = 0; i < 2; i++) {
+		bool is_secret = !memcmp(f->sent[i].digest, secret, SHA256_LEN);
+		/* c is the only other zone: "open" goes there, "secret" to b in a's zone. */
+		assert_string_equal(f->sent[i].node, is_secret ? "b" : "c");
+	}
+	/* With b gone too, "secret" has no target at all. */
+	stored(f, "b", secret, SIZE, 0);
+	node_down(f, "b");
+	f->n_sent = 0;
+	replicas_tick(f->r, T0 + 1000);
+	for (size_t i = 0; i < f->n_sent; i++)
+		assert_memory_not_equal(f->sent[i].digest, secret, SHA256_LEN);
+}
+
 /*
  * A node declared down lost its holder records; back, its inventory records
  * it again for every tracked blob of the same size, and the answer splits
@@ -880,6 +920,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_node_loss_triggers_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_target_lost_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inventory_records_a_returning_holder, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_may_hold_limits_repair_targets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sources_skip_unusable_holders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_non_critical_never_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_zero_turns_repair_off, setup, teardown),
