@@ -1678,11 +1678,14 @@ struct inventory {
 	int rc;
 };
 
-static void inventory_flush(struct inventory *inv)
+/* Sends the batch held in inv; last marks the end of the inventory (sent even when empty). */
+static void inventory_flush(struct inventory *inv, bool last)
 {
-	if (!inv->n || inv->rc)
+	if ((!inv->n && !last) || inv->rc)
 		return;
 	Seeswarm__V1__BlobInventory m = SEESWARM__V1__BLOB_INVENTORY__INIT;
+	m.batch = (uint32_t)inv->batches;
+	m.last = last;
 	for (size_t i = 0; i < inv->n; i++)
 		inv->d[i] = (ProtobufCBinaryData){.data = inv->digests[i], .len = SHA256_LEN};
 	m.digests = inv->d;
@@ -1701,7 +1704,7 @@ static int inventory_add(void *arg, const uint8_t digest[SHA256_LEN], uint64_t s
 	memcpy(inv->digests[inv->n], digest, SHA256_LEN);
 	inv->sizes[inv->n++] = size;
 	if (inv->n == MSG_MAX_INVENTORY)
-		inventory_flush(inv);
+		inventory_flush(inv, false);
 	return inv->rc;
 }
 
@@ -1716,7 +1719,9 @@ static void inventory_send(struct runner *r)
 	struct inventory *inv = xcalloc(1, sizeof *inv);
 	inv->r = r;
 	int rc = blobstore_list(r->bs, inventory_add, inv);
-	inventory_flush(inv);
+	/* A listing that stopped early is not complete: no last batch, so nothing is dropped. */
+	if (!rc)
+		inventory_flush(inv, true);
 	if (rc || inv->rc)
 		log_warn("runner: blob inventory stopped after %zu blobs: %s", inv->sent,
 			 ss_strerror(rc ? rc : inv->rc));

@@ -26,6 +26,7 @@ struct rblob {
 	uint64_t size;
 	uint32_t refs;
 	char holders[REPLICAS_MAX_HOLDERS][MSG_MAX_ID + 1];
+	uint64_t since[REPLICAS_MAX_HOLDERS]; /* hold_seq when each was added; 0 = loaded */
 	uint8_t n_holders;
 	char target[MSG_MAX_ID + 1]; /* a BlobReplicate in flight, "" if none */
 	uint64_t deadline_ms;
@@ -40,8 +41,22 @@ struct pending_del {
 
 #define DELS_FLUSH 4096 /* pending deletions that force a flush */
 
+/* A node's inventory being received: every digest so far, and where it began. */
+struct inventory {
+	struct inventory *next;
+	char node[MSG_MAX_ID + 1];
+	uint64_t start_seq;       /* hold_seq when its first batch arrived */
+	uint8_t (*d)[SHA256_LEN];
+	size_t n, cap;
+	bool overflow;            /* more than REPLICAS_MAX_INVENTORY digests: nothing is dropped */
+};
+
+#define REPLICAS_MAX_INVENTORY (1u << 20)
+
 struct replicas {
 	struct replicas_env env;
+	uint64_t hold_seq;        /* counts add_holder calls that added */
+	struct inventory *invs;
 	struct pending_del *dels;
 	size_t n_dels, cap_dels;
 	struct rblob *buckets[NBUCKETS];
@@ -51,6 +66,8 @@ struct replicas {
 	uint64_t last_pass_ms;
 	struct replicas_stats st;
 };
+
+static void inv_drop(struct replicas *r, const char *node);
 
 static size_t bucket_of(const uint8_t d[SHA256_LEN])
 {
@@ -125,12 +142,22 @@ static bool holds(const struct rblob *b, const char *node)
 	return false;
 }
 
-static bool add_holder(struct rblob *b, const char *node)
+/* Adds node as a holder of b; seq is the tracker's hold_seq (0 while loading). */
+static bool add_holder_seq(struct rblob *b, const char *node, uint64_t seq)
 {
 	if (holds(b, node) || b->n_holders >= REPLICAS_MAX_HOLDERS || !ident_valid(node) ||
 	    strlen(node) > MSG_MAX_ID)
 		return false;
+	b->since[b->n_holders] = seq;
 	snprintf(b->holders[b->n_holders++], sizeof b->holders[0], "%s", node);
+	return true;
+}
+
+static bool add_holder(struct replicas *r, struct rblob *b, const char *node)
+{
+	if (!add_holder_seq(b, node, r->hold_seq + 1))
+		return false;
+	r->hold_seq++;
 	return true;
 }
 
@@ -140,6 +167,7 @@ static bool remove_holder(struct rblob *b, const char *node)
 		if (!strcmp(b->holders[i], node)) {
 			memmove(b->holders[i], b->holders[i + 1],
 				(b->n_holders - i - 1) * sizeof b->holders[0]);
+			memmove(&b->since[i], &b->since[i + 1], (b->n_holders - i - 1) * sizeof b->since[0]);
 			b->n_holders--;
 			return true;
 		}
@@ -169,7 +197,7 @@ static int load_cb(void *arg, const char *key, const char *value, size_t len)
 	json_t *v;
 	json_array_foreach(nodes, i, v)
 		if (json_is_string(v))
-			add_holder(b, json_string_value(v));
+			add_holder_seq(b, json_string_value(v), 0);
 	json_decref(o);
 	return 0;
 }
@@ -199,6 +227,8 @@ void replicas_free(struct replicas *r)
 			free(b);
 		}
 	}
+	while (r->invs)
+		inv_drop(r, r->invs->node);
 	free(r->dels);
 	free(r);
 }
@@ -219,7 +249,7 @@ void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_
 {
 	struct rblob *b = get(r, digest, size);
 	/* Saved when a holder was added, or deleted again when there is nothing to record. */
-	if (add_holder(b, node_id) || (b->refs == 0 && b->n_holders == 0))
+	if (add_holder(r, b, node_id) || (b->refs == 0 && b->n_holders == 0))
 		save(r, b);
 }
 
@@ -313,6 +343,7 @@ void replicas_node_changed(struct replicas *r, const struct node *n)
 	r->dirty = true; /* a node that became ready may be a target */
 	if (!n || !gone(n))
 		return;
+	inv_drop(r, n->id);
 	for (size_t k = 0; k < NBUCKETS; k++) {
 		for (struct rblob *b = r->buckets[k], *next; b; b = next) {
 			next = b->hnext;
@@ -546,14 +577,92 @@ void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__
 		return;
 	}
 	r->st.stored++;
-	if (add_holder(b, n->id)) {
+	if (add_holder(r, b, n->id)) {
 		log_info("replicas: %s now holds blob %.16s (%u of %u)", n->id, hex, b->n_holders, r->want);
 		save(r, b);
 	}
 }
 
+static struct inventory **inv_link(struct replicas *r, const char *node)
+{
+	struct inventory **pp = &r->invs;
+	while (*pp && strcmp((*pp)->node, node) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void inv_drop(struct replicas *r, const char *node)
+{
+	struct inventory **pp = inv_link(r, node), *inv = *pp;
+	if (!inv)
+		return;
+	*pp = inv->next;
+	free(inv->d);
+	free(inv);
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, SHA256_LEN);
+}
+
+/*
+ * The node's inventory is complete: it no longer holds any blob it was
+ * recorded for before the inventory began and did not list. (A blob
+ * recorded since, by a result or a replica, may be newer than the listing.)
+ */
+static void inv_finish(struct replicas *r, struct node *n, struct inventory *inv)
+{
+	size_t dropped = 0;
+	if (inv->n)
+		qsort(inv->d, inv->n, SHA256_LEN, digest_cmp);
+	for (size_t k = 0; k < NBUCKETS; k++) {
+		for (struct rblob *b = r->buckets[k], *next; b; b = next) {
+			next = b->hnext;
+			for (size_t i = 0; i < b->n_holders; i++) {
+				if (strcmp(b->holders[i], n->id) != 0)
+					continue;
+				if (b->since[i] <= inv->start_seq &&
+				    (!inv->n || !bsearch(b->digest, inv->d, inv->n, SHA256_LEN, digest_cmp))) {
+					remove_holder(b, n->id);
+					dropped++;
+					r->st.holders_lost++;
+					r->dirty = true;
+					save(r, b); /* may free b */
+				}
+				break;
+			}
+		}
+	}
+	if (dropped)
+		log_warn("replicas: %s no longer has %zu blob%s it was recorded for; repair or lineage replaces them",
+			 n->id, dropped, dropped == 1 ? "" : "s");
+}
+
 void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V1__BlobInventory *m)
 {
+	struct inventory **pp = inv_link(r, n->id), *inv = *pp;
+	if (m->batch == 0) {
+		if (!inv) {
+			inv = *pp = xcalloc(1, sizeof *inv);
+			snprintf(inv->node, sizeof inv->node, "%s", n->id);
+		}
+		inv->n = 0;
+		inv->overflow = false;
+		inv->start_seq = r->hold_seq;
+	}
+	if (inv && !inv->overflow) {
+		if (inv->n + m->n_digests > REPLICAS_MAX_INVENTORY) {
+			inv->overflow = true;
+		} else {
+			if (inv->n + m->n_digests > inv->cap) {
+				inv->cap = 2 * (inv->n + m->n_digests);
+				inv->d = xrealloc(inv->d, inv->cap * SHA256_LEN);
+			}
+			for (size_t i = 0; i < m->n_digests; i++)
+				memcpy(inv->d[inv->n++], m->digests[i].data, SHA256_LEN);
+		}
+	}
 	ProtobufCBinaryData *held = xcalloc(m->n_digests + 1, sizeof *held);
 	ProtobufCBinaryData *untracked = xcalloc(m->n_digests + 1, sizeof *untracked);
 	size_t nh = 0, nu = 0, added = 0;
@@ -563,7 +672,7 @@ void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V
 			untracked[nu++] = m->digests[i];
 			continue;
 		}
-		bool now = add_holder(b, n->id);
+		bool now = add_holder(r, b, n->id);
 		/* A blob with REPLICAS_MAX_HOLDERS others is untracked here: the agent may drop it. */
 		if (holds(b, n->id))
 			held[nh++] = m->digests[i];
@@ -585,6 +694,14 @@ void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V
 	r->env.send(r->env.arg, n, MSG_BLOB_INVENTORY_ACK, &ack.base);
 	free(held);
 	free(untracked);
+	if (m->last && inv) {
+		if (inv->overflow)
+			log_warn("replicas: %s listed more than %u blobs; its holder records are kept as they are",
+				 n->id, REPLICAS_MAX_INVENTORY);
+		else
+			inv_finish(r, n, inv);
+		inv_drop(r, n->id);
+	}
 }
 
 json_t *replicas_json(struct replicas *r, const uint8_t digest[SHA256_LEN])

@@ -104,6 +104,9 @@ void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN]);
  * declared down lost its holder records, and its copies count once it is
  * back. Answers with a BlobInventoryAck that splits the batch into held and
  * untracked blobs; the agent may evict untracked ones under its store cap.
+ * When the last batch arrives, the node stops being a holder of every blob
+ * it was recorded for before the first batch and did not list (its store
+ * lost it), which starts repair. A batch numbered 0 starts a new inventory.
  */
 void replicas_on_inventory(struct replicas *r, struct node *n, const Seeswarm__V1__BlobInventory *m);
 /* Sends the queued BlobDeletes, at most MSG_MAX_DELETE digests per message, to connected holders. */

@@ -121,3 +121,26 @@ def test_copies_released_while_the_agent_was_away_are_dropped(swarm):
     wait_for(lambda: not has_blob(swarm, aid, out), 10 * SLOW,
              what="the untracked output to be evicted")
     assert "evicted" in swarm.agents[aid].text()
+
+
+@pytest.mark.manager_args("--replicas", "0")
+def test_a_blob_the_agent_lost_is_no_longer_counted(swarm):
+    (aid,) = start(swarm, 1)
+    src = put_blob(swarm, os.urandom(200 * KB))["digest"]
+    spec = {"name": "lost", "tasks": [
+        {"name": "copy", "command": ["sh", "-c", "cat /in/x > /out/y; cat /in/x > /out/z; echo >> /out/z"],
+         "inputs": [{"name": "x", "blob": src}], "outputs": ["y", "z"],
+         "resources": {"output": "1M"}}]}
+    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
+    y, z = (o["digest"] for o in tasks(swarm, j["id"])["copy"]["outputs"])
+    assert replica_nodes(swarm, y) == [aid] and replica_nodes(swarm, z) == [aid]
+    # The agent restarts, and one output's file is gone (a disk replaced, a
+    # file removed): its inventory no longer lists it.
+    swarm.agents[aid].kill9()
+    os.unlink(blob_path(swarm, aid, y))
+    swarm.start_agent(aid)
+    swarm.wait_ready([aid], 10 * SLOW)
+    wait_for(lambda: replica_nodes(swarm, y) == [] or None, 10 * SLOW,
+             what="the lost copy dropped from the records")
+    assert replica_nodes(swarm, z) == [aid]
+    assert "no longer has 1 blob" in swarm.manager.text()

@@ -445,6 +445,69 @@ static void test_node_loss_triggers_repair(void **state)
 
 static void reload(struct fx *f);
 
+/* Delivers one inventory batch from node id. */
+static void inventory(struct fx *f, const char *id, const uint8_t (*d)[SHA256_LEN], const uint64_t *sizes,
+		      size_t n, uint32_t batch, bool last)
+{
+	ProtobufCBinaryData ds[8];
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		ds[i] = (ProtobufCBinaryData){.data = (uint8_t *)d[i], .len = SHA256_LEN};
+	Seeswarm__V1__BlobInventory inv = SEESWARM__V1__BLOB_INVENTORY__INIT;
+	inv.digests = ds;
+	inv.n_digests = n;
+	inv.sizes = (uint64_t *)sizes;
+	inv.n_sizes = n;
+	inv.batch = batch;
+	inv.last = last;
+	struct node *node = registry_get(f->reg, id);
+	assert_non_null(node);
+	replicas_on_inventory(f->r, node, &inv);
+}
+
+/*
+ * A complete inventory that leaves out a blob the node was recorded for
+ * drops that record (its store lost the blob); a record made after the
+ * inventory began stays, and an unfinished inventory drops nothing.
+ */
+static void test_complete_inventory_drops_what_the_node_lost(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	uint8_t d[4][SHA256_LEN];
+	uint64_t sizes[4] = {SIZE, SIZE, SIZE, SIZE};
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		snprintf(name, sizeof name, "b%d", i);
+		digest_of(name, d[i]);
+		replicas_protect(f->r, d[i], SIZE);
+		replicas_hold(f->r, d[i], SIZE, "a");
+	}
+	replicas_hold(f->r, d[0], SIZE, "c");
+	replicas_hold(f->r, d[1], SIZE, "c");
+	/* An inventory that never finishes changes nothing. */
+	inventory(f, "c", d, sizes, 1, 0, false);
+	assert_holders(f, d[1], (const char *const[]){ "a", "c", NULL });
+	/* A new one: c lists only d[0]; meanwhile c is recorded for d[2] (a result). */
+	inventory(f, "c", d, sizes, 1, 0, false);
+	replicas_hold(f->r, d[2], SIZE, "c");
+	inventory(f, "c", d, sizes, 0, 1, true);
+	assert_holders(f, d[0], (const char *const[]){ "a", "c", NULL });
+	assert_holders(f, d[1], (const char *const[]){ "a", NULL });
+	assert_holders(f, d[2], (const char *const[]){ "a", "c", NULL });
+	assert_int_equal(replicas_stats(f->r)->holders_lost, 1);
+	/* An empty store's single last batch drops everything recorded before it. */
+	inventory(f, "c", NULL, NULL, 0, 0, true);
+	assert_holders(f, d[0], (const char *const[]){ "a", NULL });
+	assert_holders(f, d[2], (const char *const[]){ "a", NULL });
+	assert_holders(f, d[3], (const char *const[]){ "a", NULL });
+	/* Records loaded from the store count as older than any inventory. */
+	reload(f);
+	inventory(f, "a", d + 3, sizes, 1, 0, true);
+	assert_holders(f, d[0], (const char *const[]){ NULL });
+	assert_holders(f, d[3], (const char *const[]){ "a", NULL });
+}
+
 /* may_hold for the policy test: node c may not hold "secret". */
 static bool not_c_for_secret(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n)
 {
@@ -921,6 +984,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_target_lost_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inventory_records_a_returning_holder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_may_hold_limits_repair_targets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_complete_inventory_drops_what_the_node_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sources_skip_unusable_holders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_non_critical_never_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_zero_turns_repair_off, setup, teardown),
