@@ -39,6 +39,19 @@ def check_hashes(swarm, jid, digests):
         assert got == d, (i, got, d)
 
 
+def copy_job(swarm, name):
+    """Uploads 200 KiB and runs a task that copies it to an output; returns
+    (job id, output digest)."""
+    src = put_blob(swarm, os.urandom(200 * KB))["digest"]
+    spec = {"name": name, "tasks": [
+        {"name": "copy", "command": ["sh", "-c", "cp /in/x /out/y"],
+         "inputs": [{"name": "x", "blob": src}], "outputs": ["y"],
+         "resources": {"output": "1M"}}]}
+    jid = submit(swarm, spec)["id"]
+    wait_job(swarm, jid, 60)
+    return jid, tasks(swarm, jid)["copy"]["outputs"][0]["digest"]
+
+
 def replica_nodes(swarm, digest):
     return [x["node"] for x in swarm.get_json(f"/v1/blobs/{digest}/replicas")["replicas"]]
 
@@ -74,14 +87,7 @@ def test_fetched_inputs_are_evicted_above_the_cap(swarm):
 @pytest.mark.manager_args("--replicas", "0")
 def test_a_returning_agent_holds_its_blobs_again(swarm):
     (aid,) = start(swarm, 1)
-    data = os.urandom(200 * KB)
-    src = put_blob(swarm, data)["digest"]
-    spec = {"name": "keep", "tasks": [
-        {"name": "copy", "command": ["sh", "-c", "cp /in/x /out/y"],
-         "inputs": [{"name": "x", "blob": src}], "outputs": ["y"],
-         "resources": {"output": "1M"}}]}
-    j = wait_job(swarm, submit(swarm, spec)["id"], 60)
-    out = tasks(swarm, j["id"])["copy"]["outputs"][0]["digest"]
+    _, out = copy_job(swarm, "keep")
     assert replica_nodes(swarm, out) == [aid]
     swarm.agents[aid].kill9()
     swarm.wait_state(aid, "down", 10 * SLOW)
@@ -100,15 +106,7 @@ def test_a_returning_agent_holds_its_blobs_again(swarm):
 @pytest.mark.manager_args("--replicas", "0", "--job-retention", "2s")
 def test_copies_released_while_the_agent_was_away_are_dropped(swarm):
     (aid,) = start(swarm, 1)
-    data = os.urandom(200 * KB)
-    src = put_blob(swarm, data)["digest"]
-    spec = {"name": "orphan", "tasks": [
-        {"name": "copy", "command": ["sh", "-c", "cp /in/x /out/y"],
-         "inputs": [{"name": "x", "blob": src}], "outputs": ["y"],
-         "resources": {"output": "1M"}}]}
-    jid = submit(swarm, spec)["id"]
-    j = wait_job(swarm, jid, 60)
-    out = tasks(swarm, j["id"])["copy"]["outputs"][0]["digest"]
+    jid, out = copy_job(swarm, "orphan")
     swarm.agents[aid].kill9()
     swarm.wait_state(aid, "down", 10 * SLOW)
     # The job is forgotten while the agent is away: nobody tells it to delete.
