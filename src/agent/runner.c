@@ -199,8 +199,7 @@ struct runner {
 	struct blobcache *cache;       /* blobs this agent may evict (fetched for its tasks, untracked) */
 	EVP_PKEY *grant_key;           /* the manager's grant key (borrowed); NULL: peers are refused */
 	struct grant_cache grants;     /* grants of peers' BlobGets that verified */
-	uint64_t evicted_blobs, evicted_bytes;
-	uint64_t grants_refused;
+	uint64_t evicted_blobs;        /* counted for the log line of each trim */
 	uint8_t (*doomed)[SHA256_LEN]; /* released while in use: deleted once unused */
 	size_t n_doomed;
 	struct fetch *fetches;
@@ -1632,14 +1631,9 @@ static bool cache_pinned(void *arg, const uint8_t digest[SHA256_LEN])
 static int cache_evict(void *arg, const uint8_t digest[SHA256_LEN])
 {
 	struct runner *r = arg;
-	uint64_t size = 0;
-	if (!blobstore_has(r->bs, digest, &size))
-		return SS_ENOTFOUND;
 	int rc = blobstore_delete(r->bs, digest);
-	if (!rc) {
+	if (!rc)
 		r->evicted_blobs++;
-		r->evicted_bytes += size;
-	}
 	return rc;
 }
 
@@ -1806,7 +1800,6 @@ static void on_blob_get(struct runner *r, struct peer_link *link, const Seeswarm
 	/* A peer reads only what the manager sent it to fetch. */
 	if (link && (rc = grant_check(&r->grants, r->grant_key, g->digest.data, peer_link_node(link),
 				      g->grant.data, g->grant.len))) {
-		r->grants_refused++;
 		bd.message = "no valid grant for this blob";
 		log_warn("runner: peer %s asked for a blob without a valid grant", peer_link_node(link));
 		goto out;

@@ -1590,9 +1590,10 @@ static int on_blob_get(struct jobs *j, struct node *n, Seeswarm__V1__BlobGet *g)
 	/* Only what the manager sent this node to fetch: a dispatch or a replication. */
 	if (j->env.grant_key &&
 	    grant_check(&j->grants, j->env.grant_key, g->digest.data, n->id, g->grant.data, g->grant.len)) {
+		char hex[2 * SHA256_LEN + 1];
+		hex_encode(g->digest.data, SHA256_LEN, hex);
 		j->blob_refused++;
-		log_warn("jobs: %s asked for blob %02x%02x%02x%02x... without a valid grant", n->id,
-			 g->digest.data[0], g->digest.data[1], g->digest.data[2], g->digest.data[3]);
+		log_warn("jobs: %s asked for blob %.16s without a valid grant", n->id, hex);
 		rc = SS_EAUTH;
 	}
 	if (rc == 0)
