@@ -204,7 +204,6 @@ struct runner {
 	size_t n_doomed;
 	struct fetch *fetches;
 	struct peer *peer;             /* borrowed; NULL: every fetch goes to the manager */
-	uint64_t peer_fetches, peer_bytes, manager_fetches, manager_bytes;
 	uint64_t next_req;
 	uint64_t inflight;
 	uint32_t n_active;
@@ -811,13 +810,9 @@ static void fetch_done(struct runner *r, struct fetch *f, const char *fail_why)
 		char hex[2 * SHA256_LEN + 1];
 		hex_encode(f->digest, SHA256_LEN, hex);
 		if (f->link && f->done_off) {
-			r->peer_fetches++;
-			r->peer_bytes += f->size;
 			log_info("runner: blob %.16s (%" PRIu64 " bytes) fetched from peer %s", hex, f->size,
 				 f->src[f->src_i].node);
 		} else if (f->done_off) {
-			r->manager_fetches++;
-			r->manager_bytes += f->size;
 			log_info("runner: blob %.16s (%" PRIu64 " bytes) fetched from the manager", hex,
 				 f->size);
 		}
@@ -1968,12 +1963,6 @@ void runner_peer_lost(struct runner *r, struct peer_link *l, const char *why)
 	}
 	if (any && !r->closing)
 		fetch_pump(r);
-}
-
-void runner_fetch_stats(const struct runner *r, uint64_t *peer_bytes, uint64_t *manager_bytes)
-{
-	*peer_bytes = r->peer_bytes;
-	*manager_bytes = r->manager_bytes;
 }
 
 void runner_set_grant_key(struct runner *r, EVP_PKEY *key)

@@ -131,8 +131,6 @@ void runner_set_peer(struct runner *r, struct peer *p);
 void runner_peer_get(struct runner *r, struct peer_link *l, const Seeswarm__V1__BlobGet *g);
 void runner_peer_data(struct runner *r, struct peer_link *l, Seeswarm__V1__BlobData *d);
 void runner_peer_lost(struct runner *r, struct peer_link *l, const char *why);
-/* Input bytes fetched so far from peers and from the manager. */
-void runner_fetch_stats(const struct runner *r, uint64_t *peer_bytes, uint64_t *manager_bytes);
 
 /* Attempts currently running or waiting for inputs. */
 uint32_t runner_running(const struct runner *r);

@@ -162,22 +162,8 @@ struct fetch {
 	size_t n_waiters;
 };
 
-/* The retained jobs that protect one blob, so that repair keeps to their policies. */
-struct pblob {
-	struct pblob *hnext;
-	uint8_t digest[SHA256_LEN];
-	struct pjob {
-		const struct job *jb;
-		uint32_t count; /* protect calls not yet undone */
-	} *jobs;
-	size_t n, cap;
-};
-
-#define PB_BUCKETS 4096
-
 struct jobs {
 	struct grant_cache grants;     /* grants of BlobGets agents sent the manager */
-	struct pblob *pb[PB_BUCKETS];  /* protectors by digest */
 	struct jobs_env env;
 	struct replicas *repl;    /* where blobs live on agents; R copies of critical ones */
 	struct sched *sched;
@@ -648,24 +634,6 @@ static void release(struct jobs *j, struct task *t)
 	t->sn = NULL;
 }
 
-/*
- * Signs the grant for n to fetch digest into buf (MSG_MAX_GRANT bytes) and
- * points out at it. Without a grant key, out stays empty.
- */
-static int sign_grant(struct jobs *j, const uint8_t digest[SHA256_LEN], const struct node *n,
-		      uint8_t *buf, ProtobufCBinaryData *out)
-{
-	size_t len = 0;
-	if (!j->env.grant_key)
-		return 0;
-	int rc = grant_sign(j->env.grant_key, digest, n->id, buf, &len);
-	if (rc == 0) {
-		out->data = buf;
-		out->len = len;
-	}
-	return rc;
-}
-
 /* Builds and sends the dispatch of t's current attempt to n. */
 static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, size_t whylen)
 {
@@ -745,7 +713,7 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 							 &srcp[i * MSG_MAX_SOURCES], MSG_MAX_SOURCES);
 			in->sources = nh ? &srcp[i * MSG_MAX_SOURCES] : NULL;
 			in->n_sources = nh;
-			if ((rc = sign_grant(j, digests[i], n, grants[i], &in->grant))) {
+			if ((rc = replicas_grant(j->repl, digests[i], n->id, grants[i], &in->grant))) {
 				snprintf(why, whylen, "cannot sign the grant for input %s", s->inputs[i].name);
 				goto out;
 			}
@@ -763,7 +731,7 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 		bin.digest.len = SHA256_LEN;
 		bin.sources = bsrcp;
 		bin.n_sources = nh;
-		if ((rc = sign_grant(j, s->bundle_blob, n, grants[s->n_inputs], &bin.grant))) {
+		if ((rc = replicas_grant(j->repl, s->bundle_blob, n->id, grants[s->n_inputs], &bin.grant))) {
 			snprintf(why, whylen, "cannot sign the grant for the bundle");
 			goto out;
 		}
@@ -991,87 +959,6 @@ static void task_fail(struct jobs *j, struct task *t, const char *status, const 
 	kick(j);
 }
 
-static struct pblob **pb_link(struct jobs *j, const uint8_t digest[SHA256_LEN])
-{
-	uint64_t h;
-	memcpy(&h, digest, sizeof h); /* a SHA-256 is uniform enough to index by */
-	struct pblob **pp = &j->pb[h % PB_BUCKETS];
-	while (*pp && memcmp((*pp)->digest, digest, SHA256_LEN) != 0)
-		pp = &(*pp)->hnext;
-	return pp;
-}
-
-/* replicas_protect, remembering that jb is one of the blob's protectors. */
-static void protect_blob(struct jobs *j, const struct job *jb, const uint8_t digest[SHA256_LEN],
-			 uint64_t size)
-{
-	replicas_protect(j->repl, digest, size);
-	struct pblob **pp = pb_link(j, digest), *p = *pp;
-	if (!p) {
-		p = *pp = xcalloc(1, sizeof *p);
-		memcpy(p->digest, digest, SHA256_LEN);
-	}
-	for (size_t i = 0; i < p->n; i++) {
-		if (p->jobs[i].jb == jb) {
-			p->jobs[i].count++;
-			return;
-		}
-	}
-	if (p->n == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 2;
-		p->jobs = xrealloc(p->jobs, p->cap * sizeof *p->jobs);
-	}
-	p->jobs[p->n++] = (struct pjob){.jb = jb, .count = 1};
-}
-
-/* Undoes one protect_blob of jb. */
-static void unprotect_blob(struct jobs *j, const struct job *jb, const uint8_t digest[SHA256_LEN])
-{
-	replicas_unprotect(j->repl, digest);
-	struct pblob **pp = pb_link(j, digest), *p = *pp;
-	for (size_t i = 0; p && i < p->n; i++) {
-		if (p->jobs[i].jb != jb)
-			continue;
-		if (--p->jobs[i].count == 0)
-			p->jobs[i] = p->jobs[--p->n];
-		break;
-	}
-	if (p && p->n == 0) {
-		*pp = p->hnext;
-		free(p->jobs);
-		free(p);
-	}
-}
-
-/*
- * Drops every protection jb still holds (a task that succeeded twice, after
- * a lineage re-run, protected its outputs twice), so that no record keeps a
- * pointer to a forgotten job and the replica refcounts return to balance.
- */
-static void pb_purge_job(struct jobs *j, const struct job *jb)
-{
-	for (size_t b = 0; b < PB_BUCKETS; b++) {
-		for (struct pblob **pp = &j->pb[b]; *pp;) {
-			struct pblob *p = *pp;
-			for (size_t i = 0; i < p->n; i++) {
-				if (p->jobs[i].jb != jb)
-					continue;
-				for (uint32_t c = 0; c < p->jobs[i].count; c++)
-					replicas_unprotect(j->repl, p->digest);
-				p->jobs[i] = p->jobs[--p->n];
-				break;
-			}
-			if (p->n == 0) {
-				*pp = p->hnext;
-				free(p->jobs);
-				free(p);
-			} else {
-				pp = &p->hnext;
-			}
-		}
-	}
-}
-
 /* True when n satisfies the data-relevant part of a job's policy: TEE type, attestation, labels. */
 static bool node_meets_policy(const struct jobspec_policy *p, const struct node *n)
 {
@@ -1094,18 +981,15 @@ static bool node_meets_policy(const struct jobspec_policy *p, const struct node 
 }
 
 /*
- * replicas_env.may_hold: a copy of a protected blob may go only to a node
- * every protecting job's policy would run its tasks on, so repair never
- * moves a job's data to where the job itself may not go.
+ * replicas_env.may_hold: owner is a retained job that protects a blob; a
+ * copy may go only to a node that job's policy would run its tasks on, so
+ * repair never moves a job's data to where the job itself may not go.
  */
-static bool may_hold(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n)
+static bool may_hold(void *arg, const void *owner, const struct node *n)
 {
-	struct jobs *j = arg;
-	const struct pblob *p = *pb_link(j, digest);
-	for (size_t i = 0; p && i < p->n; i++)
-		if (!node_meets_policy(&p->jobs[i].jb->spec->policy, n))
-			return false;
-	return true;
+	(void)arg;
+	const struct job *jb = owner;
+	return node_meets_policy(&jb->spec->policy, n);
 }
 
 static void task_succeeded(struct jobs *j, struct task *t)
@@ -1121,7 +1005,7 @@ static void task_succeeded(struct jobs *j, struct task *t)
 	for (size_t i = 0; i < t->n_outs; i++) {
 		replicas_hold(j->repl, t->outs[i].digest, t->outs[i].size, t->node);
 		if (spec_of(t)->replicate)
-			protect_blob(j, jb, t->outs[i].digest, t->outs[i].size);
+			replicas_protect(j->repl, t->outs[i].digest, t->outs[i].size, jb);
 	}
 	/* The agent keeps the result until this outcome is durable. */
 	struct node *n = registry_get(j->env.reg, t->node);
@@ -1279,17 +1163,17 @@ static void job_protect(struct jobs *j, struct job *jb, bool on)
 			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
 				continue;
 			if (!on)
-				unprotect_blob(j, jb, d);
+				replicas_unprotect(j->repl, d, jb);
 			else if (blobstore_has(j->env.blobs, d, &size))
-				protect_blob(j, jb, d, size);
+				replicas_protect(j->repl, d, size, jb);
 		}
 		if (!s->replicate || t->st != T_SUCCEEDED)
 			continue;
 		for (size_t k = 0; k < t->n_outs; k++) {
 			if (on)
-				protect_blob(j, jb, t->outs[k].digest, t->outs[k].size);
+				replicas_protect(j->repl, t->outs[k].digest, t->outs[k].size, jb);
 			else
-				unprotect_blob(j, jb, t->outs[k].digest);
+				replicas_unprotect(j->repl, t->outs[k].digest, jb);
 		}
 	}
 }
@@ -1299,7 +1183,8 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
-	pb_purge_job(j, jb);
+	/* A task that succeeded twice (a lineage re-run) protected its outputs twice. */
+	replicas_release(j->repl, jb);
 	/*
 	 * Where its outputs, uploaded inputs and bundles live matters no more,
 	 * and their copies on agents go (unless another job protects one).
@@ -2158,14 +2043,6 @@ void jobs_free(struct jobs *j)
 		struct job *next = jb->next;
 		job_free(jb);
 		jb = next;
-	}
-	for (size_t b = 0; b < PB_BUCKETS; b++) {
-		while (j->pb[b]) {
-			struct pblob *p = j->pb[b];
-			j->pb[b] = p->hnext;
-			free(p->jobs);
-			free(p);
-		}
 	}
 	sched_queue_free(j->queue);
 	sched_free(j->sched);

@@ -20,11 +20,19 @@
 #define BASE_DEADLINE_MS 30000u
 #define BYTES_PER_MS 10000u /* deadline allowance: 10 MB/s */
 
+/* One owner's protections of a blob. */
+struct rowner {
+	const void *owner;
+	uint32_t count;
+};
+
 struct rblob {
 	struct rblob *hnext;
 	uint8_t digest[SHA256_LEN];
 	uint64_t size;
-	uint32_t refs;
+	uint32_t refs;           /* the sum of owners[].count */
+	struct rowner *owners;
+	uint32_t n_owners, cap_owners;
 	char holders[REPLICAS_MAX_HOLDERS][MSG_MAX_ID + 1];
 	uint64_t since[REPLICAS_MAX_HOLDERS]; /* hold_seq when each was added; 0 = loaded */
 	uint8_t n_holders;
@@ -111,6 +119,7 @@ static void drop(struct replicas *r, struct rblob *b)
 	if (b->target[0])
 		r->inflight--;
 	r->st.blobs--;
+	free(b->owners);
 	free(b);
 }
 
@@ -224,6 +233,7 @@ void replicas_free(struct replicas *r)
 		while (r->buckets[k]) {
 			struct rblob *b = r->buckets[k];
 			r->buckets[k] = b->hnext;
+			free(b->owners);
 			free(b);
 		}
 	}
@@ -253,11 +263,23 @@ void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_
 		save(r, b);
 }
 
-void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size)
+void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size,
+		      const void *owner)
 {
 	struct rblob *b = get(r, digest, size);
 	if (b->refs++ == 0)
 		r->st.critical++;
+	for (uint32_t i = 0; i < b->n_owners; i++) {
+		if (b->owners[i].owner == owner) {
+			b->owners[i].count++;
+			return;
+		}
+	}
+	if (b->n_owners == b->cap_owners) {
+		b->cap_owners = b->cap_owners ? 2 * b->cap_owners : 2;
+		b->owners = xrealloc(b->owners, b->cap_owners * sizeof *b->owners);
+	}
+	b->owners[b->n_owners++] = (struct rowner){.owner = owner, .count = 1};
 }
 
 static int del_cmp(const void *a, const void *b)
@@ -314,16 +336,68 @@ void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN])
 		replicas_flush_deletes(r);
 }
 
-void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN])
+int replicas_grant(const struct replicas *r, const uint8_t digest[SHA256_LEN], const char *node_id,
+		   uint8_t *buf, ProtobufCBinaryData *out)
 {
-	struct rblob *b = find(r, digest);
-	if (!b || b->refs == 0)
-		return;
-	if (--b->refs == 0) {
+	size_t len = 0;
+	if (!r->env.grant_key)
+		return 0;
+	int rc = grant_sign(r->env.grant_key, digest, node_id, buf, &len);
+	if (rc == 0) {
+		out->data = buf;
+		out->len = len;
+	}
+	return rc;
+}
+
+/* Takes n of owner i's protections off b; may free b (when nothing else keeps it). */
+static void unprotect_at(struct replicas *r, struct rblob *b, uint32_t i, uint32_t n)
+{
+	b->refs -= n;
+	if ((b->owners[i].count -= n) == 0)
+		b->owners[i] = b->owners[--b->n_owners];
+	if (b->refs == 0) {
 		r->st.critical--;
 		if (b->n_holders == 0)
 			save(r, b); /* deletes the record and b */
 	}
+}
+
+void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN], const void *owner)
+{
+	struct rblob *b = find(r, digest);
+	for (uint32_t i = 0; b && i < b->n_owners; i++) {
+		if (b->owners[i].owner == owner) {
+			unprotect_at(r, b, i, 1);
+			return;
+		}
+	}
+}
+
+void replicas_release(struct replicas *r, const void *owner)
+{
+	for (size_t k = 0; k < NBUCKETS; k++) {
+		struct rblob *b = r->buckets[k];
+		while (b) {
+			struct rblob *next = b->hnext; /* unprotect_at may free b */
+			for (uint32_t i = 0; i < b->n_owners; i++) {
+				if (b->owners[i].owner == owner) {
+					unprotect_at(r, b, i, b->owners[i].count);
+					break;
+				}
+			}
+			b = next;
+		}
+	}
+}
+
+/* True when every owner of b lets n keep a copy. */
+static bool may_hold(struct replicas *r, const struct rblob *b, const struct node *n)
+{
+	for (uint32_t i = 0; r->env.may_hold && i < b->n_owners; i++)
+		if (!r->env.may_hold(r->env.may_hold_arg, b->owners[i].owner, n))
+			return false;
+	return true;
 }
 
 /* True when n can serve blobs to peers now. */
@@ -452,8 +526,7 @@ static struct node *pick_target(struct replicas *r, struct rblob *b, struct node
 	uint64_t best_rank = 0;
 	for (size_t i = 0; i < n_all; i++) {
 		struct node *n = all[i];
-		if (!serving(r, n) || n->draining || holds(b, n->id) ||
-		    (r->env.may_hold && !r->env.may_hold(r->env.may_hold_arg, b->digest, n)))
+		if (!serving(r, n) || n->draining || holds(b, n->id) || !may_hold(r, b, n))
 			continue;
 		bool avoided = !strcmp(n->id, b->avoid);
 		if (best && avoided && !best_avoided)
@@ -487,13 +560,8 @@ static void request(struct replicas *r, struct rblob *b, struct node *target, ui
 	if (ns == 0 && !blobstore_has(r->env.blobs, b->digest, NULL))
 		return; /* nobody can provide it: lineage is the job engine's business */
 	uint8_t grant[MSG_MAX_GRANT];
-	size_t glen = 0;
-	if (r->env.grant_key) {
-		if (grant_sign(r->env.grant_key, b->digest, target->id, grant, &glen) != 0)
-			return;
-		m.grant.data = grant;
-		m.grant.len = glen;
-	}
+	if (replicas_grant(r, b->digest, target->id, grant, &m.grant) != 0)
+		return;
 	if (r->env.send(r->env.arg, target, MSG_BLOB_REPLICATE, &m.base) != 0)
 		return;
 	snprintf(b->target, sizeof b->target, "%s", target->id);

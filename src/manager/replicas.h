@@ -59,11 +59,12 @@ struct replicas_env {
 	bool (*connected)(void *arg, const struct node *n);
 	EVP_PKEY *grant_key;       /* signs the grant in each BlobReplicate; NULL: none (borrowed) */
 	/*
-	 * Whether node n may keep a copy of the blob: the job engine answers
-	 * from the security policies of the jobs that protect it, so repair
-	 * never copies data to a node those jobs could not run on. NULL: any.
+	 * Whether node n may keep a copy of a blob that owner protects: the job
+	 * engine answers from that job's security policy. Repair asks it for
+	 * every owner of the blob, so a copy never goes to a node one of the
+	 * jobs that keep it could not run on. NULL: any node may.
 	 */
-	bool (*may_hold)(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n);
+	bool (*may_hold)(void *arg, const void *owner, const struct node *n);
 	void *may_hold_arg;
 };
 
@@ -87,10 +88,17 @@ unsigned replicas_want(const struct replicas *r);
 /* Records that node_id holds the blob (it produced it, or stored a replica). */
 void replicas_hold(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size,
 		   const char *node_id);
-/* One more retained job needs the blob kept at `want` replicas. */
-void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size);
-/* A job that protected the blob is forgotten. */
-void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+/*
+ * owner (a retained job; any non-NULL pointer, compared, never followed by
+ * this module) needs the blob kept at `want` replicas. Protections count:
+ * an owner that protects a blob twice must undo it twice.
+ */
+void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint64_t size,
+		      const void *owner);
+/* Undoes one replicas_protect of the blob by owner; nothing when it holds none. */
+void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN], const void *owner);
+/* Undoes every protection owner still holds, on any blob (its job is forgotten). */
+void replicas_release(struct replicas *r, const void *owner);
 /*
  * Forgets where an unprotected blob lives (no job needs it any more), so
  * that records do not outlive their jobs, and queues a BlobDelete to each
@@ -151,6 +159,14 @@ void replicas_blob_added(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 
 /* Handles MSG_BLOB_STORED from node n (msg is borrowed). */
 void replicas_on_stored(struct replicas *r, struct node *n, const Seeswarm__V1__BlobStored *m);
+
+/*
+ * Signs with env.grant_key the grant for node_id to fetch digest into buf
+ * (MSG_MAX_GRANT bytes) and points out at it; without a grant key, out is
+ * left empty. Returns 0 or a negative error code.
+ */
+int replicas_grant(const struct replicas *r, const uint8_t digest[SHA256_LEN], const char *node_id,
+		   uint8_t *buf, ProtobufCBinaryData *out);
 
 /* One repair pass (the job engine calls it every second). now_ms is the monotonic clock. */
 void replicas_tick(struct replicas *r, uint64_t now_ms);

@@ -24,6 +24,9 @@
 #define BYTES_PER_MS 10000u      /* the contract's deadline allowance per byte */
 #define SIZE 5000000u            /* a blob size with a visible allowance (500 ms) */
 
+/* Protection owners: the tracker compares these pointers and never follows them. */
+static const int job1, job2, job_strict;
+
 /* One message the tracker sent, as the agent would decode it. */
 struct sent {
 	char node[MSG_MAX_ID + 1];
@@ -255,7 +258,7 @@ static void protect_many(struct fx *f, int n)
 		uint8_t d[SHA256_LEN];
 		snprintf(name, sizeof name, "blob-%d", i);
 		digest_of(name, d);
-		replicas_protect(f->r, d, 100);
+		replicas_protect(f->r, d, 100, &job1);
 		replicas_hold(f->r, d, 100, "a");
 	}
 }
@@ -266,7 +269,7 @@ static void test_repair_prefers_new_zone_one_in_flight(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -332,7 +335,7 @@ static void test_stored_adds_holder(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -363,7 +366,7 @@ static void test_stored_error_retries_elsewhere(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -384,7 +387,7 @@ static void test_stored_wrong_size_is_ignored(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -404,7 +407,7 @@ static void test_deadline_gives_up_and_asks_another(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -428,7 +431,7 @@ static void test_node_loss_triggers_repair(void **state)
 	add_node(f, "d", "z2", 7004);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_hold(f->r, d, SIZE, "c");
 	replicas_tick(f->r, T0);
@@ -480,7 +483,7 @@ static void test_complete_inventory_drops_what_the_node_lost(void **state)
 		char name[8];
 		snprintf(name, sizeof name, "b%d", i);
 		digest_of(name, d[i]);
-		replicas_protect(f->r, d[i], SIZE);
+		replicas_protect(f->r, d[i], SIZE, &job1);
 		replicas_hold(f->r, d[i], SIZE, "a");
 	}
 	replicas_hold(f->r, d[0], SIZE, "c");
@@ -508,13 +511,11 @@ static void test_complete_inventory_drops_what_the_node_lost(void **state)
 	assert_holders(f, d[3], (const char *const[]){ "a", NULL });
 }
 
-/* may_hold for the policy test: node c may not hold "secret". */
-static bool not_c_for_secret(void *arg, const uint8_t digest[SHA256_LEN], const struct node *n)
+/* may_hold for the policy test: the strict job's blobs may not go to node c. */
+static bool not_c_for_strict(void *arg, const void *owner, const struct node *n)
 {
 	(void)arg;
-	uint8_t secret[SHA256_LEN];
-	sha256("secret", 6, secret);
-	return memcmp(digest, secret, SHA256_LEN) != 0 || strcmp(n->id, "c") != 0;
+	return owner != &job_strict || strcmp(n->id, "c") != 0;
 }
 
 /* Repair asks only nodes that may_hold allows: a new zone the policy forbids loses to an old one. */
@@ -523,14 +524,16 @@ static void test_may_hold_limits_repair_targets(void **state)
 	struct fx *f = *state;
 	three_nodes(f);
 	replicas_free(f->r);
-	f->env.may_hold = not_c_for_secret;
+	f->env.may_hold = not_c_for_strict;
 	assert_int_equal(replicas_new(&f->r, &f->env), 0);
 	uint8_t secret[SHA256_LEN], open_[SHA256_LEN];
 	digest_of("secret", secret);
 	digest_of("open", open_);
-	replicas_protect(f->r, secret, SIZE);
+	/* "secret" is kept by a lenient job and the strict one; "open" by the lenient one only. */
+	replicas_protect(f->r, secret, SIZE, &job1);
+	replicas_protect(f->r, secret, SIZE, &job_strict);
 	replicas_hold(f->r, secret, SIZE, "a");
-	replicas_protect(f->r, open_, SIZE);
+	replicas_protect(f->r, open_, SIZE, &job1);
 	replicas_hold(f->r, open_, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 2);
@@ -561,10 +564,10 @@ static void test_inventory_records_a_returning_holder(void **state)
 	digest_of("one", d1);
 	digest_of("two", d2);
 	digest_of("nobody tracks this", unknown);
-	replicas_protect(f->r, d1, SIZE);
+	replicas_protect(f->r, d1, SIZE, &job1);
 	replicas_hold(f->r, d1, SIZE, "a");
 	replicas_hold(f->r, d1, SIZE, "c");
-	replicas_protect(f->r, d2, 100);
+	replicas_protect(f->r, d2, 100, &job1);
 	replicas_hold(f->r, d2, 100, "a");
 	node_down(f, "c");
 	assert_holders(f, d1, (const char *const[]){ "a", NULL });
@@ -610,7 +613,7 @@ static void test_target_lost_is_replaced(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -681,7 +684,7 @@ static void test_want_zero_turns_repair_off(void **state)
 	assert_int_equal(replicas_want(f->r), 0);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 0);
@@ -700,27 +703,61 @@ static void test_unprotect_to_zero_stops_repair(void **state)
 	digest_of("shared", shared);
 	digest_of("single", single);
 	/* Two jobs protect the shared blob and one of them is forgotten: it stays critical. */
-	replicas_protect(f->r, shared, SIZE);
-	replicas_protect(f->r, shared, SIZE);
+	replicas_protect(f->r, shared, SIZE, &job1);
+	replicas_protect(f->r, shared, SIZE, &job2);
 	replicas_hold(f->r, shared, SIZE, "a");
-	replicas_unprotect(f->r, shared);
+	replicas_unprotect(f->r, shared, &job_strict); /* not an owner: nothing changes */
+	replicas_unprotect(f->r, shared, &job1);
 	/* The single blob's only job is forgotten: no more repair. */
-	replicas_protect(f->r, single, SIZE);
+	replicas_protect(f->r, single, SIZE, &job1);
 	replicas_hold(f->r, single, SIZE, "a");
-	replicas_unprotect(f->r, single);
-	replicas_unprotect(f->r, single); /* one too many is harmless */
+	replicas_unprotect(f->r, single, &job1);
+	replicas_unprotect(f->r, single, &job1); /* one too many is harmless */
 	assert_int_equal(replicas_stats(f->r)->critical, 1);
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
 	assert_replicate(f, 0, "c", shared, SIZE, (const char *const[]){ "a", NULL });
 	stored(f, "c", shared, SIZE, 0);
-	replicas_unprotect(f->r, shared);
+	replicas_unprotect(f->r, shared, &job1); /* job1 is done with it already */
+	assert_int_equal(replicas_stats(f->r)->critical, 1);
+	replicas_unprotect(f->r, shared, &job2);
 	assert_int_equal(replicas_stats(f->r)->critical, 0);
 	/* The shared blob is no longer critical: losing a copy does not bring repair back. */
 	node_down(f, "c");
 	replicas_tick(f->r, T0 + 1000);
 	assert_int_equal(f->n_sent, 1);
 	assert_holders(f, single, (const char *const[]){ "a", NULL });
+}
+
+/*
+ * Releasing an owner drops all of its protections, on every blob and
+ * however often it protected each, and leaves other owners' alone.
+ */
+static void test_release_drops_every_protection_of_one_owner(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	uint8_t d[3][SHA256_LEN];
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+		snprintf(name, sizeof name, "rel%d", i);
+		digest_of(name, d[i]);
+	}
+	replicas_protect(f->r, d[0], SIZE, &job1);
+	replicas_protect(f->r, d[0], SIZE, &job1); /* a task that succeeded twice */
+	replicas_protect(f->r, d[1], SIZE, &job1);
+	replicas_protect(f->r, d[1], SIZE, &job2);
+	replicas_protect(f->r, d[2], SIZE, &job2);
+	assert_int_equal(replicas_stats(f->r)->critical, 3);
+	replicas_release(f->r, &job1);
+	assert_int_equal(replicas_stats(f->r)->critical, 2);
+	/* d[0] had no holder and no other owner: its record is gone. */
+	assert_null(replicas_json(f->r, d[0]));
+	replicas_release(f->r, &job1); /* again: nothing left to drop */
+	assert_int_equal(replicas_stats(f->r)->critical, 2);
+	replicas_release(f->r, &job2);
+	assert_int_equal(replicas_stats(f->r)->critical, 0);
+	assert_int_equal(replicas_stats(f->r)->blobs, 0);
 }
 
 /* Frees the tracker and creates it again from the flushed store. */
@@ -738,7 +775,7 @@ static void test_holders_persist_refs_do_not(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("one", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	reload(f);
 	assert_holders(f, d, (const char *const[]){ "a", NULL });
@@ -752,7 +789,7 @@ static void test_holders_persist_refs_do_not(void **state)
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 0);
 	/* Protected again (as the job engine does on load), it is repaired with the loaded size. */
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_tick(f->r, T0 + 1000);
 	assert_int_equal(f->n_sent, 1);
 	assert_replicate(f, 0, "c", d, SIZE, (const char *const[]){ "a", NULL });
@@ -792,7 +829,7 @@ static void test_manager_copy_is_last_resort(void **state)
 	uint8_t d[SHA256_LEN];
 	digest_of(content, d);
 	uint64_t size = strlen(content);
-	replicas_protect(f->r, d, size);
+	replicas_protect(f->r, d, size, &job1);
 	replicas_hold(f->r, d, size, "a");
 	node_down(f, "a");
 	assert_holders(f, d, (const char *const[]){ NULL });
@@ -824,7 +861,7 @@ static void test_only_candidate_is_forgiven(void **state)
 	add_node(f, "b", "z2", 7002);
 	uint8_t d[SHA256_LEN];
 	digest_of("two-nodes", d);
-	replicas_protect(f->r, d, 100);
+	replicas_protect(f->r, d, 100, &job1);
 	replicas_hold(f->r, d, 100, "a");
 	replicas_tick(f->r, T0);
 	assert_int_equal(f->n_sent, 1);
@@ -847,7 +884,7 @@ static void test_late_error_counts_once(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("late", d);
-	replicas_protect(f->r, d, SIZE);
+	replicas_protect(f->r, d, SIZE, &job1);
 	replicas_hold(f->r, d, SIZE, "a");
 	replicas_tick(f->r, T0);
 	assert_string_equal(f->sent[0].node, "c");
@@ -870,7 +907,7 @@ static void test_wrong_size_is_a_failure(void **state)
 	three_nodes(f);
 	uint8_t d[SHA256_LEN];
 	digest_of("size", d);
-	replicas_protect(f->r, d, 100);
+	replicas_protect(f->r, d, 100, &job1);
 	replicas_hold(f->r, d, 100, "a");
 	replicas_tick(f->r, T0);
 	assert_string_equal(f->sent[0].node, "c");
@@ -891,7 +928,7 @@ static void test_empty_record_dropped_on_load(void **state)
 	char hex[2 * SHA256_LEN + 1];
 	digest_of("empty", d);
 	hex_encode(d, SHA256_LEN, hex);
-	replicas_protect(f->r, d, 100);
+	replicas_protect(f->r, d, 100, &job1);
 	replicas_hold(f->r, d, 100, "a");
 	node_down(f, "a");
 	assert_int_equal(store_flush(f->store), 0);
@@ -914,7 +951,7 @@ static void test_forget_keeps_protected_records(void **state)
 	digest_of("kept", kept);
 	replicas_hold(f->r, loose, 10, "a");
 	replicas_hold(f->r, kept, 10, "a");
-	replicas_protect(f->r, kept, 10);
+	replicas_protect(f->r, kept, 10, &job1);
 	replicas_forget(f->r, loose);
 	replicas_forget(f->r, kept);
 	assert_holders(f, loose, (const char *const[]){ NULL });
@@ -989,6 +1026,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_non_critical_never_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_zero_turns_repair_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unprotect_to_zero_stops_repair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_drops_every_protection_of_one_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holders_persist_refs_do_not, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_without_holders_is_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manager_copy_is_last_resort, setup, teardown),
