@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -367,3 +368,50 @@ def test_capabilities_and_seccomp(ex):
     for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(lines[k], 16) == 0, (k, lines)
     assert lines["NoNewPrivs"].strip() == "1" and lines["Seccomp"].strip() == "2", lines
+
+
+def test_task_dies_with_the_process_that_runs_it(ex):
+    """kill -9 of the executor (run-local here, the agent in a swarm) takes the
+    sandboxed task with it: the task's parent-death signal survives the
+    sandbox's change of credentials."""
+    marker = "4242.4242"  # an argv no other process has
+    args = [BIN, "task", "run-local", "--bundle", str(ex.bundle), "--node-id", "node-test",
+            "--key", str(ex.tmp / "node.key"), "--cert", str(ex.tmp / "node.pem"),
+            "--timeout", "60s", "--", "sleep", marker]
+    runner = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def task_pids():
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                        found.append(int(d))
+            except OSError:
+                pass
+        return found
+
+    pids = []
+    try:
+        for _ in range(200):
+            pids = task_pids()
+            if pids:
+                break
+            time.sleep(0.05)
+        assert pids, "the task never started"
+        runner.kill()
+        runner.wait()
+        for _ in range(100):
+            if not task_pids():
+                break
+            time.sleep(0.05)
+        assert not task_pids(), "the task outlived the executor"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        for pid in task_pids():
+            if pid in pids:
+                os.kill(pid, 9)

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
@@ -380,19 +382,44 @@ def task_cgroups(pid):
     return found
 
 
-def test_restarted_agent_kills_orphans_of_its_killed_predecessor(swarm):
+def cgroup_pids(dirs):
+    """The pids in any of the cgroup directories (those that still exist)."""
+    pids = set()
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids |= {int(x) for x in f.read().split()}
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def test_tasks_die_with_their_agent_and_a_restart_sweeps_the_rest(swarm):
     ids = start(swarm, 1)
     a = swarm.agents[ids[0]]
     j = submit(swarm, sleepers(1, 60, name="orphan", cpu=0.25))
     wait_for(lambda: all(t["state"] == "running" for t in tasks(swarm, j["id"]).values()), 20 * SLOW,
              what="the task to run")
     cgs = wait_for(lambda: task_cgroups(a.pid), 5 * SLOW, what="the task's cgroups")
+    assert cgroup_pids(cgs), cgs
     a.kill9()
-    # The sandboxed task outlives its agent, in its cgroup.
+    # The sandboxed task dies with its agent (its parent-death signal); its cgroups stay behind.
+    wait_for(lambda: not cgroup_pids(cgs), 5 * SLOW, what="the task to die with its agent")
     assert all(os.path.isdir(d) for d in cgs), cgs
-    swarm.start_agent(ids[0])
-    wait_for(lambda: not any(os.path.isdir(d) for d in cgs), 20 * SLOW,
-             what="the stale cgroups to be swept")
+    # A process left in one (what a task could be if the agent died while starting it) is
+    # killed by the next agent, which removes the stale cgroups.
+    stray = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(os.path.join(cgs[0], "cgroup.procs"), "w") as f:
+            f.write(str(stray.pid))
+        swarm.start_agent(ids[0])
+        wait_for(lambda: not any(os.path.isdir(d) for d in cgs), 20 * SLOW,
+                 what="the stale cgroups to be swept")
+        assert stray.wait(timeout=5 * SLOW) == -signal.SIGKILL
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
     assert "stale task cgroups" in swarm.agents[ids[0]].text()
     swarm.request("DELETE", f"/v1/jobs/{j['id']}")
 

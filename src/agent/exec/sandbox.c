@@ -13,14 +13,19 @@
  *     detached read-only clone of the bundle's tree (open_tree); pipes.
  *   clone(CLONE_NEWPID|NEWIPC|NEWUTS[|NEWNET]) as real root; the child:
  *     joins the cgroup (writes "0" to the cgroup.procs fds the parent opened);
- *     enters the template namespace and unshares a copy of it; attaches the
- *     bundle at /bundle; mounts size-capped /tmp and /out, a read-only /in
- *     filled from the memfds and a fresh /proc; passes an fd of /out to the
- *     parent (SCM_RIGHTS) so the outputs outlive the mount namespace; drops
- *     to the sandbox uid/gid and creates a user namespace that maps only
- *     that uid to 0; drops every capability and locks the securebits;
- *     rlimits; no_new_privs; Landlock; seccomp; execve. Any failure is
- *     written as {stage, errno} to a CLOEXEC pipe and the child exits 127.
+ *     enters the template namespace; makes a detached /proc of its pid
+ *     namespace; drops to the sandbox uid/gid and unshares a user namespace
+ *     that maps only that uid to 0 together with a copy of the template
+ *     namespace (which that user namespace then owns); attaches /proc;
+ *     drops the bounding and ambient capability sets and locks the
+ *     securebits; sets its parent-death signal again (the credential
+ *     changes cleared it); attaches the bundle at /bundle; mounts
+ *     size-capped /tmp and /out and a read-only /in filled from the memfds;
+ *     passes an fd of /out to the parent (SCM_RIGHTS) so the outputs outlive
+ *     the mount namespace; clears its effective capabilities; rlimits;
+ *     no_new_privs; Landlock; seccomp; execve. A prepared child does
+ *     everything up to the parent-death signal ahead of demand. Any failure
+ *     is written as {stage, errno} to a CLOEXEC pipe and the child exits 127.
  *   parent: polls stdout/stderr (capped), the error pipe, a pidfd and the
  *     cancellation token (spec->cancel) until exit, cancellation or the
  *     deadline (then SIGKILL to the pid-namespace init, which kills the
@@ -132,6 +137,7 @@ struct exec_sandbox {
 	struct warm_slot *warm; /* prepared sandboxes, see warm_main() */
 	size_t n_warm;
 	bool warm_stop;         /* under lock */
+	pthread_cond_t warm_cond; /* signalled with warm_stop set; parked slot threads wait on it */
 	atomic_ulong warm_hits;
 	unsigned long seq;
 	char describe[256];
@@ -175,6 +181,7 @@ int exec_sandbox_new(struct exec_sandbox **out, const struct exec_sandbox_opts *
 
 	*out = NULL;
 	pthread_mutex_init(&sb->lock, NULL);
+	pthread_cond_init(&sb->warm_cond, NULL);
 	pthread_mutex_init(&sb->reap_lock, NULL);
 	pthread_cond_init(&sb->reap_cond, NULL);
 	sb->netns_fd = sb->host_netns_fd = sb->tmpl_fd = -1;
@@ -314,6 +321,7 @@ void exec_sandbox_free(struct exec_sandbox *sb)
 	free(sb->state_dir);
 	free(sb->root_mnt);
 	pthread_mutex_destroy(&sb->lock);
+	pthread_cond_destroy(&sb->warm_cond);
 	free(sb);
 }
 
@@ -640,10 +648,44 @@ static void child_mounts(const struct plan *p)
 }
 
 /*
+ * The part of child_identity() under the id-map lock. Returns 0, or the
+ * failed stage with errno set.
+ */
+static int identity_locked(const struct plan *p, int proc)
+{
+	/*
+	 * Raw system calls: glibc's set*id() would try to synchronise the
+	 * parent's other threads, which do not exist in this child, and hang.
+	 */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	    syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0 ||
+	    syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
+		return ST_IDS;
+	/* Changing uid made us non-dumpable, which would make /proc/self root's. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return ST_IDS;
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+		return ST_USERNS;
+	if (write_file(proc, "setgroups", "deny") < 0 || write_file(proc, "uid_map", p->uid_map) < 0 ||
+	    write_file(proc, "gid_map", p->gid_map) < 0 ||
+	    syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+		return ST_IDMAP;
+	return 0;
+}
+
+/*
+ * The child's identity: the sandbox uid and gid, then a user namespace that
+ * maps only them (to 0), entered together with a private copy of the
+ * template mount namespace, which the new user namespace therefore owns.
+ * Drops the bounding and ambient sets and locks the securebits, but keeps
+ * the effective capabilities (in the new namespace only) for the task's
+ * mounts; child_run() clears them.
+ *
  * Takes and releases the id-map lock through p->lock_fd, an open file
- * description of this child's own that exec_run() opened for it (the
- * agent holds it too until the child has execed or died, so the lock is
- * released explicitly). proc is the child's /proc/self.
+ * description of this child's own (the agent holds it too, and a prepared
+ * child shares the agent's descriptor table here, so the lock is released
+ * explicitly and the descriptor is left open). proc is the child's
+ * /proc/self.
  */
 static void child_identity(const struct plan *p, int proc)
 {
@@ -653,27 +695,20 @@ static void child_identity(const struct plan *p, int proc)
 		if (errno != EINTR)
 			child_fail(p, ST_IDS, errno);
 	/*
-	 * Raw system calls: glibc's set*id() would try to synchronise the
-	 * parent's other threads, which do not exist in this child, and hang.
+	 * Released explicitly even on failure: other children may hold copies
+	 * of this description (a fresh child copies the agent's descriptor
+	 * table), so exiting would not release it, and one of them could be
+	 * waiting for it.
 	 */
-	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
-	    syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0 ||
-	    syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
-		child_fail(p, ST_IDS, errno);
-	/* Changing uid made us non-dumpable, which would make /proc/self/ root's. */
-	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
-		child_fail(p, ST_IDS, errno);
-	if (unshare(CLONE_NEWUSER) < 0)
-		child_fail(p, ST_USERNS, errno);
-	if (write_file(proc, "setgroups", "deny") < 0 || write_file(proc, "uid_map", p->uid_map) < 0 ||
-	    write_file(proc, "gid_map", p->gid_map) < 0)
-		child_fail(p, ST_IDMAP, errno);
-	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
-		child_fail(p, ST_IDMAP, errno);
+	int stage = identity_locked(p, proc);
+	int err = errno;
 	fl.l_type = F_UNLCK;
-	if (fcntl(lock_fd, F_OFD_SETLK, &fl) < 0)
-		child_fail(p, ST_IDMAP, errno);
-	close(lock_fd);
+	if (fcntl(lock_fd, F_OFD_SETLK, &fl) < 0 && !stage) {
+		stage = ST_IDMAP;
+		err = errno;
+	}
+	if (stage)
+		child_fail(p, stage, err);
 
 	/* uid 0 in the namespace must never regain capabilities through exec. */
 	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
@@ -687,31 +722,50 @@ static void child_identity(const struct plan *p, int proc)
 			child_fail(p, ST_CAPS, errno);
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		child_fail(p, ST_CAPS, errno);
-	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct data[2];
-	memset(data, 0, sizeof(data));
-	if (syscall(SYS_capset, &hdr, data) < 0)
-		child_fail(p, ST_CAPS, errno);
 }
 
 /*
  * The part of the child that does not depend on the task: the cgroup, the
- * host name, a copy of the template mount namespace and a /proc of the new
- * pid namespace. A prepared child (warm_entry) runs it ahead of demand.
+ * host name, the identity (user namespace and capability sets), a copy of
+ * the template mount namespace and a /proc of the new pid namespace. A
+ * prepared child (warm_entry) runs it ahead of demand. The descriptors it
+ * opens are closed before it returns: a prepared child shares the agent's
+ * descriptor table until it is taken.
  */
 static void child_prepare(const struct plan *p)
 {
-	/* A dying agent takes its tasks with it. */
+	/* A dying agent takes its tasks with it (set again below: a change of credentials clears it). */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	for (int i = 0; i < p->n_cg; i++)
 		if (write(p->cg_fds[i], "0", 1) != 1)
 			child_fail(p, ST_CGROUP, errno);
 	if (sethostname("seeswarm-task", 13) < 0)
 		child_fail(p, ST_PRIVATE, errno);
-	if (setns(p->tmpl_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0)
+	if (setns(p->tmpl_fd, CLONE_NEWNS) < 0)
 		child_fail(p, ST_PRIVATE, errno);
-	if (mount("proc", p->proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+	/*
+	 * /proc of the new pid namespace, made while the child still has the
+	 * agent's privileges (proc needs them over the pid namespace's owner)
+	 * and attached once it is in its own mount namespace.
+	 */
+	int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+	if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 		child_fail(p, ST_PROC, errno);
+	int pm = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+			      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	if (pm < 0)
+		child_fail(p, ST_PROC, errno);
+	close(fs);
+	int self = openat(pm, "self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (self < 0)
+		child_fail(p, ST_PROC, errno);
+	child_identity(p, self);
+	close(self);
+	if (syscall(SYS_move_mount, pm, "", AT_FDCWD, p->proc, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		child_fail(p, ST_PROC, errno);
+	close(pm);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		child_fail(p, ST_PRIVATE, errno);
 }
 
 /*
@@ -763,11 +817,15 @@ static _Noreturn void child_run(const struct plan *p)
 	umask(0);
 	child_mounts(p);
 	umask(022);
-	/* Our /proc/self, resolved once (a fresh proc instance looks each name up cold). */
+	/* The mounts were the last use of the capabilities. */
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		child_fail(p, ST_CAPS, errno);
 	int proc = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (proc < 0)
 		child_fail(p, ST_IDS, errno);
-	child_identity(p, proc);
 
 	struct rlimit rl;
 	rl.rlim_cur = rl.rlim_max = 0;
@@ -911,8 +969,17 @@ static void plan_free(struct plan *p);
 static int recv_fd(int sock);
 
 static int cgroup_get(struct exec_sandbox *sb, struct exec_cgroup **out);
-static void cgroup_put(struct exec_sandbox *sb, struct exec_cgroup *cg);
 static void plan_paths(struct plan *p, const struct exec_sandbox *sb, const char *root);
+
+/* The plan's part for child_identity(): the sandbox ids, their maps and the last capability. */
+static void plan_identity(struct plan *p, const struct exec_sandbox *sb)
+{
+	p->uid = sb->uid;
+	p->gid = sb->gid;
+	snprintf(p->uid_map, sizeof(p->uid_map), "0 %u 1", (unsigned)sb->uid);
+	snprintf(p->gid_map, sizeof(p->gid_map), "0 %u 1", (unsigned)sb->gid);
+	p->cap_last = sb->cap_last;
+}
 
 static void closep(int *fd)
 {
@@ -929,6 +996,7 @@ static void warm_gen_close(struct warm_gen *g)
 		closep(&g->ack[i]);
 		closep(&g->err[i]);
 	}
+	closep(&g->p.lock_fd);
 	plan_free(&g->p);
 }
 
@@ -948,9 +1016,12 @@ static struct warm_gen *warm_gen_new(struct exec_sandbox *sb)
 		g->go[i] = g->ack[i] = g->err[i] = -1;
 	for (int i = 0; i < MAX_CG_FDS; i++)
 		g->p.cg_fds[i] = -1;
-	g->p.bundle_fd = g->p.lock_fd = -1;
+	g->p.bundle_fd = -1;
 	g->p.tmpl_fd = sb->tmpl_fd;
+	/* The child's own description of the id-map lock: it takes the lock while preparing. */
+	g->p.lock_fd = open(idlock_path, O_RDWR | O_CLOEXEC);
 	plan_paths(&g->p, sb, "");
+	plan_identity(&g->p, sb);
 	atomic_init(&g->state, W_PREPARING);
 	atomic_init(&g->refs, 2);
 	int rc = 0;
@@ -964,7 +1035,7 @@ static struct warm_gen *warm_gen_new(struct exec_sandbox *sb)
 		}
 		g->p.n_cg = n;
 	}
-	if (pipe2(g->go, O_CLOEXEC) < 0 || pipe2(g->ack, O_CLOEXEC) < 0 ||
+	if (g->p.lock_fd < 0 || pipe2(g->go, O_CLOEXEC) < 0 || pipe2(g->ack, O_CLOEXEC) < 0 ||
 	    pipe2(g->err, O_CLOEXEC) < 0)
 		rc = SS_EIO;
 	g->p.errpipe_w = g->err[1];
@@ -978,10 +1049,23 @@ out:
 }
 
 /*
+ * Waits for sb->warm_stop. A slot thread that can prepare no more children
+ * parks here rather than exit: the tasks it cloned have it as their parent,
+ * and its exit would deliver their parent-death signal.
+ */
+static void warm_park(struct exec_sandbox *sb)
+{
+	pthread_mutex_lock(&sb->lock);
+	while (!sb->warm_stop)
+		pthread_cond_wait(&sb->warm_cond, &sb->lock);
+	pthread_mutex_unlock(&sb->lock);
+}
+
+/*
  * A slot's thread: prepares one child at a time and sleeps in clone() until
  * that child has been taken and has called execve (or has exited). Stops on
- * sb->warm_stop, or for good after a child fails to prepare (logged once;
- * tasks then use fresh children).
+ * sb->warm_stop; after a child fails to prepare (logged once) it parks until
+ * then, and tasks use fresh children.
  */
 static void *warm_main(void *arg)
 {
@@ -996,6 +1080,7 @@ static void *warm_main(void *arg)
 		if (setns(sb->netns_fd, CLONE_NEWNET) < 0) {
 			log_warn("exec: a prepared-sandbox thread cannot enter the empty network "
 				 "namespace: %s", strerror(errno));
+			warm_park(sb);
 			return NULL;
 		}
 	} else {
@@ -1046,6 +1131,7 @@ static void *warm_main(void *arg)
 		if (failed)
 			break;
 	}
+	warm_park(sb);
 	return NULL;
 }
 
@@ -1090,6 +1176,7 @@ static void warm_stop(struct exec_sandbox *sb)
 		return;
 	pthread_mutex_lock(&sb->lock);
 	sb->warm_stop = true;
+	pthread_cond_broadcast(&sb->warm_cond);
 	for (size_t i = 0; i < sb->n_warm; i++) {
 		struct warm_gen *g = sb->warm[i].gen;
 		if (!g)
@@ -1780,8 +1867,10 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 
 	/* The child's plan: every string it will need. */
-	if (!g)
+	if (!g) {
 		plan_paths(pp, sb, "");
+		plan_identity(pp, sb);
+	}
 	pp->tmpl_fd = sb->tmpl_fd;
 	/* The bundle: a detached read-only copy of its tree, which the child attaches. */
 	pp->bundle_fd = (int)syscall(SYS_open_tree, AT_FDCWD, bundle_dir,
@@ -1796,19 +1885,14 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 	pp->tmp_opts = xasprintf("size=%" PRIu64 ",nr_inodes=16384,mode=1777,uid=0,gid=0",
 			       spec->res.disk_bytes);
-	pp->out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=%u,gid=%u",
-			       spec->res.output_bytes, 4 * EXEC_MAX_OUTPUTS, (unsigned)sb->uid,
-			       (unsigned)sb->gid);
+	/* uid and gid 0 of the task's user namespace: the sandbox uid and gid. */
+	pp->out_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%d,mode=0755,uid=0,gid=0",
+			       spec->res.output_bytes, 4 * EXEC_MAX_OUTPUTS);
 	pp->in_opts = xasprintf("size=%" PRIu64 ",nr_inodes=%zu,mode=0755",
 			      input_total + 65536 * (pp->n_in + 1), pp->n_in + 16);
-	pp->uid = sb->uid;
-	pp->gid = sb->gid;
-	snprintf(pp->uid_map, sizeof(pp->uid_map), "0 %u 1", (unsigned)sb->uid);
-	snprintf(pp->gid_map, sizeof(pp->gid_map), "0 %u 1", (unsigned)sb->gid);
 	pp->ll_abi = sb->ll_abi;
 	pp->network = spec->network;
 	pp->bpf = sb->bpf;
-	pp->cap_last = sb->cap_last;
 	pp->fsize = (rlim_t)(spec->res.output_bytes > spec->res.disk_bytes ? spec->res.output_bytes
 									: spec->res.disk_bytes);
 	pp->nofile = 1024;
@@ -1848,14 +1932,16 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	pp->err_w = errp[1];
 	pp->errpipe_w = ep[1];
 	pp->sock_w = sv[1];
-	/* The child's own description of the id-map lock, opened here where /proc is warm. */
-	lockfd = open(idlock_path, O_RDWR | O_CLOEXEC);
-	if (lockfd < 0) {
-		rc = SS_EIO;
-		res_msg(res, "cannot open the id-map lock: %s", strerror(errno));
-		goto out;
+	/* A fresh child's own description of the id-map lock (a prepared one has its own). */
+	if (!g) {
+		lockfd = open(idlock_path, O_RDWR | O_CLOEXEC);
+		if (lockfd < 0) {
+			rc = SS_EIO;
+			res_msg(res, "cannot open the id-map lock: %s", strerror(errno));
+			goto out;
+		}
+		pp->lock_fd = lockfd;
 	}
-	pp->lock_fd = lockfd;
 
 	/* Checked before entering the shared netns, which a goto out would not leave. */
 	if (spec->cancel && exec_cancel_triggered(spec->cancel)) {
