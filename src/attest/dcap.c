@@ -781,70 +781,6 @@ static int embedded_root_check(X509 *root, X509 *anchor, const char *what, char 
 	return 0;
 }
 
-static void cert_window(X509 *x, int64_t *from, int64_t *until)
-{
-	int64_t nb = 0, na = 0;
-	if (cert_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
-	    cert_time_unix(X509_get0_notAfter(x), &na) < 0) {
-		*from = INT64_MAX;
-		*until = INT64_MIN;
-		return;
-	}
-	if (nb > *from)
-		*from = nb;
-	if (na < *until)
-		*until = na;
-}
-
-static void explain_verify_error(X509_STORE_CTX *ctx, const char *what, int64_t now, char *reason,
-				 size_t rlen)
-{
-	int err = X509_STORE_CTX_get_error(ctx);
-	int depth = X509_STORE_CTX_get_error_depth(ctx);
-	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
-	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
-	char cn[64], icn[64], t1[32], t2[32];
-	int64_t t = 0;
-	cert_subject_cn(cur, cn, sizeof cn);
-	cert_fmt_time(now, t2);
-	switch (err) {
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		if (cert_time_unix(X509_get0_notAfter(cur), &t) < 0)
-			t = 0;
-		cert_fmt_time(t, t1);
-		set_reason(reason, rlen, "certificate '%s' expired at %s (verification time %s)", cn,
-			   t1, t2);
-		break;
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		if (cert_time_unix(X509_get0_notBefore(cur), &t) < 0)
-			t = 0;
-		cert_fmt_time(t, t1);
-		set_reason(reason, rlen,
-			   "certificate '%s' is not valid before %s (verification time %s)", cn, t1,
-			   t2);
-		break;
-	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-		if (chain && depth + 1 < sk_X509_num(chain))
-			cert_subject_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
-		else
-			snprintf(icn, sizeof icn, "?");
-		set_reason(reason, rlen,
-			   "certificate '%s' is not signed by '%s': its signature does not verify (%s)",
-			   cn, icn, what);
-		break;
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-		cert_name_cn(cur ? X509_get_issuer_name(cur) : NULL, icn, sizeof icn);
-		set_reason(reason, rlen, "%s: no certificate '%s' that issued '%s' chains to the Intel SGX Root CA",
-			   what, icn, cn);
-		break;
-	default:
-		set_reason(reason, rlen, "%s does not verify at certificate '%s': %s", what, cn,
-			   X509_verify_cert_error_string(err));
-		break;
-	}
-}
-
 /*
  * Verifies leaf with the untrusted intermediates up to root (already
  * checked against the anchor) at now.
@@ -862,7 +798,7 @@ static int chain_verify(X509 *leaf, STACK_OF(X509) *untrusted, X509 *root, int64
 	X509_VERIFY_PARAM_set_time(vp, (time_t)now);
 	X509_VERIFY_PARAM_set_depth(vp, 3);
 	if (X509_verify_cert(ctx) != 1) {
-		explain_verify_error(ctx, what, now, reason, rlen);
+		cert_explain_verify(ctx, now, what, "chains to the Intel SGX Root CA", reason, rlen);
 		rc = SS_EAUTH;
 	}
 	ERR_clear_error();

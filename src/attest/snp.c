@@ -562,83 +562,6 @@ static bool self_issued(X509 *x)
 	return X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0;
 }
 
-static void explain_verify_error(X509_STORE_CTX *ctx, const char *kind, int64_t now, char *reason,
-				 size_t rlen)
-{
-	int err = X509_STORE_CTX_get_error(ctx);
-	int depth = X509_STORE_CTX_get_error_depth(ctx);
-	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
-	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
-	char cn[64], icn[64], t1[32], t2[32];
-	int64_t t = 0;
-	cert_subject_cn(cur, cn, sizeof cn);
-	cert_fmt_time(now, t2);
-	switch (err) {
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		if (cert_time_unix(X509_get0_notAfter(cur), &t) < 0)
-			t = 0;
-		cert_fmt_time(t, t1);
-		set_reason(reason, rlen, "certificate '%s' expired at %s (verification time %s)", cn,
-			   t1, t2);
-		break;
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		if (cert_time_unix(X509_get0_notBefore(cur), &t) < 0)
-			t = 0;
-		cert_fmt_time(t, t1);
-		set_reason(reason, rlen,
-			   "certificate '%s' is not valid before %s (verification time %s)", cn, t1,
-			   t2);
-		break;
-	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-		if (chain && depth + 1 < sk_X509_num(chain))
-			cert_subject_cn(sk_X509_value(chain, depth + 1), icn, sizeof icn);
-		else
-			snprintf(icn, sizeof icn, "?");
-		set_reason(reason, rlen,
-			   "certificate '%s' is not signed by '%s': its signature does not verify",
-			   cn, icn);
-		break;
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: {
-		const X509_NAME *in = cur ? X509_get_issuer_name(cur) : NULL;
-		int idx = in ? X509_NAME_get_index_by_NID(in, NID_commonName, -1) : -1;
-		snprintf(icn, sizeof icn, "?");
-		if (idx >= 0) {
-			const ASN1_STRING *s =
-				X509_NAME_ENTRY_get_data(X509_NAME_get_entry(in, idx));
-			int n = ASN1_STRING_length(s);
-			const uint8_t *d = ASN1_STRING_get0_data(s);
-			int j = 0;
-			for (int i = 0; i < n && j < (int)sizeof icn - 1; i++)
-				icn[j++] = (d[i] >= 0x20 && d[i] < 0x7f) ? (char)d[i] : '?';
-			icn[j] = '\0';
-		}
-		set_reason(reason, rlen,
-			   "no certificate '%s' that issued '%s' is in the input or the collateral cache (%s chain)",
-			   icn, cn, kind);
-		break;
-	}
-	default:
-		set_reason(reason, rlen, "%s chain does not verify at certificate '%s': %s", kind,
-			   cn, X509_verify_cert_error_string(err));
-		break;
-	}
-}
-
-static void cert_window(X509 *x, int64_t *from, int64_t *until)
-{
-	int64_t nb = 0, na = 0;
-	if (cert_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
-	    cert_time_unix(X509_get0_notAfter(x), &na) < 0) {
-		*from = INT64_MAX; /* unusable window: never cached as valid */
-		*until = INT64_MIN;
-		return;
-	}
-	if (nb > *from)
-		*from = nb;
-	if (na < *until)
-		*until = na;
-}
 
 /*
  * Verifies leaf up to the pinned ARK of its product with the CA certificates
@@ -734,7 +657,10 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	/* No X509_V_FLAG_X509_STRICT: KDS VCEKs have no authority key identifier. */
 	X509_VERIFY_PARAM_set_depth(vp, 2);
 	if (X509_verify_cert(ctx) != 1) {
-		explain_verify_error(ctx, kind, now, reason, rlen);
+		char name[16];
+		snprintf(name, sizeof name, "%s chain", kind);
+		cert_explain_verify(ctx, now, name, "is in the input or the collateral cache", reason,
+				    rlen);
 		rc = SS_EAUTH;
 		goto out;
 	}

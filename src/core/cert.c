@@ -1,5 +1,7 @@
 /* cert.c - facts read from X.509 certificates that several modules need. */
 #include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 #include <string.h>
@@ -87,4 +89,66 @@ void cert_name_cn(const X509_NAME *name, char *out, size_t len)
 void cert_subject_cn(X509 *x, char *out, size_t len)
 {
 	cert_name_cn(x ? X509_get_subject_name(x) : NULL, out, len);
+}
+
+void cert_window(X509 *x, int64_t *from, int64_t *until)
+{
+	int64_t nb = 0, na = 0;
+	if (cert_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
+	    cert_time_unix(X509_get0_notAfter(x), &na) < 0) {
+		*from = INT64_MAX;
+		*until = INT64_MIN;
+		return;
+	}
+	if (nb > *from)
+		*from = nb;
+	if (na < *until)
+		*until = na;
+}
+
+void cert_explain_verify(X509_STORE_CTX *ctx, int64_t now, const char *chain,
+			 const char *no_issuer, char *reason, size_t rlen)
+{
+	if (!reason || !rlen)
+		return;
+	int err = X509_STORE_CTX_get_error(ctx);
+	int depth = X509_STORE_CTX_get_error_depth(ctx);
+	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
+	STACK_OF(X509) *stack = X509_STORE_CTX_get0_chain(ctx);
+	char cn[64], icn[64], t1[32], t2[32];
+	int64_t t = 0;
+	cert_subject_cn(cur, cn, sizeof cn);
+	cert_fmt_time(now, t2);
+	switch (err) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID: {
+		bool expired = err == X509_V_ERR_CERT_HAS_EXPIRED;
+		if (!cur || cert_time_unix(expired ? X509_get0_notAfter(cur) : X509_get0_notBefore(cur),
+					   &t) < 0)
+			t = 0;
+		cert_fmt_time(t, t1);
+		snprintf(reason, rlen, "certificate '%s' %s %s (verification time %s)", cn,
+			 expired ? "expired at" : "is not valid before", t1, t2);
+		break;
+	}
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		if (stack && depth + 1 < sk_X509_num(stack))
+			cert_subject_cn(sk_X509_value(stack, depth + 1), icn, sizeof icn);
+		else
+			snprintf(icn, sizeof icn, "?");
+		snprintf(reason, rlen,
+			 "certificate '%s' is not signed by '%s': its signature does not verify (%s)", cn,
+			 icn, chain);
+		break;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+		cert_name_cn(cur ? X509_get_issuer_name(cur) : NULL, icn, sizeof icn);
+		snprintf(reason, rlen, "%s: no certificate '%s' that issued '%s' %s", chain, icn, cn,
+			 no_issuer);
+		break;
+	default:
+		snprintf(reason, rlen, "%s does not verify at certificate '%s': %s", chain, cn,
+			 X509_verify_cert_error_string(err));
+		break;
+	}
 }

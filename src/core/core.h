@@ -43,6 +43,23 @@ int cert_time_unix(const ASN1_TIME *t, int64_t *out);
 void cert_name_cn(const X509_NAME *name, char *out, size_t len);
 /* The same for a certificate's subject; x may be NULL. */
 void cert_subject_cn(X509 *x, char *out, size_t len);
+/*
+ * Narrows [*from, *until] to x's validity window. An unreadable window
+ * empties the range (INT64_MAX, INT64_MIN), so that nothing that depends on
+ * x is cached as valid.
+ */
+void cert_window(X509 *x, int64_t *from, int64_t *until);
+typedef struct x509_store_ctx_st X509_STORE_CTX;  /* as OpenSSL declares it */
+/*
+ * Writes into reason (rlen bytes; NULL or 0 writes nothing) why
+ * X509_verify_cert() failed on ctx at verification time now (unix
+ * seconds): which certificate expired or is not yet valid, whose signature
+ * does not verify, or which issuer is missing. chain names the chain in the
+ * message ("PCK certificate chain"); no_issuer ends the missing-issuer
+ * sentence with where the issuer was looked for.
+ */
+void cert_explain_verify(X509_STORE_CTX *ctx, int64_t now, const char *chain,
+			 const char *no_issuer, char *reason, size_t rlen);
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHA256_LEN 32
