@@ -897,64 +897,39 @@ struct cached {
 	char ca_cn[64];
 };
 
-struct cache_slot {
-	bool used;
-	uint8_t key[32];
-	struct cached v;
-};
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static struct cert_cache *cache;
 
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct cache_slot cache[CACHE_SLOTS];
-static size_t cache_next;
+static void cache_init(void)
+{
+	cache = cert_cache_new(CACHE_SLOTS, sizeof(struct cached));
+}
 
 /* On a hit copies the entry into v (v->pkey is a new reference). */
 static bool cache_get(const uint8_t key[32], int64_t now, struct cached *v)
 {
-	bool hit = false;
-	pthread_mutex_lock(&cache_mu);
-	for (size_t i = 0; i < CACHE_SLOTS; i++) {
-		struct cache_slot *s = &cache[i];
-		if (s->used && !memcmp(s->key, key, 32) && now >= s->v.from && now <= s->v.until) {
-			*v = s->v;
-			if (v->pkey && EVP_PKEY_up_ref(v->pkey) != 1)
-				fatal("EVP_PKEY_up_ref failed");
-			hit = true;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&cache_mu);
-	return hit;
+	pthread_once(&cache_once, cache_init);
+	EVP_PKEY *pkey = NULL;
+	int64_t from = 0, until = 0;
+	/* The payload's own pkey, from and until are stale copies; the cache's replace them. */
+	if (!cert_cache_get(cache, key, now, v, &pkey, &from, &until))
+		return false;
+	v->pkey = pkey;
+	v->from = from;
+	v->until = until;
+	return true;
 }
 
 static void cache_put(const uint8_t key[32], const struct cached *v)
 {
-	pthread_mutex_lock(&cache_mu);
-	struct cache_slot *s = NULL;
-	for (size_t i = 0; i < CACHE_SLOTS && !s; i++)
-		if (cache[i].used && !memcmp(cache[i].key, key, 32))
-			s = &cache[i];
-	if (!s) {
-		s = &cache[cache_next];
-		cache_next = (cache_next + 1) % CACHE_SLOTS;
-	}
-	EVP_PKEY_free(s->v.pkey);
-	s->used = true;
-	memcpy(s->key, key, 32);
-	s->v = *v;
-	if (s->v.pkey && EVP_PKEY_up_ref(s->v.pkey) != 1)
-		fatal("EVP_PKEY_up_ref failed");
-	pthread_mutex_unlock(&cache_mu);
+	pthread_once(&cache_once, cache_init);
+	cert_cache_put(cache, key, v, v->pkey, v->from, v->until);
 }
 
 void dcap_cache_reset(void)
 {
-	pthread_mutex_lock(&cache_mu);
-	for (size_t i = 0; i < CACHE_SLOTS; i++) {
-		EVP_PKEY_free(cache[i].v.pkey);
-		memset(&cache[i], 0, sizeof cache[i]);
-	}
-	cache_next = 0;
-	pthread_mutex_unlock(&cache_mu);
+	pthread_once(&cache_once, cache_init);
+	cert_cache_reset(cache);
 }
 
 /* SHA-256 over a domain label and length-prefixed parts. */

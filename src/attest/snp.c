@@ -772,71 +772,32 @@ out:
  * What is cached (this leaf chains to a pinned ARK) does not depend on which
  * file a certificate was read from.
  */
-struct cache_slot {
-	bool used;
-	uint8_t key[32];
-	int64_t from, until;
-	EVP_PKEY *pkey;
-	struct snp_cert_ext ext;
-};
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static struct cert_cache *cache;
 
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct cache_slot cache[CHAIN_CACHE_SLOTS];
-static size_t cache_next;
+static void cache_init(void)
+{
+	cache = cert_cache_new(CHAIN_CACHE_SLOTS, sizeof(struct snp_cert_ext));
+}
 
+/* On a hit fills res (res->pkey is a new reference). */
 static bool cache_get(const uint8_t key[32], int64_t now, struct chain_result *res)
 {
-	bool hit = false;
-	pthread_mutex_lock(&cache_mu);
-	for (size_t i = 0; i < CHAIN_CACHE_SLOTS; i++) {
-		struct cache_slot *s = &cache[i];
-		if (s->used && !memcmp(s->key, key, 32) && now >= s->from && now <= s->until) {
-			if (EVP_PKEY_up_ref(s->pkey) != 1)
-				fatal("EVP_PKEY_up_ref failed");
-			res->pkey = s->pkey;
-			res->ext = s->ext;
-			res->valid_from = s->from;
-			res->valid_until = s->until;
-			hit = true;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&cache_mu);
-	return hit;
+	pthread_once(&cache_once, cache_init);
+	return cert_cache_get(cache, key, now, &res->ext, &res->pkey, &res->valid_from,
+			      &res->valid_until);
 }
 
 static void cache_put(const uint8_t key[32], const struct chain_result *res)
 {
-	pthread_mutex_lock(&cache_mu);
-	struct cache_slot *s = NULL;
-	for (size_t i = 0; i < CHAIN_CACHE_SLOTS && !s; i++)
-		if (cache[i].used && !memcmp(cache[i].key, key, 32))
-			s = &cache[i];
-	if (!s) {
-		s = &cache[cache_next];
-		cache_next = (cache_next + 1) % CHAIN_CACHE_SLOTS;
-	}
-	EVP_PKEY_free(s->pkey);
-	if (EVP_PKEY_up_ref(res->pkey) != 1)
-		fatal("EVP_PKEY_up_ref failed");
-	s->used = true;
-	memcpy(s->key, key, 32);
-	s->from = res->valid_from;
-	s->until = res->valid_until;
-	s->pkey = res->pkey;
-	s->ext = res->ext;
-	pthread_mutex_unlock(&cache_mu);
+	pthread_once(&cache_once, cache_init);
+	cert_cache_put(cache, key, &res->ext, res->pkey, res->valid_from, res->valid_until);
 }
 
 void snp_cache_reset(void)
 {
-	pthread_mutex_lock(&cache_mu);
-	for (size_t i = 0; i < CHAIN_CACHE_SLOTS; i++) {
-		EVP_PKEY_free(cache[i].pkey);
-		memset(&cache[i], 0, sizeof cache[i]);
-	}
-	cache_next = 0;
-	pthread_mutex_unlock(&cache_mu);
+	pthread_once(&cache_once, cache_init);
+	cert_cache_reset(cache);
 }
 
 static void cache_key(const struct snp_report *r, const struct attest_input *in, uint8_t key[32])

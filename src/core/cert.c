@@ -1,13 +1,16 @@
 /* cert.c - facts read from X.509 certificates that several modules need. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <string.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -151,4 +154,103 @@ void cert_explain_verify(X509_STORE_CTX *ctx, int64_t now, const char *chain,
 			 X509_verify_cert_error_string(err));
 		break;
 	}
+}
+
+struct cert_slot {
+	bool used;
+	uint8_t key[32];
+	int64_t from, until;
+	EVP_PKEY *pkey;
+	unsigned char *payload; /* payload_size bytes */
+};
+
+struct cert_cache {
+	pthread_mutex_t mu;
+	struct cert_slot *slots;
+	size_t n, next, payload_size;
+};
+
+struct cert_cache *cert_cache_new(size_t slots, size_t payload_size)
+{
+	struct cert_cache *c = xcalloc(1, sizeof *c);
+	pthread_mutex_init(&c->mu, NULL);
+	c->n = slots ? slots : 1;
+	c->payload_size = payload_size;
+	c->slots = xcalloc(c->n, sizeof *c->slots);
+	for (size_t i = 0; i < c->n; i++)
+		c->slots[i].payload = xcalloc(1, payload_size ? payload_size : 1);
+	return c;
+}
+
+bool cert_cache_get(struct cert_cache *c, const uint8_t key[32], int64_t now, void *payload,
+		    EVP_PKEY **pkey, int64_t *from, int64_t *until)
+{
+	bool hit = false;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->n && !hit; i++) {
+		const struct cert_slot *s = &c->slots[i];
+		if (!s->used || memcmp(s->key, key, 32) != 0 || now < s->from || now > s->until)
+			continue;
+		if (s->pkey && EVP_PKEY_up_ref(s->pkey) != 1)
+			fatal("EVP_PKEY_up_ref failed");
+		memcpy(payload, s->payload, c->payload_size);
+		*pkey = s->pkey;
+		*from = s->from;
+		*until = s->until;
+		hit = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+void cert_cache_put(struct cert_cache *c, const uint8_t key[32], const void *payload,
+		    EVP_PKEY *pkey, int64_t from, int64_t until)
+{
+	pthread_mutex_lock(&c->mu);
+	struct cert_slot *s = NULL;
+	for (size_t i = 0; i < c->n && !s; i++)
+		if (c->slots[i].used && !memcmp(c->slots[i].key, key, 32))
+			s = &c->slots[i];
+	if (!s) {
+		s = &c->slots[c->next];
+		if (++c->next >= c->n)
+			c->next = 0;
+	}
+	if (pkey && EVP_PKEY_up_ref(pkey) != 1)
+		fatal("EVP_PKEY_up_ref failed");
+	EVP_PKEY_free(s->pkey);
+	s->used = true;
+	memcpy(s->key, key, 32);
+	s->from = from;
+	s->until = until;
+	s->pkey = pkey;
+	memcpy(s->payload, payload, c->payload_size);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cert_cache_reset(struct cert_cache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->n; i++) {
+		struct cert_slot *s = &c->slots[i];
+		EVP_PKEY_free(s->pkey);
+		s->pkey = NULL;
+		s->used = false;
+		memset(s->payload, 0, c->payload_size);
+	}
+	c->next = 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cert_cache_free(struct cert_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		EVP_PKEY_free(c->slots[i].pkey);
+		free(c->slots[i].payload);
+	}
+	free(c->slots);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
 }

@@ -61,6 +61,31 @@ typedef struct x509_store_ctx_st X509_STORE_CTX;  /* as OpenSSL declares it */
 void cert_explain_verify(X509_STORE_CTX *ctx, int64_t now, const char *chain,
 			 const char *no_issuer, char *reason, size_t rlen);
 
+/*
+ * A small cache of verification results, keyed by a 32-byte digest of their
+ * inputs, each valid for verification times in [from, until]: a lookup
+ * outside an entry's window misses, so expiry is exact. An entry holds an
+ * optional public key (the cache's own reference) and a payload of the size
+ * given at creation, copied in and out. When every slot is taken, the
+ * oldest entry is replaced. Thread-safe.
+ */
+typedef struct evp_pkey_st EVP_PKEY; /* as OpenSSL declares it */
+struct cert_cache;
+struct cert_cache *cert_cache_new(size_t slots, size_t payload_size);
+/*
+ * On a hit copies the payload into payload, sets *pkey to a new reference
+ * (NULL if the entry has none) and *from and *until, and returns true.
+ */
+bool cert_cache_get(struct cert_cache *c, const uint8_t key[32], int64_t now, void *payload,
+		    EVP_PKEY **pkey, int64_t *from, int64_t *until);
+/* Stores (or replaces) the entry for key; pkey may be NULL and is not consumed. */
+void cert_cache_put(struct cert_cache *c, const uint8_t key[32], const void *payload,
+		    EVP_PKEY *pkey, int64_t from, int64_t until);
+/* Empties the cache. */
+void cert_cache_reset(struct cert_cache *c);
+/* Frees the cache and its key references; c may be NULL. */
+void cert_cache_free(struct cert_cache *c);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHA256_LEN 32
 

@@ -14,6 +14,8 @@
 #include <dirent.h>
 #include <ftw.h>
 
+#include <openssl/evp.h>
+
 #include "core/core.h"
 
 /* ---- hex -------------------------------------------------------------- */
@@ -466,6 +468,43 @@ static void test_strict_parsers(void **state)
 	assert_int_equal(t, 1748736000);
 }
 
+/* The verification cache: exact windows, replacement of the oldest, its own key references. */
+static void test_cert_cache(void **state)
+{
+	(void)state;
+	struct cert_cache *c = cert_cache_new(2, sizeof(int));
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	assert_non_null(k);
+	uint8_t a[32] = {1}, b[32] = {2}, d[32] = {3};
+	int v = 7, got = 0;
+	EVP_PKEY *pk = NULL;
+	int64_t from = 0, until = 0;
+	cert_cache_put(c, a, &v, k, 100, 200);
+	EVP_PKEY_free(k); /* the cache keeps its own reference */
+	assert_false(cert_cache_get(c, a, 99, &got, &pk, &from, &until));
+	assert_false(cert_cache_get(c, a, 201, &got, &pk, &from, &until));
+	assert_true(cert_cache_get(c, a, 200, &got, &pk, &from, &until));
+	assert_int_equal(got, 7);
+	assert_int_equal(from, 100);
+	assert_int_equal(until, 200);
+	assert_non_null(pk);
+	EVP_PKEY_free(pk); /* a new reference per hit */
+	/* Replacing an entry keeps one slot; a third key evicts the oldest. */
+	v = 8;
+	cert_cache_put(c, a, &v, NULL, 0, 1000);
+	assert_true(cert_cache_get(c, a, 500, &got, &pk, &from, &until));
+	assert_int_equal(got, 8);
+	assert_null(pk);
+	cert_cache_put(c, b, &v, NULL, 0, 1000);
+	cert_cache_put(c, d, &v, NULL, 0, 1000);
+	assert_false(cert_cache_get(c, a, 500, &got, &pk, &from, &until));
+	assert_true(cert_cache_get(c, b, 500, &got, &pk, &from, &until));
+	assert_true(cert_cache_get(c, d, 500, &got, &pk, &from, &until));
+	cert_cache_reset(c);
+	assert_false(cert_cache_get(c, d, 500, &got, &pk, &from, &until));
+	cert_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -483,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_ct_equal_and_hash),
 		cmocka_unit_test(test_strerror),
+		cmocka_unit_test(test_cert_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
