@@ -48,17 +48,6 @@ static const uint8_t sgx_oid[9] = { 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void __attribute__((format(printf, 3, 4)))
-set_reason(char *reason, size_t len, const char *fmt, ...)
-{
-	if (!reason || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(reason, len, fmt, ap);
-	va_end(ap);
-}
-
 static uint16_t le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
@@ -155,7 +144,7 @@ static int parse_qe_part(struct reader *r, const char *where, struct dcap_quote 
 	q->qe_report_sig = take(r, 64);
 	const uint8_t *al = take(r, 2);
 	if (!q->qe_report || !q->qe_report_sig || !al) {
-		set_reason(reason, rlen, "%s is too short for the QE report, its signature and the QE auth data length",
+		why_set(reason, rlen, 0, "%s is too short for the QE report, its signature and the QE auth data length",
 			   where);
 		return SS_EPARSE;
 	}
@@ -163,17 +152,17 @@ static int parse_qe_part(struct reader *r, const char *where, struct dcap_quote 
 	q->qe_auth_len = le16(al);
 	q->qe_auth = take(r, q->qe_auth_len);
 	if (!q->qe_auth) {
-		set_reason(reason, rlen, "QE auth data length %zu exceeds the %s", q->qe_auth_len,
+		why_set(reason, rlen, 0, "QE auth data length %zu exceeds the %s", q->qe_auth_len,
 			   where);
 		return SS_EPARSE;
 	}
 	const uint8_t *ct = take(r, 2), *cs = take(r, 4);
 	if (!ct || !cs) {
-		set_reason(reason, rlen, "%s ends before the PCK certification data header", where);
+		why_set(reason, rlen, 0, "%s ends before the PCK certification data header", where);
 		return SS_EPARSE;
 	}
 	if (le16(ct) != 5) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "certification data type %u is not supported (only 5, a PEM PCK chain, is)",
 			   le16(ct));
 		return SS_EPARSE;
@@ -181,23 +170,23 @@ static int parse_qe_part(struct reader *r, const char *where, struct dcap_quote 
 	uint32_t size = le32(cs);
 	const uint8_t *pem = take(r, size);
 	if (!pem) {
-		set_reason(reason, rlen, "PCK certification data size %u exceeds the %s", size, where);
+		why_set(reason, rlen, 0, "PCK certification data size %u exceeds the %s", size, where);
 		return SS_EPARSE;
 	}
 	if (r->off != r->n) {
-		set_reason(reason, rlen, "%zu unexpected bytes follow the PCK certification data in the %s",
+		why_set(reason, rlen, 0, "%zu unexpected bytes follow the PCK certification data in the %s",
 			   r->n - r->off, where);
 		return SS_EPARSE;
 	}
 	while (size > 0 && pem[size - 1] == '\0')
 		size--;
 	if (size == 0 || size > PEM_CHAIN_MAX) {
-		set_reason(reason, rlen, "PCK certificate chain is %u bytes (1..%d allowed)", size,
+		why_set(reason, rlen, 0, "PCK certificate chain is %u bytes (1..%d allowed)", size,
 			   PEM_CHAIN_MAX);
 		return SS_EPARSE;
 	}
 	if (memchr(pem, '\0', size)) {
-		set_reason(reason, rlen, "PCK certificate chain contains a NUL byte");
+		why_set(reason, rlen, 0, "PCK certificate chain contains a NUL byte");
 		return SS_EPARSE;
 	}
 	q->pck_pem = (const char *)pem;
@@ -210,11 +199,11 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 {
 	memset(q, 0, sizeof *q);
 	if (!p || n < DCAP_HEADER_LEN) {
-		set_reason(reason, rlen, "quote is %zu bytes, shorter than the 48-byte header", n);
+		why_set(reason, rlen, 0, "quote is %zu bytes, shorter than the 48-byte header", n);
 		return SS_EPARSE;
 	}
 	if (n > DCAP_QUOTE_MAX) {
-		set_reason(reason, rlen, "quote is %zu bytes (at most %d accepted)", n, DCAP_QUOTE_MAX);
+		why_set(reason, rlen, 0, "quote is %zu bytes (at most %d accepted)", n, DCAP_QUOTE_MAX);
 		return SS_EPARSE;
 	}
 	q->version = le16(p);
@@ -224,27 +213,27 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	memcpy(q->user_data, p + 28, 20);
 	size_t off = DCAP_HEADER_LEN, body_len = 0;
 	if (q->version != 3 && q->version != 4 && q->version != 5) {
-		set_reason(reason, rlen, "quote version %u is not supported (3, 4 and 5 are)",
+		why_set(reason, rlen, 0, "quote version %u is not supported (3, 4 and 5 are)",
 			   q->version);
 		return SS_EPARSE;
 	}
 	if (q->att_key_type != 2) {
-		set_reason(reason, rlen, "attestation key type %u is not 2 (ECDSA P-256)",
+		why_set(reason, rlen, 0, "attestation key type %u is not 2 (ECDSA P-256)",
 			   q->att_key_type);
 		return SS_EPARSE;
 	}
 	if (q->tee_type != DCAP_TEE_SGX && q->tee_type != DCAP_TEE_TDX) {
-		set_reason(reason, rlen, "TEE type 0x%x is neither SGX (0) nor TDX (0x81)",
+		why_set(reason, rlen, 0, "TEE type 0x%x is neither SGX (0) nor TDX (0x81)",
 			   q->tee_type);
 		return SS_EPARSE;
 	}
 	q->is_tdx = q->tee_type == DCAP_TEE_TDX;
 	if (q->version == 3 && q->is_tdx) {
-		set_reason(reason, rlen, "quote v3 carries TEE type TDX; TDX quotes are v4 or v5");
+		why_set(reason, rlen, 0, "quote v3 carries TEE type TDX; TDX quotes are v4 or v5");
 		return SS_EPARSE;
 	}
 	if (!ct_equal(q->qe_vendor_id, intel_qe_vendor_id, 16)) {
-		set_reason(reason, rlen, "QE vendor ID is not Intel's (939a7233f79c4ca9940a0db3957f0607)");
+		why_set(reason, rlen, 0, "QE vendor ID is not Intel's (939a7233f79c4ca9940a0db3957f0607)");
 		return SS_EPARSE;
 	}
 	if (q->version == 3) {
@@ -253,7 +242,7 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	}
 	if (q->version == 5) {
 		if (n < DCAP_HEADER_LEN + 6) {
-			set_reason(reason, rlen, "quote v5 is %zu bytes, too short for the body descriptor", n);
+			why_set(reason, rlen, 0, "quote v5 is %zu bytes, too short for the body descriptor", n);
 			return SS_EPARSE;
 		}
 		q->body_type = le16(p + 48);
@@ -264,17 +253,17 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 			      : q->body_type == 3 ? DCAP_TD15_BODY_LEN
 						  : 0;
 		if (!want) {
-			set_reason(reason, rlen, "quote v5 body type %u is not supported (1, 2 or 3)",
+			why_set(reason, rlen, 0, "quote v5 body type %u is not supported (1, 2 or 3)",
 				   q->body_type);
 			return SS_EPARSE;
 		}
 		if ((q->body_type == 1) == q->is_tdx) {
-			set_reason(reason, rlen, "quote v5 body type %u does not match TEE type 0x%x",
+			why_set(reason, rlen, 0, "quote v5 body type %u does not match TEE type 0x%x",
 				   q->body_type, q->tee_type);
 			return SS_EPARSE;
 		}
 		if (size != want) {
-			set_reason(reason, rlen, "quote v5 body type %u has size %u, expected %zu",
+			why_set(reason, rlen, 0, "quote v5 body type %u has size %u, expected %zu",
 				   q->body_type, size, want);
 			return SS_EPARSE;
 		}
@@ -284,7 +273,7 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 		body_len = q->is_tdx ? DCAP_TD10_BODY_LEN : DCAP_SGX_REPORT_LEN;
 	}
 	if (n - off < body_len + 4) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "quote is truncated: %zu bytes, the body and signature data length need %zu",
 			   n, off + body_len + 4);
 		return SS_EPARSE;
@@ -297,7 +286,7 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	uint32_t sig_len = le32(p + q->signed_len);
 	size_t sd = q->signed_len + 4;
 	if (sig_len > n - sd) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "signature data length %u exceeds the %zu bytes left in the quote (truncated quote?)",
 			   sig_len, n - sd);
 		return SS_EPARSE;
@@ -307,7 +296,7 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	q->signature = take(&r, 64);
 	q->att_key = take(&r, 64);
 	if (!q->signature || !q->att_key) {
-		set_reason(reason, rlen, "signature data (%u bytes) is too short for the signature and attestation key",
+		why_set(reason, rlen, 0, "signature data (%u bytes) is too short for the signature and attestation key",
 			   sig_len);
 		return SS_EPARSE;
 	}
@@ -315,11 +304,11 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 		return parse_qe_part(&r, "signature data", q, reason, rlen);
 	const uint8_t *ct = take(&r, 2), *cs = take(&r, 4);
 	if (!ct || !cs) {
-		set_reason(reason, rlen, "signature data ends before the certification data header");
+		why_set(reason, rlen, 0, "signature data ends before the certification data header");
 		return SS_EPARSE;
 	}
 	if (le16(ct) != 6) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "quote v%u certification data type %u is not 6 (QE report certification data)",
 			   q->version, le16(ct));
 		return SS_EPARSE;
@@ -327,13 +316,13 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	uint32_t csize = le32(cs);
 	const uint8_t *cd = take(&r, csize);
 	if (!cd) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "QE report certification data size %u exceeds the signature data length %u",
 			   csize, sig_len);
 		return SS_EPARSE;
 	}
 	if (r.off != r.n) {
-		set_reason(reason, rlen, "%zu unexpected bytes follow the certification data in the signature data",
+		why_set(reason, rlen, 0, "%zu unexpected bytes follow the certification data in the signature data",
 			   r.n - r.off);
 		return SS_EPARSE;
 	}
@@ -468,7 +457,7 @@ static int pck_ext_from_x509(X509 *x, struct dcap_pck_ext *ext, char *reason, si
 		fatal("OBJ_txt2obj failed");
 	int idx = X509_get_ext_by_OBJ(x, obj, -1);
 	if (idx < 0 || X509_get_ext_by_OBJ(x, obj, idx) >= 0) {
-		set_reason(reason, rlen, "PCK certificate has %s SGX extension (1.2.840.113741.1.13.1)",
+		why_set(reason, rlen, 0, "PCK certificate has %s SGX extension (1.2.840.113741.1.13.1)",
 			   idx < 0 ? "no" : "more than one");
 		goto out;
 	}
@@ -534,7 +523,7 @@ static int pck_ext_from_x509(X509 *x, struct dcap_pck_ext *ext, char *reason, si
 	rc = 0;
 	goto out;
 bad:
-	set_reason(reason, rlen, "PCK certificate SGX extension: malformed %s", what);
+	why_set(reason, rlen, 0, "PCK certificate SGX extension: malformed %s", what);
 out:
 	ASN1_OBJECT_free(obj);
 	return rc;
@@ -545,14 +534,14 @@ int dcap_pck_ext_parse(const uint8_t *der, size_t len, struct dcap_pck_ext *ext,
 {
 	memset(ext, 0, sizeof *ext);
 	if (!der || len == 0 || len > PEM_CHAIN_MAX) {
-		set_reason(reason, rlen, "PCK certificate is empty or too large");
+		why_set(reason, rlen, 0, "PCK certificate is empty or too large");
 		return SS_EPARSE;
 	}
 	const unsigned char *q = der;
 	X509 *x = d2i_X509(NULL, &q, (long)len);
 	if (!x || q != der + len) {
 		X509_free(x);
-		set_reason(reason, rlen, "PCK certificate is not valid DER");
+		why_set(reason, rlen, 0, "PCK certificate is not valid DER");
 		return SS_EPARSE;
 	}
 	int rc = pck_ext_from_x509(x, ext, reason, rlen);
@@ -643,7 +632,7 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 	if (!*out)
 		fatal("out of memory");
 	if (len == 0 || len > PEM_CHAIN_MAX) {
-		set_reason(reason, rlen, "%s is %zu bytes (1..%d allowed)", what, len, PEM_CHAIN_MAX);
+		why_set(reason, rlen, 0, "%s is %zu bytes (1..%d allowed)", what, len, PEM_CHAIN_MAX);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -656,13 +645,13 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		const char *e = NULL;
 		if (len - pos < sizeof begin - 1 || memcmp(text + pos, begin, sizeof begin - 1) != 0 ||
 		    !(e = memmem(text + pos, len - pos, end, sizeof end - 1))) {
-			set_reason(reason, rlen, "%s has data outside its PEM certificates", what);
+			why_set(reason, rlen, 0, "%s has data outside its PEM certificates", what);
 			rc = SS_EPARSE;
 			goto out;
 		}
 		size_t stop = (size_t)(e - text) + sizeof end - 1;
 		if (sk_X509_num(*out) >= CHAIN_MAX_CERTS) {
-			set_reason(reason, rlen, "%s has more than %d certificates", what,
+			why_set(reason, rlen, 0, "%s has more than %d certificates", what,
 				   CHAIN_MAX_CERTS);
 			rc = SS_EPARSE;
 			goto out;
@@ -673,7 +662,7 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 		BIO_free(bio);
 		if (!x) {
-			set_reason(reason, rlen, "%s: certificate %d is not a valid PEM certificate",
+			why_set(reason, rlen, 0, "%s: certificate %d is not a valid PEM certificate",
 				   what, sk_X509_num(*out) + 1);
 			rc = SS_EPARSE;
 			goto out;
@@ -683,7 +672,7 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		pos = stop;
 	}
 	if (sk_X509_num(*out) == 0) {
-		set_reason(reason, rlen, "%s contains no certificate", what);
+		why_set(reason, rlen, 0, "%s contains no certificate", what);
 		rc = SS_EPARSE;
 	}
 out:
@@ -723,7 +712,7 @@ static int anchor_load(const struct dcap_blob *b, X509 **anchor, char *reason, s
 	if (!b->data || b->len == 0)
 		return 0;
 	if (b->len > PEM_CHAIN_MAX) {
-		set_reason(reason, rlen, "trust anchor file is too large");
+		why_set(reason, rlen, 0, "trust anchor file is too large");
 		return SS_EPARSE;
 	}
 	BIO *bio = BIO_new_mem_buf(b->data, (int)b->len);
@@ -737,13 +726,13 @@ static int anchor_load(const struct dcap_blob *b, X509 **anchor, char *reason, s
 	}
 	ERR_clear_error();
 	if (!x) {
-		set_reason(reason, rlen, "trust anchor is neither a PEM nor a DER certificate");
+		why_set(reason, rlen, 0, "trust anchor is neither a PEM nor a DER certificate");
 		return SS_EPARSE;
 	}
 	if (!cert_is_pinned_root(x)) {
 		char cn[64];
 		cert_subject_cn(x, cn, sizeof cn);
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "trust anchor '%s' is not the pinned Intel SGX Root CA (sha256 %s)", cn,
 			   DCAP_ROOT_CA_SHA256);
 		X509_free(x);
@@ -773,7 +762,7 @@ static int embedded_root_check(X509 *root, X509 *anchor, const char *what, char 
 	if (!same) {
 		char cn[64];
 		cert_subject_cn(root, cn, sizeof cn);
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "root certificate '%s' embedded in the %s is not byte for byte the Intel SGX Root CA trust anchor",
 			   cn, what);
 		return SS_EAUTH;
@@ -823,20 +812,20 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 	EVP_PKEY *ik = NULL;
 	if (b->len == 0 || b->len > DCAP_COLLATERAL_MAX ||
 	    !(crl = d2i_X509_CRL(NULL, &q, (long)b->len)) || q != b->data + b->len) {
-		set_reason(reason, rlen, "%s is not a DER CRL", what);
+		why_set(reason, rlen, 0, "%s is not a DER CRL", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_subject_cn(issuer, cn, sizeof cn);
 	cert_name_cn(X509_CRL_get_issuer(crl), icn, sizeof icn);
 	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0) {
-		set_reason(reason, rlen, "%s is issued by '%s', not by '%s'", what, icn, cn);
+		why_set(reason, rlen, 0, "%s is issued by '%s', not by '%s'", what, icn, cn);
 		rc = SS_EAUTH;
 		goto out;
 	}
 	ik = X509_get_pubkey(issuer);
 	if (!ik || X509_CRL_verify(crl, ik) != 1) {
-		set_reason(reason, rlen, "%s signature does not verify with the key of '%s'", what,
+		why_set(reason, rlen, 0, "%s signature does not verify with the key of '%s'", what,
 			   cn);
 		rc = SS_ECRYPTO;
 		goto out;
@@ -845,21 +834,21 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 	if (cert_time_unix(X509_CRL_get0_lastUpdate(crl), &lu) < 0 ||
 	    !X509_CRL_get0_nextUpdate(crl) ||
 	    cert_time_unix(X509_CRL_get0_nextUpdate(crl), &nu) < 0) {
-		set_reason(reason, rlen, "%s has no valid thisUpdate/nextUpdate", what);
+		why_set(reason, rlen, 0, "%s has no valid thisUpdate/nextUpdate", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_fmt_time(now, t2);
 	if (now < lu) {
 		cert_fmt_time(lu, t1);
-		set_reason(reason, rlen, "%s is not valid before %s (verification time %s)", what,
+		why_set(reason, rlen, 0, "%s is not valid before %s (verification time %s)", what,
 			   t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > nu) {
 		cert_fmt_time(nu, t1);
-		set_reason(reason, rlen, "%s expired at %s (verification time %s): refresh the collateral",
+		why_set(reason, rlen, 0, "%s expired at %s (verification time %s): refresh the collateral",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
@@ -976,7 +965,7 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 	if (rc < 0)
 		goto out;
 	if (sk_X509_num(certs) != 3) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "PCK certificate chain has %d certificates, expected 3 (PCK, intermediate CA, root CA)",
 			   sk_X509_num(certs));
 		rc = SS_EAUTH;
@@ -1000,7 +989,7 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 	if (strcmp(cn, "Intel SGX PCK Certificate") != 0 ||
 	    (strcmp(res->ca_cn, "Intel SGX PCK Platform CA") != 0 &&
 	     strcmp(res->ca_cn, "Intel SGX PCK Processor CA") != 0)) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "PCK chain is '%s' issued by '%s', not an Intel SGX PCK Certificate from the Platform or Processor CA",
 			   cn, res->ca_cn);
 		rc = SS_EAUTH;
@@ -1029,7 +1018,7 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 		goto out;
 	res->pkey = X509_get_pubkey(leaf);
 	if (!is_p256(res->pkey)) {
-		set_reason(reason, rlen, "PCK certificate key is not an EC P-256 key");
+		why_set(reason, rlen, 0, "PCK certificate key is not an EC P-256 key");
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -1166,7 +1155,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	json_error_t jerr;
 	*body = NULL;
 	if (b->len > DCAP_COLLATERAL_MAX) {
-		set_reason(reason, rlen, "%s is larger than %d bytes", what, DCAP_COLLATERAL_MAX);
+		why_set(reason, rlen, 0, "%s is larger than %d bytes", what, DCAP_COLLATERAL_MAX);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -1175,19 +1164,19 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	if (!json_is_object(doc) || json_object_size(doc) != 2 ||
 	    !json_is_object(json_object_get(doc, member)) || !sig_hex ||
 	    raw_member((const char *)b->data, b->len, member, &raw, &raw_len) < 0) {
-		set_reason(reason, rlen, "%s is not a JSON object with exactly \"%s\" and \"signature\"",
+		why_set(reason, rlen, 0, "%s is not a JSON object with exactly \"%s\" and \"signature\"",
 			   what, member);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (hex_exact(sig_hex, sig, 64) < 0) {
-		set_reason(reason, rlen, "%s signature is not 128 hex digits (raw r||s)", what);
+		why_set(reason, rlen, 0, "%s signature is not 128 hex digits (raw r||s)", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	*body = json_loadb(raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(*body)) {
-		set_reason(reason, rlen, "%s \"%s\" is not a JSON object", what, member);
+		why_set(reason, rlen, 0, "%s \"%s\" is not a JSON object", what, member);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -1197,7 +1186,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	cache_key("seeswarm-dcap-json-v1", parts, lens, 4, key);
 	if (!cache_get(key, now, &hit)) {
 		if (!c->tcb_signing_chain.len) {
-			set_reason(reason, rlen, "%s is present but the TCB Signing certificate chain is not",
+			why_set(reason, rlen, 0, "%s is present but the TCB Signing certificate chain is not",
 				   what);
 			rc = SS_EAUTH;
 			goto out;
@@ -1210,7 +1199,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		X509 *leaf = sk_X509_value(chain, 0);
 		X509 *root = sk_X509_num(chain) > 1 ? sk_X509_value(chain, sk_X509_num(chain) - 1) : NULL;
 		if (sk_X509_num(chain) > 2) {
-			set_reason(reason, rlen, "TCB Signing chain has %d certificates (at most 2)",
+			why_set(reason, rlen, 0, "TCB Signing chain has %d certificates (at most 2)",
 				   sk_X509_num(chain));
 			rc = SS_EAUTH;
 			goto out;
@@ -1220,7 +1209,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 			if (rc < 0)
 				goto out;
 		} else if (!anchor) {
-			set_reason(reason, rlen, "TCB Signing chain lacks the root and no trust anchor is configured");
+			why_set(reason, rlen, 0, "TCB Signing chain lacks the root and no trust anchor is configured");
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -1231,7 +1220,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		char cn[64];
 		cert_subject_cn(leaf, cn, sizeof cn);
 		if (strcmp(cn, "Intel SGX TCB Signing") != 0) {
-			set_reason(reason, rlen, "%s signer is '%s', not 'Intel SGX TCB Signing'", what,
+			why_set(reason, rlen, 0, "%s signer is '%s', not 'Intel SGX TCB Signing'", what,
 				   cn);
 			rc = SS_EAUTH;
 			goto out;
@@ -1247,14 +1236,14 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 			if (rc < 0)
 				goto out;
 			if (hit.revoked) {
-				set_reason(reason, rlen, "TCB Signing certificate is revoked by the Root CA CRL");
+				why_set(reason, rlen, 0, "TCB Signing certificate is revoked by the Root CA CRL");
 				rc = SS_EAUTH;
 				goto out;
 			}
 		}
 		pk = X509_get_pubkey(leaf);
 		if (!is_p256(pk) || !ecdsa_verify_raw(pk, raw, raw_len, sig)) {
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "%s signature by 'Intel SGX TCB Signing' does not verify over the \"%s\" bytes",
 				   what, member);
 			rc = SS_ECRYPTO;
@@ -1265,21 +1254,21 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	int64_t issue = 0, next = 0;
 	char t1[32], t2[32];
 	if (json_date(*body, "issueDate", &issue) < 0 || json_date(*body, "nextUpdate", &next) < 0) {
-		set_reason(reason, rlen, "%s lacks a valid issueDate or nextUpdate", what);
+		why_set(reason, rlen, 0, "%s lacks a valid issueDate or nextUpdate", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_fmt_time(now, t2);
 	if (now < issue) {
 		cert_fmt_time(issue, t1);
-		set_reason(reason, rlen, "%s is not valid before its issueDate %s (verification time %s)",
+		why_set(reason, rlen, 0, "%s is not valid before its issueDate %s (verification time %s)",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > next) {
 		cert_fmt_time(next, t1);
-		set_reason(reason, rlen, "%s expired at its nextUpdate %s (verification time %s): refresh the collateral",
+		why_set(reason, rlen, 0, "%s expired at its nextUpdate %s (verification time %s): refresh the collateral",
 			   what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
@@ -1439,7 +1428,7 @@ static int tdx_module_eval(const json_t *ti, const struct dcap_td_report *td, st
 	} else {
 		snprintf(want, sizeof want, "TDX_%02X", td->tee_tcb_svn[1]);
 		if (!json_is_array(ids) || json_array_size(ids) > MAX_TCB_LEVELS) {
-			set_reason(reason, rlen, "TCB Info tdxModuleIdentities is not a bounded array");
+			why_set(reason, rlen, 0, "TCB Info tdxModuleIdentities is not a bounded array");
 			return SS_EPARSE;
 		}
 		json_array_foreach(ids, i, m) {
@@ -1448,7 +1437,7 @@ static int tdx_module_eval(const json_t *ti, const struct dcap_td_report *td, st
 				ident = m;
 		}
 		if (!ident) {
-			set_reason(reason, rlen, "TDX module %s (tee_tcb_svn[1]) is not in the TCB Info's tdxModuleIdentities",
+			why_set(reason, rlen, 0, "TDX module %s (tee_tcb_svn[1]) is not in the TCB Info's tdxModuleIdentities",
 				   want);
 			return SS_EAUTH;
 		}
@@ -1457,17 +1446,17 @@ static int tdx_module_eval(const json_t *ti, const struct dcap_td_report *td, st
 		return 0; /* TCB Info without a module identity */
 	if (json_hex(ident, "mrsigner", mrsigner, 48) < 0 || json_hex(ident, "attributes", attr, 8) < 0 ||
 	    json_hex(ident, "attributesMask", mask, 8) < 0) {
-		set_reason(reason, rlen, "TCB Info TDX module identity %s is malformed", want);
+		why_set(reason, rlen, 0, "TCB Info TDX module identity %s is malformed", want);
 		return SS_EPARSE;
 	}
 	if (memcmp(mrsigner, td->mrsignerseam, 48) != 0) {
-		set_reason(reason, rlen, "mrsignerseam does not match the TCB Info TDX module identity %s",
+		why_set(reason, rlen, 0, "mrsignerseam does not match the TCB Info TDX module identity %s",
 			   want);
 		return SS_EAUTH;
 	}
 	for (int k = 0; k < 8; k++)
 		if ((td->seam_attributes[k] & mask[k]) != (attr[k] & mask[k])) {
-			set_reason(reason, rlen, "masked seam_attributes do not match the TDX module identity %s",
+			why_set(reason, rlen, 0, "masked seam_attributes do not match the TDX module identity %s",
 				   want);
 			return SS_EAUTH;
 		}
@@ -1477,7 +1466,7 @@ static int tdx_module_eval(const json_t *ti, const struct dcap_td_report *td, st
 	const json_t *lvl = NULL;
 	int st = TS_NOT_SUPPORTED;
 	if (isvsvn_level(levels, td->tee_tcb_svn[0], &lvl, &st) < 0) {
-		set_reason(reason, rlen, "TCB Info TDX module %s tcbLevels are malformed", want);
+		why_set(reason, rlen, 0, "TCB Info TDX module %s tcbLevels are malformed", want);
 		return SS_EPARSE;
 	}
 	ev->module = lvl ? st : TS_NOT_SUPPORTED;
@@ -1502,25 +1491,25 @@ static int tcb_info_eval(const json_t *ti, const struct dcap_quote *q, const str
 	json_uint(json_object_get(ti, "version"), 100, &version);
 	if (q->is_tdx ? (!id || strcmp(id, "TDX") != 0 || version != 3)
 		      : (id ? strcmp(id, "SGX") != 0 || version != 3 : version != 2)) {
-		set_reason(reason, rlen, "TCB Info id '%s' version %lld is not %s", id ? id : "(none)",
+		why_set(reason, rlen, 0, "TCB Info id '%s' version %lld is not %s", id ? id : "(none)",
 			   (long long)version, q->is_tdx ? "TDX v3" : "SGX v2 or v3");
 		return SS_EAUTH;
 	}
 	if (json_hex(ti, "fmspc", fmspc, 6) < 0 || json_hex(ti, "pceId", pceid, 2) < 0) {
-		set_reason(reason, rlen, "TCB Info lacks a valid fmspc or pceId");
+		why_set(reason, rlen, 0, "TCB Info lacks a valid fmspc or pceId");
 		return SS_EPARSE;
 	}
 	if (memcmp(fmspc, ext->fmspc, 6) != 0) {
 		hex_lower(fmspc, 6, h1);
 		hex_lower(ext->fmspc, 6, h2);
-		set_reason(reason, rlen, "TCB Info is for FMSPC %s but the PCK certificate has FMSPC %s",
+		why_set(reason, rlen, 0, "TCB Info is for FMSPC %s but the PCK certificate has FMSPC %s",
 			   h1, h2);
 		return SS_EAUTH;
 	}
 	if (memcmp(pceid, ext->pceid, 2) != 0) {
 		hex_lower(pceid, 2, h1);
 		hex_lower(ext->pceid, 2, h2);
-		set_reason(reason, rlen, "TCB Info is for PCE-ID %s but the PCK certificate has PCE-ID %s",
+		why_set(reason, rlen, 0, "TCB Info is for PCE-ID %s but the PCK certificate has PCE-ID %s",
 			   h1, h2);
 		return SS_EAUTH;
 	}
@@ -1528,7 +1517,7 @@ static int tcb_info_eval(const json_t *ti, const struct dcap_quote *q, const str
 	size_t i;
 	if (!json_is_array(levels) || json_array_size(levels) == 0 ||
 	    json_array_size(levels) > MAX_TCB_LEVELS) {
-		set_reason(reason, rlen, "TCB Info tcbLevels is not a non-empty array of at most %d",
+		why_set(reason, rlen, 0, "TCB Info tcbLevels is not a non-empty array of at most %d",
 			   MAX_TCB_LEVELS);
 		return SS_EPARSE;
 	}
@@ -1555,7 +1544,7 @@ static int tcb_info_eval(const json_t *ti, const struct dcap_quote *q, const str
 		}
 		int st = ts_parse(json_string_value(json_object_get(l, "tcbStatus")), TS_REVOKED + 1);
 		if (!ok || st < 0 || !json_uint(json_object_get(tcb, "pcesvn"), 65535, &pcesvn)) {
-			set_reason(reason, rlen, "TCB Info tcbLevels[%zu] is malformed", i);
+			why_set(reason, rlen, 0, "TCB Info tcbLevels[%zu] is malformed", i);
 			return SS_EPARSE;
 		}
 		if (match)
@@ -1596,7 +1585,7 @@ static int qe_identity_eval(const json_t *ei, const struct dcap_quote *q, struct
 	uint8_t mrsigner[32], misc[4], miscmask[4], attr[16], amask[16];
 	if (!id || strcmp(id, want) != 0 || !json_uint(json_object_get(ei, "version"), 100, &version) ||
 	    version != 2) {
-		set_reason(reason, rlen, "QE Identity id '%s' version %lld is not %s v2",
+		why_set(reason, rlen, 0, "QE Identity id '%s' version %lld is not %s v2",
 			   id ? id : "(none)", (long long)version, want);
 		return SS_EAUTH;
 	}
@@ -1604,15 +1593,15 @@ static int qe_identity_eval(const json_t *ei, const struct dcap_quote *q, struct
 	    json_hex(ei, "miscselectMask", miscmask, 4) < 0 || json_hex(ei, "attributes", attr, 16) < 0 ||
 	    json_hex(ei, "attributesMask", amask, 16) < 0 ||
 	    !json_uint(json_object_get(ei, "isvprodid"), 65535, &prodid)) {
-		set_reason(reason, rlen, "QE Identity lacks a valid mrsigner, miscselect, attributes or isvprodid");
+		why_set(reason, rlen, 0, "QE Identity lacks a valid mrsigner, miscselect, attributes or isvprodid");
 		return SS_EPARSE;
 	}
 	if (memcmp(mrsigner, q->qe.mrsigner, 32) != 0) {
-		set_reason(reason, rlen, "QE report MRSIGNER does not match the QE Identity");
+		why_set(reason, rlen, 0, "QE report MRSIGNER does not match the QE Identity");
 		return SS_EAUTH;
 	}
 	if (prodid != q->qe.isv_prod_id) {
-		set_reason(reason, rlen, "QE report isvprodid %u does not match the QE Identity (%lld)",
+		why_set(reason, rlen, 0, "QE report isvprodid %u does not match the QE Identity (%lld)",
 			   q->qe.isv_prod_id, (long long)prodid);
 		return SS_EAUTH;
 	}
@@ -1621,18 +1610,18 @@ static int qe_identity_eval(const json_t *ei, const struct dcap_quote *q, struct
 	uint32_t mm = (uint32_t)miscmask[0] << 24 | (uint32_t)miscmask[1] << 16 |
 		      (uint32_t)miscmask[2] << 8 | miscmask[3];
 	if ((q->qe.miscselect & mm) != (m & mm)) {
-		set_reason(reason, rlen, "QE report masked miscselect does not match the QE Identity");
+		why_set(reason, rlen, 0, "QE report masked miscselect does not match the QE Identity");
 		return SS_EAUTH;
 	}
 	for (int k = 0; k < 16; k++)
 		if ((q->qe.attributes[k] & amask[k]) != (attr[k] & amask[k])) {
-			set_reason(reason, rlen, "QE report masked attributes do not match the QE Identity");
+			why_set(reason, rlen, 0, "QE report masked attributes do not match the QE Identity");
 			return SS_EAUTH;
 		}
 	const json_t *lvl = NULL;
 	int st = TS_OUT_OF_DATE;
 	if (isvsvn_level(json_object_get(ei, "tcbLevels"), q->qe.isv_svn, &lvl, &st) < 0) {
-		set_reason(reason, rlen, "QE Identity tcbLevels are malformed");
+		why_set(reason, rlen, 0, "QE Identity tcbLevels are malformed");
 		return SS_EPARSE;
 	}
 	/* Below every level: Intel reports the QE as out of date. */
@@ -1702,7 +1691,7 @@ static int policy_validate(const json_t *pol, bool tdx, char *reason, size_t rle
 	if (!pol)
 		return 0;
 	if (!json_is_object(pol)) {
-		set_reason(reason, rlen, "%s policy must be a JSON object", tee);
+		why_set(reason, rlen, 0, "%s policy must be a JSON object", tee);
 		return SS_ECONFIG;
 	}
 	const char *k;
@@ -1727,11 +1716,11 @@ static int policy_validate(const json_t *pol, bool tdx, char *reason, size_t rle
 				}
 		}
 		if (!known) {
-			set_reason(reason, rlen, "unknown %s policy key '%s'", tee, k);
+			why_set(reason, rlen, 0, "unknown %s policy key '%s'", tee, k);
 			return SS_ECONFIG;
 		}
 		if (!ok) {
-			set_reason(reason, rlen, "%s policy key '%s' has an invalid value", tee, k);
+			why_set(reason, rlen, 0, "%s policy key '%s' has an invalid value", tee, k);
 			return SS_ECONFIG;
 		}
 	}
@@ -1903,19 +1892,19 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (rc < 0)
 		goto out;
 	if (q.is_tdx != want_tdx) {
-		set_reason(reason, rlen, "evidence is an %s quote, not %s", q.is_tdx ? "TDX" : "SGX",
+		why_set(reason, rlen, 0, "evidence is an %s quote, not %s", q.is_tdx ? "TDX" : "SGX",
 			   want_tdx ? "TDX" : "SGX");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	ak = p256_key_from_raw(q.att_key);
 	if (!ak) {
-		set_reason(reason, rlen, "attestation key is not a valid P-256 point");
+		why_set(reason, rlen, 0, "attestation key is not a valid P-256 point");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (!ecdsa_verify_raw(ak, in->evidence, q.signed_len, q.signature)) {
-		set_reason(reason, rlen, "quote signature by the attestation key does not verify over the header and %s",
+		why_set(reason, rlen, 0, "quote signature by the attestation key does not verify over the header and %s",
 			   q.is_tdx ? "TD report body" : "enclave report body");
 		rc = SS_ECRYPTO;
 		goto out;
@@ -1927,7 +1916,7 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (rc < 0)
 		goto out;
 	if (!ecdsa_verify_raw(pck.pkey, q.qe_report, DCAP_SGX_REPORT_LEN, q.qe_report_sig)) {
-		set_reason(reason, rlen, "QE report signature by the PCK certificate key does not verify");
+		why_set(reason, rlen, 0, "QE report signature by the PCK certificate key does not verify");
 		rc = SS_ECRYPTO;
 		goto out;
 	}
@@ -1939,7 +1928,7 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	sha256(hb.data, hb.len, digest);
 	buf_free(&hb);
 	if (!ct_equal(digest, q.qe.report_data, 32) || !all_zero(q.qe.report_data + 32, 32)) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "QE report data is not SHA-256(attestation key || QE auth data) followed by zeros: the attestation key is not bound to the QE");
 		rc = SS_EAUTH;
 		goto out;
@@ -1947,14 +1936,14 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (in->expected_report_data) {
 		const uint8_t *rd = q.is_tdx ? q.td.report_data : q.enclave.report_data;
 		if (in->expected_len == 0 || in->expected_len > 64) {
-			set_reason(reason, rlen, "expected report data must be 1..64 bytes, not %zu",
+			why_set(reason, rlen, 0, "expected report data must be 1..64 bytes, not %zu",
 				   in->expected_len);
 			rc = SS_EINVAL;
 			goto out;
 		}
 		if (!ct_equal(rd, in->expected_report_data, in->expected_len) ||
 		    !all_zero(rd + in->expected_len, 64 - in->expected_len)) {
-			set_reason(reason, rlen, "report_data does not match the expected binding (nonce)");
+			why_set(reason, rlen, 0, "report_data does not match the expected binding (nonce)");
 			rc = SS_EATTEST;
 			goto out;
 		}
@@ -1998,11 +1987,11 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (fails.len) {
 		out->status = ATTEST_CONTRAINDICATED;
 		buf_append(&fails, "", 1);
-		set_reason(reason, rlen, "%s", (const char *)fails.data);
+		why_set(reason, rlen, 0, "%s", (const char *)fails.data);
 	} else if (warns.len) {
 		out->status = ATTEST_WARNING;
 		buf_append(&warns, "", 1);
-		set_reason(reason, rlen, "%s", (const char *)warns.data);
+		why_set(reason, rlen, 0, "%s", (const char *)warns.data);
 	} else {
 		out->status = ATTEST_AFFIRMING;
 		reason[0] = '\0';
@@ -2049,7 +2038,7 @@ static int load_item(const char *dir, const char *name, struct dcap_blob *b, cha
 	if (rc == SS_ENOTFOUND) {
 		rc = 0;
 	} else if (rc < 0) {
-		set_reason(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
 	} else {
 		b->data = (uint8_t *)data;
 		b->len = len;
@@ -2077,7 +2066,7 @@ int dcap_collateral_load(const char *dir, const uint8_t *quote, size_t len,
 	if (rc < 0)
 		goto out;
 	if (sk_X509_num(certs) < 2) {
-		set_reason(reason, rlen, "PCK certificate chain has no intermediate CA");
+		why_set(reason, rlen, 0, "PCK certificate chain has no intermediate CA");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2116,7 +2105,7 @@ int dcap_verify_dir(const struct attest_input *in, bool want_tdx, struct attest_
 		/* A malformed quote gets dcap_verify's own precise reason. */
 		if (rc == SS_EPARSE)
 			return dcap_verify(in, NULL, want_tdx, out);
-		set_reason(out->reason, sizeof out->reason, "%s", why);
+		why_set(out->reason, sizeof out->reason, 0, "%s", why);
 		return rc;
 	}
 	rc = dcap_verify(in, &c, want_tdx, out);
@@ -2134,7 +2123,7 @@ static int write_item(const char *dir, const char *name, const void *data, size_
 	if (rc == 0)
 		rc = file_write_atomic(path, data, len, 0644);
 	if (rc < 0)
-		set_reason(reason, rlen, "cannot write %s: %s", path, ss_strerror(rc));
+		why_set(reason, rlen, 0, "cannot write %s: %s", path, ss_strerror(rc));
 	free(sub);
 	free(path);
 	return rc;
@@ -2193,7 +2182,7 @@ int dcap_collateral_import_root(const char *dir, const uint8_t *pem, size_t len,
 	struct dcap_blob b = { (uint8_t *)pem, len };
 	int rc = anchor_load(&b, &x, reason, rlen);
 	if (rc == 0 && !x) {
-		set_reason(reason, rlen, "no root certificate given");
+		why_set(reason, rlen, 0, "no root certificate given");
 		rc = SS_EPARSE;
 	}
 	if (rc == 0) {
@@ -2222,7 +2211,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (len <= 4 * DCAP_COLLATERAL_MAX)
 		doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(doc)) {
-		set_reason(reason, rlen, "collateral is not a JSON object");
+		why_set(reason, rlen, 0, "collateral is not a JSON object");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2231,7 +2220,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 					    "pck_crl" };
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
 		if (!json_is_string(json_object_get(doc, keys[i]))) {
-			set_reason(reason, rlen, "collateral lacks the string \"%s\"", keys[i]);
+			why_set(reason, rlen, 0, "collateral lacks the string \"%s\"", keys[i]);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -2239,7 +2228,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	const char *tcb = S("tcb_info"), *qe = S("qe_identity");
 	if (hex_exact(S("tcb_info_signature"), sig, 64) < 0 ||
 	    hex_exact(S("qe_identity_signature"), sig, 64) < 0) {
-		set_reason(reason, rlen, "collateral signatures must be 128 hex digits");
+		why_set(reason, rlen, 0, "collateral signatures must be 128 hex digits");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2251,7 +2240,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	char fm[16], name[64];
 	if (!json_is_object(ti) || !json_is_object(ei) || !eid ||
 	    json_hex(ti, "fmspc", fmspc, 6) < 0 || (strcmp(eid, "QE") != 0 && strcmp(eid, "TD_QE") != 0)) {
-		set_reason(reason, rlen, "collateral tcb_info or qe_identity is malformed");
+		why_set(reason, rlen, 0, "collateral tcb_info or qe_identity is malformed");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2270,7 +2259,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (rc < 0)
 		goto out;
 	if (crl_decode(S("root_ca_crl"), &der, &der_len) < 0) {
-		set_reason(reason, rlen, "collateral root_ca_crl is not a hex or PEM CRL");
+		why_set(reason, rlen, 0, "collateral root_ca_crl is not a hex or PEM CRL");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2283,7 +2272,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (crl_decode(S("pck_crl"), &der, &der_len) == 0)
 		q = der;
 	if (!q || !(crl = d2i_X509_CRL(NULL, &q, (long)der_len))) {
-		set_reason(reason, rlen, "collateral pck_crl is not a hex or PEM CRL");
+		why_set(reason, rlen, 0, "collateral pck_crl is not a hex or PEM CRL");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2291,7 +2280,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	cert_name_cn(X509_CRL_get_issuer(crl), cn, sizeof cn);
 	bool processor = strstr(cn, "Processor") != NULL;
 	if (!processor && !strstr(cn, "Platform")) {
-		set_reason(reason, rlen, "collateral pck_crl is issued by '%s', not a PCK Platform or Processor CA",
+		why_set(reason, rlen, 0, "collateral pck_crl is issued by '%s', not a PCK Platform or Processor CA",
 			   cn);
 		rc = SS_EPARSE;
 		goto out;

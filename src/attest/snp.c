@@ -74,17 +74,6 @@ _Static_assert(sizeof(struct snp_guest_request_ioctl) == 32, "snp_guest_request_
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void __attribute__((format(printf, 3, 4)))
-set_reason(char *reason, size_t len, const char *fmt, ...)
-{
-	if (!reason || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(reason, len, fmt, ap);
-	va_end(ap);
-}
-
 static uint32_t le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -150,7 +139,7 @@ static int load_pem_file(const char *path, X509 **out, char *reason, size_t rlen
 	if (rc == SS_ENOTFOUND)
 		goto out;
 	if (rc < 0) {
-		set_reason(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
 	bio = BIO_new_mem_buf(data, (int)len);
@@ -158,7 +147,7 @@ static int load_pem_file(const char *path, X509 **out, char *reason, size_t rlen
 		fatal("BIO_new_mem_buf failed");
 	*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (!*out) {
-		set_reason(reason, rlen, "collateral %s is not a PEM certificate", path);
+		why_set(reason, rlen, 0, "collateral %s is not a PEM certificate", path);
 		rc = SS_EPARSE;
 	}
 out:
@@ -175,12 +164,12 @@ static int load_der_file(const char *path, X509 **out, char *reason, size_t rlen
 	if (rc == SS_ENOTFOUND)
 		goto out;
 	if (rc < 0) {
-		set_reason(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
 	*out = der_to_x509((const uint8_t *)data, len);
 	if (!*out) {
-		set_reason(reason, rlen, "collateral %s is not a DER certificate", path);
+		why_set(reason, rlen, 0, "collateral %s is not a DER certificate", path);
 		rc = SS_EPARSE;
 	}
 out:
@@ -195,13 +184,13 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 {
 	memset(r, 0, sizeof *r);
 	if (!p || n != SNP_REPORT_LEN) {
-		set_reason(reason, reason_len, "SEV-SNP report is %zu bytes, expected exactly %d", n,
+		why_set(reason, reason_len, 0, "SEV-SNP report is %zu bytes, expected exactly %d", n,
 			   SNP_REPORT_LEN);
 		return SS_EPARSE;
 	}
 	r->version = le32(p + 0x00);
 	if (r->version != 2 && r->version != 3) {
-		set_reason(reason, reason_len,
+		why_set(reason, reason_len, 0,
 			   "SEV-SNP report version %u is not supported (2 and 3 are)", r->version);
 		return SS_EPARSE;
 	}
@@ -212,7 +201,7 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 	r->vmpl = le32(p + 0x30);
 	r->signature_algo = le32(p + 0x34);
 	if (r->signature_algo != 1) {
-		set_reason(reason, reason_len,
+		why_set(reason, reason_len, 0,
 			   "SEV-SNP signature_algo %u is not 1 (ECDSA P-384 with SHA-384)",
 			   r->signature_algo);
 		return SS_EPARSE;
@@ -222,7 +211,7 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 	r->flags = le32(p + 0x48);
 	uint32_t key = (r->flags >> 2) & 7;
 	if (key > 1) {
-		set_reason(reason, reason_len,
+		why_set(reason, reason_len, 0,
 			   "SEV-SNP report signing key selector %u is neither VCEK (0) nor VLEK (1)",
 			   key);
 		return SS_EPARSE;
@@ -254,7 +243,7 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 	/* R and S are 72-byte little-endian fields; only the low 48 bytes may be non-zero. */
 	const uint8_t *sr = p + SNP_SIGNED_LEN, *ss = sr + 72;
 	if (!all_zero(sr + 48, 24) || !all_zero(ss + 48, 24)) {
-		set_reason(reason, reason_len,
+		why_set(reason, reason_len, 0,
 			   "SEV-SNP signature R or S has non-zero bytes above the P-384 field size");
 		return SS_EPARSE;
 	}
@@ -304,7 +293,7 @@ static int ext_find(X509 *x, const char *suffix, const uint8_t **val, size_t *le
 	if (idx < 0)
 		goto out;
 	if (X509_get_ext_by_OBJ(x, obj, idx) >= 0) {
-		set_reason(reason, rlen, "certificate has extension %s more than once", oid);
+		why_set(reason, rlen, 0, "certificate has extension %s more than once", oid);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -370,14 +359,14 @@ static int ext_product(X509 *x, struct snp_cert_ext *ext, char *reason, size_t r
 	if (!strcmp(cn, "SEV-VLEK")) {
 		ext->is_vlek = true;
 	} else if (strcmp(cn, "SEV-VCEK") != 0) {
-		set_reason(reason, rlen, "certificate '%s' is neither a VCEK nor a VLEK", cn);
+		why_set(reason, rlen, 0, "certificate '%s' is neither a VCEK nor a VLEK", cn);
 		return SS_EPARSE;
 	}
 	int rc = ext_find(x, "2", &v, &n, reason, rlen);
 	if (rc < 0)
 		return rc;
 	if (rc == 0 || parse_ia5(v, n, ext->product_name, sizeof ext->product_name) < 0) {
-		set_reason(reason, rlen, "%s has no valid product name extension (%s2)", cn,
+		why_set(reason, rlen, 0, "%s has no valid product name extension (%s2)", cn,
 			   AMD_OID_ARC);
 		return SS_EPARSE;
 	}
@@ -388,7 +377,7 @@ static int ext_product(X509 *x, struct snp_cert_ext *ext, char *reason, size_t r
 		    !strncmp(products[i].name, ext->product_name, plen))
 			ext->product = products[i].product;
 	if (ext->product == SNP_PRODUCT_UNKNOWN) {
-		set_reason(reason, rlen, "%s is for unsupported product '%s'", cn,
+		why_set(reason, rlen, 0, "%s is for unsupported product '%s'", cn,
 			   ext->product_name);
 		return SS_EPARSE;
 	}
@@ -423,14 +412,14 @@ static int ext_parse_x509(X509 *x, struct snp_cert_ext *ext, char *reason, size_
 		if (rc == 0) {
 			if (is_fmc && !turin)
 				continue;
-			set_reason(reason, rlen, "%s lacks the %s extension (%s%s)", kind,
+			why_set(reason, rlen, 0, "%s lacks the %s extension (%s%s)", kind,
 				   spls[i].what, AMD_OID_ARC, spls[i].suffix);
 			return SS_EPARSE;
 		}
 		if (is_fmc && !turin)
 			continue; /* the Milan/Genoa TCB has no FMC field */
 		if (parse_spl(v, n, (uint8_t *)&ext->tcb + spls[i].off) < 0) {
-			set_reason(reason, rlen, "%s %s extension is not a DER INTEGER 0..255",
+			why_set(reason, rlen, 0, "%s %s extension is not a DER INTEGER 0..255",
 				   kind, spls[i].what);
 			return SS_EPARSE;
 		}
@@ -445,11 +434,11 @@ static int ext_parse_x509(X509 *x, struct snp_cert_ext *ext, char *reason, size_
 	size_t want = turin ? 8 : 64;
 	if (rc == 1) {
 		if (ext->is_vlek) {
-			set_reason(reason, rlen, "VLEK carries a hwID extension");
+			why_set(reason, rlen, 0, "VLEK carries a hwID extension");
 			return SS_EPARSE;
 		}
 		if (n != want) {
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "VCEK hwID extension is %zu bytes; %s requires a raw %zu-byte value",
 				   n, product_name(ext->product), want);
 			return SS_EPARSE;
@@ -457,14 +446,14 @@ static int ext_parse_x509(X509 *x, struct snp_cert_ext *ext, char *reason, size_
 		memcpy(ext->hwid, v, n);
 		ext->hwid_len = n;
 	} else if (!ext->is_vlek) {
-		set_reason(reason, rlen, "VCEK lacks the hwID extension (%s4)", AMD_OID_ARC);
+		why_set(reason, rlen, 0, "VCEK lacks the hwID extension (%s4)", AMD_OID_ARC);
 		return SS_EPARSE;
 	}
 	rc = ext_find(x, "5", &v, &n, reason, rlen);
 	if (rc < 0)
 		return rc;
 	if (rc == 1 && parse_ia5(v, n, ext->csp_id, sizeof ext->csp_id) < 0) {
-		set_reason(reason, rlen, "%s CSP id extension (%s5) is not a short IA5String", kind,
+		why_set(reason, rlen, 0, "%s CSP id extension (%s5) is not a short IA5String", kind,
 			   AMD_OID_ARC);
 		return SS_EPARSE;
 	}
@@ -477,7 +466,7 @@ int snp_cert_ext_parse(const uint8_t *der, size_t len, struct snp_cert_ext *ext,
 	memset(ext, 0, sizeof *ext);
 	X509 *x = der_to_x509(der, len);
 	if (!x) {
-		set_reason(reason, reason_len, "certificate is not valid DER (or over %d bytes)",
+		why_set(reason, reason_len, 0, "certificate is not valid DER (or over %d bytes)",
 			   SNP_CERT_MAX);
 		return SS_EPARSE;
 	}
@@ -508,7 +497,7 @@ int snp_cert_matches_report(const struct snp_cert_ext *ext, const struct snp_rep
 		uint8_t want = *((const uint8_t *)&ext->tcb + f[i].off);
 		uint8_t got = *((const uint8_t *)&t + f[i].off);
 		if (want != got) {
-			set_reason(reason, reason_len,
+			why_set(reason, reason_len, 0,
 				   "%s %s %u does not match REPORTED_TCB %s %u (reported_tcb 0x%016llx)",
 				   kind, f[i].spl, want, f[i].field, got,
 				   (unsigned long long)r->reported_tcb);
@@ -519,7 +508,7 @@ int snp_cert_matches_report(const struct snp_cert_ext *ext, const struct snp_rep
 		bool fam_ok = ext->product == SNP_PRODUCT_TURIN ? r->cpuid_fam_id == 0x1a
 								: r->cpuid_fam_id == 0x19;
 		if (!fam_ok) {
-			set_reason(reason, reason_len,
+			why_set(reason, reason_len, 0,
 				   "report CPUID family 0x%02x does not match the %s product %s", r->cpuid_fam_id,
 				   kind, product_name(ext->product));
 			return SS_EAUTH;
@@ -528,7 +517,7 @@ int snp_cert_matches_report(const struct snp_cert_ext *ext, const struct snp_rep
 	if (!ext->is_vlek) {
 		if (ext->hwid_len == 0 || ext->hwid_len > SNP_CHIP_ID_LEN ||
 		    !ct_equal(ext->hwid, r->chip_id, ext->hwid_len)) {
-			set_reason(reason, reason_len, "VCEK hwID does not match the report's CHIP_ID");
+			why_set(reason, reason_len, 0, "VCEK hwID does not match the report's CHIP_ID");
 			return SS_EAUTH;
 		}
 	}
@@ -600,7 +589,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		const struct product_info *p = pinned_ark(x, hex);
 		if (!p) {
 			cert_subject_cn(x, cn, sizeof cn);
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "root certificate '%s' (sha256 %s) is not a pinned AMD ARK", cn,
 				   hex);
 			rc = SS_EAUTH;
@@ -618,7 +607,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		if (rc < 0 && rc != SS_ENOTFOUND)
 			goto out;
 		if (coll_ark && pinned_ark(coll_ark, hex) != pi) {
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "collateral %s (sha256 %s) is not the pinned %s", path, hex,
 				   pi->ark_cn);
 			rc = SS_EAUTH;
@@ -637,11 +626,11 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	}
 	if (!anchor) {
 		if (other_root)
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "wrong chain: the %s is for product %s but the supplied root is %s, and %s is neither in the input nor in collateral amd/%s/ark.pem",
 				   kind, pi->name, other_root, pi->ark_cn, pi->dir);
 		else
-			set_reason(reason, rlen,
+			why_set(reason, rlen, 0,
 				   "no %s: supply it with the evidence or as collateral amd/%s/ark.pem",
 				   pi->ark_cn, pi->dir);
 		rc = SS_EAUTH;
@@ -666,7 +655,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	}
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
 	if (!chain || sk_X509_num(chain) != 3) {
-		set_reason(reason, rlen, "%s chain has %d certificates, expected 3", kind,
+		why_set(reason, rlen, 0, "%s chain has %d certificates, expected 3", kind,
 			   chain ? sk_X509_num(chain) : 0);
 		rc = SS_EAUTH;
 		goto out;
@@ -675,7 +664,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	snprintf(want, sizeof want, "SEV-%s%s", pre.is_vlek ? "VLEK-" : "", pi->name);
 	cert_subject_cn(sk_X509_value(chain, 1), cn, sizeof cn);
 	if (strcmp(cn, want) != 0) {
-		set_reason(reason, rlen, "%s is issued by '%s', expected '%s'", kind, cn, want);
+		why_set(reason, rlen, 0, "%s is issued by '%s', expected '%s'", kind, cn, want);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -691,7 +680,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	if (!res->pkey || !EVP_PKEY_is_a(res->pkey, "EC") ||
 	    EVP_PKEY_get_group_name(res->pkey, group, sizeof group, NULL) != 1 ||
 	    strcmp(group, "secp384r1") != 0) {
-		set_reason(reason, rlen, "%s key is not an EC P-384 key", kind);
+		why_set(reason, rlen, 0, "%s key is not an EC P-384 key", kind);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -719,7 +708,7 @@ static int parse_cas(const uint8_t *const *cas, const size_t *lens, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		X509 *x = der_to_x509(cas[i], lens[i]);
 		if (!x) {
-			set_reason(reason, rlen, "certificate %zu is not valid DER", i);
+			why_set(reason, rlen, 0, "certificate %zu is not valid DER", i);
 			return SS_EPARSE;
 		}
 		if (!sk_X509_push(*out, x))
@@ -739,12 +728,12 @@ int snp_cert_chain_verify(const uint8_t *leaf_der, size_t leaf_len, const uint8_
 	memset(&res, 0, sizeof res);
 	X509 *leaf = der_to_x509(leaf_der, leaf_len);
 	if (!leaf) {
-		set_reason(reason, reason_len, "VCEK/VLEK is not valid DER");
+		why_set(reason, reason_len, 0, "VCEK/VLEK is not valid DER");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (n_cas > SNP_MAX_CERTS) {
-		set_reason(reason, reason_len, "more than %d CA certificates", SNP_MAX_CERTS);
+		why_set(reason, reason_len, 0, "more than %d CA certificates", SNP_MAX_CERTS);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -845,7 +834,7 @@ static int chain_from_input(const struct snp_report *r, const struct attest_inpu
 	for (size_t i = 0; i < in->n_certs; i++) {
 		X509 *x = der_to_x509(in->certs[i], in->cert_lens[i]);
 		if (!x) {
-			set_reason(reason, rlen, "certificate %zu is not valid DER", i);
+			why_set(reason, rlen, 0, "certificate %zu is not valid DER", i);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -868,7 +857,7 @@ static int chain_from_input(const struct snp_report *r, const struct attest_inpu
 			goto out;
 	}
 	if (!leaf) {
-		set_reason(reason, rlen, "no %s certificate: none in the input%s", kind,
+		why_set(reason, rlen, 0, "no %s certificate: none in the input%s", kind,
 			   r->signing_key == SNP_KEY_VCEK
 				   ? " and none in collateral amd/vcek/<chip_id>-<reported_tcb>.der"
 				   : "");
@@ -939,7 +928,7 @@ static int report_sig_verify(EVP_PKEY *pkey, const uint8_t *report, const struct
 	int ok = p384_verify(pkey, h, r->sig_r, r->sig_s);
 	if (ok == 1)
 		return 0;
-	set_reason(reason, rlen, ok == 0 ? "%s signature over the report does not verify"
+	why_set(reason, rlen, 0, ok == 0 ? "%s signature over the report does not verify"
 					 : "%s public key is not a usable P-384 point", kind);
 	return SS_ECRYPTO;
 }
@@ -965,7 +954,7 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 	if (!pol)
 		return 0;
 	if (!json_is_object(pol)) {
-		set_reason(reason, rlen, "sev-snp policy must be a JSON object");
+		why_set(reason, rlen, 0, "sev-snp policy must be a JSON object");
 		return SS_ECONFIG;
 	}
 	json_object_foreach((json_t *)pol, k, v) {
@@ -983,7 +972,7 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 				if (strcmp(tk, "bootloader") != 0 && strcmp(tk, "tee") != 0 &&
 				    strcmp(tk, "snp") != 0 && strcmp(tk, "microcode") != 0 &&
 				    strcmp(tk, "fmc") != 0) {
-					set_reason(reason, rlen, "unknown sev-snp min_tcb key '%s'", tk);
+					why_set(reason, rlen, 0, "unknown sev-snp min_tcb key '%s'", tk);
 					return SS_ECONFIG;
 				}
 				ok = ok && policy_uint(tv, 255);
@@ -1006,11 +995,11 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 		} else if (!strcmp(k, "min_guest_svn")) {
 			ok = policy_uint(v, UINT32_MAX);
 		} else {
-			set_reason(reason, rlen, "unknown sev-snp policy key '%s'", k);
+			why_set(reason, rlen, 0, "unknown sev-snp policy key '%s'", k);
 			return SS_ECONFIG;
 		}
 		if (!ok) {
-			set_reason(reason, rlen, "sev-snp policy key '%s' has an invalid value", k);
+			why_set(reason, rlen, 0, "sev-snp policy key '%s' has an invalid value", k);
 			return SS_ECONFIG;
 		}
 	}
@@ -1210,14 +1199,14 @@ static int check_binding(const struct snp_report *r, const struct attest_input *
 	if (!in->expected_report_data)
 		return 0;
 	if (in->expected_len == 0 || in->expected_len > SNP_REPORT_DATA_LEN) {
-		set_reason(reason, rlen, "expected report data must be 1..64 bytes, got %zu",
+		why_set(reason, rlen, 0, "expected report data must be 1..64 bytes, got %zu",
 			   in->expected_len);
 		return SS_EATTEST;
 	}
 	bool ok = ct_equal(r->report_data, in->expected_report_data, in->expected_len);
 	ok &= all_zero(r->report_data + in->expected_len, SNP_REPORT_DATA_LEN - in->expected_len);
 	if (!ok) {
-		set_reason(reason, rlen,
+		why_set(reason, rlen, 0,
 			   "report_data does not match the expected binding (stale nonce or a different TLS key)");
 		return SS_EATTEST;
 	}
@@ -1247,14 +1236,14 @@ int snp_verify_report(const uint8_t *report, size_t len, const struct attest_inp
 	if (rc < 0)
 		goto out;
 	if (in->n_certs > SNP_MAX_CERTS || (in->n_certs && (!in->certs || !in->cert_lens))) {
-		set_reason(reason, rlen, "at most %d certificates may come with the evidence",
+		why_set(reason, rlen, 0, "at most %d certificates may come with the evidence",
 			   SNP_MAX_CERTS);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	for (size_t i = 0; i < in->n_certs; i++) {
 		if (!in->certs[i] || in->cert_lens[i] == 0 || in->cert_lens[i] > SNP_CERT_MAX) {
-			set_reason(reason, rlen, "certificate %zu is empty or over %d bytes", i,
+			why_set(reason, rlen, 0, "certificate %zu is empty or over %d bytes", i,
 				   SNP_CERT_MAX);
 			rc = SS_EPARSE;
 			goto out;
@@ -1269,7 +1258,7 @@ int snp_verify_report(const uint8_t *report, size_t len, const struct attest_inp
 	}
 	const char *kind = res.ext.is_vlek ? "VLEK" : "VCEK";
 	if ((r.signing_key == SNP_KEY_VLEK) != res.ext.is_vlek) {
-		set_reason(reason, rlen, "the report is signed with the %s but the certificate is a %s",
+		why_set(reason, rlen, 0, "the report is signed with the %s but the certificate is a %s",
 			   r.signing_key == SNP_KEY_VLEK ? "VLEK" : "VCEK", kind);
 		rc = SS_EAUTH;
 		goto out;
@@ -1328,17 +1317,17 @@ int snp_attester_parse_response(const uint8_t *resp, size_t len, uint8_t report[
 {
 	*fw_status = 0;
 	if (!resp || len < SNP_RESP_REPORT_OFFSET) {
-		set_reason(reason, reason_len, "SNP_GET_REPORT response is %zu bytes", len);
+		why_set(reason, reason_len, 0, "SNP_GET_REPORT response is %zu bytes", len);
 		return SS_EPARSE;
 	}
 	uint32_t status = le32(resp), size = le32(resp + 4);
 	if (status != 0) {
 		*fw_status = status;
-		set_reason(reason, reason_len, "SNP firmware returned status 0x%x", status);
+		why_set(reason, reason_len, 0, "SNP firmware returned status 0x%x", status);
 		return SS_EIO;
 	}
 	if (size != SNP_REPORT_LEN || len - SNP_RESP_REPORT_OFFSET < SNP_REPORT_LEN) {
-		set_reason(reason, reason_len,
+		why_set(reason, reason_len, 0,
 			   "SNP_GET_REPORT report_size %u (response %zu bytes), expected %d", size,
 			   len, SNP_REPORT_LEN);
 		return SS_EPARSE;

@@ -63,20 +63,6 @@
 #define HBIT_SHA512 8u
 #define HASH_DEFAULT (HBIT_SHA256 | HBIT_SHA384)
 
-static int fail(char *reason, size_t rlen, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *reason, size_t rlen, int code, const char *fmt, ...)
-{
-	if (reason && rlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(reason, rlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* ---- algorithms -------------------------------------------------------- */
 
 size_t tpm_alg_digest_len(uint16_t alg)
@@ -257,18 +243,18 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 	size_t len;
 	memset(q, 0, sizeof *q);
 	if (n > REC_MAX)
-		return fail(reason, reason_len, SS_EPARSE, "TPMS_ATTEST is %zu bytes (max %d)", n,
+		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST is %zu bytes (max %d)", n,
 			    REC_MAX);
 	uint32_t magic = rd_u32(&r);
 	uint16_t type = rd_u16(&r);
 	if (r.bad)
-		return fail(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated in its header");
+		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated in its header");
 	if (magic != TPM_GENERATED_VALUE)
-		return fail(reason, reason_len, SS_EPARSE,
+		return why_set(reason, reason_len, SS_EPARSE,
 			    "TPMS_ATTEST magic is 0x%08x, not TPM_GENERATED_VALUE 0xff544347",
 			    magic);
 	if (type != TPM_ST_ATTEST_QUOTE)
-		return fail(reason, reason_len, SS_EPARSE,
+		return why_set(reason, reason_len, SS_EPARSE,
 			    "TPMS_ATTEST type is 0x%04x, not TPM_ST_ATTEST_QUOTE 0x8018", type);
 	b = rd_tpm2b(&r, TPM_MAX_NAME, &len);
 	if (b) {
@@ -287,13 +273,13 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 	q->firmware_version = rd_u64(&r);
 	uint32_t count = rd_u32(&r);
 	if (r.bad)
-		return fail(reason, reason_len, SS_EPARSE,
+		return why_set(reason, reason_len, SS_EPARSE,
 			    "TPMS_ATTEST truncated or oversized before the PCR selection");
 	if (q->safe > 1)
-		return fail(reason, reason_len, SS_EPARSE, "TPMS_ATTEST clockInfo.safe is %u",
+		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST clockInfo.safe is %u",
 			    q->safe);
 	if (count > TPM_MAX_BANKS)
-		return fail(reason, reason_len, SS_EPARSE,
+		return why_set(reason, reason_len, SS_EPARSE,
 			    "TPMS_ATTEST selects %u PCR banks (max %d)", count, TPM_MAX_BANKS);
 	for (uint32_t i = 0; i < count; i++) {
 		uint16_t alg = rd_u16(&r);
@@ -301,21 +287,21 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 		if (r.bad)
 			break;
 		if (!tpm_alg_digest_len(alg))
-			return fail(reason, reason_len, SS_EPARSE,
+			return why_set(reason, reason_len, SS_EPARSE,
 				    "TPMS_ATTEST selects unsupported PCR bank 0x%04x", alg);
 		for (uint32_t j = 0; j < i; j++)
 			if (q->sel.bank[j].alg == alg)
-				return fail(reason, reason_len, SS_EPARSE,
+				return why_set(reason, reason_len, SS_EPARSE,
 					    "TPMS_ATTEST selects PCR bank %s twice",
 					    alg_name(alg));
 		if (sz > 4)
-			return fail(reason, reason_len, SS_EPARSE,
+			return why_set(reason, reason_len, SS_EPARSE,
 				    "TPMS_ATTEST sizeofSelect is %u (max 4)", sz);
 		uint32_t mask = 0;
 		for (uint8_t k = 0; k < sz; k++)
 			mask |= (uint32_t)rd_u8(&r) << (8 * k);
 		if (mask >> TPM_NUM_PCRS)
-			return fail(reason, reason_len, SS_EPARSE,
+			return why_set(reason, reason_len, SS_EPARSE,
 				    "TPMS_ATTEST selects a PCR above %d", TPM_NUM_PCRS - 1);
 		q->sel.bank[i].alg = alg;
 		q->sel.bank[i].mask = mask;
@@ -327,9 +313,9 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 		q->pcr_digest_len = len;
 	}
 	if (r.bad)
-		return fail(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated or oversized");
+		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated or oversized");
 	if (r.off != n)
-		return fail(reason, reason_len, SS_EPARSE,
+		return why_set(reason, reason_len, SS_EPARSE,
 			    "TPMS_ATTEST has %zu trailing bytes", n - r.off);
 	return 0;
 }
@@ -356,23 +342,23 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 	size_t len, inner;
 	memset(k, 0, sizeof *k);
 	if (n > REC_MAX)
-		return fail(reason, rlen, SS_EPARSE, "TPM2B_PUBLIC is %zu bytes (max %d)", n,
+		return why_set(reason, rlen, SS_EPARSE, "TPM2B_PUBLIC is %zu bytes (max %d)", n,
 			    REC_MAX);
 	inner = rd_u16(&r);
 	if (r.bad || inner != n - 2)
-		return fail(reason, rlen, SS_EPARSE,
+		return why_set(reason, rlen, SS_EPARSE,
 			    "TPM2B_PUBLIC size does not match its %zu-byte buffer", n);
 	k->type = rd_u16(&r);
 	k->name_alg = rd_u16(&r);
 	k->attrs = rd_u32(&r);
 	(void)rd_tpm2b(&r, TPM_MAX_DIGEST, &len);
 	if (r.bad)
-		return fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated");
+		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated");
 	if (k->type != TPM_ALG_RSA && k->type != TPM_ALG_ECC)
-		return fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC type 0x%04x is not RSA or ECC",
+		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC type 0x%04x is not RSA or ECC",
 			    k->type);
 	if (!tpm_alg_digest_len(k->name_alg))
-		return fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC nameAlg 0x%04x unsupported",
+		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC nameAlg 0x%04x unsupported",
 			    k->name_alg);
 	k->sym_alg = rd_u16(&r);
 	if (k->sym_alg != TPM_ALG_NULL) {
@@ -389,7 +375,7 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 		k->exponent = rd_u32(&r);
 		k->mod = rd_tpm2b(&r, 512, &k->mod_len);
 		if (!r.bad && (bits < 1024 || bits > 4096 || k->mod_len != bits / 8u))
-			return fail(reason, rlen, SS_EPARSE,
+			return why_set(reason, rlen, SS_EPARSE,
 				    "TPMT_PUBLIC RSA keyBits %u does not match a %zu-byte modulus",
 				    bits, k->mod_len);
 	} else {
@@ -401,9 +387,9 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 		k->y = rd_tpm2b(&r, 66, &k->y_len);
 	}
 	if (r.bad)
-		return fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated or oversized");
+		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated or oversized");
 	if (r.off != n)
-		return fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC has %zu trailing bytes",
+		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC has %zu trailing bytes",
 			    n - r.off);
 	k->name[0] = (uint8_t)(k->name_alg >> 8);
 	k->name[1] = (uint8_t)k->name_alg;
@@ -466,11 +452,11 @@ static int pub_pkey(const struct tpm_pub *k, EVP_PKEY **out, char *reason, size_
 		size_t field;
 		const char *group = curve_group(k->curve, &field);
 		if (!group) {
-			rc = fail(reason, rlen, SS_EPARSE, "ECC curve 0x%04x unsupported", k->curve);
+			rc = why_set(reason, rlen, SS_EPARSE, "ECC curve 0x%04x unsupported", k->curve);
 			goto out;
 		}
 		if (k->x_len > field || k->y_len > field) {
-			rc = fail(reason, rlen, SS_EPARSE, "ECC point larger than the %s field",
+			rc = why_set(reason, rlen, SS_EPARSE, "ECC point larger than the %s field",
 				  group);
 			goto out;
 		}
@@ -487,7 +473,7 @@ static int pub_pkey(const struct tpm_pub *k, EVP_PKEY **out, char *reason, size_
 	params = OSSL_PARAM_BLD_to_param(bld);
 	if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
 	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) <= 0 || !*out) {
-		rc = fail(reason, rlen, SS_EPARSE, "TPMT_PUBLIC key is not a valid %s public key",
+		rc = why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC key is not a valid %s public key",
 			  k->type == TPM_ALG_RSA ? "RSA" : "ECC");
 		goto out;
 	}
@@ -600,7 +586,7 @@ static int sig_parse(const uint8_t *p, size_t n, EVP_PKEY *ak, struct tpm_sig *s
 		s->b_len = 0;
 		return 0;
 	}
-	return fail(reason, rlen, SS_EPARSE,
+	return why_set(reason, rlen, SS_EPARSE,
 		    "signature is neither a TPMT_SIGNATURE (RSASSA/RSAPSS/ECDSA) nor a raw RSA "
 		    "signature of the AK's size");
 }
@@ -618,14 +604,14 @@ static int sig_verify(const struct tpm_sig *s, EVP_PKEY *ak, unsigned allowed_ha
 	if (!md)
 		fatal("out of memory");
 	if (!(alg_bit(s->hash) & allowed_hashes) || !alg_md(s->hash)) {
-		rc = fail(reason, rlen, SS_ECRYPTO,
+		rc = why_set(reason, rlen, SS_ECRYPTO,
 			  "signature hash %s (0x%04x) is not in allowed_hash_algs",
 			  alg_name(s->hash), s->hash);
 		goto out;
 	}
 	bool is_rsa = EVP_PKEY_base_id(ak) == EVP_PKEY_RSA;
 	if (is_rsa != (s->alg != TPM_ALG_ECDSA)) {
-		rc = fail(reason, rlen, SS_ECRYPTO, "signature scheme %s does not fit the AK's %s key",
+		rc = why_set(reason, rlen, SS_ECRYPTO, "signature scheme %s does not fit the AK's %s key",
 			  alg_name(s->alg), is_rsa ? "RSA" : "EC");
 		goto out;
 	}
@@ -649,7 +635,7 @@ static int sig_verify(const struct tpm_sig *s, EVP_PKEY *ak, unsigned allowed_ha
 		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
 	ok = ok && EVP_DigestVerify(md, sig, sig_len, msg, msg_len) == 1;
 	rc = ok ? 0
-		: fail(reason, rlen, SS_ECRYPTO,
+		: why_set(reason, rlen, SS_ECRYPTO,
 		       "AK signature (%s/%s) over TPMS_ATTEST does not verify", alg_name(s->alg),
 		       alg_name(s->hash));
 out:
@@ -691,21 +677,21 @@ static int pcrs_check(const struct tpm_quote *q, const struct tpm_pcr_value *v, 
 				break;
 		if (b == q->sel.n || v[i].index >= TPM_NUM_PCRS ||
 		    !(q->sel.bank[b].mask & (1u << v[i].index)))
-			return fail(reason, rlen, SS_EPARSE,
+			return why_set(reason, rlen, SS_EPARSE,
 				    "PCR %s:%u is presented but not selected by the quote",
 				    alg_name(v[i].alg), v[i].index);
 		if (seen[b] & (1u << v[i].index))
-			return fail(reason, rlen, SS_EPARSE, "PCR %s:%u is presented twice",
+			return why_set(reason, rlen, SS_EPARSE, "PCR %s:%u is presented twice",
 				    alg_name(v[i].alg), v[i].index);
 		if (v[i].len != tpm_alg_digest_len(v[i].alg))
-			return fail(reason, rlen, SS_EPARSE, "PCR %s:%u has a %u-byte value",
+			return why_set(reason, rlen, SS_EPARSE, "PCR %s:%u has a %u-byte value",
 				    alg_name(v[i].alg), v[i].index, v[i].len);
 		seen[b] |= 1u << v[i].index;
 	}
 	for (size_t b = 0; b < q->sel.n; b++)
 		if (seen[b] != q->sel.bank[b].mask) {
 			uint32_t miss = q->sel.bank[b].mask & ~seen[b];
-			return fail(reason, rlen, SS_EPARSE,
+			return why_set(reason, rlen, SS_EPARSE,
 				    "PCR %s:%d is selected by the quote but no value is presented",
 				    alg_name(q->sel.bank[b].alg), __builtin_ctz(miss));
 		}
@@ -725,7 +711,7 @@ static int pcrs_check(const struct tpm_quote *q, const struct tpm_pcr_value *v, 
 	EVP_DigestFinal_ex(md, d, &dlen);
 	EVP_MD_CTX_free(md);
 	if (q->pcr_digest_len != dlen || !ct_equal(d, q->pcr_digest, dlen))
-		return fail(reason, rlen, SS_EATTEST,
+		return why_set(reason, rlen, SS_EATTEST,
 			    "pcrDigest does not equal the %s hash of the presented PCR values",
 			    alg_name(q->sig_hash));
 	return 0;
@@ -798,12 +784,12 @@ static int quote_check(const uint8_t *attest, size_t attest_len, const uint8_t *
 	if (rc)
 		return rc;
 	if (ak_name && !signer_ok(q, ak_name, ak_name_len, ek_name, ek_name_len))
-		return fail(reason, rlen, SS_EAUTH,
+		return why_set(reason, rlen, SS_EAUTH,
 			    "qualifiedSigner is not the AK's qualified name "
 			    "(nameAlg || H(QN(parent) || AK name)) under the endorsement or owner "
 			    "hierarchy or the EK");
 	if (nonce && !binding_ok(q, nonce, nonce_len))
-		return fail(reason, rlen, SS_EATTEST,
+		return why_set(reason, rlen, SS_EATTEST,
 			    "extraData (%zu bytes) does not match the expected binding (%zu bytes)",
 			    q->extra_len, nonce_len);
 	return pcrs_check(q, pcrs, n_pcrs, reason, rlen);
@@ -819,14 +805,14 @@ int tpm_verify_quote(const struct tpm_quote_input *in, struct tpm_quote *q, char
 		reason[0] = 0;
 	if (!in->ak_pub || in->ak_pub_len > 16384 || !in->attest || !in->sig ||
 	    in->n_pcrs > TPM_MAX_PCR_VALUES)
-		return fail(reason, reason_len, SS_EINVAL, "missing or oversized quote input");
+		return why_set(reason, reason_len, SS_EINVAL, "missing or oversized quote input");
 	uint8_t kh[32];
 	sha256(in->ak_pub, in->ak_pub_len, kh);
 	EVP_PKEY *ak = key_cache_get(kh);
 	if (!ak) {
 		ak = spki_parse(in->ak_pub, in->ak_pub_len);
 		if (!ak)
-			return fail(reason, reason_len, SS_EPARSE,
+			return why_set(reason, reason_len, SS_EPARSE,
 				    "AK public key is not a SubjectPublicKeyInfo (DER or PEM)");
 		key_cache_put(kh, ak);
 	}
@@ -853,41 +839,41 @@ static int ev_parse(const uint8_t *p, size_t n, struct tpm_ev *ev, char *reason,
 	unsigned last = 0;
 	memset(ev, 0, sizeof *ev);
 	if (n > TPM_EVIDENCE_MAX)
-		return fail(reason, rlen, SS_EPARSE, "tpm evidence is %zu bytes (max %d)", n,
+		return why_set(reason, rlen, SS_EPARSE, "tpm evidence is %zu bytes (max %d)", n,
 			    TPM_EVIDENCE_MAX);
 	if (n < 8 || memcmp(p, TPM_EVIDENCE_MAGIC, 8) != 0)
-		return fail(reason, rlen, SS_EPARSE, "tpm evidence does not start with %s",
+		return why_set(reason, rlen, SS_EPARSE, "tpm evidence does not start with %s",
 			    TPM_EVIDENCE_MAGIC);
 	r.off = 8;
 	while (r.off < n) {
 		unsigned type = rd_u8(&r);
 		size_t len = rd_u16(&r);
 		if (!rd_take(&r, len, &v))
-			return fail(reason, rlen, SS_EPARSE, "tpm evidence record truncated");
+			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record truncated");
 		if (type < TPM_REC_ATTEST || type > TPM_REC_EK_CERT)
-			return fail(reason, rlen, SS_EPARSE, "tpm evidence record type %u unknown",
+			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record type %u unknown",
 				    type);
 		if (type < last || (type == last && type != TPM_REC_PCR))
-			return fail(reason, rlen, SS_EPARSE,
+			return why_set(reason, rlen, SS_EPARSE,
 				    "tpm evidence record %u repeated or out of order", type);
 		last = type;
 		size_t max = type == TPM_REC_EK_CERT ? EK_CERT_MAX : REC_MAX;
 		if (len == 0 || len > max)
-			return fail(reason, rlen, SS_EPARSE, "tpm evidence record %u has %zu bytes",
+			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record %u has %zu bytes",
 				    type, len);
 		if (type == TPM_REC_PCR) {
 			struct tpm_pcr_value *pv;
 			if (ev->n_pcrs == TPM_MAX_PCR_VALUES)
-				return fail(reason, rlen, SS_EPARSE, "more than %d PCR values",
+				return why_set(reason, rlen, SS_EPARSE, "more than %d PCR values",
 					    TPM_MAX_PCR_VALUES);
 			pv = &ev->pcrs[ev->n_pcrs];
 			if (len < 4)
-				return fail(reason, rlen, SS_EPARSE, "PCR record too short");
+				return why_set(reason, rlen, SS_EPARSE, "PCR record too short");
 			pv->alg = (uint16_t)(v[0] << 8 | v[1]);
 			pv->index = v[2];
 			size_t dl = tpm_alg_digest_len(pv->alg);
 			if (!dl || len != 3 + dl || pv->index >= TPM_NUM_PCRS)
-				return fail(reason, rlen, SS_EPARSE,
+				return why_set(reason, rlen, SS_EPARSE,
 					    "PCR record (bank 0x%04x, index %u) malformed", pv->alg,
 					    pv->index);
 			pv->len = (uint8_t)dl;
@@ -997,7 +983,7 @@ static int load_ca_dir(const char *collateral_dir, X509_STORE *store, char *reas
 	struct dirent *de;
 	int files = 0, certs = 0, rc = 0;
 	if (!d) {
-		rc = fail(reason, rlen, SS_ECONFIG, "no EK CA bundle directory %s", dirpath);
+		rc = why_set(reason, rlen, SS_ECONFIG, "no EK CA bundle directory %s", dirpath);
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -1005,7 +991,7 @@ static int load_ca_dir(const char *collateral_dir, X509_STORE *store, char *reas
 		if (l < 5 || strcmp(de->d_name + l - 4, ".pem") != 0)
 			continue;
 		if (++files > CA_FILES_MAX) {
-			rc = fail(reason, rlen, SS_ECONFIG, "more than %d files in %s", CA_FILES_MAX,
+			rc = why_set(reason, rlen, SS_ECONFIG, "more than %d files in %s", CA_FILES_MAX,
 				  dirpath);
 			goto out;
 		}
@@ -1027,7 +1013,7 @@ static int load_ca_dir(const char *collateral_dir, X509_STORE *store, char *reas
 		free(data);
 	}
 	if (certs == 0)
-		rc = fail(reason, rlen, SS_ECONFIG, "no EK CA certificates in %s/*.pem", dirpath);
+		rc = why_set(reason, rlen, SS_ECONFIG, "no EK CA certificates in %s/*.pem", dirpath);
 out:
 	if (d)
 		closedir(d);
@@ -1053,7 +1039,7 @@ static int chain_verify_uncached(X509 *cert, const struct attest_input *in, cons
 		if (x && !sk_X509_push(untrusted, x))
 			fatal("out of memory");
 		if (!x) {
-			rc = fail(reason, rlen, SS_EPARSE, "extra certificate %zu is not DER X.509",
+			rc = why_set(reason, rlen, SS_EPARSE, "extra certificate %zu is not DER X.509",
 				  i);
 			goto out;
 		}
@@ -1080,11 +1066,11 @@ static int chain_verify_uncached(X509 *cert, const struct attest_input *in, cons
 			when[k > 0 ? k : 0] = 0;
 		}
 		BIO_free(bio);
-		rc = fail(reason, rlen, SS_EAUTH, "certificate '%s' %s %s", who,
+		rc = why_set(reason, rlen, SS_EAUTH, "certificate '%s' %s %s", who,
 			  err == X509_V_ERR_CERT_HAS_EXPIRED ? "expired at" : "is not valid before",
 			  when);
 	} else {
-		rc = fail(reason, rlen, SS_EAUTH,
+		rc = why_set(reason, rlen, SS_EAUTH,
 			  "EK certificate does not chain to the EK CA bundle (%s at '%s')",
 			  X509_verify_cert_error_string(err), who);
 	}
@@ -1207,10 +1193,10 @@ static int ek_check(const struct tpm_ev *ev, const struct attest_input *in, cons
 	X509 *cert = NULL;
 	int rc;
 	if (!ev->rec[TPM_REC_EK_PUBLIC] || !der)
-		return fail(reason, rlen, SS_EAUTH,
+		return why_set(reason, rlen, SS_EAUTH,
 			    "EK public key and EK certificate are required (require_ek_cert)");
 	if (!dir)
-		return fail(reason, rlen, SS_ECONFIG,
+		return why_set(reason, rlen, SS_ECONFIG,
 			    "no collateral directory for the EK CA bundle (tpm/ek-ca)");
 	rc = pub_parse(ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC], &ek, reason,
 		       rlen);
@@ -1222,7 +1208,7 @@ static int ek_check(const struct tpm_ev *ev, const struct attest_input *in, cons
 	const uint8_t *q = der;
 	cert = d2i_X509(NULL, &q, (long)ev->rec_len[TPM_REC_EK_CERT]);
 	if (!cert || q != der + ev->rec_len[TPM_REC_EK_CERT]) {
-		rc = fail(reason, rlen, SS_EPARSE, "EK certificate is not one DER X.509 certificate");
+		rc = why_set(reason, rlen, SS_EPARSE, "EK certificate is not one DER X.509 certificate");
 		goto out;
 	}
 	rc = chain_verify(cert, der, ev->rec_len[TPM_REC_EK_CERT], in, dir, now, subject, issuer,
@@ -1231,13 +1217,13 @@ static int ek_check(const struct tpm_ev *ev, const struct attest_input *in, cons
 		goto out;
 	EVP_PKEY *ck = X509_get0_pubkey(cert);
 	if (!ck || EVP_PKEY_eq(ck, ekkey) != 1) {
-		rc = fail(reason, rlen, SS_EAUTH,
+		rc = why_set(reason, rlen, SS_EAUTH,
 			  "EK certificate public key does not equal the presented EK public key");
 		goto out;
 	}
 	if (!(ek.attrs & TPMA_FIXEDTPM) || !(ek.attrs & TPMA_RESTRICTED) ||
 	    !(ek.attrs & TPMA_DECRYPT)) {
-		rc = fail(reason, rlen, SS_EAUTH, "EK is not a restricted fixedTPM decryption key");
+		rc = why_set(reason, rlen, SS_EAUTH, "EK is not a restricted fixedTPM decryption key");
 		goto out;
 	}
 	rc = 0;
@@ -1251,7 +1237,7 @@ static int ak_check_attrs(const struct tpm_pub *ak, char *reason, size_t rlen)
 {
 	const uint32_t need = TPMA_FIXEDTPM | TPMA_FIXEDPARENT | TPMA_RESTRICTED | TPMA_SIGN;
 	if ((ak->attrs & need) != need || (ak->attrs & TPMA_DECRYPT))
-		return fail(reason, rlen, SS_EAUTH,
+		return why_set(reason, rlen, SS_EAUTH,
 			    "AK is not a restricted fixedTPM/fixedParent signing key "
 			    "(objectAttributes 0x%08x)",
 			    ak->attrs);
@@ -1470,7 +1456,7 @@ int tpm_ak_challenge_new(const uint8_t *evidence, size_t len, const char *collat
 	if (rc)
 		goto out;
 	if (!ev->rec[TPM_REC_AK_PUBLIC] || !ev->rec[TPM_REC_EK_PUBLIC]) {
-		rc = fail(reason, reason_len, SS_EPARSE,
+		rc = why_set(reason, reason_len, SS_EPARSE,
 			  "credential activation needs the AK and EK public keys");
 		goto out;
 	}
@@ -1491,7 +1477,7 @@ int tpm_ak_challenge_new(const uint8_t *evidence, size_t len, const char *collat
 	rc = tpm_make_credential(ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC],
 				 ak.name, ak.name_len, ch->secret, &ch->blob);
 	if (rc) {
-		fail(reason, reason_len, rc, "MakeCredential for the EK public key failed");
+		why_set(reason, reason_len, rc, "MakeCredential for the EK public key failed");
 		goto out;
 	}
 	ak_key(ak.name, ak.name_len, ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC],
@@ -1505,7 +1491,7 @@ int tpm_ak_challenge_finish(const struct tpm_ak_challenge *ch, const uint8_t *se
 			    size_t secret_len, int64_t now_unix, char *reason, size_t reason_len)
 {
 	if (secret_len != TPM_CRED_SECRET_LEN || !ct_equal(secret, ch->secret, secret_len))
-		return fail(reason, reason_len, SS_EAUTH,
+		return why_set(reason, reason_len, SS_EAUTH,
 			    "credential activation failed: the TPM did not recover the secret "
 			    "(AK and EK are not in the same TPM)");
 	ak_trust_add(ch->key, now_unix);
@@ -1530,24 +1516,24 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 	if (!p)
 		return 0;
 	if (!json_is_object(p))
-		return fail(reason, rlen, SS_ECONFIG, "tpm policy must be a JSON object");
+		return why_set(reason, rlen, SS_ECONFIG, "tpm policy must be a JSON object");
 	json_object_foreach((json_t *)p, key, val) {
 		if (!strcmp(key, "require_ek_cert")) {
 			if (!json_is_boolean(val))
-				return fail(reason, rlen, SS_ECONFIG,
+				return why_set(reason, rlen, SS_ECONFIG,
 					    "tpm policy require_ek_cert must be a boolean");
 			pol->require_ek_cert = json_is_true(val);
 		} else if (!strcmp(key, "allowed_hash_algs")) {
 			size_t i;
 			json_t *a;
 			if (!json_is_array(val) || json_array_size(val) == 0)
-				return fail(reason, rlen, SS_ECONFIG,
+				return why_set(reason, rlen, SS_ECONFIG,
 					    "tpm policy allowed_hash_algs must be a non-empty array");
 			pol->hashes = 0;
 			json_array_foreach(val, i, a) {
 				uint16_t alg = json_is_string(a) ? alg_by_name(json_string_value(a)) : 0;
 				if (!alg)
-					return fail(reason, rlen, SS_ECONFIG,
+					return why_set(reason, rlen, SS_ECONFIG,
 						    "tpm policy allowed_hash_algs[%zu] is not sha1, "
 						    "sha256, sha384 or sha512",
 						    i);
@@ -1557,12 +1543,12 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 			const char *bank, *idx;
 			json_t *bv, *iv;
 			if (!json_is_object(val))
-				return fail(reason, rlen, SS_ECONFIG,
+				return why_set(reason, rlen, SS_ECONFIG,
 					    "tpm policy pcrs must be an object of banks");
 			json_object_foreach(val, bank, bv) {
 				uint16_t alg = alg_by_name(bank);
 				if (!alg || !json_is_object(bv))
-					return fail(reason, rlen, SS_ECONFIG,
+					return why_set(reason, rlen, SS_ECONFIG,
 						    "tpm policy pcrs bank '%s' unknown or not an object",
 						    bank);
 				json_object_foreach(bv, idx, iv) {
@@ -1572,7 +1558,7 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 					json_t *h;
 					if (!*idx || *end || n < 0 || n >= TPM_NUM_PCRS ||
 					    !json_is_array(iv) || json_array_size(iv) == 0)
-						return fail(reason, rlen, SS_ECONFIG,
+						return why_set(reason, rlen, SS_ECONFIG,
 							    "tpm policy pcrs.%s key '%s' must be a PCR "
 							    "index 0-23 with a non-empty array",
 							    bank, idx);
@@ -1581,7 +1567,7 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 						const char *s = json_string_value(h);
 						size_t dl = tpm_alg_digest_len(alg);
 						if (!s || strlen(s) != 2 * dl || hex_decode(s, d, dl))
-							return fail(reason, rlen, SS_ECONFIG,
+							return why_set(reason, rlen, SS_ECONFIG,
 								    "tpm policy pcrs.%s.%s[%zu] is not "
 								    "a %zu-byte hex digest",
 								    bank, idx, i, dl);
@@ -1590,7 +1576,7 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 			}
 			pol->pcrs = val;
 		} else {
-			return fail(reason, rlen, SS_ECONFIG, "tpm policy key '%s' is unknown", key);
+			return why_set(reason, rlen, SS_ECONFIG, "tpm policy key '%s' is unknown", key);
 		}
 	}
 	return 0;
@@ -1732,7 +1718,7 @@ static int tpm_verify(const struct attest_input *in, struct attest_output *out)
 	if (rc)
 		goto out;
 	if (!ev->rec[TPM_REC_ATTEST] || !ev->rec[TPM_REC_SIGNATURE] || !ev->rec[TPM_REC_AK_PUBLIC]) {
-		rc = fail(r, rl, SS_EPARSE,
+		rc = why_set(r, rl, SS_EPARSE,
 			  "tpm evidence needs TPMS_ATTEST, TPMT_SIGNATURE and the AK public key");
 		goto out;
 	}
@@ -1772,7 +1758,7 @@ static int tpm_verify(const struct attest_input *in, struct attest_output *out)
 		ak_key(ak.name, ak.name_len, ev->rec[TPM_REC_EK_PUBLIC],
 		       ev->rec_len[TPM_REC_EK_PUBLIC], key);
 		if (!ak_trusted(key, in->now_unix)) {
-			rc = fail(r, rl, SS_EAUTH,
+			rc = why_set(r, rl, SS_EAUTH,
 				  "AK has not completed credential activation with this EK "
 				  "(or the activation expired)");
 			goto out;

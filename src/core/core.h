@@ -121,6 +121,13 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a newly allocated formatted string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Writes a formatted explanation into why (whylen bytes; nothing when why is
+ * NULL or whylen is 0) and returns rc, so that one statement can return an
+ * error code with its reason: return why_set(why, len, SS_EPARSE, "...").
+ */
+int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* ---- growable byte buffer --------------------------------------------- */
 

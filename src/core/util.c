@@ -54,6 +54,17 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
+{
+	if (why && whylen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;

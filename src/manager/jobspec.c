@@ -144,19 +144,8 @@ struct parser {
 	size_t text;                /* argv and env bytes expanded so far */
 };
 
-static void why_set(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void why_set(struct parser *p, const char *fmt, ...)
-{
-	if (p->whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(p->why, p->whylen, fmt, ap);
-		va_end(ap);
-	}
-}
-
 /* Writes the message for an error and evaluates to rc (a macro, so that rc stays visibly nonzero). */
-#define fail(p, rc, ...) (why_set((p), __VA_ARGS__), (rc))
+#define fail(p, rc, ...) (why_set((p)->why, (p)->whylen, 0, __VA_ARGS__), (rc))
 
 /* A value quoted in an error message: at most 100 bytes, anything but printable ASCII as '?'. */
 struct shown {

@@ -169,19 +169,6 @@ int exec_spec_add_output(struct exec_spec *spec, const char *path)
 	return strv_push(&spec->outputs, &spec->n_outputs, EXEC_MAX_OUTPUTS, path);
 }
 
-static int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 int exec_spec_validate(const struct exec_spec *spec, char *why, size_t whylen)
 {
 	if (!spec->task_id || !ident_valid(spec->task_id))
