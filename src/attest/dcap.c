@@ -143,52 +143,43 @@ static int parse_qe_part(struct reader *r, const char *where, struct dcap_quote 
 	q->qe_report = take(r, DCAP_SGX_REPORT_LEN);
 	q->qe_report_sig = take(r, 64);
 	const uint8_t *al = take(r, 2);
-	if (!q->qe_report || !q->qe_report_sig || !al) {
-		why_set(reason, rlen, 0, "%s is too short for the QE report, its signature and the QE auth data length",
-			   where);
-		return SS_EPARSE;
-	}
+	if (!q->qe_report || !q->qe_report_sig || !al)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%s is too short for the QE report, its signature and the QE auth data length",
+			       where);
 	sgx_report_decode(q->qe_report, &q->qe);
 	q->qe_auth_len = le16(al);
 	q->qe_auth = take(r, q->qe_auth_len);
-	if (!q->qe_auth) {
-		why_set(reason, rlen, 0, "QE auth data length %zu exceeds the %s", q->qe_auth_len,
-			   where);
-		return SS_EPARSE;
-	}
+	if (!q->qe_auth)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "QE auth data length %zu exceeds the %s", q->qe_auth_len,
+			       where);
 	const uint8_t *ct = take(r, 2), *cs = take(r, 4);
-	if (!ct || !cs) {
-		why_set(reason, rlen, 0, "%s ends before the PCK certification data header", where);
-		return SS_EPARSE;
-	}
-	if (le16(ct) != 5) {
-		why_set(reason, rlen, 0,
-			   "certification data type %u is not supported (only 5, a PEM PCK chain, is)",
-			   le16(ct));
-		return SS_EPARSE;
-	}
+	if (!ct || !cs)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%s ends before the PCK certification data header", where);
+	if (le16(ct) != 5)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "certification data type %u is not supported (only 5, a PEM PCK chain, is)",
+			       le16(ct));
 	uint32_t size = le32(cs);
 	const uint8_t *pem = take(r, size);
-	if (!pem) {
-		why_set(reason, rlen, 0, "PCK certification data size %u exceeds the %s", size, where);
-		return SS_EPARSE;
-	}
-	if (r->off != r->n) {
-		why_set(reason, rlen, 0, "%zu unexpected bytes follow the PCK certification data in the %s",
-			   r->n - r->off, where);
-		return SS_EPARSE;
-	}
+	if (!pem)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "PCK certification data size %u exceeds the %s", size, where);
+	if (r->off != r->n)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%zu unexpected bytes follow the PCK certification data in the %s",
+			       r->n - r->off, where);
 	while (size > 0 && pem[size - 1] == '\0')
 		size--;
-	if (size == 0 || size > PEM_CHAIN_MAX) {
-		why_set(reason, rlen, 0, "PCK certificate chain is %u bytes (1..%d allowed)", size,
-			   PEM_CHAIN_MAX);
-		return SS_EPARSE;
-	}
-	if (memchr(pem, '\0', size)) {
-		why_set(reason, rlen, 0, "PCK certificate chain contains a NUL byte");
-		return SS_EPARSE;
-	}
+	if (size == 0 || size > PEM_CHAIN_MAX)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "PCK certificate chain is %u bytes (1..%d allowed)", size,
+			       PEM_CHAIN_MAX);
+	if (memchr(pem, '\0', size))
+		return why_set(reason, rlen, SS_EPARSE,
+			       "PCK certificate chain contains a NUL byte");
 	q->pck_pem = (const char *)pem;
 	q->pck_pem_len = size;
 	return 0;
@@ -198,53 +189,45 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 		     size_t rlen)
 {
 	memset(q, 0, sizeof *q);
-	if (!p || n < DCAP_HEADER_LEN) {
-		why_set(reason, rlen, 0, "quote is %zu bytes, shorter than the 48-byte header", n);
-		return SS_EPARSE;
-	}
-	if (n > DCAP_QUOTE_MAX) {
-		why_set(reason, rlen, 0, "quote is %zu bytes (at most %d accepted)", n, DCAP_QUOTE_MAX);
-		return SS_EPARSE;
-	}
+	if (!p || n < DCAP_HEADER_LEN)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote is %zu bytes, shorter than the 48-byte header", n);
+	if (n > DCAP_QUOTE_MAX)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote is %zu bytes (at most %d accepted)", n, DCAP_QUOTE_MAX);
 	q->version = le16(p);
 	q->att_key_type = le16(p + 2);
 	q->tee_type = le32(p + 4);
 	memcpy(q->qe_vendor_id, p + 12, 16);
 	memcpy(q->user_data, p + 28, 20);
 	size_t off = DCAP_HEADER_LEN, body_len = 0;
-	if (q->version != 3 && q->version != 4 && q->version != 5) {
-		why_set(reason, rlen, 0, "quote version %u is not supported (3, 4 and 5 are)",
-			   q->version);
-		return SS_EPARSE;
-	}
-	if (q->att_key_type != 2) {
-		why_set(reason, rlen, 0, "attestation key type %u is not 2 (ECDSA P-256)",
-			   q->att_key_type);
-		return SS_EPARSE;
-	}
-	if (q->tee_type != DCAP_TEE_SGX && q->tee_type != DCAP_TEE_TDX) {
-		why_set(reason, rlen, 0, "TEE type 0x%x is neither SGX (0) nor TDX (0x81)",
-			   q->tee_type);
-		return SS_EPARSE;
-	}
+	if (q->version != 3 && q->version != 4 && q->version != 5)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote version %u is not supported (3, 4 and 5 are)",
+			       q->version);
+	if (q->att_key_type != 2)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "attestation key type %u is not 2 (ECDSA P-256)",
+			       q->att_key_type);
+	if (q->tee_type != DCAP_TEE_SGX && q->tee_type != DCAP_TEE_TDX)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "TEE type 0x%x is neither SGX (0) nor TDX (0x81)",
+			       q->tee_type);
 	q->is_tdx = q->tee_type == DCAP_TEE_TDX;
-	if (q->version == 3 && q->is_tdx) {
-		why_set(reason, rlen, 0, "quote v3 carries TEE type TDX; TDX quotes are v4 or v5");
-		return SS_EPARSE;
-	}
-	if (!ct_equal(q->qe_vendor_id, intel_qe_vendor_id, 16)) {
-		why_set(reason, rlen, 0, "QE vendor ID is not Intel's (939a7233f79c4ca9940a0db3957f0607)");
-		return SS_EPARSE;
-	}
+	if (q->version == 3 && q->is_tdx)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote v3 carries TEE type TDX; TDX quotes are v4 or v5");
+	if (!ct_equal(q->qe_vendor_id, intel_qe_vendor_id, 16))
+		return why_set(reason, rlen, SS_EPARSE,
+			       "QE vendor ID is not Intel's (939a7233f79c4ca9940a0db3957f0607)");
 	if (q->version == 3) {
 		q->hdr_qe_svn = le16(p + 8);
 		q->hdr_pce_svn = le16(p + 10);
 	}
 	if (q->version == 5) {
-		if (n < DCAP_HEADER_LEN + 6) {
-			why_set(reason, rlen, 0, "quote v5 is %zu bytes, too short for the body descriptor", n);
-			return SS_EPARSE;
-		}
+		if (n < DCAP_HEADER_LEN + 6)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "quote v5 is %zu bytes, too short for the body descriptor", n);
 		q->body_type = le16(p + 48);
 		uint32_t size = le32(p + 50);
 		off = DCAP_HEADER_LEN + 6;
@@ -252,32 +235,27 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 			      : q->body_type == 2 ? DCAP_TD10_BODY_LEN
 			      : q->body_type == 3 ? DCAP_TD15_BODY_LEN
 						  : 0;
-		if (!want) {
-			why_set(reason, rlen, 0, "quote v5 body type %u is not supported (1, 2 or 3)",
-				   q->body_type);
-			return SS_EPARSE;
-		}
-		if ((q->body_type == 1) == q->is_tdx) {
-			why_set(reason, rlen, 0, "quote v5 body type %u does not match TEE type 0x%x",
-				   q->body_type, q->tee_type);
-			return SS_EPARSE;
-		}
-		if (size != want) {
-			why_set(reason, rlen, 0, "quote v5 body type %u has size %u, expected %zu",
-				   q->body_type, size, want);
-			return SS_EPARSE;
-		}
+		if (!want)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "quote v5 body type %u is not supported (1, 2 or 3)",
+				       q->body_type);
+		if ((q->body_type == 1) == q->is_tdx)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "quote v5 body type %u does not match TEE type 0x%x",
+				       q->body_type, q->tee_type);
+		if (size != want)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "quote v5 body type %u has size %u, expected %zu",
+				       q->body_type, size, want);
 		body_len = want;
 	} else {
 		q->body_type = q->is_tdx ? 2 : 1;
 		body_len = q->is_tdx ? DCAP_TD10_BODY_LEN : DCAP_SGX_REPORT_LEN;
 	}
-	if (n - off < body_len + 4) {
-		why_set(reason, rlen, 0,
-			   "quote is truncated: %zu bytes, the body and signature data length need %zu",
-			   n, off + body_len + 4);
-		return SS_EPARSE;
-	}
+	if (n - off < body_len + 4)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote is truncated: %zu bytes, the body and signature data length need %zu",
+			       n, off + body_len + 4);
 	if (q->is_tdx)
 		td_report_decode(p + off, q->body_type == 3, &q->td);
 	else
@@ -285,47 +263,38 @@ int dcap_quote_parse(const uint8_t *p, size_t n, struct dcap_quote *q, char *rea
 	q->signed_len = off + body_len;
 	uint32_t sig_len = le32(p + q->signed_len);
 	size_t sd = q->signed_len + 4;
-	if (sig_len > n - sd) {
-		why_set(reason, rlen, 0,
-			   "signature data length %u exceeds the %zu bytes left in the quote (truncated quote?)",
-			   sig_len, n - sd);
-		return SS_EPARSE;
-	}
+	if (sig_len > n - sd)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "signature data length %u exceeds the %zu bytes left in the quote (truncated quote?)",
+			       sig_len, n - sd);
 	q->trailing = n - sd - sig_len;
 	struct reader r = { p + sd, sig_len, 0 };
 	q->signature = take(&r, 64);
 	q->att_key = take(&r, 64);
-	if (!q->signature || !q->att_key) {
-		why_set(reason, rlen, 0, "signature data (%u bytes) is too short for the signature and attestation key",
-			   sig_len);
-		return SS_EPARSE;
-	}
+	if (!q->signature || !q->att_key)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "signature data (%u bytes) is too short for the signature and attestation key",
+			       sig_len);
 	if (q->version == 3)
 		return parse_qe_part(&r, "signature data", q, reason, rlen);
 	const uint8_t *ct = take(&r, 2), *cs = take(&r, 4);
-	if (!ct || !cs) {
-		why_set(reason, rlen, 0, "signature data ends before the certification data header");
-		return SS_EPARSE;
-	}
-	if (le16(ct) != 6) {
-		why_set(reason, rlen, 0,
-			   "quote v%u certification data type %u is not 6 (QE report certification data)",
-			   q->version, le16(ct));
-		return SS_EPARSE;
-	}
+	if (!ct || !cs)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "signature data ends before the certification data header");
+	if (le16(ct) != 6)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "quote v%u certification data type %u is not 6 (QE report certification data)",
+			       q->version, le16(ct));
 	uint32_t csize = le32(cs);
 	const uint8_t *cd = take(&r, csize);
-	if (!cd) {
-		why_set(reason, rlen, 0,
-			   "QE report certification data size %u exceeds the signature data length %u",
-			   csize, sig_len);
-		return SS_EPARSE;
-	}
-	if (r.off != r.n) {
-		why_set(reason, rlen, 0, "%zu unexpected bytes follow the certification data in the signature data",
-			   r.n - r.off);
-		return SS_EPARSE;
-	}
+	if (!cd)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "QE report certification data size %u exceeds the signature data length %u",
+			       csize, sig_len);
+	if (r.off != r.n)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%zu unexpected bytes follow the certification data in the signature data",
+			       r.n - r.off);
 	struct reader inner = { cd, csize, 0 };
 	return parse_qe_part(&inner, "QE report certification data", q, reason, rlen);
 }
@@ -457,8 +426,9 @@ static int pck_ext_from_x509(X509 *x, struct dcap_pck_ext *ext, char *reason, si
 		fatal("OBJ_txt2obj failed");
 	int idx = X509_get_ext_by_OBJ(x, obj, -1);
 	if (idx < 0 || X509_get_ext_by_OBJ(x, obj, idx) >= 0) {
-		why_set(reason, rlen, 0, "PCK certificate has %s SGX extension (1.2.840.113741.1.13.1)",
-			   idx < 0 ? "no" : "more than one");
+		why_write(reason, rlen,
+			  "PCK certificate has %s SGX extension (1.2.840.113741.1.13.1)",
+			  idx < 0 ? "no" : "more than one");
 		goto out;
 	}
 	const ASN1_OCTET_STRING *os = X509_EXTENSION_get_data(X509_get_ext(x, idx));
@@ -523,7 +493,7 @@ static int pck_ext_from_x509(X509 *x, struct dcap_pck_ext *ext, char *reason, si
 	rc = 0;
 	goto out;
 bad:
-	why_set(reason, rlen, 0, "PCK certificate SGX extension: malformed %s", what);
+	why_write(reason, rlen, "PCK certificate SGX extension: malformed %s", what);
 out:
 	ASN1_OBJECT_free(obj);
 	return rc;
@@ -533,16 +503,13 @@ int dcap_pck_ext_parse(const uint8_t *der, size_t len, struct dcap_pck_ext *ext,
 		       size_t rlen)
 {
 	memset(ext, 0, sizeof *ext);
-	if (!der || len == 0 || len > PEM_CHAIN_MAX) {
-		why_set(reason, rlen, 0, "PCK certificate is empty or too large");
-		return SS_EPARSE;
-	}
+	if (!der || len == 0 || len > PEM_CHAIN_MAX)
+		return why_set(reason, rlen, SS_EPARSE, "PCK certificate is empty or too large");
 	const unsigned char *q = der;
 	X509 *x = d2i_X509(NULL, &q, (long)len);
 	if (!x || q != der + len) {
 		X509_free(x);
-		why_set(reason, rlen, 0, "PCK certificate is not valid DER");
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE, "PCK certificate is not valid DER");
 	}
 	int rc = pck_ext_from_x509(x, ext, reason, rlen);
 	X509_free(x);
@@ -632,7 +599,8 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 	if (!*out)
 		fatal("out of memory");
 	if (len == 0 || len > PEM_CHAIN_MAX) {
-		why_set(reason, rlen, 0, "%s is %zu bytes (1..%d allowed)", what, len, PEM_CHAIN_MAX);
+		why_write(reason, rlen,
+			  "%s is %zu bytes (1..%d allowed)", what, len, PEM_CHAIN_MAX);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -645,14 +613,14 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		const char *e = NULL;
 		if (len - pos < sizeof begin - 1 || memcmp(text + pos, begin, sizeof begin - 1) != 0 ||
 		    !(e = memmem(text + pos, len - pos, end, sizeof end - 1))) {
-			why_set(reason, rlen, 0, "%s has data outside its PEM certificates", what);
+			why_write(reason, rlen, "%s has data outside its PEM certificates", what);
 			rc = SS_EPARSE;
 			goto out;
 		}
 		size_t stop = (size_t)(e - text) + sizeof end - 1;
 		if (sk_X509_num(*out) >= CHAIN_MAX_CERTS) {
-			why_set(reason, rlen, 0, "%s has more than %d certificates", what,
-				   CHAIN_MAX_CERTS);
+			why_write(reason, rlen, "%s has more than %d certificates", what,
+				  CHAIN_MAX_CERTS);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -662,8 +630,9 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 		BIO_free(bio);
 		if (!x) {
-			why_set(reason, rlen, 0, "%s: certificate %d is not a valid PEM certificate",
-				   what, sk_X509_num(*out) + 1);
+			why_write(reason, rlen,
+				  "%s: certificate %d is not a valid PEM certificate",
+				  what, sk_X509_num(*out) + 1);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -672,7 +641,7 @@ static int pem_chain_parse(const char *text, size_t len, const char *what, STACK
 		pos = stop;
 	}
 	if (sk_X509_num(*out) == 0) {
-		why_set(reason, rlen, 0, "%s contains no certificate", what);
+		why_write(reason, rlen, "%s contains no certificate", what);
 		rc = SS_EPARSE;
 	}
 out:
@@ -711,10 +680,8 @@ static int anchor_load(const struct dcap_blob *b, X509 **anchor, char *reason, s
 	*anchor = NULL;
 	if (!b->data || b->len == 0)
 		return 0;
-	if (b->len > PEM_CHAIN_MAX) {
-		why_set(reason, rlen, 0, "trust anchor file is too large");
-		return SS_EPARSE;
-	}
+	if (b->len > PEM_CHAIN_MAX)
+		return why_set(reason, rlen, SS_EPARSE, "trust anchor file is too large");
 	BIO *bio = BIO_new_mem_buf(b->data, (int)b->len);
 	if (!bio)
 		fatal("BIO_new_mem_buf failed");
@@ -725,16 +692,15 @@ static int anchor_load(const struct dcap_blob *b, X509 **anchor, char *reason, s
 		x = d2i_X509(NULL, &q, (long)b->len);
 	}
 	ERR_clear_error();
-	if (!x) {
-		why_set(reason, rlen, 0, "trust anchor is neither a PEM nor a DER certificate");
-		return SS_EPARSE;
-	}
+	if (!x)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "trust anchor is neither a PEM nor a DER certificate");
 	if (!cert_is_pinned_root(x)) {
 		char cn[64];
 		cert_subject_cn(x, cn, sizeof cn);
-		why_set(reason, rlen, 0,
-			   "trust anchor '%s' is not the pinned Intel SGX Root CA (sha256 %s)", cn,
-			   DCAP_ROOT_CA_SHA256);
+		why_write(reason, rlen,
+			  "trust anchor '%s' is not the pinned Intel SGX Root CA (sha256 %s)", cn,
+			  DCAP_ROOT_CA_SHA256);
 		X509_free(x);
 		return SS_EAUTH;
 	}
@@ -762,10 +728,9 @@ static int embedded_root_check(X509 *root, X509 *anchor, const char *what, char 
 	if (!same) {
 		char cn[64];
 		cert_subject_cn(root, cn, sizeof cn);
-		why_set(reason, rlen, 0,
-			   "root certificate '%s' embedded in the %s is not byte for byte the Intel SGX Root CA trust anchor",
-			   cn, what);
-		return SS_EAUTH;
+		return why_set(reason, rlen, SS_EAUTH,
+			       "root certificate '%s' embedded in the %s is not byte for byte the Intel SGX Root CA trust anchor",
+			       cn, what);
 	}
 	return 0;
 }
@@ -812,21 +777,21 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 	EVP_PKEY *ik = NULL;
 	if (b->len == 0 || b->len > DCAP_COLLATERAL_MAX ||
 	    !(crl = d2i_X509_CRL(NULL, &q, (long)b->len)) || q != b->data + b->len) {
-		why_set(reason, rlen, 0, "%s is not a DER CRL", what);
+		why_write(reason, rlen, "%s is not a DER CRL", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_subject_cn(issuer, cn, sizeof cn);
 	cert_name_cn(X509_CRL_get_issuer(crl), icn, sizeof icn);
 	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0) {
-		why_set(reason, rlen, 0, "%s is issued by '%s', not by '%s'", what, icn, cn);
+		why_write(reason, rlen, "%s is issued by '%s', not by '%s'", what, icn, cn);
 		rc = SS_EAUTH;
 		goto out;
 	}
 	ik = X509_get_pubkey(issuer);
 	if (!ik || X509_CRL_verify(crl, ik) != 1) {
-		why_set(reason, rlen, 0, "%s signature does not verify with the key of '%s'", what,
-			   cn);
+		why_write(reason, rlen, "%s signature does not verify with the key of '%s'", what,
+			  cn);
 		rc = SS_ECRYPTO;
 		goto out;
 	}
@@ -834,22 +799,23 @@ static int crl_check(const struct dcap_blob *b, const char *what, X509 *issuer, 
 	if (cert_time_unix(X509_CRL_get0_lastUpdate(crl), &lu) < 0 ||
 	    !X509_CRL_get0_nextUpdate(crl) ||
 	    cert_time_unix(X509_CRL_get0_nextUpdate(crl), &nu) < 0) {
-		why_set(reason, rlen, 0, "%s has no valid thisUpdate/nextUpdate", what);
+		why_write(reason, rlen, "%s has no valid thisUpdate/nextUpdate", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_fmt_time(now, t2);
 	if (now < lu) {
 		cert_fmt_time(lu, t1);
-		why_set(reason, rlen, 0, "%s is not valid before %s (verification time %s)", what,
-			   t1, t2);
+		why_write(reason, rlen, "%s is not valid before %s (verification time %s)", what,
+			  t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > nu) {
 		cert_fmt_time(nu, t1);
-		why_set(reason, rlen, 0, "%s expired at %s (verification time %s): refresh the collateral",
-			   what, t1, t2);
+		why_write(reason, rlen,
+			  "%s expired at %s (verification time %s): refresh the collateral",
+			  what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
@@ -965,9 +931,9 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 	if (rc < 0)
 		goto out;
 	if (sk_X509_num(certs) != 3) {
-		why_set(reason, rlen, 0,
-			   "PCK certificate chain has %d certificates, expected 3 (PCK, intermediate CA, root CA)",
-			   sk_X509_num(certs));
+		why_write(reason, rlen,
+			  "PCK certificate chain has %d certificates, expected 3 (PCK, intermediate CA, root CA)",
+			  sk_X509_num(certs));
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -989,9 +955,9 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 	if (strcmp(cn, "Intel SGX PCK Certificate") != 0 ||
 	    (strcmp(res->ca_cn, "Intel SGX PCK Platform CA") != 0 &&
 	     strcmp(res->ca_cn, "Intel SGX PCK Processor CA") != 0)) {
-		why_set(reason, rlen, 0,
-			   "PCK chain is '%s' issued by '%s', not an Intel SGX PCK Certificate from the Platform or Processor CA",
-			   cn, res->ca_cn);
+		why_write(reason, rlen,
+			  "PCK chain is '%s' issued by '%s', not an Intel SGX PCK Certificate from the Platform or Processor CA",
+			  cn, res->ca_cn);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -1018,7 +984,7 @@ static int pck_chain(const struct dcap_quote *q, const struct dcap_collateral *c
 		goto out;
 	res->pkey = X509_get_pubkey(leaf);
 	if (!is_p256(res->pkey)) {
-		why_set(reason, rlen, 0, "PCK certificate key is not an EC P-256 key");
+		why_write(reason, rlen, "PCK certificate key is not an EC P-256 key");
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -1155,7 +1121,7 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	json_error_t jerr;
 	*body = NULL;
 	if (b->len > DCAP_COLLATERAL_MAX) {
-		why_set(reason, rlen, 0, "%s is larger than %d bytes", what, DCAP_COLLATERAL_MAX);
+		why_write(reason, rlen, "%s is larger than %d bytes", what, DCAP_COLLATERAL_MAX);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -1164,19 +1130,20 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	if (!json_is_object(doc) || json_object_size(doc) != 2 ||
 	    !json_is_object(json_object_get(doc, member)) || !sig_hex ||
 	    raw_member((const char *)b->data, b->len, member, &raw, &raw_len) < 0) {
-		why_set(reason, rlen, 0, "%s is not a JSON object with exactly \"%s\" and \"signature\"",
-			   what, member);
+		why_write(reason, rlen,
+			  "%s is not a JSON object with exactly \"%s\" and \"signature\"",
+			  what, member);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (hex_exact(sig_hex, sig, 64) < 0) {
-		why_set(reason, rlen, 0, "%s signature is not 128 hex digits (raw r||s)", what);
+		why_write(reason, rlen, "%s signature is not 128 hex digits (raw r||s)", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	*body = json_loadb(raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(*body)) {
-		why_set(reason, rlen, 0, "%s \"%s\" is not a JSON object", what, member);
+		why_write(reason, rlen, "%s \"%s\" is not a JSON object", what, member);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -1186,8 +1153,9 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	cache_key("seeswarm-dcap-json-v1", parts, lens, 4, key);
 	if (!cache_get(key, now, &hit)) {
 		if (!c->tcb_signing_chain.len) {
-			why_set(reason, rlen, 0, "%s is present but the TCB Signing certificate chain is not",
-				   what);
+			why_write(reason, rlen,
+				  "%s is present but the TCB Signing certificate chain is not",
+				  what);
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -1199,8 +1167,9 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		X509 *leaf = sk_X509_value(chain, 0);
 		X509 *root = sk_X509_num(chain) > 1 ? sk_X509_value(chain, sk_X509_num(chain) - 1) : NULL;
 		if (sk_X509_num(chain) > 2) {
-			why_set(reason, rlen, 0, "TCB Signing chain has %d certificates (at most 2)",
-				   sk_X509_num(chain));
+			why_write(reason, rlen,
+				  "TCB Signing chain has %d certificates (at most 2)",
+				  sk_X509_num(chain));
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -1209,7 +1178,8 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 			if (rc < 0)
 				goto out;
 		} else if (!anchor) {
-			why_set(reason, rlen, 0, "TCB Signing chain lacks the root and no trust anchor is configured");
+			why_write(reason, rlen,
+				  "TCB Signing chain lacks the root and no trust anchor is configured");
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -1220,8 +1190,9 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 		char cn[64];
 		cert_subject_cn(leaf, cn, sizeof cn);
 		if (strcmp(cn, "Intel SGX TCB Signing") != 0) {
-			why_set(reason, rlen, 0, "%s signer is '%s', not 'Intel SGX TCB Signing'", what,
-				   cn);
+			why_write(reason, rlen,
+				  "%s signer is '%s', not 'Intel SGX TCB Signing'", what,
+				  cn);
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -1236,16 +1207,17 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 			if (rc < 0)
 				goto out;
 			if (hit.revoked) {
-				why_set(reason, rlen, 0, "TCB Signing certificate is revoked by the Root CA CRL");
+				why_write(reason, rlen,
+					  "TCB Signing certificate is revoked by the Root CA CRL");
 				rc = SS_EAUTH;
 				goto out;
 			}
 		}
 		pk = X509_get_pubkey(leaf);
 		if (!is_p256(pk) || !ecdsa_verify_raw(pk, raw, raw_len, sig)) {
-			why_set(reason, rlen, 0,
-				   "%s signature by 'Intel SGX TCB Signing' does not verify over the \"%s\" bytes",
-				   what, member);
+			why_write(reason, rlen,
+				  "%s signature by 'Intel SGX TCB Signing' does not verify over the \"%s\" bytes",
+				  what, member);
 			rc = SS_ECRYPTO;
 			goto out;
 		}
@@ -1254,22 +1226,24 @@ static int signed_json_verify(const struct dcap_blob *b, const char *member, con
 	int64_t issue = 0, next = 0;
 	char t1[32], t2[32];
 	if (json_date(*body, "issueDate", &issue) < 0 || json_date(*body, "nextUpdate", &next) < 0) {
-		why_set(reason, rlen, 0, "%s lacks a valid issueDate or nextUpdate", what);
+		why_write(reason, rlen, "%s lacks a valid issueDate or nextUpdate", what);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	cert_fmt_time(now, t2);
 	if (now < issue) {
 		cert_fmt_time(issue, t1);
-		why_set(reason, rlen, 0, "%s is not valid before its issueDate %s (verification time %s)",
-			   what, t1, t2);
+		why_write(reason, rlen,
+			  "%s is not valid before its issueDate %s (verification time %s)",
+			  what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
 	if (now > next) {
 		cert_fmt_time(next, t1);
-		why_set(reason, rlen, 0, "%s expired at its nextUpdate %s (verification time %s): refresh the collateral",
-			   what, t1, t2);
+		why_write(reason, rlen,
+			  "%s expired at its nextUpdate %s (verification time %s): refresh the collateral",
+			  what, t1, t2);
 		rc = SS_ETIMEDOUT;
 		goto out;
 	}
@@ -1427,48 +1401,43 @@ static int tdx_module_eval(const json_t *ti, const struct dcap_td_report *td, st
 		snprintf(want, sizeof want, "tdxModule");
 	} else {
 		snprintf(want, sizeof want, "TDX_%02X", td->tee_tcb_svn[1]);
-		if (!json_is_array(ids) || json_array_size(ids) > MAX_TCB_LEVELS) {
-			why_set(reason, rlen, 0, "TCB Info tdxModuleIdentities is not a bounded array");
-			return SS_EPARSE;
-		}
+		if (!json_is_array(ids) || json_array_size(ids) > MAX_TCB_LEVELS)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "TCB Info tdxModuleIdentities is not a bounded array");
 		json_array_foreach(ids, i, m) {
 			const char *id = json_string_value(json_object_get(m, "id"));
 			if (id && !strcasecmp(id, want))
 				ident = m;
 		}
-		if (!ident) {
-			why_set(reason, rlen, 0, "TDX module %s (tee_tcb_svn[1]) is not in the TCB Info's tdxModuleIdentities",
-				   want);
-			return SS_EAUTH;
-		}
+		if (!ident)
+			return why_set(reason, rlen, SS_EAUTH,
+				       "TDX module %s (tee_tcb_svn[1]) is not in the TCB Info's tdxModuleIdentities",
+				       want);
 	}
 	if (!ident)
 		return 0; /* TCB Info without a module identity */
 	if (json_hex(ident, "mrsigner", mrsigner, 48) < 0 || json_hex(ident, "attributes", attr, 8) < 0 ||
 	    json_hex(ident, "attributesMask", mask, 8) < 0) {
-		why_set(reason, rlen, 0, "TCB Info TDX module identity %s is malformed", want);
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE,
+			       "TCB Info TDX module identity %s is malformed", want);
 	}
-	if (memcmp(mrsigner, td->mrsignerseam, 48) != 0) {
-		why_set(reason, rlen, 0, "mrsignerseam does not match the TCB Info TDX module identity %s",
-			   want);
-		return SS_EAUTH;
-	}
+	if (memcmp(mrsigner, td->mrsignerseam, 48) != 0)
+		return why_set(reason, rlen, SS_EAUTH,
+			       "mrsignerseam does not match the TCB Info TDX module identity %s",
+			       want);
 	for (int k = 0; k < 8; k++)
-		if ((td->seam_attributes[k] & mask[k]) != (attr[k] & mask[k])) {
-			why_set(reason, rlen, 0, "masked seam_attributes do not match the TDX module identity %s",
-				   want);
-			return SS_EAUTH;
-		}
+		if ((td->seam_attributes[k] & mask[k]) != (attr[k] & mask[k]))
+			return why_set(reason, rlen, SS_EAUTH,
+				       "masked seam_attributes do not match the TDX module identity %s",
+				       want);
 	const json_t *levels = json_object_get(ident, "tcbLevels");
 	if (!levels)
 		return 0; /* the TDX 1.0 "tdxModule" has no levels */
 	const json_t *lvl = NULL;
 	int st = TS_NOT_SUPPORTED;
-	if (isvsvn_level(levels, td->tee_tcb_svn[0], &lvl, &st) < 0) {
-		why_set(reason, rlen, 0, "TCB Info TDX module %s tcbLevels are malformed", want);
-		return SS_EPARSE;
-	}
+	if (isvsvn_level(levels, td->tee_tcb_svn[0], &lvl, &st) < 0)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "TCB Info TDX module %s tcbLevels are malformed", want);
 	ev->module = lvl ? st : TS_NOT_SUPPORTED;
 	if (lvl)
 		add_advisories(ev->advisories, lvl);
@@ -1491,35 +1460,33 @@ static int tcb_info_eval(const json_t *ti, const struct dcap_quote *q, const str
 	json_uint(json_object_get(ti, "version"), 100, &version);
 	if (q->is_tdx ? (!id || strcmp(id, "TDX") != 0 || version != 3)
 		      : (id ? strcmp(id, "SGX") != 0 || version != 3 : version != 2)) {
-		why_set(reason, rlen, 0, "TCB Info id '%s' version %lld is not %s", id ? id : "(none)",
-			   (long long)version, q->is_tdx ? "TDX v3" : "SGX v2 or v3");
-		return SS_EAUTH;
+		return why_set(reason, rlen, SS_EAUTH,
+			       "TCB Info id '%s' version %lld is not %s", id ? id : "(none)",
+			       (long long)version, q->is_tdx ? "TDX v3" : "SGX v2 or v3");
 	}
-	if (json_hex(ti, "fmspc", fmspc, 6) < 0 || json_hex(ti, "pceId", pceid, 2) < 0) {
-		why_set(reason, rlen, 0, "TCB Info lacks a valid fmspc or pceId");
-		return SS_EPARSE;
-	}
+	if (json_hex(ti, "fmspc", fmspc, 6) < 0 || json_hex(ti, "pceId", pceid, 2) < 0)
+		return why_set(reason, rlen, SS_EPARSE, "TCB Info lacks a valid fmspc or pceId");
 	if (memcmp(fmspc, ext->fmspc, 6) != 0) {
 		hex_lower(fmspc, 6, h1);
 		hex_lower(ext->fmspc, 6, h2);
-		why_set(reason, rlen, 0, "TCB Info is for FMSPC %s but the PCK certificate has FMSPC %s",
-			   h1, h2);
-		return SS_EAUTH;
+		return why_set(reason, rlen, SS_EAUTH,
+			       "TCB Info is for FMSPC %s but the PCK certificate has FMSPC %s",
+			       h1, h2);
 	}
 	if (memcmp(pceid, ext->pceid, 2) != 0) {
 		hex_lower(pceid, 2, h1);
 		hex_lower(ext->pceid, 2, h2);
-		why_set(reason, rlen, 0, "TCB Info is for PCE-ID %s but the PCK certificate has PCE-ID %s",
-			   h1, h2);
-		return SS_EAUTH;
+		return why_set(reason, rlen, SS_EAUTH,
+			       "TCB Info is for PCE-ID %s but the PCK certificate has PCE-ID %s",
+			       h1, h2);
 	}
 	const json_t *levels = json_object_get(ti, "tcbLevels"), *l;
 	size_t i;
 	if (!json_is_array(levels) || json_array_size(levels) == 0 ||
 	    json_array_size(levels) > MAX_TCB_LEVELS) {
-		why_set(reason, rlen, 0, "TCB Info tcbLevels is not a non-empty array of at most %d",
-			   MAX_TCB_LEVELS);
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE,
+			       "TCB Info tcbLevels is not a non-empty array of at most %d",
+			       MAX_TCB_LEVELS);
 	}
 	const json_t *match = NULL;
 	ev->platform = TS_NOT_SUPPORTED;
@@ -1543,10 +1510,9 @@ static int tcb_info_eval(const json_t *ti, const struct dcap_quote *q, const str
 			}
 		}
 		int st = ts_parse(json_string_value(json_object_get(l, "tcbStatus")), TS_REVOKED + 1);
-		if (!ok || st < 0 || !json_uint(json_object_get(tcb, "pcesvn"), 65535, &pcesvn)) {
-			why_set(reason, rlen, 0, "TCB Info tcbLevels[%zu] is malformed", i);
-			return SS_EPARSE;
-		}
+		if (!ok || st < 0 || !json_uint(json_object_get(tcb, "pcesvn"), 65535, &pcesvn))
+			return why_set(reason, rlen, SS_EPARSE,
+				       "TCB Info tcbLevels[%zu] is malformed", i);
 		if (match)
 			continue;
 		bool meets = ext->pcesvn >= pcesvn;
@@ -1585,45 +1551,39 @@ static int qe_identity_eval(const json_t *ei, const struct dcap_quote *q, struct
 	uint8_t mrsigner[32], misc[4], miscmask[4], attr[16], amask[16];
 	if (!id || strcmp(id, want) != 0 || !json_uint(json_object_get(ei, "version"), 100, &version) ||
 	    version != 2) {
-		why_set(reason, rlen, 0, "QE Identity id '%s' version %lld is not %s v2",
-			   id ? id : "(none)", (long long)version, want);
-		return SS_EAUTH;
+		return why_set(reason, rlen, SS_EAUTH,
+			       "QE Identity id '%s' version %lld is not %s v2",
+			       id ? id : "(none)", (long long)version, want);
 	}
 	if (json_hex(ei, "mrsigner", mrsigner, 32) < 0 || json_hex(ei, "miscselect", misc, 4) < 0 ||
 	    json_hex(ei, "miscselectMask", miscmask, 4) < 0 || json_hex(ei, "attributes", attr, 16) < 0 ||
 	    json_hex(ei, "attributesMask", amask, 16) < 0 ||
 	    !json_uint(json_object_get(ei, "isvprodid"), 65535, &prodid)) {
-		why_set(reason, rlen, 0, "QE Identity lacks a valid mrsigner, miscselect, attributes or isvprodid");
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE,
+			       "QE Identity lacks a valid mrsigner, miscselect, attributes or isvprodid");
 	}
-	if (memcmp(mrsigner, q->qe.mrsigner, 32) != 0) {
-		why_set(reason, rlen, 0, "QE report MRSIGNER does not match the QE Identity");
-		return SS_EAUTH;
-	}
-	if (prodid != q->qe.isv_prod_id) {
-		why_set(reason, rlen, 0, "QE report isvprodid %u does not match the QE Identity (%lld)",
-			   q->qe.isv_prod_id, (long long)prodid);
-		return SS_EAUTH;
-	}
+	if (memcmp(mrsigner, q->qe.mrsigner, 32) != 0)
+		return why_set(reason, rlen, SS_EAUTH,
+			       "QE report MRSIGNER does not match the QE Identity");
+	if (prodid != q->qe.isv_prod_id)
+		return why_set(reason, rlen, SS_EAUTH,
+			       "QE report isvprodid %u does not match the QE Identity (%lld)",
+			       q->qe.isv_prod_id, (long long)prodid);
 	/* miscselect is written as a big-endian hex number. */
 	uint32_t m = (uint32_t)misc[0] << 24 | (uint32_t)misc[1] << 16 | (uint32_t)misc[2] << 8 | misc[3];
 	uint32_t mm = (uint32_t)miscmask[0] << 24 | (uint32_t)miscmask[1] << 16 |
 		      (uint32_t)miscmask[2] << 8 | miscmask[3];
-	if ((q->qe.miscselect & mm) != (m & mm)) {
-		why_set(reason, rlen, 0, "QE report masked miscselect does not match the QE Identity");
-		return SS_EAUTH;
-	}
+	if ((q->qe.miscselect & mm) != (m & mm))
+		return why_set(reason, rlen, SS_EAUTH,
+			       "QE report masked miscselect does not match the QE Identity");
 	for (int k = 0; k < 16; k++)
-		if ((q->qe.attributes[k] & amask[k]) != (attr[k] & amask[k])) {
-			why_set(reason, rlen, 0, "QE report masked attributes do not match the QE Identity");
-			return SS_EAUTH;
-		}
+		if ((q->qe.attributes[k] & amask[k]) != (attr[k] & amask[k]))
+			return why_set(reason, rlen, SS_EAUTH,
+				       "QE report masked attributes do not match the QE Identity");
 	const json_t *lvl = NULL;
 	int st = TS_OUT_OF_DATE;
-	if (isvsvn_level(json_object_get(ei, "tcbLevels"), q->qe.isv_svn, &lvl, &st) < 0) {
-		why_set(reason, rlen, 0, "QE Identity tcbLevels are malformed");
-		return SS_EPARSE;
-	}
+	if (isvsvn_level(json_object_get(ei, "tcbLevels"), q->qe.isv_svn, &lvl, &st) < 0)
+		return why_set(reason, rlen, SS_EPARSE, "QE Identity tcbLevels are malformed");
 	/* Below every level: Intel reports the QE as out of date. */
 	ev->qe = lvl ? st : TS_OUT_OF_DATE;
 	if (lvl)
@@ -1690,10 +1650,8 @@ static int policy_validate(const json_t *pol, bool tdx, char *reason, size_t rle
 	const char *tee = tdx ? "tdx" : "sgx";
 	if (!pol)
 		return 0;
-	if (!json_is_object(pol)) {
-		why_set(reason, rlen, 0, "%s policy must be a JSON object", tee);
-		return SS_ECONFIG;
-	}
+	if (!json_is_object(pol))
+		return why_set(reason, rlen, SS_ECONFIG, "%s policy must be a JSON object", tee);
 	const char *k;
 	const json_t *v;
 	json_object_foreach((json_t *)pol, k, v) {
@@ -1715,29 +1673,14 @@ static int policy_validate(const json_t *pol, bool tdx, char *reason, size_t rle
 					ok = hex_list_valid(v, tdx ? 48 : 32);
 				}
 		}
-		if (!known) {
-			why_set(reason, rlen, 0, "unknown %s policy key '%s'", tee, k);
-			return SS_ECONFIG;
-		}
-		if (!ok) {
-			why_set(reason, rlen, 0, "%s policy key '%s' has an invalid value", tee, k);
-			return SS_ECONFIG;
-		}
+		if (!known)
+			return why_set(reason, rlen, SS_ECONFIG,
+				       "unknown %s policy key '%s'", tee, k);
+		if (!ok)
+			return why_set(reason, rlen, SS_ECONFIG,
+				       "%s policy key '%s' has an invalid value", tee, k);
 	}
 	return 0;
-}
-
-static void add_note(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_note(struct buf *b, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (b->len)
-		buf_append(b, "; ", 2);
-	buf_append(b, line, strlen(line));
 }
 
 static void policy_eval(const json_t *pol, const struct dcap_quote *q, const struct tcb_eval *ev,
@@ -1747,20 +1690,20 @@ static void policy_eval(const json_t *pol, const struct dcap_quote *q, const str
 	const json_t *warn = pol ? json_object_get(pol, "warn_tcb_statuses") : NULL;
 	const char *name = ts_names[ev->status];
 	if (ev->status == TS_REVOKED) {
-		add_note(fails, "TCB status Revoked");
+		buf_join(fails, "; ", "TCB status Revoked");
 	} else if (ev->status == TS_NOT_SUPPORTED) {
-		add_note(fails, "TCB status NotSupported: no TCB level of the TCB Info matches the platform");
+		buf_join(fails, "; ", "TCB status NotSupported: no TCB level of the TCB Info matches the platform");
 	} else if (allowed ? status_listed(allowed, ev->status) : ev->status == TS_UP_TO_DATE) {
 		/* allowed */
 	} else if (warn && status_listed(warn, ev->status)) {
-		add_note(warns, "TCB status %s", name);
+		buf_join(warns, "; ", "TCB status %s", name);
 	} else {
-		add_note(fails, "TCB status %s is not in allowed_tcb_statuses", name);
+		buf_join(fails, "; ", "TCB status %s is not in allowed_tcb_statuses", name);
 	}
 	bool debug = q->is_tdx ? (q->td.td_attributes[0] & 1) : (q->enclave.attributes[0] & 2);
 	const json_t *ad = pol ? json_object_get(pol, "allow_debug") : NULL;
 	if (debug && !json_is_true(ad))
-		add_note(fails, "the %s is in debug mode but allow_debug is false",
+		buf_join(fails, "; ", "the %s is in debug mode but allow_debug is false",
 			 q->is_tdx ? "TD" : "enclave");
 	if (!pol)
 		return;
@@ -1770,7 +1713,7 @@ static void policy_eval(const json_t *pol, const struct dcap_quote *q, const str
 		for (size_t i = 0; i < ARRAY_LEN(tdx_hex_keys); i++) {
 			const json_t *v = json_object_get(pol, tdx_hex_keys[i]);
 			if (v && !hex_list_has(v, vals[i], 48))
-				add_note(fails, "%s is not in the policy's allow-list", tdx_hex_keys[i]);
+				buf_join(fails, "; ", "%s is not in the policy's allow-list", tdx_hex_keys[i]);
 		}
 		return;
 	}
@@ -1778,15 +1721,15 @@ static void policy_eval(const json_t *pol, const struct dcap_quote *q, const str
 	for (size_t i = 0; i < ARRAY_LEN(sgx_hex_keys); i++) {
 		const json_t *v = json_object_get(pol, sgx_hex_keys[i]);
 		if (v && !hex_list_has(v, vals[i], 32))
-			add_note(fails, "%s is not in the policy's allow-list", sgx_hex_keys[i]);
+			buf_join(fails, "; ", "%s is not in the policy's allow-list", sgx_hex_keys[i]);
 	}
 	const json_t *v = json_object_get(pol, "isv_prod_id");
 	if (v && json_integer_value(v) != q->enclave.isv_prod_id)
-		add_note(fails, "isv_prod_id %u is not the policy's %lld", q->enclave.isv_prod_id,
+		buf_join(fails, "; ", "isv_prod_id %u is not the policy's %lld", q->enclave.isv_prod_id,
 			 (long long)json_integer_value(v));
 	v = json_object_get(pol, "min_isv_svn");
 	if (v && q->enclave.isv_svn < json_integer_value(v))
-		add_note(fails, "isv_svn %u is below the policy's min_isv_svn %lld", q->enclave.isv_svn,
+		buf_join(fails, "; ", "isv_svn %u is below the policy's min_isv_svn %lld", q->enclave.isv_svn,
 			 (long long)json_integer_value(v));
 }
 
@@ -1892,20 +1835,22 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (rc < 0)
 		goto out;
 	if (q.is_tdx != want_tdx) {
-		why_set(reason, rlen, 0, "evidence is an %s quote, not %s", q.is_tdx ? "TDX" : "SGX",
-			   want_tdx ? "TDX" : "SGX");
+		why_write(reason, rlen,
+			  "evidence is an %s quote, not %s", q.is_tdx ? "TDX" : "SGX",
+			  want_tdx ? "TDX" : "SGX");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	ak = p256_key_from_raw(q.att_key);
 	if (!ak) {
-		why_set(reason, rlen, 0, "attestation key is not a valid P-256 point");
+		why_write(reason, rlen, "attestation key is not a valid P-256 point");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (!ecdsa_verify_raw(ak, in->evidence, q.signed_len, q.signature)) {
-		why_set(reason, rlen, 0, "quote signature by the attestation key does not verify over the header and %s",
-			   q.is_tdx ? "TD report body" : "enclave report body");
+		why_write(reason, rlen,
+			  "quote signature by the attestation key does not verify over the header and %s",
+			  q.is_tdx ? "TD report body" : "enclave report body");
 		rc = SS_ECRYPTO;
 		goto out;
 	}
@@ -1916,7 +1861,8 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (rc < 0)
 		goto out;
 	if (!ecdsa_verify_raw(pck.pkey, q.qe_report, DCAP_SGX_REPORT_LEN, q.qe_report_sig)) {
-		why_set(reason, rlen, 0, "QE report signature by the PCK certificate key does not verify");
+		why_write(reason, rlen,
+			  "QE report signature by the PCK certificate key does not verify");
 		rc = SS_ECRYPTO;
 		goto out;
 	}
@@ -1928,22 +1874,24 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	sha256(hb.data, hb.len, digest);
 	buf_free(&hb);
 	if (!ct_equal(digest, q.qe.report_data, 32) || !all_zero(q.qe.report_data + 32, 32)) {
-		why_set(reason, rlen, 0,
-			   "QE report data is not SHA-256(attestation key || QE auth data) followed by zeros: the attestation key is not bound to the QE");
+		why_write(reason, rlen,
+			  "QE report data is not SHA-256(attestation key || QE auth data) followed by zeros: the attestation key is not bound to the QE");
 		rc = SS_EAUTH;
 		goto out;
 	}
 	if (in->expected_report_data) {
 		const uint8_t *rd = q.is_tdx ? q.td.report_data : q.enclave.report_data;
 		if (in->expected_len == 0 || in->expected_len > 64) {
-			why_set(reason, rlen, 0, "expected report data must be 1..64 bytes, not %zu",
-				   in->expected_len);
+			why_write(reason, rlen,
+				  "expected report data must be 1..64 bytes, not %zu",
+				  in->expected_len);
 			rc = SS_EINVAL;
 			goto out;
 		}
 		if (!ct_equal(rd, in->expected_report_data, in->expected_len) ||
 		    !all_zero(rd + in->expected_len, 64 - in->expected_len)) {
-			why_set(reason, rlen, 0, "report_data does not match the expected binding (nonce)");
+			why_write(reason, rlen,
+				  "report_data does not match the expected binding (nonce)");
 			rc = SS_EATTEST;
 			goto out;
 		}
@@ -1960,7 +1908,7 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	} else {
 		char fm[16];
 		hex_lower(pck.ext.fmspc, 6, fm);
-		add_note(&warns, "no TCB Info collateral for FMSPC %s: TCB status not evaluated", fm);
+		buf_join(&warns, "; ", "no TCB Info collateral for FMSPC %s: TCB status not evaluated", fm);
 	}
 	if (coll->qe_identity.len) {
 		rc = signed_json_verify(&coll->qe_identity, "enclaveIdentity", "QE Identity", coll,
@@ -1971,7 +1919,7 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 		if (rc < 0)
 			goto out;
 	} else if (coll->tcb_info.len) {
-		add_note(&warns, "no QE Identity collateral: the QE TCB was not evaluated");
+		buf_join(&warns, "; ", "no QE Identity collateral: the QE TCB was not evaluated");
 	}
 	ev.status = ev.platform;
 	if (ev.status != TS_UNKNOWN && ev.qe != TS_UNKNOWN)
@@ -1979,19 +1927,19 @@ int dcap_verify(const struct attest_input *in, const struct dcap_collateral *col
 	if (pck.revoked)
 		ev.status = TS_REVOKED;
 	if (!pck.root_crl)
-		add_note(&warns, "no Root CA CRL: the PCK CA's revocation was not checked");
+		buf_join(&warns, "; ", "no Root CA CRL: the PCK CA's revocation was not checked");
 	if (!pck.pck_crl)
-		add_note(&warns, "no PCK CRL: the PCK certificate's revocation was not checked");
+		buf_join(&warns, "; ", "no PCK CRL: the PCK certificate's revocation was not checked");
 	policy_eval(in->policy, &q, &ev, &fails, &warns);
 	out->claims = claims_build(&q, &pck, &ev);
 	if (fails.len) {
 		out->status = ATTEST_CONTRAINDICATED;
 		buf_append(&fails, "", 1);
-		why_set(reason, rlen, 0, "%s", (const char *)fails.data);
+		why_write(reason, rlen, "%s", (const char *)fails.data);
 	} else if (warns.len) {
 		out->status = ATTEST_WARNING;
 		buf_append(&warns, "", 1);
-		why_set(reason, rlen, 0, "%s", (const char *)warns.data);
+		why_write(reason, rlen, "%s", (const char *)warns.data);
 	} else {
 		out->status = ATTEST_AFFIRMING;
 		reason[0] = '\0';
@@ -2038,7 +1986,7 @@ static int load_item(const char *dir, const char *name, struct dcap_blob *b, cha
 	if (rc == SS_ENOTFOUND) {
 		rc = 0;
 	} else if (rc < 0) {
-		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_write(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
 	} else {
 		b->data = (uint8_t *)data;
 		b->len = len;
@@ -2066,7 +2014,7 @@ int dcap_collateral_load(const char *dir, const uint8_t *quote, size_t len,
 	if (rc < 0)
 		goto out;
 	if (sk_X509_num(certs) < 2) {
-		why_set(reason, rlen, 0, "PCK certificate chain has no intermediate CA");
+		why_write(reason, rlen, "PCK certificate chain has no intermediate CA");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2105,7 +2053,7 @@ int dcap_verify_dir(const struct attest_input *in, bool want_tdx, struct attest_
 		/* A malformed quote gets dcap_verify's own precise reason. */
 		if (rc == SS_EPARSE)
 			return dcap_verify(in, NULL, want_tdx, out);
-		why_set(out->reason, sizeof out->reason, 0, "%s", why);
+		why_write(out->reason, sizeof out->reason, "%s", why);
 		return rc;
 	}
 	rc = dcap_verify(in, &c, want_tdx, out);
@@ -2123,7 +2071,7 @@ static int write_item(const char *dir, const char *name, const void *data, size_
 	if (rc == 0)
 		rc = file_write_atomic(path, data, len, 0644);
 	if (rc < 0)
-		why_set(reason, rlen, 0, "cannot write %s: %s", path, ss_strerror(rc));
+		why_write(reason, rlen, "cannot write %s: %s", path, ss_strerror(rc));
 	free(sub);
 	free(path);
 	return rc;
@@ -2182,7 +2130,7 @@ int dcap_collateral_import_root(const char *dir, const uint8_t *pem, size_t len,
 	struct dcap_blob b = { (uint8_t *)pem, len };
 	int rc = anchor_load(&b, &x, reason, rlen);
 	if (rc == 0 && !x) {
-		why_set(reason, rlen, 0, "no root certificate given");
+		why_write(reason, rlen, "no root certificate given");
 		rc = SS_EPARSE;
 	}
 	if (rc == 0) {
@@ -2211,7 +2159,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (len <= 4 * DCAP_COLLATERAL_MAX)
 		doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(doc)) {
-		why_set(reason, rlen, 0, "collateral is not a JSON object");
+		why_write(reason, rlen, "collateral is not a JSON object");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2220,7 +2168,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 					    "pck_crl" };
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
 		if (!json_is_string(json_object_get(doc, keys[i]))) {
-			why_set(reason, rlen, 0, "collateral lacks the string \"%s\"", keys[i]);
+			why_write(reason, rlen, "collateral lacks the string \"%s\"", keys[i]);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -2228,7 +2176,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	const char *tcb = S("tcb_info"), *qe = S("qe_identity");
 	if (hex_exact(S("tcb_info_signature"), sig, 64) < 0 ||
 	    hex_exact(S("qe_identity_signature"), sig, 64) < 0) {
-		why_set(reason, rlen, 0, "collateral signatures must be 128 hex digits");
+		why_write(reason, rlen, "collateral signatures must be 128 hex digits");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2240,7 +2188,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	char fm[16], name[64];
 	if (!json_is_object(ti) || !json_is_object(ei) || !eid ||
 	    json_hex(ti, "fmspc", fmspc, 6) < 0 || (strcmp(eid, "QE") != 0 && strcmp(eid, "TD_QE") != 0)) {
-		why_set(reason, rlen, 0, "collateral tcb_info or qe_identity is malformed");
+		why_write(reason, rlen, "collateral tcb_info or qe_identity is malformed");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2259,7 +2207,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (rc < 0)
 		goto out;
 	if (crl_decode(S("root_ca_crl"), &der, &der_len) < 0) {
-		why_set(reason, rlen, 0, "collateral root_ca_crl is not a hex or PEM CRL");
+		why_write(reason, rlen, "collateral root_ca_crl is not a hex or PEM CRL");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2272,7 +2220,7 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	if (crl_decode(S("pck_crl"), &der, &der_len) == 0)
 		q = der;
 	if (!q || !(crl = d2i_X509_CRL(NULL, &q, (long)der_len))) {
-		why_set(reason, rlen, 0, "collateral pck_crl is not a hex or PEM CRL");
+		why_write(reason, rlen, "collateral pck_crl is not a hex or PEM CRL");
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -2280,8 +2228,9 @@ int dcap_collateral_import(const char *dir, const char *text, size_t len, char *
 	cert_name_cn(X509_CRL_get_issuer(crl), cn, sizeof cn);
 	bool processor = strstr(cn, "Processor") != NULL;
 	if (!processor && !strstr(cn, "Platform")) {
-		why_set(reason, rlen, 0, "collateral pck_crl is issued by '%s', not a PCK Platform or Processor CA",
-			   cn);
+		why_write(reason, rlen,
+			  "collateral pck_crl is issued by '%s', not a PCK Platform or Processor CA",
+			  cn);
 		rc = SS_EPARSE;
 		goto out;
 	}

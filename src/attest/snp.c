@@ -139,7 +139,7 @@ static int load_pem_file(const char *path, X509 **out, char *reason, size_t rlen
 	if (rc == SS_ENOTFOUND)
 		goto out;
 	if (rc < 0) {
-		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_write(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
 	bio = BIO_new_mem_buf(data, (int)len);
@@ -147,7 +147,7 @@ static int load_pem_file(const char *path, X509 **out, char *reason, size_t rlen
 		fatal("BIO_new_mem_buf failed");
 	*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (!*out) {
-		why_set(reason, rlen, 0, "collateral %s is not a PEM certificate", path);
+		why_write(reason, rlen, "collateral %s is not a PEM certificate", path);
 		rc = SS_EPARSE;
 	}
 out:
@@ -164,12 +164,12 @@ static int load_der_file(const char *path, X509 **out, char *reason, size_t rlen
 	if (rc == SS_ENOTFOUND)
 		goto out;
 	if (rc < 0) {
-		why_set(reason, rlen, 0, "cannot read collateral %s: %s", path, ss_strerror(rc));
+		why_write(reason, rlen, "cannot read collateral %s: %s", path, ss_strerror(rc));
 		goto out;
 	}
 	*out = der_to_x509((const uint8_t *)data, len);
 	if (!*out) {
-		why_set(reason, rlen, 0, "collateral %s is not a DER certificate", path);
+		why_write(reason, rlen, "collateral %s is not a DER certificate", path);
 		rc = SS_EPARSE;
 	}
 out:
@@ -183,39 +183,32 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 		     size_t reason_len)
 {
 	memset(r, 0, sizeof *r);
-	if (!p || n != SNP_REPORT_LEN) {
-		why_set(reason, reason_len, 0, "SEV-SNP report is %zu bytes, expected exactly %d", n,
-			   SNP_REPORT_LEN);
-		return SS_EPARSE;
-	}
+	if (!p || n != SNP_REPORT_LEN)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SEV-SNP report is %zu bytes, expected exactly %d", n,
+			       SNP_REPORT_LEN);
 	r->version = le32(p + 0x00);
-	if (r->version != 2 && r->version != 3) {
-		why_set(reason, reason_len, 0,
-			   "SEV-SNP report version %u is not supported (2 and 3 are)", r->version);
-		return SS_EPARSE;
-	}
+	if (r->version != 2 && r->version != 3)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SEV-SNP report version %u is not supported (2 and 3 are)", r->version);
 	r->guest_svn = le32(p + 0x04);
 	r->policy = le64(p + 0x08);
 	memcpy(r->family_id, p + 0x10, 16);
 	memcpy(r->image_id, p + 0x20, 16);
 	r->vmpl = le32(p + 0x30);
 	r->signature_algo = le32(p + 0x34);
-	if (r->signature_algo != 1) {
-		why_set(reason, reason_len, 0,
-			   "SEV-SNP signature_algo %u is not 1 (ECDSA P-384 with SHA-384)",
-			   r->signature_algo);
-		return SS_EPARSE;
-	}
+	if (r->signature_algo != 1)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SEV-SNP signature_algo %u is not 1 (ECDSA P-384 with SHA-384)",
+			       r->signature_algo);
 	r->current_tcb = le64(p + 0x38);
 	r->platform_info = le64(p + 0x40);
 	r->flags = le32(p + 0x48);
 	uint32_t key = (r->flags >> 2) & 7;
-	if (key > 1) {
-		why_set(reason, reason_len, 0,
-			   "SEV-SNP report signing key selector %u is neither VCEK (0) nor VLEK (1)",
-			   key);
-		return SS_EPARSE;
-	}
+	if (key > 1)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SEV-SNP report signing key selector %u is neither VCEK (0) nor VLEK (1)",
+			       key);
 	r->signing_key = key == 0 ? SNP_KEY_VCEK : SNP_KEY_VLEK;
 	memcpy(r->report_data, p + 0x50, 64);
 	memcpy(r->measurement, p + 0x90, 48);
@@ -242,11 +235,9 @@ int snp_report_parse(const uint8_t *p, size_t n, struct snp_report *r, char *rea
 	r->launch_tcb = le64(p + 0x1f0);
 	/* R and S are 72-byte little-endian fields; only the low 48 bytes may be non-zero. */
 	const uint8_t *sr = p + SNP_SIGNED_LEN, *ss = sr + 72;
-	if (!all_zero(sr + 48, 24) || !all_zero(ss + 48, 24)) {
-		why_set(reason, reason_len, 0,
-			   "SEV-SNP signature R or S has non-zero bytes above the P-384 field size");
-		return SS_EPARSE;
-	}
+	if (!all_zero(sr + 48, 24) || !all_zero(ss + 48, 24))
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SEV-SNP signature R or S has non-zero bytes above the P-384 field size");
 	for (int i = 0; i < 48; i++) {
 		r->sig_r[i] = sr[47 - i];
 		r->sig_s[i] = ss[47 - i];
@@ -293,7 +284,7 @@ static int ext_find(X509 *x, const char *suffix, const uint8_t **val, size_t *le
 	if (idx < 0)
 		goto out;
 	if (X509_get_ext_by_OBJ(x, obj, idx) >= 0) {
-		why_set(reason, rlen, 0, "certificate has extension %s more than once", oid);
+		why_write(reason, rlen, "certificate has extension %s more than once", oid);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -359,28 +350,25 @@ static int ext_product(X509 *x, struct snp_cert_ext *ext, char *reason, size_t r
 	if (!strcmp(cn, "SEV-VLEK")) {
 		ext->is_vlek = true;
 	} else if (strcmp(cn, "SEV-VCEK") != 0) {
-		why_set(reason, rlen, 0, "certificate '%s' is neither a VCEK nor a VLEK", cn);
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE,
+			       "certificate '%s' is neither a VCEK nor a VLEK", cn);
 	}
 	int rc = ext_find(x, "2", &v, &n, reason, rlen);
 	if (rc < 0)
 		return rc;
-	if (rc == 0 || parse_ia5(v, n, ext->product_name, sizeof ext->product_name) < 0) {
-		why_set(reason, rlen, 0, "%s has no valid product name extension (%s2)", cn,
-			   AMD_OID_ARC);
-		return SS_EPARSE;
-	}
+	if (rc == 0 || parse_ia5(v, n, ext->product_name, sizeof ext->product_name) < 0)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%s has no valid product name extension (%s2)", cn,
+			       AMD_OID_ARC);
 	size_t plen = strcspn(ext->product_name, "-");
 	ext->product = SNP_PRODUCT_UNKNOWN;
 	for (size_t i = 0; i < ARRAY_LEN(products); i++)
 		if (strlen(products[i].name) == plen &&
 		    !strncmp(products[i].name, ext->product_name, plen))
 			ext->product = products[i].product;
-	if (ext->product == SNP_PRODUCT_UNKNOWN) {
-		why_set(reason, rlen, 0, "%s is for unsupported product '%s'", cn,
-			   ext->product_name);
-		return SS_EPARSE;
-	}
+	if (ext->product == SNP_PRODUCT_UNKNOWN)
+		return why_set(reason, rlen, SS_EPARSE, "%s is for unsupported product '%s'", cn,
+			       ext->product_name);
 	return 0;
 }
 
@@ -412,17 +400,16 @@ static int ext_parse_x509(X509 *x, struct snp_cert_ext *ext, char *reason, size_
 		if (rc == 0) {
 			if (is_fmc && !turin)
 				continue;
-			why_set(reason, rlen, 0, "%s lacks the %s extension (%s%s)", kind,
-				   spls[i].what, AMD_OID_ARC, spls[i].suffix);
-			return SS_EPARSE;
+			return why_set(reason, rlen, SS_EPARSE,
+				       "%s lacks the %s extension (%s%s)", kind,
+				       spls[i].what, AMD_OID_ARC, spls[i].suffix);
 		}
 		if (is_fmc && !turin)
 			continue; /* the Milan/Genoa TCB has no FMC field */
-		if (parse_spl(v, n, (uint8_t *)&ext->tcb + spls[i].off) < 0) {
-			why_set(reason, rlen, 0, "%s %s extension is not a DER INTEGER 0..255",
-				   kind, spls[i].what);
-			return SS_EPARSE;
-		}
+		if (parse_spl(v, n, (uint8_t *)&ext->tcb + spls[i].off) < 0)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "%s %s extension is not a DER INTEGER 0..255",
+				       kind, spls[i].what);
 		if (is_fmc)
 			ext->tcb.has_fmc = true;
 	}
@@ -433,30 +420,25 @@ static int ext_parse_x509(X509 *x, struct snp_cert_ext *ext, char *reason, size_
 		return rc;
 	size_t want = turin ? 8 : 64;
 	if (rc == 1) {
-		if (ext->is_vlek) {
-			why_set(reason, rlen, 0, "VLEK carries a hwID extension");
-			return SS_EPARSE;
-		}
-		if (n != want) {
-			why_set(reason, rlen, 0,
-				   "VCEK hwID extension is %zu bytes; %s requires a raw %zu-byte value",
-				   n, product_name(ext->product), want);
-			return SS_EPARSE;
-		}
+		if (ext->is_vlek)
+			return why_set(reason, rlen, SS_EPARSE, "VLEK carries a hwID extension");
+		if (n != want)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "VCEK hwID extension is %zu bytes; %s requires a raw %zu-byte value",
+				       n, product_name(ext->product), want);
 		memcpy(ext->hwid, v, n);
 		ext->hwid_len = n;
 	} else if (!ext->is_vlek) {
-		why_set(reason, rlen, 0, "VCEK lacks the hwID extension (%s4)", AMD_OID_ARC);
-		return SS_EPARSE;
+		return why_set(reason, rlen, SS_EPARSE,
+			       "VCEK lacks the hwID extension (%s4)", AMD_OID_ARC);
 	}
 	rc = ext_find(x, "5", &v, &n, reason, rlen);
 	if (rc < 0)
 		return rc;
-	if (rc == 1 && parse_ia5(v, n, ext->csp_id, sizeof ext->csp_id) < 0) {
-		why_set(reason, rlen, 0, "%s CSP id extension (%s5) is not a short IA5String", kind,
-			   AMD_OID_ARC);
-		return SS_EPARSE;
-	}
+	if (rc == 1 && parse_ia5(v, n, ext->csp_id, sizeof ext->csp_id) < 0)
+		return why_set(reason, rlen, SS_EPARSE,
+			       "%s CSP id extension (%s5) is not a short IA5String", kind,
+			       AMD_OID_ARC);
 	return 0;
 }
 
@@ -465,11 +447,10 @@ int snp_cert_ext_parse(const uint8_t *der, size_t len, struct snp_cert_ext *ext,
 {
 	memset(ext, 0, sizeof *ext);
 	X509 *x = der_to_x509(der, len);
-	if (!x) {
-		why_set(reason, reason_len, 0, "certificate is not valid DER (or over %d bytes)",
-			   SNP_CERT_MAX);
-		return SS_EPARSE;
-	}
+	if (!x)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "certificate is not valid DER (or over %d bytes)",
+			       SNP_CERT_MAX);
 	int rc = ext_parse_x509(x, ext, reason, reason_len);
 	X509_free(x);
 	return rc;
@@ -496,29 +477,25 @@ int snp_cert_matches_report(const struct snp_cert_ext *ext, const struct snp_rep
 			continue;
 		uint8_t want = *((const uint8_t *)&ext->tcb + f[i].off);
 		uint8_t got = *((const uint8_t *)&t + f[i].off);
-		if (want != got) {
-			why_set(reason, reason_len, 0,
-				   "%s %s %u does not match REPORTED_TCB %s %u (reported_tcb 0x%016llx)",
-				   kind, f[i].spl, want, f[i].field, got,
-				   (unsigned long long)r->reported_tcb);
-			return SS_EAUTH;
-		}
+		if (want != got)
+			return why_set(reason, reason_len, SS_EAUTH,
+				       "%s %s %u does not match REPORTED_TCB %s %u (reported_tcb 0x%016llx)",
+				       kind, f[i].spl, want, f[i].field, got,
+				       (unsigned long long)r->reported_tcb);
 	}
 	if (r->has_cpuid) {
 		bool fam_ok = ext->product == SNP_PRODUCT_TURIN ? r->cpuid_fam_id == 0x1a
 								: r->cpuid_fam_id == 0x19;
-		if (!fam_ok) {
-			why_set(reason, reason_len, 0,
-				   "report CPUID family 0x%02x does not match the %s product %s", r->cpuid_fam_id,
-				   kind, product_name(ext->product));
-			return SS_EAUTH;
-		}
+		if (!fam_ok)
+			return why_set(reason, reason_len, SS_EAUTH,
+				       "report CPUID family 0x%02x does not match the %s product %s", r->cpuid_fam_id,
+				       kind, product_name(ext->product));
 	}
 	if (!ext->is_vlek) {
 		if (ext->hwid_len == 0 || ext->hwid_len > SNP_CHIP_ID_LEN ||
 		    !ct_equal(ext->hwid, r->chip_id, ext->hwid_len)) {
-			why_set(reason, reason_len, 0, "VCEK hwID does not match the report's CHIP_ID");
-			return SS_EAUTH;
+			return why_set(reason, reason_len, SS_EAUTH,
+				       "VCEK hwID does not match the report's CHIP_ID");
 		}
 	}
 	return 0;
@@ -589,9 +566,9 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		const struct product_info *p = pinned_ark(x, hex);
 		if (!p) {
 			cert_subject_cn(x, cn, sizeof cn);
-			why_set(reason, rlen, 0,
-				   "root certificate '%s' (sha256 %s) is not a pinned AMD ARK", cn,
-				   hex);
+			why_write(reason, rlen,
+				  "root certificate '%s' (sha256 %s) is not a pinned AMD ARK", cn,
+				  hex);
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -607,9 +584,9 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 		if (rc < 0 && rc != SS_ENOTFOUND)
 			goto out;
 		if (coll_ark && pinned_ark(coll_ark, hex) != pi) {
-			why_set(reason, rlen, 0,
-				   "collateral %s (sha256 %s) is not the pinned %s", path, hex,
-				   pi->ark_cn);
+			why_write(reason, rlen,
+				  "collateral %s (sha256 %s) is not the pinned %s", path, hex,
+				  pi->ark_cn);
 			rc = SS_EAUTH;
 			goto out;
 		}
@@ -626,13 +603,13 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	}
 	if (!anchor) {
 		if (other_root)
-			why_set(reason, rlen, 0,
-				   "wrong chain: the %s is for product %s but the supplied root is %s, and %s is neither in the input nor in collateral amd/%s/ark.pem",
-				   kind, pi->name, other_root, pi->ark_cn, pi->dir);
+			why_write(reason, rlen,
+				  "wrong chain: the %s is for product %s but the supplied root is %s, and %s is neither in the input nor in collateral amd/%s/ark.pem",
+				  kind, pi->name, other_root, pi->ark_cn, pi->dir);
 		else
-			why_set(reason, rlen, 0,
-				   "no %s: supply it with the evidence or as collateral amd/%s/ark.pem",
-				   pi->ark_cn, pi->dir);
+			why_write(reason, rlen,
+				  "no %s: supply it with the evidence or as collateral amd/%s/ark.pem",
+				  pi->ark_cn, pi->dir);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -655,8 +632,8 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	}
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
 	if (!chain || sk_X509_num(chain) != 3) {
-		why_set(reason, rlen, 0, "%s chain has %d certificates, expected 3", kind,
-			   chain ? sk_X509_num(chain) : 0);
+		why_write(reason, rlen, "%s chain has %d certificates, expected 3", kind,
+			  chain ? sk_X509_num(chain) : 0);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -664,7 +641,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	snprintf(want, sizeof want, "SEV-%s%s", pre.is_vlek ? "VLEK-" : "", pi->name);
 	cert_subject_cn(sk_X509_value(chain, 1), cn, sizeof cn);
 	if (strcmp(cn, want) != 0) {
-		why_set(reason, rlen, 0, "%s is issued by '%s', expected '%s'", kind, cn, want);
+		why_write(reason, rlen, "%s is issued by '%s', expected '%s'", kind, cn, want);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -680,7 +657,7 @@ static int chain_verify_x509(X509 *leaf, STACK_OF(X509) *cas, const char *collat
 	if (!res->pkey || !EVP_PKEY_is_a(res->pkey, "EC") ||
 	    EVP_PKEY_get_group_name(res->pkey, group, sizeof group, NULL) != 1 ||
 	    strcmp(group, "secp384r1") != 0) {
-		why_set(reason, rlen, 0, "%s key is not an EC P-384 key", kind);
+		why_write(reason, rlen, "%s key is not an EC P-384 key", kind);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -707,10 +684,9 @@ static int parse_cas(const uint8_t *const *cas, const size_t *lens, size_t n,
 		fatal("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		X509 *x = der_to_x509(cas[i], lens[i]);
-		if (!x) {
-			why_set(reason, rlen, 0, "certificate %zu is not valid DER", i);
-			return SS_EPARSE;
-		}
+		if (!x)
+			return why_set(reason, rlen, SS_EPARSE,
+				       "certificate %zu is not valid DER", i);
 		if (!sk_X509_push(*out, x))
 			fatal("out of memory");
 	}
@@ -728,12 +704,12 @@ int snp_cert_chain_verify(const uint8_t *leaf_der, size_t leaf_len, const uint8_
 	memset(&res, 0, sizeof res);
 	X509 *leaf = der_to_x509(leaf_der, leaf_len);
 	if (!leaf) {
-		why_set(reason, reason_len, 0, "VCEK/VLEK is not valid DER");
+		why_write(reason, reason_len, "VCEK/VLEK is not valid DER");
 		rc = SS_EPARSE;
 		goto out;
 	}
 	if (n_cas > SNP_MAX_CERTS) {
-		why_set(reason, reason_len, 0, "more than %d CA certificates", SNP_MAX_CERTS);
+		why_write(reason, reason_len, "more than %d CA certificates", SNP_MAX_CERTS);
 		rc = SS_EPARSE;
 		goto out;
 	}
@@ -834,7 +810,7 @@ static int chain_from_input(const struct snp_report *r, const struct attest_inpu
 	for (size_t i = 0; i < in->n_certs; i++) {
 		X509 *x = der_to_x509(in->certs[i], in->cert_lens[i]);
 		if (!x) {
-			why_set(reason, rlen, 0, "certificate %zu is not valid DER", i);
+			why_write(reason, rlen, "certificate %zu is not valid DER", i);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -857,10 +833,10 @@ static int chain_from_input(const struct snp_report *r, const struct attest_inpu
 			goto out;
 	}
 	if (!leaf) {
-		why_set(reason, rlen, 0, "no %s certificate: none in the input%s", kind,
-			   r->signing_key == SNP_KEY_VCEK
-				   ? " and none in collateral amd/vcek/<chip_id>-<reported_tcb>.der"
-				   : "");
+		why_write(reason, rlen, "no %s certificate: none in the input%s", kind,
+			  r->signing_key == SNP_KEY_VCEK
+			  ? " and none in collateral amd/vcek/<chip_id>-<reported_tcb>.der"
+			  : "");
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -928,9 +904,8 @@ static int report_sig_verify(EVP_PKEY *pkey, const uint8_t *report, const struct
 	int ok = p384_verify(pkey, h, r->sig_r, r->sig_s);
 	if (ok == 1)
 		return 0;
-	why_set(reason, rlen, 0, ok == 0 ? "%s signature over the report does not verify"
-					 : "%s public key is not a usable P-384 point", kind);
-	return SS_ECRYPTO;
+	return why_set(reason, rlen, SS_ECRYPTO, ok == 0 ? "%s signature over the report does not verify"
+		       : "%s public key is not a usable P-384 point", kind);
 }
 
 /* ---- policy ------------------------------------------------------------- */
@@ -953,10 +928,8 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 	uint8_t tmp[48];
 	if (!pol)
 		return 0;
-	if (!json_is_object(pol)) {
-		why_set(reason, rlen, 0, "sev-snp policy must be a JSON object");
-		return SS_ECONFIG;
-	}
+	if (!json_is_object(pol))
+		return why_set(reason, rlen, SS_ECONFIG, "sev-snp policy must be a JSON object");
 	json_object_foreach((json_t *)pol, k, v) {
 		bool ok = true;
 		if (!strcmp(k, "measurements")) {
@@ -972,8 +945,8 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 				if (strcmp(tk, "bootloader") != 0 && strcmp(tk, "tee") != 0 &&
 				    strcmp(tk, "snp") != 0 && strcmp(tk, "microcode") != 0 &&
 				    strcmp(tk, "fmc") != 0) {
-					why_set(reason, rlen, 0, "unknown sev-snp min_tcb key '%s'", tk);
-					return SS_ECONFIG;
+					return why_set(reason, rlen, SS_ECONFIG,
+						       "unknown sev-snp min_tcb key '%s'", tk);
 				}
 				ok = ok && policy_uint(tv, 255);
 			}
@@ -995,28 +968,14 @@ static int policy_validate(const json_t *pol, char *reason, size_t rlen)
 		} else if (!strcmp(k, "min_guest_svn")) {
 			ok = policy_uint(v, UINT32_MAX);
 		} else {
-			why_set(reason, rlen, 0, "unknown sev-snp policy key '%s'", k);
-			return SS_ECONFIG;
+			return why_set(reason, rlen, SS_ECONFIG,
+				       "unknown sev-snp policy key '%s'", k);
 		}
-		if (!ok) {
-			why_set(reason, rlen, 0, "sev-snp policy key '%s' has an invalid value", k);
-			return SS_ECONFIG;
-		}
+		if (!ok)
+			return why_set(reason, rlen, SS_ECONFIG,
+				       "sev-snp policy key '%s' has an invalid value", k);
 	}
 	return 0;
-}
-
-static void add_failure(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_failure(struct buf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (b->len)
-		buf_append(b, "; ", 2);
-	buf_append(b, tmp, strlen(tmp));
 }
 
 /* Appraises a verified report against a validated policy; failures go to fails. */
@@ -1038,7 +997,7 @@ static void policy_eval(const json_t *pol, const struct snp_report *r,
 		}
 		if (!found) {
 			hex_encode(r->measurement, 48, hex);
-			add_failure(fails, "measurement %s is not in the allow-list", hex);
+			buf_join(fails, "; ", "measurement %s is not in the allow-list", hex);
 		}
 	}
 	if ((v = json_object_get(pol, "min_tcb"))) {
@@ -1059,33 +1018,33 @@ static void policy_eval(const json_t *pol, const struct snp_report *r,
 			if (!m)
 				continue;
 			if (!strcmp(f[i].name, "fmc") && !t.has_fmc) {
-				add_failure(fails, "min_tcb.fmc is set but the %s TCB has no FMC field",
-					    product_name(ext->product));
+				buf_join(fails, "; ", "min_tcb.fmc is set but the %s TCB has no FMC field",
+					 product_name(ext->product));
 				continue;
 			}
 			unsigned got = *((const uint8_t *)&t + f[i].off);
 			if ((json_int_t)got < json_integer_value(m))
-				add_failure(fails, "reported TCB %s %u is below the minimum %lld",
-					    f[i].name, got, (long long)json_integer_value(m));
+				buf_join(fails, "; ", "reported TCB %s %u is below the minimum %lld",
+					 f[i].name, got, (long long)json_integer_value(m));
 		}
 	}
 	v = json_object_get(pol, "allow_debug");
 	if (!(v && json_is_true(v)) && (r->policy & SNP_POLICY_DEBUG))
-		add_failure(fails,
-			    "the guest policy 0x%llx allows debugging but allow_debug is false",
-			    (unsigned long long)r->policy);
+		buf_join(fails, "; ",
+			 "the guest policy 0x%llx allows debugging but allow_debug is false",
+			 (unsigned long long)r->policy);
 	if ((v = json_object_get(pol, "vmpl")) && r->vmpl != (uint32_t)json_integer_value(v))
-		add_failure(fails, "vmpl %u is not the required %lld", r->vmpl,
-			    (long long)json_integer_value(v));
+		buf_join(fails, "; ", "vmpl %u is not the required %lld", r->vmpl,
+			 (long long)json_integer_value(v));
 	if ((v = json_object_get(pol, "max_vmpl")) && r->vmpl > (uint32_t)json_integer_value(v))
-		add_failure(fails, "vmpl %u is above max_vmpl %lld", r->vmpl,
-			    (long long)json_integer_value(v));
+		buf_join(fails, "; ", "vmpl %u is above max_vmpl %lld", r->vmpl,
+			 (long long)json_integer_value(v));
 	if ((v = json_object_get(pol, "host_data")) &&
 	    (policy_hex(v, 32, want) < 0 || memcmp(want, r->host_data, 32) != 0))
-		add_failure(fails, "host_data does not match the policy");
+		buf_join(fails, "; ", "host_data does not match the policy");
 	if ((v = json_object_get(pol, "id_key_digest")) &&
 	    (policy_hex(v, 48, want) < 0 || memcmp(want, r->id_key_digest, 48) != 0))
-		add_failure(fails, "id_key_digest does not match the policy");
+		buf_join(fails, "; ", "id_key_digest does not match the policy");
 	if ((v = json_object_get(pol, "allowed_signing_keys"))) {
 		const char *key = r->signing_key == SNP_KEY_VLEK ? "vlek" : "vcek";
 		bool found = false;
@@ -1093,12 +1052,12 @@ static void policy_eval(const json_t *pol, const struct snp_report *r,
 		const json_t *m;
 		json_array_foreach(v, i, m) found = found || !strcmp(json_string_value(m), key);
 		if (!found)
-			add_failure(fails, "signing key %s is not in allowed_signing_keys", key);
+			buf_join(fails, "; ", "signing key %s is not in allowed_signing_keys", key);
 	}
 	if ((v = json_object_get(pol, "min_guest_svn")) &&
 	    (json_int_t)r->guest_svn < json_integer_value(v))
-		add_failure(fails, "guest_svn %u is below min_guest_svn %lld", r->guest_svn,
-			    (long long)json_integer_value(v));
+		buf_join(fails, "; ", "guest_svn %u is below min_guest_svn %lld", r->guest_svn,
+			 (long long)json_integer_value(v));
 }
 
 /* ---- claims ------------------------------------------------------------- */
@@ -1198,18 +1157,15 @@ static int check_binding(const struct snp_report *r, const struct attest_input *
 {
 	if (!in->expected_report_data)
 		return 0;
-	if (in->expected_len == 0 || in->expected_len > SNP_REPORT_DATA_LEN) {
-		why_set(reason, rlen, 0, "expected report data must be 1..64 bytes, got %zu",
-			   in->expected_len);
-		return SS_EATTEST;
-	}
+	if (in->expected_len == 0 || in->expected_len > SNP_REPORT_DATA_LEN)
+		return why_set(reason, rlen, SS_EATTEST,
+			       "expected report data must be 1..64 bytes, got %zu",
+			       in->expected_len);
 	bool ok = ct_equal(r->report_data, in->expected_report_data, in->expected_len);
 	ok &= all_zero(r->report_data + in->expected_len, SNP_REPORT_DATA_LEN - in->expected_len);
-	if (!ok) {
-		why_set(reason, rlen, 0,
-			   "report_data does not match the expected binding (stale nonce or a different TLS key)");
-		return SS_EATTEST;
-	}
+	if (!ok)
+		return why_set(reason, rlen, SS_EATTEST,
+			       "report_data does not match the expected binding (stale nonce or a different TLS key)");
 	return 0;
 }
 
@@ -1236,15 +1192,15 @@ int snp_verify_report(const uint8_t *report, size_t len, const struct attest_inp
 	if (rc < 0)
 		goto out;
 	if (in->n_certs > SNP_MAX_CERTS || (in->n_certs && (!in->certs || !in->cert_lens))) {
-		why_set(reason, rlen, 0, "at most %d certificates may come with the evidence",
-			   SNP_MAX_CERTS);
+		why_write(reason, rlen, "at most %d certificates may come with the evidence",
+			  SNP_MAX_CERTS);
 		rc = SS_EPARSE;
 		goto out;
 	}
 	for (size_t i = 0; i < in->n_certs; i++) {
 		if (!in->certs[i] || in->cert_lens[i] == 0 || in->cert_lens[i] > SNP_CERT_MAX) {
-			why_set(reason, rlen, 0, "certificate %zu is empty or over %d bytes", i,
-				   SNP_CERT_MAX);
+			why_write(reason, rlen, "certificate %zu is empty or over %d bytes", i,
+				  SNP_CERT_MAX);
 			rc = SS_EPARSE;
 			goto out;
 		}
@@ -1258,8 +1214,9 @@ int snp_verify_report(const uint8_t *report, size_t len, const struct attest_inp
 	}
 	const char *kind = res.ext.is_vlek ? "VLEK" : "VCEK";
 	if ((r.signing_key == SNP_KEY_VLEK) != res.ext.is_vlek) {
-		why_set(reason, rlen, 0, "the report is signed with the %s but the certificate is a %s",
-			   r.signing_key == SNP_KEY_VLEK ? "VLEK" : "VCEK", kind);
+		why_write(reason, rlen,
+			  "the report is signed with the %s but the certificate is a %s",
+			  r.signing_key == SNP_KEY_VLEK ? "VLEK" : "VCEK", kind);
 		rc = SS_EAUTH;
 		goto out;
 	}
@@ -1316,22 +1273,19 @@ int snp_attester_parse_response(const uint8_t *resp, size_t len, uint8_t report[
 				uint32_t *fw_status, char *reason, size_t reason_len)
 {
 	*fw_status = 0;
-	if (!resp || len < SNP_RESP_REPORT_OFFSET) {
-		why_set(reason, reason_len, 0, "SNP_GET_REPORT response is %zu bytes", len);
-		return SS_EPARSE;
-	}
+	if (!resp || len < SNP_RESP_REPORT_OFFSET)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SNP_GET_REPORT response is %zu bytes", len);
 	uint32_t status = le32(resp), size = le32(resp + 4);
 	if (status != 0) {
 		*fw_status = status;
-		why_set(reason, reason_len, 0, "SNP firmware returned status 0x%x", status);
-		return SS_EIO;
+		return why_set(reason, reason_len, SS_EIO,
+			       "SNP firmware returned status 0x%x", status);
 	}
-	if (size != SNP_REPORT_LEN || len - SNP_RESP_REPORT_OFFSET < SNP_REPORT_LEN) {
-		why_set(reason, reason_len, 0,
-			   "SNP_GET_REPORT report_size %u (response %zu bytes), expected %d", size,
-			   len, SNP_REPORT_LEN);
-		return SS_EPARSE;
-	}
+	if (size != SNP_REPORT_LEN || len - SNP_RESP_REPORT_OFFSET < SNP_REPORT_LEN)
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "SNP_GET_REPORT report_size %u (response %zu bytes), expected %d", size,
+			       len, SNP_REPORT_LEN);
 	memcpy(report, resp + SNP_RESP_REPORT_OFFSET, SNP_REPORT_LEN);
 	return 0;
 }

@@ -243,19 +243,21 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 	size_t len;
 	memset(q, 0, sizeof *q);
 	if (n > REC_MAX)
-		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST is %zu bytes (max %d)", n,
-			    REC_MAX);
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "TPMS_ATTEST is %zu bytes (max %d)", n,
+			       REC_MAX);
 	uint32_t magic = rd_u32(&r);
 	uint16_t type = rd_u16(&r);
 	if (r.bad)
-		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated in its header");
+		return why_set(reason, reason_len, SS_EPARSE,
+			       "TPMS_ATTEST truncated in its header");
 	if (magic != TPM_GENERATED_VALUE)
 		return why_set(reason, reason_len, SS_EPARSE,
-			    "TPMS_ATTEST magic is 0x%08x, not TPM_GENERATED_VALUE 0xff544347",
-			    magic);
+			       "TPMS_ATTEST magic is 0x%08x, not TPM_GENERATED_VALUE 0xff544347",
+			       magic);
 	if (type != TPM_ST_ATTEST_QUOTE)
 		return why_set(reason, reason_len, SS_EPARSE,
-			    "TPMS_ATTEST type is 0x%04x, not TPM_ST_ATTEST_QUOTE 0x8018", type);
+			       "TPMS_ATTEST type is 0x%04x, not TPM_ST_ATTEST_QUOTE 0x8018", type);
 	b = rd_tpm2b(&r, TPM_MAX_NAME, &len);
 	if (b) {
 		memcpy(q->signer, b, len);
@@ -274,13 +276,13 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 	uint32_t count = rd_u32(&r);
 	if (r.bad)
 		return why_set(reason, reason_len, SS_EPARSE,
-			    "TPMS_ATTEST truncated or oversized before the PCR selection");
+			       "TPMS_ATTEST truncated or oversized before the PCR selection");
 	if (q->safe > 1)
 		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST clockInfo.safe is %u",
-			    q->safe);
+			       q->safe);
 	if (count > TPM_MAX_BANKS)
 		return why_set(reason, reason_len, SS_EPARSE,
-			    "TPMS_ATTEST selects %u PCR banks (max %d)", count, TPM_MAX_BANKS);
+			       "TPMS_ATTEST selects %u PCR banks (max %d)", count, TPM_MAX_BANKS);
 	for (uint32_t i = 0; i < count; i++) {
 		uint16_t alg = rd_u16(&r);
 		uint8_t sz = rd_u8(&r);
@@ -288,21 +290,21 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 			break;
 		if (!tpm_alg_digest_len(alg))
 			return why_set(reason, reason_len, SS_EPARSE,
-				    "TPMS_ATTEST selects unsupported PCR bank 0x%04x", alg);
+				       "TPMS_ATTEST selects unsupported PCR bank 0x%04x", alg);
 		for (uint32_t j = 0; j < i; j++)
 			if (q->sel.bank[j].alg == alg)
 				return why_set(reason, reason_len, SS_EPARSE,
-					    "TPMS_ATTEST selects PCR bank %s twice",
-					    alg_name(alg));
+					       "TPMS_ATTEST selects PCR bank %s twice",
+					       alg_name(alg));
 		if (sz > 4)
 			return why_set(reason, reason_len, SS_EPARSE,
-				    "TPMS_ATTEST sizeofSelect is %u (max 4)", sz);
+				       "TPMS_ATTEST sizeofSelect is %u (max 4)", sz);
 		uint32_t mask = 0;
 		for (uint8_t k = 0; k < sz; k++)
 			mask |= (uint32_t)rd_u8(&r) << (8 * k);
 		if (mask >> TPM_NUM_PCRS)
 			return why_set(reason, reason_len, SS_EPARSE,
-				    "TPMS_ATTEST selects a PCR above %d", TPM_NUM_PCRS - 1);
+				       "TPMS_ATTEST selects a PCR above %d", TPM_NUM_PCRS - 1);
 		q->sel.bank[i].alg = alg;
 		q->sel.bank[i].mask = mask;
 		q->sel.n = i + 1;
@@ -316,7 +318,7 @@ int tpm_attest_parse(const uint8_t *p, size_t n, struct tpm_quote *q, char *reas
 		return why_set(reason, reason_len, SS_EPARSE, "TPMS_ATTEST truncated or oversized");
 	if (r.off != n)
 		return why_set(reason, reason_len, SS_EPARSE,
-			    "TPMS_ATTEST has %zu trailing bytes", n - r.off);
+			       "TPMS_ATTEST has %zu trailing bytes", n - r.off);
 	return 0;
 }
 
@@ -343,11 +345,11 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 	memset(k, 0, sizeof *k);
 	if (n > REC_MAX)
 		return why_set(reason, rlen, SS_EPARSE, "TPM2B_PUBLIC is %zu bytes (max %d)", n,
-			    REC_MAX);
+			       REC_MAX);
 	inner = rd_u16(&r);
 	if (r.bad || inner != n - 2)
 		return why_set(reason, rlen, SS_EPARSE,
-			    "TPM2B_PUBLIC size does not match its %zu-byte buffer", n);
+			       "TPM2B_PUBLIC size does not match its %zu-byte buffer", n);
 	k->type = rd_u16(&r);
 	k->name_alg = rd_u16(&r);
 	k->attrs = rd_u32(&r);
@@ -356,10 +358,10 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated");
 	if (k->type != TPM_ALG_RSA && k->type != TPM_ALG_ECC)
 		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC type 0x%04x is not RSA or ECC",
-			    k->type);
+			       k->type);
 	if (!tpm_alg_digest_len(k->name_alg))
 		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC nameAlg 0x%04x unsupported",
-			    k->name_alg);
+			       k->name_alg);
 	k->sym_alg = rd_u16(&r);
 	if (k->sym_alg != TPM_ALG_NULL) {
 		k->sym_bits = rd_u16(&r);
@@ -376,8 +378,8 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 		k->mod = rd_tpm2b(&r, 512, &k->mod_len);
 		if (!r.bad && (bits < 1024 || bits > 4096 || k->mod_len != bits / 8u))
 			return why_set(reason, rlen, SS_EPARSE,
-				    "TPMT_PUBLIC RSA keyBits %u does not match a %zu-byte modulus",
-				    bits, k->mod_len);
+				       "TPMT_PUBLIC RSA keyBits %u does not match a %zu-byte modulus",
+				       bits, k->mod_len);
 	} else {
 		k->curve = rd_u16(&r);
 		k->kdf = rd_u16(&r);
@@ -390,7 +392,7 @@ static int pub_parse(const uint8_t *p, size_t n, struct tpm_pub *k, char *reason
 		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC truncated or oversized");
 	if (r.off != n)
 		return why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC has %zu trailing bytes",
-			    n - r.off);
+			       n - r.off);
 	k->name[0] = (uint8_t)(k->name_alg >> 8);
 	k->name[1] = (uint8_t)k->name_alg;
 	digest(k->name_alg, p + 2, n - 2, k->name + 2);
@@ -457,7 +459,7 @@ static int pub_pkey(const struct tpm_pub *k, EVP_PKEY **out, char *reason, size_
 		}
 		if (k->x_len > field || k->y_len > field) {
 			rc = why_set(reason, rlen, SS_EPARSE, "ECC point larger than the %s field",
-				  group);
+				     group);
 			goto out;
 		}
 		memset(point, 0, sizeof point);
@@ -474,7 +476,7 @@ static int pub_pkey(const struct tpm_pub *k, EVP_PKEY **out, char *reason, size_
 	if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
 	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) <= 0 || !*out) {
 		rc = why_set(reason, rlen, SS_EPARSE, "TPMT_PUBLIC key is not a valid %s public key",
-			  k->type == TPM_ALG_RSA ? "RSA" : "ECC");
+			     k->type == TPM_ALG_RSA ? "RSA" : "ECC");
 		goto out;
 	}
 	rc = 0;
@@ -587,8 +589,8 @@ static int sig_parse(const uint8_t *p, size_t n, EVP_PKEY *ak, struct tpm_sig *s
 		return 0;
 	}
 	return why_set(reason, rlen, SS_EPARSE,
-		    "signature is neither a TPMT_SIGNATURE (RSASSA/RSAPSS/ECDSA) nor a raw RSA "
-		    "signature of the AK's size");
+		       "signature is neither a TPMT_SIGNATURE (RSASSA/RSAPSS/ECDSA) nor a raw RSA "
+		       "signature of the AK's size");
 }
 
 static int sig_verify(const struct tpm_sig *s, EVP_PKEY *ak, unsigned allowed_hashes,
@@ -605,14 +607,14 @@ static int sig_verify(const struct tpm_sig *s, EVP_PKEY *ak, unsigned allowed_ha
 		fatal("out of memory");
 	if (!(alg_bit(s->hash) & allowed_hashes) || !alg_md(s->hash)) {
 		rc = why_set(reason, rlen, SS_ECRYPTO,
-			  "signature hash %s (0x%04x) is not in allowed_hash_algs",
-			  alg_name(s->hash), s->hash);
+			     "signature hash %s (0x%04x) is not in allowed_hash_algs",
+			     alg_name(s->hash), s->hash);
 		goto out;
 	}
 	bool is_rsa = EVP_PKEY_base_id(ak) == EVP_PKEY_RSA;
 	if (is_rsa != (s->alg != TPM_ALG_ECDSA)) {
 		rc = why_set(reason, rlen, SS_ECRYPTO, "signature scheme %s does not fit the AK's %s key",
-			  alg_name(s->alg), is_rsa ? "RSA" : "EC");
+			     alg_name(s->alg), is_rsa ? "RSA" : "EC");
 		goto out;
 	}
 	if (s->alg == TPM_ALG_ECDSA) {
@@ -636,8 +638,8 @@ static int sig_verify(const struct tpm_sig *s, EVP_PKEY *ak, unsigned allowed_ha
 	ok = ok && EVP_DigestVerify(md, sig, sig_len, msg, msg_len) == 1;
 	rc = ok ? 0
 		: why_set(reason, rlen, SS_ECRYPTO,
-		       "AK signature (%s/%s) over TPMS_ATTEST does not verify", alg_name(s->alg),
-		       alg_name(s->hash));
+			  "AK signature (%s/%s) over TPMS_ATTEST does not verify", alg_name(s->alg),
+			  alg_name(s->hash));
 out:
 	ECDSA_SIG_free(es);
 	OPENSSL_free(der);
@@ -678,22 +680,22 @@ static int pcrs_check(const struct tpm_quote *q, const struct tpm_pcr_value *v, 
 		if (b == q->sel.n || v[i].index >= TPM_NUM_PCRS ||
 		    !(q->sel.bank[b].mask & (1u << v[i].index)))
 			return why_set(reason, rlen, SS_EPARSE,
-				    "PCR %s:%u is presented but not selected by the quote",
-				    alg_name(v[i].alg), v[i].index);
+				       "PCR %s:%u is presented but not selected by the quote",
+				       alg_name(v[i].alg), v[i].index);
 		if (seen[b] & (1u << v[i].index))
 			return why_set(reason, rlen, SS_EPARSE, "PCR %s:%u is presented twice",
-				    alg_name(v[i].alg), v[i].index);
+				       alg_name(v[i].alg), v[i].index);
 		if (v[i].len != tpm_alg_digest_len(v[i].alg))
 			return why_set(reason, rlen, SS_EPARSE, "PCR %s:%u has a %u-byte value",
-				    alg_name(v[i].alg), v[i].index, v[i].len);
+				       alg_name(v[i].alg), v[i].index, v[i].len);
 		seen[b] |= 1u << v[i].index;
 	}
 	for (size_t b = 0; b < q->sel.n; b++)
 		if (seen[b] != q->sel.bank[b].mask) {
 			uint32_t miss = q->sel.bank[b].mask & ~seen[b];
 			return why_set(reason, rlen, SS_EPARSE,
-				    "PCR %s:%d is selected by the quote but no value is presented",
-				    alg_name(q->sel.bank[b].alg), __builtin_ctz(miss));
+				       "PCR %s:%d is selected by the quote but no value is presented",
+				       alg_name(q->sel.bank[b].alg), __builtin_ctz(miss));
 		}
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t d[TPM_MAX_DIGEST];
@@ -712,8 +714,8 @@ static int pcrs_check(const struct tpm_quote *q, const struct tpm_pcr_value *v, 
 	EVP_MD_CTX_free(md);
 	if (q->pcr_digest_len != dlen || !ct_equal(d, q->pcr_digest, dlen))
 		return why_set(reason, rlen, SS_EATTEST,
-			    "pcrDigest does not equal the %s hash of the presented PCR values",
-			    alg_name(q->sig_hash));
+			       "pcrDigest does not equal the %s hash of the presented PCR values",
+			       alg_name(q->sig_hash));
 	return 0;
 }
 
@@ -785,13 +787,13 @@ static int quote_check(const uint8_t *attest, size_t attest_len, const uint8_t *
 		return rc;
 	if (ak_name && !signer_ok(q, ak_name, ak_name_len, ek_name, ek_name_len))
 		return why_set(reason, rlen, SS_EAUTH,
-			    "qualifiedSigner is not the AK's qualified name "
-			    "(nameAlg || H(QN(parent) || AK name)) under the endorsement or owner "
-			    "hierarchy or the EK");
+			       "qualifiedSigner is not the AK's qualified name "
+			       "(nameAlg || H(QN(parent) || AK name)) under the endorsement or owner "
+			       "hierarchy or the EK");
 	if (nonce && !binding_ok(q, nonce, nonce_len))
 		return why_set(reason, rlen, SS_EATTEST,
-			    "extraData (%zu bytes) does not match the expected binding (%zu bytes)",
-			    q->extra_len, nonce_len);
+			       "extraData (%zu bytes) does not match the expected binding (%zu bytes)",
+			       q->extra_len, nonce_len);
 	return pcrs_check(q, pcrs, n_pcrs, reason, rlen);
 }
 
@@ -813,7 +815,7 @@ int tpm_verify_quote(const struct tpm_quote_input *in, struct tpm_quote *q, char
 		ak = spki_parse(in->ak_pub, in->ak_pub_len);
 		if (!ak)
 			return why_set(reason, reason_len, SS_EPARSE,
-				    "AK public key is not a SubjectPublicKeyInfo (DER or PEM)");
+				       "AK public key is not a SubjectPublicKeyInfo (DER or PEM)");
 		key_cache_put(kh, ak);
 	}
 	int rc = quote_check(in->attest, in->attest_len, in->sig, in->sig_len, true, ak, NULL, 0,
@@ -840,10 +842,10 @@ static int ev_parse(const uint8_t *p, size_t n, struct tpm_ev *ev, char *reason,
 	memset(ev, 0, sizeof *ev);
 	if (n > TPM_EVIDENCE_MAX)
 		return why_set(reason, rlen, SS_EPARSE, "tpm evidence is %zu bytes (max %d)", n,
-			    TPM_EVIDENCE_MAX);
+			       TPM_EVIDENCE_MAX);
 	if (n < 8 || memcmp(p, TPM_EVIDENCE_MAGIC, 8) != 0)
 		return why_set(reason, rlen, SS_EPARSE, "tpm evidence does not start with %s",
-			    TPM_EVIDENCE_MAGIC);
+			       TPM_EVIDENCE_MAGIC);
 	r.off = 8;
 	while (r.off < n) {
 		unsigned type = rd_u8(&r);
@@ -851,21 +853,23 @@ static int ev_parse(const uint8_t *p, size_t n, struct tpm_ev *ev, char *reason,
 		if (!rd_take(&r, len, &v))
 			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record truncated");
 		if (type < TPM_REC_ATTEST || type > TPM_REC_EK_CERT)
-			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record type %u unknown",
-				    type);
+			return why_set(reason, rlen, SS_EPARSE,
+				       "tpm evidence record type %u unknown",
+				       type);
 		if (type < last || (type == last && type != TPM_REC_PCR))
 			return why_set(reason, rlen, SS_EPARSE,
-				    "tpm evidence record %u repeated or out of order", type);
+				       "tpm evidence record %u repeated or out of order", type);
 		last = type;
 		size_t max = type == TPM_REC_EK_CERT ? EK_CERT_MAX : REC_MAX;
 		if (len == 0 || len > max)
-			return why_set(reason, rlen, SS_EPARSE, "tpm evidence record %u has %zu bytes",
-				    type, len);
+			return why_set(reason, rlen, SS_EPARSE,
+				       "tpm evidence record %u has %zu bytes",
+				       type, len);
 		if (type == TPM_REC_PCR) {
 			struct tpm_pcr_value *pv;
 			if (ev->n_pcrs == TPM_MAX_PCR_VALUES)
 				return why_set(reason, rlen, SS_EPARSE, "more than %d PCR values",
-					    TPM_MAX_PCR_VALUES);
+					       TPM_MAX_PCR_VALUES);
 			pv = &ev->pcrs[ev->n_pcrs];
 			if (len < 4)
 				return why_set(reason, rlen, SS_EPARSE, "PCR record too short");
@@ -874,8 +878,8 @@ static int ev_parse(const uint8_t *p, size_t n, struct tpm_ev *ev, char *reason,
 			size_t dl = tpm_alg_digest_len(pv->alg);
 			if (!dl || len != 3 + dl || pv->index >= TPM_NUM_PCRS)
 				return why_set(reason, rlen, SS_EPARSE,
-					    "PCR record (bank 0x%04x, index %u) malformed", pv->alg,
-					    pv->index);
+					       "PCR record (bank 0x%04x, index %u) malformed", pv->alg,
+					       pv->index);
 			pv->len = (uint8_t)dl;
 			memcpy(pv->digest, v + 3, dl);
 			ev->n_pcrs++;
@@ -992,7 +996,7 @@ static int load_ca_dir(const char *collateral_dir, X509_STORE *store, char *reas
 			continue;
 		if (++files > CA_FILES_MAX) {
 			rc = why_set(reason, rlen, SS_ECONFIG, "more than %d files in %s", CA_FILES_MAX,
-				  dirpath);
+				     dirpath);
 			goto out;
 		}
 		char *path = xasprintf("%s/%s", dirpath, de->d_name);
@@ -1040,7 +1044,7 @@ static int chain_verify_uncached(X509 *cert, const struct attest_input *in, cons
 			fatal("out of memory");
 		if (!x) {
 			rc = why_set(reason, rlen, SS_EPARSE, "extra certificate %zu is not DER X.509",
-				  i);
+				     i);
 			goto out;
 		}
 	}
@@ -1067,12 +1071,12 @@ static int chain_verify_uncached(X509 *cert, const struct attest_input *in, cons
 		}
 		BIO_free(bio);
 		rc = why_set(reason, rlen, SS_EAUTH, "certificate '%s' %s %s", who,
-			  err == X509_V_ERR_CERT_HAS_EXPIRED ? "expired at" : "is not valid before",
-			  when);
+			     err == X509_V_ERR_CERT_HAS_EXPIRED ? "expired at" : "is not valid before",
+			     when);
 	} else {
 		rc = why_set(reason, rlen, SS_EAUTH,
-			  "EK certificate does not chain to the EK CA bundle (%s at '%s')",
-			  X509_verify_cert_error_string(err), who);
+			     "EK certificate does not chain to the EK CA bundle (%s at '%s')",
+			     X509_verify_cert_error_string(err), who);
 	}
 out:
 	sk_X509_pop_free(untrusted, X509_free);
@@ -1194,10 +1198,10 @@ static int ek_check(const struct tpm_ev *ev, const struct attest_input *in, cons
 	int rc;
 	if (!ev->rec[TPM_REC_EK_PUBLIC] || !der)
 		return why_set(reason, rlen, SS_EAUTH,
-			    "EK public key and EK certificate are required (require_ek_cert)");
+			       "EK public key and EK certificate are required (require_ek_cert)");
 	if (!dir)
 		return why_set(reason, rlen, SS_ECONFIG,
-			    "no collateral directory for the EK CA bundle (tpm/ek-ca)");
+			       "no collateral directory for the EK CA bundle (tpm/ek-ca)");
 	rc = pub_parse(ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC], &ek, reason,
 		       rlen);
 	if (rc)
@@ -1218,7 +1222,7 @@ static int ek_check(const struct tpm_ev *ev, const struct attest_input *in, cons
 	EVP_PKEY *ck = X509_get0_pubkey(cert);
 	if (!ck || EVP_PKEY_eq(ck, ekkey) != 1) {
 		rc = why_set(reason, rlen, SS_EAUTH,
-			  "EK certificate public key does not equal the presented EK public key");
+			     "EK certificate public key does not equal the presented EK public key");
 		goto out;
 	}
 	if (!(ek.attrs & TPMA_FIXEDTPM) || !(ek.attrs & TPMA_RESTRICTED) ||
@@ -1238,9 +1242,9 @@ static int ak_check_attrs(const struct tpm_pub *ak, char *reason, size_t rlen)
 	const uint32_t need = TPMA_FIXEDTPM | TPMA_FIXEDPARENT | TPMA_RESTRICTED | TPMA_SIGN;
 	if ((ak->attrs & need) != need || (ak->attrs & TPMA_DECRYPT))
 		return why_set(reason, rlen, SS_EAUTH,
-			    "AK is not a restricted fixedTPM/fixedParent signing key "
-			    "(objectAttributes 0x%08x)",
-			    ak->attrs);
+			       "AK is not a restricted fixedTPM/fixedParent signing key "
+			       "(objectAttributes 0x%08x)",
+			       ak->attrs);
 	return 0;
 }
 
@@ -1457,7 +1461,7 @@ int tpm_ak_challenge_new(const uint8_t *evidence, size_t len, const char *collat
 		goto out;
 	if (!ev->rec[TPM_REC_AK_PUBLIC] || !ev->rec[TPM_REC_EK_PUBLIC]) {
 		rc = why_set(reason, reason_len, SS_EPARSE,
-			  "credential activation needs the AK and EK public keys");
+			     "credential activation needs the AK and EK public keys");
 		goto out;
 	}
 	rc = pub_parse(ev->rec[TPM_REC_AK_PUBLIC], ev->rec_len[TPM_REC_AK_PUBLIC], &ak, reason,
@@ -1477,7 +1481,7 @@ int tpm_ak_challenge_new(const uint8_t *evidence, size_t len, const char *collat
 	rc = tpm_make_credential(ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC],
 				 ak.name, ak.name_len, ch->secret, &ch->blob);
 	if (rc) {
-		why_set(reason, reason_len, rc, "MakeCredential for the EK public key failed");
+		why_write(reason, reason_len, "MakeCredential for the EK public key failed");
 		goto out;
 	}
 	ak_key(ak.name, ak.name_len, ev->rec[TPM_REC_EK_PUBLIC], ev->rec_len[TPM_REC_EK_PUBLIC],
@@ -1492,8 +1496,8 @@ int tpm_ak_challenge_finish(const struct tpm_ak_challenge *ch, const uint8_t *se
 {
 	if (secret_len != TPM_CRED_SECRET_LEN || !ct_equal(secret, ch->secret, secret_len))
 		return why_set(reason, reason_len, SS_EAUTH,
-			    "credential activation failed: the TPM did not recover the secret "
-			    "(AK and EK are not in the same TPM)");
+			       "credential activation failed: the TPM did not recover the secret "
+			       "(AK and EK are not in the same TPM)");
 	ak_trust_add(ch->key, now_unix);
 	return 0;
 }
@@ -1521,22 +1525,22 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 		if (!strcmp(key, "require_ek_cert")) {
 			if (!json_is_boolean(val))
 				return why_set(reason, rlen, SS_ECONFIG,
-					    "tpm policy require_ek_cert must be a boolean");
+					       "tpm policy require_ek_cert must be a boolean");
 			pol->require_ek_cert = json_is_true(val);
 		} else if (!strcmp(key, "allowed_hash_algs")) {
 			size_t i;
 			json_t *a;
 			if (!json_is_array(val) || json_array_size(val) == 0)
 				return why_set(reason, rlen, SS_ECONFIG,
-					    "tpm policy allowed_hash_algs must be a non-empty array");
+					       "tpm policy allowed_hash_algs must be a non-empty array");
 			pol->hashes = 0;
 			json_array_foreach(val, i, a) {
 				uint16_t alg = json_is_string(a) ? alg_by_name(json_string_value(a)) : 0;
 				if (!alg)
 					return why_set(reason, rlen, SS_ECONFIG,
-						    "tpm policy allowed_hash_algs[%zu] is not sha1, "
-						    "sha256, sha384 or sha512",
-						    i);
+						       "tpm policy allowed_hash_algs[%zu] is not sha1, "
+						       "sha256, sha384 or sha512",
+						       i);
 				pol->hashes |= alg_bit(alg);
 			}
 		} else if (!strcmp(key, "pcrs")) {
@@ -1544,13 +1548,13 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 			json_t *bv, *iv;
 			if (!json_is_object(val))
 				return why_set(reason, rlen, SS_ECONFIG,
-					    "tpm policy pcrs must be an object of banks");
+					       "tpm policy pcrs must be an object of banks");
 			json_object_foreach(val, bank, bv) {
 				uint16_t alg = alg_by_name(bank);
 				if (!alg || !json_is_object(bv))
 					return why_set(reason, rlen, SS_ECONFIG,
-						    "tpm policy pcrs bank '%s' unknown or not an object",
-						    bank);
+						       "tpm policy pcrs bank '%s' unknown or not an object",
+						       bank);
 				json_object_foreach(bv, idx, iv) {
 					char *end;
 					long n = strtol(idx, &end, 10);
@@ -1559,24 +1563,25 @@ static int policy_parse(const json_t *p, struct tpm_policy *pol, char *reason, s
 					if (!*idx || *end || n < 0 || n >= TPM_NUM_PCRS ||
 					    !json_is_array(iv) || json_array_size(iv) == 0)
 						return why_set(reason, rlen, SS_ECONFIG,
-							    "tpm policy pcrs.%s key '%s' must be a PCR "
-							    "index 0-23 with a non-empty array",
-							    bank, idx);
+							       "tpm policy pcrs.%s key '%s' must be a PCR "
+							       "index 0-23 with a non-empty array",
+							       bank, idx);
 					json_array_foreach(iv, i, h) {
 						uint8_t d[TPM_MAX_DIGEST];
 						const char *s = json_string_value(h);
 						size_t dl = tpm_alg_digest_len(alg);
 						if (!s || strlen(s) != 2 * dl || hex_decode(s, d, dl))
 							return why_set(reason, rlen, SS_ECONFIG,
-								    "tpm policy pcrs.%s.%s[%zu] is not "
-								    "a %zu-byte hex digest",
-								    bank, idx, i, dl);
+								       "tpm policy pcrs.%s.%s[%zu] is not "
+								       "a %zu-byte hex digest",
+								       bank, idx, i, dl);
 					}
 				}
 			}
 			pol->pcrs = val;
 		} else {
-			return why_set(reason, rlen, SS_ECONFIG, "tpm policy key '%s' is unknown", key);
+			return why_set(reason, rlen, SS_ECONFIG,
+				       "tpm policy key '%s' is unknown", key);
 		}
 	}
 	return 0;
@@ -1719,7 +1724,7 @@ static int tpm_verify(const struct attest_input *in, struct attest_output *out)
 		goto out;
 	if (!ev->rec[TPM_REC_ATTEST] || !ev->rec[TPM_REC_SIGNATURE] || !ev->rec[TPM_REC_AK_PUBLIC]) {
 		rc = why_set(r, rl, SS_EPARSE,
-			  "tpm evidence needs TPMS_ATTEST, TPMT_SIGNATURE and the AK public key");
+			     "tpm evidence needs TPMS_ATTEST, TPMT_SIGNATURE and the AK public key");
 		goto out;
 	}
 	rc = pub_parse(ev->rec[TPM_REC_AK_PUBLIC], ev->rec_len[TPM_REC_AK_PUBLIC], &ak, r, rl);
@@ -1759,8 +1764,8 @@ static int tpm_verify(const struct attest_input *in, struct attest_output *out)
 		       ev->rec_len[TPM_REC_EK_PUBLIC], key);
 		if (!ak_trusted(key, in->now_unix)) {
 			rc = why_set(r, rl, SS_EAUTH,
-				  "AK has not completed credential activation with this EK "
-				  "(or the activation expired)");
+				     "AK has not completed credential activation with this EK "
+				     "(or the activation expired)");
 			goto out;
 		}
 		activated = true;

@@ -121,13 +121,14 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a newly allocated formatted string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes a formatted explanation into why (whylen bytes; nothing when why is NULL or whylen 0). */
+void why_write(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /*
- * Writes a formatted explanation into why (whylen bytes; nothing when why is
- * NULL or whylen is 0) and returns rc, so that one statement can return an
- * error code with its reason: return why_set(why, len, SS_EPARSE, "...").
+ * why_write, evaluating to rc, so that one statement returns an error code
+ * with its reason: return why_set(why, len, SS_EPARSE, "..."). A macro, so
+ * that static analysis sees the code returned.
  */
-int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+#define why_set(why, whylen, rc, ...) (why_write((why), (whylen), __VA_ARGS__), (rc))
 
 /* ---- growable byte buffer --------------------------------------------- */
 
@@ -142,6 +143,9 @@ void buf_free(struct buf *b);
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends sep (unless b is empty) and then the formatted text: a list of items. */
+void buf_join(struct buf *b, const char *sep, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Drops the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 

@@ -54,7 +54,7 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
-int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
+void why_write(char *why, size_t whylen, const char *fmt, ...)
 {
 	if (why && whylen) {
 		va_list ap;
@@ -62,7 +62,6 @@ int why_set(char *why, size_t whylen, int rc, const char *fmt, ...)
 		vsnprintf(why, whylen, fmt, ap);
 		va_end(ap);
 	}
-	return rc;
 }
 
 char *xasprintf(const char *fmt, ...)
@@ -113,19 +112,35 @@ void buf_append(struct buf *b, const void *p, size_t n)
 	b->len += n;
 }
 
+static void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		fatal("bad format");
+	buf_reserve(b, (size_t)n + 1);
+	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	buf_vprintf(b, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		fatal("bad format");
-	buf_reserve(b, (size_t)n + 1);
+}
+
+void buf_join(struct buf *b, const char *sep, const char *fmt, ...)
+{
+	if (b->len)
+		buf_append(b, sep, strlen(sep));
+	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	buf_vprintf(b, fmt, ap);
 	va_end(ap);
-	b->len += (size_t)n;
 }
 
 void buf_consume(struct buf *b, size_t n)

@@ -145,7 +145,7 @@ struct parser {
 };
 
 /* Writes the message for an error and evaluates to rc (a macro, so that rc stays visibly nonzero). */
-#define fail(p, rc, ...) (why_set((p)->why, (p)->whylen, 0, __VA_ARGS__), (rc))
+#define fail(p, rc, ...) why_set((p)->why, (p)->whylen, (rc), __VA_ARGS__)
 
 /* A value quoted in an error message: at most 100 bytes, anything but printable ASCII as '?'. */
 struct shown {
