@@ -412,7 +412,7 @@ out:
 
 /* ---- digests ----------------------------------------------------------- */
 
-int exec_digest_fd(int fd, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size)
+int exec_digest_fd(int fd, int copy_to, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t chunk[65536];
@@ -441,6 +441,10 @@ int exec_digest_fd(int fd, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size
 		}
 		if (EVP_DigestUpdate(ctx, chunk, (size_t)n) != 1) {
 			rc = SS_ECRYPTO;
+			goto out;
+		}
+		if (copy_to >= 0 && write(copy_to, chunk, (size_t)n) != n) {
+			rc = SS_EIO;
 			goto out;
 		}
 	}
@@ -545,7 +549,7 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
 				rc = SS_EIO;
 				goto out;
 			}
-			rc = exec_digest_fd(fd, EXEC_BUNDLE_MAX_BYTES - w->bytes, sha, &size);
+			rc = exec_digest_fd(fd, -1, EXEC_BUNDLE_MAX_BYTES - w->bytes, sha, &size);
 			close(fd);
 			if (rc) {
 				free(path);

@@ -148,8 +148,14 @@ int exec_bundle_unpack_tar(const char *tar_path, const char *dest, char *why, si
 int exec_bundle_unpack_tar_mem(const void *data, size_t len, const char *dest, char *why,
 			       size_t whylen);
 
-/* SHA-256 of an open file from its current offset to EOF, at most max bytes. */
-int exec_digest_fd(int fd, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size);
+/*
+ * SHA-256 of an open file from its current offset to EOF, at most max bytes
+ * (SS_ETOOBIG beyond), into out, and its length into *size (size may be
+ * NULL). When copy_to is not -1, every byte read is also written there, so
+ * that what was hashed is what was copied. Returns 0, SS_ETOOBIG, SS_EIO or
+ * SS_ECRYPTO.
+ */
+int exec_digest_fd(int fd, int copy_to, uint64_t max, uint8_t out[SHA256_LEN], uint64_t *size);
 
 /* ---- results ----------------------------------------------------------- */
 

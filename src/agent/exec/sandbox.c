@@ -1329,9 +1329,6 @@ void exec_result_free(struct exec_result *r)
 /* Copies a host input file into a sealed memfd while hashing it. */
 static int stage_input(const struct exec_input *in, int *memfd_out, struct exec_file_digest *d)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	uint8_t chunk[65536];
-	unsigned int dlen = SHA256_LEN;
 	int fd = -1, mfd = -1, rc = 0;
 
 	fd = open(in->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -1340,33 +1337,12 @@ static int stage_input(const struct exec_input *in, int *memfd_out, struct exec_
 		goto out;
 	}
 	mfd = memfd_create(in->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (mfd < 0 || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+	if (mfd < 0) {
 		rc = SS_EIO;
 		goto out;
 	}
-	d->size = 0;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = SS_EIO;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		d->size += (uint64_t)n;
-		if (d->size > EXEC_MAX_INPUT_BYTES) {
-			rc = SS_ETOOBIG;
-			goto out;
-		}
-		EVP_DigestUpdate(ctx, chunk, (size_t)n);
-		if (write(mfd, chunk, (size_t)n) != n) {
-			rc = SS_EIO;
-			goto out;
-		}
-	}
-	EVP_DigestFinal_ex(ctx, d->sha256, &dlen);
+	if ((rc = exec_digest_fd(fd, mfd, EXEC_MAX_INPUT_BYTES, d->sha256, &d->size)))
+		goto out;
 	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
 		rc = SS_EIO;
 		goto out;
@@ -1378,7 +1354,6 @@ out:
 		close(fd);
 	if (mfd >= 0)
 		close(mfd);
-	EVP_MD_CTX_free(ctx);
 	return rc;
 }
 
@@ -1456,9 +1431,7 @@ static int take_output(struct outctx *o, const char *rel)
 	struct exec_result *res = o->res;
 	struct stat st;
 	int fd = -1, dfd = -1, rc = 0;
-	EVP_MD_CTX *ctx = NULL;
-	uint8_t chunk[65536];
-	unsigned int dlen = SHA256_LEN;
+	uint8_t sha[SHA256_LEN];
 	uint64_t total = 0;
 
 	fd = open_beneath(o->srcdir, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
@@ -1498,42 +1471,21 @@ static int take_output(struct outctx *o, const char *rel)
 			goto out;
 		}
 	}
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		rc = SS_ECRYPTO;
+	rc = exec_digest_fd(fd, dfd, o->budget, sha, &total);
+	if (rc == SS_ETOOBIG) {
+		res_msg(res, "outputs exceed the cap at '%s'", rel);
+		rc = SS_ELIMIT;
+	}
+	if (rc)
 		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = SS_EIO;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		total += (uint64_t)n;
-		if (total > o->budget) {
-			res_msg(res, "outputs exceed the cap at '%s'", rel);
-			rc = SS_ELIMIT;
-			goto out;
-		}
-		EVP_DigestUpdate(ctx, chunk, (size_t)n);
-		if (dfd >= 0 && write(dfd, chunk, (size_t)n) != n) {
-			rc = SS_EIO;
-			goto out;
-		}
-	}
 	o->budget -= total;
 	struct exec_file_digest *d;
 	res->outputs = xrealloc(res->outputs, (res->n_outputs + 1) * sizeof(*res->outputs));
 	d = &res->outputs[res->n_outputs++];
 	d->name = xstrdup(rel);
 	d->size = total;
-	EVP_DigestFinal_ex(ctx, d->sha256, &dlen);
+	memcpy(d->sha256, sha, SHA256_LEN);
 out:
-	EVP_MD_CTX_free(ctx);
 	if (fd >= 0)
 		close(fd);
 	if (dfd >= 0)
