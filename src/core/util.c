@@ -113,6 +113,8 @@ void buf_append(struct buf *b, const void *p, size_t n)
 }
 
 static void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	va_list ap2;
 	va_copy(ap2, ap);

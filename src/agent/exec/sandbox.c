@@ -685,15 +685,15 @@ static int identity_locked(const struct plan *p, int proc)
  * description of this child's own (the agent holds it too, and a prepared
  * child shares the agent's descriptor table here, so the lock is released
  * explicitly and the descriptor is left open). proc is the child's
- * /proc/self.
+ * /proc/self. Returns 0, or the failed stage with errno set.
  */
-static void child_identity(const struct plan *p, int proc)
+static int child_identity(const struct plan *p, int proc)
 {
 	int lock_fd = p->lock_fd;
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	while (fcntl(lock_fd, F_OFD_SETLKW, &fl) < 0)
 		if (errno != EINTR)
-			child_fail(p, ST_IDS, errno);
+			return ST_IDS;
 	/*
 	 * Released explicitly even on failure: other children may hold copies
 	 * of this description (a fresh child copies the agent's descriptor
@@ -707,8 +707,10 @@ static void child_identity(const struct plan *p, int proc)
 		stage = ST_IDMAP;
 		err = errno;
 	}
-	if (stage)
-		child_fail(p, stage, err);
+	if (stage) {
+		errno = err;
+		return stage;
+	}
 
 	/* uid 0 in the namespace must never regain capabilities through exec. */
 	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
@@ -716,12 +718,13 @@ static void child_identity(const struct plan *p, int proc)
 					    SECBIT_NO_CAP_AMBIENT_RAISE |
 					    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
 		  0, 0, 0) < 0)
-		child_fail(p, ST_CAPS, errno);
+		return ST_CAPS;
 	for (int c = 0; c <= p->cap_last; c++)
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-			child_fail(p, ST_CAPS, errno);
+			return ST_CAPS;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-		child_fail(p, ST_CAPS, errno);
+		return ST_CAPS;
+	return 0;
 }
 
 /*
@@ -746,24 +749,28 @@ static void child_prepare(const struct plan *p)
 	/*
 	 * /proc of the new pid namespace, made while the child still has the
 	 * agent's privileges (proc needs them over the pid namespace's owner)
-	 * and attached once it is in its own mount namespace.
+	 * and attached once it is in its own mount namespace. The descriptors
+	 * are closed on failure too (see above).
 	 */
-	int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
-	if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-		child_fail(p, ST_PROC, errno);
-	int pm = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
-			      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-	if (pm < 0)
-		child_fail(p, ST_PROC, errno);
-	close(fs);
-	int self = openat(pm, "self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (self < 0)
-		child_fail(p, ST_PROC, errno);
-	child_identity(p, self);
-	close(self);
-	if (syscall(SYS_move_mount, pm, "", AT_FDCWD, p->proc, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-		child_fail(p, ST_PROC, errno);
-	close(pm);
+	int fs = -1, pm = -1, self = -1, stage = 0, err = 0;
+	fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+	if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+	    (pm = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+			       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0 ||
+	    (self = openat(pm, "self", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		stage = ST_PROC;
+	else if ((stage = child_identity(p, self)) == 0 &&
+		 syscall(SYS_move_mount, pm, "", AT_FDCWD, p->proc, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		stage = ST_PROC;
+	err = errno;
+	if (self >= 0)
+		close(self);
+	if (pm >= 0)
+		close(pm);
+	if (fs >= 0)
+		close(fs);
+	if (stage)
+		child_fail(p, stage, err);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_fail(p, ST_PRIVATE, errno);
 }
