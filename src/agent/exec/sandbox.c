@@ -757,11 +757,10 @@ static void child_prepare(const struct plan *p)
 	if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
 	    (pm = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
 			       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0 ||
-	    (self = openat(pm, "self", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		stage = ST_PROC;
-	else if ((stage = child_identity(p, self)) == 0 &&
-		 syscall(SYS_move_mount, pm, "", AT_FDCWD, p->proc, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-		stage = ST_PROC;
+	    (self = openat(pm, "self", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    ((stage = child_identity(p, self)) == 0 &&
+	     syscall(SYS_move_mount, pm, "", AT_FDCWD, p->proc, MOVE_MOUNT_F_EMPTY_PATH) < 0))
+		stage = ST_PROC; /* a failed identity left its own stage and skipped this */
 	err = errno;
 	if (self >= 0)
 		close(self);
