@@ -449,6 +449,13 @@ static bool output_available(struct jobs *j, const uint8_t digest[SHA256_LEN])
 static void task_rerun(struct jobs *j, struct task *p, const char *why)
 {
 	struct job *jb = p->job;
+	/*
+	 * Its outputs were protected when it succeeded; the next success
+	 * protects what it makes then (job_protect counts succeeded tasks only).
+	 */
+	if (spec_of(p)->replicate)
+		for (size_t k = 0; k < p->n_outs; k++)
+			replicas_unprotect(j->repl, p->outs[k].digest, jb);
 	j->lineage_reruns++;
 	p->lost++;
 	hist_add(p, "lineage", why);
@@ -1183,8 +1190,6 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
-	/* A task that succeeded twice (a lineage re-run) protected its outputs twice. */
-	replicas_release(j->repl, jb);
 	/*
 	 * Where its outputs, uploaded inputs and bundles live matters no more,
 	 * and their copies on agents go (unless another job protects one).

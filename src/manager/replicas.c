@@ -350,11 +350,11 @@ int replicas_grant(const struct replicas *r, const uint8_t digest[SHA256_LEN], c
 	return rc;
 }
 
-/* Takes n of owner i's protections off b; may free b (when nothing else keeps it). */
-static void unprotect_at(struct replicas *r, struct rblob *b, uint32_t i, uint32_t n)
+/* Takes one of owner i's protections off b; may free b (when nothing else keeps it). */
+static void unprotect_at(struct replicas *r, struct rblob *b, uint32_t i)
 {
-	b->refs -= n;
-	if ((b->owners[i].count -= n) == 0)
+	b->refs--;
+	if (--b->owners[i].count == 0)
 		b->owners[i] = b->owners[--b->n_owners];
 	if (b->refs == 0) {
 		r->st.critical--;
@@ -368,25 +368,8 @@ void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN], co
 	struct rblob *b = find(r, digest);
 	for (uint32_t i = 0; b && i < b->n_owners; i++) {
 		if (b->owners[i].owner == owner) {
-			unprotect_at(r, b, i, 1);
+			unprotect_at(r, b, i);
 			return;
-		}
-	}
-}
-
-void replicas_release(struct replicas *r, const void *owner)
-{
-	for (size_t k = 0; k < NBUCKETS; k++) {
-		struct rblob *b = r->buckets[k];
-		while (b) {
-			struct rblob *next = b->hnext; /* unprotect_at may free b */
-			for (uint32_t i = 0; i < b->n_owners; i++) {
-				if (b->owners[i].owner == owner) {
-					unprotect_at(r, b, i, b->owners[i].count);
-					break;
-				}
-			}
-			b = next;
 		}
 	}
 }

@@ -97,8 +97,6 @@ void replicas_protect(struct replicas *r, const uint8_t digest[SHA256_LEN], uint
 		      const void *owner);
 /* Undoes one replicas_protect of the blob by owner; nothing when it holds none. */
 void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN], const void *owner);
-/* Undoes every protection owner still holds, on any blob (its job is forgotten). */
-void replicas_release(struct replicas *r, const void *owner);
 /*
  * Forgets where an unprotected blob lives (no job needs it any more), so
  * that records do not outlive their jobs, and queues a BlobDelete to each

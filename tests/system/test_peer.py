@@ -6,6 +6,7 @@ the swarm CA issued and the manager has not revoked. The manager's copy is
 only the fallback.
 """
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -240,6 +241,42 @@ def test_outputs_lost_with_their_only_holder_are_made_again(swarm):
 
 def replicas(swarm, digest):
     return swarm.get_json(f"/v1/blobs/{digest}/replicas")
+
+
+@pytest.mark.manager_args("--replicas", "1")
+def test_an_output_made_again_drops_the_protection_of_the_one_it_replaces(swarm):
+    """"replicate" keeps a task's outputs critical while its job is retained.
+    When lineage makes one again, with other bytes, the version that was lost
+    stops being critical at once, not when the job is forgotten. One replica
+    (--replicas 1) leaves the intermediate on its maker only, so killing the
+    maker loses it."""
+    ids = start(swarm, 2)
+    res = {"cpu": 0.25, "memory": "32M"}
+    spec = {"name": "remade", "tasks": [
+        {"name": "make", "replicate": True, "resources": res, "outputs": ["part"],
+         "command": ["sh", "-c", f"head -c {BIG} /dev/urandom > /out/part"]},
+        {"name": "gate", "resources": res, "outputs": ["g"],
+         "command": ["sh", "-c", "sleep 5; echo > /out/g"]},
+        {"name": "use", "after": ["gate"], "resources": res, "outputs": ["h"],
+         "inputs": [{"name": "p", "from": "make.part"}],
+         "command": ["sh", "-c", "sha256sum /in/p | cut -c1-64 > /out/h"]}]}
+    jid = submit(swarm, spec)["id"]
+    first = wait_for(lambda: (lambda t: t if t["state"] == "succeeded" else None)(tasks(swarm, jid)["make"]),
+                     30 * SLOW, what="the part made")
+    old = first["outputs"][0]["digest"]
+    assert replicas(swarm, old)["critical"]
+    swarm.agents[first["node"]].kill9()
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, j["id"])
+    again = ts["make"]
+    assert again["attempt"] >= 2 and any(h["outcome"] == "lineage" for h in again["history"]), again
+    new = again["outputs"][0]["digest"]
+    assert new != old
+    # The consumer read the part made again.
+    assert get_blob(swarm, ts["use"]["outputs"][0]["digest"]).decode().strip() == new
+    assert replicas(swarm, new)["critical"]
+    st, raw, _ = swarm.request("GET", f"/v1/blobs/{old}/replicas")
+    assert st == 404 or not json.loads(raw)["critical"], (st, raw)
 
 
 def test_killing_a_replica_holder_restores_the_replica_count(swarm):

@@ -729,37 +729,6 @@ static void test_unprotect_to_zero_stops_repair(void **state)
 	assert_holders(f, single, (const char *const[]){ "a", NULL });
 }
 
-/*
- * Releasing an owner drops all of its protections, on every blob and
- * however often it protected each, and leaves other owners' alone.
- */
-static void test_release_drops_every_protection_of_one_owner(void **state)
-{
-	struct fx *f = *state;
-	three_nodes(f);
-	uint8_t d[3][SHA256_LEN];
-	for (int i = 0; i < 3; i++) {
-		char name[8];
-		snprintf(name, sizeof name, "rel%d", i);
-		digest_of(name, d[i]);
-	}
-	replicas_protect(f->r, d[0], SIZE, &job1);
-	replicas_protect(f->r, d[0], SIZE, &job1); /* a task that succeeded twice */
-	replicas_protect(f->r, d[1], SIZE, &job1);
-	replicas_protect(f->r, d[1], SIZE, &job2);
-	replicas_protect(f->r, d[2], SIZE, &job2);
-	assert_int_equal(replicas_stats(f->r)->critical, 3);
-	replicas_release(f->r, &job1);
-	assert_int_equal(replicas_stats(f->r)->critical, 2);
-	/* d[0] had no holder and no other owner: its record is gone. */
-	assert_null(replicas_json(f->r, d[0]));
-	replicas_release(f->r, &job1); /* again: nothing left to drop */
-	assert_int_equal(replicas_stats(f->r)->critical, 2);
-	replicas_release(f->r, &job2);
-	assert_int_equal(replicas_stats(f->r)->critical, 0);
-	assert_int_equal(replicas_stats(f->r)->blobs, 0);
-}
-
 /* Frees the tracker and creates it again from the flushed store. */
 static void reload(struct fx *f)
 {
@@ -1026,7 +995,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_non_critical_never_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_zero_turns_repair_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unprotect_to_zero_stops_repair, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_release_drops_every_protection_of_one_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holders_persist_refs_do_not, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_without_holders_is_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manager_copy_is_last_resort, setup, teardown),
