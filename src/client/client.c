@@ -404,6 +404,11 @@ const char *ss_client_addr(const ss_client *c)
 	return c ? c->addr : NULL;
 }
 
+const char *client_ca_file(const ss_client *c)
+{
+	return c ? c->ca_file : NULL;
+}
+
 /* ---- socket BIO without SIGPIPE ---------------------------------------- */
 
 static BIO_METHOD *g_sock_method;
@@ -1497,6 +1502,38 @@ int ss_job_submit(ss_client *c, const char *spec_json, char **json)
 int ss_jobs_list(ss_client *c, char **json)
 {
 	return call(c, "GET", "/v1/jobs", NULL, json);
+}
+
+int ss_token_create(ss_client *c, const char *tenant, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!tenant || !ident_valid(tenant))
+		return SS_EINVAL;
+	json_t *b = json_pack("{s:s}", "tenant", tenant);
+	char *body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	if (!body)
+		abort();
+	int rc = call(c, "POST", "/v1/tokens", body, json);
+	free(body);
+	return rc;
+}
+
+int ss_tokens_list(ss_client *c, char **json)
+{
+	return call(c, "GET", "/v1/tokens", NULL, json);
+}
+
+int ss_token_revoke(ss_client *c, const char *id, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!id || strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16)
+		return SS_EINVAL;
+	char path[40];
+	snprintf(path, sizeof path, "/v1/tokens/%s", id);
+	return call(c, "DELETE", path, NULL, json);
 }
 
 /* Calls METHOD prefix + id + suffix after checking id's shape. */

@@ -35,6 +35,9 @@ int client_config_write(const char *path, const char *addr, const char *token,
  */
 char *client_config_default_path(void);
 
+/* The CA file c verifies the manager with (owned by c), or NULL. */
+const char *client_ca_file(const ss_client *c);
+
 /*
  * Returns a human-readable description of the last failure of c (for example
  * the certificate verification error or the errno of connect), or "" when

@@ -42,6 +42,7 @@
 #include "manager/api.h"
 #include "manager/api_body.h"
 #include "data/blobstore.h"
+#include "manager/tenants.h"
 
 #define API_TICK_MS 1000u             /* longest sleep between two MHD_run calls */
 #define API_SPIN_RUNS 16u             /* back-to-back MHD_run calls before backing off */
@@ -69,6 +70,7 @@ struct api {
 	uint8_t token_hash[SHA256_LEN];
 	struct api_backend be;
 	struct blobstore *blobs;
+	struct tenants *tenants;
 	uint64_t answered[6]; /* answers by status class: [2] counts 2xx; [0] anything else */
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
@@ -77,6 +79,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_BLOB, R_BLOB_REPLICAS,
+	R_TOKENS, R_TOKEN,
 };
 
 /* One extra response header; name NULL means none. */
@@ -98,6 +101,7 @@ struct req {
 	int upload_rc;        /* first failure while writing it */
 	uint64_t received;    /* body bytes received so far */
 	char method[8];       /* GET, POST, PUT, DELETE or HEAD (others are refused early) */
+	char tenant[64];      /* a tenant token's tenant; "" for the admin token */
 	bool answered;
 };
 
@@ -147,10 +151,13 @@ static const char *json_type_name(const json_t *j)
 
 /* ---- body parser (api_body.h) ------------------------------------------ */
 
-int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen)
+/*
+ * Loads a request body as a JSON object without duplicate keys. An empty or
+ * all-whitespace body gives 0 and *out = NULL. Returns 0, SS_ETOOBIG or
+ * SS_EPARSE (with why set); *out is a new reference on success.
+ */
+static int body_object(const char *body, size_t len, json_t **out, char *why, size_t whylen)
 {
-	int rc = SS_EPARSE;
-	json_t *j = NULL;
 	json_error_t err;
 	*out = NULL;
 	if (whylen)
@@ -158,28 +165,38 @@ int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, 
 	if (len > API_MAX_BODY) {
 		fmt_clean(why, whylen, "request body of %zu bytes is over the limit of %u bytes", len,
 			  API_MAX_BODY);
-		rc = SS_ETOOBIG;
-		goto out;
+		return SS_ETOOBIG;
 	}
 	size_t i = 0;
 	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
 		i++;
-	if (i == len) {
-		rc = 0;
-		goto out;
-	}
-	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+	if (i == len)
+		return 0;
+	json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
 	if (!j) {
 		fmt_clean(why, whylen, "malformed JSON at line %d, column %d: %s", err.line, err.column,
 			  err.text);
-		goto out;
+		return SS_EPARSE;
 	}
 	if (!json_is_object(j)) {
 		fmt_clean(why, whylen, "request body must be a JSON object, not %s", json_type_name(j));
-		goto out;
+		json_decref(j);
+		return SS_EPARSE;
 	}
+	*out = j;
+	return 0;
+}
+
+int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen)
+{
+	json_t *j = NULL;
+	int rc = body_object(body, len, &j, why, whylen);
 	const char *key;
 	json_t *val;
+	*out = NULL;
+	if (rc || !j)
+		goto out;
+	rc = SS_EPARSE;
 	json_object_foreach(j, key, val) {
 		if (strcmp(key, "reason") != 0) {
 			fmt_clean(why, whylen, "unknown field \"%.64s\" (the only field allowed is \"reason\")",
@@ -210,6 +227,48 @@ int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, 
 	}
 	*out = j;
 	j = NULL;
+	rc = 0;
+out:
+	json_decref(j);
+	return rc;
+}
+
+int api_parse_token_body(const char *body, size_t len, char tenant[static 64], char *why,
+			 size_t whylen)
+{
+	json_t *j = NULL;
+	int rc = body_object(body, len, &j, why, whylen);
+	const char *key;
+	json_t *val;
+	tenant[0] = '\0';
+	if (rc)
+		goto out;
+	rc = SS_EPARSE;
+	if (!j) {
+		fmt_clean(why, whylen, "request body must be {\"tenant\": NAME}");
+		goto out;
+	}
+	json_object_foreach(j, key, val) {
+		if (strcmp(key, "tenant") != 0) {
+			fmt_clean(why, whylen, "unknown field \"%.64s\" (the only field allowed is \"tenant\")",
+				  key);
+			goto out;
+		}
+	}
+	val = json_object_get(j, "tenant");
+	if (!json_is_string(val)) {
+		fmt_clean(why, whylen, "field \"tenant\" is required and must be a string%s%s",
+			  val ? ", not " : "", val ? json_type_name(val) : "");
+		goto out;
+	}
+	const char *t = json_string_value(val);
+	if (json_string_length(val) != strlen(t) || !ident_valid(t)) {
+		fmt_clean(why, whylen,
+			  "field \"tenant\" is not a valid name (1 to 63 of A-Z a-z 0-9 . _ -, starting "
+			  "with a letter or digit)");
+		goto out;
+	}
+	snprintf(tenant, 64, "%s", t);
 	rc = 0;
 out:
 	json_decref(j);
@@ -286,7 +345,7 @@ static enum MHD_Result respond_error(struct api *api, struct MHD_Connection *c, 
 static enum route match_route(const char *url, char id[static 80], const char **allow)
 {
 	static const char nodes[] = "/v1/nodes/", jobs[] = "/v1/jobs/", tasks[] = "/v1/tasks/",
-			  blobs[] = "/v1/blobs/";
+			  blobs[] = "/v1/blobs/", tokens[] = "/v1/tokens/";
 	*allow = "GET";
 	if (!strcmp(url, "/v1/health"))
 		return R_HEALTH;
@@ -297,6 +356,10 @@ static enum route match_route(const char *url, char id[static 80], const char **
 	if (!strcmp(url, "/v1/jobs")) {
 		*allow = "GET, POST";
 		return R_JOBS;
+	}
+	if (!strcmp(url, "/v1/tokens")) {
+		*allow = "GET, POST";
+		return R_TOKENS;
 	}
 	const char *rest;
 	enum route base;
@@ -312,6 +375,9 @@ static enum route match_route(const char *url, char id[static 80], const char **
 	} else if (!strncmp(url, blobs, sizeof blobs - 1)) {
 		rest = url + sizeof blobs - 1;
 		base = R_BLOB;
+	} else if (!strncmp(url, tokens, sizeof tokens - 1)) {
+		rest = url + sizeof tokens - 1;
+		base = R_TOKEN;
 	} else {
 		return R_NONE;
 	}
@@ -365,6 +431,11 @@ static enum route match_route(const char *url, char id[static 80], const char **
 			return R_NONE;
 		*allow = "GET, HEAD, PUT";
 		return R_BLOB;
+	case R_TOKEN:
+		if (n != TENANTS_TOKEN_ID_LEN || strspn(id, "0123456789abcdef") != n || *tail)
+			return R_NONE;
+		*allow = "DELETE";
+		return R_TOKEN;
 	default:
 		return R_NONE;
 	}
@@ -387,10 +458,15 @@ static bool method_allowed(const char *allow, const char *method)
 
 enum auth { AUTH_OK, AUTH_MISSING, AUTH_BAD };
 
-/* Checks "Authorization: Bearer <token>" against the configured token hash. */
-static enum auth check_auth(const struct api *api, struct MHD_Connection *c)
+/*
+ * Checks "Authorization: Bearer <token>" against the admin token's hash and
+ * the tenant tokens. Sets tenant to the tenant of a tenant token, or to ""
+ * for the admin token.
+ */
+static enum auth check_auth(const struct api *api, struct MHD_Connection *c, char tenant[static 64])
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	tenant[0] = '\0';
 	if (!v)
 		return AUTH_MISSING;
 	while (*v == ' ' || *v == '\t')
@@ -407,7 +483,31 @@ static enum auth check_auth(const struct api *api, struct MHD_Connection *c)
 		return AUTH_BAD;
 	uint8_t h[SHA256_LEN];
 	sha256(v, n, h);
-	return ct_equal(h, api->token_hash, SHA256_LEN) ? AUTH_OK : AUTH_BAD;
+	if (ct_equal(h, api->token_hash, SHA256_LEN))
+		return AUTH_OK;
+	const char *t = api->tenants ? tenants_token_lookup(api->tenants, h) : NULL;
+	if (!t)
+		return AUTH_BAD;
+	snprintf(tenant, 64, "%s", t);
+	return AUTH_OK;
+}
+
+/* True for the routes only the admin token reaches. */
+static bool admin_only(enum route r)
+{
+	switch (r) {
+	case R_NODES:
+	case R_NODE:
+	case R_DRAIN:
+	case R_ATTEST:
+	case R_METRICS:
+	case R_BLOB_REPLICAS:
+	case R_TOKENS:
+	case R_TOKEN:
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Records an early error answer for r. */
@@ -433,7 +533,7 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 	r->route = match_route(url, r->id, &allow);
 	if (r->route == R_HEALTH && !strcmp(method, "GET"))
 		return;
-	switch (check_auth(api, c)) {
+	switch (check_auth(api, c, r->tenant)) {
 	case AUTH_OK:
 		break;
 	case AUTH_MISSING:
@@ -452,6 +552,11 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 	if (!method_allowed(allow, method))
 		decide(r, MHD_HTTP_METHOD_NOT_ALLOWED, MHD_HTTP_HEADER_ALLOW, allow,
 		       "method %.16s is not allowed on %.120s (allowed: %s)", method, url, allow);
+	else if (r->tenant[0] && admin_only(r->route))
+		decide(r, MHD_HTTP_FORBIDDEN, NULL, NULL,
+		       "%.120s needs the admin token; a token of tenant %s reaches only that tenant's "
+		       "jobs and blobs",
+		       url, r->tenant);
 }
 
 /* Parses a Content-Length value; false when absent or malformed. */
@@ -613,6 +718,8 @@ static unsigned status_of(int rc)
 	switch (rc) {
 	case SS_ENOTFOUND:
 		return MHD_HTTP_NOT_FOUND;
+	case SS_EPERM:
+		return MHD_HTTP_FORBIDDEN;
 	case SS_ESTATE:
 		return MHD_HTTP_CONFLICT;
 	case SS_EINVAL:
@@ -625,12 +732,18 @@ static unsigned status_of(int rc)
 	}
 }
 
+/* The caller's tenant, or NULL for the admin token. */
+static const char *tenant_of(const struct req *r)
+{
+	return r->tenant[0] ? r->tenant : NULL;
+}
+
 static enum MHD_Result do_jobs(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	char why[600];
 	json_t *out = NULL;
 	if (!strcmp(r->method, "GET")) {
-		out = api->be.jobs_list ? api->be.jobs_list(api->be.arg) : NULL;
+		out = api->be.jobs_list ? api->be.jobs_list(api->be.arg, tenant_of(r)) : NULL;
 		if (!out)
 			return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list jobs", NULL);
 		return respond_json(api, c, MHD_HTTP_OK, out, NULL);
@@ -639,7 +752,7 @@ static enum MHD_Result do_jobs(struct api *api, struct MHD_Connection *c, struct
 		return respond_error(api, c, MHD_HTTP_NOT_FOUND, "jobs are not served here", NULL);
 	why[0] = '\0';
 	int rc = api->be.job_submit(api->be.arg, r->body.len ? (const char *)r->body.data : "",
-				    r->body.len, &out, why, sizeof why);
+				    r->body.len, tenant_of(r), &out, why, sizeof why);
 	if (rc)
 		return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
 	return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
@@ -653,11 +766,30 @@ static enum MHD_Result not_found(struct api *api, struct MHD_Connection *c, cons
 	return respond_error(api, c, MHD_HTTP_NOT_FOUND, msg, NULL);
 }
 
+/*
+ * True when the caller may see the job or task r names: always for the admin
+ * token, else when it belongs to the caller's tenant.
+ */
+static bool owns(const struct api *api, const struct req *r)
+{
+	if (!r->tenant[0])
+		return true;
+	const char *t = NULL;
+	if (r->route == R_TASK_LOGS)
+		t = api->be.task_tenant ? api->be.task_tenant(api->be.arg, r->id) : NULL;
+	else
+		t = api->be.job_tenant ? api->be.job_tenant(api->be.arg, r->id) : NULL;
+	return t && !strcmp(t, r->tenant);
+}
+
 static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	json_t *out = NULL;
 	if (r->body.len > 0)
 		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
+	/* Another tenant's job is answered as if it did not exist. */
+	if (!owns(api, r))
+		return not_found(api, c, r->route == R_TASK_LOGS ? "task" : "job", r->id);
 	if (!strcmp(r->method, "DELETE")) {
 		const char *why = NULL;
 		int rc = api->be.job_cancel ? api->be.job_cancel(api->be.arg, r->id, &out, &why)
@@ -747,11 +879,19 @@ static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct
 					     "the blob store is full", NULL);
 		if (rc)
 			return respond_error(api, c, status_of(rc), ss_strerror(rc), NULL);
+		/* A tenant may now name it (uploading proved that it holds the bytes). */
+		if (r->tenant[0] && tenants_upload_add(api->tenants, r->tenant, digest) != 0)
+			return respond_error(api, c, MHD_HTTP_TOO_MANY_REQUESTS,
+					     "too many uploads that no job uses yet; try again later", NULL);
 		if (api->be.blob_added)
 			api->be.blob_added(api->be.arg, digest, r->upload_size);
 		json_t *j = json_pack("{s:s,s:I}", "digest", r->id, "size", (json_int_t)r->upload_size);
 		return respond_json(api, c, MHD_HTTP_CREATED, j, NULL);
 	}
+	/* A tenant reads what it uploaded and what its jobs use; anything else is absent to it. */
+	if (r->tenant[0] && !tenants_upload_has(api->tenants, r->tenant, digest) &&
+	    !(api->be.blob_visible && api->be.blob_visible(api->be.arg, digest, r->tenant)))
+		return not_found(api, c, "blob", r->id);
 	struct blob_reader *br = NULL;
 	uint64_t size = 0;
 	int rc = blobstore_read_open(api->blobs, digest, &br, &size);
@@ -787,6 +927,42 @@ static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct
 	return ret;
 }
 
+/* GET and POST /v1/tokens, DELETE /v1/tokens/{id} (admin only, checked in classify). */
+static enum MHD_Result do_tokens(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	char why[256], tenant[64];
+	json_t *out = NULL;
+	if (!api->tenants)
+		return respond_error(api, c, MHD_HTTP_NOT_FOUND, "tenant tokens are not served here", NULL);
+	if (r->route == R_TOKEN) {
+		int rc = tenants_token_revoke(api->tenants, r->id);
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "token", r->id);
+		if (rc)
+			return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					     "the token is revoked, but the store could not record it; "
+					     "it may work again after a restart",
+					     NULL);
+		return respond_json(api, c, MHD_HTTP_OK, json_pack("{s:s,s:b}", "id", r->id, "revoked", 1),
+				    NULL);
+	}
+	if (!strcmp(r->method, "GET")) {
+		if (r->body.len > 0)
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
+		return respond_json(api, c, MHD_HTTP_OK, tenants_tokens_json(api->tenants), NULL);
+	}
+	int rc = api_parse_token_body((const char *)r->body.data, r->body.len, tenant, why, sizeof why);
+	if (!rc)
+		rc = tenants_token_create(api->tenants, tenant, &out, why, sizeof why);
+	if (rc)
+		return respond_error(api, c,
+				     rc == SS_ETOOBIG ? MHD_HTTP_CONTENT_TOO_LARGE
+				     : rc == SS_ESTORE ? MHD_HTTP_INTERNAL_SERVER_ERROR
+						       : MHD_HTTP_BAD_REQUEST,
+				     why, NULL);
+	return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+}
+
 /* Queues the answer to a request whose body has been read (or refused). */
 static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct req *r)
 {
@@ -816,6 +992,9 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 		return do_job(api, c, r);
 	case R_BLOB:
 		return do_blob(api, c, r);
+	case R_TOKENS:
+	case R_TOKEN:
+		return do_tokens(api, c, r);
 	case R_NONE:
 		break;
 	}
@@ -902,7 +1081,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			       "request body is over the limit of %llu bytes", (unsigned long long)limit);
 			return MHD_YES;
 		}
-		if (r->route == R_DRAIN || r->route == R_JOBS)
+		if (r->route == R_DRAIN || r->route == R_JOBS || r->route == R_TOKENS)
 			buf_append(&r->body, upload, n);
 		return MHD_YES;
 	}
@@ -1062,6 +1241,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	memcpy(api->token_hash, opts->token_hash, SHA256_LEN);
 	api->be = opts->backend;
 	api->blobs = opts->blobs;
+	api->tenants = opts->tenants;
 	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (sa.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

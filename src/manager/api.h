@@ -3,13 +3,17 @@
  * loop: MHD runs with MHD_USE_EPOLL and no thread of its own, and a uv_poll
  * on MHD's epoll fd plus a uv_timer call MHD_run).
  *
- * Routes (bearer token everywhere except /v1/health):
+ * Routes (bearer token everywhere except /v1/health; "admin" marks the
+ * routes a tenant token cannot reach, see tenants.h):
  *   GET  /v1/health                      {"status":"ok", ...backend health}
- *   GET  /v1/nodes[?all=1]               {"nodes":[...]}
- *   GET  /v1/nodes/{id}                  node object
- *   POST /v1/nodes/{id}/drain            optional JSON body {"reason": "..."}
- *   POST /v1/nodes/{id}/attest           re-attest the node now (202 with the node)
- *   GET  /v1/jobs                        {"jobs":[...]}
+ *   GET  /v1/nodes[?all=1]               {"nodes":[...]}                    admin
+ *   GET  /v1/nodes/{id}                  node object                         admin
+ *   POST /v1/nodes/{id}/drain            optional JSON body {"reason": "..."} admin
+ *   POST /v1/nodes/{id}/attest           re-attest the node now (202)        admin
+ *   GET  /v1/tokens                      {"tokens":[...]} (no secrets)       admin
+ *   POST /v1/tokens                      {"tenant": T}: 201 with the token   admin
+ *   DELETE /v1/tokens/{id}               revoke a tenant token               admin
+ *   GET  /v1/jobs                        {"jobs":[...]} (a tenant's own)
  *   POST /v1/jobs                        submit a job spec (201 with the job, once durable)
  *   GET  /v1/jobs/{id}                   job object with its final results
  *   DELETE /v1/jobs/{id}                 cancel (200 with the job)
@@ -19,11 +23,14 @@
  *   PUT  /v1/blobs/{sha256}              upload a blob (streamed; the digest is checked)
  *   GET  /v1/blobs/{sha256}              download a blob (streamed)
  *   HEAD /v1/blobs/{sha256}              200 when present, with Content-Length
- *   GET  /v1/blobs/{sha256}/replicas     the agents holding it (replicas.h)
- *   GET  /metrics                        Prometheus text
+ *   GET  /v1/blobs/{sha256}/replicas     the agents holding it (replicas.h)  admin
+ *   GET  /metrics                        Prometheus text                     admin
+ * A tenant token reaches only its tenant's jobs, tasks and the blobs they
+ * use (others answer 404, as if absent), may upload blobs, and submits jobs
+ * as its tenant (403 for a spec naming another one).
  * Errors: JSON {"error": {"code": <http status>, "message": "..."}} with the
- * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 404 unknown route or
- * node, 405 wrong method, 413 body over API_MAX_BODY, 409 state conflicts.
+ * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 403 an admin route
+ * or another tenant's spec with a tenant token, 404 unknown route or node, 405 wrong method, 413 body over API_MAX_BODY, 409 state conflicts.
  *
  * All callbacks run on the loop thread.
  */
@@ -43,6 +50,7 @@
 #define API_MAX_BLOB (1ull << 30)                /* one uploaded blob */
 
 struct blobstore;
+struct tenants;
 
 struct api;
 
@@ -70,13 +78,14 @@ struct api_backend {
 	/* Extra health fields merged into {"status":"ok"}. */
 	json_t *(*health)(void *arg);
 	/*
-	 * Jobs (see jobs.h). job_submit returns 0 with the job once it is
-	 * durable, or SS_EINVAL/SS_EPARSE/SS_ELIMIT (400) or SS_ESTORE (500)
-	 * with the reason in why.
+	 * Jobs (see jobs.h). tenant is the caller's tenant, or NULL for the
+	 * admin token. job_submit returns 0 with the job once it is durable, or
+	 * SS_EINVAL/SS_EPARSE/SS_ELIMIT (400), SS_EPERM (403: the spec names
+	 * another tenant) or SS_ESTORE (500) with the reason in why.
 	 */
-	int (*job_submit)(void *arg, const char *body, size_t len, json_t **out, char *why,
-			  size_t whylen);
-	json_t *(*jobs_list)(void *arg);
+	int (*job_submit)(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
+			  char *why, size_t whylen);
+	json_t *(*jobs_list)(void *arg, const char *tenant);
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */
@@ -87,6 +96,14 @@ struct api_backend {
 	void (*blob_added)(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size);
 	/* Where a blob lives on agents (replicas_json); NULL: 404. */
 	json_t *(*blob_replicas)(void *arg, const uint8_t digest[SHA256_LEN]);
+	/*
+	 * The tenant of a job or a task, or NULL when there is none such. The
+	 * string is the backend's, valid until the loop runs again.
+	 */
+	const char *(*job_tenant)(void *arg, const char *job_id);
+	const char *(*task_tenant)(void *arg, const char *task_id);
+	/* True when a retained job of tenant uses the blob (an input, a bundle or an output). */
+	bool (*blob_visible)(void *arg, const uint8_t digest[SHA256_LEN], const char *tenant);
 };
 
 struct api_opts {
@@ -96,6 +113,7 @@ struct api_opts {
 	uint8_t token_hash[32];      /* SHA-256 of the admin token */
 	struct api_backend backend;
 	struct blobstore *blobs;     /* serves /v1/blobs; NULL = no blob routes */
+	struct tenants *tenants;     /* tenant tokens and /v1/tokens; NULL = the admin token only */
 };
 
 /* Starts serving. */

@@ -28,4 +28,13 @@
  */
 int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen);
 
+/*
+ * Parses the body of POST /v1/tokens: a JSON object whose only member,
+ * "tenant", is a name that passes ident_valid(). Returns 0 with the name in
+ * tenant, or SS_ETOOBIG / SS_EPARSE with tenant empty. why is set as for
+ * api_parse_drain_body.
+ */
+int api_parse_token_body(const char *body, size_t len, char tenant[static 64], char *why,
+			 size_t whylen);
+
 #endif

@@ -35,6 +35,7 @@
 #include "manager/jobspec.h"
 #include "manager/replicas.h"
 #include "manager/sched/sched.h"
+#include "manager/tenants.h"
 
 #define PASS_BUDGET 20000u            /* placements tried per pass */
 #define PASS_FAIL_STREAK 256u         /* consecutive infeasible tasks that end a pass */
@@ -340,9 +341,11 @@ static void task_save(struct jobs *j, struct task *t)
 
 static void job_save(struct jobs *j, struct job *jb)
 {
-	json_t *o = json_pack("{s:s%,s:s,s:I,s:I,s:s}", "spec", jb->spec_text, jb->spec_len, "state",
-			      jstate_names[jb->st], "created_ms", (json_int_t)jb->created_ms,
-			      "finished_ms", (json_int_t)jb->finished_ms, "reason", jb->reason);
+	/* The tenant is saved apart from the spec: a tenant token's job takes its tenant from the token. */
+	json_t *o = json_pack("{s:s%,s:s,s:s,s:I,s:I,s:s}", "spec", jb->spec_text, jb->spec_len,
+			      "tenant", jb->spec->tenant, "state", jstate_names[jb->st], "created_ms",
+			      (json_int_t)jb->created_ms, "finished_ms", (json_int_t)jb->finished_ms,
+			      "reason", jb->reason);
 	put_json(j, "jobs", jb->id, o);
 }
 
@@ -1931,6 +1934,11 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 		json_decref(o);
 		return 0;
 	}
+	const char *tenant = json_string_value(json_object_get(o, "tenant"));
+	if (tenant && ident_valid(tenant)) {
+		free(js->tenant);
+		js->tenant = xstrdup(tenant);
+	}
 	struct job *jb = xcalloc(1, sizeof *jb);
 	snprintf(jb->id, sizeof jb->id, "%s", key);
 	jb->spec = js;
@@ -2122,12 +2130,32 @@ static void new_job_id(char out[32])
 	snprintf(out, 32, "j-%s", hex);
 }
 
-int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char *why, size_t whylen)
+/* True when tenant (NULL: the admin) may name the blob in a spec: it uploaded it, or its jobs use it. */
+static bool may_name(struct jobs *j, const char *tenant, const uint8_t digest[SHA256_LEN])
+{
+	return !tenant || (j->env.tenants && tenants_upload_has(j->env.tenants, tenant, digest)) ||
+	       jobs_blob_used_by(j, digest, tenant);
+}
+
+int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+		char *why, size_t whylen)
 {
 	struct jobspec *js = NULL;
 	int rc = jobspec_parse(spec, len, 0, &js, why, whylen);
 	if (rc)
 		goto out;
+	if (tenant && strcmp(js->tenant, tenant) != 0) {
+		if (js->tenant_given) {
+			snprintf(why, whylen,
+				 "tenant: this token belongs to tenant \"%s\"; a job of tenant \"%s\" needs "
+				 "that tenant's token (or leave \"tenant\" out)",
+				 tenant, js->tenant);
+			rc = SS_EPERM;
+			goto out;
+		}
+		free(js->tenant);
+		js->tenant = xstrdup(tenant);
+	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
 		rc = SS_ELIMIT;
@@ -2155,8 +2183,10 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char
 	for (size_t i = 0; i < js->n_tasks; i++) {
 		const struct jobspec_task *s = &js->tasks[i];
 		for (size_t k = 0; k < s->n_inputs; k++) {
+			/* Another tenant's blob is answered as if it had never been uploaded. */
 			if (s->inputs[k].kind != JOBSPEC_IN_BLOB ||
-			    blobstore_has(j->env.blobs, s->inputs[k].digest, NULL))
+			    (blobstore_has(j->env.blobs, s->inputs[k].digest, NULL) &&
+			     may_name(j, tenant, s->inputs[k].digest)))
 				continue;
 			char hex[65];
 			hex_encode(s->inputs[k].digest, SHA256_LEN, hex);
@@ -2170,7 +2200,8 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char
 	for (size_t i = 0; i < js->n_tasks; i++) {
 		const struct jobspec_task *s = &js->tasks[i];
 		char hex[65];
-		if (s->has_bundle && !blobstore_has(j->env.blobs, s->bundle_blob, NULL)) {
+		if (s->has_bundle && (!blobstore_has(j->env.blobs, s->bundle_blob, NULL) ||
+				      !may_name(j, tenant, s->bundle_blob))) {
 			hex_encode(s->bundle_blob, SHA256_LEN, hex);
 			snprintf(why, whylen,
 				 "task %s: bundle blob %s has not been uploaded (PUT /v1/blobs/%s, or give {\"file\": PATH} to the CLI)",
@@ -2241,12 +2272,13 @@ void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
 	log_info("tenant %s: weight %g", tenant, weight);
 }
 
-json_t *jobs_list(struct jobs *j)
+json_t *jobs_list(struct jobs *j, const char *tenant)
 {
 	struct job **v = xcalloc(j->n_jobs ? j->n_jobs : 1, sizeof *v);
 	size_t n = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next)
-		v[n++] = jb;
+		if (!tenant || !strcmp(jb->spec->tenant, tenant))
+			v[n++] = jb;
 	qsort(v, n, sizeof *v, cmp_created);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -2256,6 +2288,40 @@ json_t *jobs_list(struct jobs *j)
 	}
 	free(v);
 	return json_pack("{s:o}", "jobs", a);
+}
+
+const char *jobs_job_tenant(struct jobs *j, const char *id)
+{
+	const struct job *jb = job_find(j, id);
+	return jb ? jb->spec->tenant : NULL;
+}
+
+const char *jobs_task_tenant(struct jobs *j, const char *task_id)
+{
+	const struct task *t = task_find(j, task_id);
+	return t ? t->job->spec->tenant : NULL;
+}
+
+bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
+{
+	for (const struct job *jb = j->all; jb; jb = jb->next) {
+		if (strcmp(jb->spec->tenant, tenant) != 0)
+			continue;
+		for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+			const struct jobspec_task *s = &jb->spec->tasks[i];
+			const struct task *t = &jb->tasks[i];
+			if (s->has_bundle && !memcmp(s->bundle_blob, digest, SHA256_LEN))
+				return true;
+			for (size_t k = 0; k < s->n_inputs; k++)
+				if (s->inputs[k].kind == JOBSPEC_IN_BLOB &&
+				    !memcmp(s->inputs[k].digest, digest, SHA256_LEN))
+					return true;
+			for (size_t k = 0; k < t->n_outs; k++)
+				if (!memcmp(t->outs[k].digest, digest, SHA256_LEN))
+					return true;
+		}
+	}
+	return false;
 }
 
 json_t *jobs_get(struct jobs *j, const char *id)

@@ -36,6 +36,8 @@
 #include "manager/store.h"
 #include "net/msg.h"
 
+struct tenants;
+
 struct jobs;
 
 struct jobs_env {
@@ -54,6 +56,8 @@ struct jobs_env {
 	 * manager. Borrowed; NULL turns grants off (unit tests).
 	 */
 	EVP_PKEY *grant_key;
+	/* Which blobs each tenant uploaded (jobs_submit checks a tenant's inputs). Borrowed; may be NULL. */
+	struct tenants *tenants;
 };
 
 /*
@@ -107,12 +111,23 @@ void jobs_after_commit(struct jobs *j);
 /* ---- API ---------------------------------------------------------------- */
 
 /*
- * Validates and accepts a job. Returns 0 with *out = the job object once it
- * is durable (the caller flushes the store before answering: see manager.c),
- * SS_EINVAL/SS_EPARSE/SS_ELIMIT with a precise message in why.
+ * Validates and accepts a job. tenant is the submitting tenant token's
+ * tenant, or NULL for the admin token: the job runs as that tenant, and
+ * every blob it names must be one the tenant uploaded or a retained job of
+ * the tenant uses. Returns 0 with *out = the job object once it is durable
+ * (the caller flushes the store before answering: see manager.c),
+ * SS_EINVAL/SS_EPARSE/SS_ELIMIT, or SS_EPERM for a spec that names another
+ * tenant, with a precise message in why.
  */
-int jobs_submit(struct jobs *j, const char *spec, size_t len, json_t **out, char *why, size_t whylen);
-json_t *jobs_list(struct jobs *j);
+int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+		char *why, size_t whylen);
+/* Every retained job, or only tenant's (tenant not NULL). */
+json_t *jobs_list(struct jobs *j, const char *tenant);
+/* The tenant of a job, or of a task "<job>.<index>"; NULL when unknown. Owned by the job. */
+const char *jobs_job_tenant(struct jobs *j, const char *id);
+const char *jobs_task_tenant(struct jobs *j, const char *task_id);
+/* True when a retained job of tenant uses the blob: an uploaded input, a bundle or an output. */
+bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant);
 /* The job object, or NULL when unknown. */
 json_t *jobs_get(struct jobs *j, const char *id);
 /* Cancels a job. SS_ENOTFOUND, or SS_ESTATE when it already finished. */

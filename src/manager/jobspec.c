@@ -1756,6 +1756,7 @@ static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 	    ((rc = get_str(p, v, "tenant", &s)) || (rc = check_name(p, s, "tenant", false))))
 		return rc;
 	js->tenant = xstrdup(s);
+	js->tenant_given = v != NULL;
 	js->fail_fast = true;
 	if ((v = json_object_get(root, "on_failure"))) {
 		if ((rc = get_enum(p, v, "on_failure", failure_names, ARRAY_LEN(failure_names), &e)))

@@ -124,6 +124,7 @@ struct jobspec_group {
 struct jobspec {
 	char *name;
 	char *tenant;                /* default "default" */
+	bool tenant_given;           /* the spec named its tenant */
 	struct jobspec_policy policy;
 	bool fail_fast;              /* "on_failure": "fail_fast" (default) or "continue" */
 	struct jobspec_group *groups;

@@ -34,12 +34,15 @@
 #include "data/grant.h"
 #include "manager/jobs.h"
 #include "manager/replicas.h"
+#include "manager/tenants.h"
 #include "net/frame.h"
 #include "net/msg.h"
 
 #define HELLO_TIMEOUT_MS 10000
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
+#define UPLOAD_EXPIRY_TICKS 600u                     /* detector ticks: a minute */
+#define DEFAULT_RETENTION_MS (24ull * 3600 * 1000)   /* as jobs.c's */
 #define LAG_PERIOD_MS 10
 #define LAG_SAMPLES 6000 /* one minute of loop-lag samples */
 #define POOL_NICE 10 /* nice level of the thread pool workers (verification, signing) */
@@ -112,6 +115,8 @@ struct manager {
 	uv_loop_t *loop;
 	uv_tcp_t listener;
 	uv_timer_t detector;
+	unsigned detector_ticks;
+	struct tenants *tenants;     /* tenant tokens and uploads */
 	uv_timer_t lag_timer;        /* measures how late the loop runs timers */
 	uint64_t lag_expect_ns;
 	uint32_t lag_us[LAG_SAMPLES]; /* ring of the last minute's samples */
@@ -1363,6 +1368,14 @@ static void on_detector(uv_timer_t *t)
 {
 	struct manager *m = t->data;
 	registry_each(m->reg, detect_one, m);
+	/* Once a minute: a tenant's uploads stay nameable for the job retention time. */
+	if (++m->detector_ticks >= UPLOAD_EXPIRY_TICKS) {
+		m->detector_ticks = 0;
+		uint64_t keep = m->cfg.job_retention_ms ? m->cfg.job_retention_ms : DEFAULT_RETENTION_MS;
+		size_t n = tenants_expire(m->tenants, time_wall_ms() - (int64_t)keep);
+		if (n)
+			log_info("tenants: %zu upload%s no job used expired", n, n == 1 ? "" : "s");
+	}
 }
 
 static void save_dirty(void *arg, struct node *n)
@@ -1525,6 +1538,8 @@ static void be_metrics(void *arg, struct buf *out)
 	metric(out, "seeswarm_nodes_connected", "gauge", (unsigned long long)(cc.connected));
 	const struct conn_stats *cs = conn_stats();
 	metric(out, "seeswarm_agent_connections", "gauge", (unsigned long long)(m->sessions));
+	metric(out, "seeswarm_tenant_tokens", "gauge", (unsigned long long)tenants_token_count(m->tenants));
+	metric(out, "seeswarm_tenant_uploads", "gauge", (unsigned long long)tenants_upload_count(m->tenants));
 	metric(out, "seeswarm_agent_accepted_total", "counter", (unsigned long long)(cs->accepted));
 	metric(out, "seeswarm_agent_closed_error_total", "counter", (unsigned long long)(cs->closed_error));
 	metric(out, "seeswarm_frames_in_total", "counter", (unsigned long long)(cs->frames_in));
@@ -1600,11 +1615,11 @@ static bool je_connected(void *arg, const struct node *n)
 	return admitted_session(n) && n->node_cert_serial[0] && n->node_cert_expires_ms > time_wall_ms();
 }
 
-static int be_job_submit(void *arg, const char *body, size_t len, json_t **out, char *why,
-			 size_t whylen)
+static int be_job_submit(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
+			 char *why, size_t whylen)
 {
 	struct manager *m = arg;
-	int rc = jobs_submit(m->jobs, body, len, out, why, whylen);
+	int rc = jobs_submit(m->jobs, body, len, tenant, out, why, whylen);
 	if (rc)
 		return rc;
 	/* Acknowledged means durable: the answer waits for the commit. */
@@ -1618,9 +1633,24 @@ static int be_job_submit(void *arg, const char *body, size_t len, json_t **out, 
 	return 0;
 }
 
-static json_t *be_jobs_list(void *arg)
+static json_t *be_jobs_list(void *arg, const char *tenant)
 {
-	return jobs_list(((struct manager *)arg)->jobs);
+	return jobs_list(((struct manager *)arg)->jobs, tenant);
+}
+
+static const char *be_job_tenant(void *arg, const char *id)
+{
+	return jobs_job_tenant(((struct manager *)arg)->jobs, id);
+}
+
+static const char *be_task_tenant(void *arg, const char *task_id)
+{
+	return jobs_task_tenant(((struct manager *)arg)->jobs, task_id);
+}
+
+static bool be_blob_visible(void *arg, const uint8_t digest[SHA256_LEN], const char *tenant)
+{
+	return jobs_blob_used_by(((struct manager *)arg)->jobs, digest, tenant);
 }
 
 static json_t *be_job_get(void *arg, const char *id)
@@ -1664,7 +1694,11 @@ static json_t *be_blob_replicas(void *arg, const uint8_t digest[SHA256_LEN])
 
 static void be_blob_added(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size)
 {
-	jobs_blob_added(((struct manager *)arg)->jobs, digest, size);
+	struct manager *m = arg;
+	jobs_blob_added(m->jobs, digest, size);
+	/* A tenant's upload record is durable before the upload is acknowledged. */
+	if (store_pending(m->store) && store_flush(m->store) != 0)
+		log_error("store: could not persist an upload record");
 }
 
 /* ---- start-up --------------------------------------------------------- */
@@ -2209,7 +2243,12 @@ int manager_main(int argc, char **argv)
 	free(bkey);
 	if (brc)
 		goto out;
+	if (tenants_new(&m->tenants, m->store) != 0) {
+		log_error("cannot read tenant tokens from the store");
+		goto out;
+	}
 	struct jobs_env je = {
+		.tenants = m->tenants,
 		.arg = m,
 		.loop = m->loop,
 		.store = m->store,
@@ -2254,8 +2293,12 @@ int manager_main(int argc, char **argv)
 			.task_logs = be_task_logs,
 			.blob_added = be_blob_added,
 			.blob_replicas = be_blob_replicas,
+			.job_tenant = be_job_tenant,
+			.task_tenant = be_task_tenant,
+			.blob_visible = be_blob_visible,
 		},
 		.blobs = m->blobs,
+		.tenants = m->tenants,
 	};
 	memcpy(ao.token_hash, token_hash, 32);
 	if (api_start(&m->api, m->loop, &ao) != 0) {
@@ -2336,6 +2379,7 @@ out:
 		free(m->loop);
 	}
 	jobs_free(m->jobs);
+	tenants_free(m->tenants);
 	blobstore_close(m->blobs);
 	store_close(m->store);
 	registry_free(m->reg);

@@ -1,11 +1,13 @@
 /*
- * fuzz_api_body.c - libFuzzer harness for the drain-request body parser of
- * the manager's API (api_parse_drain_body in src/manager/api_body.h).
+ * fuzz_api_body.c - libFuzzer harness for the request-body parsers of the
+ * manager's API (api_parse_drain_body and api_parse_token_body in
+ * src/manager/api_body.h).
  *
- * Besides memory safety, it checks the parser's contract on every input:
- * success yields no object or an object whose only member is a "reason"
- * string of at most API_REASON_MAX characters; failure yields no object and
- * a non-empty printable-ASCII explanation.
+ * Besides memory safety, it checks each parser's contract on every input:
+ * a drain body yields no object or an object whose only member is a
+ * "reason" string of at most API_REASON_MAX characters; a token body yields
+ * a tenant name that passes ident_valid(); failure yields no object (an
+ * empty name) and a non-empty printable-ASCII explanation.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -65,5 +67,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc2 != rc || strlen(tiny) >= sizeof tiny)
 		__builtin_trap();
 	json_decref(out);
+
+	char tenant[64];
+	memset(tenant, 'x', sizeof tenant);
+	rc = api_parse_token_body((const char *)data, size, tenant, why, sizeof why);
+	if (rc == 0) {
+		check_why(why, true);
+		if (!ident_valid(tenant))
+			__builtin_trap();
+	} else {
+		if (tenant[0] != '\0' || (rc != SS_EPARSE && rc != SS_ETOOBIG))
+			__builtin_trap();
+		check_why(why, false);
+	}
 	return 0;
 }

@@ -743,10 +743,46 @@ static void test_parse_drain_body(void **state)
 	assert_int_equal(api_parse_drain_body("[", 1, &j, why, 0), SS_EPARSE);
 }
 
+static void test_parse_token_body(void **state)
+{
+	(void)state;
+	char why[200], tenant[64];
+	const char *ok = " {\"tenant\": \"team-a.prod_1\"}\n";
+	assert_int_equal(api_parse_token_body(ok, strlen(ok), tenant, why, sizeof why), 0);
+	assert_string_equal(tenant, "team-a.prod_1");
+	assert_string_equal(why, "");
+	struct {
+		const char *body;
+		const char *why_has;
+	} bad[] = {
+		{"", "must be {\"tenant\": NAME}"},
+		{"{}", "\"tenant\" is required"},
+		{"{\"tenant\":7}", "must be a string, not an integer"},
+		{"{\"tenant\":\"a b\"}", "not a valid name"},
+		{"{\"tenant\":\"-a\"}", "not a valid name"},
+		{"{\"tenant\":\"a\\u0000b\"}", "is not allowed"},
+		{"{\"tenant\":\"a\",\"role\":\"admin\"}", "unknown field \"role\""},
+		{"{\"tenant\":\"a\",\"tenant\":\"b\"}", "duplicate"},
+		{"[\"a\"]", "must be a JSON object"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		memset(tenant, 'x', sizeof tenant);
+		int rc = api_parse_token_body(bad[i].body, strlen(bad[i].body), tenant, why, sizeof why);
+		assert_int_equal(rc, SS_EPARSE);
+		assert_string_equal(tenant, "");
+		if (!strstr(why, bad[i].why_has))
+			fail_msg("body %zu: why \"%s\" lacks \"%s\"", i, why, bad[i].why_has);
+	}
+	char *big = xcalloc(1, API_MAX_BODY + 1);
+	assert_int_equal(api_parse_token_body(big, API_MAX_BODY + 1, tenant, why, sizeof why), SS_ETOOBIG);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_drain_body),
+		cmocka_unit_test(test_parse_token_body),
 		cmocka_unit_test(test_health_without_token),
 		cmocka_unit_test(test_auth_required),
 		cmocka_unit_test(test_nodes_list),

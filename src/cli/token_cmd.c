@@ -1,0 +1,211 @@
+/*
+ * token_cmd.c - `seeswarm token create|list|revoke`: tenant API tokens
+ * (docs/security.md, "Tenants"). These calls need the admin token. Strings
+ * from the API are printed with control characters replaced.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "client/config.h"
+#include "core/core.h"
+
+#define TOKEN_ID_HEX 16u /* hex digits of a token id (TENANTS_TOKEN_ID_LEN) */
+
+static const char usage_text[] =
+	"usage: seeswarm token <command> [options]\n"
+	"\n"
+	"Tenant tokens reach only their tenant's jobs, and the blobs they uploaded\n"
+	"or their jobs use. Managing them needs the admin token.\n"
+	"\n"
+	"Commands:\n"
+	"  create --tenant NAME [--out FILE] [--json]\n"
+	"                              make a token for a tenant and print it (once);\n"
+	"                              --out also writes a client config file (0600)\n"
+	"                              for SEESWARM_CONFIG=FILE\n"
+	"  list [--json]               list tokens (ids and tenants, never the tokens)\n"
+	"  revoke ID                   revoke a token now\n"
+	"\n"
+	"Connection options (default: SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then\n"
+	"the config file the manager writes, ~/.config/seeswarm/config.json):\n"
+	"  --addr HOST:PORT            manager API address\n"
+	"  --token TOKEN               API bearer token (the admin token)\n"
+	"  --ca FILE                   swarm CA certificate (PEM)\n";
+
+static int usage(FILE *f, int status)
+{
+	fputs(usage_text, f);
+	return status;
+}
+
+/* Prints the failure of a call: the API's message when it sent one. Returns 1. */
+static int fail(ss_client *c, int rc, char *json)
+{
+	json_t *j = json ? json_loads(json, 0, NULL) : NULL;
+	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	char *m = cli_clean(msg ? msg : *ss_client_last_error(c) ? ss_client_last_error(c) : ss_strerror(rc));
+	fprintf(stderr, "error: %s\n", m);
+	free(m);
+	json_decref(j);
+	ss_free(json);
+	return 1;
+}
+
+static int cmd_create(ss_client *c, const char *tenant, const char *out, bool as_json)
+{
+	char *json = NULL;
+	int rc = ss_token_create(c, tenant, &json);
+	if (rc)
+		return fail(c, rc, json);
+	json_t *j = json_loads(json, 0, NULL);
+	const char *tok = json_string_value(json_object_get(j, "token"));
+	const char *id = json_string_value(json_object_get(j, "id"));
+	int ret = 1;
+	if (!tok || !id || strncmp(tok, "sst_", 4) != 0 || strspn(tok + 4, "0123456789abcdef") != 64 ||
+	    tok[68]) {
+		fprintf(stderr, "error: the manager's answer holds no valid token\n");
+		goto out;
+	}
+	if (out) {
+		const char *ca = client_ca_file(c);
+		char *abs_ca = ca ? realpath(ca, NULL) : NULL;
+		rc = client_config_write(out, ss_client_addr(c), tok, abs_ca ? abs_ca : ca);
+		free(abs_ca);
+		if (rc) {
+			fprintf(stderr, "error: cannot write %s: %s\n", out, ss_strerror(rc));
+			goto out;
+		}
+	}
+	if (as_json) {
+		puts(json);
+	} else {
+		char *cid = cli_clean(id);
+		printf("token %s for tenant %s (shown once; the manager keeps only its hash):\n  %s\n", cid,
+		       tenant, tok);
+		if (out)
+			printf("client config written to %s (use SEESWARM_CONFIG=%s)\n", out, out);
+		free(cid);
+	}
+	ret = 0;
+out:
+	json_decref(j);
+	ss_free(json);
+	return ret;
+}
+
+static int cmd_list(ss_client *c, bool as_json)
+{
+	char *json = NULL;
+	int rc = ss_tokens_list(c, &json);
+	if (rc)
+		return fail(c, rc, json);
+	if (as_json) {
+		puts(json);
+		ss_free(json);
+		return 0;
+	}
+	json_t *j = json_loads(json, 0, NULL);
+	json_t *arr = json_object_get(j, "tokens");
+	size_t i;
+	json_t *t;
+	printf("%-17s %-24s %s\n", "ID", "TENANT", "CREATED");
+	json_array_foreach(arr, i, t) {
+		char *id = cli_clean(json_string_value(json_object_get(t, "id")));
+		char *tenant = cli_clean(json_string_value(json_object_get(t, "tenant")));
+		json_int_t ms = json_integer_value(json_object_get(t, "created_ms"));
+		char when[32] = "-";
+		time_t secs = (time_t)(ms / 1000);
+		struct tm tm;
+		if (ms > 0 && gmtime_r(&secs, &tm))
+			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
+		printf("%-17s %-24s %s\n", id, tenant, when);
+		free(id);
+		free(tenant);
+	}
+	if (json_array_size(arr) == 0)
+		printf("(no tenant tokens)\n");
+	json_decref(j);
+	ss_free(json);
+	return 0;
+}
+
+static int cmd_revoke(ss_client *c, const char *id)
+{
+	char *json = NULL;
+	int rc = ss_token_revoke(c, id, &json);
+	if (rc)
+		return fail(c, rc, json);
+	char *cid = cli_clean(id);
+	printf("token %s revoked\n", cid);
+	free(cid);
+	ss_free(json);
+	return 0;
+}
+
+int cli_token_main(int argc, char **argv)
+{
+	struct cli_conn_flags cf;
+	bool as_json = false;
+	const char *tenant = NULL, *out = NULL, *id = NULL;
+	ss_client *c = NULL;
+
+	argc = cli_take_conn_flags(argc, argv, &cf);
+	if (argc < 2)
+		return usage(stderr, 2);
+	const char *sub = argv[1];
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
+		return usage(stdout, 0);
+	bool is_create = !strcmp(sub, "create"), is_list = !strcmp(sub, "list") || !strcmp(sub, "ls");
+	bool is_revoke = !strcmp(sub, "revoke");
+	if (!is_create && !is_list && !is_revoke) {
+		char *cs = cli_clean(sub);
+		fprintf(stderr, "error: unknown token command \"%s\"\n", cs);
+		free(cs);
+		return usage(stderr, 2);
+	}
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		int r = 0;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			return usage(stdout, 0);
+		if (!is_revoke && !strcmp(a, "--json")) {
+			as_json = true;
+		} else if (is_create && ((r = cli_opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
+					 (r = cli_opt_value(argc, argv, &i, "--out", &out)) != 0)) {
+			if (r < 0)
+				return usage(stderr, 2);
+		} else if (is_revoke && !id && a[0] != '-') {
+			id = a;
+		} else {
+			char *ca = cli_clean(a);
+			fprintf(stderr, "error: unexpected argument \"%s\" for token %s\n", ca, sub);
+			free(ca);
+			return usage(stderr, 2);
+		}
+	}
+	if (is_create && (!tenant || !ident_valid(tenant))) {
+		fprintf(stderr, "error: token create needs --tenant NAME (1 to 63 of A-Z a-z 0-9 . _ -, "
+				"starting with a letter or digit)\n");
+		return 2;
+	}
+	if (is_revoke && (!id || strlen(id) != TOKEN_ID_HEX || strspn(id, "0123456789abcdef") != TOKEN_ID_HEX)) {
+		fprintf(stderr, "error: token revoke needs a token id (16 hex digits, see token list)\n");
+		return 2;
+	}
+	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
+	int rc = ss_client_open(&c, &o);
+	if (rc) {
+		const char *d = client_last_error(NULL);
+		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+		return 1;
+	}
+	int ret = is_create ? cmd_create(c, tenant, out, as_json) : is_list ? cmd_list(c, as_json)
+									 : cmd_revoke(c, id);
+	ss_client_close(c);
+	return ret;
+}

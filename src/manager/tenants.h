@@ -1,0 +1,100 @@
+/*
+ * tenants.h - what a tenant's API token may reach: the tenant tokens
+ * themselves, and the blobs each tenant has uploaded.
+ *
+ * The manager's admin token (api-token.sha256) reaches every route. A tenant
+ * token names one tenant, and the API scopes every call made with it to that
+ * tenant (docs/security.md, "Tenants"): it lists, reads and cancels only that
+ * tenant's jobs, a job it submits runs as that tenant, it cannot reach the
+ * node, token, replica or metrics routes, and it can read, or name in a job
+ * spec, only a blob that it uploaded itself or that a retained job of its
+ * tenant uses. Uploading proves possession (the manager hashes every byte),
+ * so a tenant that learns a digest, from a receipt say, cannot use it to
+ * read another tenant's data.
+ *
+ * Tokens. A token is "sst_" followed by 64 hex digits (32 random bytes). The
+ * manager keeps only its SHA-256, with the tenant, a random id (16 hex
+ * digits, for listing and revoking) and the creation time, in the store
+ * namespace "tokens" (key: the id). Creation and revocation are durable when
+ * they return: they flush the store.
+ *
+ * Uploads. Each (tenant, digest) a tenant token uploaded is remembered, in
+ * the store namespace "uploads" (key: tenant "/" hex digest, value: the time
+ * of the last upload), until tenants_expire drops it: a tenant has that long
+ * to name the blob in a job, after which the job keeps it visible for as
+ * long as the job is retained. At most TENANTS_MAX_UPLOADS are remembered;
+ * beyond that an upload is refused until older ones expire.
+ *
+ * Loop thread only.
+ */
+#ifndef SS_TENANTS_H
+#define SS_TENANTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/core.h"
+
+#define TENANTS_MAX_TOKENS 4096u      /* tenant tokens a manager holds */
+#define TENANTS_MAX_UPLOADS 65536u    /* remembered (tenant, blob) uploads */
+#define TENANTS_TOKEN_ID_LEN 16u      /* hex digits of a token id */
+
+struct store;
+struct tenants;
+
+/*
+ * Loads the tokens and uploads kept in store (which must outlive the table).
+ * Corrupt records are skipped with an error in the log. Returns 0 or
+ * SS_ESTORE.
+ */
+int tenants_new(struct tenants **out, struct store *store);
+void tenants_free(struct tenants *t);
+
+/*
+ * Creates a token for tenant (ident_valid). On success returns 0 and sets
+ * *out to {"id", "tenant", "created_ms", "token"}, the only place the token
+ * itself ever appears; the record is durable. Returns SS_EINVAL for a bad
+ * tenant name, SS_ELIMIT at TENANTS_MAX_TOKENS tokens, or SS_ESTORE, with
+ * why set.
+ */
+int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, char *why,
+			 size_t whylen);
+
+/*
+ * Revokes a token by id: it stops working at once. Returns 0 (durable),
+ * SS_ENOTFOUND, or SS_ESTORE when the store could not record it (the token
+ * could then work again after a restart).
+ */
+int tenants_token_revoke(struct tenants *t, const char *id);
+
+/*
+ * The tenant of the token whose SHA-256 is hash, or NULL when no tenant token
+ * has it. Compares every entry in constant time. The string is the table's,
+ * valid until the next tenants_token_revoke or tenants_free.
+ */
+const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN]);
+
+/* {"tokens": [{"id", "tenant", "created_ms"}, ...]} ordered by id; no secrets. */
+json_t *tenants_tokens_json(const struct tenants *t);
+
+/*
+ * Remembers that tenant uploaded the blob (or refreshes the time it did).
+ * Returns 0, or SS_ELIMIT when TENANTS_MAX_UPLOADS are remembered already.
+ * The record reaches the store with its next flush.
+ */
+int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN]);
+
+/* True when tenant uploaded the blob and the record has not expired. */
+bool tenants_upload_has(const struct tenants *t, const char *tenant,
+			const uint8_t digest[SHA256_LEN]);
+
+/* Forgets uploads last made before cutoff_ms (wall clock); returns how many. */
+size_t tenants_expire(struct tenants *t, int64_t cutoff_ms);
+
+/* Counts, for metrics. */
+size_t tenants_token_count(const struct tenants *t);
+size_t tenants_upload_count(const struct tenants *t);
+
+#endif

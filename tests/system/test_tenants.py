@@ -1,0 +1,152 @@
+"""Tenant tokens: each reaches only its tenant's jobs, tasks and blobs.
+
+A real manager and agent; tokens are made with the CLI (the admin token) and
+used over the API and by the CLI through a client config file that
+`token create --out` writes.
+"""
+import hashlib
+import json
+import os
+
+import pytest
+
+from conftest import SLOW, wait_for
+from test_jobs import start, wait_job
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
+
+
+def make_token(swarm, tenant, out=None):
+    args = ["token", "create", "--tenant", tenant, "--json"] + (["--out", out] if out else [])
+    t = json.loads(swarm.cli(*args).stdout)
+    assert t["tenant"] == tenant and t["token"].startswith("sst_") and len(t["id"]) == 16, t
+    return t
+
+
+def call(swarm, tok, method, path, body=None, headers=None):
+    status, raw, _ = swarm.request(method, path, body=body, token=tok, headers=headers)
+    return status, (json.loads(raw) if raw and raw[:1] in (b"{", b"[") else raw)
+
+
+def upload(swarm, tok, data):
+    digest = hashlib.sha256(data).hexdigest()
+    st, body = call(swarm, tok, "PUT", f"/v1/blobs/{digest}", body=data,
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 201, (st, body)
+    return digest
+
+
+def copy_job(digest, **extra):
+    return dict({"name": "copy", "tasks": [
+        {"name": "c", "command": ["sh", "-c", "tr a-z A-Z < /in/x > /out/y"],
+         "inputs": [{"name": "x", "blob": digest}], "outputs": ["y"],
+         "resources": {"cpu": 0.25, "memory": "32M"}}]}, **extra)
+
+
+def test_a_tenant_token_reaches_only_its_own_jobs_and_blobs(swarm):
+    start(swarm, 1)
+    alice, bob = make_token(swarm, "alice")["token"], make_token(swarm, "bob")["token"]
+
+    # Uploads: the uploader sees its blob; another tenant does not, nor can it name it in a job.
+    secret = b"alice's private text\n" * 10
+    d = upload(swarm, alice, secret)
+    assert call(swarm, alice, "HEAD", f"/v1/blobs/{d}")[0] == 200
+    assert call(swarm, bob, "HEAD", f"/v1/blobs/{d}")[0] == 404
+    assert call(swarm, bob, "GET", f"/v1/blobs/{d}")[0] == 404
+    assert call(swarm, "default", "HEAD", f"/v1/blobs/{d}")[0] == 200  # the admin
+    st, body = call(swarm, bob, "POST", "/v1/jobs", copy_job(d))
+    assert st == 400 and "has not been uploaded" in body["error"]["message"], (st, body)
+
+    # A job names its tenant, or takes the token's; another tenant's name is refused.
+    st, body = call(swarm, alice, "POST", "/v1/jobs", copy_job(d, tenant="bob"))
+    assert st == 403 and 'tenant "alice"' in body["error"]["message"], (st, body)
+    st, job = call(swarm, alice, "POST", "/v1/jobs", copy_job(d))
+    assert st == 201 and job["tenant"] == "alice", (st, job)
+    jid = job["id"]
+    j = wait_job(swarm, jid, 60)
+    assert j["tenant"] == "alice"
+
+    # Bob sees none of it: every route answers as if the job did not exist.
+    st, mine = call(swarm, bob, "GET", "/v1/jobs")
+    assert st == 200 and mine["jobs"] == [], mine
+    for method, path in [("GET", f"/v1/jobs/{jid}"), ("GET", f"/v1/jobs/{jid}/tasks"),
+                         ("GET", f"/v1/jobs/{jid}/explain"), ("GET", f"/v1/tasks/{jid}.0/logs"),
+                         ("DELETE", f"/v1/jobs/{jid}")]:
+        st, body = call(swarm, bob, method, path)
+        assert st == 404, (method, path, st, body)
+    st, ts = call(swarm, alice, "GET", f"/v1/jobs/{jid}/tasks")
+    out = ts["tasks"][0]["outputs"][0]["digest"]
+    st, raw = call(swarm, alice, "GET", f"/v1/blobs/{out}")
+    assert st == 200 and raw == secret.upper(), (st, raw[:100])
+    assert call(swarm, bob, "GET", f"/v1/blobs/{out}")[0] == 404
+    assert call(swarm, alice, "GET", f"/v1/tasks/{jid}.0/logs")[0] == 200
+
+    # Alice lists her own job only; the admin lists every job.
+    bobs = call(swarm, bob, "POST", "/v1/jobs", {"name": "b", "tasks": [
+        {"name": "t", "command": ["true"], "resources": {"cpu": 0.25, "memory": "32M"}}]})[1]["id"]
+    assert [x["id"] for x in call(swarm, alice, "GET", "/v1/jobs")[1]["jobs"]] == [jid]
+    assert {x["id"] for x in swarm.get_json("/v1/jobs")["jobs"]} == {jid, bobs}
+
+    # The cluster's routes need the admin token.
+    for method, path in [("GET", "/v1/nodes"), ("GET", "/v1/nodes/agent-0"), ("GET", "/metrics"),
+                         ("POST", "/v1/nodes/agent-0/drain"), ("GET", "/v1/tokens"),
+                         ("GET", f"/v1/blobs/{d}/replicas")]:
+        st, body = call(swarm, alice, method, path)
+        assert st == 403 and "admin token" in body["error"]["message"], (method, path, st, body)
+    st, body = call(swarm, alice, "POST", "/v1/tokens", {"tenant": "alice"})
+    assert st == 403, (st, body)
+    assert call(swarm, "sst_" + "0" * 64, "GET", "/v1/jobs")[0] == 401
+
+
+def test_the_cli_runs_a_job_with_a_tenant_config(swarm):
+    """`token create --out` writes a client config; `job run --wait --out` with it
+    uploads the input, runs the job as the tenant and fetches its results."""
+    start(swarm, 1)
+    cfg = os.path.join(swarm.tmp, "carol.json")
+    make_token(swarm, "carol", out=cfg)
+    assert oct(os.stat(cfg).st_mode & 0o777) == "0o600"
+    env = dict(swarm.env, SEESWARM_CONFIG=cfg)
+    with open(os.path.join(swarm.tmp, "in.txt"), "w") as f:
+        f.write("one two three\n")
+    spec = os.path.join(swarm.tmp, "job.json")
+    with open(spec, "w") as f:
+        json.dump({"name": "wc", "tasks": [
+            {"name": "wc", "command": ["sh", "-c", "wc -w < /in/t > /out/n"],
+             "inputs": [{"name": "t", "file": "in.txt"}], "outputs": ["n"]}]}, f)
+    out = os.path.join(swarm.tmp, "res")
+    swarm.cli("job", "run", spec, "--wait", "--out", out, env=env)
+    with open(os.path.join(out, "wc", "n")) as f:
+        assert f.read().strip() == "3"
+    r = swarm.cli("job", "list", "--json", env=env)
+    jobs = json.loads(r.stdout)["jobs"]
+    assert len(jobs) == 1 and jobs[0]["tenant"] == "carol", jobs
+    r = swarm.cli("node", "list", env=env, check=False)
+    assert r.returncode == 1 and "admin token" in r.stderr, r.stderr
+    r = swarm.cli("token", "list")
+    assert "carol" in r.stdout and "sst_" not in r.stdout, r.stdout
+
+
+def test_tokens_and_uploads_survive_a_manager_crash_and_revocation_is_at_once(swarm):
+    start(swarm, 1)
+    t = make_token(swarm, "dave")
+    d = upload(swarm, t["token"], b"dave's bytes\n")
+    st, job = call(swarm, t["token"], "POST", "/v1/jobs", copy_job(d))
+    assert st == 201, (st, job)
+    swarm.manager.kill9()
+    swarm.start_manager()
+    # The token, the upload and the job's tenant were durable when acknowledged.
+    assert call(swarm, t["token"], "HEAD", f"/v1/blobs/{d}")[0] == 200
+    st, mine = call(swarm, t["token"], "GET", "/v1/jobs")
+    assert st == 200 and [x["id"] for x in mine["jobs"]] == [job["id"]], mine
+    assert mine["jobs"][0]["tenant"] == "dave"
+    wait_for(lambda: call(swarm, t["token"], "GET", f"/v1/jobs/{job['id']}")[1]["state"] == "succeeded",
+             60 * SLOW, what="dave's job to finish after the restart")
+    r = swarm.cli("token", "revoke", t["id"])
+    assert "revoked" in r.stdout
+    assert call(swarm, t["token"], "GET", "/v1/jobs")[0] == 401
+    swarm.manager.kill9()
+    swarm.start_manager()
+    assert call(swarm, t["token"], "GET", "/v1/jobs")[0] == 401
+    assert swarm.get_json("/v1/tokens")["tokens"] == []
+    r = swarm.cli("token", "revoke", t["id"], check=False)
+    assert r.returncode == 1 and "not found" in r.stderr, r.stderr

@@ -1,0 +1,205 @@
+/* test_tenants.c - tenant tokens and uploads (src/manager/tenants.h) over a real SQLite store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "manager/store.h"
+#include "manager/tenants.h"
+
+struct fx {
+	char dir[64];
+	char db[128];
+	struct store *store;
+	struct tenants *t;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof *f);
+	log_init("test", LOG_WARN);
+	snprintf(f->dir, sizeof f->dir, "/tmp/ss-tenants-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->db, sizeof f->db, "%s/state.db", f->dir);
+	assert_int_equal(store_open(&f->store, f->db), 0);
+	assert_int_equal(tenants_new(&f->t, f->store), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	tenants_free(f->t);
+	store_close(f->store);
+	char *cmd = xasprintf("rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(f);
+	return 0;
+}
+
+/* Closes everything and opens the store and the table again, as after a restart. */
+static void reopen(struct fx *f)
+{
+	tenants_free(f->t);
+	store_close(f->store);
+	assert_int_equal(store_open(&f->store, f->db), 0);
+	assert_int_equal(tenants_new(&f->t, f->store), 0);
+}
+
+/* Creates a token; returns the JSON answer and copies the secret and id out. */
+static void create(struct fx *f, const char *tenant, char secret[69], char id[17])
+{
+	char why[256];
+	json_t *o = NULL;
+	assert_int_equal(tenants_token_create(f->t, tenant, &o, why, sizeof why), 0);
+	const char *tok = json_string_value(json_object_get(o, "token"));
+	assert_non_null(tok);
+	assert_int_equal(strlen(tok), 68);
+	assert_memory_equal(tok, "sst_", 4);
+	assert_string_equal(json_string_value(json_object_get(o, "tenant")), tenant);
+	snprintf(secret, 69, "%s", tok);
+	snprintf(id, 17, "%s", json_string_value(json_object_get(o, "id")));
+	json_decref(o);
+}
+
+static const char *lookup(const struct fx *f, const char *secret)
+{
+	uint8_t h[SHA256_LEN];
+	sha256(secret, strlen(secret), h);
+	return tenants_token_lookup(f->t, h);
+}
+
+static void test_tokens_name_their_tenant_survive_a_restart_and_revoke(void **state)
+{
+	struct fx *f = *state;
+	char a[69], b[69], ida[17], idb[17];
+	create(f, "alice", a, ida);
+	create(f, "bob", b, idb);
+	assert_string_not_equal(a, b);
+	assert_string_equal(lookup(f, a), "alice");
+	assert_string_equal(lookup(f, b), "bob");
+	/* A token one character off names nobody. */
+	char c[69];
+	memcpy(c, a, sizeof c);
+	c[67] = c[67] == '0' ? '1' : '0';
+	assert_null(lookup(f, c));
+	/* Creation flushed: no further flush is needed for the tokens to survive. */
+	reopen(f);
+	assert_string_equal(lookup(f, a), "alice");
+	assert_int_equal(tenants_token_count(f->t), 2);
+	/* The list holds ids and tenants, never a secret or its hash. */
+	json_t *l = tenants_tokens_json(f->t);
+	char *text = json_dumps(l, JSON_COMPACT);
+	assert_null(strstr(text, a + 4));
+	assert_non_null(strstr(text, ida));
+	free(text);
+	json_decref(l);
+	assert_int_equal(tenants_token_revoke(f->t, ida), 0);
+	assert_null(lookup(f, a));
+	assert_int_equal(tenants_token_revoke(f->t, ida), SS_ENOTFOUND);
+	assert_int_equal(tenants_token_revoke(f->t, "not-an-id"), SS_ENOTFOUND);
+	reopen(f);
+	assert_null(lookup(f, a));
+	assert_string_equal(lookup(f, b), "bob");
+}
+
+static void test_bad_tenant_names_are_refused(void **state)
+{
+	struct fx *f = *state;
+	char why[256];
+	json_t *o = NULL;
+	const char *bad[] = {"", "-x", "a b", "a/b", "x\n",
+			     "0123456789012345678901234567890123456789012345678901234567890123"};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(tenants_token_create(f->t, bad[i], &o, why, sizeof why), SS_EINVAL);
+		assert_null(o);
+		assert_non_null(strstr(why, "tenant"));
+	}
+	assert_int_equal(tenants_token_count(f->t), 0);
+}
+
+static void test_uploads_are_per_tenant_durable_and_expire(void **state)
+{
+	struct fx *f = *state;
+	uint8_t d1[SHA256_LEN], d2[SHA256_LEN];
+	sha256("one", 3, d1);
+	sha256("two", 3, d2);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d1), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d1), 0); /* a refresh, not a second record */
+	assert_int_equal(tenants_upload_add(f->t, "bob", d2), 0);
+	assert_int_equal(tenants_upload_count(f->t), 2);
+	assert_true(tenants_upload_has(f->t, "alice", d1));
+	assert_false(tenants_upload_has(f->t, "bob", d1));
+	assert_false(tenants_upload_has(f->t, "alice", d2));
+	assert_int_equal(store_flush(f->store), 0);
+	reopen(f);
+	assert_true(tenants_upload_has(f->t, "alice", d1));
+	assert_true(tenants_upload_has(f->t, "bob", d2));
+	/* Nothing is older than a minute ago; everything is older than a minute from now. */
+	assert_int_equal(tenants_expire(f->t, time_wall_ms() - 60000), 0);
+	assert_int_equal(tenants_expire(f->t, time_wall_ms() + 60000), 2);
+	assert_false(tenants_upload_has(f->t, "alice", d1));
+	assert_int_equal(store_flush(f->store), 0);
+	reopen(f);
+	assert_int_equal(tenants_upload_count(f->t), 0);
+}
+
+static void test_uploads_are_bounded(void **state)
+{
+	struct fx *f = *state;
+	uint8_t d[SHA256_LEN];
+	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS; i++) {
+		sha256(&i, sizeof i, d);
+		assert_int_equal(tenants_upload_add(f->t, "t", d), 0);
+	}
+	uint32_t one_more = TENANTS_MAX_UPLOADS;
+	sha256(&one_more, sizeof one_more, d);
+	assert_int_equal(tenants_upload_add(f->t, "t", d), SS_ELIMIT);
+	assert_false(tenants_upload_has(f->t, "t", d));
+	/* A known one is still refreshed, and every entry is still found after the index grew. */
+	uint32_t first = 0;
+	sha256(&first, sizeof first, d);
+	assert_int_equal(tenants_upload_add(f->t, "t", d), 0);
+	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS; i += 997) {
+		sha256(&i, sizeof i, d);
+		assert_true(tenants_upload_has(f->t, "t", d));
+	}
+}
+
+static void test_corrupt_records_are_skipped(void **state)
+{
+	struct fx *f = *state;
+	char a[69], ida[17];
+	create(f, "alice", a, ida);
+	store_put(f->store, "tokens", "0123456789abcdef", "{\"tenant\":\"x y\",\"sha256\":\"00\"}", 30);
+	store_put(f->store, "tokens", "short", "{}", 2);
+	store_put(f->store, "uploads", "alice/zz", "1", 1);
+	store_put(f->store, "uploads", "noslash", "1", 1);
+	store_put(f->store, "uploads", "-bad/00", "1", 1);
+	assert_int_equal(store_flush(f->store), 0);
+	reopen(f);
+	assert_int_equal(tenants_token_count(f->t), 1);
+	assert_string_equal(lookup(f, a), "alice");
+	assert_int_equal(tenants_upload_count(f->t), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_tokens_name_their_tenant_survive_a_restart_and_revoke,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_tenant_names_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uploads_are_per_tenant_durable_and_expire, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_uploads_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
