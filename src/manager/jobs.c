@@ -163,8 +163,18 @@ struct fetch {
 	size_t n_waiters;
 };
 
+/* One use of a blob by a retained job: an uploaded input, a bundle or an output. */
+struct use {
+	struct use *next;
+	const struct job *jb;
+	uint8_t digest[SHA256_LEN];
+};
+
+#define USE_BUCKETS 65536u /* a power of two */
+
 struct jobs {
 	struct grant_cache grants;     /* grants of BlobGets agents sent the manager */
+	struct use **uses;             /* by digest: which jobs use a blob (jobs_blob_used_by) */
 	struct jobs_env env;
 	struct replicas *repl;    /* where blobs live on agents; R copies of critical ones */
 	struct sched *sched;
@@ -360,6 +370,78 @@ static void hist_add(struct task *t, const char *outcome, const char *reason)
 	snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
 	h->start_ms = t->start_ms;
 	h->end_ms = time_wall_ms();
+}
+
+/* ---- which retained jobs use a blob --------------------------------------- */
+
+static struct use **use_head(struct jobs *j, const uint8_t digest[SHA256_LEN])
+{
+	uint32_t h;
+	memcpy(&h, digest, sizeof h);
+	return &j->uses[h & (USE_BUCKETS - 1)];
+}
+
+static void use_add(struct jobs *j, const uint8_t digest[SHA256_LEN], const struct job *jb)
+{
+	struct use **head = use_head(j, digest);
+	struct use *u = xmalloc(sizeof *u);
+	u->jb = jb;
+	memcpy(u->digest, digest, SHA256_LEN);
+	u->next = *head;
+	*head = u;
+}
+
+/* Drops one use of the blob by jb (added once per use, so dropped once per use). */
+static void use_del(struct jobs *j, const uint8_t digest[SHA256_LEN], const struct job *jb)
+{
+	for (struct use **pp = use_head(j, digest); *pp; pp = &(*pp)->next) {
+		struct use *u = *pp;
+		if (u->jb == jb && !memcmp(u->digest, digest, SHA256_LEN)) {
+			*pp = u->next;
+			free(u);
+			return;
+		}
+	}
+}
+
+/* Adds or drops the uses of a task's recorded outputs. */
+static void uses_of_outs(struct jobs *j, const struct task *t, bool add)
+{
+	for (size_t k = 0; k < t->n_outs; k++) {
+		if (!t->outs[k].name)
+			continue; /* never filled in */
+		if (add)
+			use_add(j, t->outs[k].digest, t->job);
+		else
+			use_del(j, t->outs[k].digest, t->job);
+	}
+}
+
+/* Adds or drops the uses of a job's uploaded inputs and bundles (and, dropping, its outputs). */
+static void uses_of_job(struct jobs *j, const struct job *jb, bool add)
+{
+	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
+		const struct jobspec_task *s = &jb->spec->tasks[i];
+		for (size_t k = 0; k <= s->n_inputs; k++) {
+			const uint8_t *d = k < s->n_inputs ? s->inputs[k].digest : s->bundle_blob;
+			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
+				continue;
+			if (add)
+				use_add(j, d, jb);
+			else
+				use_del(j, d, jb);
+		}
+		if (!add)
+			uses_of_outs(j, &jb->tasks[i], false);
+	}
+}
+
+bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
+{
+	for (const struct use *u = *use_head(j, digest); u; u = u->next)
+		if (!memcmp(u->digest, digest, SHA256_LEN) && !strcmp(u->jb->spec->tenant, tenant))
+			return true;
+	return false;
 }
 
 static void outs_free(struct task *t)
@@ -1193,6 +1275,7 @@ static void job_forget(struct jobs *j, struct job *jb)
 {
 	char key[100];
 	job_protect(j, jb, false);
+	uses_of_job(j, jb, false);
 	/*
 	 * Where its outputs, uploaded inputs and bundles live matters no more,
 	 * and their copies on agents go (unless another job protects one).
@@ -1636,6 +1719,7 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 		return 0;
 	}
 	release(j, t);
+	uses_of_outs(j, t, false);
 	outs_free(t);
 	t->outs = s->n_outputs ? xcalloc(s->n_outputs, sizeof *t->outs) : NULL;
 	t->n_outs = s->n_outputs;
@@ -1649,6 +1733,7 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 		t->outs[i].name = xstrdup(s->outputs[i]);
 		memcpy(t->outs[i].digest, o->digest.data, SHA256_LEN);
 		t->outs[i].size = o->size;
+		use_add(j, t->outs[i].digest, t->job);
 		if (blobstore_has(j->env.blobs, o->digest.data, NULL))
 			continue;
 		if (o->size <= MSG_MAX_INLINE) {
@@ -1888,6 +1973,7 @@ static int load_task_cb(void *arg, const char *key, const char *value, size_t le
 				continue;
 			t->outs[t->n_outs].name = xstrdup(name);
 			t->outs[t->n_outs].size = (uint64_t)json_integer_value(json_object_get(e, "size"));
+			use_add(j, t->outs[t->n_outs].digest, t->job);
 			t->n_outs++;
 		}
 	}
@@ -1951,6 +2037,7 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	snprintf(jb->reason, sizeof jb->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
 	job_build(jb);
 	job_index(j, jb);
+	uses_of_job(j, jb, true);
 	json_decref(o);
 	return 0;
 }
@@ -2001,6 +2088,7 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	j->queue = sched_queue_new();
 	j->nbuckets = 1024;
 	j->buckets = xcalloc(j->nbuckets, sizeof *j->buckets);
+	j->uses = xcalloc(USE_BUCKETS, sizeof *j->uses);
 	/* Command tasks run with the agent's empty bundle (mode 0755): its canonical listing. */
 	static const char empty[] = "seeswarm-bundle-v1 0755\n";
 	sha256(empty, sizeof empty - 1, j->empty_bundle);
@@ -2061,6 +2149,14 @@ void jobs_free(struct jobs *j)
 	sched_free(j->sched);
 	replicas_free(j->repl);
 	free(j->buckets);
+	for (size_t b = 0; j->uses && b < USE_BUCKETS; b++) {
+		while (j->uses[b]) {
+			struct use *u = j->uses[b];
+			j->uses[b] = u->next;
+			free(u);
+		}
+	}
+	free(j->uses);
 	free(j);
 }
 
@@ -2238,6 +2334,7 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 	jb->st = J_RUNNING;
 	job_build(jb);
 	job_index(j, jb);
+	uses_of_job(j, jb, true);
 	job_save(j, jb);
 	job_protect(j, jb, true);
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
@@ -2300,28 +2397,6 @@ const char *jobs_task_tenant(struct jobs *j, const char *task_id)
 {
 	const struct task *t = task_find(j, task_id);
 	return t ? t->job->spec->tenant : NULL;
-}
-
-bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
-{
-	for (const struct job *jb = j->all; jb; jb = jb->next) {
-		if (strcmp(jb->spec->tenant, tenant) != 0)
-			continue;
-		for (size_t i = 0; i < jb->spec->n_tasks; i++) {
-			const struct jobspec_task *s = &jb->spec->tasks[i];
-			const struct task *t = &jb->tasks[i];
-			if (s->has_bundle && !memcmp(s->bundle_blob, digest, SHA256_LEN))
-				return true;
-			for (size_t k = 0; k < s->n_inputs; k++)
-				if (s->inputs[k].kind == JOBSPEC_IN_BLOB &&
-				    !memcmp(s->inputs[k].digest, digest, SHA256_LEN))
-					return true;
-			for (size_t k = 0; k < t->n_outs; k++)
-				if (!memcmp(t->outs[k].digest, digest, SHA256_LEN))
-					return true;
-		}
-	}
-	return false;
 }
 
 json_t *jobs_get(struct jobs *j, const char *id)

@@ -141,12 +141,24 @@ def test_tokens_and_uploads_survive_a_manager_crash_and_revocation_is_at_once(sw
     assert mine["jobs"][0]["tenant"] == "dave"
     wait_for(lambda: call(swarm, t["token"], "GET", f"/v1/jobs/{job['id']}")[1]["state"] == "succeeded",
              60 * SLOW, what="dave's job to finish after the restart")
+    out = call(swarm, t["token"], "GET", f"/v1/jobs/{job['id']}/tasks")[1]["tasks"][0]["outputs"][0]["digest"]
+    # What the job uses stays visible to its tenant across a restart, and can feed its next job.
+    swarm.manager.kill9()
+    swarm.start_manager()
+    st, raw = call(swarm, t["token"], "GET", f"/v1/blobs/{out}")
+    assert st == 200 and raw == b"DAVE'S BYTES\n", (st, raw)
+    st, again = call(swarm, t["token"], "POST", "/v1/jobs", copy_job(out))
+    assert st == 201, (st, again)
+    other = make_token(swarm, "erin")["token"]
+    assert call(swarm, other, "GET", f"/v1/blobs/{out}")[0] == 404
+    st, body = call(swarm, other, "POST", "/v1/jobs", copy_job(out))
+    assert st == 400 and "has not been uploaded" in body["error"]["message"], (st, body)
     r = swarm.cli("token", "revoke", t["id"])
     assert "revoked" in r.stdout
     assert call(swarm, t["token"], "GET", "/v1/jobs")[0] == 401
     swarm.manager.kill9()
     swarm.start_manager()
     assert call(swarm, t["token"], "GET", "/v1/jobs")[0] == 401
-    assert swarm.get_json("/v1/tokens")["tokens"] == []
+    assert [x["tenant"] for x in swarm.get_json("/v1/tokens")["tokens"]] == ["erin"]
     r = swarm.cli("token", "revoke", t["id"], check=False)
     assert r.returncode == 1 and "not found" in r.stderr, r.stderr
