@@ -50,7 +50,8 @@ extern "C" {
 	X(ENOSYS, 25, "not supported on this system")                       \
 	X(EPOLICY, 26, "policy violation")                                   \
 	X(EINTEGRITY, 27, "integrity check failed")                         \
-	X(ECANCELED, 28, "canceled")
+	X(ECANCELED, 28, "canceled")                                        \
+	X(EQUOTA, 29, "quota exceeded")
 
 enum {
 	SS_OK = 0,
@@ -101,7 +102,8 @@ int ss_client_request(ss_client *c, const char *method, const char *path,
 /*
  * Convenience calls. Each returns 0 and sets *json (caller frees with
  * ss_free) on a 2xx answer; on an error answer it returns SS_EHTTP,
- * SS_ENOTFOUND (404) or SS_EAUTH (401/403) and sets *json to the error body
+ * SS_ENOTFOUND (404), SS_EAUTH (401/403) or SS_EQUOTA (429: a tenant's
+ * quota or a manager limit) and sets *json to the error body
  * when one came back.
  */
 int ss_nodes_list(ss_client *c, int include_all, char **json);

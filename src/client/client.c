@@ -1131,6 +1131,8 @@ static int status_code(int status)
 		return SS_ENOTFOUND;
 	if (status == 401 || status == 403)
 		return SS_EAUTH;
+	if (status == 429)
+		return SS_EQUOTA;
 	return SS_EHTTP;
 }
 

@@ -720,6 +720,8 @@ static unsigned status_of(int rc)
 		return MHD_HTTP_NOT_FOUND;
 	case SS_EPERM:
 		return MHD_HTTP_FORBIDDEN;
+	case SS_EQUOTA:
+		return MHD_HTTP_TOO_MANY_REQUESTS;
 	case SS_ESTATE:
 		return MHD_HTTP_CONFLICT;
 	case SS_EINVAL:
@@ -880,9 +882,20 @@ static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct
 		if (rc)
 			return respond_error(api, c, status_of(rc), ss_strerror(rc), NULL);
 		/* A tenant may now name it (uploading proved that it holds the bytes). */
-		if (r->tenant[0] && tenants_upload_add(api->tenants, r->tenant, digest) != 0)
-			return respond_error(api, c, MHD_HTTP_TOO_MANY_REQUESTS,
-					     "too many uploads that no job uses yet; try again later", NULL);
+		rc = r->tenant[0] ? tenants_upload_add(api->tenants, r->tenant, digest) : 0;
+		if (rc) {
+			char msg[256];
+			if (rc == SS_EQUOTA)
+				snprintf(msg, sizeof msg,
+					 "tenant %s has %u uploads, its quota; they expire after the job "
+					 "retention time",
+					 r->tenant, TENANTS_MAX_UPLOADS_EACH);
+			else
+				snprintf(msg, sizeof msg,
+					 "the manager remembers %u uploads, its limit; try again later",
+					 TENANTS_MAX_UPLOADS);
+			return respond_error(api, c, MHD_HTTP_TOO_MANY_REQUESTS, msg, NULL);
+		}
 		if (api->be.blob_added)
 			api->be.blob_added(api->be.arg, digest, r->upload_size);
 		json_t *j = json_pack("{s:s,s:I}", "digest", r->id, "size", (json_int_t)r->upload_size);

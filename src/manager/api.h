@@ -30,7 +30,8 @@
  * as its tenant (403 for a spec naming another one).
  * Errors: JSON {"error": {"code": <http status>, "message": "..."}} with the
  * right 4xx: 400 bad JSON/body, 401 missing/wrong token, 403 an admin route
- * or another tenant's spec with a tenant token, 404 unknown route or node, 405 wrong method, 413 body over API_MAX_BODY, 409 state conflicts.
+ * or another tenant's spec with a tenant token, 429 a tenant's quota (or a
+ * manager limit on uploads), 404 unknown route or node, 405 wrong method, 413 body over API_MAX_BODY, 409 state conflicts.
  *
  * All callbacks run on the loop thread.
  */

@@ -199,6 +199,7 @@ struct jobs {
 	uint64_t lat_ns[LAT_SAMPLES];
 	uint64_t lat_n;
 	int64_t retention_ms;     /* finished jobs are forgotten this long after they end */
+	uint32_t tenant_max_jobs; /* unfinished jobs one tenant token may have */
 	uint32_t gc_tick;
 	uint64_t gc_removed;
 };
@@ -2095,6 +2096,7 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	uv_idle_init(env->loop, &j->kick);
 	j->kick.data = j;
 	j->retention_ms = DEFAULT_RETENTION_MS;
+	j->tenant_max_jobs = JOBS_TENANT_MAX_JOBS;
 	uv_timer_init(env->loop, &j->retry_timer);
 	j->retry_timer.data = j;
 	uv_timer_start(&j->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
@@ -2252,6 +2254,19 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 		free(js->tenant);
 		js->tenant = xstrdup(tenant);
 	}
+	if (tenant) {
+		uint32_t running = 0;
+		for (const struct job *jb = j->all; jb; jb = jb->next)
+			running += jb->st == J_RUNNING && !strcmp(jb->spec->tenant, tenant);
+		if (running >= j->tenant_max_jobs) {
+			snprintf(why, whylen,
+				 "tenant %s has %u unfinished jobs, its quota (--tenant-max-jobs); wait for "
+				 "some to finish or cancel them",
+				 tenant, running);
+			rc = SS_EQUOTA;
+			goto out;
+		}
+	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
 		rc = SS_ELIMIT;
@@ -2356,6 +2371,11 @@ static int cmp_created(const void *a, const void *b)
 	if (x->created_ms != y->created_ms)
 		return x->created_ms < y->created_ms ? -1 : 1;
 	return strcmp(x->id, y->id);
+}
+
+void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n)
+{
+	j->tenant_max_jobs = n;
 }
 
 void jobs_set_retention(struct jobs *j, int64_t retention_ms)

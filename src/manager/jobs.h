@@ -77,6 +77,14 @@ void jobs_free(struct jobs *j);
  * they end (default 24 h); at most 10,000 finished jobs are kept in any case.
  */
 void jobs_set_retention(struct jobs *j, int64_t retention_ms);
+/*
+ * Sets how many unfinished jobs a tenant may have when a tenant token
+ * submits another (default JOBS_TENANT_MAX_JOBS); beyond it the submission
+ * gets SS_EQUOTA. Every unfinished job of the tenant counts, but the admin
+ * token may submit beyond the quota.
+ */
+void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n);
+#define JOBS_TENANT_MAX_JOBS 1000u
 /* Records a round-trip time measured between two nodes, for the scheduler's network cost. */
 void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms);
 /* Sets how many agents keep each critical blob (replicas.h; default 2). */

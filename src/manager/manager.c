@@ -67,6 +67,7 @@ struct manager_config {
 	size_t n_tenants;
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
+	uint32_t tenant_max_jobs;                      /* 0: the default */
 };
 
 enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
@@ -1925,7 +1926,7 @@ static void usage(FILE *f)
 		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
-		"                        [--job-retention 24h]\n"
+		"                        [--job-retention 24h] [--tenant-max-jobs 1000]\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -1940,6 +1941,8 @@ static void usage(FILE *f)
 		"  --tenant-weight NAME=W      a tenant's weight in fair sharing (default 1; repeatable)\n"
 		"  --job-retention D           keep finished jobs this long (default 24h; at most\n"
 		"                              10,000 finished jobs are kept)\n"
+		"  --tenant-max-jobs N         unfinished jobs one tenant token may have (default\n"
+		"                              1000; docs/security.md, Tenants)\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -1950,7 +1953,7 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
-	       O_TENANT, O_RETENTION, O_REPLICAS };
+	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1967,6 +1970,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"node-cert-lifetime", required_argument, NULL, O_NCERT},
 		{"tenant-weight", required_argument, NULL, O_TENANT},
 		{"job-retention", required_argument, NULL, O_RETENTION},
+		{"tenant-max-jobs", required_argument, NULL, O_TENANT_MAX_JOBS},
 		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -2034,6 +2038,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->replicas = (unsigned)v + 1; /* 0 means "not given" */
+			break;
+		case O_TENANT_MAX_JOBS:
+			if (parse_size(optarg, &v) || v < 1 || v > 100000) {
+				fprintf(stderr, "manager: --tenant-max-jobs must be 1..100000\n");
+				return 2;
+			}
+			cfg->tenant_max_jobs = (uint32_t)v;
 			break;
 		case O_RETENTION:
 			if (parse_duration_ms(optarg, &v) || v < 1000 || v > 365ull * 86400000) {
@@ -2264,6 +2275,8 @@ int manager_main(int argc, char **argv)
 		goto out;
 	if (m->cfg.job_retention_ms)
 		jobs_set_retention(m->jobs, (int64_t)m->cfg.job_retention_ms);
+	if (m->cfg.tenant_max_jobs)
+		jobs_set_tenant_max_jobs(m->jobs, m->cfg.tenant_max_jobs);
 	if (m->cfg.replicas)
 		jobs_set_replicas(m->jobs, m->cfg.replicas - 1);
 	for (size_t i = 0; i < m->cfg.n_tenants; i++)

@@ -28,8 +28,16 @@ struct upload {
 	int32_t next; /* the next entry in its bucket, or -1 */
 };
 
+/* How many upload records one tenant has. */
+struct tcount {
+	char tenant[64];
+	uint32_t n;
+};
+
 struct tenants {
 	struct store *store;
+	struct tcount *tc; /* tenants with upload records, unordered */
+	size_t n_tc, cap_tc;
 	struct token *v; /* sorted by id */
 	size_t n, cap;
 	struct upload *up;
@@ -131,6 +139,24 @@ static struct upload *up_find(const struct tenants *t, const char *tenant,
 	return NULL;
 }
 
+/* The count of tenant's upload records (created at 0 when create is set), or NULL. */
+static struct tcount *tc_get(struct tenants *t, const char *tenant, bool create)
+{
+	for (size_t i = 0; i < t->n_tc; i++)
+		if (!strcmp(t->tc[i].tenant, tenant))
+			return &t->tc[i];
+	if (!create)
+		return NULL;
+	if (t->n_tc == t->cap_tc) {
+		t->cap_tc = t->cap_tc ? 2 * t->cap_tc : 8;
+		t->tc = xrealloc(t->tc, t->cap_tc * sizeof *t->tc);
+	}
+	struct tcount *c = &t->tc[t->n_tc++];
+	snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+	c->n = 0;
+	return c;
+}
+
 /* Appends an entry (the caller checked that it is new and that there is room). */
 static void up_append(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
 		      int64_t ms)
@@ -146,6 +172,7 @@ static void up_append(struct tenants *t, const char *tenant, const uint8_t diges
 	uint32_t b = up_bucket(tenant, digest);
 	u->next = t->buckets[b];
 	t->buckets[b] = (int32_t)t->n_up++;
+	tc_get(t, tenant, true)->n++;
 }
 
 static void up_key(const struct upload *u, char key[64 + 1 + 2 * SHA256_LEN + 1])
@@ -193,6 +220,9 @@ int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t dige
 {
 	struct upload *u = up_find(t, tenant, digest);
 	if (!u) {
+		const struct tcount *c = tc_get(t, tenant, false);
+		if (c && c->n >= TENANTS_MAX_UPLOADS_EACH)
+			return SS_EQUOTA;
 		if (t->n_up >= TENANTS_MAX_UPLOADS)
 			return SS_ELIMIT;
 		up_append(t, tenant, digest, 0);
@@ -224,13 +254,16 @@ size_t tenants_expire(struct tenants *t, int64_t cutoff_ms)
 	}
 	if (!dropped)
 		return 0;
+	/* The index and the counts are rebuilt from the entries kept. */
 	t->n_up = kept;
+	t->n_tc = 0;
 	for (size_t b = 0; b < UP_BUCKETS; b++)
 		t->buckets[b] = -1;
 	for (size_t i = 0; i < t->n_up; i++) {
 		uint32_t b = up_bucket(t->up[i].tenant, t->up[i].digest);
 		t->up[i].next = t->buckets[b];
 		t->buckets[b] = (int32_t)i;
+		tc_get(t, t->up[i].tenant, true)->n++;
 	}
 	return dropped;
 }
@@ -268,6 +301,7 @@ void tenants_free(struct tenants *t)
 		return;
 	free(t->v);
 	free(t->up);
+	free(t->tc);
 	free(t);
 }
 

@@ -22,8 +22,9 @@
  * the store namespace "uploads" (key: tenant "/" hex digest, value: the time
  * of the last upload), until tenants_expire drops it: a tenant has that long
  * to name the blob in a job, after which the job keeps it visible for as
- * long as the job is retained. At most TENANTS_MAX_UPLOADS are remembered;
- * beyond that an upload is refused until older ones expire.
+ * long as the job is retained. At most TENANTS_MAX_UPLOADS are remembered,
+ * TENANTS_MAX_UPLOADS_EACH of one tenant's; beyond that an upload is refused
+ * until older ones expire, so one tenant cannot use up everyone's.
  *
  * Loop thread only.
  */
@@ -39,6 +40,7 @@
 
 #define TENANTS_MAX_TOKENS 4096u      /* tenant tokens a manager holds */
 #define TENANTS_MAX_UPLOADS 65536u    /* remembered (tenant, blob) uploads */
+#define TENANTS_MAX_UPLOADS_EACH 16384u /* of them, by one tenant */
 #define TENANTS_TOKEN_ID_LEN 16u      /* hex digits of a token id */
 
 struct store;
@@ -81,8 +83,9 @@ json_t *tenants_tokens_json(const struct tenants *t);
 
 /*
  * Remembers that tenant uploaded the blob (or refreshes the time it did).
- * Returns 0, or SS_ELIMIT when TENANTS_MAX_UPLOADS are remembered already.
- * The record reaches the store with its next flush.
+ * Returns 0, SS_EQUOTA when the tenant has TENANTS_MAX_UPLOADS_EACH, or
+ * SS_ELIMIT when TENANTS_MAX_UPLOADS are remembered already. The record
+ * reaches the store with its next flush.
  */
 int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN]);
 

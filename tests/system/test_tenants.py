@@ -162,3 +162,26 @@ def test_tokens_and_uploads_survive_a_manager_crash_and_revocation_is_at_once(sw
     assert [x["tenant"] for x in swarm.get_json("/v1/tokens")["tokens"]] == ["erin"]
     r = swarm.cli("token", "revoke", t["id"], check=False)
     assert r.returncode == 1 and "not found" in r.stderr, r.stderr
+
+
+@pytest.mark.manager_args("--tenant-max-jobs", "2")
+def test_a_tenant_token_has_a_quota_of_unfinished_jobs(swarm):
+    start(swarm, 1)
+    tok = make_token(swarm, "frank")["token"]
+    slow = {"name": "slow", "tasks": [{"name": "s", "command": ["sleep", "60"],
+                                      "resources": {"cpu": 0.25, "memory": "32M"}}]}
+    ids = [call(swarm, tok, "POST", "/v1/jobs", slow)[1]["id"] for _ in range(2)]
+    st, body = call(swarm, tok, "POST", "/v1/jobs", slow)
+    assert st == 429 and "frank has 2 unfinished jobs" in body["error"]["message"], (st, body)
+    # Other tenants, and the admin, are not held back by frank's quota.
+    other = make_token(swarm, "grace")["token"]
+    assert call(swarm, other, "POST", "/v1/jobs", slow)[0] == 201
+    st, admin = call(swarm, "default", "POST", "/v1/jobs", dict(slow, tenant="frank"))
+    assert st == 201, (st, admin)
+    # The quota counts every unfinished job of the tenant, the admin's too;
+    # a finished (here canceled) job frees its place.
+    assert call(swarm, tok, "DELETE", f"/v1/jobs/{ids[0]}")[0] == 200
+    assert call(swarm, tok, "POST", "/v1/jobs", slow)[0] == 429
+    assert call(swarm, "default", "DELETE", f"/v1/jobs/{admin['id']}")[0] == 200
+    st, body = call(swarm, tok, "POST", "/v1/jobs", slow)
+    assert st == 201, (st, body)

@@ -151,26 +151,47 @@ static void test_uploads_are_per_tenant_durable_and_expire(void **state)
 	assert_int_equal(tenants_upload_count(f->t), 0);
 }
 
-static void test_uploads_are_bounded(void **state)
+/* The i-th digest of a fill. */
+static void nth(uint32_t i, uint8_t d[SHA256_LEN])
+{
+	sha256(&i, sizeof i, d);
+}
+
+static void test_uploads_are_bounded_per_tenant_and_in_all(void **state)
 {
 	struct fx *f = *state;
 	uint8_t d[SHA256_LEN];
-	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS; i++) {
-		sha256(&i, sizeof i, d);
-		assert_int_equal(tenants_upload_add(f->t, "t", d), 0);
+	const char *who[] = {"t0", "t1", "t2", "t3"};
+	assert_int_equal(ARRAY_LEN(who) * TENANTS_MAX_UPLOADS_EACH, TENANTS_MAX_UPLOADS);
+	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS_EACH; i++) {
+		nth(i, d);
+		assert_int_equal(tenants_upload_add(f->t, "t0", d), 0);
 	}
-	uint32_t one_more = TENANTS_MAX_UPLOADS;
-	sha256(&one_more, sizeof one_more, d);
-	assert_int_equal(tenants_upload_add(f->t, "t", d), SS_ELIMIT);
-	assert_false(tenants_upload_has(f->t, "t", d));
-	/* A known one is still refreshed, and every entry is still found after the index grew. */
-	uint32_t first = 0;
-	sha256(&first, sizeof first, d);
-	assert_int_equal(tenants_upload_add(f->t, "t", d), 0);
+	/* One tenant's quota leaves the others theirs. */
+	nth(TENANTS_MAX_UPLOADS, d);
+	assert_int_equal(tenants_upload_add(f->t, "t0", d), SS_EQUOTA);
+	assert_false(tenants_upload_has(f->t, "t0", d));
+	nth(0, d);
+	assert_int_equal(tenants_upload_add(f->t, "t0", d), 0); /* a refresh is not a new record */
+	for (size_t k = 1; k < ARRAY_LEN(who); k++) {
+		for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS_EACH; i++) {
+			nth((uint32_t)k * TENANTS_MAX_UPLOADS_EACH + i, d);
+			assert_int_equal(tenants_upload_add(f->t, who[k], d), 0);
+		}
+	}
+	/* The manager's bound holds for a tenant under its quota too. */
+	nth(TENANTS_MAX_UPLOADS + 1, d);
+	assert_int_equal(tenants_upload_add(f->t, "t4", d), SS_ELIMIT);
+	/* Every entry is still found through the index. */
 	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS; i += 997) {
-		sha256(&i, sizeof i, d);
-		assert_true(tenants_upload_has(f->t, "t", d));
+		nth(i, d);
+		assert_true(tenants_upload_has(f->t, who[i / TENANTS_MAX_UPLOADS_EACH], d));
 	}
+	/* After expiry the counts start again. */
+	assert_int_equal(tenants_expire(f->t, time_wall_ms() + 60000), TENANTS_MAX_UPLOADS);
+	nth(TENANTS_MAX_UPLOADS, d);
+	assert_int_equal(tenants_upload_add(f->t, "t0", d), 0);
+	assert_int_equal(tenants_upload_count(f->t), 1);
 }
 
 static void test_corrupt_records_are_skipped(void **state)
@@ -198,7 +219,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_tenant_names_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uploads_are_per_tenant_durable_and_expire, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_uploads_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uploads_are_bounded_per_tenant_and_in_all, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
