@@ -61,6 +61,7 @@ struct manager_config {
 	uint32_t heartbeat_ms;
 	uint32_t suspect_misses;
 	uint32_t down_ms;
+	uint32_t grace_ms;                             /* --reconnect-grace */
 	uint32_t max_conns;
 	const char *tenant_names[MAX_TENANT_WEIGHTS]; /* --tenant-weight NAME=W */
 	double tenant_weights[MAX_TENANT_WEIGHTS];
@@ -917,6 +918,7 @@ static void admit(struct session *s, struct vjob *j, enum attest_status st)
 		n->joined_ms = n->attest_ms;
 	n->last_hb_ms = time_wall_ms();
 	n->last_hb_mono = uv_now(m->loop);
+	n->lost_mono = 0;
 	n->session = s;
 	s->node = n;
 	/* Its task references are reconciled once the admission is committed. */
@@ -1211,7 +1213,12 @@ static void on_close(struct conn *c, int reason, const char *why)
 	struct node *n = s->node;
 	if (n && n->session == s) {
 		detach_session(s);
-		/* A lost connection is a strong hint: suspect now, down after the timeout. */
+		/*
+		 * A lost connection is a strong hint: suspect now, and down unless
+		 * it is back within the reconnect grace (detect_one).
+		 */
+		if ((n->state == NODE_READY || n->state == NODE_SUSPECT) && !m->stopping)
+			n->lost_mono = uv_now(m->loop);
 		if (n->state == NODE_READY && !m->stopping)
 			set_state(m, n, NODE_SUSPECT, "connection lost");
 	}
@@ -1350,9 +1357,20 @@ static void detect_one(void *arg, struct node *n)
 	uint64_t now = uv_now(m->loop);
 	uint64_t age = now > n->last_hb_mono ? now - n->last_hb_mono : 0;
 	uint64_t suspect_after = (uint64_t)m->cfg.heartbeat_ms * m->cfg.suspect_misses + m->cfg.heartbeat_ms / 2;
-	if (age > m->cfg.down_ms) {
+	/*
+	 * A node whose agent closed its connection (its process died, or it is
+	 * reconnecting) is down once the grace has passed without a new
+	 * admission: an agent's tasks die with it, so waiting out the full
+	 * heartbeat timeout would only delay their recovery.
+	 */
+	bool gone = n->lost_mono && !n->session && now - n->lost_mono > m->cfg.grace_ms;
+	if (age > m->cfg.down_ms || gone) {
 		char why[96];
-		snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)age);
+		if (age > m->cfg.down_ms)
+			snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)age);
+		else
+			snprintf(why, sizeof why, "connection lost and not back within %u ms",
+				 m->cfg.grace_ms);
 		struct session *s = n->session;
 		set_state(m, n, NODE_DOWN, why);
 		if (s) {
@@ -1923,7 +1941,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: seeswarm manager --data-dir DIR [--listen HOST:PORT] [--api HOST:PORT]\n"
 		"                        [--insecure-sim-attestation] [--heartbeat-interval 500ms]\n"
-		"                        [--suspect-after-misses 2] [--down-after 2s]\n"
+		"                        [--suspect-after-misses 2] [--down-after 2s] [--reconnect-grace 1s]\n"
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
 		"                        [--job-retention 24h] [--tenant-max-jobs 1000]\n"
@@ -1935,6 +1953,8 @@ static void usage(FILE *f)
 		"  --heartbeat-interval D      interval agents are told to use (default 500ms)\n"
 		"  --suspect-after-misses N    missed heartbeats before a node is suspect (default 2)\n"
 		"  --down-after D              silence before a node is down (default 2s)\n"
+		"  --reconnect-grace D         a node whose connection closed is down when it is not\n"
+		"                              back within D (default 1s)\n"
 		"  --policy FILE               appraisal policy (JSON, reloaded on SIGHUP; docs/policy.md)\n"
 		"  --collateral DIR            offline cache of vendor roots, CRLs, TCB info, EK CAs\n"
 		"  --node-cert-lifetime D      lifetime of node certificates (default 1h)\n"
@@ -1952,7 +1972,7 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
-	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
+	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
 	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
@@ -1962,6 +1982,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"heartbeat-interval", required_argument, NULL, O_HB},
 		{"suspect-after-misses", required_argument, NULL, O_MISSES},
 		{"down-after", required_argument, NULL, O_DOWN},
+		{"reconnect-grace", required_argument, NULL, O_GRACE},
 		{"client-config", required_argument, NULL, O_CC},
 		{"no-client-config", no_argument, NULL, O_NOCC},
 		{"max-agents", required_argument, NULL, O_MAX},
@@ -2012,6 +2033,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->down_ms = (uint32_t)v;
+			break;
+		case O_GRACE:
+			if (parse_duration_ms(optarg, &v) || v < 100 || v > 3600000) {
+				fprintf(stderr, "manager: --reconnect-grace must be 100ms..1h\n");
+				return 2;
+			}
+			cfg->grace_ms = (uint32_t)v;
 			break;
 		case O_CC:
 			cfg->client_config = optarg;
@@ -2165,6 +2193,7 @@ int manager_main(int argc, char **argv)
 	cfg->heartbeat_ms = 500;
 	cfg->suspect_misses = 2;
 	cfg->down_ms = 2000;
+	cfg->grace_ms = 1000;
 	cfg->max_conns = 50000;
 	cfg->node_cert_s = 3600;
 	int prc = parse_args(argc, argv, cfg);

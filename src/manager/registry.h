@@ -75,6 +75,7 @@ struct node {
 	uint32_t running_tasks;
 	/* Runtime only, not persisted. */
 	uint64_t last_hb_mono;    /* monotonic ms of the last sign of life */
+	uint64_t lost_mono;       /* monotonic ms its connection closed; 0 while connected */
 	struct node_rtt {
 		char peer[64];
 		uint32_t rtt_us;

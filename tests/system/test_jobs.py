@@ -219,6 +219,53 @@ def test_kill9_of_an_agent_running_tasks_job_still_completes(swarm):
         assert get_blob(swarm, t["outputs"][0]["digest"]).decode().strip() == idx
 
 
+def manager_port(swarm):
+    return swarm.listen.rsplit(":", 1)[1]
+
+
+@pytest.mark.manager_args("--down-after", "30s")
+def test_a_dead_agent_is_down_after_the_reconnect_grace_not_the_heartbeat_timeout(swarm):
+    """kill -9 closes the agent's connection; the manager declares its node down
+    once the reconnect grace (1 s) passes, long before --down-after (30 s here),
+    and its task runs elsewhere."""
+    ids = start(swarm, 2)
+    jid = submit(swarm, {"name": "one", "tasks": [
+        {"name": "s", "command": ["sleep", "60"], "resources": {"cpu": 0.25, "memory": "32M"}}]})["id"]
+    t = wait_for(lambda: (lambda x: x if x["state"] == "running" else None)(tasks(swarm, jid)["s"]),
+                 20 * SLOW, what="the task running")
+    t0 = time.monotonic()
+    swarm.agents[t["node"]].kill9()
+    swarm.wait_state(t["node"], "down", 20 * SLOW)
+    took = time.monotonic() - t0
+    assert took < 10, f"down after {took:.1f} s: the heartbeat timeout, not the grace"
+    assert "connection lost and not back within 1000 ms" in swarm.nodes()[t["node"]]["reason"]
+    other = [a for a in ids if a != t["node"]][0]
+    wait_for(lambda: (lambda x: x if x["state"] == "running" and x["node"] == other else None)(
+        tasks(swarm, jid)["s"]), 20 * SLOW, what="the task running on the other agent")
+
+
+@pytest.mark.manager_args("--down-after", "30s", "--reconnect-grace", "5s")
+def test_an_agent_back_within_the_grace_keeps_its_tasks(swarm):
+    """A reset connection (ss -K) with a live agent: it reconnects at once, and
+    its running task stays where it is, in the same attempt."""
+    if subprocess.run(["which", "ss"], capture_output=True).returncode != 0:
+        pytest.skip("ss (iproute2) is missing")
+    start(swarm, 1)
+    jid = submit(swarm, {"name": "one", "tasks": [
+        {"name": "s", "command": ["sleep", "60"], "resources": {"cpu": 0.25, "memory": "32M"}}]})["id"]
+    wait_for(lambda: tasks(swarm, jid)["s"]["state"] == "running", 20 * SLOW, what="the task running")
+    before = swarm.agents["agent-0"].text()
+    r = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", manager_port(swarm)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: swarm.agents["agent-0"].text().count("admitted as") > before.count("admitted as"),
+             10 * SLOW, what="agent-0 to be admitted again")
+    swarm.wait_state("agent-0", "ready", 10 * SLOW)
+    t = tasks(swarm, jid)["s"]
+    assert t["state"] == "running" and t["attempt"] == 1, t
+    assert "connection lost" in open(os.path.join(swarm.tmp, "manager.log")).read()
+
+
 def test_kill9_of_the_manager_mid_job_resumes_and_commits_once(swarm):
     ids = start(swarm, 2)
     j = submit(swarm, sleepers(8, 1))
