@@ -103,7 +103,7 @@ struct api_backend {
 	 */
 	const char *(*job_tenant)(void *arg, const char *job_id);
 	const char *(*task_tenant)(void *arg, const char *task_id);
-	/* True when a retained job of tenant uses the blob (an input, a bundle or an output). */
+	/* True when tenant uploaded the blob or a retained job of tenant uses it (jobs_blob_visible). */
 	bool (*blob_visible)(void *arg, const uint8_t digest[SHA256_LEN], const char *tenant);
 };
 

@@ -174,7 +174,7 @@ struct use {
 
 struct jobs {
 	struct grant_cache grants;     /* grants of BlobGets agents sent the manager */
-	struct use **uses;             /* by digest: which jobs use a blob (jobs_blob_used_by) */
+	struct use **uses;             /* by digest: which jobs use a blob (jobs_blob_visible) */
 	struct jobs_env env;
 	struct replicas *repl;    /* where blobs live on agents; R copies of critical ones */
 	struct sched *sched;
@@ -418,14 +418,26 @@ static void uses_of_outs(struct jobs *j, const struct task *t, bool add)
 	}
 }
 
+/*
+ * The k-th blob a task names in its spec, for k in 0..n_inputs: its uploaded
+ * inputs, then its bundle (k == n_inputs). NULL for an input that is not a
+ * blob, or when there is no bundle.
+ */
+static const uint8_t *spec_blob(const struct jobspec_task *s, size_t k)
+{
+	if (k < s->n_inputs)
+		return s->inputs[k].kind == JOBSPEC_IN_BLOB ? s->inputs[k].digest : NULL;
+	return s->has_bundle ? s->bundle_blob : NULL;
+}
+
 /* Adds or drops the uses of a job's uploaded inputs and bundles (and, dropping, its outputs). */
 static void uses_of_job(struct jobs *j, const struct job *jb, bool add)
 {
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct jobspec_task *s = &jb->spec->tasks[i];
 		for (size_t k = 0; k <= s->n_inputs; k++) {
-			const uint8_t *d = k < s->n_inputs ? s->inputs[k].digest : s->bundle_blob;
-			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
+			const uint8_t *d = spec_blob(s, k);
+			if (!d)
 				continue;
 			if (add)
 				use_add(j, d, jb);
@@ -437,8 +449,10 @@ static void uses_of_job(struct jobs *j, const struct job *jb, bool add)
 	}
 }
 
-bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
+bool jobs_blob_visible(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
 {
+	if (!tenant || (j->env.tenants && tenants_upload_has(j->env.tenants, tenant, digest)))
+		return true;
 	for (const struct use *u = *use_head(j, digest); u; u = u->next)
 		if (!memcmp(u->digest, digest, SHA256_LEN) && !strcmp(u->jb->spec->tenant, tenant))
 			return true;
@@ -1252,8 +1266,8 @@ static void job_protect(struct jobs *j, struct job *jb, bool on)
 		const struct task *t = &jb->tasks[i];
 		for (size_t k = 0; k <= s->n_inputs; k++) {
 			uint64_t size = 0;
-			const uint8_t *d = k < s->n_inputs ? s->inputs[k].digest : s->bundle_blob;
-			if (k < s->n_inputs ? s->inputs[k].kind != JOBSPEC_IN_BLOB : !s->has_bundle)
+			const uint8_t *d = spec_blob(s, k);
+			if (!d)
 				continue;
 			if (!on)
 				replicas_unprotect(j->repl, d, jb);
@@ -1285,11 +1299,9 @@ static void job_forget(struct jobs *j, struct job *jb)
 		const struct jobspec_task *s = &jb->spec->tasks[i];
 		for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
 			replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
-		for (size_t k = 0; k < s->n_inputs; k++)
-			if (s->inputs[k].kind == JOBSPEC_IN_BLOB)
-				replicas_forget(j->repl, s->inputs[k].digest);
-		if (s->has_bundle)
-			replicas_forget(j->repl, s->bundle_blob);
+		for (size_t k = 0; k <= s->n_inputs; k++)
+			if (spec_blob(s, k))
+				replicas_forget(j->repl, spec_blob(s, k));
 	}
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct task *t = &jb->tasks[i];
@@ -2228,13 +2240,6 @@ static void new_job_id(char out[32])
 	snprintf(out, 32, "j-%s", hex);
 }
 
-/* True when tenant (NULL: the admin) may name the blob in a spec: it uploaded it, or its jobs use it. */
-static bool may_name(struct jobs *j, const char *tenant, const uint8_t digest[SHA256_LEN])
-{
-	return !tenant || (j->env.tenants && tenants_upload_has(j->env.tenants, tenant, digest)) ||
-	       jobs_blob_used_by(j, digest, tenant);
-}
-
 int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
 		char *why, size_t whylen)
 {
@@ -2297,7 +2302,7 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 			/* Another tenant's blob is answered as if it had never been uploaded. */
 			if (s->inputs[k].kind != JOBSPEC_IN_BLOB ||
 			    (blobstore_has(j->env.blobs, s->inputs[k].digest, NULL) &&
-			     may_name(j, tenant, s->inputs[k].digest)))
+			     jobs_blob_visible(j, s->inputs[k].digest, tenant)))
 				continue;
 			char hex[65];
 			hex_encode(s->inputs[k].digest, SHA256_LEN, hex);
@@ -2312,7 +2317,7 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 		const struct jobspec_task *s = &js->tasks[i];
 		char hex[65];
 		if (s->has_bundle && (!blobstore_has(j->env.blobs, s->bundle_blob, NULL) ||
-				      !may_name(j, tenant, s->bundle_blob))) {
+				      !jobs_blob_visible(j, s->bundle_blob, tenant))) {
 			hex_encode(s->bundle_blob, SHA256_LEN, hex);
 			snprintf(why, whylen,
 				 "task %s: bundle blob %s has not been uploaded (PUT /v1/blobs/%s, or give {\"file\": PATH} to the CLI)",
@@ -2381,6 +2386,11 @@ void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n)
 void jobs_set_retention(struct jobs *j, int64_t retention_ms)
 {
 	j->retention_ms = retention_ms;
+}
+
+int64_t jobs_retention(const struct jobs *j)
+{
+	return j->retention_ms;
 }
 
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)

@@ -77,6 +77,8 @@ void jobs_free(struct jobs *j);
  * they end (default 24 h); at most 10,000 finished jobs are kept in any case.
  */
 void jobs_set_retention(struct jobs *j, int64_t retention_ms);
+/* How long finished jobs are kept (jobs_set_retention), in ms. */
+int64_t jobs_retention(const struct jobs *j);
 /*
  * Sets how many unfinished jobs a tenant may have when a tenant token
  * submits another (default JOBS_TENANT_MAX_JOBS); beyond it the submission
@@ -134,8 +136,12 @@ json_t *jobs_list(struct jobs *j, const char *tenant);
 /* The tenant of a job, or of a task "<job>.<index>"; NULL when unknown. Owned by the job. */
 const char *jobs_job_tenant(struct jobs *j, const char *id);
 const char *jobs_task_tenant(struct jobs *j, const char *task_id);
-/* True when a retained job of tenant uses the blob: an uploaded input, a bundle or an output. */
-bool jobs_blob_used_by(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant);
+/*
+ * True when tenant may read the blob, or name it in a spec: tenant is NULL
+ * (the admin), uploaded it (env.tenants), or a retained job of tenant uses it
+ * (an uploaded input, a bundle or an output).
+ */
+bool jobs_blob_visible(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant);
 /* The job object, or NULL when unknown. */
 json_t *jobs_get(struct jobs *j, const char *id);
 /* Cancels a job. SS_ENOTFOUND, or SS_ESTATE when it already finished. */

@@ -42,7 +42,6 @@
 #define EVIDENCE_TIMEOUT_MS 15000
 #define DETECTOR_PERIOD_MS 100
 #define UPLOAD_EXPIRY_TICKS 600u                     /* detector ticks: a minute */
-#define DEFAULT_RETENTION_MS (24ull * 3600 * 1000)   /* as jobs.c's */
 #define LAG_PERIOD_MS 10
 #define LAG_SAMPLES 6000 /* one minute of loop-lag samples */
 #define POOL_NICE 10 /* nice level of the thread pool workers (verification, signing) */
@@ -1390,8 +1389,7 @@ static void on_detector(uv_timer_t *t)
 	/* Once a minute: a tenant's uploads stay nameable for the job retention time. */
 	if (++m->detector_ticks >= UPLOAD_EXPIRY_TICKS) {
 		m->detector_ticks = 0;
-		uint64_t keep = m->cfg.job_retention_ms ? m->cfg.job_retention_ms : DEFAULT_RETENTION_MS;
-		size_t n = tenants_expire(m->tenants, time_wall_ms() - (int64_t)keep);
+		size_t n = tenants_expire(m->tenants, time_wall_ms() - jobs_retention(m->jobs));
 		if (n)
 			log_info("tenants: %zu upload%s no job used expired", n, n == 1 ? "" : "s");
 	}
@@ -1669,7 +1667,7 @@ static const char *be_task_tenant(void *arg, const char *task_id)
 
 static bool be_blob_visible(void *arg, const uint8_t digest[SHA256_LEN], const char *tenant)
 {
-	return jobs_blob_used_by(((struct manager *)arg)->jobs, digest, tenant);
+	return jobs_blob_visible(((struct manager *)arg)->jobs, digest, tenant);
 }
 
 static json_t *be_job_get(void *arg, const char *id)
