@@ -240,10 +240,10 @@ def swarm(request):
     s = Swarm(tmp, marker.args if marker else ())
     yield s
     errors = s.stop()
-    if not errors and not os.environ.get("SEESWARM_KEEP_TMP"):
+    if errors:
+        pytest.fail("\n".join(errors + [f"(the processes' files are in {tmp})"]), pytrace=False)
+    if not os.environ.get("SEESWARM_KEEP_TMP"):
         shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        pytest.fail("\n".join(errors), pytrace=False)
 
 
 def pytest_configure(config):
