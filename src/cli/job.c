@@ -38,6 +38,8 @@ static const char usage_text[] =
 	"                          upload the spec's local files, submit the job; with\n"
 	"                          --wait follow it to the end (exit 0 on success), --out\n"
 	"                          fetch the results, --cat print small text results\n"
+	"  wait JOB [--out DIR] [--cat] [--timeout DUR] [--json]\n"
+	"                          follow a job already submitted to its end, as run --wait\n"
 	"  list [--json]           list jobs\n"
 	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
 	"  explain JOB [TASK] [--json]\n"
@@ -372,9 +374,12 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 		char *js = NULL;
 		int rc = ss_job_get(c, id, &js);
 		if (rc) {
-			/* A manager restart is survivable: keep asking for a while. */
+			/*
+			 * A manager restart is survivable: keep asking for a while. An
+			 * unknown job or a refused token is an answer, not an outage.
+			 */
 			ss_free(js);
-			if (++failures > 150) {
+			if (rc == SS_ENOTFOUND || rc == SS_EAUTH || ++failures > 150) {
 				if (tty)
 					fputc('\n', stderr);
 				print_err(c, rc, "following the job");
@@ -588,6 +593,35 @@ struct run_opts {
 	uint64_t timeout_ms;
 };
 
+/*
+ * Follows job `id` to its end, prints how it ended (or its JSON) and where its
+ * tasks ran, and fetches its results as o asks. Returns the exit status: 0
+ * when the job succeeded and its results were fetched, else 1.
+ */
+static int follow(ss_client *c, const char *id, const struct run_opts *o)
+{
+	char *jid = xstrdup(id);
+	json_t *job = wait_job(c, jid, o->timeout_ms);
+	int ret = 1;
+	if (!job)
+		goto out;
+	if (o->as_json) {
+		print_json(job);
+	} else {
+		char *reason = cli_clean(str(job, "reason"));
+		printf("job %s %s%s%s\n", jid, str(job, "state"), *reason ? ": " : "", reason);
+		free(reason);
+		print_placement(c, jid);
+	}
+	ret = strcmp(str(job, "state"), "succeeded") == 0 ? 0 : 1;
+	if (ret == 0 && (o->out || o->cat))
+		ret = fetch_results(c, job, o->out, o->cat);
+out:
+	json_decref(job);
+	free(jid);
+	return ret;
+}
+
 static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
 {
 	char *text = NULL, *why = xmalloc(1024), *body = NULL, *js = NULL;
@@ -630,29 +664,7 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 		printf("job %s submitted: %lld tasks%s\n", id, num(job, "tasks_total"),
 		       uploaded ? " (local files uploaded as blobs)" : "");
 	fflush(stdout);
-	if (!o->wait) {
-		ret = 0;
-		goto out;
-	}
-	char *jid = xstrdup(id);
-	json_decref(job);
-	job = wait_job(c, jid, o->timeout_ms);
-	if (!job) {
-		free(jid);
-		goto out;
-	}
-	if (o->as_json) {
-		print_json(job);
-	} else {
-		char *reason = cli_clean(str(job, "reason"));
-		printf("job %s %s%s%s\n", jid, str(job, "state"), *reason ? ": " : "", reason);
-		free(reason);
-		print_placement(c, jid);
-	}
-	ret = strcmp(str(job, "state"), "succeeded") == 0 ? 0 : 1;
-	if (ret == 0 && (o->out || o->cat))
-		ret = fetch_results(c, job, o->out, o->cat);
-	free(jid);
+	ret = o->wait ? follow(c, id, o) : 0;
 out:
 	jobspec_free(parsed);
 	json_decref(spec);
@@ -883,7 +895,7 @@ int cli_job_main(int argc, char **argv)
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
 		return usage(stdout, 0);
-	static const char *const subs[] = {"run", "list", "status", "explain", "logs", "results", "cancel"};
+	static const char *const subs[] = {"run", "wait", "list", "status", "explain", "logs", "results", "cancel"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
 		known |= !strcmp(sub, subs[i]);
@@ -891,7 +903,7 @@ int cli_job_main(int argc, char **argv)
 		fprintf(stderr, "error: unknown job command \"%s\"\n", sub);
 		return usage(stderr, 2);
 	}
-	bool is_run = !strcmp(sub, "run");
+	bool is_run = !strcmp(sub, "run"), is_wait = !strcmp(sub, "wait");
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		int r;
@@ -901,15 +913,15 @@ int cli_job_main(int argc, char **argv)
 			ro.as_json = true;
 		} else if (is_run && !strcmp(a, "--wait")) {
 			ro.wait = true;
-		} else if (is_run && !strcmp(a, "--cat")) {
+		} else if ((is_run || is_wait) && !strcmp(a, "--cat")) {
 			ro.cat = ro.wait = true;
-		} else if ((is_run || !strcmp(sub, "results")) &&
+		} else if ((is_run || is_wait || !strcmp(sub, "results")) &&
 			   (r = cli_opt_value(argc, argv, &i, "--out", &v)) != 0) {
 			if (r < 0)
 				return usage(stderr, 2);
 			ro.out = v;
 			ro.wait = true;
-		} else if (is_run && (r = cli_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
+		} else if ((is_run || is_wait) && (r = cli_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
 			if (r < 0 || parse_duration_ms(v, &ro.timeout_ms) != 0) {
 				fprintf(stderr, "error: --timeout: expected a duration such as 30s or 5m\n");
 				return 2;
@@ -943,6 +955,8 @@ int cli_job_main(int argc, char **argv)
 	}
 	if (is_run)
 		ret = cmd_run(c, pos[0], &ro);
+	else if (is_wait)
+		ret = follow(c, pos[0], &ro);
 	else if (!strcmp(sub, "list"))
 		ret = cmd_list(c, ro.as_json);
 	else if (!strcmp(sub, "status"))

@@ -5,10 +5,11 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from conftest import SLOW, wait_for
+from conftest import BIN, SLOW, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
 
@@ -163,3 +164,41 @@ def test_tasks_run_code_from_a_bundle_the_cli_packs_and_uploads(swarm):
     # A policy that does not allow this bundle refuses the job at submission.
     r = swarm.cli("job", "run", spec("ab" * 32), check=False)
     assert r.returncode != 0 and digest in r.stderr and "policy.code" in r.stderr, r.stderr
+
+
+def test_wait_follows_a_submitted_job_through_a_manager_restart(swarm):
+    """`job wait` attaches to a job submitted without --wait, rides out a
+    kill -9 of the manager, and ends as run --wait does: 0 and the result on
+    success, 1 on failure; an unknown job is an error at once."""
+    start(swarm, 1)
+    spec = os.path.join(swarm.tmp, "w.json")
+    with open(spec, "w") as f:
+        json.dump({"name": "w", "tasks": [
+            {"name": "s", "command": ["sh", "-c", "sleep 3; echo waited > /out/r"], "outputs": ["r"]}]}, f)
+    r = swarm.cli("job", "run", spec)
+    jid = re.search(r"(j-[0-9a-f]+)", r.stdout).group(1)
+    w = subprocess.Popen([BIN, "job", "wait", jid, "--cat"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=swarm.env)
+    try:
+        time.sleep(0.5)
+        swarm.manager.kill9()
+        time.sleep(1)
+        swarm.start_manager()
+        out, err = w.communicate(timeout=60 * SLOW)
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    assert w.returncode == 0, (out, err)
+    assert f"job {jid} succeeded" in out and "waited" in out, out
+
+    with open(spec, "w") as f:
+        json.dump({"name": "f", "tasks": [{"name": "s", "command": ["false"], "retries": 0}]}, f)
+    jid = re.search(r"(j-[0-9a-f]+)", swarm.cli("job", "run", spec).stdout).group(1)
+    r = swarm.cli("job", "wait", jid, "--timeout", "60s", check=False)
+    assert r.returncode == 1 and f"job {jid} failed" in r.stdout, (r.stdout, r.stderr)
+
+    t0 = time.monotonic()
+    r = swarm.cli("job", "wait", "j-000000000000", check=False)
+    assert r.returncode == 1 and "not found" in r.stderr, (r.stdout, r.stderr)
+    assert time.monotonic() - t0 < 10 * SLOW, "an unknown job was retried as if the manager were down"
