@@ -115,11 +115,13 @@ int ss_node_attest(ss_client *c, const char *id, char **json);
 
 /*
  * Tenant tokens (admin token only; docs/security.md, "Tenants").
- * ss_token_create returns {"id", "tenant", "created_ms", "token"}: the only
- * time the token itself is shown. ss_tokens_list returns {"tokens": [...]}
- * without secrets; ss_token_revoke takes the id (16 hex digits).
+ * ss_token_create makes a token that works for ttl_seconds (0: until
+ * revoked; the manager takes at most 10 years) and returns {"id", "tenant",
+ * "created_ms", ["expires_ms",] "token"}: the only time the token itself is
+ * shown. ss_tokens_list returns {"tokens": [...]} without secrets;
+ * ss_token_revoke takes the id (16 hex digits).
  */
-int ss_token_create(ss_client *c, const char *tenant, char **json);
+int ss_token_create(ss_client *c, const char *tenant, uint64_t ttl_seconds, char **json);
 int ss_tokens_list(ss_client *c, char **json);
 int ss_token_revoke(ss_client *c, const char *id, char **json);
 

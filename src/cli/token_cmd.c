@@ -24,10 +24,11 @@ static const char usage_text[] =
 	"or their jobs use. Managing them needs the admin token.\n"
 	"\n"
 	"Commands:\n"
-	"  create --tenant NAME [--out FILE] [--json]\n"
+	"  create --tenant NAME [--ttl DUR] [--out FILE] [--json]\n"
 	"                              make a token for a tenant and print it (once);\n"
-	"                              --out also writes a client config file (0600)\n"
-	"                              for SEESWARM_CONFIG=FILE\n"
+	"                              --ttl makes it stop working after DUR (30m, 8h,\n"
+	"                              90d; at most 10 years); --out also writes a\n"
+	"                              client config file (0600) for SEESWARM_CONFIG=FILE\n"
 	"  list [--json]               list tokens (ids and tenants, never the tokens)\n"
 	"  revoke ID                   revoke a token now\n"
 	"\n"
@@ -56,10 +57,21 @@ static int fail(ss_client *c, int rc, char *json)
 	return 1;
 }
 
-static int cmd_create(ss_client *c, const char *tenant, const char *out, bool as_json)
+/* Formats a wall-clock time in milliseconds as UTC, or "-" for 0 or an impossible time. */
+static void utc(json_int_t ms, char when[32])
+{
+	snprintf(when, 32, "-");
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms > 0 && gmtime_r(&secs, &tm))
+		strftime(when, 32, "%Y-%m-%d %H:%M:%SZ", &tm);
+}
+
+static int cmd_create(ss_client *c, const char *tenant, uint64_t ttl_s, const char *out,
+		      bool as_json)
 {
 	char *json = NULL;
-	int rc = ss_token_create(c, tenant, &json);
+	int rc = ss_token_create(c, tenant, ttl_s, &json);
 	if (rc)
 		return fail(c, rc, json);
 	json_t *j = json_loads(json, 0, NULL);
@@ -87,6 +99,12 @@ static int cmd_create(ss_client *c, const char *tenant, const char *out, bool as
 		char *cid = cli_clean(id);
 		printf("token %s for tenant %s (shown once; the manager keeps only its hash):\n  %s\n", cid,
 		       tenant, tok);
+		json_int_t exp = json_integer_value(json_object_get(j, "expires_ms"));
+		if (exp > 0) {
+			char when[32];
+			utc(exp, when);
+			printf("it stops working at %s\n", when);
+		}
 		if (out)
 			printf("client config written to %s (use SEESWARM_CONFIG=%s)\n", out, out);
 		free(cid);
@@ -113,17 +131,14 @@ static int cmd_list(ss_client *c, bool as_json)
 	json_t *arr = json_object_get(j, "tokens");
 	size_t i;
 	json_t *t;
-	printf("%-17s %-24s %s\n", "ID", "TENANT", "CREATED");
+	printf("%-17s %-24s %-21s %s\n", "ID", "TENANT", "CREATED", "EXPIRES");
 	json_array_foreach(arr, i, t) {
 		char *id = cli_clean(json_string_value(json_object_get(t, "id")));
 		char *tenant = cli_clean(json_string_value(json_object_get(t, "tenant")));
-		json_int_t ms = json_integer_value(json_object_get(t, "created_ms"));
-		char when[32] = "-";
-		time_t secs = (time_t)(ms / 1000);
-		struct tm tm;
-		if (ms > 0 && gmtime_r(&secs, &tm))
-			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
-		printf("%-17s %-24s %s\n", id, tenant, when);
+		char when[32], until[32];
+		utc(json_integer_value(json_object_get(t, "created_ms")), when);
+		utc(json_integer_value(json_object_get(t, "expires_ms")), until);
+		printf("%-17s %-24s %-21s %s\n", id, tenant, when, json_object_get(t, "expires_ms") ? until : "never");
 		free(id);
 		free(tenant);
 	}
@@ -151,7 +166,8 @@ int cli_token_main(int argc, char **argv)
 {
 	struct cli_conn_flags cf;
 	bool as_json = false;
-	const char *tenant = NULL, *out = NULL, *id = NULL;
+	const char *tenant = NULL, *out = NULL, *id = NULL, *ttl = NULL;
+	uint64_t ttl_ms = 0;
 	ss_client *c = NULL;
 
 	argc = cli_take_conn_flags(argc, argv, &cf);
@@ -176,7 +192,8 @@ int cli_token_main(int argc, char **argv)
 		if (!is_revoke && !strcmp(a, "--json")) {
 			as_json = true;
 		} else if (is_create && ((r = cli_opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
-					 (r = cli_opt_value(argc, argv, &i, "--out", &out)) != 0)) {
+					 (r = cli_opt_value(argc, argv, &i, "--out", &out)) != 0 ||
+					 (r = cli_opt_value(argc, argv, &i, "--ttl", &ttl)) != 0)) {
 			if (r < 0)
 				return usage(stderr, 2);
 		} else if (is_revoke && !id && a[0] != '-') {
@@ -193,6 +210,11 @@ int cli_token_main(int argc, char **argv)
 				"starting with a letter or digit)\n");
 		return 2;
 	}
+	if (ttl && (parse_duration_ms(ttl, &ttl_ms) != 0 || ttl_ms < 1000 ||
+		    ttl_ms / 1000 > 315360000ull)) {
+		fprintf(stderr, "error: --ttl: expected a duration from 1s to 10 years, such as 8h or 90d\n");
+		return 2;
+	}
 	if (is_revoke && (!id || strlen(id) != TOKEN_ID_HEX || strspn(id, "0123456789abcdef") != TOKEN_ID_HEX)) {
 		fprintf(stderr, "error: token revoke needs a token id (16 hex digits, see token list)\n");
 		return 2;
@@ -204,7 +226,7 @@ int cli_token_main(int argc, char **argv)
 		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
 		return 1;
 	}
-	int ret = is_create ? cmd_create(c, tenant, out, as_json) : is_list ? cmd_list(c, as_json)
+	int ret = is_create ? cmd_create(c, tenant, ttl_ms / 1000, out, as_json) : is_list ? cmd_list(c, as_json)
 									 : cmd_revoke(c, id);
 	ss_client_close(c);
 	return ret;

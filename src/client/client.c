@@ -1506,13 +1506,15 @@ int ss_jobs_list(ss_client *c, char **json)
 	return call(c, "GET", "/v1/jobs", NULL, json);
 }
 
-int ss_token_create(ss_client *c, const char *tenant, char **json)
+int ss_token_create(ss_client *c, const char *tenant, uint64_t ttl_seconds, char **json)
 {
 	if (json)
 		*json = NULL;
-	if (!tenant || !ident_valid(tenant))
+	if (!tenant || !ident_valid(tenant) || ttl_seconds > INT64_MAX)
 		return SS_EINVAL;
 	json_t *b = json_pack("{s:s}", "tenant", tenant);
+	if (ttl_seconds)
+		json_object_set_new(b, "ttl_seconds", json_integer((json_int_t)ttl_seconds));
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
 	if (!body)

@@ -218,7 +218,7 @@ int dir_remove_tree(const char *path);
 int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port);
 /* Parses a size such as "64M", "2G", "512k", "100" into bytes. */
 int parse_size(const char *s, uint64_t *out);
-/* Parses a duration such as "500ms", "2s", "1m", "1h" into milliseconds. */
+/* Parses a duration such as "500ms", "2s", "1m", "1h", "7d" into milliseconds. */
 int parse_duration_ms(const char *s, uint64_t *out);
 /* Validates an identifier: 1..63 chars of [A-Za-z0-9._-], starting alnum. */
 bool ident_valid(const char *s);

@@ -501,7 +501,7 @@ int parse_duration_ms(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {
 		{"ms", 1, false}, {"s", 1000, false}, {"", 1000, false},
-		{"m", 60000, false}, {"h", 3600000, false},
+		{"m", 60000, false}, {"h", 3600000, false}, {"d", 86400000, false},
 	};
 	return parse_with_unit(s, units, ARRAY_LEN(units), out);
 }

@@ -233,28 +233,38 @@ out:
 	return rc;
 }
 
-int api_parse_token_body(const char *body, size_t len, char tenant[static 64], char *why,
-			 size_t whylen)
+int api_parse_token_body(const char *body, size_t len, char tenant[static 64], uint64_t *ttl_s,
+			 char *why, size_t whylen)
 {
 	json_t *j = NULL;
 	int rc = body_object(body, len, &j, why, whylen);
 	const char *key;
 	json_t *val;
 	tenant[0] = '\0';
+	*ttl_s = 0;
 	if (rc)
 		goto out;
 	rc = SS_EPARSE;
 	if (!j) {
-		fmt_clean(why, whylen, "request body must be {\"tenant\": NAME}");
+		fmt_clean(why, whylen, "request body must be {\"tenant\": NAME[, \"ttl_seconds\": N]}");
 		goto out;
 	}
 	json_object_foreach(j, key, val) {
-		if (strcmp(key, "tenant") != 0) {
-			fmt_clean(why, whylen, "unknown field \"%.64s\" (the only field allowed is \"tenant\")",
+		if (strcmp(key, "tenant") != 0 && strcmp(key, "ttl_seconds") != 0) {
+			fmt_clean(why, whylen,
+				  "unknown field \"%.64s\" (the fields allowed are \"tenant\" and \"ttl_seconds\")",
 				  key);
 			goto out;
 		}
 	}
+	val = json_object_get(j, "ttl_seconds");
+	if (val && (!json_is_integer(val) || json_integer_value(val) < 1 ||
+		    json_integer_value(val) > (json_int_t)TENANTS_MAX_TTL_S)) {
+		fmt_clean(why, whylen, "field \"ttl_seconds\" must be an integer from 1 to %u (10 years)",
+			  TENANTS_MAX_TTL_S);
+		goto out;
+	}
+	uint64_t ttl = val ? (uint64_t)json_integer_value(val) : 0;
 	val = json_object_get(j, "tenant");
 	if (!json_is_string(val)) {
 		fmt_clean(why, whylen, "field \"tenant\" is required and must be a string%s%s",
@@ -269,6 +279,7 @@ int api_parse_token_body(const char *body, size_t len, char tenant[static 64], c
 		goto out;
 	}
 	snprintf(tenant, 64, "%s", t);
+	*ttl_s = ttl;
 	rc = 0;
 out:
 	json_decref(j);
@@ -485,7 +496,7 @@ static enum auth check_auth(const struct api *api, struct MHD_Connection *c, cha
 	sha256(v, n, h);
 	if (ct_equal(h, api->token_hash, SHA256_LEN))
 		return AUTH_OK;
-	const char *t = api->tenants ? tenants_token_lookup(api->tenants, h) : NULL;
+	const char *t = api->tenants ? tenants_token_lookup(api->tenants, h, time_wall_ms()) : NULL;
 	if (!t)
 		return AUTH_BAD;
 	snprintf(tenant, 64, "%s", t);
@@ -964,9 +975,11 @@ static enum MHD_Result do_tokens(struct api *api, struct MHD_Connection *c, stru
 			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
 		return respond_json(api, c, MHD_HTTP_OK, tenants_tokens_json(api->tenants), NULL);
 	}
-	int rc = api_parse_token_body((const char *)r->body.data, r->body.len, tenant, why, sizeof why);
+	uint64_t ttl_s;
+	int rc = api_parse_token_body((const char *)r->body.data, r->body.len, tenant, &ttl_s, why,
+				      sizeof why);
 	if (!rc)
-		rc = tenants_token_create(api->tenants, tenant, &out, why, sizeof why);
+		rc = tenants_token_create(api->tenants, tenant, ttl_s, &out, why, sizeof why);
 	if (rc)
 		return respond_error(api, c,
 				     rc == SS_ETOOBIG ? MHD_HTTP_CONTENT_TOO_LARGE

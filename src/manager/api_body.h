@@ -29,12 +29,14 @@
 int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, size_t whylen);
 
 /*
- * Parses the body of POST /v1/tokens: a JSON object whose only member,
- * "tenant", is a name that passes ident_valid(). Returns 0 with the name in
- * tenant, or SS_ETOOBIG / SS_EPARSE with tenant empty. why is set as for
- * api_parse_drain_body.
+ * Parses the body of POST /v1/tokens: a JSON object with "tenant", a name
+ * that passes ident_valid(), and optionally "ttl_seconds", an integer from 1
+ * to TENANTS_MAX_TTL_S (the token's lifetime; without it the token lives
+ * until revoked). Returns 0 with the name in tenant and the lifetime in
+ * *ttl_s (0 when absent), or SS_ETOOBIG / SS_EPARSE with tenant empty and
+ * *ttl_s 0. why is set as for api_parse_drain_body.
  */
-int api_parse_token_body(const char *body, size_t len, char tenant[static 64], char *why,
-			 size_t whylen);
+int api_parse_token_body(const char *body, size_t len, char tenant[static 64], uint64_t *ttl_s,
+			 char *why, size_t whylen);
 
 #endif

@@ -1392,6 +1392,7 @@ static void on_detector(uv_timer_t *t)
 		size_t n = tenants_expire(m->tenants, time_wall_ms() - jobs_retention(m->jobs));
 		if (n)
 			log_info("tenants: %zu upload%s no job used expired", n, n == 1 ? "" : "s");
+		tenants_tokens_expire(m->tenants, time_wall_ms());
 	}
 }
 

@@ -19,6 +19,7 @@ struct token {
 	char tenant[64];
 	uint8_t hash[SHA256_LEN];
 	int64_t created_ms;
+	int64_t expires_ms; /* wall clock; 0: never */
 };
 
 struct upload {
@@ -115,6 +116,11 @@ static int load_token(void *arg, const char *key, const char *value, size_t len)
 	snprintf(k.id, sizeof k.id, "%s", key);
 	snprintf(k.tenant, sizeof k.tenant, "%s", tenant);
 	k.created_ms = json_integer_value(json_object_get(o, "created_ms"));
+	k.expires_ms = json_integer_value(json_object_get(o, "expires_ms"));
+	if (k.expires_ms < 0) {
+		log_error("store: token record %.32s has a negative expiry; skipped", key);
+		goto out;
+	}
 	insert(t, &k);
 out:
 	json_decref(o);
@@ -309,12 +315,15 @@ void tenants_free(struct tenants *t)
 
 static json_t *token_json(const struct token *k)
 {
-	return json_pack("{s:s,s:s,s:I}", "id", k->id, "tenant", k->tenant, "created_ms",
-			 (json_int_t)k->created_ms);
+	json_t *o = json_pack("{s:s,s:s,s:I}", "id", k->id, "tenant", k->tenant, "created_ms",
+			      (json_int_t)k->created_ms);
+	if (k->expires_ms)
+		json_object_set_new(o, "expires_ms", json_integer(k->expires_ms));
+	return o;
 }
 
-int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, char *why,
-			 size_t whylen)
+int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, json_t **out,
+			 char *why, size_t whylen)
 {
 	struct token k;
 	uint8_t raw[32], rid[TENANTS_TOKEN_ID_LEN / 2];
@@ -327,6 +336,9 @@ int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, ch
 	if (t->n >= TENANTS_MAX_TOKENS)
 		return why_set(why, whylen, SS_ELIMIT, "the manager holds %u tenant tokens, its limit",
 			       TENANTS_MAX_TOKENS);
+	if (ttl_s > TENANTS_MAX_TTL_S)
+		return why_set(why, whylen, SS_EINVAL, "a token may live at most %u seconds (10 years)",
+			       TENANTS_MAX_TTL_S);
 	memset(&k, 0, sizeof k);
 	while (found) {
 		rand_bytes(rid, sizeof rid);
@@ -335,14 +347,15 @@ int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, ch
 	}
 	snprintf(k.tenant, sizeof k.tenant, "%s", tenant);
 	k.created_ms = time_wall_ms();
+	k.expires_ms = ttl_s ? k.created_ms + (int64_t)ttl_s * 1000 : 0;
 	rand_bytes(raw, sizeof raw);
 	hex_encode(raw, sizeof raw, hex);
 	char *tok = xasprintf("sst_%s", hex);
 	sha256(tok, strlen(tok), k.hash);
 	hex_encode(k.hash, SHA256_LEN, hhex);
 	/* The tenant passed ident_valid and the rest is hex: nothing needs escaping. */
-	char *s = xasprintf("{\"tenant\":\"%s\",\"sha256\":\"%s\",\"created_ms\":%lld}", k.tenant,
-			    hhex, (long long)k.created_ms);
+	char *s = xasprintf("{\"tenant\":\"%s\",\"sha256\":\"%s\",\"created_ms\":%lld,\"expires_ms\":%lld}",
+			    k.tenant, hhex, (long long)k.created_ms, (long long)k.expires_ms);
 	store_put(t->store, NS_TOKENS, k.id, s, strlen(s));
 	free(s);
 	if (store_flush(t->store) != 0) {
@@ -351,7 +364,8 @@ int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, ch
 		return why_set(why, whylen, SS_ESTORE, "could not persist the token");
 	}
 	insert(t, &k);
-	log_info("tenants: token %s created for tenant %s", k.id, k.tenant);
+	log_info("tenants: token %s created for tenant %s%s", k.id, k.tenant,
+		 ttl_s ? ", with an expiry" : "");
 	*out = token_json(&k);
 	json_object_set_new(*out, "token", json_string(tok));
 	free(tok);
@@ -371,13 +385,34 @@ int tenants_token_revoke(struct tenants *t, const char *id)
 	return store_flush(t->store) != 0 ? SS_ESTORE : 0;
 }
 
-const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN])
+const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN],
+				 int64_t now_ms)
 {
 	const char *tenant = NULL;
 	for (size_t i = 0; i < t->n; i++)
-		if (ct_equal(t->v[i].hash, hash, SHA256_LEN))
+		if (ct_equal(t->v[i].hash, hash, SHA256_LEN) &&
+		    (t->v[i].expires_ms == 0 || t->v[i].expires_ms > now_ms))
 			tenant = t->v[i].tenant;
 	return tenant;
+}
+
+size_t tenants_tokens_expire(struct tenants *t, int64_t now_ms)
+{
+	size_t kept = 0, dropped = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->v[i].expires_ms && t->v[i].expires_ms <= now_ms) {
+			log_info("tenants: token %s of tenant %s expired", t->v[i].id, t->v[i].tenant);
+			store_del(t->store, NS_TOKENS, t->v[i].id);
+			dropped++;
+		} else {
+			t->v[kept++] = t->v[i];
+		}
+	}
+	t->n = kept;
+	if (dropped && store_flush(t->store) != 0)
+		log_error("tenants: the store could not record %zu expired token%s; they stay expired",
+			  dropped, dropped == 1 ? "" : "s");
+	return dropped;
 }
 
 json_t *tenants_tokens_json(const struct tenants *t)

@@ -14,9 +14,11 @@
  *
  * Tokens. A token is "sst_" followed by 64 hex digits (32 random bytes). The
  * manager keeps only its SHA-256, with the tenant, a random id (16 hex
- * digits, for listing and revoking) and the creation time, in the store
- * namespace "tokens" (key: the id). Creation and revocation are durable when
- * they return: they flush the store.
+ * digits, for listing and revoking), the creation time and the optional
+ * expiry time, in the store namespace "tokens" (key: the id). Creation and
+ * revocation are durable when they return: they flush the store. A token
+ * stops working at its expiry (to the millisecond, whatever the clean-up
+ * period); tenants_tokens_expire then deletes its record.
  *
  * Uploads. Each (tenant, digest) a tenant token uploaded is remembered, in
  * the store namespace "uploads" (key: tenant "/" hex digest, value: the time
@@ -42,6 +44,7 @@
 #define TENANTS_MAX_UPLOADS 65536u    /* remembered (tenant, blob) uploads */
 #define TENANTS_MAX_UPLOADS_EACH 16384u /* of them, by one tenant */
 #define TENANTS_TOKEN_ID_LEN 16u      /* hex digits of a token id */
+#define TENANTS_MAX_TTL_S 315360000u  /* the longest lifetime a token may be given: 10 years */
 
 struct store;
 struct tenants;
@@ -55,14 +58,15 @@ int tenants_new(struct tenants **out, struct store *store);
 void tenants_free(struct tenants *t);
 
 /*
- * Creates a token for tenant (ident_valid). On success returns 0 and sets
- * *out to {"id", "tenant", "created_ms", "token"}, the only place the token
- * itself ever appears; the record is durable. Returns SS_EINVAL for a bad
- * tenant name, SS_ELIMIT at TENANTS_MAX_TOKENS tokens, or SS_ESTORE, with
- * why set.
+ * Creates a token for tenant (ident_valid) that works for ttl_s seconds (0:
+ * until revoked; at most TENANTS_MAX_TTL_S). On success returns 0 and sets
+ * *out to {"id", "tenant", "created_ms", ["expires_ms",] "token"}, the only
+ * place the token itself ever appears; the record is durable. Returns
+ * SS_EINVAL for a bad tenant name or lifetime, SS_ELIMIT at
+ * TENANTS_MAX_TOKENS tokens, or SS_ESTORE, with why set.
  */
-int tenants_token_create(struct tenants *t, const char *tenant, json_t **out, char *why,
-			 size_t whylen);
+int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, json_t **out,
+			 char *why, size_t whylen);
 
 /*
  * Revokes a token by id: it stops working at once. Returns 0 (durable),
@@ -73,12 +77,20 @@ int tenants_token_revoke(struct tenants *t, const char *id);
 
 /*
  * The tenant of the token whose SHA-256 is hash, or NULL when no tenant token
- * has it. Compares every entry in constant time. The string is the table's,
- * valid until the next tenants_token_revoke or tenants_free.
+ * has it or it expired at or before now_ms (wall clock). Compares every entry
+ * in constant time. The string is the table's, valid until the next
+ * tenants_token_revoke, tenants_tokens_expire or tenants_free.
  */
-const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN]);
+const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN],
+				 int64_t now_ms);
 
-/* {"tokens": [{"id", "tenant", "created_ms"}, ...]} ordered by id; no secrets. */
+/* Deletes the tokens that expired at or before now_ms; returns how many (durable when > 0 unless the store fails). */
+size_t tenants_tokens_expire(struct tenants *t, int64_t now_ms);
+
+/*
+ * {"tokens": [{"id", "tenant", "created_ms", ["expires_ms"]}, ...]} ordered by
+ * id; no secrets. A token that expired but is not yet deleted is listed.
+ */
 json_t *tenants_tokens_json(const struct tenants *t);
 
 /*

@@ -18,6 +18,7 @@
 #include "core/core.h"
 #include "manager/api.h"
 #include "manager/api_body.h"
+#include "manager/tenants.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -69,14 +70,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_decref(out);
 
 	char tenant[64];
+	uint64_t ttl_s = 7;
 	memset(tenant, 'x', sizeof tenant);
-	rc = api_parse_token_body((const char *)data, size, tenant, why, sizeof why);
+	rc = api_parse_token_body((const char *)data, size, tenant, &ttl_s, why, sizeof why);
 	if (rc == 0) {
 		check_why(why, true);
-		if (!ident_valid(tenant))
+		if (!ident_valid(tenant) || ttl_s > TENANTS_MAX_TTL_S)
 			__builtin_trap();
 	} else {
-		if (tenant[0] != '\0' || (rc != SS_EPARSE && rc != SS_ETOOBIG))
+		if (tenant[0] != '\0' || ttl_s != 0 || (rc != SS_EPARSE && rc != SS_ETOOBIG))
 			__builtin_trap();
 		check_why(why, false);
 	}

@@ -7,6 +7,7 @@ used over the API and by the CLI through a client config file that
 import hashlib
 import json
 import os
+import time
 
 import pytest
 
@@ -185,3 +186,28 @@ def test_a_tenant_token_has_a_quota_of_unfinished_jobs(swarm):
     assert call(swarm, "default", "DELETE", f"/v1/jobs/{admin['id']}")[0] == 200
     st, body = call(swarm, tok, "POST", "/v1/jobs", slow)
     assert st == 201, (st, body)
+
+
+def test_a_token_with_a_ttl_stops_working_at_its_expiry_even_across_a_restart(swarm):
+    swarm.start_manager()
+    r = swarm.cli("token", "create", "--tenant", "temp", "--ttl", "3s")
+    assert "it stops working at" in r.stdout, r.stdout
+    tok = [w for w in r.stdout.split() if w.startswith("sst_")][0]
+    keep = make_token(swarm, "kept")["token"]
+    listed = swarm.cli("token", "list").stdout
+    assert "EXPIRES" in listed and "never" in listed, listed
+    assert call(swarm, tok, "GET", "/v1/jobs")[0] == 200
+    exp = [t for t in swarm.get_json("/v1/tokens")["tokens"] if t["tenant"] == "temp"][0]["expires_ms"]
+    swarm.manager.kill9()
+    swarm.start_manager()
+    # Still good until its expiry (when the restart was quicker than 3 s), refused after it.
+    if time.time() * 1000 < exp - 500:
+        assert call(swarm, tok, "GET", "/v1/jobs")[0] == 200
+    wait_for(lambda: time.time() * 1000 > exp + 100, 10, what="the expiry")
+    assert call(swarm, tok, "GET", "/v1/jobs")[0] == 401
+    assert call(swarm, keep, "GET", "/v1/jobs")[0] == 200
+    for bad in ("0s", "500ms", "3651d", "soon"):
+        r = swarm.cli("token", "create", "--tenant", "x", "--ttl", bad, check=False)
+        assert r.returncode == 2 and "--ttl" in r.stderr, (bad, r.stderr)
+    st, body = call(swarm, "default", "POST", "/v1/tokens", {"tenant": "x", "ttl_seconds": 0})
+    assert st == 400 and "ttl_seconds" in body["error"]["message"], (st, body)

@@ -747,15 +747,21 @@ static void test_parse_token_body(void **state)
 {
 	(void)state;
 	char why[200], tenant[64];
+	uint64_t ttl = 9;
 	const char *ok = " {\"tenant\": \"team-a.prod_1\"}\n";
-	assert_int_equal(api_parse_token_body(ok, strlen(ok), tenant, why, sizeof why), 0);
+	assert_int_equal(api_parse_token_body(ok, strlen(ok), tenant, &ttl, why, sizeof why), 0);
 	assert_string_equal(tenant, "team-a.prod_1");
 	assert_string_equal(why, "");
+	assert_int_equal(ttl, 0);
+	const char *ok2 = "{\"ttl_seconds\": 315360000, \"tenant\": \"b\"}";
+	assert_int_equal(api_parse_token_body(ok2, strlen(ok2), tenant, &ttl, why, sizeof why), 0);
+	assert_string_equal(tenant, "b");
+	assert_int_equal(ttl, 315360000);
 	struct {
 		const char *body;
 		const char *why_has;
 	} bad[] = {
-		{"", "must be {\"tenant\": NAME}"},
+		{"", "must be {\"tenant\": NAME["},
 		{"{}", "\"tenant\" is required"},
 		{"{\"tenant\":7}", "must be a string, not an integer"},
 		{"{\"tenant\":\"a b\"}", "not a valid name"},
@@ -764,17 +770,26 @@ static void test_parse_token_body(void **state)
 		{"{\"tenant\":\"a\",\"role\":\"admin\"}", "unknown field \"role\""},
 		{"{\"tenant\":\"a\",\"tenant\":\"b\"}", "duplicate"},
 		{"[\"a\"]", "must be a JSON object"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":0}", "from 1 to 315360000"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":-5}", "from 1 to 315360000"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":315360001}", "from 1 to 315360000"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":\"1h\"}", "must be an integer"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":1.5}", "must be an integer"},
+		{"{\"tenant\":\"a\",\"ttl_seconds\":99999999999999999999}", ""},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		memset(tenant, 'x', sizeof tenant);
-		int rc = api_parse_token_body(bad[i].body, strlen(bad[i].body), tenant, why, sizeof why);
+		ttl = 9;
+		int rc = api_parse_token_body(bad[i].body, strlen(bad[i].body), tenant, &ttl, why, sizeof why);
 		assert_int_equal(rc, SS_EPARSE);
 		assert_string_equal(tenant, "");
+		assert_int_equal(ttl, 0);
 		if (!strstr(why, bad[i].why_has))
 			fail_msg("body %zu: why \"%s\" lacks \"%s\"", i, why, bad[i].why_has);
 	}
 	char *big = xcalloc(1, API_MAX_BODY + 1);
-	assert_int_equal(api_parse_token_body(big, API_MAX_BODY + 1, tenant, why, sizeof why), SS_ETOOBIG);
+	assert_int_equal(api_parse_token_body(big, API_MAX_BODY + 1, tenant, &ttl, why, sizeof why),
+			 SS_ETOOBIG);
 	free(big);
 }
 

@@ -162,14 +162,14 @@ static void test_parse_duration(void **state)
 		uint64_t v;
 	} good[] = {
 		{"0ms", 0}, {"500ms", 500}, {"2s", 2000}, {"3", 3000}, {"1m", 60000},
-		{"2h", 7200000},
+		{"2h", 7200000}, {"90d", 7776000000ull},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
 		uint64_t v = 0;
 		assert_int_equal(parse_duration_ms(good[i].s, &v), 0);
 		assert_int_equal(v, good[i].v);
 	}
-	const char *bad[] = {"",     "ms",   "s",    "-1s",  "1d", "1.5s", "1 s",
+	const char *bad[] = {"",     "ms",   "s",    "-1s",  "1D", "1.5s", "1 s",
 			     "1S",   "1sec", "10mss", "18446744073709551615s",
 			     "99999999999999999999999ms"};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {

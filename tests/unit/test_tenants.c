@@ -58,7 +58,7 @@ static void create(struct fx *f, const char *tenant, char secret[69], char id[17
 {
 	char why[256];
 	json_t *o = NULL;
-	assert_int_equal(tenants_token_create(f->t, tenant, &o, why, sizeof why), 0);
+	assert_int_equal(tenants_token_create(f->t, tenant, 0, &o, why, sizeof why), 0);
 	const char *tok = json_string_value(json_object_get(o, "token"));
 	assert_non_null(tok);
 	assert_int_equal(strlen(tok), 68);
@@ -73,7 +73,7 @@ static const char *lookup(const struct fx *f, const char *secret)
 {
 	uint8_t h[SHA256_LEN];
 	sha256(secret, strlen(secret), h);
-	return tenants_token_lookup(f->t, h);
+	return tenants_token_lookup(f->t, h, time_wall_ms());
 }
 
 static void test_tokens_name_their_tenant_survive_a_restart_and_revoke(void **state)
@@ -118,7 +118,7 @@ static void test_bad_tenant_names_are_refused(void **state)
 	const char *bad[] = {"", "-x", "a b", "a/b", "x\n",
 			     "0123456789012345678901234567890123456789012345678901234567890123"};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		assert_int_equal(tenants_token_create(f->t, bad[i], &o, why, sizeof why), SS_EINVAL);
+		assert_int_equal(tenants_token_create(f->t, bad[i], 0, &o, why, sizeof why), SS_EINVAL);
 		assert_null(o);
 		assert_non_null(strstr(why, "tenant"));
 	}
@@ -194,6 +194,54 @@ static void test_uploads_are_bounded_per_tenant_and_in_all(void **state)
 	assert_int_equal(tenants_upload_count(f->t), 1);
 }
 
+static void test_tokens_expire_at_their_time_and_across_a_restart(void **state)
+{
+	struct fx *f = *state;
+	char why[256], a[69], ida[17];
+	json_t *o = NULL;
+	uint8_t h[SHA256_LEN];
+	assert_int_equal(tenants_token_create(f->t, "bob", TENANTS_MAX_TTL_S + 1, &o, why, sizeof why),
+			 SS_EINVAL);
+	assert_null(o);
+	assert_non_null(strstr(why, "at most"));
+	create(f, "alice", a, ida); /* never expires */
+	int64_t before = time_wall_ms();
+	assert_int_equal(tenants_token_create(f->t, "bob", 60, &o, why, sizeof why), 0);
+	const char *tok = json_string_value(json_object_get(o, "token"));
+	sha256(tok, strlen(tok), h);
+	int64_t exp = json_integer_value(json_object_get(o, "expires_ms"));
+	assert_true(exp >= before + 60000 && exp <= time_wall_ms() + 60000);
+	/* The list shows the expiry of the token that has one, and none for the other. */
+	json_t *l = tenants_tokens_json(f->t);
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(l, "tokens"), i, e) {
+		bool is_bob = !strcmp(json_string_value(json_object_get(e, "tenant")), "bob");
+		assert_int_equal(json_integer_value(json_object_get(e, "expires_ms")), is_bob ? exp : 0);
+		assert_int_equal(json_object_get(e, "expires_ms") != NULL, is_bob);
+	}
+	assert_int_equal(json_array_size(json_object_get(l, "tokens")), 2);
+	json_decref(l);
+	/* It works until its expiry, to the millisecond, and not at or after it. */
+	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1), "bob");
+	assert_null(tenants_token_lookup(f->t, h, exp));
+	assert_null(tenants_token_lookup(f->t, h, exp + 3600000));
+	/* The expiry is durable. */
+	reopen(f);
+	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1), "bob");
+	assert_null(tenants_token_lookup(f->t, h, exp));
+	/* Clean-up deletes only expired tokens, and for good. */
+	assert_int_equal(tenants_tokens_expire(f->t, exp - 1), 0);
+	assert_int_equal(tenants_tokens_expire(f->t, exp), 1);
+	assert_int_equal(tenants_token_count(f->t), 1);
+	reopen(f);
+	assert_int_equal(tenants_token_count(f->t), 1);
+	assert_null(tenants_token_lookup(f->t, h, exp - 1));
+	sha256(a, strlen(a), h);
+	assert_string_equal(tenants_token_lookup(f->t, h, INT64_MAX), "alice");
+	json_decref(o);
+}
+
 static void test_corrupt_records_are_skipped(void **state)
 {
 	struct fx *f = *state;
@@ -220,6 +268,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uploads_are_per_tenant_durable_and_expire, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_uploads_are_bounded_per_tenant_and_in_all, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_expire_at_their_time_and_across_a_restart, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
 	};
