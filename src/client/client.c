@@ -48,6 +48,7 @@
 #define MAX_PATH_LEN 8192
 #define MAX_METHOD_LEN 16
 #define MAX_INTERIM 8
+#define EXPECT_WAIT_MS 3000 /* how long a blob upload waits for "100 Continue", at most */
 #define MAX_CHUNK_LINE 1024
 /* Raw bytes read may exceed header + body by the chunked framing overhead. */
 #define MAX_RAW ((size_t)CLIENT_MAX_HEADER + CLIENT_MAX_BODY + 1024u * 1024u)
@@ -1209,8 +1210,13 @@ int ss_health(ss_client *c, char **json)
 /* ---- blobs -------------------------------------------------------------- */
 
 /* Connects, handshakes and sends a request head for a body of len bytes of ctype. */
+/*
+ * Connects and sends a request head. With ctype, the head announces a body of
+ * len bytes, and with expect it asks the server to answer before the body
+ * is sent (Expect: 100-continue).
+ */
 static int stream_begin(struct req *r, const char *method, const char *path, const char *ctype,
-			uint64_t len)
+			uint64_t len, bool expect)
 {
 	struct buf head;
 	int rc;
@@ -1226,6 +1232,8 @@ static int stream_begin(struct req *r, const char *method, const char *path, con
 	if (ctype)
 		buf_printf(&head, "Content-Type: %s\r\nContent-Length: %llu\r\n", ctype,
 			   (unsigned long long)len);
+	if (ctype && expect)
+		buf_printf(&head, "Expect: 100-continue\r\n");
 	buf_printf(&head, "\r\n");
 	rc = req_write(r, head.data, head.len);
 out:
@@ -1246,6 +1254,63 @@ static void stream_end(struct req *r)
 	ERR_clear_error();
 }
 
+
+/*
+ * After a request head with Expect: 100-continue, reads the server's first
+ * answer. Sets *go when the body should be sent: on "100 Continue", or when
+ * nothing arrives within EXPECT_WAIT_MS or half the client's timeout,
+ * whichever is shorter (a server that ignores Expect may wait for the body). Otherwise the final answer (a refusal) has begun in
+ * raw, and req_read completes it. Returns 0 or an error code.
+ */
+static int wait_continue(struct req *r, struct buf *raw, bool *go)
+{
+	uint64_t full = r->deadline;
+	uint64_t wait = (uint64_t)r->c->timeout_ms / 2;
+	uint64_t soon = time_mono_ms() + (wait < EXPECT_WAIT_MS ? wait : EXPECT_WAIT_MS);
+	*go = false;
+	r->deadline = soon < full ? soon : full;
+	int rc = 0;
+	for (;;) {
+		const char *end = raw->len ? memmem(raw->data, raw->len, "\r\n\r\n", 4) : NULL;
+		if (end) {
+			int status = 0;
+			size_t line = (size_t)((const char *)memchr(raw->data, '\r', raw->len) - (const char *)raw->data);
+			if (parse_status_line((const char *)raw->data, line, &status) != 0) {
+				rc = SS_EPROTO;
+			} else if (status == 100) {
+				/* Anything after the interim answer belongs to the final one. */
+				size_t used = (size_t)(end + 4 - (const char *)raw->data);
+				memmove(raw->data, raw->data + used, raw->len - used);
+				raw->len -= used;
+				*go = true;
+			}
+			break;
+		}
+		if (raw->len > CLIENT_MAX_HEADER) {
+			rc = SS_ETOOBIG;
+			break;
+		}
+		buf_reserve(raw, 4096);
+		int ret = SSL_read(r->ssl, raw->data + raw->len, 4096);
+		if (ret > 0) {
+			raw->len += (size_t)ret;
+			continue;
+		}
+		bool eof = false;
+		rc = ssl_wait(r, ret, "waiting for the answer to Expect", &eof);
+		if (rc == SS_ETIMEDOUT && raw->len == 0 && time_mono_ms() < full) {
+			ERR_clear_error();
+			r->c->err[0] = '\0';
+			*go = true;
+			rc = 0;
+			break;
+		}
+		if (rc || eof)
+			break;
+	}
+	r->deadline = full;
+	return rc;
+}
 
 /* Copies the "error" member of a JSON error body into the client's last error. */
 static void note_error_body(ss_client *c, int status, const char *body, size_t len)
@@ -1279,9 +1344,12 @@ int ss_blob_put(ss_client *c, const void *data, size_t len, char digest_hex[65])
 	resp = NULL;
 	if (rc == 0 && status == 200)
 		return 0;
-	if ((rc = stream_begin(&r, "PUT", path, "application/octet-stream", len)) != 0)
+	bool go = true;
+	if ((rc = stream_begin(&r, "PUT", path, "application/octet-stream", len, len > 0)) != 0 ||
+	    (len > 0 && (rc = wait_continue(&r, &raw, &go)) != 0))
 		goto out;
-	for (size_t off = 0; off < len;) {
+	/* A refusal (a quota, a size limit) comes before any of the bytes are sent. */
+	for (size_t off = 0; go && off < len;) {
 		size_t n = len - off < (1u << 20) ? len - off : (1u << 20);
 		if ((rc = req_write(&r, (const uint8_t *)data + off, n)) != 0)
 			goto out;
@@ -1373,7 +1441,7 @@ int ss_blob_get_file(ss_client *c, const char *digest_hex, const char *path)
 	    hex_decode(digest_hex, want, SHA256_LEN) != 0)
 		return SS_EINVAL;
 	snprintf(url, sizeof url, "/v1/blobs/%s", digest_hex);
-	if ((rc = stream_begin(&r, "GET", url, NULL, 0)) != 0)
+	if ((rc = stream_begin(&r, "GET", url, NULL, 0, false)) != 0)
 		goto out;
 	/* The head first: it is small and bounded like any response head. */
 	for (;;) {

@@ -893,20 +893,12 @@ static enum MHD_Result do_blob(struct api *api, struct MHD_Connection *c, struct
 		if (rc)
 			return respond_error(api, c, status_of(rc), ss_strerror(rc), NULL);
 		/* A tenant may now name it (uploading proved that it holds the bytes). */
-		rc = r->tenant[0] ? tenants_upload_add(api->tenants, r->tenant, digest) : 0;
-		if (rc) {
-			char msg[256];
-			if (rc == SS_EQUOTA)
-				snprintf(msg, sizeof msg,
-					 "tenant %s has %u uploads, its quota; they expire after the job "
-					 "retention time",
-					 r->tenant, TENANTS_MAX_UPLOADS_EACH);
-			else
-				snprintf(msg, sizeof msg,
-					 "the manager remembers %u uploads, its limit; try again later",
-					 TENANTS_MAX_UPLOADS);
+		char msg[300];
+		rc = r->tenant[0] ? tenants_upload_add(api->tenants, r->tenant, digest, r->upload_size,
+						       msg, sizeof msg)
+				  : 0;
+		if (rc)
 			return respond_error(api, c, MHD_HTTP_TOO_MANY_REQUESTS, msg, NULL);
-		}
 		if (api->be.blob_added)
 			api->be.blob_added(api->be.arg, digest, r->upload_size);
 		json_t *j = json_pack("{s:s,s:I}", "digest", r->id, "size", (json_int_t)r->upload_size);
@@ -1055,11 +1047,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			       (unsigned long long)clen, (unsigned long long)limit);
 		if (!r->status && r->route == R_BLOB && !strcmp(method, "PUT")) {
 			uint8_t digest[SHA256_LEN];
+			char msg[300];
 			if (!known)
 				decide(r, MHD_HTTP_LENGTH_REQUIRED, NULL, NULL,
 				       "a blob upload needs a Content-Length");
 			else if (!api->blobs || hex_decode(r->id, digest, SHA256_LEN) != 0)
 				decide(r, MHD_HTTP_NOT_FOUND, NULL, NULL, "blob uploads are not served here");
+			else if (r->tenant[0] && api->tenants &&
+				 tenants_upload_room(api->tenants, r->tenant, digest, clen, msg, sizeof msg) != 0)
+				decide(r, MHD_HTTP_TOO_MANY_REQUESTS, NULL, NULL, "%s", msg);
 			else if (blobstore_write_begin(api->blobs, digest, clen ? clen : 0, &r->upload) != 0)
 				decide(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL,
 				       "cannot start writing the blob");

@@ -359,7 +359,7 @@ static int get_duration(struct parser *p, json_t *v, const char *path, uint64_t 
 		ms = s * 1000 > (double)max ? max + 1 : (uint64_t)llround(s * 1000);
 	} else if (json_is_string(v)) {
 		if (parse_duration_ms(json_string_value(v), &ms) != 0)
-			return fail(p, SS_EINVAL, "%s: \"%s\" is not a duration (use 500ms, 30s, 5m or 1h)",
+			return fail(p, SS_EINVAL, "%s: \"%s\" is not a duration (use 500ms, 30s, 5m, 1h or 2d)",
 				    path, show(json_string_value(v)).s);
 	} else {
 		return fail(p, SS_EPARSE, "%s: expected a duration (seconds as a number, or a string such as \"30s\")",

@@ -68,6 +68,7 @@ struct manager_config {
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
 	uint32_t tenant_max_jobs;                      /* 0: the default */
+	uint64_t tenant_upload_bytes;                  /* 0: the default; UINT64_MAX: no quota */
 };
 
 enum sess_state { SESS_HELLO, SESS_CREDENTIAL, SESS_EVIDENCE, SESS_COMMIT, SESS_ADMITTED };
@@ -1944,6 +1945,7 @@ static void usage(FILE *f)
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
 		"                        [--job-retention 24h] [--tenant-max-jobs 1000]\n"
+		"                        [--tenant-max-upload-bytes 64G]\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -1962,6 +1964,8 @@ static void usage(FILE *f)
 		"                              10,000 finished jobs are kept)\n"
 		"  --tenant-max-jobs N         unfinished jobs one tenant token may have (default\n"
 		"                              1000; docs/security.md, Tenants)\n"
+		"  --tenant-max-upload-bytes S bytes of blobs one tenant token's uploads may hold\n"
+		"                              until they expire (default 64G; 0 = no quota)\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -1972,7 +1976,8 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
-	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS };
+	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS,
+	       O_TENANT_MAX_UPLOAD };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -1991,6 +1996,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"tenant-weight", required_argument, NULL, O_TENANT},
 		{"job-retention", required_argument, NULL, O_RETENTION},
 		{"tenant-max-jobs", required_argument, NULL, O_TENANT_MAX_JOBS},
+		{"tenant-max-upload-bytes", required_argument, NULL, O_TENANT_MAX_UPLOAD},
 		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -2072,6 +2078,13 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->tenant_max_jobs = (uint32_t)v;
+			break;
+		case O_TENANT_MAX_UPLOAD:
+			if (parse_size(optarg, &v)) {
+				fprintf(stderr, "manager: --tenant-max-upload-bytes: expected a size such as 64G, or 0\n");
+				return 2;
+			}
+			cfg->tenant_upload_bytes = v ? v : UINT64_MAX;
 			break;
 		case O_RETENTION:
 			if (parse_duration_ms(optarg, &v) || v < 1000 || v > 365ull * 86400000) {
@@ -2286,6 +2299,10 @@ int manager_main(int argc, char **argv)
 		log_error("cannot read tenant tokens from the store");
 		goto out;
 	}
+	if (m->cfg.tenant_upload_bytes)
+		tenants_set_upload_bytes_max(m->tenants, m->cfg.tenant_upload_bytes == UINT64_MAX
+								 ? 0
+								 : m->cfg.tenant_upload_bytes);
 	struct jobs_env je = {
 		.tenants = m->tenants,
 		.arg = m,

@@ -3,6 +3,7 @@
  * array sorted by id; uploads an array with a chained hash index. Both are
  * mirrored in the store.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +26,16 @@ struct token {
 struct upload {
 	char tenant[64];
 	uint8_t digest[SHA256_LEN];
-	int64_t ms;   /* wall clock of the last upload */
-	int32_t next; /* the next entry in its bucket, or -1 */
+	int64_t ms;    /* wall clock of the last upload */
+	uint64_t size; /* bytes */
+	int32_t next;  /* the next entry in its bucket, or -1 */
 };
 
-/* How many upload records one tenant has. */
+/* How many upload records one tenant has, and their bytes. */
 struct tcount {
 	char tenant[64];
 	uint32_t n;
+	uint64_t bytes;
 };
 
 struct tenants {
@@ -43,6 +46,7 @@ struct tenants {
 	size_t n, cap;
 	struct upload *up;
 	size_t n_up, cap_up;
+	uint64_t bytes_max; /* one tenant's upload bytes; 0: no quota */
 	int32_t buckets[UP_BUCKETS]; /* first entry of each chain, or -1 */
 };
 
@@ -160,12 +164,13 @@ static struct tcount *tc_get(struct tenants *t, const char *tenant, bool create)
 	struct tcount *c = &t->tc[t->n_tc++];
 	snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
 	c->n = 0;
+	c->bytes = 0;
 	return c;
 }
 
 /* Appends an entry (the caller checked that it is new and that there is room). */
 static void up_append(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
-		      int64_t ms)
+		      int64_t ms, uint64_t size)
 {
 	if (t->n_up == t->cap_up) {
 		t->cap_up = t->cap_up ? 2 * t->cap_up : 64;
@@ -175,10 +180,13 @@ static void up_append(struct tenants *t, const char *tenant, const uint8_t diges
 	snprintf(u->tenant, sizeof u->tenant, "%s", tenant);
 	memcpy(u->digest, digest, SHA256_LEN);
 	u->ms = ms;
+	u->size = size;
 	uint32_t b = up_bucket(tenant, digest);
 	u->next = t->buckets[b];
 	t->buckets[b] = (int32_t)t->n_up++;
-	tc_get(t, tenant, true)->n++;
+	struct tcount *c = tc_get(t, tenant, true);
+	c->n++;
+	c->bytes += size;
 }
 
 static void up_key(const struct upload *u, char key[64 + 1 + 2 * SHA256_LEN + 1])
@@ -191,7 +199,7 @@ static void up_key(const struct upload *u, char key[64 + 1 + 2 * SHA256_LEN + 1]
 static int load_upload(void *arg, const char *key, const char *value, size_t len)
 {
 	struct tenants *t = arg;
-	char tenant[64], num[24];
+	char tenant[64], num[48];
 	uint8_t d[SHA256_LEN];
 	const char *slash = strchr(key, '/');
 	size_t tl = slash ? (size_t)(slash - key) : 0;
@@ -203,35 +211,80 @@ static int load_upload(void *arg, const char *key, const char *value, size_t len
 	tenant[tl] = '\0';
 	memcpy(num, value, len);
 	num[len] = '\0';
-	char *end = NULL;
+	char *end = NULL, *end2 = NULL;
 	long long ms = strtoll(num, &end, 10);
+	unsigned long long size = 0;
+	if (end && *end == ' ' && end[1] >= '0' && end[1] <= '9') {
+		errno = 0;
+		size = strtoull(end + 1, &end2, 10);
+		end = errno || size > (1ull << 50) ? NULL : end2;
+	}
 	if (!ident_valid(tenant) || hex_decode(slash + 1, d, SHA256_LEN) != 0 || !end || *end ||
 	    up_find(t, tenant, d) || t->n_up >= TENANTS_MAX_UPLOADS) {
 		log_error("store: upload record %.80s is corrupt or over the limit; skipped", key);
 		return 0;
 	}
-	up_append(t, tenant, d, ms);
+	up_append(t, tenant, d, ms, size);
 	return 0;
 }
 
 static void up_save(struct tenants *t, const struct upload *u)
 {
-	char key[64 + 1 + 2 * SHA256_LEN + 1], val[24];
+	char key[64 + 1 + 2 * SHA256_LEN + 1], val[48];
 	up_key(u, key);
-	snprintf(val, sizeof val, "%lld", (long long)u->ms);
+	snprintf(val, sizeof val, "%lld %llu", (long long)u->ms, (unsigned long long)u->size);
 	store_put(t->store, NS_UPLOADS, key, val, strlen(val));
 }
 
-int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN])
+void tenants_set_upload_bytes_max(struct tenants *t, uint64_t max)
+{
+	t->bytes_max = max;
+}
+
+int tenants_upload_room(const struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
+			uint64_t size, char *why, size_t whylen)
+{
+	if (up_find(t, tenant, digest))
+		return 0;
+	const struct tcount *c = NULL;
+	for (size_t i = 0; i < t->n_tc && !c; i++)
+		if (!strcmp(t->tc[i].tenant, tenant))
+			c = &t->tc[i];
+	if (c && c->n >= TENANTS_MAX_UPLOADS_EACH)
+		return why_set(why, whylen, SS_EQUOTA,
+			       "tenant %s has %u uploads, its quota; they expire after the job retention time",
+			       tenant, TENANTS_MAX_UPLOADS_EACH);
+	uint64_t used = c ? c->bytes : 0;
+	if (t->bytes_max && (size > t->bytes_max || used > t->bytes_max - size))
+		return why_set(why, whylen, SS_EQUOTA,
+			       "tenant %s has uploaded %llu bytes and this blob has %llu; its quota is %llu "
+			       "bytes, and uploads count until they expire after the job retention time",
+			       tenant, (unsigned long long)used, (unsigned long long)size,
+			       (unsigned long long)t->bytes_max);
+	if (t->n_up >= TENANTS_MAX_UPLOADS)
+		return why_set(why, whylen, SS_ELIMIT,
+			       "the manager remembers %u uploads, its limit; try again later",
+			       TENANTS_MAX_UPLOADS);
+	return 0;
+}
+
+uint64_t tenants_upload_bytes(const struct tenants *t, const char *tenant)
+{
+	for (size_t i = 0; i < t->n_tc; i++)
+		if (!strcmp(t->tc[i].tenant, tenant))
+			return t->tc[i].bytes;
+	return 0;
+}
+
+int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
+		       uint64_t size, char *why, size_t whylen)
 {
 	struct upload *u = up_find(t, tenant, digest);
 	if (!u) {
-		const struct tcount *c = tc_get(t, tenant, false);
-		if (c && c->n >= TENANTS_MAX_UPLOADS_EACH)
-			return SS_EQUOTA;
-		if (t->n_up >= TENANTS_MAX_UPLOADS)
-			return SS_ELIMIT;
-		up_append(t, tenant, digest, 0);
+		int rc = tenants_upload_room(t, tenant, digest, size, why, whylen);
+		if (rc)
+			return rc;
+		up_append(t, tenant, digest, 0, size);
 		u = &t->up[t->n_up - 1];
 	}
 	u->ms = time_wall_ms();
@@ -269,7 +322,9 @@ size_t tenants_expire(struct tenants *t, int64_t cutoff_ms)
 		uint32_t b = up_bucket(t->up[i].tenant, t->up[i].digest);
 		t->up[i].next = t->buckets[b];
 		t->buckets[b] = (int32_t)i;
-		tc_get(t, t->up[i].tenant, true)->n++;
+		struct tcount *c = tc_get(t, t->up[i].tenant, true);
+		c->n++;
+		c->bytes += t->up[i].size;
 	}
 	return dropped;
 }
@@ -285,6 +340,7 @@ int tenants_new(struct tenants **out, struct store *store)
 {
 	struct tenants *t = xcalloc(1, sizeof *t);
 	t->store = store;
+	t->bytes_max = TENANTS_UPLOAD_BYTES_DEFAULT;
 	for (size_t b = 0; b < UP_BUCKETS; b++)
 		t->buckets[b] = -1;
 	int rc = store_scan(store, NS_TOKENS, load_token, t);

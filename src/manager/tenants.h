@@ -22,11 +22,15 @@
  *
  * Uploads. Each (tenant, digest) a tenant token uploaded is remembered, in
  * the store namespace "uploads" (key: tenant "/" hex digest, value: the time
- * of the last upload), until tenants_expire drops it: a tenant has that long
- * to name the blob in a job, after which the job keeps it visible for as
- * long as the job is retained. At most TENANTS_MAX_UPLOADS are remembered,
- * TENANTS_MAX_UPLOADS_EACH of one tenant's; beyond that an upload is refused
- * until older ones expire, so one tenant cannot use up everyone's.
+ * of the last upload and the blob's size, "MS SIZE"; records written before
+ * sizes were kept hold "MS" and count 0 bytes), until tenants_expire drops
+ * it: a tenant has that long to name the blob in a job, after which the job
+ * keeps it visible for as long as the job is retained. At most
+ * TENANTS_MAX_UPLOADS are remembered, TENANTS_MAX_UPLOADS_EACH of one
+ * tenant's, and one tenant's remembered uploads may add up to at most the
+ * byte quota (tenants_set_upload_bytes_max); beyond that an upload is
+ * refused until older ones expire, so one tenant cannot use up everyone's
+ * records or the manager's disk.
  *
  * Loop thread only.
  */
@@ -45,6 +49,7 @@
 #define TENANTS_MAX_UPLOADS_EACH 16384u /* of them, by one tenant */
 #define TENANTS_TOKEN_ID_LEN 16u      /* hex digits of a token id */
 #define TENANTS_MAX_TTL_S 315360000u  /* the longest lifetime a token may be given: 10 years */
+#define TENANTS_UPLOAD_BYTES_DEFAULT (64ull << 30) /* one tenant's remembered upload bytes */
 
 struct store;
 struct tenants;
@@ -93,13 +98,30 @@ size_t tenants_tokens_expire(struct tenants *t, int64_t now_ms);
  */
 json_t *tenants_tokens_json(const struct tenants *t);
 
+/* Sets the byte quota of each tenant's remembered uploads (0: none). */
+void tenants_set_upload_bytes_max(struct tenants *t, uint64_t max);
+
 /*
- * Remembers that tenant uploaded the blob (or refreshes the time it did).
- * Returns 0, SS_EQUOTA when the tenant has TENANTS_MAX_UPLOADS_EACH, or
- * SS_ELIMIT when TENANTS_MAX_UPLOADS are remembered already. The record
- * reaches the store with its next flush.
+ * Whether tenant may upload a blob of size bytes now: 0 when it is
+ * remembered already or fits, SS_EQUOTA when the tenant is at
+ * TENANTS_MAX_UPLOADS_EACH records or it would pass the byte quota,
+ * SS_ELIMIT when TENANTS_MAX_UPLOADS are remembered. With why set to a
+ * message for the tenant. Checked before the bytes are received; two
+ * concurrent uploads may both pass it, and tenants_upload_add checks again.
  */
-int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN]);
+int tenants_upload_room(const struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
+			uint64_t size, char *why, size_t whylen);
+
+/*
+ * Remembers that tenant uploaded the blob of size bytes (or refreshes the
+ * time it did). Returns 0, or the refusal and message of tenants_upload_room.
+ * The record reaches the store with its next flush.
+ */
+int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
+		       uint64_t size, char *why, size_t whylen);
+
+/* The bytes of tenant's remembered uploads. */
+uint64_t tenants_upload_bytes(const struct tenants *t, const char *tenant);
 
 /* True when tenant uploaded the blob and the record has not expired. */
 bool tenants_upload_has(const struct tenants *t, const char *tenant,

@@ -211,3 +211,34 @@ def test_a_token_with_a_ttl_stops_working_at_its_expiry_even_across_a_restart(sw
         assert r.returncode == 2 and "--ttl" in r.stderr, (bad, r.stderr)
     st, body = call(swarm, "default", "POST", "/v1/tokens", {"tenant": "x", "ttl_seconds": 0})
     assert st == 400 and "ttl_seconds" in body["error"]["message"], (st, body)
+
+
+@pytest.mark.manager_args("--tenant-max-upload-bytes", "1000")
+def test_a_tenant_token_has_a_quota_of_upload_bytes(swarm):
+    swarm.start_manager()
+    tok = make_token(swarm, "heidi")["token"]
+    upload(swarm, tok, b"a" * 600)
+    upload(swarm, tok, b"a" * 600)  # the same blob again costs nothing
+    big = b"b" * 401
+    st, body = call(swarm, tok, "PUT", f"/v1/blobs/{hashlib.sha256(big).hexdigest()}", body=big,
+                    headers={"Content-Type": "application/octet-stream"})
+    assert st == 429 and "heidi has uploaded 600 bytes and this blob has 401" in body["error"]["message"], \
+        (st, body)
+    # Refused from its Content-Length, before the bytes are sent: the CLI asks
+    # first (Expect: 100-continue) and shows the quota, not a broken connection.
+    cfg = os.path.join(swarm.tmp, "heidi.json")
+    swarm.cli("token", "create", "--tenant", "heidi", "--out", cfg)
+    huge = b"c" * (64 << 20)
+    with open(os.path.join(swarm.tmp, "huge.bin"), "wb") as f:
+        f.write(huge)
+    spec = os.path.join(swarm.tmp, "huge.json")
+    with open(spec, "w") as f:
+        json.dump({"name": "h", "tasks": [{"name": "a", "command": ["true"],
+                                          "inputs": [{"name": "x", "file": "huge.bin"}]}]}, f)
+    r = swarm.cli("job", "run", spec, check=False, env=dict(swarm.env, SEESWARM_CONFIG=cfg))
+    assert r.returncode == 1 and "heidi has uploaded 600 bytes and this blob has 67108864" in r.stderr, \
+        (r.stdout, r.stderr)
+    assert call(swarm, tok, "HEAD", f"/v1/blobs/{hashlib.sha256(huge).hexdigest()}")[0] == 404
+    upload(swarm, make_token(swarm, "ivan")["token"], big)  # another tenant has its own quota
+    upload(swarm, "default", huge)  # the admin has none
+    upload(swarm, tok, b"d" * 400)  # what is left of heidi's quota still fits

@@ -114,6 +114,14 @@ struct server {
 	char addr[32];
 };
 
+/*
+ * How the server answers a request head with Expect: 100-continue: 0 with
+ * "100 Continue" and then reads the body, 1 with a 429 at once (the body is
+ * never read), 2 as if it did not know Expect (it waits for the body).
+ */
+static atomic_int g_expect_mode;
+static atomic_size_t g_body_bytes; /* body bytes the server read for the last request */
+
 static void ssl_send(SSL *ssl, const char *s)
 {
 	size_t n = strlen(s);
@@ -144,6 +152,13 @@ static int read_request(SSL *ssl, char *req, size_t cap)
 	size_t head = (size_t)(end + 4 - req);
 	const char *cl = strcasestr(req, "\r\nContent-Length:");
 	size_t want = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+	const char *ex = strcasestr(req, "\r\nExpect: 100-continue\r\n");
+	if (ex && ex < end && atomic_load(&g_expect_mode) == 1) {
+		atomic_store(&g_body_bytes, len - head);
+		return (int)len;
+	}
+	if (ex && ex < end && atomic_load(&g_expect_mode) == 0)
+		ssl_send(ssl, "HTTP/1.1 100 Continue\r\n\r\n");
 	while (len < head + want && len + 1 < cap) {
 		int r = SSL_read(ssl, req + len, (int)(cap - 1 - len));
 		if (r <= 0)
@@ -151,6 +166,7 @@ static int read_request(SSL *ssl, char *req, size_t cap)
 		len += (size_t)r;
 		req[len] = '\0';
 	}
+	atomic_store(&g_body_bytes, len - head);
 	return (int)len;
 }
 
@@ -186,6 +202,15 @@ static bool answer(SSL *ssl, const char *req)
 		snprintf(resp, sizeof resp,
 			 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n{\"nodes\":[],\"path\":\"%s\"}",
 			 strlen(path) + 22, path);
+		ssl_send(ssl, resp);
+	} else if (!strncmp(req, "PUT /v1/blobs/", 14) && atomic_load(&g_expect_mode) == 1) {
+		const char *b = "{\"error\":{\"code\":429,\"message\":\"tenant t is over its quota\"}}";
+		snprintf(resp, sizeof resp,
+			 "HTTP/1.1 429 Too Many Requests\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			 strlen(b), b);
+		ssl_send(ssl, resp);
+	} else if (!strncmp(req, "PUT /v1/blobs/", 14)) {
+		snprintf(resp, sizeof resp, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
 		ssl_send(ssl, resp);
 	} else if (!strcmp(path, "/v1/health")) {
 		ssl_send(ssl, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
@@ -623,6 +648,36 @@ static void test_request_content_length(void **state)
 	ss_client_close(c);
 }
 
+/* Blob uploads ask before they send: a refusal costs no bytes, and a server that ignores Expect still gets them. */
+static void test_blob_put_waits_for_continue(void **state)
+{
+	ss_client *c = open_srv(1000);
+	char hex[65], req[16384];
+	static uint8_t small[8000], big[1 << 20];
+	memset(small, 's', sizeof small);
+	memset(big, 'b', sizeof big);
+
+	atomic_store(&g_expect_mode, 0);
+	assert_int_equal(ss_blob_put(c, small, sizeof small, hex), 0);
+	server_last(g_srv, req, sizeof req);
+	assert_non_null(strstr(req, "\r\nExpect: 100-continue\r\n"));
+	assert_int_equal(atomic_load(&g_body_bytes), sizeof small);
+
+	atomic_store(&g_expect_mode, 1);
+	assert_int_equal(ss_blob_put(c, big, sizeof big, hex), SS_EQUOTA);
+	assert_non_null(strstr(ss_client_last_error(c), "tenant t is over its quota"));
+	assert_int_equal(atomic_load(&g_body_bytes), 0);
+
+	/* The client's timeout is 1 s: it waits half of that for "100 Continue", then sends. */
+	atomic_store(&g_expect_mode, 2);
+	uint64_t t0 = time_mono_ms();
+	assert_int_equal(ss_blob_put(c, small, sizeof small, hex), 0);
+	assert_true(time_mono_ms() - t0 >= 450);
+	assert_int_equal(atomic_load(&g_body_bytes), sizeof small);
+	atomic_store(&g_expect_mode, 0);
+	ss_client_close(c);
+}
+
 static void test_convenience_calls(void **state)
 {
 	ss_client *c = open_srv(0);
@@ -805,6 +860,7 @@ int main(void)
 		cmocka_unit_test_setup(test_request_chunked, test_setup),
 		cmocka_unit_test_setup(test_request_content_length, test_setup),
 		cmocka_unit_test_setup(test_convenience_calls, test_setup),
+		cmocka_unit_test_setup(test_blob_put_waits_for_continue, test_setup),
 		cmocka_unit_test_setup(test_bad_responses, test_setup),
 		cmocka_unit_test_setup(test_connection_refused, test_setup),
 		cmocka_unit_test_setup(test_wrong_server_cert, test_setup),

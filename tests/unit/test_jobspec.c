@@ -654,8 +654,9 @@ static void test_bad_values(void **state)
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'disk':'2T'}}]}", 0,
 		  SS_ELIMIT, "tasks[0].resources.disk: 2T is over the maximum of 1T");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':'5 min'}]}", 0, SS_EINVAL,
-		  "tasks[0].timeout: \"5 min\" is not a duration (use 500ms, 30s, 5m or 1h)");
-	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':'8d'}]}", 0, SS_EINVAL, NULL);
+		  "tasks[0].timeout: \"5 min\" is not a duration (use 500ms, 30s, 5m, 1h or 2d)");
+	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':'8d'}]}", 0, SS_ELIMIT,
+		  "tasks[0].timeout: over the maximum of 7d");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':'169h'}]}", 0, SS_ELIMIT,
 		  "tasks[0].timeout: over the maximum of 7d");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':0}]}", 0, SS_EINVAL,

@@ -131,9 +131,9 @@ static void test_uploads_are_per_tenant_durable_and_expire(void **state)
 	uint8_t d1[SHA256_LEN], d2[SHA256_LEN];
 	sha256("one", 3, d1);
 	sha256("two", 3, d2);
-	assert_int_equal(tenants_upload_add(f->t, "alice", d1), 0);
-	assert_int_equal(tenants_upload_add(f->t, "alice", d1), 0); /* a refresh, not a second record */
-	assert_int_equal(tenants_upload_add(f->t, "bob", d2), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d1, 1, NULL, 0), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d1, 1, NULL, 0), 0); /* a refresh, not a second record */
+	assert_int_equal(tenants_upload_add(f->t, "bob", d2, 1, NULL, 0), 0);
 	assert_int_equal(tenants_upload_count(f->t), 2);
 	assert_true(tenants_upload_has(f->t, "alice", d1));
 	assert_false(tenants_upload_has(f->t, "bob", d1));
@@ -165,23 +165,23 @@ static void test_uploads_are_bounded_per_tenant_and_in_all(void **state)
 	assert_int_equal(ARRAY_LEN(who) * TENANTS_MAX_UPLOADS_EACH, TENANTS_MAX_UPLOADS);
 	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS_EACH; i++) {
 		nth(i, d);
-		assert_int_equal(tenants_upload_add(f->t, "t0", d), 0);
+		assert_int_equal(tenants_upload_add(f->t, "t0", d, 1, NULL, 0), 0);
 	}
 	/* One tenant's quota leaves the others theirs. */
 	nth(TENANTS_MAX_UPLOADS, d);
-	assert_int_equal(tenants_upload_add(f->t, "t0", d), SS_EQUOTA);
+	assert_int_equal(tenants_upload_add(f->t, "t0", d, 1, NULL, 0), SS_EQUOTA);
 	assert_false(tenants_upload_has(f->t, "t0", d));
 	nth(0, d);
-	assert_int_equal(tenants_upload_add(f->t, "t0", d), 0); /* a refresh is not a new record */
+	assert_int_equal(tenants_upload_add(f->t, "t0", d, 1, NULL, 0), 0); /* a refresh is not a new record */
 	for (size_t k = 1; k < ARRAY_LEN(who); k++) {
 		for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS_EACH; i++) {
 			nth((uint32_t)k * TENANTS_MAX_UPLOADS_EACH + i, d);
-			assert_int_equal(tenants_upload_add(f->t, who[k], d), 0);
+			assert_int_equal(tenants_upload_add(f->t, who[k], d, 1, NULL, 0), 0);
 		}
 	}
 	/* The manager's bound holds for a tenant under its quota too. */
 	nth(TENANTS_MAX_UPLOADS + 1, d);
-	assert_int_equal(tenants_upload_add(f->t, "t4", d), SS_ELIMIT);
+	assert_int_equal(tenants_upload_add(f->t, "t4", d, 1, NULL, 0), SS_ELIMIT);
 	/* Every entry is still found through the index. */
 	for (uint32_t i = 0; i < TENANTS_MAX_UPLOADS; i += 997) {
 		nth(i, d);
@@ -190,8 +190,53 @@ static void test_uploads_are_bounded_per_tenant_and_in_all(void **state)
 	/* After expiry the counts start again. */
 	assert_int_equal(tenants_expire(f->t, time_wall_ms() + 60000), TENANTS_MAX_UPLOADS);
 	nth(TENANTS_MAX_UPLOADS, d);
-	assert_int_equal(tenants_upload_add(f->t, "t0", d), 0);
+	assert_int_equal(tenants_upload_add(f->t, "t0", d, 1, NULL, 0), 0);
 	assert_int_equal(tenants_upload_count(f->t), 1);
+}
+
+static void test_upload_bytes_are_bounded_per_tenant_durable_and_freed_by_expiry(void **state)
+{
+	struct fx *f = *state;
+	char why[300];
+	uint8_t d[SHA256_LEN];
+	tenants_set_upload_bytes_max(f->t, 1000);
+	nth(1, d);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d, 600, why, sizeof why), 0);
+	/* Checked before the bytes arrive: 400 more fit, 401 do not. */
+	nth(2, d);
+	assert_int_equal(tenants_upload_room(f->t, "alice", d, 400, why, sizeof why), 0);
+	assert_int_equal(tenants_upload_room(f->t, "alice", d, 401, why, sizeof why), SS_EQUOTA);
+	assert_non_null(strstr(why, "tenant alice has uploaded 600 bytes and this blob has 401"));
+	assert_int_equal(tenants_upload_add(f->t, "alice", d, 401, why, sizeof why), SS_EQUOTA);
+	assert_false(tenants_upload_has(f->t, "alice", d));
+	/* A blob over the whole quota, and a size that would overflow the sum. */
+	assert_int_equal(tenants_upload_room(f->t, "bob", d, 1001, why, sizeof why), SS_EQUOTA);
+	assert_int_equal(tenants_upload_room(f->t, "alice", d, UINT64_MAX, why, sizeof why), SS_EQUOTA);
+	/* Another tenant has its own quota; a refresh of a known blob costs nothing. */
+	assert_int_equal(tenants_upload_add(f->t, "bob", d, 1000, why, sizeof why), 0);
+	nth(1, d);
+	assert_int_equal(tenants_upload_room(f->t, "alice", d, 600, why, sizeof why), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d, 600, why, sizeof why), 0);
+	assert_int_equal(tenants_upload_bytes(f->t, "alice"), 600);
+	/* Sizes are durable; a record from before sizes were kept counts 0 bytes. */
+	store_put(f->store, "uploads", "carol/0000000000000000000000000000000000000000000000000000000000000000",
+		  "5", 1);
+	assert_int_equal(store_flush(f->store), 0);
+	reopen(f);
+	tenants_set_upload_bytes_max(f->t, 1000);
+	assert_int_equal(tenants_upload_bytes(f->t, "alice"), 600);
+	assert_int_equal(tenants_upload_bytes(f->t, "bob"), 1000);
+	assert_int_equal(tenants_upload_bytes(f->t, "carol"), 0);
+	assert_int_equal(tenants_upload_count(f->t), 3);
+	nth(2, d);
+	assert_int_equal(tenants_upload_room(f->t, "alice", d, 401, why, sizeof why), SS_EQUOTA);
+	/* Expiry frees the bytes; no quota at all lets anything in. */
+	assert_int_equal(tenants_expire(f->t, time_wall_ms() + 60000), 3);
+	assert_int_equal(tenants_upload_bytes(f->t, "alice"), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d, 1000, why, sizeof why), 0);
+	tenants_set_upload_bytes_max(f->t, 0);
+	nth(3, d);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d, 1ull << 40, why, sizeof why), 0);
 }
 
 static void test_tokens_expire_at_their_time_and_across_a_restart(void **state)
@@ -269,6 +314,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_uploads_are_bounded_per_tenant_and_in_all, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_upload_bytes_are_bounded_per_tenant_durable_and_freed_by_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_expire_at_their_time_and_across_a_restart, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
