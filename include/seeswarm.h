@@ -144,6 +144,16 @@ int ss_job_tasks(ss_client *c, const char *id, char **json);
 int ss_job_explain(ss_client *c, const char *id, const char *task, char **json);
 /* A task's attempts with their exit status, stdout/stderr tails and signed receipts. */
 int ss_task_logs(ss_client *c, const char *task_id, char **json);
+/*
+ * Follows the current attempt of a task: its stdout and stderr from byte
+ * offsets stdout_from and stderr_from, as they come (GET
+ * /v1/tasks/{id}/output). The answer is {"task", "attempt", "state", "node",
+ * "ended", "stdout": {"from", "data", "next"}, "stderr": {...}}: poll again
+ * from each "next" (a few times a second) until "ended"; new output shows
+ * one poll after it was written. A new attempt starts again at offset 0.
+ */
+int ss_task_output(ss_client *c, const char *task_id, uint64_t stdout_from, uint64_t stderr_from,
+		   char **json);
 
 /*
  * Blobs are content-addressed by the SHA-256 of their bytes. ss_blob_put

@@ -450,6 +450,7 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_TASK_DISPATCH:
 	case MSG_TASK_ACK:
 	case MSG_TASK_CANCEL:
+	case MSG_TASK_LOG_GET:
 	case MSG_BLOB_GET:
 	case MSG_BLOB_DATA:
 	case MSG_BLOB_REPLICATE:

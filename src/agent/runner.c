@@ -165,6 +165,9 @@ struct attempt {
 	char *dir, *out_dir;           /* work/<task>.<attempt>, .../out */
 	int64_t started_ms;
 	struct exec_cancel *cancel;
+	struct exec_live *live;        /* from start_run: the output as it comes */
+	bool followed;                 /* the manager asked for the output (TaskLogGet) */
+	uint64_t log_sent[2];          /* stdout, stderr: offsets sent to the manager so far */
 	char cancel_reason[MSG_MAX_STR + 1];
 	atomic_bool cancelled;         /* stored (release) after cancel_reason is written */
 	atomic_bool discard;           /* runner_close: leave no result */
@@ -549,6 +552,7 @@ static void attempt_free(struct attempt *a)
 		return;
 	exec_spec_free(&a->spec);
 	exec_cancel_free(a->cancel);
+	exec_live_free(a->live);
 	msg_free(a->d ? &a->d->base : NULL);
 	msg_free(a->result);
 	free(a->packed);
@@ -1352,6 +1356,46 @@ out:
 	rm_tree(a->dir);
 }
 
+/*
+ * Sends the manager a TaskLog with the output of a (NULL: an attempt this
+ * agent does not have) from offsets from[2], and records what it sent.
+ * Returns true when a holds more output after what was sent.
+ */
+static bool log_send(struct runner *r, struct attempt *a, const char *task_id, uint32_t attempt,
+		     const uint64_t from[2], bool running)
+{
+	Seeswarm__V1__TaskLog tl = SEESWARM__V1__TASK_LOG__INIT;
+	uint8_t *data[2] = {NULL, NULL};
+	uint64_t at[2] = {from[0], from[1]}, total[2] = {from[0], from[1]};
+	size_t n[2] = {0, 0};
+	tl.task_id = (char *)task_id;
+	tl.attempt = attempt;
+	tl.known = a != NULL;
+	tl.running = running;
+	for (int s = 0; a && a->live && s < 2; s++) {
+		data[s] = xmalloc(MSG_MAX_LOG);
+		n[s] = exec_live_read(a->live, s, from[s], data[s], MSG_MAX_LOG, &at[s], &total[s]);
+		a->log_sent[s] = at[s] + n[s];
+	}
+	tl.stdout_from = at[0];
+	tl.stdout = (ProtobufCBinaryData){n[0], data[0]};
+	tl.stderr_from = at[1];
+	tl.stderr = (ProtobufCBinaryData){n[1], data[1]};
+	send_msg(r, MSG_TASK_LOG, &tl.base);
+	free(data[0]);
+	free(data[1]);
+	return at[0] + n[0] < total[0] || at[1] + n[1] < total[1];
+}
+
+static void on_log_get(struct runner *r, const Seeswarm__V1__TaskLogGet *g)
+{
+	struct attempt *a = attempt_find(r, g->task_id, g->attempt);
+	const uint64_t from[2] = {g->stdout_from, g->stderr_from};
+	if (a)
+		a->followed = true;
+	log_send(r, a, g->task_id, g->attempt, from, true);
+}
+
 static void run_done(uv_work_t *w, int status)
 {
 	struct attempt *a = w->data;
@@ -1361,6 +1405,18 @@ static void run_done(uv_work_t *w, int status)
 	r->n_work--;
 	exec_capacity_release(r->cap, &a->spec.res);
 	attempt_unlink(r, a);
+	if (a->followed) {
+		/*
+		 * Someone follows it: the rest of its output goes before its result
+		 * (at most EXEC_LIVE_KEEP per stream, so a few messages), and the last
+		 * message says that it ended.
+		 */
+		for (int i = 0; i < 2 * (int)(EXEC_LIVE_KEEP / MSG_MAX_LOG) + 1; i++) {
+			uint64_t from[2] = {a->log_sent[0], a->log_sent[1]};
+			if (!log_send(r, a, a->task_id, a->attempt, from, false))
+				break;
+		}
+	}
 	if (a->result) {
 		const Seeswarm__V1__TaskResult *tr = (const void *)a->result;
 		log_info("runner: %s attempt %" PRIu32 " finished: %s (%s)", a->task_id, a->attempt,
@@ -1394,6 +1450,8 @@ static void start_run(struct attempt *a)
 		memcpy(a->attest, r->attest, SHA256_LEN);
 	}
 	a->started_ms = time_wall_ms();
+	a->live = exec_live_new();
+	a->spec.live = a->live;
 	ts.task_id = a->task_id;
 	ts.attempt = a->attempt;
 	ts.start_ms = a->started_ms;
@@ -1877,6 +1935,9 @@ int runner_on_message(struct runner *r, uint16_t type, ProtobufCMessage *msg)
 		break;
 	case MSG_TASK_CANCEL:
 		on_cancel(r, (const Seeswarm__V1__TaskCancel *)msg);
+		break;
+	case MSG_TASK_LOG_GET:
+		on_log_get(r, (const Seeswarm__V1__TaskLogGet *)msg);
 		break;
 	case MSG_BLOB_GET:
 		on_blob_get(r, NULL, (const Seeswarm__V1__BlobGet *)msg);

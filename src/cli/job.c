@@ -45,6 +45,7 @@ static const char usage_text[] =
 	"  explain JOB [TASK] [--json]\n"
 	"                          for each node, why it was filtered out or how it scored\n"
 	"  logs TASK_ID [--json]   a task's attempts: status, stdout/stderr tails, receipt\n"
+	"  logs TASK_ID --follow   print the task's output as it comes, to its end (-f)\n"
 	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
 	"  cancel JOB              cancel a running job\n"
 	"\n"
@@ -852,6 +853,114 @@ static int cmd_logs(ss_client *c, const char *task_id, bool as_json)
 	return 0;
 }
 
+/*
+ * When a follow began after the agent let go of the attempt's output (it ended
+ * long ago, or the agent restarted), prints the tails kept with its result.
+ */
+static void print_kept_tails(ss_client *c, const char *task_id, long long attempt)
+{
+	char *js = NULL;
+	if (ss_task_logs(c, task_id, &js) != 0) {
+		ss_free(js);
+		return;
+	}
+	json_t *o = json_loads(js, 0, NULL);
+	ss_free(js);
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(o, "attempts"), i, a) {
+		if (num(a, "attempt") != attempt)
+			continue;
+		fputs(str(a, "stdout"), stdout);
+		fputs(str(a, "stderr"), stderr);
+		fprintf(stderr, "(the output kept with the result: at most the last 64 KiB of each stream)\n");
+		break;
+	}
+	json_decref(o);
+}
+
+/* True for the task states after which no attempt will start. */
+static bool task_final(const char *state)
+{
+	return !strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "canceled");
+}
+
+/*
+ * Prints a task's output as it comes, stdout to stdout and stderr to stderr,
+ * following new attempts, until the task is finished and its last attempt has
+ * no more output. Returns 0 when the task succeeded, else 1.
+ */
+static int cmd_follow(ss_client *c, const char *task_id)
+{
+	uint64_t from[2] = {0, 0};
+	long long attempt = -1;
+	unsigned failures = 0;
+	int ret = 1;
+	for (;;) {
+		char *js = NULL;
+		int rc = ss_task_output(c, task_id, from[0], from[1], &js);
+		if (rc) {
+			ss_free(js);
+			/* A manager restart is survivable; an unknown task or a refused token is not. */
+			if (rc == SS_ENOTFOUND || rc == SS_EAUTH || ++failures > 150) {
+				print_err(c, rc, "following the task");
+				return 1;
+			}
+			cli_sleep_ms(POLL_MS);
+			continue;
+		}
+		failures = 0;
+		json_t *o = json_loads(js, 0, NULL);
+		ss_free(js);
+		if (!o)
+			return 1;
+		long long att = num(o, "attempt");
+		const char *state = str(o, "state");
+		if (att != attempt) {
+			/* A new attempt: its output starts again at offset 0. */
+			if (att > 0) {
+				char *nd = cli_clean(str(o, "node"));
+				fprintf(stderr, "--- attempt %lld on %s ---\n", att, nd);
+				free(nd);
+			}
+			bool fresh = attempt == -1 || (from[0] == 0 && from[1] == 0);
+			attempt = att;
+			from[0] = from[1] = 0;
+			if (!fresh) {
+				json_decref(o);
+				continue;
+			}
+		}
+		static const char *const names[2] = {"stdout", "stderr"};
+		for (int s = 0; s < 2; s++) {
+			json_t *st = json_object_get(o, names[s]);
+			uint64_t at = (uint64_t)num(st, "from"), next = (uint64_t)num(st, "next");
+			FILE *f = s ? stderr : stdout;
+			if (at > from[s])
+				fprintf(stderr, "[... %llu bytes of %s not kept ...]\n",
+					(unsigned long long)(at - from[s]), names[s]);
+			fputs(str(st, "data"), f);
+			fflush(f);
+			if (next >= from[s])
+				from[s] = next;
+		}
+		bool ended = json_is_true(json_object_get(o, "ended"));
+		if (ended && task_final(state)) {
+			if (from[0] == 0 && from[1] == 0 && att > 0)
+				print_kept_tails(c, task_id, att);
+			char *sc = cli_clean(state);
+			fprintf(stderr, "--- task %s ---\n", sc);
+			free(sc);
+			ret = strcmp(state, "succeeded") == 0 ? 0 : 1;
+			json_decref(o);
+			break;
+		}
+		json_decref(o);
+		cli_sleep_ms(ended ? POLL_MS : POLL_MS / 2);
+	}
+	return ret;
+}
+
 static int cmd_results(ss_client *c, const char *id, const char *out)
 {
 	char *js = NULL;
@@ -903,7 +1012,7 @@ int cli_job_main(int argc, char **argv)
 		fprintf(stderr, "error: unknown job command \"%s\"\n", sub);
 		return usage(stderr, 2);
 	}
-	bool is_run = !strcmp(sub, "run"), is_wait = !strcmp(sub, "wait");
+	bool is_run = !strcmp(sub, "run"), is_wait = !strcmp(sub, "wait"), follow_logs = false;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		int r;
@@ -911,6 +1020,8 @@ int cli_job_main(int argc, char **argv)
 			return usage(stdout, 0);
 		} else if (!strcmp(a, "--json")) {
 			ro.as_json = true;
+		} else if (!strcmp(sub, "logs") && (!strcmp(a, "--follow") || !strcmp(a, "-f"))) {
+			follow_logs = true;
 		} else if (is_run && !strcmp(a, "--wait")) {
 			ro.wait = true;
 		} else if ((is_run || is_wait) && !strcmp(a, "--cat")) {
@@ -943,6 +1054,10 @@ int cli_job_main(int argc, char **argv)
 			need == 0 ? "no arguments" : is_run ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
 		return usage(stderr, 2);
 	}
+	if (follow_logs && ro.as_json) {
+		fprintf(stderr, "error: job logs --follow prints text; GET /v1/tasks/ID/output gives JSON\n");
+		return 2;
+	}
 	if (!strcmp(sub, "results") && !ro.out) {
 		fprintf(stderr, "error: job results needs --out DIR\n");
 		return 2;
@@ -963,6 +1078,8 @@ int cli_job_main(int argc, char **argv)
 		ret = cmd_status(c, pos[0], ro.as_json);
 	else if (!strcmp(sub, "explain"))
 		ret = cmd_explain(c, pos[0], pos[1], ro.as_json);
+	else if (!strcmp(sub, "logs") && follow_logs)
+		ret = cmd_follow(c, pos[0]);
 	else if (!strcmp(sub, "logs"))
 		ret = cmd_logs(c, pos[0], ro.as_json);
 	else if (!strcmp(sub, "results"))

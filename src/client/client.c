@@ -1637,6 +1637,15 @@ int ss_job_tasks(ss_client *c, const char *id, char **json)
 	return job_call(c, "GET", "/v1/jobs/", id, "/tasks", false, json);
 }
 
+int ss_task_output(ss_client *c, const char *task_id, uint64_t stdout_from, uint64_t stderr_from,
+		   char **json)
+{
+	char suffix[80];
+	snprintf(suffix, sizeof suffix, "/output?stdout=%llu&stderr=%llu",
+		 (unsigned long long)stdout_from, (unsigned long long)stderr_from);
+	return job_call(c, "GET", "/v1/tasks/", task_id, suffix, true, json);
+}
+
 int ss_task_logs(ss_client *c, const char *task_id, char **json)
 {
 	return job_call(c, "GET", "/v1/tasks/", task_id, "/logs", true, json);

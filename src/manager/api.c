@@ -78,7 +78,7 @@ struct api {
 
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
-	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_BLOB, R_BLOB_REPLICAS,
+	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
 	R_TOKENS, R_TOKEN,
 };
 
@@ -426,12 +426,12 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		/* "<job id>.<index>" */
 		char *dot = strrchr(id, '.');
 		if (!dot || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1) ||
-		    strcmp(tail, "/logs") != 0)
+		    (strcmp(tail, "/logs") != 0 && strcmp(tail, "/output") != 0))
 			return R_NONE;
 		*dot = '\0';
 		bool ok = ident_valid(id);
 		*dot = '.';
-		return ok ? R_TASK_LOGS : R_NONE;
+		return !ok ? R_NONE : !strcmp(tail, "/logs") ? R_TASK_LOGS : R_TASK_OUTPUT;
 	}
 	case R_BLOB:
 		if (n != 64 || strspn(id, "0123456789abcdef") != 64)
@@ -745,6 +745,16 @@ static unsigned status_of(int rc)
 	}
 }
 
+/* Parses a stream offset: decimal digits only, at most 2^50. */
+static bool parse_offset(const char *v, uint64_t *out)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 16 || strspn(v, "0123456789") != n)
+		return false;
+	*out = strtoull(v, NULL, 10);
+	return *out <= (1ull << 50);
+}
+
 /* The caller's tenant, or NULL for the admin token. */
 static const char *tenant_of(const struct req *r)
 {
@@ -788,7 +798,7 @@ static bool owns(const struct api *api, const struct req *r)
 	if (!r->tenant[0])
 		return true;
 	const char *t = NULL;
-	if (r->route == R_TASK_LOGS)
+	if (r->route == R_TASK_LOGS || r->route == R_TASK_OUTPUT)
 		t = api->be.task_tenant ? api->be.task_tenant(api->be.arg, r->id) : NULL;
 	else
 		t = api->be.job_tenant ? api->be.job_tenant(api->be.arg, r->id) : NULL;
@@ -802,7 +812,8 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
 	/* Another tenant's job is answered as if it did not exist. */
 	if (!owns(api, r))
-		return not_found(api, c, r->route == R_TASK_LOGS ? "task" : "job", r->id);
+		return not_found(api, c, r->route == R_TASK_LOGS || r->route == R_TASK_OUTPUT ? "task" : "job",
+				 r->id);
 	if (!strcmp(r->method, "DELETE")) {
 		const char *why = NULL;
 		int rc = api->be.job_cancel ? api->be.job_cancel(api->be.arg, r->id, &out, &why)
@@ -831,6 +842,30 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 			out = api->be.blob_replicas(api->be.arg, d);
 		if (!out)
 			return not_found(api, c, "blob", r->id);
+		break;
+	}
+	case R_TASK_OUTPUT: {
+		uint64_t from[2] = {0, 0};
+		static const char *const names[2] = {"stdout", "stderr"};
+		for (int s = 0; s < 2; s++) {
+			const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[s]);
+			if (v && !parse_offset(v, &from[s]))
+				return respond_error(api, c, MHD_HTTP_BAD_REQUEST,
+						     s ? "stderr: expected a byte offset"
+						       : "stdout: expected a byte offset",
+						     NULL);
+		}
+		int rc = api->be.task_output ? api->be.task_output(api->be.arg, r->id, from, &out)
+					     : SS_ENOTFOUND;
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "task", r->id);
+		if (rc == SS_ELIMIT)
+			return respond_error(api, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+					     "too many task outputs are followed at once; try again in a few "
+					     "seconds",
+					     NULL);
+		if (rc)
+			return respond_error(api, c, status_of(rc), ss_strerror(rc), NULL);
 		break;
 	}
 	case R_JOB_EXPLAIN: {
@@ -1006,6 +1041,7 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 	case R_JOB_TASKS:
 	case R_JOB_EXPLAIN:
 	case R_TASK_LOGS:
+	case R_TASK_OUTPUT:
 	case R_BLOB_REPLICAS:
 		return do_job(api, c, r);
 	case R_BLOB:

@@ -20,6 +20,9 @@
  *   GET  /v1/jobs/{id}/tasks             {"job":id,"tasks":[...]}
  *   GET  /v1/jobs/{id}/explain[?task=N]  placement explanation per node
  *   GET  /v1/tasks/{id}/logs             every attempt's status, stdout/stderr tails, receipt
+ *   GET  /v1/tasks/{id}/output[?stdout=N&stderr=M]
+ *                                        the current attempt's output from those offsets, as it
+ *                                        comes (jobs_task_output); 503 when too many are followed
  *   PUT  /v1/blobs/{sha256}              upload a blob (streamed; the digest is checked)
  *   GET  /v1/blobs/{sha256}              download a blob (streamed)
  *   HEAD /v1/blobs/{sha256}              200 when present, with Content-Length
@@ -93,6 +96,8 @@ struct api_backend {
 	int (*job_explain)(void *arg, const char *id, const char *task, json_t **out, char *why,
 			   size_t whylen);
 	json_t *(*task_logs)(void *arg, const char *task_id);          /* NULL: 404 */
+	/* jobs_task_output: 0, SS_ENOTFOUND (404) or SS_ELIMIT (503). */
+	int (*task_output)(void *arg, const char *task_id, const uint64_t from[2], json_t **out);
 	/* A blob was uploaded (PUT /v1/blobs/{digest}) and committed. */
 	void (*blob_added)(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size);
 	/* Where a blob lives on agents (replicas_json); NULL: 404. */

@@ -118,6 +118,24 @@ struct task {
 	bool active;
 	struct task *retry_next;
 	bool in_retry;
+	struct live *live;        /* output a client follows (jobs_task_output), or NULL */
+};
+
+#define LIVE_MAX 64               /* attempts whose output is followed at once */
+#define LIVE_KEEP (256u * 1024u)  /* bytes of each stream kept for followers */
+#define LIVE_IDLE_MS 10000        /* a follow not read for this long may be dropped */
+#define LIVE_ASK_MS 2000          /* a TaskLogGet not answered in this long is sent again */
+
+/* The output of one attempt as its followers see it. */
+struct live {
+	struct task *t;
+	uint32_t attempt;
+	char node[64];            /* the node that runs (or ran) it */
+	struct buf data[2];       /* stdout, stderr: the last bytes, from base */
+	uint64_t base[2];
+	bool asked;               /* a TaskLogGet is out */
+	uint64_t asked_ms, read_ms; /* monotonic */
+	bool ended;               /* no more output will come */
 };
 
 struct job {
@@ -202,6 +220,8 @@ struct jobs {
 	uint32_t tenant_max_jobs; /* unfinished jobs one tenant token may have */
 	uint32_t gc_tick;
 	uint64_t gc_removed;
+	struct live *lives[LIVE_MAX]; /* the followed attempts, unordered */
+	size_t n_lives;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -1236,7 +1256,8 @@ static void task_attempt_failed(struct jobs *j, struct task *t, const char *stat
 	log_info("task %s (%s) %s", t->id, s->name, t->reason);
 }
 
-static void job_free(struct job *jb);
+static void job_free(struct jobs *j, struct job *jb);
+static void on_task_log(struct jobs *j, struct node *n, const Seeswarm__V1__TaskLog *tl);
 
 /* True when nothing in flight (active, queued, retrying or a fetch) points at jb's tasks. */
 static bool job_quiet(const struct jobs *j, const struct job *jb)
@@ -1323,7 +1344,7 @@ static void job_forget(struct jobs *j, struct job *jb)
 	j->gc_removed++;
 	log_info("job %s (%s) forgotten: finished %.0f s ago", jb->id, jb->spec->name,
 		 (double)(time_wall_ms() - jb->finished_ms) / 1000.0);
-	job_free(jb);
+	job_free(j, jb);
 }
 
 /*
@@ -1813,6 +1834,9 @@ int jobs_on_message(struct jobs *j, struct node *n, uint16_t type, ProtobufCMess
 	case MSG_BLOB_INVENTORY:
 		replicas_on_inventory(j->repl, n, (const Seeswarm__V1__BlobInventory *)msg);
 		break;
+	case MSG_TASK_LOG:
+		on_task_log(j, n, (const Seeswarm__V1__TaskLog *)msg);
+		break;
 	default:
 		rc = SS_EPROTO;
 	}
@@ -1922,13 +1946,17 @@ static void job_build(struct job *jb)
 	jb->counts[T_PENDING] = n;
 }
 
-static void job_free(struct job *jb)
+static void live_drop(struct jobs *j, struct live *l);
+
+static void job_free(struct jobs *j, struct job *jb)
 {
 	if (!jb)
 		return;
 	for (size_t i = 0; jb->spec && i < jb->spec->n_tasks; i++) {
 		outs_free(&jb->tasks[i]);
 		free(jb->tasks[i].hist);
+		if (jb->tasks[i].live)
+			live_drop(j, jb->tasks[i].live);
 	}
 	free(jb->tasks);
 	free(jb->dep_off);
@@ -2156,7 +2184,7 @@ void jobs_free(struct jobs *j)
 	struct job *jb = j->all;
 	while (jb) {
 		struct job *next = jb->next;
-		job_free(jb);
+		job_free(j, jb);
 		jb = next;
 	}
 	sched_queue_free(j->queue);
@@ -2532,6 +2560,142 @@ json_t *jobs_task_logs(struct jobs *j, const char *task_id)
 	json_t *o = task_json(t, true);
 	json_object_set_new(o, "attempts", c.attempts);
 	return o;
+}
+
+/* ---- following a task's output ------------------------------------------------------ */
+
+static void live_drop(struct jobs *j, struct live *l)
+{
+	for (size_t i = 0; i < j->n_lives; i++) {
+		if (j->lives[i] == l) {
+			j->lives[i] = j->lives[--j->n_lives];
+			break;
+		}
+	}
+	l->t->live = NULL;
+	buf_free(&l->data[0]);
+	buf_free(&l->data[1]);
+	free(l);
+}
+
+/* (Re)starts following attempt of t on node; returns NULL when LIVE_MAX are followed and none is idle. */
+static struct live *live_start(struct jobs *j, struct task *t, uint32_t attempt, const char *node)
+{
+	struct live *l = t->live;
+	if (l && l->attempt == attempt && !strcmp(l->node, node))
+		return l;
+	if (l)
+		live_drop(j, l);
+	if (j->n_lives == LIVE_MAX) {
+		struct live *idle = NULL;
+		uint64_t now = time_mono_ms();
+		for (size_t i = 0; i < j->n_lives; i++)
+			if (now - j->lives[i]->read_ms > LIVE_IDLE_MS &&
+			    (!idle || j->lives[i]->read_ms < idle->read_ms))
+				idle = j->lives[i];
+		if (!idle)
+			return NULL;
+		live_drop(j, idle);
+	}
+	l = xcalloc(1, sizeof *l);
+	l->t = t;
+	l->attempt = attempt;
+	snprintf(l->node, sizeof l->node, "%s", node);
+	buf_init(&l->data[0]);
+	buf_init(&l->data[1]);
+	t->live = l;
+	j->lives[j->n_lives++] = l;
+	return l;
+}
+
+/* Adds bytes of stream s that start at offset from to what l keeps. */
+static void live_add(struct live *l, int s, uint64_t from, const uint8_t *p, size_t n)
+{
+	struct buf *b = &l->data[s];
+	uint64_t end = l->base[s] + b->len;
+	if (from < l->base[s] || from > end) {
+		/* Before what is kept (asked again from an earlier offset), or after a gap. */
+		b->len = 0;
+		l->base[s] = from;
+		end = from;
+	}
+	if (from + n <= end)
+		return;
+	size_t skip = (size_t)(end - from);
+	buf_append(b, p + skip, n - skip);
+	if (b->len > LIVE_KEEP) {
+		size_t drop = b->len - LIVE_KEEP;
+		memmove(b->data, b->data + drop, b->len - drop);
+		b->len -= drop;
+		l->base[s] += drop;
+	}
+}
+
+static void on_task_log(struct jobs *j, struct node *n, const Seeswarm__V1__TaskLog *tl)
+{
+	struct task *t = task_find(j, tl->task_id);
+	struct live *l = t ? t->live : NULL;
+	if (!l || l->attempt != tl->attempt || strcmp(l->node, n->id) != 0)
+		return; /* nobody follows it (any more) */
+	l->asked = false;
+	live_add(l, 0, tl->stdout_from, tl->stdout.data, tl->stdout.len);
+	live_add(l, 1, tl->stderr_from, tl->stderr.data, tl->stderr.len);
+	if (!tl->running || !tl->known)
+		l->ended = true;
+}
+
+/* {"from", "data", "next"} for stream s of l from offset from. */
+static json_t *live_json(const struct live *l, int s, uint64_t from)
+{
+	const struct buf *b = l ? &l->data[s] : NULL;
+	uint64_t base = l ? l->base[s] : from, end = l ? base + b->len : from;
+	uint64_t at = from < base ? base : from > end ? end : from;
+	char *text = printable_copy(b && b->len ? b->data + (at - base) : (const uint8_t *)"",
+				    (size_t)(end - at));
+	json_t *o = json_pack("{s:I,s:s,s:I}", "from", (json_int_t)at, "data", text, "next",
+			      (json_int_t)end);
+	free(text);
+	return o;
+}
+
+int jobs_task_output(struct jobs *j, const char *task_id, const uint64_t from[2], json_t **out)
+{
+	*out = NULL;
+	struct task *t = task_find(j, task_id);
+	if (!t)
+		return SS_ENOTFOUND;
+	bool started = t->attempt > 0 && t->node[0] &&
+		       t->st != T_PENDING && t->st != T_RETRYING && t->st != T_CANCELED;
+	struct live *l = NULL;
+	if (started) {
+		l = live_start(j, t, t->attempt, t->node);
+		if (!l)
+			return SS_ELIMIT;
+		uint64_t now = time_mono_ms();
+		l->read_ms = now;
+		struct node *n = registry_get(j->env.reg, t->node);
+		bool reachable = n && j->env.connected(j->env.arg, n);
+		if (!reachable && t->st != T_PLACED && t->st != T_RUNNING)
+			l->ended = true; /* it finished, and its node cannot be asked */
+		if (reachable && !l->ended && (!l->asked || now - l->asked_ms > LIVE_ASK_MS)) {
+			Seeswarm__V1__TaskLogGet g = SEESWARM__V1__TASK_LOG_GET__INIT;
+			g.task_id = t->id;
+			g.attempt = l->attempt;
+			/* From what is kept on, unless the follower wants bytes from before it. */
+			g.stdout_from = from[0] < l->base[0] ? from[0] : l->base[0] + l->data[0].len;
+			g.stderr_from = from[1] < l->base[1] ? from[1] : l->base[1] + l->data[1].len;
+			j->env.send(j->env.arg, n, MSG_TASK_LOG_GET, &g.base);
+			l->asked = true;
+			l->asked_ms = now;
+		}
+	}
+	json_t *o = json_pack("{s:s,s:I,s:s,s:s,s:b}", "task", t->id, "attempt", (json_int_t)t->attempt,
+			      "state", tstate_names[t->st], "node", t->node, "ended",
+			      l ? l->ended : t->st == T_CANCELED || (t->st == T_FAILED && !t->node[0]));
+	json_object_set_new(o, "stdout", live_json(l, 0, from[0]));
+	json_object_set_new(o, "stderr", live_json(l, 1, from[1]));
+	*out = o;
+	return 0;
 }
 
 void jobs_blob_added(struct jobs *j, const uint8_t digest[SHA256_LEN], uint64_t size)

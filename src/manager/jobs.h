@@ -153,6 +153,22 @@ int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out,
 		 size_t whylen);
 /* Every attempt's status, logs and receipt of a task "<job>.<index>", or NULL. */
 json_t *jobs_task_logs(struct jobs *j, const char *task_id);
+
+/*
+ * What the current attempt of a task has written to stdout and stderr from
+ * offsets from[0] and from[1], for a client that follows it (polling this):
+ * {"task", "attempt", "state", "node", "ended", "stdout": {"from", "data",
+ * "next"}, "stderr": {...}}. Each call also asks the agent for what came
+ * since (the answer arrives as a TaskLog and shows in a later call), so a
+ * follower sees new output one poll after it was written. "from" is later
+ * than asked when those bytes are no longer kept (the last 256 KiB of each
+ * stream are); "next" is the offset to ask from next; "ended" is true once no
+ * more output will come for this attempt (a later attempt starts at offset 0
+ * again). Non-printable bytes show as '?'. Returns 0, SS_ENOTFOUND, or
+ * SS_ELIMIT when LIVE_MAX (64) attempts are followed already and none has
+ * been idle for 10 s.
+ */
+int jobs_task_output(struct jobs *j, const char *task_id, const uint64_t from[2], json_t **out);
 /* A blob was uploaded through the API. */
 void jobs_blob_added(struct jobs *j, const uint8_t digest[SHA256_LEN], uint64_t size);
 /* Appends Prometheus text. */

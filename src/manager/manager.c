@@ -1130,7 +1130,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		     (type == MSG_EVIDENCE && s->reattesting && !s->verifying) ||
 		     (s->node && (type == MSG_TASK_STARTED || type == MSG_TASK_RESULT ||
 				  type == MSG_BLOB_GET || type == MSG_BLOB_DATA ||
-				  type == MSG_BLOB_STORED || type == MSG_BLOB_INVENTORY));
+				  type == MSG_BLOB_STORED || type == MSG_BLOB_INVENTORY ||
+				  type == MSG_TASK_LOG));
 		break;
 	default:
 		ok = false;
@@ -1158,7 +1159,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 	case MSG_BLOB_GET:
 	case MSG_BLOB_DATA:
 	case MSG_BLOB_STORED:
-	case MSG_BLOB_INVENTORY: {
+	case MSG_BLOB_INVENTORY:
+	case MSG_TASK_LOG: {
 		int jr = jobs_on_message(s->m->jobs, s->node, type, msg);
 		if (jr) {
 			s->m->mx.protocol_errors++;
@@ -1699,6 +1701,11 @@ static int be_job_explain(void *arg, const char *id, const char *task, json_t **
 			  size_t whylen)
 {
 	return jobs_explain(((struct manager *)arg)->jobs, id, task, out, why, whylen);
+}
+
+static int be_task_output(void *arg, const char *task_id, const uint64_t from[2], json_t **out)
+{
+	return jobs_task_output(((struct manager *)arg)->jobs, task_id, from, out);
 }
 
 static json_t *be_task_logs(void *arg, const char *task_id)
@@ -2349,6 +2356,7 @@ int manager_main(int argc, char **argv)
 			.job_tasks = be_job_tasks,
 			.job_explain = be_job_explain,
 			.task_logs = be_task_logs,
+			.task_output = be_task_output,
 			.blob_added = be_blob_added,
 			.blob_replicas = be_blob_replicas,
 			.job_tenant = be_job_tenant,

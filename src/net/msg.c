@@ -35,6 +35,8 @@ static const ProtobufCMessageDescriptor *const descs[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_DELETE] = &seeswarm__v1__blob_delete__descriptor,
 	[MSG_BLOB_INVENTORY] = &seeswarm__v1__blob_inventory__descriptor,
 	[MSG_BLOB_INVENTORY_ACK] = &seeswarm__v1__blob_inventory_ack__descriptor,
+	[MSG_TASK_LOG_GET] = &seeswarm__v1__task_log_get__descriptor,
+	[MSG_TASK_LOG] = &seeswarm__v1__task_log__descriptor,
 };
 
 static const char *const names[MSG_TYPE_MAX + 1] = {
@@ -65,6 +67,8 @@ static const char *const names[MSG_TYPE_MAX + 1] = {
 	[MSG_BLOB_DELETE] = "blob_delete",
 	[MSG_BLOB_INVENTORY] = "blob_inventory",
 	[MSG_BLOB_INVENTORY_ACK] = "blob_inventory_ack",
+	[MSG_TASK_LOG_GET] = "task_log_get",
+	[MSG_TASK_LOG] = "task_log",
 };
 
 const char *msg_type_name(uint16_t type)
@@ -464,6 +468,24 @@ static const char *check(uint16_t type, const ProtobufCMessage *m)
 		if (!task_ref_ok(t->task_id, t->attempt))
 			return "task_cancel: invalid task_id or attempt";
 		return str_ok(t->reason, MSG_MAX_STR) ? NULL : "task_cancel: reason too long";
+	}
+	case MSG_TASK_LOG_GET: {
+		const Seeswarm__V1__TaskLogGet *t = (const void *)m;
+		if (!task_ref_ok(t->task_id, t->attempt))
+			return "task_log_get: invalid task_id or attempt";
+		if (t->stdout_from > MSG_MAX_LOG_OFFSET || t->stderr_from > MSG_MAX_LOG_OFFSET)
+			return "task_log_get: offset out of range";
+		return NULL;
+	}
+	case MSG_TASK_LOG: {
+		const Seeswarm__V1__TaskLog *t = (const void *)m;
+		if (!task_ref_ok(t->task_id, t->attempt))
+			return "task_log: invalid task_id or attempt";
+		if (t->stdout.len > MSG_MAX_LOG || t->stderr.len > MSG_MAX_LOG)
+			return "task_log: too much output in one message";
+		if (t->stdout_from > MSG_MAX_LOG_OFFSET || t->stderr_from > MSG_MAX_LOG_OFFSET)
+			return "task_log: offset out of range";
+		return NULL;
 	}
 	case MSG_BLOB_GET: {
 		const Seeswarm__V1__BlobGet *g = (const void *)m;

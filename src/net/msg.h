@@ -44,7 +44,9 @@ enum msg_type {
 	MSG_BLOB_DELETE = 25,
 	MSG_BLOB_INVENTORY = 26,
 	MSG_BLOB_INVENTORY_ACK = 27,
-	MSG_TYPE_MAX = 27,
+	MSG_TASK_LOG_GET = 28,
+	MSG_TASK_LOG = 29,
+	MSG_TYPE_MAX = 29,
 };
 
 /*
@@ -77,6 +79,8 @@ enum msg_type {
 #define MSG_MAX_PATH 1024            /* input names and output paths */
 #define MSG_MAX_INLINE (64u * 1024u) /* blob bytes carried inline in a task message */
 #define MSG_MAX_TAIL (64u * 1024u)   /* stdout/stderr tail in a result */
+#define MSG_MAX_LOG (64u * 1024u)    /* bytes of one stream in a TaskLog */
+#define MSG_MAX_LOG_OFFSET (1ull << 50) /* a stream offset in TaskLogGet and TaskLog */
 #define MSG_MAX_RECEIPT (256u * 1024u)
 #define MSG_MAX_BLOB_CHUNK (512u * 1024u)
 #define MSG_MAX_TASKS_HELD 65536     /* task refs in a hello */

@@ -202,3 +202,71 @@ def test_wait_follows_a_submitted_job_through_a_manager_restart(swarm):
     r = swarm.cli("job", "wait", "j-000000000000", check=False)
     assert r.returncode == 1 and "not found" in r.stderr, (r.stdout, r.stderr)
     assert time.monotonic() - t0 < 10 * SLOW, "an unknown job was retried as if the manager were down"
+
+
+def follow(swarm, task_id):
+    return subprocess.Popen([BIN, "job", "logs", task_id, "--follow"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=swarm.env)
+
+
+def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
+    """`job logs --follow` shows each line while the task still runs, keeps
+    stdout and stderr apart, follows the task to a new attempt on another agent
+    after its first agent dies, and exits with the task's outcome."""
+    ids = start(swarm, 2)
+    spec = os.path.join(swarm.tmp, "talk.json")
+    with open(spec, "w") as f:
+        json.dump({"name": "talk", "tasks": [{"name": "t", "command": ["sh", "-c",
+                   "for i in 1 2 3 4 5 6; do echo line $i; echo err $i >&2; sleep 0.5; done; echo done"]}]}, f)
+    jid = re.search(r"(j-[0-9a-f]+)", swarm.cli("job", "run", spec).stdout).group(1)
+    p = follow(swarm, f"{jid}.0")
+    try:
+        t0 = time.monotonic()
+        assert p.stdout.readline() == "line 1\n"
+        first = time.monotonic() - t0
+        out, err = p.communicate(timeout=60 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # The task runs for 3 s; its first line arrives while it runs.
+    assert first < 2.5 * SLOW, f"the first line came after {first:.1f} s"
+    assert p.returncode == 0, (out, err)
+    assert "line 1\n" + out == "".join(f"line {i}\n" for i in range(1, 7)) + "done\n", out
+    assert "".join(f"err {i}\n" for i in range(1, 7)) in err and "--- task succeeded ---" in err, err
+
+    # A follow that starts after the output has gone from the agent prints the
+    # tails kept with the result.
+    for a in ids:
+        swarm.agents[a].kill9()
+    swarm.manager.kill9()
+    swarm.start_manager()
+    for a in ids:
+        swarm.start_agent(a)
+    swarm.wait_ready(ids, 20 * SLOW)
+    r = swarm.cli("job", "logs", f"{jid}.0", "-f")
+    assert "line 6\ndone\n" in r.stdout and "err 6" in r.stderr and "kept with the result" in r.stderr, \
+        (r.stdout, r.stderr)
+
+    # The agent running it dies: the follow goes on with the next attempt.
+    with open(spec, "w") as f:
+        json.dump({"name": "moves", "tasks": [{"name": "t", "command": ["sh", "-c",
+                   "echo start; sleep 4; echo end"]}]}, f)
+    jid = re.search(r"(j-[0-9a-f]+)", swarm.cli("job", "run", spec).stdout).group(1)
+    p = follow(swarm, f"{jid}.0")
+    try:
+        assert p.stdout.readline() == "start\n"
+        node = swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"][0]["node"]
+        swarm.agents[node].kill9()
+        out, err = p.communicate(timeout=60 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    other = [a for a in ids if a != node][0]
+    assert p.returncode == 0, (out, err)
+    assert f"--- attempt 2 on {other} ---" in err, err
+    assert out == "start\nend\n", out
+
+    r = swarm.cli("job", "logs", "j-000000000000.0", "--follow", check=False)
+    assert r.returncode == 1 and "not found" in r.stderr, r.stderr

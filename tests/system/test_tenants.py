@@ -72,7 +72,7 @@ def test_a_tenant_token_reaches_only_its_own_jobs_and_blobs(swarm):
     assert st == 200 and mine["jobs"] == [], mine
     for method, path in [("GET", f"/v1/jobs/{jid}"), ("GET", f"/v1/jobs/{jid}/tasks"),
                          ("GET", f"/v1/jobs/{jid}/explain"), ("GET", f"/v1/tasks/{jid}.0/logs"),
-                         ("DELETE", f"/v1/jobs/{jid}")]:
+                         ("GET", f"/v1/tasks/{jid}.0/output"), ("DELETE", f"/v1/jobs/{jid}")]:
         st, body = call(swarm, bob, method, path)
         assert st == 404, (method, path, st, body)
     st, ts = call(swarm, alice, "GET", f"/v1/jobs/{jid}/tasks")
@@ -81,6 +81,7 @@ def test_a_tenant_token_reaches_only_its_own_jobs_and_blobs(swarm):
     assert st == 200 and raw == secret.upper(), (st, raw[:100])
     assert call(swarm, bob, "GET", f"/v1/blobs/{out}")[0] == 404
     assert call(swarm, alice, "GET", f"/v1/tasks/{jid}.0/logs")[0] == 200
+    assert call(swarm, alice, "GET", f"/v1/tasks/{jid}.0/output")[0] == 200
 
     # Alice lists her own job only; the admin lists every job.
     bobs = call(swarm, bob, "POST", "/v1/jobs", {"name": "b", "tasks": [

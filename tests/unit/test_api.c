@@ -93,6 +93,19 @@ static int fb_node_drain(void *arg, const char *id, json_t *body, json_t **out, 
 	return 0;
 }
 
+/* Task "j-1.0" exists; "j-1.9" stands for a manager following too many outputs. */
+static int fb_task_output(void *arg, const char *task_id, const uint64_t from[2], json_t **out)
+{
+	(void)arg;
+	if (!strcmp(task_id, "j-1.9"))
+		return SS_ELIMIT;
+	if (strcmp(task_id, "j-1.0") != 0)
+		return SS_ENOTFOUND;
+	*out = json_pack("{s:s,s:{s:I},s:{s:I}}", "task", task_id, "stdout", "from", (json_int_t)from[0],
+			 "stderr", "from", (json_int_t)from[1]);
+	return 0;
+}
+
 static void fb_metrics(void *arg, struct buf *out)
 {
 	(void)arg;
@@ -201,6 +214,7 @@ static int group_setup(void **state)
 			.node_get = fb_node_get,
 			.node_drain = fb_node_drain,
 			.metrics = fb_metrics,
+			.task_output = fb_task_output,
 			.health = fb_health,
 		},
 	};
@@ -462,6 +476,41 @@ static void test_nodes_list(void **state)
 
 	http("GET", "/v1/nodes?all=maybe", TOKEN, NULL, &r);
 	free(assert_error(&r, 400));
+	resp_free(&r);
+}
+
+static void test_task_output(void **state)
+{
+	(void)state;
+	struct resp r;
+	http("GET", "/v1/tasks/j-1.0/output?stdout=12&stderr=1125899906842624", TOKEN, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_body(&r);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "stdout"), "from")), 12);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "stderr"), "from")),
+			 1ull << 50);
+	json_decref(j);
+	resp_free(&r);
+	http("GET", "/v1/tasks/j-1.0/output", TOKEN, NULL, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	const char *bad[] = {"?stdout=-1", "?stdout=", "?stderr=1125899906842625", "?stdout=1e3",
+			     "?stderr=99999999999999999999"};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		char path[100];
+		snprintf(path, sizeof path, "/v1/tasks/j-1.0/output%s", bad[i]);
+		http("GET", path, TOKEN, NULL, &r);
+		free(assert_error(&r, 400));
+		resp_free(&r);
+	}
+	http("GET", "/v1/tasks/j-1.1/output", TOKEN, NULL, &r);
+	free(assert_error(&r, 404));
+	resp_free(&r);
+	http("GET", "/v1/tasks/j-1.9/output", TOKEN, NULL, &r);
+	free(assert_error(&r, 503));
+	resp_free(&r);
+	http("GET", "/v1/tasks/j-1.0/output", NULL, NULL, &r);
+	free(assert_error(&r, 401));
 	resp_free(&r);
 }
 
@@ -801,6 +850,7 @@ int main(void)
 		cmocka_unit_test(test_health_without_token),
 		cmocka_unit_test(test_auth_required),
 		cmocka_unit_test(test_nodes_list),
+		cmocka_unit_test(test_task_output),
 		cmocka_unit_test(test_node_get),
 		cmocka_unit_test(test_unknown_route),
 		cmocka_unit_test(test_wrong_method),

@@ -251,6 +251,53 @@ static void test_capacity(void **state)
 	exec_capacity_free(c);
 }
 
+/* The output window of a running task: offsets in the whole stream, the last EXEC_LIVE_KEEP bytes kept. */
+static void test_live_output_window(void **state)
+{
+	(void)state;
+	struct exec_live *l = exec_live_new();
+	static uint8_t big[3 * EXEC_LIVE_KEEP], got[3 * EXEC_LIVE_KEEP];
+	uint64_t at = 0, total = 0;
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 7 + i / 251);
+	assert_int_equal(exec_live_read(l, 0, 0, got, 10, &at, &total), 0);
+	assert_int_equal(at, 0);
+	assert_int_equal(total, 0);
+	exec_live_append(l, 0, "hello ", 6);
+	exec_live_append(l, 1, "oops", 4);
+	exec_live_append(l, 0, "world", 5);
+	exec_live_append(l, 2, "ignored", 7);
+	assert_int_equal(exec_live_read(l, 0, 0, got, 100, &at, &total), 11);
+	assert_memory_equal(got, "hello world", 11);
+	assert_int_equal(exec_live_read(l, 0, 6, got, 3, &at, &total), 3);
+	assert_memory_equal(got, "wor", 3);
+	assert_int_equal(at, 6);
+	assert_int_equal(total, 11);
+	/* Past the end: nothing, from the end. */
+	assert_int_equal(exec_live_read(l, 0, 50, got, 100, &at, &total), 0);
+	assert_int_equal(at, 11);
+	assert_int_equal(exec_live_read(l, 1, 0, got, 100, &at, &total), 4);
+	assert_memory_equal(got, "oops", 4);
+	/* Many small writes: the window slides, offsets stay those of the whole stream. */
+	for (size_t off = 0; off < sizeof big; off += 1000)
+		exec_live_append(l, 1, big + off, sizeof big - off < 1000 ? sizeof big - off : 1000);
+	uint64_t end = 4 + sizeof big;
+	size_t n = exec_live_read(l, 1, 0, got, sizeof got, &at, &total);
+	assert_int_equal(total, end);
+	assert_true(n >= EXEC_LIVE_KEEP && n <= 2 * EXEC_LIVE_KEEP);
+	assert_int_equal(at + n, end);
+	assert_memory_equal(got, big + (at - 4), n);
+	/* One write longer than the window keeps its end. */
+	exec_live_append(l, 0, big, sizeof big);
+	n = exec_live_read(l, 0, 0, got, sizeof got, &at, &total);
+	assert_int_equal(n, EXEC_LIVE_KEEP);
+	assert_int_equal(total, 11 + sizeof big);
+	assert_int_equal(at, total - EXEC_LIVE_KEEP);
+	assert_memory_equal(got, big + sizeof big - EXEC_LIVE_KEEP, n);
+	exec_live_free(l);
+	exec_live_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +306,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_depth_bound, setup, teardown),
 		cmocka_unit_test(test_listing_check_rejects),
 		cmocka_unit_test(test_spec_parse),
+		cmocka_unit_test(test_live_output_window),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_capacity),
 	};

@@ -507,6 +507,48 @@ static void test_blob_delete_bounds(void **state)
 	ds[1].len = 32;
 }
 
+static void test_task_log_bounds(void **state)
+{
+	(void)state;
+	static uint8_t data[MSG_MAX_LOG + 1];
+	Seeswarm__V1__TaskLog tl = SEESWARM__V1__TASK_LOG__INIT;
+	Seeswarm__V1__TaskLogGet g = SEESWARM__V1__TASK_LOG_GET__INIT;
+	ProtobufCMessage *m = NULL;
+	const char *why;
+	tl.task_id = "j-0123456789ab.7";
+	tl.attempt = 2;
+	tl.stdout_from = 1000;
+	tl.stdout = (ProtobufCBinaryData){MSG_MAX_LOG, data};
+	tl.stderr = (ProtobufCBinaryData){MSG_MAX_LOG, data};
+	tl.running = tl.known = true;
+	assert_int_equal(round_trip(&tl.base, MSG_TASK_LOG, &m, &why), 0);
+	assert_int_equal(((Seeswarm__V1__TaskLog *)m)->stdout_from, 1000);
+	assert_int_equal(((Seeswarm__V1__TaskLog *)m)->stderr.len, MSG_MAX_LOG);
+	msg_free(m);
+	tl.stderr.len = MSG_MAX_LOG + 1;
+	expect_reject(&tl.base, MSG_TASK_LOG, "too much output");
+	tl.stderr.len = 1;
+	tl.stdout_from = MSG_MAX_LOG_OFFSET + 1;
+	expect_reject(&tl.base, MSG_TASK_LOG, "offset out of range");
+	tl.stdout_from = 0;
+	tl.attempt = 0;
+	expect_reject(&tl.base, MSG_TASK_LOG, "invalid task_id or attempt");
+	tl.attempt = 1;
+	tl.task_id = "j-0123456789ab.7/../x";
+	expect_reject(&tl.base, MSG_TASK_LOG, "invalid task_id or attempt");
+
+	g.task_id = "j-0123456789ab.7";
+	g.attempt = 1;
+	g.stderr_from = MSG_MAX_LOG_OFFSET;
+	assert_int_equal(round_trip(&g.base, MSG_TASK_LOG_GET, &m, &why), 0);
+	msg_free(m);
+	g.stderr_from = MSG_MAX_LOG_OFFSET + 1;
+	expect_reject(&g.base, MSG_TASK_LOG_GET, "offset out of range");
+	g.stderr_from = 0;
+	g.task_id = "";
+	expect_reject(&g.base, MSG_TASK_LOG_GET, "invalid task_id or attempt");
+}
+
 static void test_blob_inventory_bounds(void **state)
 {
 	(void)state;
@@ -656,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_task_result_and_blob_bounds),
 		cmocka_unit_test(test_blob_delete_bounds),
 		cmocka_unit_test(test_blob_inventory_bounds),
+		cmocka_unit_test(test_task_log_bounds),
 		cmocka_unit_test(test_nested_field_zero_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

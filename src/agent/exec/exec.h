@@ -89,7 +89,33 @@ struct exec_spec {
 	bool network;           /* false: a network namespace with no usable interface */
 	char *cwd;              /* working directory inside the sandbox; default /bundle */
 	struct exec_cancel *cancel; /* borrowed, may be NULL; exec_spec_free leaves it alone */
+	struct exec_live *live;     /* borrowed, may be NULL: receives the output as it comes */
 };
+
+/*
+ * The output of a running task as it comes, for clients that follow it.
+ * exec_run appends what the task writes to stdout (stream 0) and stderr
+ * (stream 1) from its capture loop; other threads read it. It keeps the last
+ * EXEC_LIVE_KEEP bytes of each stream and counts every byte, so offsets are
+ * positions in the whole stream, as the task wrote it (the capture cap of
+ * exec_result does not apply). Thread-safe.
+ */
+#define EXEC_LIVE_KEEP (256u * 1024u)
+
+struct exec_live;
+
+struct exec_live *exec_live_new(void);
+void exec_live_free(struct exec_live *l);
+/* Appends len bytes to stream (0 or 1). */
+void exec_live_append(struct exec_live *l, int stream, const void *data, size_t len);
+/*
+ * Copies at most max bytes of stream from offset from into dst. Returns the
+ * number copied and sets *at to the offset of the first: later than from when
+ * those bytes are no longer kept, and the stream's length when from is past
+ * it. *total is the stream's length.
+ */
+size_t exec_live_read(struct exec_live *l, int stream, uint64_t from, void *dst, size_t max,
+		      uint64_t *at, uint64_t *total);
 
 /* Fills spec with defaults: no argv, task/job "local", attempt 1, default resources. */
 void exec_spec_init(struct exec_spec *spec);

@@ -1384,8 +1384,12 @@ static int recv_fd(int sock)
 	return fd;
 }
 
-/* Appends what a pipe has to b, up to cap; the rest is read and dropped. Returns 0 at EOF. */
-static int drain(int fd, struct buf *b, size_t cap, bool *truncated)
+/*
+ * Appends what a pipe has to b, up to cap; the rest is read and dropped. All
+ * of it also goes to live (stream 0 or 1) when that is set. Returns 0 at EOF.
+ */
+static int drain(int fd, struct buf *b, size_t cap, bool *truncated, struct exec_live *live,
+		 int stream)
 {
 	char chunk[16384];
 	ssize_t n = read(fd, chunk, sizeof(chunk));
@@ -1397,6 +1401,7 @@ static int drain(int fd, struct buf *b, size_t cap, bool *truncated)
 	if ((size_t)n > keep)
 		*truncated = true;
 	buf_append(b, chunk, (size_t)n < keep ? (size_t)n : keep);
+	exec_live_append(live, stream, chunk, (size_t)n);
 	return 1;
 }
 
@@ -2012,9 +2017,10 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 			break;
 		}
 		if (i_out >= 0 && pf[i_out].revents)
-			out_open = drain(outp[0], &res->out, sb->capture, &res->out_truncated);
+			out_open = drain(outp[0], &res->out, sb->capture, &res->out_truncated, spec->live, 0);
 		if (i_err >= 0 && pf[i_err].revents)
-			err_open = drain(errp[0], &res->err_out, sb->capture, &res->err_truncated);
+			err_open = drain(errp[0], &res->err_out, sb->capture, &res->err_truncated, spec->live,
+					 1);
 		if (i_ep >= 0 && pf[i_ep].revents) {
 			ssize_t r = read(ep[0], (char *)&cm + cm_got, sizeof(cm) - cm_got);
 			if (r > 0)
