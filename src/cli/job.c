@@ -364,6 +364,26 @@ static void progress_line(json_t *job, bool tty, char *last, size_t lastlen)
 	snprintf(last, lastlen, "%s", line);
 }
 
+/*
+ * For loops that poll the manager: after a failed call (rc), returns true when
+ * the caller should give up, having printed why. A manager restart is
+ * survivable, so connection failures are retried for a while (150 polls in a
+ * row); an unknown job or task, or a refused token, is an answer, not an
+ * outage. *failures counts the failures in a row (the caller zeroes it after
+ * a success). With bar set, a progress bar is on stderr's line, and ends
+ * before the message.
+ */
+static bool poll_gives_up(ss_client *c, int rc, unsigned *failures, const char *what, bool bar)
+{
+	if (rc == SS_ENOTFOUND || rc == SS_EAUTH || ++*failures > 150) {
+		if (bar)
+			fputc('\n', stderr);
+		print_err(c, rc, what);
+		return true;
+	}
+	return false;
+}
+
 /* Polls the job until it finishes or timeout_ms passes (0 = no limit). Returns the last job JSON. */
 static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 {
@@ -375,17 +395,9 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 		char *js = NULL;
 		int rc = ss_job_get(c, id, &js);
 		if (rc) {
-			/*
-			 * A manager restart is survivable: keep asking for a while. An
-			 * unknown job or a refused token is an answer, not an outage.
-			 */
 			ss_free(js);
-			if (rc == SS_ENOTFOUND || rc == SS_EAUTH || ++failures > 150) {
-				if (tty)
-					fputc('\n', stderr);
-				print_err(c, rc, "following the job");
+			if (poll_gives_up(c, rc, &failures, "following the job", tty))
 				return NULL;
-			}
 			cli_sleep_ms(POLL_MS);
 			continue;
 		}
@@ -901,11 +913,8 @@ static int cmd_follow(ss_client *c, const char *task_id)
 		int rc = ss_task_output(c, task_id, from[0], from[1], &js);
 		if (rc) {
 			ss_free(js);
-			/* A manager restart is survivable; an unknown task or a refused token is not. */
-			if (rc == SS_ENOTFOUND || rc == SS_EAUTH || ++failures > 150) {
-				print_err(c, rc, "following the task");
+			if (poll_gives_up(c, rc, &failures, "following the task", false))
 				return 1;
-			}
 			cli_sleep_ms(POLL_MS);
 			continue;
 		}

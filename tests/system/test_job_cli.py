@@ -204,9 +204,23 @@ def test_wait_follows_a_submitted_job_through_a_manager_restart(swarm):
     assert time.monotonic() - t0 < 10 * SLOW, "an unknown job was retried as if the manager were down"
 
 
-def follow(swarm, task_id):
-    return subprocess.Popen([BIN, "job", "logs", task_id, "--follow"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=swarm.env)
+def follow(swarm, task_id, first_line, meanwhile=lambda: None):
+    """Runs `job logs TASK --follow`; checks that its first line of stdout is
+    first_line, calls meanwhile(), and waits for its end. Returns (seconds to
+    the first line, the exit status, the rest of stdout, stderr)."""
+    p = subprocess.Popen([BIN, "job", "logs", task_id, "--follow"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=swarm.env)
+    try:
+        t0 = time.monotonic()
+        assert p.stdout.readline() == first_line
+        took = time.monotonic() - t0
+        meanwhile()
+        out, err = p.communicate(timeout=60 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return took, p.returncode, out, err
 
 
 def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
@@ -219,19 +233,10 @@ def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
         json.dump({"name": "talk", "tasks": [{"name": "t", "command": ["sh", "-c",
                    "for i in 1 2 3 4 5 6; do echo line $i; echo err $i >&2; sleep 0.5; done; echo done"]}]}, f)
     jid = re.search(r"(j-[0-9a-f]+)", swarm.cli("job", "run", spec).stdout).group(1)
-    p = follow(swarm, f"{jid}.0")
-    try:
-        t0 = time.monotonic()
-        assert p.stdout.readline() == "line 1\n"
-        first = time.monotonic() - t0
-        out, err = p.communicate(timeout=60 * SLOW)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    first, rc, out, err = follow(swarm, f"{jid}.0", "line 1\n")
     # The task runs for 3 s; its first line arrives while it runs.
     assert first < 2.5 * SLOW, f"the first line came after {first:.1f} s"
-    assert p.returncode == 0, (out, err)
+    assert rc == 0, (out, err)
     assert "line 1\n" + out == "".join(f"line {i}\n" for i in range(1, 7)) + "done\n", out
     assert "".join(f"err {i}\n" for i in range(1, 7)) in err and "--- task succeeded ---" in err, err
 
@@ -253,18 +258,14 @@ def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
         json.dump({"name": "moves", "tasks": [{"name": "t", "command": ["sh", "-c",
                    "echo start; sleep 4; echo end"]}]}, f)
     jid = re.search(r"(j-[0-9a-f]+)", swarm.cli("job", "run", spec).stdout).group(1)
-    p = follow(swarm, f"{jid}.0")
-    try:
-        assert p.stdout.readline() == "start\n"
-        node = swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"][0]["node"]
-        swarm.agents[node].kill9()
-        out, err = p.communicate(timeout=60 * SLOW)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    other = [a for a in ids if a != node][0]
-    assert p.returncode == 0, (out, err)
+    node = []
+
+    def kill_its_agent():
+        node.append(swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"][0]["node"])
+        swarm.agents[node[0]].kill9()
+    _, rc, out, err = follow(swarm, f"{jid}.0", "start\n", kill_its_agent)
+    other = [a for a in ids if a != node[0]][0]
+    assert rc == 0, (out, err)
     assert f"--- attempt 2 on {other} ---" in err, err
     assert out == "start\nend\n", out
 
