@@ -755,6 +755,12 @@ static bool parse_offset(const char *v, uint64_t *out)
 	return *out <= (1ull << 50);
 }
 
+/* True for the routes under /v1/tasks/{id}, which name a task rather than a job. */
+static bool task_route(const struct req *r)
+{
+	return r->route == R_TASK_LOGS || r->route == R_TASK_OUTPUT;
+}
+
 /* The caller's tenant, or NULL for the admin token. */
 static const char *tenant_of(const struct req *r)
 {
@@ -798,7 +804,7 @@ static bool owns(const struct api *api, const struct req *r)
 	if (!r->tenant[0])
 		return true;
 	const char *t = NULL;
-	if (r->route == R_TASK_LOGS || r->route == R_TASK_OUTPUT)
+	if (task_route(r))
 		t = api->be.task_tenant ? api->be.task_tenant(api->be.arg, r->id) : NULL;
 	else
 		t = api->be.job_tenant ? api->be.job_tenant(api->be.arg, r->id) : NULL;
@@ -812,8 +818,7 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
 	/* Another tenant's job is answered as if it did not exist. */
 	if (!owns(api, r))
-		return not_found(api, c, r->route == R_TASK_LOGS || r->route == R_TASK_OUTPUT ? "task" : "job",
-				 r->id);
+		return not_found(api, c, task_route(r) ? "task" : "job", r->id);
 	if (!strcmp(r->method, "DELETE")) {
 		const char *why = NULL;
 		int rc = api->be.job_cancel ? api->be.job_cancel(api->be.arg, r->id, &out, &why)

@@ -2691,7 +2691,7 @@ int jobs_task_output(struct jobs *j, const char *task_id, const uint64_t from[2]
 	}
 	json_t *o = json_pack("{s:s,s:I,s:s,s:s,s:b}", "task", t->id, "attempt", (json_int_t)t->attempt,
 			      "state", tstate_names[t->st], "node", t->node, "ended",
-			      l ? l->ended : t->st == T_CANCELED || (t->st == T_FAILED && !t->node[0]));
+			      l ? l->ended : t->st == T_CANCELED || t->st == T_FAILED);
 	json_object_set_new(o, "stdout", live_json(l, 0, from[0]));
 	json_object_set_new(o, "stderr", live_json(l, 1, from[1]));
 	*out = o;

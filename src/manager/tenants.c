@@ -149,12 +149,21 @@ static struct upload *up_find(const struct tenants *t, const char *tenant,
 	return NULL;
 }
 
+/* The index of tenant's counts in t->tc, or t->n_tc when it has none. */
+static size_t tc_index(const struct tenants *t, const char *tenant)
+{
+	size_t i = 0;
+	while (i < t->n_tc && strcmp(t->tc[i].tenant, tenant) != 0)
+		i++;
+	return i;
+}
+
 /* The count of tenant's upload records (created at 0 when create is set), or NULL. */
 static struct tcount *tc_get(struct tenants *t, const char *tenant, bool create)
 {
-	for (size_t i = 0; i < t->n_tc; i++)
-		if (!strcmp(t->tc[i].tenant, tenant))
-			return &t->tc[i];
+	size_t i = tc_index(t, tenant);
+	if (i < t->n_tc)
+		return &t->tc[i];
 	if (!create)
 		return NULL;
 	if (t->n_tc == t->cap_tc) {
@@ -246,10 +255,8 @@ int tenants_upload_room(const struct tenants *t, const char *tenant, const uint8
 {
 	if (up_find(t, tenant, digest))
 		return 0;
-	const struct tcount *c = NULL;
-	for (size_t i = 0; i < t->n_tc && !c; i++)
-		if (!strcmp(t->tc[i].tenant, tenant))
-			c = &t->tc[i];
+	size_t i = tc_index(t, tenant);
+	const struct tcount *c = i < t->n_tc ? &t->tc[i] : NULL;
 	if (c && c->n >= TENANTS_MAX_UPLOADS_EACH)
 		return why_set(why, whylen, SS_EQUOTA,
 			       "tenant %s has %u uploads, its quota; they expire after the job retention time",
@@ -270,10 +277,8 @@ int tenants_upload_room(const struct tenants *t, const char *tenant, const uint8
 
 uint64_t tenants_upload_bytes(const struct tenants *t, const char *tenant)
 {
-	for (size_t i = 0; i < t->n_tc; i++)
-		if (!strcmp(t->tc[i].tenant, tenant))
-			return t->tc[i].bytes;
-	return 0;
+	size_t i = tc_index(t, tenant);
+	return i < t->n_tc ? t->tc[i].bytes : 0;
 }
 
 int tenants_upload_add(struct tenants *t, const char *tenant, const uint8_t digest[SHA256_LEN],
