@@ -95,12 +95,20 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libinternal.a
 
 # ---- tests ------------------------------------------------------------------
 
+# Builds run on every core; tests run one stage at a time, and each stage
+# prints how long it took so that CI time can be watched.
+JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
+STAGE  = t=$$(date +%s); $(MAKE) --no-print-directory
+TOOK   = && echo "== stage $(1): $$(( $$(date +%s) - t )) s"
+
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN)
-	@$(MAKE) --no-print-directory check-unit check-system
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory check-fuzz
-	@$(MAKE) --no-print-directory check-asan
+	@$(STAGE) -j$(JOBS) all $(UNIT_BIN) $(call TOOK,build)
+	@$(STAGE) check-unit $(call TOOK,unit)
+	@$(STAGE) check-system $(call TOOK,system)
+	@$(STAGE) lint $(call TOOK,lint)
+	@$(STAGE) -j$(JOBS) $(FUZZ_BIN) $(call TOOK,fuzz build)
+	@$(STAGE) check-fuzz $(call TOOK,fuzz)
+	@$(STAGE) check-asan $(call TOOK,asan)
 	@echo "make check: all stages passed"
 
 check-unit: $(UNIT_BIN)
@@ -144,7 +152,7 @@ check-fuzz: $(FUZZ_BIN)
 
 # The sanitizer build runs the unit and system tests again.
 check-asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan CC=$(CLANG) \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build/asan CC=$(CLANG) \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  build/asan/seeswarm $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BIN))
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -157,12 +165,11 @@ LINT_SRC ?= $(LIB_SRC) src/main.c
 
 # Static analysis: cppcheck and clang-tidy (checks in .clang-tidy), both must be clean.
 lint: $(PROTO_H)
-	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+	cppcheck -j$(JOBS) --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 	  --suppress=missingIncludeSystem --inline-suppr -Iinclude -Isrc -I$(GEN) $(LINT_SRC)
-	@for f in $(LINT_SRC); do \
-	  clang-tidy -quiet $$f -- -std=gnu17 -D_GNU_SOURCE -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS) \
-	    2>/dev/null || exit 1; \
-	done; echo "lint: cppcheck and clang-tidy clean"
+	@printf '%s\n' $(LINT_SRC) | xargs -P$(JOBS) -I{} sh -c \
+	  'clang-tidy -quiet {} -- -std=gnu17 -D_GNU_SOURCE -Iinclude -Isrc -I$(GEN) $(PKG_CFLAGS) 2>/dev/null' \
+	  && echo "lint: cppcheck and clang-tidy clean"
 
 bench: all
 	@bash bench/run.sh
