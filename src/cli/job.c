@@ -791,6 +791,10 @@ static int cmd_explain(ss_client *c, const char *id, const char *task, bool as_j
 		if (num(t, "waiting_for"))
 			printf(", waiting for %lld dependencies", num(t, "waiting_for"));
 		printf("\n");
+		char *tr = cli_clean(str(t, "reason"));
+		if (*tr) /* e.g. the last refusal, or its tenant's CPU cap holding it back */
+			printf("  %s\n", tr);
+		free(tr);
 		free(tn);
 		free(st);
 		json_array_foreach(json_object_get(p, "nodes"), k, n)

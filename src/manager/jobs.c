@@ -101,6 +101,7 @@ struct task {
 	struct sched_node *sn;    /* where the reservation is held, or NULL */
 	struct sched_node *avoid; /* the node the last attempt failed or was lost on */
 	bool queued;              /* in the scheduler's queue */
+	bool charged;             /* its CPU counts as running for its tenant */
 	bool acked_pending;       /* an ack waits for the next commit */
 	int64_t retry_at_ms;
 	int64_t start_ms, end_ms;
@@ -752,12 +753,15 @@ static void req_free(struct req_buf *rb)
 
 static void release(struct jobs *j, struct task *t)
 {
+	const struct jobspec_task *s = spec_of(t);
+	if (t->charged) {
+		/* Its CPU no longer counts toward its tenant's share and cap. */
+		sched_queue_done(j->queue, t->job->spec->tenant, s->res.cpu_millicores);
+		t->charged = false;
+	}
 	if (!t->sn)
 		return;
-	const struct jobspec_task *s = spec_of(t);
 	sched_release(j->sched, t->sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
-	/* Its CPU no longer counts toward its tenant's running share. */
-	sched_queue_done(j->queue, t->job->spec->tenant, s->res.cpu_millicores);
 	t->sn = NULL;
 }
 
@@ -926,6 +930,7 @@ static bool place_one(struct jobs *j, struct task *t)
 	}
 	sched_reserve(j->sched, sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
 	t->sn = sn;
+	t->charged = true; /* the pop counted it */
 	t->start_ms = 0;
 	t->reason[0] = '\0';
 	set_tstate(t, T_PLACED);
@@ -1901,6 +1906,12 @@ void jobs_node_admitted(struct jobs *j, struct node *n, Seeswarm__V1__TaskRef *c
 					if (t->sn)
 						sched_reserve(j->sched, t->sn, s->res.cpu_millicores,
 							      s->res.memory_bytes, s->res.disk_bytes);
+					if (t->sn && !t->charged) {
+						/* It was collecting: it runs again and counts again. */
+						sched_queue_charge(j->queue, t->job->spec->tenant,
+								   s->res.cpu_millicores);
+						t->charged = true;
+					}
 				}
 			}
 		}
@@ -2106,6 +2117,9 @@ static void job_resume(struct jobs *j, struct job *jb)
 			/* Waits for its node: it reports it in its Hello, or is declared down. */
 			if (t->st == T_COLLECTING)
 				set_tstate(t, T_RUNNING);
+			/* It counts toward its tenant's share and cap as when it was popped. */
+			sched_queue_charge(j->queue, jb->spec->tenant, spec_of(t)->res.cpu_millicores);
+			t->charged = true;
 			active_add(j, t);
 			break;
 		case T_RETRYING:
@@ -2204,12 +2218,28 @@ void jobs_free(struct jobs *j)
 
 /* ---- API ----------------------------------------------------------------------------- */
 
-static json_t *task_json(const struct task *t, bool full)
+/*
+ * Writes why a queued task waits for its tenant's cap into buf and returns
+ * buf, or returns t->reason when the cap does not hold it back.
+ */
+static const char *reason_of(const struct jobs *j, const struct task *t, char *buf, size_t len)
+{
+	const char *tenant = t->job->spec->tenant;
+	if (!t->queued || !sched_queue_held(j->queue, tenant))
+		return t->reason;
+	snprintf(buf, len, "held: tenant %s runs %llum of the %llum it may run at once (--tenant-max-cpu)",
+		 tenant, (unsigned long long)sched_queue_running(j->queue, tenant),
+		 (unsigned long long)sched_queue_cap(j->queue, tenant));
+	return buf;
+}
+
+static json_t *task_json(const struct jobs *j, const struct task *t, bool full)
 {
 	const struct jobspec_task *s = spec_of(t);
+	char held[200];
 	json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s}", "id", t->id, "name", s->name, "state",
 			      tstate_names[t->st], "attempt", (int)t->attempt, "node", t->node, "reason",
-			      t->reason);
+			      reason_of(j, t, held, sizeof held));
 	if (t->status[0]) {
 		json_object_set_new(o, "status", json_string(t->status));
 		json_object_set_new(o, "code", json_integer(t->code));
@@ -2324,6 +2354,19 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 	free(v);
 	if (any && (rc = jobspec_check_fits(js, &lim, why, whylen)) != 0)
 		goto out;
+	uint64_t cap = sched_queue_cap(j->queue, js->tenant);
+	for (size_t gi = 0; cap && gi < js->n_groups; gi++) {
+		/* A task larger than its tenant's cap could never start. */
+		const struct jobspec_task *s = &js->tasks[js->groups[gi].first];
+		if (s->res.cpu_millicores > cap) {
+			snprintf(why, whylen,
+				 "tasks[%zu] (%s).resources.cpu: %um exceeds what tenant %s may run at once "
+				 "(%llum, --tenant-max-cpu)",
+				 gi, s->name, s->res.cpu_millicores, js->tenant, (unsigned long long)cap);
+			rc = SS_EINVAL;
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < js->n_tasks; i++) {
 		const struct jobspec_task *s = &js->tasks[i];
 		for (size_t k = 0; k < s->n_inputs; k++) {
@@ -2421,6 +2464,13 @@ int64_t jobs_retention(const struct jobs *j)
 	return j->retention_ms;
 }
 
+void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores)
+{
+	sched_queue_set_cap(j->queue, tenant, millicores);
+	log_info("tenant %s: at most %llum running at once", tenant ? tenant : "(every other)",
+		 (unsigned long long)millicores);
+}
+
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
 {
 	sched_queue_set_weight(j->queue, tenant, weight);
@@ -2491,7 +2541,7 @@ json_t *jobs_tasks(struct jobs *j, const char *id)
 		return NULL;
 	json_t *a = json_array();
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
-		json_array_append_new(a, task_json(&jb->tasks[i], true));
+		json_array_append_new(a, task_json(j, &jb->tasks[i], true));
 	return json_pack("{s:s,s:o}", "job", jb->id, "tasks", a);
 }
 
@@ -2517,7 +2567,7 @@ int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out,
 		req_build(j, t, &rb);
 		json_t *e = sched_explain(j->sched, &rb.req);
 		req_free(&rb);
-		json_t *o = task_json(t, false);
+		json_t *o = task_json(j, t, false);
 		if (t->waiting)
 			json_object_set_new(o, "waiting_for", json_integer(t->waiting));
 		json_object_set_new(o, "placement", e);
@@ -2557,7 +2607,7 @@ json_t *jobs_task_logs(struct jobs *j, const char *task_id)
 		return NULL;
 	struct logs_ctx c = {t->id, strlen(t->id), json_array()};
 	store_scan(j->env.store, "results", logs_cb, &c);
-	json_t *o = task_json(t, true);
+	json_t *o = task_json(j, t, true);
 	json_object_set_new(o, "attempts", c.attempts);
 	return o;
 }
@@ -2821,6 +2871,18 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 	for (int i = 0; i < T_STATE_COUNT; i++)
 		buf_printf(out, "seeswarm_tasks{state=\"%s\"} %zu\n", tstate_names[i], by[i]);
 	buf_printf(out, "# TYPE seeswarm_jobs_running gauge\nseeswarm_jobs_running %zu\n", running_jobs);
+	buf_printf(out, "# HELP seeswarm_tenant_cpu_running_millicores CPU a tenant's tasks hold, and its cap.\n"
+			"# TYPE seeswarm_tenant_cpu_running_millicores gauge\n"
+			"# TYPE seeswarm_tenant_cpu_cap_millicores gauge\n");
+	uint64_t trun, tcap;
+	const char *tname;
+	for (size_t i = 0; (tname = sched_queue_tenant_at(j->queue, i, &trun, &tcap)) != NULL; i++) {
+		buf_printf(out, "seeswarm_tenant_cpu_running_millicores{tenant=\"%s\"} %" PRIu64 "\n", tname,
+			   trun);
+		if (tcap)
+			buf_printf(out, "seeswarm_tenant_cpu_cap_millicores{tenant=\"%s\"} %" PRIu64 "\n",
+				   tname, tcap);
+	}
 	struct {
 		const char *name;
 		uint64_t v;

@@ -93,6 +93,13 @@ void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms);
 void jobs_set_replicas(struct jobs *j, unsigned want);
 /* Where a blob lives on agents, as JSON (replicas_json), or NULL when nothing tracks it. */
 json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
+/*
+ * Caps the CPU (millicores) a tenant's tasks may hold at once; 0 removes
+ * the cap, and a NULL tenant sets it for every tenant without its own
+ * (sched_queue_set_cap). A submission with a task larger than the cap is
+ * refused; queued tasks held back by the cap say so in their reason.
+ */
+void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores);
 /* Sets a tenant's weight (> 0) for fair sharing of running CPU between tenants. */
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight);
 

@@ -378,8 +378,7 @@ static int get_duration(struct parser *p, json_t *v, const char *path, uint64_t 
 	return 0;
 }
 
-/* Parses "500m" (millicores) or "2", "0.25" (cores, at most three decimals). */
-static int parse_cpu(const char *s, uint64_t *out)
+int jobspec_parse_cpu(const char *s, uint64_t *out)
 {
 	uint64_t whole = 0, frac = 0;
 	size_t nd = 0, nf = 0;
@@ -427,7 +426,7 @@ static int get_cpu(struct parser *p, json_t *v, const char *path, uint32_t *out)
 			return fail(p, SS_EINVAL, "%s: a CPU amount cannot be negative", path);
 		m = c > 1025 ? MAX_CPU_M + 1ull : (uint64_t)llround(c * 1000);
 	} else if (json_is_string(v)) {
-		if (parse_cpu(json_string_value(v), &m) != 0)
+		if (jobspec_parse_cpu(json_string_value(v), &m) != 0)
 			return fail(p, SS_EINVAL, "%s: \"%s\" is not a CPU amount (use 0.5, 2 or 500m)", path,
 				    show(json_string_value(v)).s);
 	} else {

@@ -160,6 +160,12 @@ struct jobspec_limits {
 int jobspec_check_fits(const struct jobspec *js, const struct jobspec_limits *lim, char *why,
 		       size_t whylen);
 
+/*
+ * Parses a CPU amount: "500m" (millicores) or "2", "0.25" (cores, at most
+ * three decimals) into millicores. Returns 0 or SS_EPARSE.
+ */
+int jobspec_parse_cpu(const char *s, uint64_t *out);
+
 /* Returns the instance index of a task by its unique name, or -1. */
 int32_t jobspec_find(const struct jobspec *js, const char *name);
 

@@ -33,6 +33,7 @@
 #include "data/blobstore.h"
 #include "data/grant.h"
 #include "manager/jobs.h"
+#include "manager/jobspec.h"
 #include "manager/replicas.h"
 #include "manager/tenants.h"
 #include "net/frame.h"
@@ -65,6 +66,9 @@ struct manager_config {
 	const char *tenant_names[MAX_TENANT_WEIGHTS]; /* --tenant-weight NAME=W */
 	double tenant_weights[MAX_TENANT_WEIGHTS];
 	size_t n_tenants;
+	const char *cap_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cpu NAME=CPU; NULL for "*" */
+	uint64_t caps[MAX_TENANT_WEIGHTS];         /* millicores */
+	size_t n_caps;
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
 	uint32_t tenant_max_jobs;                      /* 0: the default */
@@ -1952,7 +1956,7 @@ static void usage(FILE *f)
 		"                        [--client-config PATH | --no-client-config] [--max-agents N]\n"
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
 		"                        [--job-retention 24h] [--tenant-max-jobs 1000]\n"
-		"                        [--tenant-max-upload-bytes 64G]\n"
+		"                        [--tenant-max-upload-bytes 64G] [--tenant-max-cpu NAME=CPU]...\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -1973,6 +1977,9 @@ static void usage(FILE *f)
 		"                              1000; docs/security.md, Tenants)\n"
 		"  --tenant-max-upload-bytes S bytes of blobs one tenant token's uploads may hold\n"
 		"                              until they expire (default 64G; 0 = no quota)\n"
+		"  --tenant-max-cpu NAME=CPU   CPU a tenant's tasks may hold at once (4, 0.5 or 500m;\n"
+		"                              *=CPU for every tenant not named; repeatable;\n"
+		"                              default: no cap)\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -1984,7 +1991,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
 	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS,
-	       O_TENANT_MAX_UPLOAD };
+	       O_TENANT_MAX_UPLOAD, O_TENANT_MAX_CPU };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -2004,6 +2011,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"job-retention", required_argument, NULL, O_RETENTION},
 		{"tenant-max-jobs", required_argument, NULL, O_TENANT_MAX_JOBS},
 		{"tenant-max-upload-bytes", required_argument, NULL, O_TENANT_MAX_UPLOAD},
+		{"tenant-max-cpu", required_argument, NULL, O_TENANT_MAX_CPU},
 		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -2100,6 +2108,25 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			}
 			cfg->job_retention_ms = v;
 			break;
+		case O_TENANT_MAX_CPU: {
+			/* NAME=CPU, or *=CPU for every tenant not named; names stay in argv. */
+			char *eq = strchr(optarg, '=');
+			uint64_t mc = 0;
+			if (!eq || jobspec_parse_cpu(eq + 1, &mc) != 0 || mc < 1 ||
+			    cfg->n_caps == MAX_TENANT_WEIGHTS) {
+				fprintf(stderr, "manager: --tenant-max-cpu takes NAME=CPU or *=CPU, CPU as 4, "
+						"0.5 or 500m (at most %d)\n", MAX_TENANT_WEIGHTS);
+				return 2;
+			}
+			*eq = '\0';
+			if (strcmp(optarg, "*") != 0 && !ident_valid(optarg)) {
+				fprintf(stderr, "manager: --tenant-max-cpu: \"%s\" is not a tenant name\n", optarg);
+				return 2;
+			}
+			cfg->cap_names[cfg->n_caps] = strcmp(optarg, "*") ? optarg : NULL;
+			cfg->caps[cfg->n_caps++] = mc;
+			break;
+		}
 		case O_TENANT: {
 			/* NAME=WEIGHT; the name stays in argv, which outlives the manager. */
 			char *eq = strchr(optarg, '=');
@@ -2333,6 +2360,8 @@ int manager_main(int argc, char **argv)
 		jobs_set_replicas(m->jobs, m->cfg.replicas - 1);
 	for (size_t i = 0; i < m->cfg.n_tenants; i++)
 		jobs_set_tenant_weight(m->jobs, m->cfg.tenant_names[i], m->cfg.tenant_weights[i]);
+	for (size_t i = 0; i < m->cfg.n_caps; i++)
+		jobs_set_tenant_max_cpu(m->jobs, m->cfg.cap_names[i], m->cfg.caps[i]);
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);

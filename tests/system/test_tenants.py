@@ -243,3 +243,62 @@ def test_a_tenant_token_has_a_quota_of_upload_bytes(swarm):
     upload(swarm, make_token(swarm, "ivan")["token"], big)  # another tenant has its own quota
     upload(swarm, "default", huge)  # the admin has none
     upload(swarm, tok, b"d" * 400)  # what is left of heidi's quota still fits
+
+
+def timed_sleepers(tenant, n, seconds, cpu):
+    """n tasks of one tenant; each writes when its process started and ended (ns)."""
+    return {"name": f"timed-{tenant}", "tenant": tenant, "tasks": [
+        {"name": "s", "command": ["sh", "-c", f"date +%s%N > /out/t; sleep {seconds}; date +%s%N >> /out/t"],
+         "outputs": ["t"], "map": {"over": [str(i) for i in range(n)]},
+         "resources": {"cpu": cpu, "memory": "32M"}, "retries": 0}]}
+
+
+def most_at_once(swarm, jid):
+    """The largest number of the job's task processes that ran at the same moment."""
+    edges = []
+    for t in swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"]:
+        status, raw, _ = swarm.request("GET", f"/v1/blobs/{t['outputs'][0]['digest']}")
+        assert status == 200, status
+        a, b = (int(x) for x in raw.split())
+        edges += [(a, 1), (b, -1)]
+    now = most = 0
+    for _, d in sorted(edges):  # an end sorts before a start at the same instant
+        now += d
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.manager_args("--tenant-max-cpu", "capped=1", "--tenant-max-cpu", "*=1.5")
+def test_a_tenant_cpu_cap_holds_across_a_manager_crash(swarm):
+    start(swarm, 2)  # 2 agents of 2 cores: room for 8 tasks of 0.5 at once
+    # A task larger than its tenant may ever run is refused at once, with the reason.
+    st, body = call(swarm, "default", "POST", "/v1/jobs", timed_sleepers("capped", 1, 0, 2))
+    assert st == 400 and "capped may run at once (1000m, --tenant-max-cpu)" in body["error"]["message"], body
+    st, capped = call(swarm, "default", "POST", "/v1/jobs", timed_sleepers("capped", 4, 4, 0.5))
+    assert st == 201, capped
+    st, other = call(swarm, "default", "POST", "/v1/jobs", timed_sleepers("other", 6, 1.5, 0.5))
+    assert st == 201, other
+
+    def held():
+        ts = swarm.get_json(f"/v1/jobs/{capped['id']}/tasks")["tasks"]
+        running = [t for t in ts if t["state"] in ("placed", "running")]
+        waiting = [t for t in ts if t["state"] == "pending" and t["reason"].startswith("held:")]
+        return (running, waiting) if running and waiting else None
+    running, waiting = wait_for(held, 20 * SLOW, what="capped tasks running while others are held")
+    assert len(running) <= 2, running
+    assert "held: tenant capped runs 1000m of the 1000m it may run at once" in waiting[0]["reason"], waiting[0]
+    ex = swarm.cli("job", "explain", capped["id"]).stdout
+    assert "held: tenant capped runs 1000m" in ex, ex
+    st, raw, _ = swarm.request("GET", "/metrics")
+    text = raw.decode()
+    assert 'seeswarm_tenant_cpu_cap_millicores{tenant="capped"} 1000' in text, text[-2000:]
+    assert 'seeswarm_tenant_cpu_cap_millicores{tenant="other"} 1500' in text, text[-2000:]
+    # The restarted manager counts the tasks it finds running against the cap
+    # (they run 4 s, longer than the agents take to reconnect).
+    swarm.manager.kill9()
+    swarm.start_manager()
+    wait_job(swarm, capped["id"], 90)
+    wait_job(swarm, other["id"], 90)
+    # The cap is reached and never passed, for the named tenant and for the rest.
+    assert most_at_once(swarm, capped["id"]) == 2
+    assert most_at_once(swarm, other["id"]) == 3

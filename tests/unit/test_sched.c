@@ -760,6 +760,77 @@ static void test_queue_unpop(void **state)
 	sched_queue_free(q);
 }
 
+static void test_queue_tenant_cap(void **state)
+{
+	(void)state;
+	struct sched_queue *q = sched_queue_new();
+	int a[4], b[2], c1;
+	sched_queue_set_cap(q, "a", 2000);
+	sched_queue_set_cap(q, NULL, 1500); /* every other tenant */
+	for (int k = 0; k < 4; k++)
+		sched_queue_push(q, "a", 0, 1000, &a[k]);
+	assert_int_equal(sched_queue_cap(q, "a"), 2000);
+	assert_int_equal(sched_queue_cap(q, "b"), 1500);
+	assert_int_equal(sched_queue_cap(q, "nobody"), 1500);
+	const char *t;
+	/* Alone, a takes two slots and no more. */
+	assert_ptr_equal(sched_queue_pop(q, &t), &a[0]);
+	assert_ptr_equal(sched_queue_pop(q, &t), &a[1]);
+	assert_true(sched_queue_held(q, "a"));
+	assert_null(sched_queue_pop(q, &t));
+	/* Then b gets one (its second item would pass 1500m). */
+	sched_queue_push(q, "b", 0, 1000, &b[0]);
+	sched_queue_push(q, "b", 0, 1000, &b[1]);
+	assert_false(sched_queue_held(q, "b"));
+	assert_ptr_equal(sched_queue_pop(q, &t), &b[0]);
+	assert_true(sched_queue_held(q, "b"));
+	assert_null(sched_queue_pop(q, &t));
+	assert_null(t);
+	assert_int_equal(sched_queue_len(q), 3);
+	assert_int_equal(sched_queue_running(q, "a"), 2000);
+	/* One of a's tasks ends: exactly one more of a's items may start. */
+	sched_queue_done(q, "a", 1000);
+	assert_false(sched_queue_held(q, "a"));
+	assert_ptr_equal(sched_queue_pop(q, &t), &a[2]);
+	assert_null(sched_queue_pop(q, &t));
+	/* A task found running after a restart counts as a pop does. */
+	sched_queue_done(q, "b", 1000);
+	sched_queue_charge(q, "b", 1000);
+	assert_null(sched_queue_pop(q, &t));
+	assert_true(sched_queue_held(q, "b"));
+	/* A tenant first seen after the default was set gets it too. */
+	sched_queue_push(q, "c", 5, 1000, &c1);
+	sched_queue_charge(q, "c", 1000);
+	assert_null(sched_queue_pop(q, &t));
+	/* Removing the caps lets the rest go, in fair-share order again. */
+	sched_queue_set_cap(q, "a", 0);
+	sched_queue_set_cap(q, NULL, 0);
+	assert_ptr_equal(sched_queue_pop(q, &t), &b[1]); /* b and c tie below a; b's is older */
+	assert_ptr_equal(sched_queue_pop(q, &t), &c1);
+	assert_ptr_equal(sched_queue_pop(q, &t), &a[3]);
+	/* A small item behind a head that does not fit waits: order within a tenant holds. */
+	int big, small;
+	sched_queue_set_cap(q, "d", 2000);
+	sched_queue_charge(q, "d", 500);
+	sched_queue_push(q, "d", 0, 2000, &big);
+	sched_queue_push(q, "d", 0, 500, &small);
+	assert_null(sched_queue_pop(q, &t));
+	sched_queue_done(q, "d", 500);
+	assert_ptr_equal(sched_queue_pop(q, &t), &big);
+	sched_queue_done(q, "d", 2000);
+	assert_ptr_equal(sched_queue_pop(q, &t), &small);
+	/* Every tenant is listed with its running CPU and cap. */
+	uint64_t run, cap;
+	size_t n = 0;
+	while (sched_queue_tenant_at(q, n, &run, &cap))
+		n++;
+	assert_int_equal(n, 4);
+	assert_string_equal(sched_queue_tenant_at(q, 0, &run, &cap), "a");
+	assert_int_equal(run, 3000);
+	assert_int_equal(cap, 0);
+	sched_queue_free(q);
+}
+
 static void test_queue_remove_len(void **state)
 {
 	(void)state;
@@ -821,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_queue_fairness),
 		cmocka_unit_test(test_queue_priority_fifo),
 		cmocka_unit_test(test_queue_unpop),
+		cmocka_unit_test(test_queue_tenant_cap),
 		cmocka_unit_test(test_queue_remove_len),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

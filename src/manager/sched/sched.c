@@ -1331,6 +1331,8 @@ struct qtenant {
 	uint64_t hash;
 	double weight;
 	uint64_t running;       /* millicores popped and not yet done */
+	uint64_t cap;           /* most millicores running at once; 0 = none */
+	bool has_cap;           /* cap was set for this tenant (else the default applies) */
 	struct qlevel **lv;     /* non-empty levels, highest priority first */
 	size_t nlv, caplv;
 	size_t n_items;
@@ -1349,6 +1351,7 @@ struct sched_queue {
 	struct qtenant **active;  /* tenants with queued items */
 	size_t n_active, cap_active;
 	size_t len;
+	uint64_t default_cap;     /* cap of tenants without their own; 0 = none */
 	int64_t back_seq;
 	int64_t front_seq;
 };
@@ -1397,13 +1400,19 @@ void sched_queue_free(struct sched_queue *q)
 	free(q);
 }
 
-static struct qtenant *tenant_get(struct sched_queue *q, const char *name, bool create)
+static struct qtenant *tenant_find(const struct sched_queue *q, const char *name)
 {
 	name = nz(name);
-	uint64_t h = hash_name(name);
-	struct qtenant *t = ptab_get(&q->tenants, h, tenant_eq, name);
+	return ptab_get(&q->tenants, hash_name(name), tenant_eq, name);
+}
+
+static struct qtenant *tenant_get(struct sched_queue *q, const char *name, bool create)
+{
+	struct qtenant *t = tenant_find(q, name);
 	if (t || !create)
 		return t;
+	name = nz(name);
+	uint64_t h = hash_name(name);
 	t = xcalloc(1, sizeof *t);
 	t->name = xstrdup(name);
 	t->hash = h;
@@ -1422,6 +1431,63 @@ void sched_queue_set_weight(struct sched_queue *q, const char *tenant, double we
 	if (!(weight > 0) || !isfinite(weight))
 		return;
 	tenant_get(q, tenant, true)->weight = weight;
+}
+
+void sched_queue_set_cap(struct sched_queue *q, const char *tenant, uint64_t millicores)
+{
+	if (!tenant) {
+		q->default_cap = millicores;
+		return;
+	}
+	struct qtenant *t = tenant_get(q, tenant, true);
+	t->cap = millicores;
+	t->has_cap = true;
+}
+
+static uint64_t cap_of(const struct sched_queue *q, const struct qtenant *t)
+{
+	return t->has_cap ? t->cap : q->default_cap;
+}
+
+/* True when t has items and its next one would take it past its cap. */
+static bool at_cap(const struct sched_queue *q, const struct qtenant *t)
+{
+	uint64_t cap = cap_of(q, t);
+	return cap && t->n_items && t->running + t->lv[0]->head->cpu > cap;
+}
+
+bool sched_queue_held(const struct sched_queue *q, const char *tenant)
+{
+	const struct qtenant *t = tenant_find(q, tenant);
+	return t && at_cap(q, t);
+}
+
+uint64_t sched_queue_cap(const struct sched_queue *q, const char *tenant)
+{
+	const struct qtenant *t = tenant_find(q, tenant);
+	return t ? cap_of(q, t) : q->default_cap;
+}
+
+uint64_t sched_queue_running(const struct sched_queue *q, const char *tenant)
+{
+	const struct qtenant *t = tenant_find(q, tenant);
+	return t ? t->running : 0;
+}
+
+const char *sched_queue_tenant_at(const struct sched_queue *q, size_t i, uint64_t *running,
+				  uint64_t *cap)
+{
+	if (i >= q->n_all)
+		return NULL;
+	const struct qtenant *t = q->all[i];
+	*running = t->running;
+	*cap = cap_of(q, t);
+	return t->name;
+}
+
+void sched_queue_charge(struct sched_queue *q, const char *tenant, uint32_t cpu_millicores)
+{
+	tenant_get(q, tenant, true)->running += cpu_millicores;
 }
 
 /* Returns the tenant's level for prio, creating it in order when missing. */
@@ -1536,6 +1602,9 @@ void *sched_queue_pop(struct sched_queue *q, const char **tenant)
 	double best_ratio = 0;
 	for (size_t i = 0; i < q->n_active; i++) {
 		struct qtenant *t = q->active[i];
+		/* A tenant whose next item would take it past its cap waits for its own tasks to end. */
+		if (at_cap(q, t))
+			continue;
 		double ratio = (double)t->running / t->weight;
 		if (!best || ratio < best_ratio ||
 		    (ratio == best_ratio && t->lv[0]->head->seq < best->lv[0]->head->seq)) {

@@ -167,6 +167,32 @@ void sched_queue_free(struct sched_queue *q);
 /* Sets a tenant's weight (default 1.0; must be > 0). */
 void sched_queue_set_weight(struct sched_queue *q, const char *tenant, double weight);
 /*
+ * Caps the CPU (millicores) a tenant may have running at once; 0 removes
+ * the cap. A NULL tenant sets the cap of every tenant that has none of its
+ * own. A tenant at its cap gets nothing popped until enough of its running
+ * CPU is done, even when the swarm is otherwise idle; its queued items keep
+ * their order (a smaller item behind a larger head does not jump ahead).
+ */
+void sched_queue_set_cap(struct sched_queue *q, const char *tenant, uint64_t millicores);
+/* The cap that applies to a tenant (0 = none). */
+uint64_t sched_queue_cap(const struct sched_queue *q, const char *tenant);
+/* True when the tenant has queued items and the cap holds back the next one. */
+bool sched_queue_held(const struct sched_queue *q, const char *tenant);
+/* The millicores counted as running for a tenant. */
+uint64_t sched_queue_running(const struct sched_queue *q, const char *tenant);
+/*
+ * The i-th tenant the queue knows (0-based, in order of first use), with its
+ * running millicores and cap, or NULL past the last. The name stays valid
+ * until sched_queue_free().
+ */
+const char *sched_queue_tenant_at(const struct sched_queue *q, size_t i, uint64_t *running,
+				  uint64_t *cap);
+/*
+ * Counts an item's CPU as running for its tenant without a pop: a task the
+ * manager finds running after a restart. sched_queue_done() ends it as usual.
+ */
+void sched_queue_charge(struct sched_queue *q, const char *tenant, uint32_t cpu_millicores);
+/*
  * Queues an item (opaque to the queue) for a tenant with a priority (higher
  * first) and its CPU cost (millicores), in FIFO order within a priority.
  */
@@ -174,7 +200,8 @@ void sched_queue_push(struct sched_queue *q, const char *tenant, int32_t priorit
 		      uint32_t cpu_millicores, void *item);
 /*
  * Pops the next item: from the tenant furthest below its weighted share of
- * running CPU, then by priority, then FIFO. Returns NULL when empty.
+ * running CPU, then by priority, then FIFO, skipping tenants at their cap.
+ * Returns NULL when empty or when every tenant with items is at its cap.
  * Popping counts the item's CPU as running for its tenant until
  * sched_queue_done() is called for it.
  */
