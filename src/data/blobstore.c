@@ -549,7 +549,12 @@ int blob_writer_commit(struct blob_writer *w, uint8_t digest_out[SHA256_LEN])
 	if ((rc = dir_ensure(sub, 0700)) != 0)
 		goto out;
 	if (access(path, F_OK) == 0) {
-		/* Already stored (content addressing): keep the existing file. */
+		/*
+		 * Already stored (content addressing): keep the existing file, but
+		 * mark it written now, which blobstore_sweep() goes by.
+		 */
+		if (utimensat(AT_FDCWD, path, NULL, 0) != 0)
+			log_warn("blobstore: cannot touch %s: %s", path, strerror(errno));
 		rc = 0;
 		goto done;
 	}
@@ -818,6 +823,36 @@ static bool hex_name(const char *s, size_t n)
 			return false;
 	}
 	return s[n] == '\0';
+}
+
+size_t blobstore_sweep(struct blobstore *bs, unsigned shard, int64_t before_ms,
+		       bool (*keep)(void *arg, const uint8_t digest[SHA256_LEN]), void *arg,
+		       uint64_t *bytes)
+{
+	size_t n = 0;
+	char *sub = xasprintf("%s/%02x", bs->dir, shard & 0xffu);
+	DIR *d = opendir(sub);
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		uint8_t digest[SHA256_LEN];
+		struct stat st;
+		if (!hex_name(e->d_name, BS_HEX_LEN) || strncmp(e->d_name, sub + strlen(bs->dir) + 1, 2) != 0 ||
+		    hex_decode(e->d_name, digest, SHA256_LEN) != 0 ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+		if (mtime_ms >= before_ms || keep(arg, digest))
+			continue;
+		uint64_t size = 0;
+		if (!blobstore_has(bs, digest, &size) || blobstore_delete(bs, digest) != 0)
+			continue;
+		n++;
+		*bytes += size;
+	}
+	if (d)
+		closedir(d);
+	free(sub);
+	return n;
 }
 
 int blobstore_list(struct blobstore *bs,

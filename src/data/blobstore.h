@@ -93,6 +93,19 @@ int blobstore_import(struct blobstore *bs, const char *path, uint8_t digest[SHA2
 int blobstore_export(struct blobstore *bs, const uint8_t digest[SHA256_LEN], const char *path);
 
 int blobstore_delete(struct blobstore *bs, const uint8_t digest[SHA256_LEN]);
+/*
+ * Deletes the blobs of one of the store's 256 subdirectories (shard, taken
+ * modulo 256) that were last written before before_ms (wall clock, ms) and
+ * that keep() does not claim. A commit of a blob already stored counts as a
+ * write. Adds the plaintext bytes freed to *bytes and returns how many blobs
+ * were deleted. Sweeping shard 0..255 in turn covers the store, one bounded
+ * step at a time. The caller makes sure no one starts to depend on a blob
+ * between keep() answering and the deletion (the manager sweeps on its loop
+ * thread, where jobs take their uses).
+ */
+size_t blobstore_sweep(struct blobstore *bs, unsigned shard, int64_t before_ms,
+		       bool (*keep)(void *arg, const uint8_t digest[SHA256_LEN]), void *arg,
+		       uint64_t *bytes);
 /* Calls cb for every stored blob; a nonzero return stops and is returned. */
 int blobstore_list(struct blobstore *bs,
 		   int (*cb)(void *arg, const uint8_t digest[SHA256_LEN], uint64_t size), void *arg);

@@ -51,6 +51,7 @@
 #define MAX_FINISHED_JOBS 10000u      /* finished jobs kept at most, newest first */
 #define DEFAULT_RETENTION_MS (24ll * 3600 * 1000)
 #define GC_EVERY_TICKS 10u            /* the GC runs every 10th retry tick (1 s) */
+#define BLOB_PASS_MAX_MS 60000        /* the blob sweep covers the store at least once a minute */
 #define PEER_RING 4u                  /* RTT probes: this many ring neighbours on each side */
 
 enum tstate {
@@ -221,6 +222,9 @@ struct jobs {
 	uint32_t tenant_max_jobs; /* unfinished jobs one tenant token may have */
 	uint32_t gc_tick;
 	uint64_t gc_removed;
+	uint64_t sweep_credit;     /* ms of pacing toward the next blob-store shard */
+	unsigned sweep_shard;      /* the next of the blob store's 256 shards to sweep */
+	uint64_t blobs_deleted, blob_bytes_deleted;
 	struct live *lives[LIVE_MAX]; /* the followed attempts, unordered */
 	size_t n_lives;
 };
@@ -468,6 +472,14 @@ static void uses_of_job(struct jobs *j, const struct job *jb, bool add)
 		if (!add)
 			uses_of_outs(j, &jb->tasks[i], false);
 	}
+}
+
+bool jobs_blob_used(struct jobs *j, const uint8_t digest[SHA256_LEN])
+{
+	for (const struct use *u = *use_head(j, digest); u; u = u->next)
+		if (!memcmp(u->digest, digest, SHA256_LEN))
+			return true;
+	return false;
 }
 
 bool jobs_blob_visible(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant)
@@ -1354,8 +1366,8 @@ static void job_forget(struct jobs *j, struct job *jb)
 
 /*
  * Forgets finished jobs older than the retention, and the oldest finished
- * ones beyond MAX_FINISHED_JOBS. Blobs stay (they are content-addressed and
- * may serve other jobs).
+ * ones beyond MAX_FINISHED_JOBS. Their blobs go later, in gc_blobs(), once
+ * nothing retained uses them.
  */
 static void gc_jobs(struct jobs *j)
 {
@@ -1374,11 +1386,47 @@ static void gc_jobs(struct jobs *j)
 	}
 }
 
+static bool blob_in_use(void *arg, const uint8_t digest[SHA256_LEN])
+{
+	return jobs_blob_used(arg, digest);
+}
+
+/*
+ * Deletes from the manager's store the blobs no retained job uses (as an
+ * input, a bundle or an output) and nobody wrote or uploaded again within
+ * the job retention: the same time an upload stays nameable. Called every
+ * retry tick; sweeps shards at a pace that covers the store once per
+ * min(BLOB_PASS_MAX_MS, retention / 2), so a blob outlives its last use or
+ * upload by at most that much more than the retention.
+ */
+static void gc_blobs(struct jobs *j)
+{
+	if (!j->env.blobs)
+		return;
+	uint64_t pass_ms = (uint64_t)j->retention_ms / 2;
+	if (pass_ms > BLOB_PASS_MAX_MS)
+		pass_ms = BLOB_PASS_MAX_MS;
+	if (pass_ms < RETRY_TICK_MS)
+		pass_ms = RETRY_TICK_MS;
+	int64_t before = time_wall_ms() - j->retention_ms;
+	size_t n = 0;
+	uint64_t bytes = 0;
+	for (j->sweep_credit += 256u * RETRY_TICK_MS; j->sweep_credit >= pass_ms; j->sweep_credit -= pass_ms)
+		n += blobstore_sweep(j->env.blobs, j->sweep_shard++ & 0xffu, before, blob_in_use, j, &bytes);
+	if (n) {
+		j->blobs_deleted += n;
+		j->blob_bytes_deleted += bytes;
+		log_info("jobs: deleted %zu blob%s (%llu bytes) that no retained job uses", n, n == 1 ? "" : "s",
+			 (unsigned long long)bytes);
+	}
+}
+
 static void send_peer_lists(struct jobs *j);
 
 static void on_retry_timer(uv_timer_t *h)
 {
 	struct jobs *j = h->data;
+	gc_blobs(j);
 	if (++j->gc_tick >= GC_EVERY_TICKS) {
 		j->gc_tick = 0;
 		gc_jobs(j);
@@ -2896,6 +2944,8 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		{"blob_chunks_served_total", j->blob_served}, {"blobs_fetched_total", j->blob_fetched},
 		{"blob_gets_refused_total", j->blob_refused},
 		{"lineage_reruns_total", j->lineage_reruns},
+		{"manager_blobs_deleted_total", j->blobs_deleted},
+		{"manager_blob_bytes_deleted_total", j->blob_bytes_deleted},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(c); i++)
 		buf_printf(out, "# TYPE seeswarm_%s counter\nseeswarm_%s %llu\n", c[i].name, c[i].name,

@@ -149,6 +149,12 @@ const char *jobs_task_tenant(struct jobs *j, const char *task_id);
  * (an uploaded input, a bundle or an output).
  */
 bool jobs_blob_visible(struct jobs *j, const uint8_t digest[SHA256_LEN], const char *tenant);
+/*
+ * True when a retained job uses the blob (an input, a bundle or an output).
+ * The manager's store deletes a blob nothing uses once it was last written
+ * or uploaded more than the job retention ago (docs/data.md).
+ */
+bool jobs_blob_used(struct jobs *j, const uint8_t digest[SHA256_LEN]);
 /* The job object, or NULL when unknown. */
 json_t *jobs_get(struct jobs *j, const char *id);
 /* Cancels a job. SS_ENOTFOUND, or SS_ESTATE when it already finished. */

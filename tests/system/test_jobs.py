@@ -494,6 +494,51 @@ def test_finished_jobs_are_forgotten_after_the_retention(swarm):
     swarm.request("DELETE", f"/v1/jobs/{running['id']}")
 
 
+@pytest.mark.manager_args("--job-retention", "2s")
+def test_the_managers_blobs_go_when_nothing_retained_uses_them(swarm):
+    ids = start(swarm, 1)
+
+    def present(d):
+        return swarm.request("HEAD", f"/v1/blobs/{d}")[0] == 200
+    unused = put_blob(swarm, b"nobody names this blob\n")["digest"]
+    kept = put_blob(swarm, b"the input of a long job\n")["digest"]
+    brief = put_blob(swarm, b"the input of a brief job\n")["digest"]
+
+    def copy(name, digest, secs):
+        return {"name": name, "tasks": [
+            {"name": "c", "command": ["sh", "-c", f"cat /in/x > /out/y; echo copied >> /out/y; sleep {secs}"],
+             "inputs": [{"name": "x", "blob": digest}], "outputs": ["y"],
+             "resources": {"cpu": 0.25, "memory": "32M"}}]}
+    long = submit(swarm, copy("long", kept, 60))
+    j = wait_job(swarm, submit(swarm, copy("brief", brief, 0))["id"], 60)
+    out = tasks(swarm, j["id"])["c"]["outputs"][0]["digest"]
+    assert present(out)
+    # One retention after their last upload or use: an unused upload, and the
+    # forgotten job's input and output.
+    wait_for(lambda: not any(present(d) for d in (unused, brief, out)), 20 * SLOW,
+             what="the blobs nothing uses to leave the manager's store")
+    assert swarm.request("GET", f"/v1/jobs/{j['id']}")[0] == 404
+    m = swarm.request("GET", "/metrics")[1].decode()
+    n = [ln for ln in m.splitlines() if ln.startswith("seeswarm_manager_blobs_deleted_total ")]
+    assert n and int(n[0].split()[1]) >= 3, n
+    # The running job's input, uploaded as long ago, stays for as long as the job.
+    time.sleep(3 * SLOW)
+    assert present(kept)
+    # Also after a crash: the restarted manager rebuilds what its jobs use before it sweeps.
+    swarm.manager.kill9()
+    swarm.start_manager()
+    swarm.wait_ready(ids, 20 * SLOW)
+    time.sleep(3 * SLOW)
+    assert present(kept)
+    # Uploading an unused blob again starts its time anew.
+    put_blob(swarm, b"nobody names this blob\n")
+    assert present(unused)
+    swarm.request("DELETE", f"/v1/jobs/{long['id']}")
+    wait_for(lambda: not present(kept) and not present(unused), 20 * SLOW,
+             what="the cancelled job's input and the re-upload to go")
+    assert "no retained job uses" in swarm.manager.text()
+
+
 def test_concurrent_tasks_cannot_reach_each_other(swarm):
     """Tasks without network share one empty network namespace on the agent
     (where Landlock allows it): two tasks running at once must still not reach

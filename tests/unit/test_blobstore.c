@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -360,6 +361,85 @@ static void test_list_and_stop(void **state)
 	blobstore_close(bs);
 }
 
+/* Sets a blob file's modification time to secs seconds ago. */
+static void age(const uint8_t digest[SHA256_LEN], int secs)
+{
+	char *p = path_of(digest);
+	struct timespec ts[2];
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= secs;
+	ts[1] = ts[0];
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	free(p);
+}
+
+struct keep_set {
+	const uint8_t *digest; /* the one blob claimed, or NULL */
+	size_t asked;
+};
+
+static bool keep_cb(void *arg, const uint8_t digest[SHA256_LEN])
+{
+	struct keep_set *k = arg;
+	k->asked++;
+	return k->digest && !memcmp(k->digest, digest, SHA256_LEN);
+}
+
+/* Sweeps every shard; returns the blobs deleted and adds their bytes to *bytes. */
+static size_t sweep_all(struct blobstore *bs, int64_t before_ms, struct keep_set *k, uint64_t *bytes)
+{
+	size_t n = 0;
+	for (unsigned s = 0; s < 256; s++)
+		n += blobstore_sweep(bs, s, before_ms, keep_cb, k, bytes);
+	return n;
+}
+
+static void test_sweep_deletes_old_unclaimed_blobs(void **state)
+{
+	(void)state;
+	struct blobstore *bs;
+	assert_int_equal(blobstore_open(&bs, store_dir, key, 0), 0);
+	uint8_t *a = pattern(100, 1), *b = pattern(200, 2), *c = pattern(300, 3);
+	uint8_t da[SHA256_LEN], db[SHA256_LEN], dc[SHA256_LEN];
+	put(bs, a, 100, 100, da);
+	put(bs, b, 200, 100, db);
+	put(bs, c, 300, 100, dc);
+	int64_t cutoff = time_wall_ms() - 60000; /* "a minute ago" */
+	/* Fresh blobs stay, and keep() is not even asked about them. */
+	struct keep_set k = {NULL, 0};
+	uint64_t bytes = 0;
+	assert_int_equal(sweep_all(bs, cutoff, &k, &bytes), 0);
+	assert_int_equal(k.asked, 0);
+	/* Two hours old: a goes, b is claimed and stays; c was written again and stays. */
+	age(da, 7200);
+	age(db, 7200);
+	age(dc, 7200);
+	put(bs, c, 300, 100, dc); /* already stored: the commit counts as a write */
+	k.digest = db;
+	assert_int_equal(sweep_all(bs, cutoff, &k, &bytes), 1);
+	assert_int_equal(k.asked, 2);
+	assert_int_equal(bytes, 100);
+	assert_false(blobstore_has(bs, da, NULL));
+	assert_true(blobstore_has(bs, db, NULL));
+	assert_true(blobstore_has(bs, dc, NULL));
+	assert_int_equal(blobstore_used(bs), 500);
+	/* Unclaimed, b goes too; c stays until it is old. */
+	k.digest = NULL;
+	assert_int_equal(sweep_all(bs, cutoff, &k, &bytes), 1);
+	assert_int_equal(bytes, 300);
+	assert_true(blobstore_has(bs, dc, NULL));
+	assert_int_equal(blobstore_used(bs), 300);
+	/* A shard number wraps modulo 256, and a missing shard is no error. */
+	age(dc, 7200);
+	assert_int_equal(blobstore_sweep(bs, dc[0] + 256u, cutoff, keep_cb, &k, &bytes), 1);
+	assert_int_equal(blobstore_sweep(bs, dc[0], cutoff, keep_cb, &k, &bytes), 0);
+	assert_int_equal(blobstore_used(bs), 0);
+	free(a);
+	free(b);
+	free(c);
+	blobstore_close(bs);
+}
+
 static void test_quota_and_crash_leftovers(void **state)
 {
 	(void)state;
@@ -419,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seek_and_partial_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_export_list_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_and_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_deletes_old_unclaimed_blobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_and_crash_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 	};
