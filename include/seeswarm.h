@@ -138,6 +138,21 @@ int ss_token_revoke(ss_client *c, const char *id, char **json);
  */
 int ss_job_submit(ss_client *c, const char *spec_json, char **json);
 int ss_jobs_list(ss_client *c, char **json);
+/*
+ * A page of jobs, newest first, as {"jobs": [...], "total": N[, "next":
+ * CURSOR]} (ss_jobs_list is ss_jobs_find with no filter). Zero fields of f
+ * (or a NULL f) mean any state, every tenant the token reaches, and the
+ * manager's default page of 1,000. Pass a page's "next" as f->before for
+ * the page after it. SS_EINVAL for a value the manager would refuse; a
+ * tenant token that names another tenant gets SS_EHTTP (403).
+ */
+typedef struct ss_jobs_filter {
+	const char *state;  /* "running", "succeeded", "failed" or "canceled"; NULL for any */
+	const char *tenant; /* NULL for every tenant the token reaches */
+	unsigned limit;     /* 1..10000; 0 for the manager's default */
+	const char *before; /* an earlier page's "next"; NULL for the newest jobs */
+} ss_jobs_filter;
+int ss_jobs_find(ss_client *c, const ss_jobs_filter *f, char **json);
 int ss_job_get(ss_client *c, const char *id, char **json);
 int ss_job_cancel(ss_client *c, const char *id, char **json);
 int ss_job_tasks(ss_client *c, const char *id, char **json);

@@ -40,7 +40,10 @@ static const char usage_text[] =
 	"                          fetch the results, --cat print small text results\n"
 	"  wait JOB [--out DIR] [--cat] [--timeout DUR] [--json]\n"
 	"                          follow a job already submitted to its end, as run --wait\n"
-	"  list [--json]           list jobs\n"
+	"  list [--state S] [--tenant T] [--limit N] [--all] [--json]\n"
+	"                          jobs, newest first: the newest 100, or N, or --all of\n"
+	"                          them (fetched N at a time); S is running, succeeded,\n"
+	"                          failed or canceled\n"
 	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
 	"  explain JOB [TASK] [--json]\n"
 	"                          for each node, why it was filtered out or how it scored\n"
@@ -604,7 +607,11 @@ struct run_opts {
 	bool wait, cat, as_json;
 	const char *out;
 	uint64_t timeout_ms;
+	ss_jobs_filter list;  /* job list: filters and page size */
+	bool list_all;        /* job list --all: every page */
 };
+
+#define LIST_DEFAULT 100u /* jobs job list shows without --limit or --all */
 
 /*
  * Follows job `id` to its end, prints how it ended (or its JSON) and where its
@@ -688,14 +695,59 @@ out:
 	return ret;
 }
 
-static int cmd_list(ss_client *c, bool as_json)
+/*
+ * Fetches the jobs o->list asks for, newest first: one page, or with
+ * o->list_all every page (following "next"). Returns {"jobs", "total"[,
+ * "next"]} as one object, or NULL after reporting the error.
+ */
+static json_t *list_jobs(ss_client *c, const struct run_opts *o)
 {
-	char *js = NULL;
-	int crc = ss_jobs_list(c, &js);
-	json_t *o = fetch_json(c, crc, js, "jobs");
+	ss_jobs_filter f = o->list;
+	if (!f.limit) /* with --all, --limit is the size of each page fetched */
+		f.limit = o->list_all ? 10000 : LIST_DEFAULT;
+	json_t *jobs = json_array(), *total = NULL, *next = NULL;
+	char *cursor = NULL;
+	bool ok = true;
+	/* Each page moves the cursor past at least one job, so the loop ends; bound it anyway. */
+	for (int page = 0; page < 1000; page++) {
+		f.before = cursor;
+		char *js = NULL;
+		int crc = ss_jobs_find(c, &f, &js);
+		json_t *p = fetch_json(c, crc, js, "jobs");
+		if (!p) {
+			ok = false;
+			break;
+		}
+		json_array_extend(jobs, json_object_get(p, "jobs"));
+		json_decref(total);
+		json_decref(next);
+		total = json_incref(json_object_get(p, "total"));
+		next = json_incref(json_object_get(p, "next"));
+		json_decref(p);
+		free(cursor);
+		cursor = json_is_string(next) && o->list_all ? xstrdup(json_string_value(next)) : NULL;
+		if (!cursor)
+			break;
+	}
+	free(cursor);
+	json_t *out = NULL;
+	if (ok) {
+		out = json_pack("{s:O,s:O}", "jobs", jobs, "total", total ? total : json_null());
+		if (next && !o->list_all)
+			json_object_set(out, "next", next);
+	}
+	json_decref(jobs);
+	json_decref(total);
+	json_decref(next);
+	return out;
+}
+
+static int cmd_list(ss_client *c, const struct run_opts *ro)
+{
+	json_t *o = list_jobs(c, ro);
 	if (!o)
 		return 1;
-	if (as_json) {
+	if (ro->as_json) {
 		print_json(o);
 	} else {
 		size_t i;
@@ -712,6 +764,9 @@ static int cmd_list(ss_client *c, bool as_json)
 			free(tn);
 			free(st);
 		}
+		size_t shown = json_array_size(json_object_get(o, "jobs"));
+		if (json_object_get(o, "next"))
+			printf("(the newest %zu of %lld; --limit N or --all for more)\n", shown, num(o, "total"));
 	}
 	json_decref(o);
 	return 0;
@@ -1050,6 +1105,29 @@ int cli_job_main(int argc, char **argv)
 				fprintf(stderr, "error: --timeout: expected a duration such as 30s or 5m\n");
 				return 2;
 			}
+		} else if (!strcmp(sub, "list") && !strcmp(a, "--all")) {
+			ro.list_all = true;
+		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--state", &v)) != 0) {
+			if (r < 0 || (strcmp(v, "running") != 0 && strcmp(v, "succeeded") != 0 &&
+				      strcmp(v, "failed") != 0 && strcmp(v, "canceled") != 0)) {
+				fprintf(stderr, "error: --state: expected running, succeeded, failed or canceled\n");
+				return 2;
+			}
+			ro.list.state = v;
+		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--tenant", &v)) != 0) {
+			if (r < 0 || !ident_valid(v)) {
+				fprintf(stderr, "error: --tenant: expected a tenant name\n");
+				return 2;
+			}
+			ro.list.tenant = v;
+		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
+			uint64_t n = 0;
+			if (r < 0 || strspn(v, "0123456789") != strlen(v) || parse_size(v, &n) != 0 || n < 1 ||
+			    n > 10000) {
+				fprintf(stderr, "error: --limit: expected a number from 1 to 10000\n");
+				return 2;
+			}
+			ro.list.limit = (unsigned)n;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "error: unknown option %s for job %s\n", a, sub);
 			return usage(stderr, 2);
@@ -1086,7 +1164,7 @@ int cli_job_main(int argc, char **argv)
 	else if (is_wait)
 		ret = follow(c, pos[0], &ro);
 	else if (!strcmp(sub, "list"))
-		ret = cmd_list(c, ro.as_json);
+		ret = cmd_list(c, &ro);
 	else if (!strcmp(sub, "status"))
 		ret = cmd_status(c, pos[0], ro.as_json);
 	else if (!strcmp(sub, "explain"))

@@ -1571,7 +1571,49 @@ int ss_job_submit(ss_client *c, const char *spec_json, char **json)
 
 int ss_jobs_list(ss_client *c, char **json)
 {
-	return call(c, "GET", "/v1/jobs", NULL, json);
+	return ss_jobs_find(c, NULL, json);
+}
+
+/* True for a job-list cursor: digits, a dot, then a name. */
+static bool cursor_valid(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+	return n > 0 && n <= 19 && s[n] == '.' && ident_valid(s + n + 1);
+}
+
+int ss_jobs_find(ss_client *c, const ss_jobs_filter *f, char **json)
+{
+	if (json)
+		*json = NULL;
+	static const ss_jobs_filter none = {0};
+	if (!f)
+		f = &none;
+	if ((f->state && !ident_valid(f->state)) || (f->tenant && !ident_valid(f->tenant)) ||
+	    f->limit > 10000 || (f->before && !cursor_valid(f->before)))
+		return SS_EINVAL;
+	/* Every value passed the checks above, so none needs percent-encoding. */
+	struct buf path;
+	buf_init(&path);
+	buf_printf(&path, "/v1/jobs");
+	char sep = '?';
+	if (f->state) {
+		buf_printf(&path, "%cstate=%s", sep, f->state);
+		sep = '&';
+	}
+	if (f->tenant) {
+		buf_printf(&path, "%ctenant=%s", sep, f->tenant);
+		sep = '&';
+	}
+	if (f->limit) {
+		buf_printf(&path, "%climit=%u", sep, f->limit);
+		sep = '&';
+	}
+	if (f->before)
+		buf_printf(&path, "%cbefore=%s", sep, f->before);
+	buf_append(&path, "", 1);
+	int rc = call(c, "GET", (const char *)path.data, NULL, json);
+	buf_free(&path);
+	return rc;
 }
 
 int ss_token_create(ss_client *c, const char *tenant, uint64_t ttl_seconds, char **json)

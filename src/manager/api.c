@@ -286,6 +286,66 @@ out:
 	return rc;
 }
 
+/* Parses a decimal of 1 to 19 digits without sign or spaces. */
+static bool parse_dec(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > 19)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+int api_parse_jobs_query(const char *state, const char *tenant, const char *limit,
+			 const char *before, struct jobs_query *q, char *why, size_t whylen)
+{
+	memset(q, 0, sizeof *q);
+	q->limit = JOBS_LIST_DEFAULT;
+	if (whylen)
+		why[0] = '\0';
+	if (state && *state) {
+		if (strlen(state) >= sizeof q->state || !jobs_state_valid(state)) {
+			fmt_clean(why, whylen, "query parameter \"state\" must be running, succeeded, failed or canceled");
+			return SS_EPARSE;
+		}
+		snprintf(q->state, sizeof q->state, "%s", state);
+	}
+	if (tenant && *tenant) {
+		if (!ident_valid(tenant)) {
+			fmt_clean(why, whylen, "query parameter \"tenant\" is not a tenant name");
+			return SS_EPARSE;
+		}
+		snprintf(q->tenant, sizeof q->tenant, "%s", tenant);
+	}
+	if (limit) {
+		uint64_t v = 0;
+		if (!parse_dec(limit, strlen(limit), &v) || v < 1 || v > JOBS_LIST_MAX) {
+			fmt_clean(why, whylen, "query parameter \"limit\" must be a number from 1 to %u",
+				  JOBS_LIST_MAX);
+			return SS_EPARSE;
+		}
+		q->limit = (size_t)v;
+	}
+	if (before) {
+		const char *dot = strchr(before, '.');
+		uint64_t ms = 0;
+		if (!dot || !parse_dec(before, (size_t)(dot - before), &ms) || ms > INT64_MAX ||
+		    !ident_valid(dot + 1)) {
+			fmt_clean(why, whylen,
+				  "query parameter \"before\" must be the \"next\" value of an earlier page");
+			return SS_EPARSE;
+		}
+		q->before_ms = (int64_t)ms;
+		snprintf(q->before_id, sizeof q->before_id, "%s", dot + 1);
+	}
+	return 0;
+}
+
 /* ---- responses ---------------------------------------------------------- */
 
 /*
@@ -767,12 +827,29 @@ static const char *tenant_of(const struct req *r)
 	return r->tenant[0] ? r->tenant : NULL;
 }
 
+/* A query argument's value, or NULL when absent. */
+static const char *arg_of(struct MHD_Connection *c, const char *name)
+{
+	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
 static enum MHD_Result do_jobs(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	char why[600];
 	json_t *out = NULL;
 	if (!strcmp(r->method, "GET")) {
-		out = api->be.jobs_list ? api->be.jobs_list(api->be.arg, tenant_of(r)) : NULL;
+		struct jobs_query q;
+		if (api_parse_jobs_query(arg_of(c, "state"), arg_of(c, "tenant"), arg_of(c, "limit"),
+					 arg_of(c, "before"), &q, why, sizeof why) != 0)
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, why, NULL);
+		if (tenant_of(r)) {
+			/* A tenant token lists its own tenant's jobs only. */
+			if (q.tenant[0] && strcmp(q.tenant, r->tenant) != 0)
+				return respond_error(api, c, MHD_HTTP_FORBIDDEN,
+						     "a tenant token lists only its own tenant's jobs", NULL);
+			snprintf(q.tenant, sizeof q.tenant, "%s", r->tenant);
+		}
+		out = api->be.jobs_list ? api->be.jobs_list(api->be.arg, &q) : NULL;
 		if (!out)
 			return respond_error(api, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot list jobs", NULL);
 		return respond_json(api, c, MHD_HTTP_OK, out, NULL);

@@ -55,6 +55,7 @@
 
 struct blobstore;
 struct tenants;
+struct jobs_query;
 
 struct api;
 
@@ -89,7 +90,7 @@ struct api_backend {
 	 */
 	int (*job_submit)(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
 			  char *why, size_t whylen);
-	json_t *(*jobs_list)(void *arg, const char *tenant);
+	json_t *(*jobs_list)(void *arg, const struct jobs_query *q); /* jobs.h */
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */

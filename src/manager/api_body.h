@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "manager/jobs.h"
+
 /* The longest "reason" a drain request may carry, in characters. */
 #define API_REASON_MAX 255u
 
@@ -38,5 +40,16 @@ int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, 
  */
 int api_parse_token_body(const char *body, size_t len, char tenant[static 64], uint64_t *ttl_s,
 			 char *why, size_t whylen);
+
+/*
+ * Parses the query of GET /v1/jobs: each argument is the raw value or NULL
+ * when absent. state must pass jobs_state_valid(), tenant ident_valid(),
+ * limit is a decimal 1..JOBS_LIST_MAX (default JOBS_LIST_DEFAULT), and
+ * before a cursor "<created_ms>.<job id>" from an earlier page's "next".
+ * Returns 0 with q filled in, or SS_EPARSE with why set as for
+ * api_parse_drain_body (q is then unspecified).
+ */
+int api_parse_jobs_query(const char *state, const char *tenant, const char *limit,
+			 const char *before, struct jobs_query *q, char *why, size_t whylen);
 
 #endif

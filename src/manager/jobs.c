@@ -2525,22 +2525,50 @@ void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
 	log_info("tenant %s: weight %g", tenant, weight);
 }
 
-json_t *jobs_list(struct jobs *j, const char *tenant)
+bool jobs_state_valid(const char *state)
+{
+	for (size_t i = 0; i < ARRAY_LEN(jstate_names); i++)
+		if (!strcmp(state, jstate_names[i]))
+			return true;
+	return false;
+}
+
+/* True when jb comes after the cursor (ms, id) in the newest-first order. */
+static bool after_cursor(const struct job *jb, int64_t ms, const char *id)
+{
+	return jb->created_ms != ms ? jb->created_ms < ms : strcmp(jb->id, id) < 0;
+}
+
+json_t *jobs_list(struct jobs *j, const struct jobs_query *q)
 {
 	struct job **v = xcalloc(j->n_jobs ? j->n_jobs : 1, sizeof *v);
-	size_t n = 0;
-	for (struct job *jb = j->all; jb; jb = jb->next)
-		if (!tenant || !strcmp(jb->spec->tenant, tenant))
+	size_t n = 0, total = 0;
+	for (struct job *jb = j->all; jb; jb = jb->next) {
+		if ((q->tenant[0] && strcmp(jb->spec->tenant, q->tenant) != 0) ||
+		    (q->state[0] && strcmp(jstate_names[jb->st], q->state) != 0))
+			continue;
+		total++;
+		if (!q->before_id[0] || after_cursor(jb, q->before_ms, q->before_id))
 			v[n++] = jb;
+	}
 	qsort(v, n, sizeof *v, cmp_created);
+	/* cmp_created sorts oldest first: the page is the last limit entries, newest first. */
+	size_t take = n < q->limit ? n : q->limit;
 	json_t *a = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = job_json(v[i]);
+	for (size_t i = 0; i < take; i++) {
+		json_t *o = job_json(v[n - 1 - i]);
 		json_object_del(o, "results");
 		json_array_append_new(a, o);
 	}
+	json_t *out = json_pack("{s:o,s:I}", "jobs", a, "total", (json_int_t)total);
+	if (take < n) {
+		const struct job *last = v[n - take];
+		char cur[96];
+		snprintf(cur, sizeof cur, "%lld.%s", (long long)last->created_ms, last->id);
+		json_object_set_new(out, "next", json_string(cur));
+	}
 	free(v);
-	return json_pack("{s:o}", "jobs", a);
+	return out;
 }
 
 const char *jobs_job_tenant(struct jobs *j, const char *id)

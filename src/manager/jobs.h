@@ -139,7 +139,29 @@ void jobs_after_commit(struct jobs *j);
 int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
 		char *why, size_t whylen);
 /* Every retained job, or only tenant's (tenant not NULL). */
-json_t *jobs_list(struct jobs *j, const char *tenant);
+#define JOBS_LIST_DEFAULT 1000u /* jobs on a page when the caller names no limit */
+#define JOBS_LIST_MAX 10000u    /* the most jobs on one page */
+
+/* A page of GET /v1/jobs (parsed by api_parse_jobs_query). */
+struct jobs_query {
+	char tenant[64];   /* only this tenant's jobs; "" for every tenant */
+	char state[16];    /* only jobs in this state (jobs_state_valid); "" for any */
+	size_t limit;      /* at most this many jobs, 1..JOBS_LIST_MAX */
+	int64_t before_ms; /* with before_id, the cursor: only jobs listed after it */
+	char before_id[64]; /* "" to start from the newest job */
+};
+
+/* True for the name of a job state: running, succeeded, failed or canceled. */
+bool jobs_state_valid(const char *state);
+
+/*
+ * Lists retained jobs, newest first (by creation time, then id), as
+ * {"jobs": [...], "total": N[, "next": CURSOR]}. total counts every job that
+ * matches q; next is present when more follow, and a query with it as the
+ * cursor ("<created_ms>.<id>") continues after this page's last job, even
+ * when jobs were added or forgotten in between. Returns a new reference.
+ */
+json_t *jobs_list(struct jobs *j, const struct jobs_query *q);
 /* The tenant of a job, or of a task "<job>.<index>"; NULL when unknown. Owned by the job. */
 const char *jobs_job_tenant(struct jobs *j, const char *id);
 const char *jobs_task_tenant(struct jobs *j, const char *task_id);

@@ -1658,9 +1658,9 @@ static int be_job_submit(void *arg, const char *body, size_t len, const char *te
 	return 0;
 }
 
-static json_t *be_jobs_list(void *arg, const char *tenant)
+static json_t *be_jobs_list(void *arg, const struct jobs_query *q)
 {
-	return jobs_list(((struct manager *)arg)->jobs, tenant);
+	return jobs_list(((struct manager *)arg)->jobs, q);
 }
 
 static const char *be_job_tenant(void *arg, const char *id)

@@ -1,7 +1,8 @@
 /*
  * fuzz_api_body.c - libFuzzer harness for the request-body parsers of the
  * manager's API (api_parse_drain_body and api_parse_token_body in
- * src/manager/api_body.h).
+ * src/manager/api_body.h), and of its one structured query
+ * (api_parse_jobs_query).
  *
  * Besides memory safety, it checks each parser's contract on every input:
  * a drain body yields no object or an object whose only member is a
@@ -30,6 +31,40 @@ static void check_why(const char *why, bool want_empty)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
 			__builtin_trap();
+}
+
+/*
+ * The query of GET /v1/jobs: the input holds up to four NUL-separated values
+ * (state, tenant, limit, before); a value missing at the end is absent.
+ * Accepted values must come back within their bounds.
+ */
+static void check_jobs_query(const uint8_t *data, size_t size)
+{
+	if (size > 512)
+		return;
+	char buf[513];
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	const char *v[4] = {NULL, NULL, NULL, NULL};
+	size_t at = 0;
+	for (int k = 0; k < 4 && at <= size; k++) {
+		v[k] = buf + at;
+		at += strlen(buf + at) + 1;
+	}
+	struct jobs_query q;
+	char why[256];
+	int rc = api_parse_jobs_query(v[0], v[1], v[2], v[3], &q, why, sizeof why);
+	if (rc == 0) {
+		check_why(why, true);
+		if (q.limit < 1 || q.limit > JOBS_LIST_MAX || (q.state[0] && !jobs_state_valid(q.state)) ||
+		    (q.tenant[0] && !ident_valid(q.tenant)) || (q.before_id[0] && !ident_valid(q.before_id)) ||
+		    q.before_ms < 0)
+			__builtin_trap();
+	} else {
+		if (rc != SS_EPARSE)
+			__builtin_trap();
+		check_why(why, false);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,5 +117,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		check_why(why, false);
 	}
+	check_jobs_query(data, size);
 	return 0;
 }

@@ -271,3 +271,58 @@ def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
 
     r = swarm.cli("job", "logs", "j-000000000000.0", "--follow", check=False)
     assert r.returncode == 1 and "not found" in r.stderr, r.stderr
+
+
+def test_jobs_are_listed_newest_first_in_pages_with_filters(swarm):
+    from test_tenants import make_token
+    start(swarm, 1)
+
+    def submit(i, tenant=None, fail=False):
+        spec = {"name": f"list-{i}", "tasks": [
+            {"name": "t", "command": ["sh", "-c", "exit 1" if fail else "true"], "retries": 0}]}
+        if tenant:
+            spec["tenant"] = tenant
+        status, raw, _ = swarm.request("POST", "/v1/jobs", body=spec)
+        assert status == 201, raw
+        time.sleep(0.01)  # distinct creation times make "newest first" one order
+        return json.loads(raw)["id"]
+    ids = [submit(0), submit(1), submit(2, fail=True), submit(3), submit(4, tenant="blue")]
+    wait_for(lambda: all(j["state"] != "running" for j in swarm.get_json("/v1/jobs")["jobs"]),
+             30 * SLOW, what="the jobs to finish")
+
+    def listed(query):
+        page = swarm.get_json(f"/v1/jobs?{query}")
+        return [j["id"] for j in page["jobs"]], page.get("next"), page["total"]
+    got, nxt, total = listed("limit=2")
+    assert (got, total) == ([ids[4], ids[3]], 5) and nxt, (got, nxt, total)
+    # A job submitted meanwhile is newer than the cursor: the next pages go on where this one ended.
+    submit(5)
+    got, nxt, total = listed(f"limit=2&before={nxt}")
+    assert (got, total) == ([ids[2], ids[1]], 6) and nxt, (got, nxt, total)
+    got, nxt, _ = listed(f"limit=2&before={nxt}")
+    assert (got, nxt) == ([ids[0]], None)
+    assert listed("state=failed")[0] == [ids[2]]
+    assert listed("tenant=blue&state=succeeded")[0] == [ids[4]]
+    for query, says in (("limit=0", '"limit" must be a number from 1 to 10000'),
+                        ("state=done", '"state" must be running, succeeded, failed or canceled'),
+                        ("before=j-123", '"before" must be the "next" value of an earlier page'),
+                        ("tenant=a%20b", '"tenant" is not a tenant name')):
+        status, raw, _ = swarm.request("GET", f"/v1/jobs?{query}")
+        assert status == 400 and says in json.loads(raw)["error"]["message"], (query, status, raw)
+    # A tenant token lists its own jobs, and may not ask for another tenant's.
+    blue = make_token(swarm, "blue")["token"]
+    status, raw, _ = swarm.request("GET", "/v1/jobs", token=blue)
+    assert status == 200 and [j["id"] for j in json.loads(raw)["jobs"]] == [ids[4]], raw
+    status, raw, _ = swarm.request("GET", "/v1/jobs?tenant=default", token=blue)
+    assert status == 403, raw
+    # The CLI: a page with a note of what is left, every page, and a filter.
+    r = swarm.cli("job", "list", "--limit", "2")
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("j-")]
+    assert len(rows) == 2 and "(the newest 2 of 6; --limit N or --all for more)" in r.stdout, r.stdout
+    r = swarm.cli("job", "list", "--all", "--limit", "2", "--json")  # three pages of two
+    assert [j["id"] for j in json.loads(r.stdout)["jobs"]][1:] == ids[::-1], r.stdout
+    r = swarm.cli("job", "list", "--state", "failed")
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("j-")]
+    assert len(rows) == 1 and rows[0].startswith(ids[2]) and "failed" in rows[0], r.stdout
+    r = swarm.cli("job", "list", "--state", "done", check=False)
+    assert r.returncode == 2 and "--state" in r.stderr, r.stderr

@@ -792,6 +792,56 @@ static void test_parse_drain_body(void **state)
 	assert_int_equal(api_parse_drain_body("[", 1, &j, why, 0), SS_EPARSE);
 }
 
+static void test_parse_jobs_query(void **state)
+{
+	(void)state;
+	char why[200];
+	struct jobs_query q;
+	/* Nothing given: every job, the default page. */
+	assert_int_equal(api_parse_jobs_query(NULL, NULL, NULL, NULL, &q, why, sizeof why), 0);
+	assert_string_equal(q.state, "");
+	assert_string_equal(q.tenant, "");
+	assert_string_equal(q.before_id, "");
+	assert_int_equal(q.limit, JOBS_LIST_DEFAULT);
+	assert_string_equal(why, "");
+	/* Empty state and tenant are "any"; the limit bounds are inclusive. */
+	assert_int_equal(api_parse_jobs_query("", "", "10000", NULL, &q, why, sizeof why), 0);
+	assert_int_equal(q.limit, 10000);
+	assert_int_equal(api_parse_jobs_query("failed", "team-a", "1", "1764625491000.j-4da4589427da", &q, why,
+					      sizeof why), 0);
+	assert_string_equal(q.state, "failed");
+	assert_string_equal(q.tenant, "team-a");
+	assert_int_equal(q.limit, 1);
+	assert_int_equal(q.before_ms, 1764625491000LL);
+	assert_string_equal(q.before_id, "j-4da4589427da");
+	struct {
+		const char *state, *tenant, *limit, *before, *why_has;
+	} bad[] = {
+		{"done", NULL, NULL, NULL, "\"state\" must be running, succeeded"},
+		{"runningrunningrunning", NULL, NULL, NULL, "\"state\""},
+		{NULL, "a b", NULL, NULL, "\"tenant\" is not a tenant name"},
+		{NULL, NULL, "0", NULL, "\"limit\" must be a number from 1 to 10000"},
+		{NULL, NULL, "10001", NULL, "\"limit\""},
+		{NULL, NULL, "", NULL, "\"limit\""},
+		{NULL, NULL, "+5", NULL, "\"limit\""},
+		{NULL, NULL, "99999999999999999999", NULL, "\"limit\""},
+		{NULL, NULL, NULL, "", "\"before\" must be the \"next\" value"},
+		{NULL, NULL, NULL, "j-4da4589427da", "\"before\""},
+		{NULL, NULL, NULL, ".j-1", "\"before\""},
+		{NULL, NULL, NULL, "12.", "\"before\""},
+		{NULL, NULL, NULL, "-12.j-1", "\"before\""},
+		{NULL, NULL, NULL, "9999999999999999999.j-1", "\"before\""}, /* over INT64_MAX */
+		{NULL, NULL, NULL, "12.j 1", "\"before\""},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		int rc = api_parse_jobs_query(bad[i].state, bad[i].tenant, bad[i].limit, bad[i].before, &q, why,
+					      sizeof why);
+		assert_int_equal(rc, SS_EPARSE);
+		if (!strstr(why, bad[i].why_has))
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, why, bad[i].why_has);
+	}
+}
+
 static void test_parse_token_body(void **state)
 {
 	(void)state;
@@ -846,6 +896,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_drain_body),
+		cmocka_unit_test(test_parse_jobs_query),
 		cmocka_unit_test(test_parse_token_body),
 		cmocka_unit_test(test_health_without_token),
 		cmocka_unit_test(test_auth_required),
