@@ -12,6 +12,7 @@
 #ifndef SEESWARM_H
 #define SEESWARM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -122,6 +123,17 @@ int ss_node_attest(ss_client *c, const char *id, char **json);
  * ss_token_revoke takes the id (16 hex digits).
  */
 int ss_token_create(ss_client *c, const char *tenant, uint64_t ttl_seconds, char **json);
+/*
+ * ss_token_create with every option: a read_only token may only read (GET
+ * and HEAD: list and watch its tenant's jobs, logs and results), for
+ * dashboards and auditors; the rest is as for ss_token_create.
+ */
+typedef struct ss_token_opts {
+	const char *tenant;
+	uint64_t ttl_seconds; /* 0: until revoked */
+	bool read_only;
+} ss_token_opts;
+int ss_token_make(ss_client *c, const ss_token_opts *o, char **json);
 int ss_tokens_list(ss_client *c, char **json);
 int ss_token_revoke(ss_client *c, const char *id, char **json);
 

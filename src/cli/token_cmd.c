@@ -24,11 +24,13 @@ static const char usage_text[] =
 	"or their jobs use. Managing them needs the admin token.\n"
 	"\n"
 	"Commands:\n"
-	"  create --tenant NAME [--ttl DUR] [--out FILE] [--json]\n"
+	"  create --tenant NAME [--ttl DUR] [--read-only] [--out FILE] [--json]\n"
 	"                              make a token for a tenant and print it (once);\n"
 	"                              --ttl makes it stop working after DUR (30m, 8h,\n"
-	"                              90d; at most 10 years); --out also writes a\n"
-	"                              client config file (0600) for SEESWARM_CONFIG=FILE\n"
+	"                              90d; at most 10 years); --read-only lets it list\n"
+	"                              and read but not submit, cancel or upload; --out\n"
+	"                              also writes a client config file (0600) for\n"
+	"                              SEESWARM_CONFIG=FILE\n"
 	"  list [--json]               list tokens (ids and tenants, never the tokens)\n"
 	"  revoke ID                   revoke a token now\n"
 	"\n"
@@ -67,11 +69,11 @@ static void utc(json_int_t ms, char when[32])
 		strftime(when, 32, "%Y-%m-%d %H:%M:%SZ", &tm);
 }
 
-static int cmd_create(ss_client *c, const char *tenant, uint64_t ttl_s, const char *out,
-		      bool as_json)
+static int cmd_create(ss_client *c, const ss_token_opts *o, const char *out, bool as_json)
 {
 	char *json = NULL;
-	int rc = ss_token_create(c, tenant, ttl_s, &json);
+	const char *tenant = o->tenant;
+	int rc = ss_token_make(c, o, &json);
 	if (rc)
 		return fail(c, rc, json);
 	json_t *j = json_loads(json, 0, NULL);
@@ -97,8 +99,8 @@ static int cmd_create(ss_client *c, const char *tenant, uint64_t ttl_s, const ch
 		puts(json);
 	} else {
 		char *cid = cli_clean(id);
-		printf("token %s for tenant %s (shown once; the manager keeps only its hash):\n  %s\n", cid,
-		       tenant, tok);
+		printf("%stoken %s for tenant %s (shown once; the manager keeps only its hash):\n  %s\n",
+		       o->read_only ? "read-only " : "", cid, tenant, tok);
 		json_int_t exp = json_integer_value(json_object_get(j, "expires_ms"));
 		if (exp > 0) {
 			char when[32];
@@ -131,14 +133,16 @@ static int cmd_list(ss_client *c, bool as_json)
 	json_t *arr = json_object_get(j, "tokens");
 	size_t i;
 	json_t *t;
-	printf("%-17s %-24s %-21s %s\n", "ID", "TENANT", "CREATED", "EXPIRES");
+	printf("%-17s %-24s %-10s %-21s %s\n", "ID", "TENANT", "ACCESS", "CREATED", "EXPIRES");
 	json_array_foreach(arr, i, t) {
 		char *id = cli_clean(json_string_value(json_object_get(t, "id")));
 		char *tenant = cli_clean(json_string_value(json_object_get(t, "tenant")));
 		char when[32], until[32];
 		utc(json_integer_value(json_object_get(t, "created_ms")), when);
 		utc(json_integer_value(json_object_get(t, "expires_ms")), until);
-		printf("%-17s %-24s %-21s %s\n", id, tenant, when, json_object_get(t, "expires_ms") ? until : "never");
+		printf("%-17s %-24s %-10s %-21s %s\n", id, tenant,
+		       json_is_true(json_object_get(t, "read_only")) ? "read-only" : "read-write", when,
+		       json_object_get(t, "expires_ms") ? until : "never");
 		free(id);
 		free(tenant);
 	}
@@ -165,7 +169,7 @@ static int cmd_revoke(ss_client *c, const char *id)
 int cli_token_main(int argc, char **argv)
 {
 	struct cli_conn_flags cf;
-	bool as_json = false;
+	bool as_json = false, read_only = false;
 	const char *tenant = NULL, *out = NULL, *id = NULL, *ttl = NULL;
 	uint64_t ttl_ms = 0;
 	ss_client *c = NULL;
@@ -191,6 +195,8 @@ int cli_token_main(int argc, char **argv)
 			return usage(stdout, 0);
 		if (!is_revoke && !strcmp(a, "--json")) {
 			as_json = true;
+		} else if (is_create && !strcmp(a, "--read-only")) {
+			read_only = true;
 		} else if (is_create && ((r = cli_opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
 					 (r = cli_opt_value(argc, argv, &i, "--out", &out)) != 0 ||
 					 (r = cli_opt_value(argc, argv, &i, "--ttl", &ttl)) != 0)) {
@@ -226,7 +232,8 @@ int cli_token_main(int argc, char **argv)
 		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
 		return 1;
 	}
-	int ret = is_create ? cmd_create(c, tenant, ttl_ms / 1000, out, as_json) : is_list ? cmd_list(c, as_json)
+	ss_token_opts to = {.tenant = tenant, .ttl_seconds = ttl_ms / 1000, .read_only = read_only};
+	int ret = is_create ? cmd_create(c, &to, out, as_json) : is_list ? cmd_list(c, as_json)
 									 : cmd_revoke(c, id);
 	ss_client_close(c);
 	return ret;

@@ -1618,13 +1618,21 @@ int ss_jobs_find(ss_client *c, const ss_jobs_filter *f, char **json)
 
 int ss_token_create(ss_client *c, const char *tenant, uint64_t ttl_seconds, char **json)
 {
+	ss_token_opts o = {.tenant = tenant, .ttl_seconds = ttl_seconds};
+	return ss_token_make(c, &o, json);
+}
+
+int ss_token_make(ss_client *c, const ss_token_opts *o, char **json)
+{
 	if (json)
 		*json = NULL;
-	if (!tenant || !ident_valid(tenant) || ttl_seconds > INT64_MAX)
+	if (!o || !o->tenant || !ident_valid(o->tenant) || o->ttl_seconds > INT64_MAX)
 		return SS_EINVAL;
-	json_t *b = json_pack("{s:s}", "tenant", tenant);
-	if (ttl_seconds)
-		json_object_set_new(b, "ttl_seconds", json_integer((json_int_t)ttl_seconds));
+	json_t *b = json_pack("{s:s}", "tenant", o->tenant);
+	if (o->ttl_seconds)
+		json_object_set_new(b, "ttl_seconds", json_integer((json_int_t)o->ttl_seconds));
+	if (o->read_only)
+		json_object_set_new(b, "read_only", json_true());
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
 	if (!body)

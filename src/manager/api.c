@@ -102,6 +102,7 @@ struct req {
 	uint64_t received;    /* body bytes received so far */
 	char method[8];       /* GET, POST, PUT, DELETE or HEAD (others are refused early) */
 	char tenant[64];      /* a tenant token's tenant; "" for the admin token */
+	bool read_only;       /* a read-only tenant token: GET and HEAD only */
 	bool answered;
 };
 
@@ -234,7 +235,7 @@ out:
 }
 
 int api_parse_token_body(const char *body, size_t len, char tenant[static 64], uint64_t *ttl_s,
-			 char *why, size_t whylen)
+			 bool *read_only, char *why, size_t whylen)
 {
 	json_t *j = NULL;
 	int rc = body_object(body, len, &j, why, whylen);
@@ -242,21 +243,31 @@ int api_parse_token_body(const char *body, size_t len, char tenant[static 64], u
 	json_t *val;
 	tenant[0] = '\0';
 	*ttl_s = 0;
+	*read_only = false;
 	if (rc)
 		goto out;
 	rc = SS_EPARSE;
 	if (!j) {
-		fmt_clean(why, whylen, "request body must be {\"tenant\": NAME[, \"ttl_seconds\": N]}");
+		fmt_clean(why, whylen,
+			  "request body must be {\"tenant\": NAME[, \"ttl_seconds\": N][, \"read_only\": BOOL]}");
 		goto out;
 	}
 	json_object_foreach(j, key, val) {
-		if (strcmp(key, "tenant") != 0 && strcmp(key, "ttl_seconds") != 0) {
+		if (strcmp(key, "tenant") != 0 && strcmp(key, "ttl_seconds") != 0 &&
+		    strcmp(key, "read_only") != 0) {
 			fmt_clean(why, whylen,
-				  "unknown field \"%.64s\" (the fields allowed are \"tenant\" and \"ttl_seconds\")",
+				  "unknown field \"%.64s\" (the fields allowed are \"tenant\", \"ttl_seconds\" "
+				  "and \"read_only\")",
 				  key);
 			goto out;
 		}
 	}
+	val = json_object_get(j, "read_only");
+	if (val && !json_is_boolean(val)) {
+		fmt_clean(why, whylen, "field \"read_only\" must be true or false");
+		goto out;
+	}
+	bool ro = json_is_true(val);
 	val = json_object_get(j, "ttl_seconds");
 	if (val && (!json_is_integer(val) || json_integer_value(val) < 1 ||
 		    json_integer_value(val) > (json_int_t)TENANTS_MAX_TTL_S)) {
@@ -280,6 +291,7 @@ int api_parse_token_body(const char *body, size_t len, char tenant[static 64], u
 	}
 	snprintf(tenant, 64, "%s", t);
 	*ttl_s = ttl;
+	*read_only = ro;
 	rc = 0;
 out:
 	json_decref(j);
@@ -532,12 +544,14 @@ enum auth { AUTH_OK, AUTH_MISSING, AUTH_BAD };
 /*
  * Checks "Authorization: Bearer <token>" against the admin token's hash and
  * the tenant tokens. Sets tenant to the tenant of a tenant token, or to ""
- * for the admin token.
+ * for the admin token, and *read_only for a read-only tenant token.
  */
-static enum auth check_auth(const struct api *api, struct MHD_Connection *c, char tenant[static 64])
+static enum auth check_auth(const struct api *api, struct MHD_Connection *c, char tenant[static 64],
+			    bool *read_only)
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	tenant[0] = '\0';
+	*read_only = false;
 	if (!v)
 		return AUTH_MISSING;
 	while (*v == ' ' || *v == '\t')
@@ -556,7 +570,8 @@ static enum auth check_auth(const struct api *api, struct MHD_Connection *c, cha
 	sha256(v, n, h);
 	if (ct_equal(h, api->token_hash, SHA256_LEN))
 		return AUTH_OK;
-	const char *t = api->tenants ? tenants_token_lookup(api->tenants, h, time_wall_ms()) : NULL;
+	const char *t = api->tenants ? tenants_token_lookup(api->tenants, h, time_wall_ms(), read_only)
+				     : NULL;
 	if (!t)
 		return AUTH_BAD;
 	snprintf(tenant, 64, "%s", t);
@@ -604,7 +619,7 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 	r->route = match_route(url, r->id, &allow);
 	if (r->route == R_HEALTH && !strcmp(method, "GET"))
 		return;
-	switch (check_auth(api, c, r->tenant)) {
+	switch (check_auth(api, c, r->tenant, &r->read_only)) {
 	case AUTH_OK:
 		break;
 	case AUTH_MISSING:
@@ -628,6 +643,10 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 		       "%.120s needs the admin token; a token of tenant %s reaches only that tenant's "
 		       "jobs and blobs",
 		       url, r->tenant);
+	else if (r->read_only && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		decide(r, MHD_HTTP_FORBIDDEN, NULL, NULL,
+		       "this token of tenant %s is read-only: it may GET and HEAD, not %.16s %.120s",
+		       r->tenant, method, url);
 }
 
 /* Parses a Content-Length value; false when absent or malformed. */
@@ -1085,10 +1104,11 @@ static enum MHD_Result do_tokens(struct api *api, struct MHD_Connection *c, stru
 		return respond_json(api, c, MHD_HTTP_OK, tenants_tokens_json(api->tenants), NULL);
 	}
 	uint64_t ttl_s;
-	int rc = api_parse_token_body((const char *)r->body.data, r->body.len, tenant, &ttl_s, why,
-				      sizeof why);
+	bool read_only;
+	int rc = api_parse_token_body((const char *)r->body.data, r->body.len, tenant, &ttl_s, &read_only,
+				      why, sizeof why);
 	if (!rc)
-		rc = tenants_token_create(api->tenants, tenant, ttl_s, &out, why, sizeof why);
+		rc = tenants_token_create(api->tenants, tenant, ttl_s, read_only, &out, why, sizeof why);
 	if (rc)
 		return respond_error(api, c,
 				     rc == SS_ETOOBIG ? MHD_HTTP_CONTENT_TOO_LARGE

@@ -34,12 +34,13 @@ int api_parse_drain_body(const char *body, size_t len, json_t **out, char *why, 
  * Parses the body of POST /v1/tokens: a JSON object with "tenant", a name
  * that passes ident_valid(), and optionally "ttl_seconds", an integer from 1
  * to TENANTS_MAX_TTL_S (the token's lifetime; without it the token lives
- * until revoked). Returns 0 with the name in tenant and the lifetime in
- * *ttl_s (0 when absent), or SS_ETOOBIG / SS_EPARSE with tenant empty and
- * *ttl_s 0. why is set as for api_parse_drain_body.
+ * until revoked), and "read_only", a boolean (default false). Returns 0 with
+ * the name in tenant, the lifetime in *ttl_s (0 when absent) and the role in
+ * *read_only, or SS_ETOOBIG / SS_EPARSE with tenant empty, *ttl_s 0 and
+ * *read_only false. why is set as for api_parse_drain_body.
  */
 int api_parse_token_body(const char *body, size_t len, char tenant[static 64], uint64_t *ttl_s,
-			 char *why, size_t whylen);
+			 bool *read_only, char *why, size_t whylen);
 
 /*
  * Parses the query of GET /v1/jobs: each argument is the raw value or NULL

@@ -21,6 +21,7 @@ struct token {
 	uint8_t hash[SHA256_LEN];
 	int64_t created_ms;
 	int64_t expires_ms; /* wall clock; 0: never */
+	bool read_only;     /* GET and HEAD only */
 };
 
 struct upload {
@@ -125,6 +126,8 @@ static int load_token(void *arg, const char *key, const char *value, size_t len)
 		log_error("store: token record %.32s has a negative expiry; skipped", key);
 		goto out;
 	}
+	/* Records from before roles existed have no "read_only": they read and write. */
+	k.read_only = json_is_true(json_object_get(o, "read_only"));
 	insert(t, &k);
 out:
 	json_decref(o);
@@ -380,11 +383,12 @@ static json_t *token_json(const struct token *k)
 			      (json_int_t)k->created_ms);
 	if (k->expires_ms)
 		json_object_set_new(o, "expires_ms", json_integer(k->expires_ms));
+	json_object_set_new(o, "read_only", json_boolean(k->read_only));
 	return o;
 }
 
-int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, json_t **out,
-			 char *why, size_t whylen)
+int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, bool read_only,
+			 json_t **out, char *why, size_t whylen)
 {
 	struct token k;
 	uint8_t raw[32], rid[TENANTS_TOKEN_ID_LEN / 2];
@@ -409,14 +413,17 @@ int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, 
 	snprintf(k.tenant, sizeof k.tenant, "%s", tenant);
 	k.created_ms = time_wall_ms();
 	k.expires_ms = ttl_s ? k.created_ms + (int64_t)ttl_s * 1000 : 0;
+	k.read_only = read_only;
 	rand_bytes(raw, sizeof raw);
 	hex_encode(raw, sizeof raw, hex);
 	char *tok = xasprintf("sst_%s", hex);
 	sha256(tok, strlen(tok), k.hash);
 	hex_encode(k.hash, SHA256_LEN, hhex);
 	/* The tenant passed ident_valid and the rest is hex: nothing needs escaping. */
-	char *s = xasprintf("{\"tenant\":\"%s\",\"sha256\":\"%s\",\"created_ms\":%lld,\"expires_ms\":%lld}",
-			    k.tenant, hhex, (long long)k.created_ms, (long long)k.expires_ms);
+	char *s = xasprintf("{\"tenant\":\"%s\",\"sha256\":\"%s\",\"created_ms\":%lld,\"expires_ms\":%lld,"
+			    "\"read_only\":%s}",
+			    k.tenant, hhex, (long long)k.created_ms, (long long)k.expires_ms,
+			    read_only ? "true" : "false");
 	store_put(t->store, NS_TOKENS, k.id, s, strlen(s));
 	free(s);
 	if (store_flush(t->store) != 0) {
@@ -425,8 +432,8 @@ int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, 
 		return why_set(why, whylen, SS_ESTORE, "could not persist the token");
 	}
 	insert(t, &k);
-	log_info("tenants: token %s created for tenant %s%s", k.id, k.tenant,
-		 ttl_s ? ", with an expiry" : "");
+	log_info("tenants: %stoken %s created for tenant %s%s", read_only ? "read-only " : "", k.id,
+		 k.tenant, ttl_s ? ", with an expiry" : "");
 	*out = token_json(&k);
 	json_object_set_new(*out, "token", json_string(tok));
 	free(tok);
@@ -447,13 +454,18 @@ int tenants_token_revoke(struct tenants *t, const char *id)
 }
 
 const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN],
-				 int64_t now_ms)
+				 int64_t now_ms, bool *read_only)
 {
 	const char *tenant = NULL;
+	bool ro = false;
 	for (size_t i = 0; i < t->n; i++)
 		if (ct_equal(t->v[i].hash, hash, SHA256_LEN) &&
-		    (t->v[i].expires_ms == 0 || t->v[i].expires_ms > now_ms))
+		    (t->v[i].expires_ms == 0 || t->v[i].expires_ms > now_ms)) {
 			tenant = t->v[i].tenant;
+			ro = t->v[i].read_only;
+		}
+	if (read_only)
+		*read_only = ro;
 	return tenant;
 }
 

@@ -64,14 +64,15 @@ void tenants_free(struct tenants *t);
 
 /*
  * Creates a token for tenant (ident_valid) that works for ttl_s seconds (0:
- * until revoked; at most TENANTS_MAX_TTL_S). On success returns 0 and sets
- * *out to {"id", "tenant", "created_ms", ["expires_ms",] "token"}, the only
+ * until revoked; at most TENANTS_MAX_TTL_S), and only for GET and HEAD
+ * requests when read_only. On success returns 0 and sets *out to {"id",
+ * "tenant", "created_ms", ["expires_ms",] "read_only", "token"}, the only
  * place the token itself ever appears; the record is durable. Returns
  * SS_EINVAL for a bad tenant name or lifetime, SS_ELIMIT at
  * TENANTS_MAX_TOKENS tokens, or SS_ESTORE, with why set.
  */
-int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, json_t **out,
-			 char *why, size_t whylen);
+int tenants_token_create(struct tenants *t, const char *tenant, uint64_t ttl_s, bool read_only,
+			 json_t **out, char *why, size_t whylen);
 
 /*
  * Revokes a token by id: it stops working at once. Returns 0 (durable),
@@ -83,17 +84,19 @@ int tenants_token_revoke(struct tenants *t, const char *id);
 /*
  * The tenant of the token whose SHA-256 is hash, or NULL when no tenant token
  * has it or it expired at or before now_ms (wall clock). Compares every entry
- * in constant time. The string is the table's, valid until the next
- * tenants_token_revoke, tenants_tokens_expire or tenants_free.
+ * in constant time. Sets *read_only (when read_only is not NULL) to whether
+ * the token may only read; false when NULL is returned. The string is the
+ * table's, valid until the next tenants_token_revoke, tenants_tokens_expire
+ * or tenants_free.
  */
 const char *tenants_token_lookup(const struct tenants *t, const uint8_t hash[SHA256_LEN],
-				 int64_t now_ms);
+				 int64_t now_ms, bool *read_only);
 
 /* Deletes the tokens that expired at or before now_ms; returns how many (durable when > 0 unless the store fails). */
 size_t tenants_tokens_expire(struct tenants *t, int64_t now_ms);
 
 /*
- * {"tokens": [{"id", "tenant", "created_ms", ["expires_ms"]}, ...]} ordered by
+ * {"tokens": [{"id", "tenant", "created_ms", ["expires_ms",] "read_only"}, ...]} ordered by
  * id; no secrets. A token that expired but is not yet deleted is listed.
  */
 json_t *tenants_tokens_json(const struct tenants *t);

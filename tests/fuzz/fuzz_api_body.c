@@ -107,13 +107,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char tenant[64];
 	uint64_t ttl_s = 7;
 	memset(tenant, 'x', sizeof tenant);
-	rc = api_parse_token_body((const char *)data, size, tenant, &ttl_s, why, sizeof why);
+	bool ro = true;
+	rc = api_parse_token_body((const char *)data, size, tenant, &ttl_s, &ro, why, sizeof why);
 	if (rc == 0) {
 		check_why(why, true);
 		if (!ident_valid(tenant) || ttl_s > TENANTS_MAX_TTL_S)
 			__builtin_trap();
 	} else {
-		if (tenant[0] != '\0' || ttl_s != 0 || (rc != SS_EPARSE && rc != SS_ETOOBIG))
+		if (tenant[0] != '\0' || ttl_s != 0 || ro || (rc != SS_EPARSE && rc != SS_ETOOBIG))
 			__builtin_trap();
 		check_why(why, false);
 	}

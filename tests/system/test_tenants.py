@@ -302,3 +302,45 @@ def test_a_tenant_cpu_cap_holds_across_a_manager_crash(swarm):
     # The cap is reached and never passed, for the named tenant and for the rest.
     assert most_at_once(swarm, capped["id"]) == 2
     assert most_at_once(swarm, other["id"]) == 3
+
+
+def test_a_read_only_token_reads_its_tenant_and_changes_nothing(swarm):
+    start(swarm, 1)
+    alice = make_token(swarm, "alice")["token"]
+    d = upload(swarm, alice, b"alice's input\n")
+    st, job = call(swarm, alice, "POST", "/v1/jobs", copy_job(d))
+    assert st == 201, job
+    wait_job(swarm, job["id"], 60)
+    ro = json.loads(swarm.cli("token", "create", "--tenant", "alice", "--read-only", "--json").stdout)
+    assert ro["read_only"] is True and ro["tenant"] == "alice", ro
+    tok = ro["token"]
+    # It reads what a token of its tenant reads ...
+    st, mine = call(swarm, tok, "GET", "/v1/jobs")
+    assert st == 200 and [j["id"] for j in mine["jobs"]] == [job["id"]], mine
+    st, ts = call(swarm, tok, "GET", f"/v1/jobs/{job['id']}/tasks")
+    assert st == 200, ts
+    out = ts["tasks"][0]["outputs"][0]["digest"]
+    assert call(swarm, tok, "GET", f"/v1/blobs/{out}") == (200, b"ALICE'S INPUT\n")
+    assert call(swarm, tok, "HEAD", f"/v1/blobs/{d}")[0] == 200
+    assert call(swarm, tok, "GET", f"/v1/tasks/{ts['tasks'][0]['id']}/logs")[0] == 200
+    # ... and nothing else: no submission, cancel or upload, and still no other tenant.
+    for method, path, body in (("POST", "/v1/jobs", copy_job(d)),
+                               ("DELETE", f"/v1/jobs/{job['id']}", None),
+                               ("PUT", f"/v1/blobs/{hashlib.sha256(b'x').hexdigest()}", b"x")):
+        st, body = call(swarm, tok, method, path, body=body,
+                        headers={"Content-Type": "application/octet-stream"} if method == "PUT" else None)
+        assert st == 403 and "is read-only: it may GET and HEAD" in body["error"]["message"], (method, st, body)
+    assert call(swarm, tok, "GET", "/v1/nodes")[0] == 403
+    st, body = call(swarm, tok, "GET", "/v1/jobs?tenant=bob")
+    assert st == 403, body
+    listed = swarm.cli("token", "list").stdout
+    assert "read-only" in listed and "read-write" in listed, listed
+    # The CLI with a read-only config: job list works, job run is refused with the reason.
+    cfg = os.path.join(swarm.tmp, "ro.json")
+    swarm.cli("token", "create", "--tenant", "alice", "--read-only", "--out", cfg)
+    env = dict(swarm.env, SEESWARM_CONFIG=cfg)
+    for k in ("SEESWARM_TOKEN", "SEESWARM_ADDR", "SEESWARM_CA"):
+        env.pop(k, None)
+    assert job["id"] in swarm.cli("job", "list", env=env).stdout
+    r = swarm.cli("job", "cancel", job["id"], env=env, check=False)
+    assert r.returncode == 1 and "read-only" in r.stderr, r.stderr

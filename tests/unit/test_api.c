@@ -847,15 +847,21 @@ static void test_parse_token_body(void **state)
 	(void)state;
 	char why[200], tenant[64];
 	uint64_t ttl = 9;
+	bool ro = true;
 	const char *ok = " {\"tenant\": \"team-a.prod_1\"}\n";
-	assert_int_equal(api_parse_token_body(ok, strlen(ok), tenant, &ttl, why, sizeof why), 0);
+	assert_int_equal(api_parse_token_body(ok, strlen(ok), tenant, &ttl, &ro, why, sizeof why), 0);
 	assert_string_equal(tenant, "team-a.prod_1");
 	assert_string_equal(why, "");
 	assert_int_equal(ttl, 0);
+	assert_false(ro);
 	const char *ok2 = "{\"ttl_seconds\": 315360000, \"tenant\": \"b\"}";
-	assert_int_equal(api_parse_token_body(ok2, strlen(ok2), tenant, &ttl, why, sizeof why), 0);
+	assert_int_equal(api_parse_token_body(ok2, strlen(ok2), tenant, &ttl, &ro, why, sizeof why), 0);
 	assert_string_equal(tenant, "b");
 	assert_int_equal(ttl, 315360000);
+	assert_false(ro);
+	const char *ok3 = "{\"tenant\": \"c\", \"read_only\": true}";
+	assert_int_equal(api_parse_token_body(ok3, strlen(ok3), tenant, &ttl, &ro, why, sizeof why), 0);
+	assert_true(ro);
 	struct {
 		const char *body;
 		const char *why_has;
@@ -875,19 +881,24 @@ static void test_parse_token_body(void **state)
 		{"{\"tenant\":\"a\",\"ttl_seconds\":\"1h\"}", "must be an integer"},
 		{"{\"tenant\":\"a\",\"ttl_seconds\":1.5}", "must be an integer"},
 		{"{\"tenant\":\"a\",\"ttl_seconds\":99999999999999999999}", ""},
+		{"{\"tenant\":\"a\",\"read_only\":1}", "\"read_only\" must be true or false"},
+		{"{\"tenant\":\"a\",\"read_only\":\"yes\"}", "\"read_only\" must be true or false"},
+		{"{\"tenant\":7,\"read_only\":true}", "must be a string"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		memset(tenant, 'x', sizeof tenant);
 		ttl = 9;
-		int rc = api_parse_token_body(bad[i].body, strlen(bad[i].body), tenant, &ttl, why, sizeof why);
+		ro = true;
+		int rc = api_parse_token_body(bad[i].body, strlen(bad[i].body), tenant, &ttl, &ro, why, sizeof why);
 		assert_int_equal(rc, SS_EPARSE);
 		assert_string_equal(tenant, "");
 		assert_int_equal(ttl, 0);
+		assert_false(ro);
 		if (!strstr(why, bad[i].why_has))
 			fail_msg("body %zu: why \"%s\" lacks \"%s\"", i, why, bad[i].why_has);
 	}
 	char *big = xcalloc(1, API_MAX_BODY + 1);
-	assert_int_equal(api_parse_token_body(big, API_MAX_BODY + 1, tenant, &ttl, why, sizeof why),
+	assert_int_equal(api_parse_token_body(big, API_MAX_BODY + 1, tenant, &ttl, &ro, why, sizeof why),
 			 SS_ETOOBIG);
 	free(big);
 }

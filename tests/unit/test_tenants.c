@@ -58,7 +58,7 @@ static void create(struct fx *f, const char *tenant, char secret[69], char id[17
 {
 	char why[256];
 	json_t *o = NULL;
-	assert_int_equal(tenants_token_create(f->t, tenant, 0, &o, why, sizeof why), 0);
+	assert_int_equal(tenants_token_create(f->t, tenant, 0, false, &o, why, sizeof why), 0);
 	const char *tok = json_string_value(json_object_get(o, "token"));
 	assert_non_null(tok);
 	assert_int_equal(strlen(tok), 68);
@@ -73,7 +73,7 @@ static const char *lookup(const struct fx *f, const char *secret)
 {
 	uint8_t h[SHA256_LEN];
 	sha256(secret, strlen(secret), h);
-	return tenants_token_lookup(f->t, h, time_wall_ms());
+	return tenants_token_lookup(f->t, h, time_wall_ms(), NULL);
 }
 
 static void test_tokens_name_their_tenant_survive_a_restart_and_revoke(void **state)
@@ -118,7 +118,7 @@ static void test_bad_tenant_names_are_refused(void **state)
 	const char *bad[] = {"", "-x", "a b", "a/b", "x\n",
 			     "0123456789012345678901234567890123456789012345678901234567890123"};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		assert_int_equal(tenants_token_create(f->t, bad[i], 0, &o, why, sizeof why), SS_EINVAL);
+		assert_int_equal(tenants_token_create(f->t, bad[i], 0, false, &o, why, sizeof why), SS_EINVAL);
 		assert_null(o);
 		assert_non_null(strstr(why, "tenant"));
 	}
@@ -245,13 +245,13 @@ static void test_tokens_expire_at_their_time_and_across_a_restart(void **state)
 	char why[256], a[69], ida[17];
 	json_t *o = NULL;
 	uint8_t h[SHA256_LEN];
-	assert_int_equal(tenants_token_create(f->t, "bob", TENANTS_MAX_TTL_S + 1, &o, why, sizeof why),
+	assert_int_equal(tenants_token_create(f->t, "bob", TENANTS_MAX_TTL_S + 1, false, &o, why, sizeof why),
 			 SS_EINVAL);
 	assert_null(o);
 	assert_non_null(strstr(why, "at most"));
 	create(f, "alice", a, ida); /* never expires */
 	int64_t before = time_wall_ms();
-	assert_int_equal(tenants_token_create(f->t, "bob", 60, &o, why, sizeof why), 0);
+	assert_int_equal(tenants_token_create(f->t, "bob", 60, false, &o, why, sizeof why), 0);
 	const char *tok = json_string_value(json_object_get(o, "token"));
 	sha256(tok, strlen(tok), h);
 	int64_t exp = json_integer_value(json_object_get(o, "expires_ms"));
@@ -268,22 +268,61 @@ static void test_tokens_expire_at_their_time_and_across_a_restart(void **state)
 	assert_int_equal(json_array_size(json_object_get(l, "tokens")), 2);
 	json_decref(l);
 	/* It works until its expiry, to the millisecond, and not at or after it. */
-	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1), "bob");
-	assert_null(tenants_token_lookup(f->t, h, exp));
-	assert_null(tenants_token_lookup(f->t, h, exp + 3600000));
+	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1, NULL), "bob");
+	assert_null(tenants_token_lookup(f->t, h, exp, NULL));
+	assert_null(tenants_token_lookup(f->t, h, exp + 3600000, NULL));
 	/* The expiry is durable. */
 	reopen(f);
-	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1), "bob");
-	assert_null(tenants_token_lookup(f->t, h, exp));
+	assert_string_equal(tenants_token_lookup(f->t, h, exp - 1, NULL), "bob");
+	assert_null(tenants_token_lookup(f->t, h, exp, NULL));
 	/* Clean-up deletes only expired tokens, and for good. */
 	assert_int_equal(tenants_tokens_expire(f->t, exp - 1), 0);
 	assert_int_equal(tenants_tokens_expire(f->t, exp), 1);
 	assert_int_equal(tenants_token_count(f->t), 1);
 	reopen(f);
 	assert_int_equal(tenants_token_count(f->t), 1);
-	assert_null(tenants_token_lookup(f->t, h, exp - 1));
+	assert_null(tenants_token_lookup(f->t, h, exp - 1, NULL));
 	sha256(a, strlen(a), h);
-	assert_string_equal(tenants_token_lookup(f->t, h, INT64_MAX), "alice");
+	assert_string_equal(tenants_token_lookup(f->t, h, INT64_MAX, NULL), "alice");
+	json_decref(o);
+}
+
+static void test_read_only_tokens_say_so_across_a_restart(void **state)
+{
+	struct fx *f = *state;
+	char why[256], a[69], ida[17];
+	json_t *o = NULL;
+	uint8_t h[SHA256_LEN], ha[SHA256_LEN];
+	create(f, "alice", a, ida);
+	sha256(a, strlen(a), ha);
+	assert_int_equal(tenants_token_create(f->t, "alice", 0, true, &o, why, sizeof why), 0);
+	assert_true(json_is_true(json_object_get(o, "read_only")));
+	const char *tok = json_string_value(json_object_get(o, "token"));
+	sha256(tok, strlen(tok), h);
+	for (int round = 0; round < 2; round++) {
+		bool ro = false;
+		assert_string_equal(tenants_token_lookup(f->t, h, time_wall_ms(), &ro), "alice");
+		assert_true(ro);
+		assert_string_equal(tenants_token_lookup(f->t, ha, time_wall_ms(), &ro), "alice");
+		assert_false(ro);
+		reopen(f); /* the role is durable */
+	}
+	/* An unknown token is not read-only either: it is nothing. */
+	bool ro = true;
+	uint8_t zero[SHA256_LEN] = {0};
+	assert_null(tenants_token_lookup(f->t, zero, time_wall_ms(), &ro));
+	assert_false(ro);
+	/* A record from before roles existed reads and writes. */
+	char hex[2 * SHA256_LEN + 1];
+	hex_encode(zero, SHA256_LEN, hex);
+	char *rec = xasprintf("{\"tenant\":\"old\",\"sha256\":\"%s\",\"created_ms\":1,\"expires_ms\":0}", hex);
+	store_put(f->store, "tokens", "00000000000000aa", rec, strlen(rec));
+	assert_int_equal(store_flush(f->store), 0);
+	free(rec);
+	reopen(f);
+	ro = true;
+	assert_string_equal(tenants_token_lookup(f->t, zero, time_wall_ms(), &ro), "old");
+	assert_false(ro);
 	json_decref(o);
 }
 
@@ -318,6 +357,7 @@ int main(void)
 			test_upload_bytes_are_bounded_per_tenant_durable_and_freed_by_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_expire_at_their_time_and_across_a_restart, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_tokens_say_so_across_a_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
