@@ -135,6 +135,13 @@ typedef struct ss_token_opts {
 } ss_token_opts;
 int ss_token_make(ss_client *c, const ss_token_opts *o, char **json);
 int ss_tokens_list(ss_client *c, char **json);
+/*
+ * Each tenant's use of the swarm and its quotas: {"tenants": [{"tenant",
+ * "weight", "cpu_running_m", "cpu_cap_m", "tasks_queued", "jobs_unfinished",
+ * "tokens", "tokens_read_only", "uploads", "upload_bytes"}, ...], "limits":
+ * {"jobs_unfinished", "upload_bytes"}}. A tenant token gets its own row only.
+ */
+int ss_tenants_list(ss_client *c, char **json);
 int ss_token_revoke(ss_client *c, const char *id, char **json);
 
 /* ---- jobs and blobs --------------------------------------------------- */

@@ -1,7 +1,9 @@
 /*
  * token_cmd.c - `seeswarm token create|list|revoke`: tenant API tokens
- * (docs/security.md, "Tenants"). These calls need the admin token. Strings
- * from the API are printed with control characters replaced.
+ * (docs/security.md, "Tenants"), which need the admin token; and
+ * `seeswarm tenant list`, each tenant's use against its quotas (a tenant
+ * token sees its own). Strings from the API are printed with control
+ * characters replaced.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -235,6 +237,106 @@ int cli_token_main(int argc, char **argv)
 	ss_token_opts to = {.tenant = tenant, .ttl_seconds = ttl_ms / 1000, .read_only = read_only};
 	int ret = is_create ? cmd_create(c, &to, out, as_json) : is_list ? cmd_list(c, as_json)
 									 : cmd_revoke(c, id);
+	ss_client_close(c);
+	return ret;
+}
+
+static const char tenant_usage_text[] =
+	"usage: seeswarm tenant list [--json]\n"
+	"\n"
+	"Each tenant's use of the swarm against its quotas: CPU its tasks hold and\n"
+	"its cap (--tenant-max-cpu), its weight, queued tasks, unfinished jobs (of\n"
+	"--tenant-max-jobs), tokens, and the bytes its uploads hold (of\n"
+	"--tenant-max-upload-bytes). A tenant token sees its own tenant only.\n"
+	"Connection options as for seeswarm token.\n";
+
+/* Formats a millicore count as cores ("2", "0.5"), or "-" for a cap of 0. */
+static void cores(json_int_t m, bool dash_for_zero, char out[24])
+{
+	if (m == 0 && dash_for_zero)
+		snprintf(out, 24, "-");
+	else if (m % 1000 == 0)
+		snprintf(out, 24, "%lld", (long long)(m / 1000));
+	else
+		snprintf(out, 24, "%.3g", (double)m / 1000.0);
+}
+
+static int tenant_list(ss_client *c, bool as_json)
+{
+	char *json = NULL;
+	int rc = ss_tenants_list(c, &json);
+	if (rc)
+		return fail(c, rc, json);
+	if (as_json) {
+		puts(json);
+		ss_free(json);
+		return 0;
+	}
+	json_t *j = json_loads(json, 0, NULL);
+	json_t *lim = json_object_get(j, "limits");
+	printf("%-20s %-13s %-6s %-7s %-13s %-7s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS", "TOKENS",
+	       "UPLOADS");
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(j, "tenants"), i, t) {
+		char *name = cli_clean(json_string_value(json_object_get(t, "tenant")));
+		char run[24], cap[24], cpu[64], jobs[40], up[64], size[32];
+		cores(json_integer_value(json_object_get(t, "cpu_running_m")), false, run);
+		cores(json_integer_value(json_object_get(t, "cpu_cap_m")), true, cap);
+		snprintf(cpu, sizeof cpu, "%s/%s", run, cap);
+		snprintf(jobs, sizeof jobs, "%lld/%lld", (long long)json_integer_value(json_object_get(t, "jobs_unfinished")),
+			 (long long)json_integer_value(json_object_get(lim, "jobs_unfinished")));
+		format_size((uint64_t)json_integer_value(json_object_get(t, "upload_bytes")), size);
+		snprintf(up, sizeof up, "%lld (%s)", (long long)json_integer_value(json_object_get(t, "uploads")), size);
+		printf("%-20s %-13s %-6g %-7lld %-13s %-7lld %s\n", name, cpu,
+		       json_number_value(json_object_get(t, "weight")),
+		       (long long)json_integer_value(json_object_get(t, "tasks_queued")), jobs,
+		       (long long)json_integer_value(json_object_get(t, "tokens")), up);
+		free(name);
+	}
+	if (json_array_size(json_object_get(j, "tenants")) == 0)
+		printf("(no tenants yet)\n");
+	json_decref(j);
+	ss_free(json);
+	return 0;
+}
+
+int cli_tenant_main(int argc, char **argv)
+{
+	struct cli_conn_flags cf;
+	bool as_json = false;
+	ss_client *c = NULL;
+	argc = cli_take_conn_flags(argc, argv, &cf);
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(tenant_usage_text, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "list") != 0) {
+		char *ca = cli_clean(argv[1]);
+		fprintf(stderr, "error: unknown tenant command \"%s\"\n", ca);
+		free(ca);
+		fputs(tenant_usage_text, stderr);
+		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			as_json = true;
+		} else {
+			char *ca = cli_clean(argv[i]);
+			fprintf(stderr, "error: unexpected argument \"%s\" for tenant list\n", ca);
+			free(ca);
+			fputs(tenant_usage_text, stderr);
+			return 2;
+		}
+	}
+	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
+	int rc = ss_client_open(&c, &o);
+	if (rc) {
+		const char *d = client_last_error(NULL);
+		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+		return 1;
+	}
+	int ret = tenant_list(c, as_json);
 	ss_client_close(c);
 	return ret;
 }

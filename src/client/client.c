@@ -1642,6 +1642,11 @@ int ss_token_make(ss_client *c, const ss_token_opts *o, char **json)
 	return rc;
 }
 
+int ss_tenants_list(ss_client *c, char **json)
+{
+	return call(c, "GET", "/v1/tenants", NULL, json);
+}
+
 int ss_tokens_list(ss_client *c, char **json)
 {
 	return call(c, "GET", "/v1/tokens", NULL, json);

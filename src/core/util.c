@@ -485,6 +485,26 @@ static int parse_with_unit(const char *s, const struct unit *units, size_t n, ui
 	return SS_EPARSE;
 }
 
+void format_size(uint64_t v, char out[32])
+{
+	static const char units[] = "KMGT";
+	int u = 0;
+	while (u < 4 && v >= (1ull << (10 * (u + 1))))
+		u++;
+	if (u == 0) {
+		snprintf(out, 32, "%llu", (unsigned long long)v);
+		return;
+	}
+	/* Prefer the largest unit that divides v exactly. */
+	for (int e = u; e > 0; e--) {
+		if (v % (1ull << (10 * e)) == 0) {
+			snprintf(out, 32, "%llu%c", (unsigned long long)(v >> (10 * e)), units[e - 1]);
+			return;
+		}
+	}
+	snprintf(out, 32, "%.1f%c", (double)v / (double)(1ull << (10 * u)), units[u - 1]);
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {

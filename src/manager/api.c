@@ -79,7 +79,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN,
+	R_TOKENS, R_TOKEN, R_TENANTS,
 };
 
 /* One extra response header; name NULL means none. */
@@ -436,6 +436,8 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		return R_NODES;
 	if (!strcmp(url, "/metrics"))
 		return R_METRICS;
+	if (!strcmp(url, "/v1/tenants"))
+		return R_TENANTS;
 	if (!strcmp(url, "/v1/jobs")) {
 		*allow = "GET, POST";
 		return R_JOBS;
@@ -1151,6 +1153,13 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 	case R_TOKENS:
 	case R_TOKEN:
 		return do_tokens(api, c, r);
+	case R_TENANTS: {
+		/* A tenant token sees its own tenant's row only. */
+		json_t *out = api->be.tenants_list ? api->be.tenants_list(api->be.arg, tenant_of(r)) : NULL;
+		if (!out)
+			return respond_error(api, c, MHD_HTTP_NOT_FOUND, "tenants are not served here", NULL);
+		return respond_json(api, c, MHD_HTTP_OK, out, NULL);
+	}
 	case R_NONE:
 		break;
 	}

@@ -91,6 +91,8 @@ struct api_backend {
 	int (*job_submit)(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
 			  char *why, size_t whylen);
 	json_t *(*jobs_list)(void *arg, const struct jobs_query *q); /* jobs.h */
+	/* {"tenants": [...], "limits": {...}}; tenant (a tenant token's) narrows it to that tenant. */
+	json_t *(*tenants_list)(void *arg, const char *tenant);
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */

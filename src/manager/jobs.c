@@ -2497,6 +2497,11 @@ static int cmp_created(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
+uint32_t jobs_tenant_max_jobs(const struct jobs *j)
+{
+	return j->tenant_max_jobs;
+}
+
 void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n)
 {
 	j->tenant_max_jobs = n;
@@ -2950,14 +2955,13 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 	buf_printf(out, "# HELP seeswarm_tenant_cpu_running_millicores CPU a tenant's tasks hold, and its cap.\n"
 			"# TYPE seeswarm_tenant_cpu_running_millicores gauge\n"
 			"# TYPE seeswarm_tenant_cpu_cap_millicores gauge\n");
-	uint64_t trun, tcap;
-	const char *tname;
-	for (size_t i = 0; (tname = sched_queue_tenant_at(j->queue, i, &trun, &tcap)) != NULL; i++) {
-		buf_printf(out, "seeswarm_tenant_cpu_running_millicores{tenant=\"%s\"} %" PRIu64 "\n", tname,
-			   trun);
-		if (tcap)
+	struct sched_queue_tenant qt;
+	for (size_t i = 0; sched_queue_tenant_at(j->queue, i, &qt); i++) {
+		buf_printf(out, "seeswarm_tenant_cpu_running_millicores{tenant=\"%s\"} %" PRIu64 "\n", qt.name,
+			   qt.running);
+		if (qt.cap)
 			buf_printf(out, "seeswarm_tenant_cpu_cap_millicores{tenant=\"%s\"} %" PRIu64 "\n",
-				   tname, tcap);
+				   qt.name, qt.cap);
 	}
 	struct {
 		const char *name;
@@ -2985,6 +2989,42 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 			"seeswarm_task_start_latency_us{quantile=\"0.5\"} %.0f\n"
 			"seeswarm_task_start_latency_us{quantile=\"0.99\"} %.0f\n",
 		   p50, p99);
+}
+
+/* The entry for tenant in by (an object keyed by tenant name), created empty. */
+static json_t *tenant_entry(json_t *by, const char *tenant)
+{
+	json_t *e = json_object_get(by, tenant);
+	if (!e) {
+		e = json_object();
+		json_object_set_new(by, tenant, e);
+	}
+	return e;
+}
+
+void jobs_tenants(struct jobs *j, json_t *by)
+{
+	struct sched_queue_tenant qt;
+	for (size_t i = 0; sched_queue_tenant_at(j->queue, i, &qt); i++) {
+		json_t *e = tenant_entry(by, qt.name);
+		json_object_set_new(e, "weight", json_real(qt.weight));
+		json_object_set_new(e, "cpu_running_m", json_integer((json_int_t)qt.running));
+		json_object_set_new(e, "cpu_cap_m", json_integer((json_int_t)qt.cap));
+		json_object_set_new(e, "tasks_queued", json_integer((json_int_t)qt.queued));
+	}
+	for (const struct job *jb = j->all; jb; jb = jb->next) {
+		if (jb->st != J_RUNNING)
+			continue;
+		json_t *e = tenant_entry(by, jb->spec->tenant);
+		json_object_set_new(e, "jobs_unfinished",
+				    json_integer(json_integer_value(json_object_get(e, "jobs_unfinished")) + 1));
+	}
+	/* Tenants the queue has not met yet are still under the cap for every tenant (*=CPU). */
+	const char *name;
+	json_t *e;
+	json_object_foreach(by, name, e)
+		if (!json_object_get(e, "cpu_cap_m"))
+			json_object_set_new(e, "cpu_cap_m", json_integer((json_int_t)sched_queue_cap(j->queue, name)));
 }
 
 json_t *jobs_health(struct jobs *j)

@@ -86,6 +86,7 @@ int64_t jobs_retention(const struct jobs *j);
  * token may submit beyond the quota.
  */
 void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n);
+uint32_t jobs_tenant_max_jobs(const struct jobs *j);
 #define JOBS_TENANT_MAX_JOBS 1000u
 /* Records a round-trip time measured between two nodes, for the scheduler's network cost. */
 void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms);
@@ -100,6 +101,14 @@ json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
  * refused; queued tasks held back by the cap say so in their reason.
  */
 void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores);
+/*
+ * Adds what the scheduler and the jobs know of each tenant to by, an object
+ * keyed by tenant name whose values are objects, creating entries as
+ * needed: "weight", "cpu_running_m" and "tasks_queued" for tenants the
+ * scheduler knows, "jobs_unfinished" for tenants with unfinished jobs, and
+ * "cpu_cap_m" (0 = none) for every entry, also those already in by.
+ */
+void jobs_tenants(struct jobs *j, json_t *by);
 /* Sets a tenant's weight (> 0) for fair sharing of running CPU between tenants. */
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight);
 

@@ -177,26 +177,6 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-/* Formats a byte count as "16G", "1536M" or, when inexact, "15.6G". */
-static void fmt_size(uint64_t v, char out[32])
-{
-	static const char units[] = "KMGT";
-	int u = 0;
-	while (u < 4 && v >= (1ull << (10 * (u + 1))))
-		u++;
-	if (u == 0) {
-		snprintf(out, 32, "%llu", (unsigned long long)v);
-		return;
-	}
-	/* Prefer the largest unit that divides v exactly. */
-	for (int e = u; e > 0; e--) {
-		if (v % (1ull << (10 * e)) == 0) {
-			snprintf(out, 32, "%llu%c", (unsigned long long)(v >> (10 * e)), units[e - 1]);
-			return;
-		}
-	}
-	snprintf(out, 32, "%.1f%c", (double)v / (double)(1ull << (10 * u)), units[u - 1]);
-}
 
 /* Formats milliseconds as "7d", "2h", "5m", "30s" or "1500ms". */
 static void fmt_duration(uint64_t ms, char out[32])
@@ -328,13 +308,13 @@ static int get_size(struct parser *p, json_t *v, const char *path, uint64_t min,
 			    path);
 	}
 	if (x < min) {
-		fmt_size(x, a);
-		fmt_size(min, b);
+		format_size(x, a);
+		format_size(min, b);
 		return fail(p, SS_EINVAL, "%s: %s is below the minimum of %s", path, a, b);
 	}
 	if (x > MAX_BYTES) {
-		fmt_size(x, a);
-		fmt_size(MAX_BYTES, b);
+		format_size(x, a);
+		format_size(MAX_BYTES, b);
 		return fail(p, SS_ELIMIT, "%s: %s is over the maximum of %s", path, a, b);
 	}
 	*out = x;
@@ -1891,15 +1871,15 @@ int jobspec_check_fits(const struct jobspec *js, const struct jobspec_limits *li
 			return SS_EINVAL;
 		}
 		if (lim->memory_bytes && r->memory_bytes > lim->memory_bytes) {
-			fmt_size(r->memory_bytes, a);
-			fmt_size(lim->memory_bytes, b);
+			format_size(r->memory_bytes, a);
+			format_size(lim->memory_bytes, b);
 			snprintf(why, whylen, "tasks[%zu] (%s).resources.memory: %s exceeds the largest node (%s)",
 				 gi, t->name, a, b);
 			return SS_EINVAL;
 		}
 		if (lim->disk_bytes && r->disk_bytes > lim->disk_bytes) {
-			fmt_size(r->disk_bytes, a);
-			fmt_size(lim->disk_bytes, b);
+			format_size(r->disk_bytes, a);
+			format_size(lim->disk_bytes, b);
 			snprintf(why, whylen, "tasks[%zu] (%s).resources.disk: %s exceeds the largest node (%s)",
 				 gi, t->name, a, b);
 			return SS_EINVAL;

@@ -1600,6 +1600,47 @@ static void be_metrics(void *arg, struct buf *out)
 		jobs_metrics(m->jobs, out);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static json_t *be_tenants(void *arg, const char *tenant)
+{
+	struct manager *m = arg;
+	if (!m->jobs || !m->tenants)
+		return NULL;
+	json_t *by = json_object();
+	tenants_usage(m->tenants, by);
+	if (tenant && !json_object_get(by, tenant))
+		json_object_set_new(by, tenant, json_object()); /* a tenant with nothing yet */
+	jobs_tenants(m->jobs, by);
+	/* Rows in name order, each with every field (zero when nobody set it). */
+	size_t n = json_object_size(by), k = 0;
+	const char **names = xcalloc(n ? n : 1, sizeof *names);
+	const char *key;
+	json_t *val;
+	json_object_foreach(by, key, val) names[k++] = key;
+	qsort(names, n, sizeof *names, cmp_str);
+	json_t *rows = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (tenant && strcmp(names[i], tenant) != 0)
+			continue;
+		json_t *e = json_pack("{s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "tenant", names[i], "weight",
+				      1.0, "cpu_running_m", (json_int_t)0, "cpu_cap_m", (json_int_t)0,
+				      "tasks_queued", (json_int_t)0, "jobs_unfinished", (json_int_t)0, "tokens",
+				      (json_int_t)0, "tokens_read_only", (json_int_t)0, "uploads", (json_int_t)0,
+				      "upload_bytes", (json_int_t)0);
+		json_object_update(e, json_object_get(by, names[i]));
+		json_array_append_new(rows, e);
+	}
+	free(names);
+	json_decref(by);
+	return json_pack("{s:o,s:{s:I,s:I}}", "tenants", rows, "limits", "jobs_unfinished",
+			 (json_int_t)jobs_tenant_max_jobs(m->jobs), "upload_bytes",
+			 (json_int_t)tenants_upload_bytes_max(m->tenants));
+}
+
 static json_t *be_health(void *arg)
 {
 	struct manager *m = arg;
@@ -2378,6 +2419,7 @@ int manager_main(int argc, char **argv)
 			.node_attest = be_node_attest,
 			.metrics = be_metrics,
 			.health = be_health,
+			.tenants_list = be_tenants,
 			.job_submit = be_job_submit,
 			.jobs_list = be_jobs_list,
 			.job_get = be_job_get,

@@ -248,6 +248,11 @@ static void up_save(struct tenants *t, const struct upload *u)
 	store_put(t->store, NS_UPLOADS, key, val, strlen(val));
 }
 
+uint64_t tenants_upload_bytes_max(const struct tenants *t)
+{
+	return t->bytes_max;
+}
+
 void tenants_set_upload_bytes_max(struct tenants *t, uint64_t max)
 {
 	t->bytes_max = max;
@@ -373,6 +378,29 @@ void tenants_free(struct tenants *t)
 	free(t->up);
 	free(t->tc);
 	free(t);
+}
+
+/* Adds n to the integer member key of by[tenant], creating both as needed. */
+static void usage_add(json_t *by, const char *tenant, const char *key, json_int_t n)
+{
+	json_t *e = json_object_get(by, tenant);
+	if (!e) {
+		e = json_object();
+		json_object_set_new(by, tenant, e);
+	}
+	json_object_set_new(e, key, json_integer(json_integer_value(json_object_get(e, key)) + n));
+}
+
+void tenants_usage(const struct tenants *t, json_t *by)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		usage_add(by, t->v[i].tenant, "tokens", 1);
+		usage_add(by, t->v[i].tenant, "tokens_read_only", t->v[i].read_only);
+	}
+	for (size_t i = 0; i < t->n_tc; i++) {
+		usage_add(by, t->tc[i].tenant, "uploads", t->tc[i].n);
+		usage_add(by, t->tc[i].tenant, "upload_bytes", (json_int_t)t->tc[i].bytes);
+	}
 }
 
 /* ---- tokens -------------------------------------------------------------- */

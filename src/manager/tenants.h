@@ -103,6 +103,8 @@ json_t *tenants_tokens_json(const struct tenants *t);
 
 /* Sets the byte quota of each tenant's remembered uploads (0: none). */
 void tenants_set_upload_bytes_max(struct tenants *t, uint64_t max);
+/* The byte quota of one tenant's uploads; 0 when there is none. */
+uint64_t tenants_upload_bytes_max(const struct tenants *t);
 
 /*
  * Whether tenant may upload a blob of size bytes now: 0 when it is
@@ -135,6 +137,12 @@ size_t tenants_expire(struct tenants *t, int64_t cutoff_ms);
 
 /* Counts, for metrics. */
 size_t tenants_token_count(const struct tenants *t);
+/*
+ * Adds each tenant's tokens ("tokens", "tokens_read_only") and remembered
+ * uploads ("uploads", "upload_bytes") to by, an object keyed by tenant name
+ * whose values are objects, creating entries as needed.
+ */
+void tenants_usage(const struct tenants *t, json_t *by);
 size_t tenants_upload_count(const struct tenants *t);
 
 #endif

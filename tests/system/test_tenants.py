@@ -344,3 +344,38 @@ def test_a_read_only_token_reads_its_tenant_and_changes_nothing(swarm):
     assert job["id"] in swarm.cli("job", "list", env=env).stdout
     r = swarm.cli("job", "cancel", job["id"], env=env, check=False)
     assert r.returncode == 1 and "read-only" in r.stderr, r.stderr
+
+
+@pytest.mark.manager_args("--tenant-weight", "blue=3", "--tenant-max-cpu", "blue=2",
+                          "--tenant-max-cpu", "*=1", "--tenant-max-jobs", "5")
+def test_tenant_list_shows_each_tenants_use_against_its_quotas(swarm):
+    start(swarm, 1)
+    blue = make_token(swarm, "blue")["token"]
+    swarm.cli("token", "create", "--tenant", "blue", "--read-only")
+    make_token(swarm, "green")
+    d = upload(swarm, blue, b"x" * 1000)
+    spec = copy_job(d)
+    spec["tasks"][0]["command"] = ["sh", "-c", "sleep 30"]
+    spec["tasks"][0]["outputs"] = []
+    spec["tasks"][0]["resources"]["cpu"] = 0.5
+    st, job = call(swarm, blue, "POST", "/v1/jobs", spec)
+    assert st == 201, job
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{job['id']}/tasks")["tasks"][0]["state"] == "running",
+             20 * SLOW, what="blue's task to run")
+    everyone = swarm.get_json("/v1/tenants")
+    rows = {t["tenant"]: t for t in everyone["tenants"]}
+    assert sorted(rows) == ["blue", "green"], rows
+    assert rows["blue"] == {"tenant": "blue", "weight": 3.0, "cpu_running_m": 500, "cpu_cap_m": 2000,
+                            "tasks_queued": 0, "jobs_unfinished": 1, "tokens": 2, "tokens_read_only": 1,
+                            "uploads": 1, "upload_bytes": 1000}, rows["blue"]
+    # A tenant the scheduler has not met is under the cap for every tenant.
+    assert rows["green"]["cpu_cap_m"] == 1000 and rows["green"]["tokens"] == 1, rows["green"]
+    assert everyone["limits"] == {"jobs_unfinished": 5, "upload_bytes": 64 << 30}, everyone["limits"]
+    # A tenant token sees its own row only.
+    st, mine = call(swarm, blue, "GET", "/v1/tenants")
+    assert st == 200 and [t["tenant"] for t in mine["tenants"]] == ["blue"], mine
+    out = swarm.cli("tenant", "list").stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("blue"))
+    assert line.split()[:5] == ["blue", "0.5/2", "3", "0", "1/5"], out
+    assert "1 (1000)" in line, out
+    swarm.request("DELETE", f"/v1/jobs/{job['id']}")

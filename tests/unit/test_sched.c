@@ -820,14 +820,17 @@ static void test_queue_tenant_cap(void **state)
 	sched_queue_done(q, "d", 2000);
 	assert_ptr_equal(sched_queue_pop(q, &t), &small);
 	/* Every tenant is listed with its running CPU and cap. */
-	uint64_t run, cap;
+	struct sched_queue_tenant qt;
 	size_t n = 0;
-	while (sched_queue_tenant_at(q, n, &run, &cap))
+	while (sched_queue_tenant_at(q, n, &qt))
 		n++;
 	assert_int_equal(n, 4);
-	assert_string_equal(sched_queue_tenant_at(q, 0, &run, &cap), "a");
-	assert_int_equal(run, 3000);
-	assert_int_equal(cap, 0);
+	assert_true(sched_queue_tenant_at(q, 0, &qt));
+	assert_string_equal(qt.name, "a");
+	assert_int_equal(qt.running, 3000);
+	assert_int_equal(qt.cap, 0);
+	assert_int_equal(qt.queued, 0);
+	assert_true(qt.weight == 1.0);
 	sched_queue_free(q);
 }
 

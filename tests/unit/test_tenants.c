@@ -326,6 +326,33 @@ static void test_read_only_tokens_say_so_across_a_restart(void **state)
 	json_decref(o);
 }
 
+static void test_usage_counts_tokens_and_uploads_per_tenant(void **state)
+{
+	struct fx *f = *state;
+	char why[256], a[69], ida[17];
+	json_t *o = NULL;
+	uint8_t d1[SHA256_LEN] = {1}, d2[SHA256_LEN] = {2};
+	create(f, "alice", a, ida);
+	assert_int_equal(tenants_token_create(f->t, "alice", 0, true, &o, why, sizeof why), 0);
+	json_decref(o);
+	create(f, "bob", a, ida);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d1, 100, NULL, 0), 0);
+	assert_int_equal(tenants_upload_add(f->t, "alice", d2, 50, NULL, 0), 0);
+	assert_int_equal(tenants_upload_add(f->t, "carol", d1, 100, NULL, 0), 0);
+	json_t *by = json_pack("{s:{s:i}}", "alice", "other", 7); /* what others added stays */
+	tenants_usage(f->t, by);
+	json_t *want = json_pack("{s:{s:i,s:i,s:i,s:i,s:i},s:{s:i,s:i},s:{s:i,s:i}}", "alice", "other", 7,
+				 "tokens", 2, "tokens_read_only", 1, "uploads", 2, "upload_bytes", 150, "bob",
+				 "tokens", 1, "tokens_read_only", 0, "carol", "uploads", 1, "upload_bytes", 100);
+	if (!json_equal(by, want)) {
+		char *got = json_dumps(by, JSON_SORT_KEYS);
+		fail_msg("usage: %s", got);
+		free(got);
+	}
+	json_decref(by);
+	json_decref(want);
+}
+
 static void test_corrupt_records_are_skipped(void **state)
 {
 	struct fx *f = *state;
@@ -358,6 +385,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tokens_expire_at_their_time_and_across_a_restart, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_tokens_say_so_across_a_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_counts_tokens_and_uploads_per_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_records_are_skipped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

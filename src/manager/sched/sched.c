@@ -1474,15 +1474,17 @@ uint64_t sched_queue_running(const struct sched_queue *q, const char *tenant)
 	return t ? t->running : 0;
 }
 
-const char *sched_queue_tenant_at(const struct sched_queue *q, size_t i, uint64_t *running,
-				  uint64_t *cap)
+bool sched_queue_tenant_at(const struct sched_queue *q, size_t i, struct sched_queue_tenant *out)
 {
 	if (i >= q->n_all)
-		return NULL;
+		return false;
 	const struct qtenant *t = q->all[i];
-	*running = t->running;
-	*cap = cap_of(q, t);
-	return t->name;
+	out->name = t->name;
+	out->running = t->running;
+	out->cap = cap_of(q, t);
+	out->weight = t->weight;
+	out->queued = t->n_items;
+	return true;
 }
 
 void sched_queue_charge(struct sched_queue *q, const char *tenant, uint32_t cpu_millicores)

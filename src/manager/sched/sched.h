@@ -180,13 +180,19 @@ uint64_t sched_queue_cap(const struct sched_queue *q, const char *tenant);
 bool sched_queue_held(const struct sched_queue *q, const char *tenant);
 /* The millicores counted as running for a tenant. */
 uint64_t sched_queue_running(const struct sched_queue *q, const char *tenant);
+/* What the queue knows of one tenant. */
+struct sched_queue_tenant {
+	const char *name; /* valid until sched_queue_free() */
+	uint64_t running; /* millicores counted as running */
+	uint64_t cap;     /* the cap that applies; 0 = none */
+	double weight;
+	size_t queued;    /* items waiting */
+};
 /*
- * The i-th tenant the queue knows (0-based, in order of first use), with its
- * running millicores and cap, or NULL past the last. The name stays valid
- * until sched_queue_free().
+ * Fills *out with the i-th tenant the queue knows (0-based, in order of
+ * first use) and returns true, or returns false past the last.
  */
-const char *sched_queue_tenant_at(const struct sched_queue *q, size_t i, uint64_t *running,
-				  uint64_t *cap);
+bool sched_queue_tenant_at(const struct sched_queue *q, size_t i, struct sched_queue_tenant *out);
 /*
  * Counts an item's CPU as running for its tenant without a pop: a task the
  * manager finds running after a restart. sched_queue_done() ends it as usual.
