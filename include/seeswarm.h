@@ -174,6 +174,12 @@ typedef struct ss_jobs_filter {
 int ss_jobs_find(ss_client *c, const ss_jobs_filter *f, char **json);
 int ss_job_get(ss_client *c, const char *id, char **json);
 int ss_job_cancel(ss_client *c, const char *id, char **json);
+/*
+ * Submits a retained job's spec again as a new job of the same tenant (its
+ * blobs are still held while the old job is retained), and returns the new
+ * job as ss_job_submit does, with "rerun_of" naming the old one.
+ */
+int ss_job_rerun(ss_client *c, const char *id, char **json);
 int ss_job_tasks(ss_client *c, const char *id, char **json);
 int ss_job_explain(ss_client *c, const char *id, const char *task, char **json);
 /* A task's attempts with their exit status, stdout/stderr tails and signed receipts. */

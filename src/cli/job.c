@@ -51,6 +51,9 @@ static const char usage_text[] =
 	"  logs TASK_ID --follow   print the task's output as it comes, to its end (-f)\n"
 	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
 	"  cancel JOB              cancel a running job\n"
+	"  rerun JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
+	"                          submit a job's spec again as a new job (e.g. after a\n"
+	"                          failure), and follow it as run does\n"
 	"\n"
 	"Connection options: --addr HOST:PORT, --token TOKEN, --ca FILE (default:\n"
 	"SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then ~/.config/seeswarm/config.json).\n"
@@ -695,6 +698,26 @@ out:
 	return ret;
 }
 
+static int cmd_rerun(ss_client *c, const char *old_id, const struct run_opts *o)
+{
+	char *js = NULL;
+	int rc = ss_job_rerun(c, old_id, &js);
+	json_t *job = fetch_json(c, rc, js, "rerun");
+	if (!job)
+		return 1;
+	char *id = cli_clean(str(job, "id")), *old = cli_clean(old_id);
+	if (o->as_json && !o->wait)
+		print_json(job);
+	else
+		printf("job %s submitted: %lld tasks (a rerun of %s)\n", id, num(job, "tasks_total"), old);
+	fflush(stdout);
+	int ret = o->wait ? follow(c, id, o) : 0;
+	free(id);
+	free(old);
+	json_decref(job);
+	return ret;
+}
+
 /*
  * Fetches the jobs o->list asks for, newest first: one page, or with
  * o->list_all every page (following "next"). Returns {"jobs", "total"[,
@@ -1072,7 +1095,8 @@ int cli_job_main(int argc, char **argv)
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
 		return usage(stdout, 0);
-	static const char *const subs[] = {"run", "wait", "list", "status", "explain", "logs", "results", "cancel"};
+	static const char *const subs[] = {"run",  "wait",    "list",   "status", "explain",
+					   "logs", "results", "cancel", "rerun"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
 		known |= !strcmp(sub, subs[i]);
@@ -1080,7 +1104,9 @@ int cli_job_main(int argc, char **argv)
 		fprintf(stderr, "error: unknown job command \"%s\"\n", sub);
 		return usage(stderr, 2);
 	}
-	bool is_run = !strcmp(sub, "run"), is_wait = !strcmp(sub, "wait"), follow_logs = false;
+	/* rerun takes run's options; it differs only in where the spec comes from. */
+	bool is_rerun = !strcmp(sub, "rerun");
+	bool is_run = !strcmp(sub, "run") || is_rerun, is_wait = !strcmp(sub, "wait"), follow_logs = false;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		int r;
@@ -1142,7 +1168,7 @@ int cli_job_main(int argc, char **argv)
 	size_t allow = !strcmp(sub, "explain") ? 2 : need;
 	if (npos < need || npos > allow) {
 		fprintf(stderr, "error: job %s takes %s\n", sub,
-			need == 0 ? "no arguments" : is_run ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
+			need == 0 ? "no arguments" : is_rerun ? "a job id" : is_run ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
 		return usage(stderr, 2);
 	}
 	if (follow_logs && ro.as_json) {
@@ -1159,7 +1185,9 @@ int cli_job_main(int argc, char **argv)
 		print_err(NULL, rc, "cannot set up the client");
 		return 1;
 	}
-	if (is_run)
+	if (is_rerun)
+		ret = cmd_rerun(c, pos[0], &ro);
+	else if (is_run)
 		ret = cmd_run(c, pos[0], &ro);
 	else if (is_wait)
 		ret = follow(c, pos[0], &ro);

@@ -79,7 +79,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN, R_TENANTS,
+	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN,
 };
 
 /* One extra response header; name NULL means none. */
@@ -495,6 +495,9 @@ static enum route match_route(const char *url, char id[static 80], const char **
 			return R_JOB_TASKS;
 		if (!strcmp(tail, "/explain"))
 			return R_JOB_EXPLAIN;
+		*allow = "POST";
+		if (!strcmp(tail, "/rerun"))
+			return R_JOB_RERUN;
 		return R_NONE;
 	case R_TASK_LOGS: {
 		/* "<job id>.<index>" */
@@ -928,6 +931,17 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		return respond_json(api, c, MHD_HTTP_OK, out, NULL);
 	}
 	switch (r->route) {
+	case R_JOB_RERUN: {
+		char why[600] = "";
+		int rc = api->be.job_rerun ? api->be.job_rerun(api->be.arg, r->id, tenant_of(r), &out, why,
+							       sizeof why)
+					   : SS_ENOTFOUND;
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "job", r->id);
+		if (rc)
+			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+	}
 	case R_JOB:
 		out = api->be.job_get ? api->be.job_get(api->be.arg, r->id) : NULL;
 		break;
@@ -1144,6 +1158,7 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 	case R_JOB:
 	case R_JOB_TASKS:
 	case R_JOB_EXPLAIN:
+	case R_JOB_RERUN:
 	case R_TASK_LOGS:
 	case R_TASK_OUTPUT:
 	case R_BLOB_REPLICAS:

@@ -95,6 +95,9 @@ struct api_backend {
 	json_t *(*tenants_list)(void *arg, const char *tenant);
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
+	/* Submits job id's spec again as a new job (201); errors as job_submit, SS_ENOTFOUND (404). */
+	int (*job_rerun)(void *arg, const char *id, const char *tenant, json_t **out, char *why,
+			 size_t whylen);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */
 	int (*job_explain)(void *arg, const char *id, const char *task, json_t **out, char *why,
 			   size_t whylen);

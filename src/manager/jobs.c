@@ -2991,6 +2991,22 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		   p50, p99);
 }
 
+char *jobs_rerun_spec(struct jobs *j, const char *id, const char *tenant)
+{
+	const struct job *jb = job_find(j, id);
+	if (!jb || (tenant && strcmp(jb->spec->tenant, tenant) != 0))
+		return NULL;
+	/* The stored text parsed once already; it names the tenant so that an admin's rerun keeps it. */
+	json_t *spec = json_loadb(jb->spec_text, jb->spec_len, JSON_REJECT_DUPLICATES, NULL);
+	char *text = NULL;
+	if (json_is_object(spec)) {
+		json_object_set_new(spec, "tenant", json_string(jb->spec->tenant));
+		text = json_dumps(spec, JSON_COMPACT);
+	}
+	json_decref(spec);
+	return text;
+}
+
 /* The entry for tenant in by (an object keyed by tenant name), created empty. */
 static json_t *tenant_entry(json_t *by, const char *tenant)
 {

@@ -102,6 +102,14 @@ json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
  */
 void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores);
 /*
+ * The spec of job id with its tenant written in ("tenant"), to submit it
+ * again as a new job (a rerun), as a new string the caller frees; NULL when
+ * no retained job has that id, or when tenant is not NULL and the job
+ * belongs to another tenant.
+ */
+char *jobs_rerun_spec(struct jobs *j, const char *id, const char *tenant);
+
+/*
  * Adds what the scheduler and the jobs know of each tenant to by, an object
  * keyed by tenant name whose values are objects, creating entries as
  * needed: "weight", "cpu_running_m" and "tasks_queued" for tenants the

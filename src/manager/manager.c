@@ -1699,6 +1699,25 @@ static int be_job_submit(void *arg, const char *body, size_t len, const char *te
 	return 0;
 }
 
+static int be_job_rerun(void *arg, const char *id, const char *tenant, json_t **out, char *why,
+			size_t whylen)
+{
+	struct manager *m = arg;
+	char *spec = jobs_rerun_spec(m->jobs, id, tenant);
+	if (!spec) {
+		snprintf(why, whylen, "job %s not found", id);
+		return SS_ENOTFOUND;
+	}
+	/* A rerun is a submission of the same spec by the same tenant, with the same checks. */
+	int rc = be_job_submit(arg, spec, strlen(spec), tenant, out, why, whylen);
+	free(spec);
+	if (rc == 0) {
+		json_object_set_new(*out, "rerun_of", json_string(id));
+		log_info("job %s is a rerun of %s", json_string_value(json_object_get(*out, "id")), id);
+	}
+	return rc;
+}
+
 static json_t *be_jobs_list(void *arg, const struct jobs_query *q)
 {
 	return jobs_list(((struct manager *)arg)->jobs, q);
@@ -2424,6 +2443,7 @@ int manager_main(int argc, char **argv)
 			.jobs_list = be_jobs_list,
 			.job_get = be_job_get,
 			.job_cancel = be_job_cancel,
+			.job_rerun = be_job_rerun,
 			.job_tasks = be_job_tasks,
 			.job_explain = be_job_explain,
 			.task_logs = be_task_logs,

@@ -379,3 +379,34 @@ def test_tenant_list_shows_each_tenants_use_against_its_quotas(swarm):
     assert line.split()[:5] == ["blue", "0.5/2", "3", "0", "1/5"], out
     assert "1 (1000)" in line, out
     swarm.request("DELETE", f"/v1/jobs/{job['id']}")
+
+
+def test_a_job_reruns_as_a_new_job_of_its_tenant(swarm):
+    start(swarm, 1)
+    alice, bob = make_token(swarm, "alice")["token"], make_token(swarm, "bob")["token"]
+    d = upload(swarm, alice, b"rerun me\n")
+    st, job = call(swarm, alice, "POST", "/v1/jobs", copy_job(d))
+    assert st == 201, job
+    wait_job(swarm, job["id"], 60)
+    # The admin reruns it: a new job of the same tenant, naming the old one.
+    st, again = call(swarm, "default", "POST", f"/v1/jobs/{job['id']}/rerun")
+    assert st == 201 and again["id"] != job["id"] and again["rerun_of"] == job["id"], again
+    wait_job(swarm, again["id"], 60)
+    st, mine = call(swarm, alice, "GET", "/v1/jobs")
+    assert [j["id"] for j in mine["jobs"]] == [again["id"], job["id"]], mine
+    out = call(swarm, alice, "GET", f"/v1/jobs/{again['id']}/tasks")[1]["tasks"][0]["outputs"][0]["digest"]
+    assert call(swarm, alice, "GET", f"/v1/blobs/{out}") == (200, b"RERUN ME\n")
+    # Another tenant cannot, a read-only token may not, and an unknown job is 404.
+    assert call(swarm, bob, "POST", f"/v1/jobs/{job['id']}/rerun")[0] == 404
+    ro = json.loads(swarm.cli("token", "create", "--tenant", "alice", "--read-only", "--json").stdout)["token"]
+    assert call(swarm, ro, "POST", f"/v1/jobs/{job['id']}/rerun")[0] == 403
+    assert call(swarm, alice, "GET", f"/v1/jobs/{job['id']}/rerun")[0] == 405
+    assert call(swarm, "default", "POST", "/v1/jobs/j-000000000000/rerun")[0] == 404
+    # The CLI, with the tenant's own config: rerun and follow to the result.
+    cfg = os.path.join(swarm.tmp, "alice.json")
+    swarm.cli("token", "create", "--tenant", "alice", "--out", cfg)
+    env = dict(swarm.env, SEESWARM_CONFIG=cfg)
+    for k in ("SEESWARM_TOKEN", "SEESWARM_ADDR", "SEESWARM_CA"):
+        env.pop(k, None)
+    r = swarm.cli("job", "rerun", job["id"], "--wait", "--cat", env=env)
+    assert f"(a rerun of {job['id']})" in r.stdout and "RERUN ME" in r.stdout, r.stdout
