@@ -142,6 +142,15 @@ int ss_tokens_list(ss_client *c, char **json);
  * {"jobs_unfinished", "upload_bytes"}}. A tenant token gets its own row only.
  */
 int ss_tenants_list(ss_client *c, char **json);
+/*
+ * The audit trail (admin token): up to limit (1..1000) entries after
+ * sequence number `after`, oldest first, as {"entries": [{"seq", "ms",
+ * "actor", "action", "target", "status", "detail"}, ...], "last_seq": N[,
+ * "next": SEQ]}. Every authenticated request other than GET and HEAD is
+ * recorded with its outcome, and so are nodes admitted, rejected, evicted,
+ * down or gone.
+ */
+int ss_audit_list(ss_client *c, uint64_t after, unsigned limit, char **json);
 int ss_token_revoke(ss_client *c, const char *id, char **json);
 
 /* ---- jobs and blobs --------------------------------------------------- */

@@ -30,6 +30,7 @@ static const struct command commands[] = {
 	{"job", cli_job_main, "run jobs (DAGs of tasks): run, list, status, explain, logs, results, cancel"},
 	{"token", cli_token_main, "tenant API tokens: create, list, revoke (admin token)"},
 	{"tenant", cli_tenant_main, "tenants' use of the swarm against their quotas: list"},
+	{"audit", cli_audit_main, "the manager's audit trail: who changed what (admin token)"},
 	{"ca", cli_ca_main, "swarm CA tasks (issue agent credentials)"},
 	{"attest", cli_attest_main, "verify attestation evidence offline; import collateral"},
 	{"task", cli_task_main, "run a task in the sandbox locally (run-local); bundle digests"},

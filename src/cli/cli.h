@@ -15,6 +15,7 @@ int cli_receipt_main(int argc, char **argv);
 int cli_job_main(int argc, char **argv);
 int cli_token_main(int argc, char **argv);
 int cli_tenant_main(int argc, char **argv);
+int cli_audit_main(int argc, char **argv);
 
 /*
  * Returns a copy (caller frees) of s with control characters replaced by

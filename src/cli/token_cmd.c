@@ -2,8 +2,9 @@
  * token_cmd.c - `seeswarm token create|list|revoke`: tenant API tokens
  * (docs/security.md, "Tenants"), which need the admin token; and
  * `seeswarm tenant list`, each tenant's use against its quotas (a tenant
- * token sees its own). Strings from the API are printed with control
- * characters replaced.
+ * token sees its own); and `seeswarm audit`, the manager's audit trail
+ * (admin token). Strings from the API are printed with control characters
+ * replaced.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -337,6 +338,121 @@ int cli_tenant_main(int argc, char **argv)
 		return 1;
 	}
 	int ret = tenant_list(c, as_json);
+	ss_client_close(c);
+	return ret;
+}
+
+static const char audit_usage_text[] =
+	"usage: seeswarm audit [--limit N] [--after SEQ] [--json]\n"
+	"\n"
+	"The manager's audit trail (admin token): every authenticated request that\n"
+	"could change something, with who made it and how it ended, and every node\n"
+	"admitted, rejected, evicted, down or gone. Without --after, the newest N\n"
+	"(default 20, at most 1000); with --after SEQ, the N after entry SEQ.\n"
+	"Connection options as for seeswarm token.\n";
+
+static void audit_print(json_t *page)
+{
+	size_t i;
+	json_t *e;
+	printf("%-7s %-20s %-16s %-15s %-40s %-6s %s\n", "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "STATUS",
+	       "DETAIL");
+	json_array_foreach(json_object_get(page, "entries"), i, e) {
+		char when[32], st[8];
+		utc(json_integer_value(json_object_get(e, "ms")), when);
+		json_int_t status = json_integer_value(json_object_get(e, "status"));
+		snprintf(st, sizeof st, "%lld", (long long)status);
+		char *actor = cli_clean(json_string_value(json_object_get(e, "actor")));
+		char *action = cli_clean(json_string_value(json_object_get(e, "action")));
+		char *target = cli_clean(json_string_value(json_object_get(e, "target")));
+		char *detail = cli_clean(json_string_value(json_object_get(e, "detail")));
+		printf("%-7lld %-20s %-16s %-15s %-40s %-6s %s\n",
+		       (long long)json_integer_value(json_object_get(e, "seq")), when, actor, action, target,
+		       status ? st : "-", detail);
+		free(actor);
+		free(action);
+		free(target);
+		free(detail);
+	}
+	if (json_array_size(json_object_get(page, "entries")) == 0)
+		printf("(no entries)\n");
+}
+
+int cli_audit_main(int argc, char **argv)
+{
+	struct cli_conn_flags cf;
+	bool as_json = false, have_after = false;
+	uint64_t after = 0, limit = 20;
+	ss_client *c = NULL;
+	argc = cli_take_conn_flags(argc, argv, &cf);
+	for (int i = 1; i < argc; i++) {
+		const char *v = NULL;
+		int r;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(audit_usage_text, stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--json")) {
+			as_json = true;
+		} else if ((r = cli_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
+			if (r < 0 || strspn(v, "0123456789") != strlen(v) || parse_size(v, &limit) != 0 ||
+			    limit < 1 || limit > 1000) {
+				fprintf(stderr, "error: --limit: expected a number from 1 to 1000\n");
+				return 2;
+			}
+		} else if ((r = cli_opt_value(argc, argv, &i, "--after", &v)) != 0) {
+			char *end = NULL;
+			if (r < 0 || !*v || strspn(v, "0123456789") != strlen(v) ||
+			    (after = strtoull(v, &end, 10), *end)) {
+				fprintf(stderr, "error: --after: expected a sequence number\n");
+				return 2;
+			}
+			have_after = true;
+		} else {
+			char *ca = cli_clean(argv[i]);
+			fprintf(stderr, "error: unexpected argument \"%s\" for audit\n", ca);
+			free(ca);
+			fputs(audit_usage_text, stderr);
+			return 2;
+		}
+	}
+	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
+	int rc = ss_client_open(&c, &o);
+	if (rc) {
+		const char *d = client_last_error(NULL);
+		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+		return 1;
+	}
+	char *json = NULL;
+	int ret = 1;
+	if (!have_after) {
+		/* The newest `limit`: ask where the trail ends, then read up to it. */
+		rc = ss_audit_list(c, INT64_MAX, 1, &json);
+		if (rc) {
+			ret = fail(c, rc, json);
+			goto out;
+		}
+		json_t *p = json_loads(json, 0, NULL);
+		json_int_t last = json_integer_value(json_object_get(p, "last_seq"));
+		json_decref(p);
+		ss_free(json);
+		json = NULL;
+		after = last > (json_int_t)limit ? (uint64_t)last - limit : 0;
+	}
+	rc = ss_audit_list(c, after, (unsigned)limit, &json);
+	if (rc) {
+		ret = fail(c, rc, json);
+		goto out;
+	}
+	if (as_json) {
+		puts(json);
+	} else {
+		json_t *p = json_loads(json, 0, NULL);
+		audit_print(p);
+		json_decref(p);
+	}
+	ss_free(json);
+	ret = 0;
+out:
 	ss_client_close(c);
 	return ret;
 }

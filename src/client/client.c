@@ -1642,6 +1642,17 @@ int ss_token_make(ss_client *c, const ss_token_opts *o, char **json)
 	return rc;
 }
 
+int ss_audit_list(ss_client *c, uint64_t after, unsigned limit, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (limit < 1 || limit > 1000)
+		return SS_EINVAL;
+	char path[80];
+	snprintf(path, sizeof path, "/v1/audit?after=%llu&limit=%u", (unsigned long long)after, limit);
+	return call(c, "GET", path, NULL, json);
+}
+
 int ss_tenants_list(ss_client *c, char **json)
 {
 	return call(c, "GET", "/v1/tenants", NULL, json);

@@ -41,6 +41,7 @@
 
 #include "manager/api.h"
 #include "manager/api_body.h"
+#include "manager/audit.h"
 #include "data/blobstore.h"
 #include "manager/tenants.h"
 
@@ -71,6 +72,9 @@ struct api {
 	struct api_backend be;
 	struct blobstore *blobs;
 	struct tenants *tenants;
+	struct audit *audit;
+	unsigned last_status; /* the status respond() queued last (loop thread: this request's) */
+	char last_id[80];     /* the "id" of the JSON answer queued last, or "" */
 	uint64_t answered[6]; /* answers by status class: [2] counts 2xx; [0] anything else */
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
@@ -79,7 +83,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN,
+	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT,
 };
 
 /* One extra response header; name NULL means none. */
@@ -103,6 +107,8 @@ struct req {
 	char method[8];       /* GET, POST, PUT, DELETE or HEAD (others are refused early) */
 	char tenant[64];      /* a tenant token's tenant; "" for the admin token */
 	bool read_only;       /* a read-only tenant token: GET and HEAD only */
+	bool authed;          /* a valid token came with it */
+	char url[128];        /* its path, cut to fit (for the audit trail) */
 	bool answered;
 };
 
@@ -379,6 +385,7 @@ static enum MHD_Result respond(struct api *api, struct MHD_Connection *c, unsign
 	    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES ||
 	    (extra && extra->name && MHD_add_response_header(resp, extra->name, extra->value) != MHD_YES))
 		goto out;
+	api->last_status = status;
 	ret = MHD_queue_response(c, status, resp);
 	if (ret == MHD_YES)
 		api->answered[status / 100 < ARRAY_LEN(api->answered) ? status / 100 : 0]++;
@@ -393,6 +400,8 @@ static enum MHD_Result respond_json(struct api *api, struct MHD_Connection *c, u
 				    json_t *j, const struct hdr *extra)
 {
 	enum MHD_Result ret;
+	const char *id = json_string_value(json_object_get(j, "id"));
+	snprintf(api->last_id, sizeof api->last_id, "%s", id ? id : "");
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text) {
@@ -438,6 +447,8 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		return R_METRICS;
 	if (!strcmp(url, "/v1/tenants"))
 		return R_TENANTS;
+	if (!strcmp(url, "/v1/audit"))
+		return R_AUDIT;
 	if (!strcmp(url, "/v1/jobs")) {
 		*allow = "GET, POST";
 		return R_JOBS;
@@ -595,6 +606,7 @@ static bool admin_only(enum route r)
 	case R_BLOB_REPLICAS:
 	case R_TOKENS:
 	case R_TOKEN:
+	case R_AUDIT:
 		return true;
 	default:
 		return false;
@@ -624,8 +636,10 @@ static void classify(const struct api *api, struct MHD_Connection *c, const char
 	r->route = match_route(url, r->id, &allow);
 	if (r->route == R_HEALTH && !strcmp(method, "GET"))
 		return;
+	snprintf(r->url, sizeof r->url, "%s", url);
 	switch (check_auth(api, c, r->tenant, &r->read_only)) {
 	case AUTH_OK:
+		r->authed = true;
 		break;
 	case AUTH_MISSING:
 		decide(r, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer",
@@ -1135,7 +1149,7 @@ static enum MHD_Result do_tokens(struct api *api, struct MHD_Connection *c, stru
 }
 
 /* Queues the answer to a request whose body has been read (or refused). */
-static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct req *r)
+static enum MHD_Result answer_route(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	r->answered = true;
 	if (r->status)
@@ -1168,6 +1182,19 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 	case R_TOKENS:
 	case R_TOKEN:
 		return do_tokens(api, c, r);
+	case R_AUDIT: {
+		uint64_t after = 0, limit = 100;
+		const char *a = arg_of(c, "after"), *l = arg_of(c, "limit");
+		if ((a && !parse_dec(a, strlen(a), &after)) ||
+		    (l && (!parse_dec(l, strlen(l), &limit) || limit < 1 || limit > AUDIT_PAGE_MAX)))
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST,
+					     "query: \"after\" must be a sequence number and \"limit\" a number "
+					     "from 1 to 1000",
+					     NULL);
+		if (!api->audit)
+			return respond_error(api, c, MHD_HTTP_NOT_FOUND, "no audit trail here", NULL);
+		return respond_json(api, c, MHD_HTTP_OK, audit_json(api->audit, after, (size_t)limit), NULL);
+	}
 	case R_TENANTS: {
 		/* A tenant token sees its own tenant's row only. */
 		json_t *out = api->be.tenants_list ? api->be.tenants_list(api->be.arg, tenant_of(r)) : NULL;
@@ -1179,6 +1206,24 @@ static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct 
 		break;
 	}
 	return respond_error(api, c, MHD_HTTP_NOT_FOUND, "no such route", NULL);
+}
+
+/*
+ * Answers r, and records every authenticated request that could change
+ * something (any method but GET and HEAD) in the audit trail, whatever its
+ * outcome: the caller, the method and path, the status and the id it made.
+ */
+static enum MHD_Result answer(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	api->last_status = 0;
+	api->last_id[0] = '\0';
+	enum MHD_Result ret = answer_route(api, c, r);
+	if (api->audit && r->authed && strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+		char actor[80];
+		snprintf(actor, sizeof actor, "%s%s", r->tenant[0] ? "tenant:" : "admin", r->tenant);
+		audit_add(api->audit, actor, r->method, r->url, api->last_status, api->last_id);
+	}
+	return ret;
 }
 
 /* ---- MHD callbacks ------------------------------------------------------ */
@@ -1426,6 +1471,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	api->be = opts->backend;
 	api->blobs = opts->blobs;
 	api->tenants = opts->tenants;
+	api->audit = opts->audit;
 	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (sa.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

@@ -126,6 +126,7 @@ struct api_opts {
 	struct api_backend backend;
 	struct blobstore *blobs;     /* serves /v1/blobs; NULL = no blob routes */
 	struct tenants *tenants;     /* tenant tokens and /v1/tokens; NULL = the admin token only */
+	struct audit *audit;         /* records every authenticated change; serves /v1/audit; may be NULL */
 };
 
 /* Starts serving. */

@@ -26,6 +26,7 @@
 #include "client/config.h"
 #include "core/core.h"
 #include "manager/api.h"
+#include "manager/audit.h"
 #include "manager/manager.h"
 #include "manager/registry.h"
 #include "manager/store.h"
@@ -123,6 +124,7 @@ struct manager {
 	uv_timer_t detector;
 	unsigned detector_ticks;
 	struct tenants *tenants;     /* tenant tokens and uploads */
+	struct audit *audit;         /* the audit trail */
 	uv_timer_t lag_timer;        /* measures how late the loop runs timers */
 	uint64_t lag_expect_ns;
 	uint32_t lag_us[LAG_SAMPLES]; /* ring of the last minute's samples */
@@ -177,6 +179,17 @@ static void set_state(struct manager *m, struct node *n, enum node_state st, con
 		m->mx.went_suspect++;
 	if (n->state != st)
 		n->state_since_ms = time_wall_ms();
+	/* Membership changes go to the audit trail; suspect and back are only heartbeats. */
+	bool audited = n->state != st && st != NODE_SUSPECT &&
+		       !(st == NODE_READY && n->state == NODE_SUSPECT);
+	if (audited && m->audit) {
+		static const char *const what[NODE_STATE_COUNT] = {
+			[NODE_JOINING] = "node joining", [NODE_READY] = "node admitted",
+			[NODE_SUSPECT] = "node suspect", [NODE_DOWN] = "node down",
+			[NODE_EVICTED] = "node evicted", [NODE_LEFT] = "node left",
+			[NODE_REJECTED] = "node rejected"};
+		audit_add(m->audit, "manager", what[st], n->id, 0, reason);
+	}
 	n->state = st;
 	if (reason)
 		snprintf(n->reason, sizeof n->reason, "%s", reason);
@@ -2393,6 +2406,10 @@ int manager_main(int argc, char **argv)
 		log_error("cannot read tenant tokens from the store");
 		goto out;
 	}
+	if (audit_open(&m->audit, m->store) != 0) {
+		log_error("cannot read the audit trail from the store");
+		goto out;
+	}
 	if (m->cfg.tenant_upload_bytes)
 		tenants_set_upload_bytes_max(m->tenants, m->cfg.tenant_upload_bytes == UINT64_MAX
 								 ? 0
@@ -2456,6 +2473,7 @@ int manager_main(int argc, char **argv)
 		},
 		.blobs = m->blobs,
 		.tenants = m->tenants,
+		.audit = m->audit,
 	};
 	memcpy(ao.token_hash, token_hash, 32);
 	if (api_start(&m->api, m->loop, &ao) != 0) {
@@ -2537,6 +2555,7 @@ out:
 	}
 	jobs_free(m->jobs);
 	tenants_free(m->tenants);
+	audit_close(m->audit);
 	blobstore_close(m->blobs);
 	store_close(m->store);
 	registry_free(m->reg);

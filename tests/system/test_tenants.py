@@ -410,3 +410,44 @@ def test_a_job_reruns_as_a_new_job_of_its_tenant(swarm):
         env.pop(k, None)
     r = swarm.cli("job", "rerun", job["id"], "--wait", "--cat", env=env)
     assert f"(a rerun of {job['id']})" in r.stdout and "RERUN ME" in r.stdout, r.stdout
+
+
+def test_the_audit_trail_records_every_change_and_membership(swarm):
+    (aid,) = start(swarm, 1)
+    t = make_token(swarm, "blue")
+    ro = json.loads(swarm.cli("token", "create", "--tenant", "blue", "--read-only", "--json").stdout)
+    st, job = call(swarm, t["token"], "POST", "/v1/jobs", copy_job(upload(swarm, t["token"], b"a\n")))
+    assert st == 201, job
+    assert call(swarm, ro["token"], "DELETE", f"/v1/jobs/{job['id']}")[0] == 403
+    assert call(swarm, "sst_" + "0" * 64, "POST", "/v1/jobs", copy_job("0" * 64))[0] == 401
+    call(swarm, "default", "GET", "/v1/jobs")  # reads are not recorded
+    wait_job(swarm, job["id"], 60)
+
+    def entries(after=0):
+        return swarm.get_json(f"/v1/audit?after={after}&limit=1000")["entries"]
+    got = [(e["actor"], e["action"], e["target"], e["status"], e["detail"]) for e in entries()]
+    digest = hashlib.sha256(b"a\n").hexdigest()
+    want = [("manager", "node admitted", aid, 0),
+            ("admin", "POST", "/v1/tokens", 201), ("admin", "POST", "/v1/tokens", 201),
+            ("tenant:blue", "PUT", f"/v1/blobs/{digest}", 201),
+            ("tenant:blue", "POST", "/v1/jobs", 201),
+            ("tenant:blue", "DELETE", f"/v1/jobs/{job['id']}", 403)]
+    assert [g[:4] for g in got] == want, got
+    assert got[1][4] == t["id"] and got[2][4] == ro["id"] and got[4][4] == job["id"], got
+    # Kept across kill -9 of the manager; numbering goes on; a node that leaves is recorded.
+    swarm.manager.kill9()
+    swarm.start_manager()
+    wait_for(lambda: swarm.nodes().get(aid, {}).get("connected"), 20 * SLOW, what="the agent back")
+    swarm.agents[aid].term()
+    wait_for(lambda: any(e["action"] == "node left" for e in entries()), 20 * SLOW,
+             what="the node's leaving in the audit trail")
+    after = entries()
+    assert [e["seq"] for e in after] == list(range(1, len(after) + 1)), after
+    assert [(e["actor"], e["action"]) for e in after[:len(want)]] == [w[:2] for w in want]
+    # Only the admin reads it; the CLI shows the newest entries.
+    assert call(swarm, t["token"], "GET", "/v1/audit")[0] == 403
+    assert call(swarm, "default", "GET", "/v1/audit?limit=0")[0] == 400
+    out = swarm.cli("audit", "--limit", "2").stdout
+    assert "node left" in out and "SEQ" in out and len(out.strip().splitlines()) == 3, out
+    page = json.loads(swarm.cli("audit", "--after", "1", "--limit", "2", "--json").stdout)
+    assert [e["seq"] for e in page["entries"]] == [2, 3] and page["next"] == 3, page
