@@ -62,6 +62,30 @@ static int fail(ss_client *c, int rc, char *json)
 	return 1;
 }
 
+/* Opens a client with the connection flags; on failure says why and returns NULL. */
+static ss_client *open_client(const struct cli_conn_flags *cf)
+{
+	ss_client *c = NULL;
+	ss_client_opts o = {.addr = cf->addr, .token = cf->token, .ca_file = cf->ca};
+	int rc = ss_client_open(&c, &o);
+	if (rc) {
+		const char *d = client_last_error(NULL);
+		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+		return NULL;
+	}
+	return c;
+}
+
+/* Reports an argument `cmd` does not take, with the usage text; returns 2. */
+static int bad_arg(const char *arg, const char *cmd, const char *usage_text_of)
+{
+	char *ca = cli_clean(arg);
+	fprintf(stderr, "error: unexpected argument \"%s\" for %s\n", ca, cmd);
+	free(ca);
+	fputs(usage_text_of, stderr);
+	return 2;
+}
+
 /* Formats a wall-clock time in milliseconds as UTC, or "-" for 0 or an impossible time. */
 static void utc(json_int_t ms, char when[32])
 {
@@ -228,13 +252,8 @@ int cli_token_main(int argc, char **argv)
 		fprintf(stderr, "error: token revoke needs a token id (16 hex digits, see token list)\n");
 		return 2;
 	}
-	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
-	int rc = ss_client_open(&c, &o);
-	if (rc) {
-		const char *d = client_last_error(NULL);
-		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+	if (!(c = open_client(&cf)))
 		return 1;
-	}
 	ss_token_opts to = {.tenant = tenant, .ttl_seconds = ttl_ms / 1000, .read_only = read_only};
 	int ret = is_create ? cmd_create(c, &to, out, as_json) : is_list ? cmd_list(c, as_json)
 									 : cmd_revoke(c, id);
@@ -323,20 +342,11 @@ int cli_tenant_main(int argc, char **argv)
 		if (!strcmp(argv[i], "--json")) {
 			as_json = true;
 		} else {
-			char *ca = cli_clean(argv[i]);
-			fprintf(stderr, "error: unexpected argument \"%s\" for tenant list\n", ca);
-			free(ca);
-			fputs(tenant_usage_text, stderr);
-			return 2;
+			return bad_arg(argv[i], "tenant list", tenant_usage_text);
 		}
 	}
-	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
-	int rc = ss_client_open(&c, &o);
-	if (rc) {
-		const char *d = client_last_error(NULL);
-		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+	if (!(c = open_client(&cf)))
 		return 1;
-	}
 	int ret = tenant_list(c, as_json);
 	ss_client_close(c);
 	return ret;
@@ -408,22 +418,13 @@ int cli_audit_main(int argc, char **argv)
 			}
 			have_after = true;
 		} else {
-			char *ca = cli_clean(argv[i]);
-			fprintf(stderr, "error: unexpected argument \"%s\" for audit\n", ca);
-			free(ca);
-			fputs(audit_usage_text, stderr);
-			return 2;
+			return bad_arg(argv[i], "audit", audit_usage_text);
 		}
 	}
-	ss_client_opts o = {.addr = cf.addr, .token = cf.token, .ca_file = cf.ca};
-	int rc = ss_client_open(&c, &o);
-	if (rc) {
-		const char *d = client_last_error(NULL);
-		fprintf(stderr, "error: %s\n", *d ? d : ss_strerror(rc));
+	if (!(c = open_client(&cf)))
 		return 1;
-	}
 	char *json = NULL;
-	int ret = 1;
+	int ret = 1, rc;
 	if (!have_after) {
 		/* The newest `limit`: ask where the trail ends, then read up to it. */
 		rc = ss_audit_list(c, INT64_MAX, 1, &json);
