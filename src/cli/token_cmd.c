@@ -62,6 +62,28 @@ static int fail(ss_client *c, int rc, char *json)
 	return 1;
 }
 
+/*
+ * Takes a listing call's outcome (rc, and its answer json, which it frees):
+ * reports a failure, or prints the answer as it came when as_json. Returns
+ * the parsed answer for the caller to print as a table and decref, or NULL
+ * with *ret set to the exit status when nothing is left to print.
+ */
+static json_t *listing(ss_client *c, int rc, char *json, bool as_json, int *ret)
+{
+	*ret = 0;
+	if (rc) {
+		*ret = fail(c, rc, json);
+		return NULL;
+	}
+	json_t *j = NULL;
+	if (as_json)
+		puts(json);
+	else if (!(j = json_loads(json, 0, NULL)))
+		j = json_object(); /* not JSON: an empty table */
+	ss_free(json);
+	return j;
+}
+
 /* Opens a client with the connection flags; on failure says why and returns NULL. */
 static ss_client *open_client(const struct cli_conn_flags *cf)
 {
@@ -148,15 +170,10 @@ out:
 static int cmd_list(ss_client *c, bool as_json)
 {
 	char *json = NULL;
-	int rc = ss_tokens_list(c, &json);
-	if (rc)
-		return fail(c, rc, json);
-	if (as_json) {
-		puts(json);
-		ss_free(json);
-		return 0;
-	}
-	json_t *j = json_loads(json, 0, NULL);
+	int ret, rc = ss_tokens_list(c, &json);
+	json_t *j = listing(c, rc, json, as_json, &ret);
+	if (!j)
+		return ret;
 	json_t *arr = json_object_get(j, "tokens");
 	size_t i;
 	json_t *t;
@@ -176,7 +193,6 @@ static int cmd_list(ss_client *c, bool as_json)
 	if (json_array_size(arr) == 0)
 		printf("(no tenant tokens)\n");
 	json_decref(j);
-	ss_free(json);
 	return 0;
 }
 
@@ -284,15 +300,10 @@ static void cores(json_int_t m, bool dash_for_zero, char out[24])
 static int tenant_list(ss_client *c, bool as_json)
 {
 	char *json = NULL;
-	int rc = ss_tenants_list(c, &json);
-	if (rc)
-		return fail(c, rc, json);
-	if (as_json) {
-		puts(json);
-		ss_free(json);
-		return 0;
-	}
-	json_t *j = json_loads(json, 0, NULL);
+	int ret, rc = ss_tenants_list(c, &json);
+	json_t *j = listing(c, rc, json, as_json, &ret);
+	if (!j)
+		return ret;
 	json_t *lim = json_object_get(j, "limits");
 	printf("%-20s %-13s %-6s %-7s %-13s %-7s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS", "TOKENS",
 	       "UPLOADS");
@@ -317,7 +328,6 @@ static int tenant_list(ss_client *c, bool as_json)
 	if (json_array_size(json_object_get(j, "tenants")) == 0)
 		printf("(no tenants yet)\n");
 	json_decref(j);
-	ss_free(json);
 	return 0;
 }
 
@@ -424,35 +434,23 @@ int cli_audit_main(int argc, char **argv)
 	if (!(c = open_client(&cf)))
 		return 1;
 	char *json = NULL;
-	int ret = 1, rc;
+	int ret, rc;
 	if (!have_after) {
 		/* The newest `limit`: ask where the trail ends, then read up to it. */
 		rc = ss_audit_list(c, INT64_MAX, 1, &json);
-		if (rc) {
-			ret = fail(c, rc, json);
+		json_t *p = listing(c, rc, json, false, &ret);
+		if (!p)
 			goto out;
-		}
-		json_t *p = json_loads(json, 0, NULL);
 		json_int_t last = json_integer_value(json_object_get(p, "last_seq"));
 		json_decref(p);
-		ss_free(json);
 		json = NULL;
 		after = last > (json_int_t)limit ? (uint64_t)last - limit : 0;
 	}
 	rc = ss_audit_list(c, after, (unsigned)limit, &json);
-	if (rc) {
-		ret = fail(c, rc, json);
-		goto out;
-	}
-	if (as_json) {
-		puts(json);
-	} else {
-		json_t *p = json_loads(json, 0, NULL);
+	json_t *p = listing(c, rc, json, as_json, &ret);
+	if (p)
 		audit_print(p);
-		json_decref(p);
-	}
-	ss_free(json);
-	ret = 0;
+	json_decref(p);
 out:
 	ss_client_close(c);
 	return ret;
