@@ -430,6 +430,20 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 	}
 }
 
+/* Prints what a job's attempts used and cost (its "usage"), when any attempt started. */
+static void print_usage(json_t *job)
+{
+	json_t *u = json_object_get(job, "usage");
+	long long n = num(u, "attempts");
+	if (n <= 0)
+		return;
+	char run[32], cpu[32], cost[32];
+	format_seconds(json_number_value(json_object_get(u, "run_seconds")), run);
+	format_seconds(json_number_value(json_object_get(u, "cpu_seconds")), cpu);
+	format_amount(json_number_value(json_object_get(u, "cost")), cost);
+	printf("usage: %lld attempt%s, %s of task time, %s of CPU, cost %s\n", n, n == 1 ? "" : "s", run, cpu, cost);
+}
+
 /* Prints where each task ran (one line per task, up to 64, then a summary by node). */
 static void print_placement(ss_client *c, const char *id)
 {
@@ -635,6 +649,7 @@ static int follow(ss_client *c, const char *id, const struct run_opts *o)
 		printf("job %s %s%s%s\n", jid, str(job, "state"), *reason ? ": " : "", reason);
 		free(reason);
 		print_placement(c, jid);
+		print_usage(job);
 	}
 	ret = strcmp(str(job, "state"), "succeeded") == 0 ? 0 : 1;
 	if (ret == 0 && (o->out || o->cat))
@@ -816,6 +831,7 @@ static int cmd_status(ss_client *c, const char *id, bool as_json)
 		printf("job %s (%s): %s%s%s\n", id, nm, str(job, "state"), *rs ? ": " : "", rs);
 		free(nm);
 		free(rs);
+		print_usage(job);
 		printf("%-22s %-22s %-10s %-7s %-20s %s\n", "TASK", "NAME", "STATE", "ATTEMPT", "NODE",
 		       "REASON");
 		size_t i;

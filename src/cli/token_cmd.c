@@ -305,13 +305,16 @@ static int tenant_list(ss_client *c, bool as_json)
 	if (!j)
 		return ret;
 	json_t *lim = json_object_get(j, "limits");
-	printf("%-20s %-13s %-6s %-7s %-13s %-7s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS", "TOKENS",
-	       "UPLOADS");
+	printf("%-20s %-13s %-6s %-7s %-13s %-7s %-10s %-12s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS",
+	       "TOKENS", "TASK-TIME", "COST", "UPLOADS");
 	size_t i;
 	json_t *t;
 	json_array_foreach(json_object_get(j, "tenants"), i, t) {
 		char *name = cli_clean(json_string_value(json_object_get(t, "tenant")));
-		char run[24], cap[24], cpu[64], jobs[40], up[64], size[32];
+		char run[24], cap[24], cpu[64], jobs[40], up[64], size[32], spent[32], cost[32];
+		json_t *u = json_object_get(t, "usage");
+		format_seconds(json_number_value(json_object_get(u, "run_seconds")), spent);
+		format_amount(json_number_value(json_object_get(u, "cost")), cost);
 		cores(json_integer_value(json_object_get(t, "cpu_running_m")), false, run);
 		cores(json_integer_value(json_object_get(t, "cpu_cap_m")), true, cap);
 		snprintf(cpu, sizeof cpu, "%s/%s", run, cap);
@@ -319,10 +322,11 @@ static int tenant_list(ss_client *c, bool as_json)
 			 (long long)json_integer_value(json_object_get(lim, "jobs_unfinished")));
 		format_size((uint64_t)json_integer_value(json_object_get(t, "upload_bytes")), size);
 		snprintf(up, sizeof up, "%lld (%s)", (long long)json_integer_value(json_object_get(t, "uploads")), size);
-		printf("%-20s %-13s %-6g %-7lld %-13s %-7lld %s\n", name, cpu,
+		printf("%-20s %-13s %-6g %-7lld %-13s %-7lld %-10s %-12s %s\n", name, cpu,
 		       json_number_value(json_object_get(t, "weight")),
 		       (long long)json_integer_value(json_object_get(t, "tasks_queued")), jobs,
-		       (long long)json_integer_value(json_object_get(t, "tokens")), up);
+		       (long long)json_integer_value(json_object_get(t, "tokens")), spent,
+		       cost, up);
 		free(name);
 	}
 	if (json_array_size(json_object_get(j, "tenants")) == 0)

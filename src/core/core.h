@@ -218,6 +218,10 @@ int dir_remove_tree(const char *path);
 int addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port);
 /* Formats a byte count as "16G", "1536M", "100" or, when inexact, "15.6G" (parse_size reads it back, to the rounding). */
 void format_size(uint64_t v, char out[32]);
+/* Formats a span of time for people: "850ms", "12.3s", "41.5m", "3.2h" or "2.1d". */
+void format_seconds(double s, char out[32]);
+/* Formats an amount of money with two decimals, or three significant digits below 1: "12.50", "0.0421", "0.000000442". */
+void format_amount(double v, char out[32]);
 /* Parses a size such as "64M", "2G", "512k", "100" into bytes. */
 int parse_size(const char *s, uint64_t *out);
 /* Parses a duration such as "500ms", "2s", "1m", "1h", "7d" into milliseconds. */

@@ -505,6 +505,34 @@ void format_size(uint64_t v, char out[32])
 	snprintf(out, 32, "%.1f%c", (double)v / (double)(1ull << (10 * u)), units[u - 1]);
 }
 
+void format_seconds(double s, char out[32])
+{
+	if (!(s >= 0))
+		s = 0;
+	if (s < 1)
+		snprintf(out, 32, "%.0fms", s * 1000.0);
+	else if (s < 60)
+		snprintf(out, 32, "%.1fs", s);
+	else if (s < 3600)
+		snprintf(out, 32, "%.1fm", s / 60.0);
+	else if (s < 86400)
+		snprintf(out, 32, "%.1fh", s / 3600.0);
+	else
+		snprintf(out, 32, "%.1fd", s / 86400.0);
+}
+
+void format_amount(double v, char out[32])
+{
+	if (!(v > 0) || v > 1e15) {
+		snprintf(out, 32, "%.2f", v > 1e15 ? v : 0.0);
+		return;
+	}
+	int decimals = 2;
+	for (double x = v; x < 1.0 && decimals < 14; x *= 10.0)
+		decimals++;
+	snprintf(out, 32, "%.*f", decimals, v);
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {

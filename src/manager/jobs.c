@@ -85,6 +85,17 @@ struct attempt_rec {
 	char outcome[24];
 	char reason[160];
 	int64_t start_ms, end_ms;
+	uint64_t run_ms;          /* how long it ran: 0 when it never started */
+	uint64_t cpu_ms;          /* CPU time the agent measured, 0 when unknown */
+	double cost;              /* rate x run_ms, in the unit of --price-per-hour */
+};
+
+/* What attempts cost, summed: for one job, or for one tenant over the data directory's life. */
+struct usage {
+	uint64_t attempts;        /* attempts that started */
+	uint64_t run_ms;
+	uint64_t cpu_ms;
+	double cost;
 };
 
 struct job;
@@ -99,6 +110,8 @@ struct task {
 	uint32_t lost;            /* attempts lost with their node */
 	uint32_t waiting;         /* dependencies not yet succeeded */
 	char node[64];            /* the node of the current attempt */
+	double rate;              /* what the current attempt costs an hour: its share of the node's price */
+	uint64_t run_ms, cpu_ms;  /* the current attempt's, from its result; 0 before it */
 	struct sched_node *sn;    /* where the reservation is held, or NULL */
 	struct sched_node *avoid; /* the node the last attempt failed or was lost on */
 	bool queued;              /* in the scheduler's queue */
@@ -152,6 +165,7 @@ struct job {
 	uint32_t *dep_off;        /* CSR: dependants of task i are dep_idx[dep_off[i]..dep_off[i+1]) */
 	uint32_t *dep_idx;
 	size_t counts[T_STATE_COUNT];
+	struct usage usage;       /* over every finished attempt of its tasks */
 	struct job *hnext;        /* hash chain */
 	struct job *next;         /* list of all jobs, newest first */
 };
@@ -227,6 +241,7 @@ struct jobs {
 	uint64_t blobs_deleted, blob_bytes_deleted;
 	struct live *lives[LIVE_MAX]; /* the followed attempts, unordered */
 	size_t n_lives;
+	json_t *tenant_usage;     /* tenant -> {attempts, run_ms, cpu_ms, cost}; stored in "usage" */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -344,10 +359,12 @@ static json_t *hist_json(const struct task *t)
 	json_t *a = json_array();
 	for (size_t i = 0; i < t->n_hist; i++) {
 		const struct attempt_rec *h = &t->hist[i];
-		json_array_append_new(a, json_pack("{s:i,s:s,s:s,s:s,s:I,s:I}", "attempt", (int)h->attempt,
-						   "node", h->node, "outcome", h->outcome, "reason",
-						   h->reason, "start_ms", (json_int_t)h->start_ms,
-						   "end_ms", (json_int_t)h->end_ms));
+		json_array_append_new(a, json_pack("{s:i,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f}", "attempt",
+						   (int)h->attempt, "node", h->node, "outcome",
+						   h->outcome, "reason", h->reason, "start_ms",
+						   (json_int_t)h->start_ms, "end_ms", (json_int_t)h->end_ms,
+						   "run_ms", (json_int_t)h->run_ms, "cpu_ms",
+						   (json_int_t)h->cpu_ms, "cost", h->cost));
 	}
 	return a;
 }
@@ -372,6 +389,12 @@ static void task_save(struct jobs *j, struct task *t)
 			      (json_int_t)t->end_ms, "retry_at_ms", (json_int_t)t->retry_at_ms);
 	json_object_set_new(o, "outputs", outs_json(t));
 	json_object_set_new(o, "history", hist_json(t));
+	if (t->rate > 0)
+		json_object_set_new(o, "rate", json_real(t->rate));
+	if (t->run_ms || t->cpu_ms) {
+		json_object_set_new(o, "run_ms", json_integer((json_int_t)t->run_ms));
+		json_object_set_new(o, "cpu_ms", json_integer((json_int_t)t->cpu_ms));
+	}
 	put_json(j, "tasks", t->id, o);
 }
 
@@ -385,7 +408,59 @@ static void job_save(struct jobs *j, struct job *jb)
 	put_json(j, "jobs", jb->id, o);
 }
 
-static void hist_add(struct task *t, const char *outcome, const char *reason)
+static void usage_add(struct usage *u, const struct attempt_rec *h)
+{
+	u->attempts += h->run_ms > 0 || h->start_ms > 0;
+	u->run_ms += h->run_ms;
+	u->cpu_ms += h->cpu_ms;
+	u->cost += h->cost;
+}
+
+static json_t *usage_json(const struct usage *u)
+{
+	return json_pack("{s:I,s:f,s:f,s:f}", "attempts", (json_int_t)u->attempts, "run_seconds",
+			 (double)u->run_ms / 1000.0, "cpu_seconds", (double)u->cpu_ms / 1000.0, "cost", u->cost);
+}
+
+/* A tenant's totals as its record holds them. */
+static struct usage usage_of(const json_t *e)
+{
+	return (struct usage){
+		.attempts = (uint64_t)json_integer_value(json_object_get(e, "attempts")),
+		.run_ms = (uint64_t)json_integer_value(json_object_get(e, "run_ms")),
+		.cpu_ms = (uint64_t)json_integer_value(json_object_get(e, "cpu_ms")),
+		.cost = json_number_value(json_object_get(e, "cost")),
+	};
+}
+
+/*
+ * Adds h to its tenant's running totals and queues their record, so that
+ * the totals commit in the same transaction as the task record holding h.
+ */
+static void tenant_usage_add(struct jobs *j, const char *tenant, const struct attempt_rec *h)
+{
+	json_t *e = json_object_get(j->tenant_usage, tenant);
+	if (!e) {
+		e = json_object();
+		json_object_set_new(j->tenant_usage, tenant, e);
+	}
+	struct usage u = usage_of(e);
+	usage_add(&u, h);
+	json_object_set_new(e, "attempts", json_integer((json_int_t)u.attempts));
+	json_object_set_new(e, "run_ms", json_integer((json_int_t)u.run_ms));
+	json_object_set_new(e, "cpu_ms", json_integer((json_int_t)u.cpu_ms));
+	json_object_set_new(e, "cost", json_real(u.cost));
+	put_json(j, "usage", tenant, json_incref(e));
+}
+
+/*
+ * Records how the current attempt of t ended. An attempt that started runs
+ * until its result's end (as the agent measured it) or, without a result,
+ * until now; it costs its rate for that long, and the cost goes to its job
+ * and its tenant. A "lineage" entry marks a re-run, not an attempt: it costs
+ * nothing.
+ */
+static void hist_add(struct jobs *j, struct task *t, const char *outcome, const char *reason)
 {
 	t->hist = xrealloc(t->hist, (t->n_hist + 1) * sizeof *t->hist);
 	struct attempt_rec *h = &t->hist[t->n_hist++];
@@ -396,6 +471,20 @@ static void hist_add(struct task *t, const char *outcome, const char *reason)
 	snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
 	h->start_ms = t->start_ms;
 	h->end_ms = time_wall_ms();
+	if (strcmp(outcome, "lineage") == 0) {
+		h->start_ms = 0;
+		return;
+	}
+	if (t->run_ms)
+		h->run_ms = t->run_ms;
+	else if (t->start_ms > 0 && h->end_ms > t->start_ms)
+		h->run_ms = (uint64_t)(h->end_ms - t->start_ms);
+	h->cpu_ms = t->cpu_ms;
+	h->cost = t->rate * (double)h->run_ms / 3600000.0;
+	usage_add(&t->job->usage, h);
+	if (h->run_ms > 0 || h->start_ms > 0)
+		tenant_usage_add(j, t->job->spec->tenant, h);
+	t->run_ms = t->cpu_ms = 0;
 }
 
 /* ---- which retained jobs use a blob --------------------------------------- */
@@ -591,7 +680,7 @@ static void task_rerun(struct jobs *j, struct task *p, const char *why)
 			replicas_unprotect(j->repl, p->outs[k].digest, jb);
 	j->lineage_reruns++;
 	p->lost++;
-	hist_add(p, "lineage", why);
+	hist_add(j, p, "lineage", why);
 	log_info("task %s (%s) runs again (lineage): %s", p->id, spec_of(p)->name, why);
 	if (p->lost > MAX_LOST) {
 		set_tstate(p, T_PENDING);
@@ -941,6 +1030,10 @@ static bool place_one(struct jobs *j, struct task *t)
 		goto out;
 	}
 	sched_reserve(j->sched, sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
+	/* The attempt pays for the share of the node it reserves, the whole node at most. */
+	double share = n->cpu_cores ? (double)s->res.cpu_millicores / (n->cpu_cores * 1000.0) : 1.0;
+	t->rate = n->price_per_hour * (share < 1.0 ? share : 1.0);
+	t->run_ms = t->cpu_ms = 0;
 	t->sn = sn;
 	t->charged = true; /* the pop counted it */
 	t->start_ms = 0;
@@ -1054,7 +1147,7 @@ static void task_end(struct jobs *j, struct task *t, enum tstate st, const char 
 		}
 		release(j, t);
 		active_del(j, t);
-		hist_add(t, st == T_CANCELED ? "canceled" : "failed", why);
+		hist_add(j, t, st == T_CANCELED ? "canceled" : "failed", why);
 	}
 	snprintf(t->reason, sizeof t->reason, "%s", why);
 	t->end_ms = time_wall_ms();
@@ -1141,7 +1234,7 @@ static void task_succeeded(struct jobs *j, struct task *t)
 	struct job *jb = t->job;
 	active_del(j, t);
 	t->end_ms = time_wall_ms();
-	hist_add(t, "succeeded", "");
+	hist_add(j, t, "succeeded", "");
 	set_tstate(t, T_SUCCEEDED);
 	t->reason[0] = '\0';
 	task_save(j, t);
@@ -1185,7 +1278,7 @@ static void task_lost(struct jobs *j, struct task *t, const char *why)
 	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
 	release(j, t);
 	active_del(j, t);
-	hist_add(t, "lost", why);
+	hist_add(j, t, "lost", why);
 	t->lost++;
 	log_info("task %s (%s) attempt %u lost on %s: %s", t->id, spec_of(t)->name, t->attempt,
 		 t->node[0] ? t->node : "?", why);
@@ -1226,7 +1319,7 @@ static void task_refused(struct jobs *j, struct task *t, const char *why)
 	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
 	release(j, t);
 	active_del(j, t);
-	hist_add(t, "refused", why);
+	hist_add(j, t, "refused", why);
 	if (++t->refusals > MAX_REFUSALS) {
 		task_fail(j, t, "refused", "refused by agents too many times");
 		return;
@@ -1248,7 +1341,7 @@ static void task_attempt_failed(struct jobs *j, struct task *t, const char *stat
 {
 	const struct jobspec_task *s = spec_of(t);
 	t->failures++;
-	hist_add(t, status, why);
+	hist_add(j, t, status, why);
 	if (t->failures > s->retries) {
 		task_fail(j, t, status, why);
 		return;
@@ -1765,6 +1858,10 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 	t->code = r->code;
 	if (r->start_ms)
 		t->start_ms = r->start_ms;
+	/* A run of at most a year: an agent's clock cannot make one attempt cost more. */
+	if (r->start_ms > 0 && r->end_ms > r->start_ms && r->end_ms - r->start_ms < 366ll * 86400 * 1000)
+		t->run_ms = (uint64_t)(r->end_ms - r->start_ms);
+	t->cpu_ms = r->cpu_ns / 1000000u;
 	if (!r->ok) {
 		char why[300];
 		snprintf(why, sizeof why, "%s%s%s", r->status, r->message && *r->message ? ": " : "",
@@ -2061,6 +2158,9 @@ static int load_task_cb(void *arg, const char *key, const char *value, size_t le
 	t->start_ms = json_integer_value(json_object_get(o, "start_ms"));
 	t->end_ms = json_integer_value(json_object_get(o, "end_ms"));
 	t->retry_at_ms = json_integer_value(json_object_get(o, "retry_at_ms"));
+	t->rate = json_number_value(json_object_get(o, "rate"));
+	t->run_ms = (uint64_t)json_integer_value(json_object_get(o, "run_ms"));
+	t->cpu_ms = (uint64_t)json_integer_value(json_object_get(o, "cpu_ms"));
 	json_t *outs = json_object_get(o, "outputs");
 	size_t n_outs = json_array_size(outs);
 	if (n_outs) {
@@ -2089,6 +2189,10 @@ static int load_task_cb(void *arg, const char *key, const char *value, size_t le
 		snprintf(h->reason, sizeof h->reason, "%s", json_string_value(json_object_get(e, "reason")) ?: "");
 		h->start_ms = json_integer_value(json_object_get(e, "start_ms"));
 		h->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+		h->run_ms = (uint64_t)json_integer_value(json_object_get(e, "run_ms"));
+		h->cpu_ms = (uint64_t)json_integer_value(json_object_get(e, "cpu_ms"));
+		h->cost = json_number_value(json_object_get(e, "cost"));
+		usage_add(&t->job->usage, h);
 	}
 	json_decref(o);
 	return 0;
@@ -2182,6 +2286,20 @@ static void job_resume(struct jobs *j, struct job *jb)
 	job_check_done(j, jb);
 }
 
+/* Loads one tenant's usage totals; a corrupt record starts that tenant from zero. */
+static int load_usage_cb(void *arg, const char *key, const char *value, size_t len)
+{
+	struct jobs *j = arg;
+	json_t *o = json_loadb(value, len, 0, NULL);
+	if (!json_is_object(o)) {
+		log_error("store: usage record of tenant %s is corrupt; its totals start again", key);
+		json_decref(o);
+		return 0;
+	}
+	json_object_set_new(j->tenant_usage, key, o);
+	return 0;
+}
+
 int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 {
 	struct jobs *j = xcalloc(1, sizeof *j);
@@ -2205,7 +2323,10 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	struct replicas_env re = {.arg = env->arg, .store = env->store, .reg = env->reg,
 				  .blobs = env->blobs, .send = env->send, .connected = env->connected,
 				  .grant_key = env->grant_key, .may_hold = may_hold, .may_hold_arg = j};
+	j->tenant_usage = json_object();
 	int rc = replicas_new(&j->repl, &re);
+	if (rc == 0)
+		rc = store_scan(env->store, "usage", load_usage_cb, j);
 	if (rc == 0)
 		rc = store_scan(env->store, "jobs", load_job_cb, j);
 	if (rc == 0)
@@ -2261,6 +2382,7 @@ void jobs_free(struct jobs *j)
 		}
 	}
 	free(j->uses);
+	json_decref(j->tenant_usage);
 	free(j);
 }
 
@@ -2300,6 +2422,10 @@ static json_t *task_json(const struct jobs *j, const struct task *t, bool full)
 		json_object_set_new(o, "outputs", outs_json(t));
 	if (s->final)
 		json_object_set_new(o, "final", json_true());
+	struct usage u = {0};
+	for (size_t i = 0; i < t->n_hist; i++)
+		usage_add(&u, &t->hist[i]);
+	json_object_set_new(o, "usage", usage_json(&u));
 	if (full) {
 		json_object_set_new(o, "history", hist_json(t));
 		json_object_set_new(o, "failures", json_integer(t->failures));
@@ -2334,6 +2460,7 @@ static json_t *job_json(const struct job *jb)
 		}
 	}
 	json_object_set_new(o, "results", finals);
+	json_object_set_new(o, "usage", usage_json(&jb->usage));
 	return o;
 }
 
@@ -2963,6 +3090,23 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 			buf_printf(out, "seeswarm_tenant_cpu_cap_millicores{tenant=\"%s\"} %" PRIu64 "\n",
 				   qt.name, qt.cap);
 	}
+	buf_printf(out, "# HELP seeswarm_tenant_cost_total What a tenant's attempts cost (node price x share x time).\n"
+			"# TYPE seeswarm_tenant_cost_total counter\n"
+			"# HELP seeswarm_tenant_task_seconds_total How long a tenant's attempts ran.\n"
+			"# TYPE seeswarm_tenant_task_seconds_total counter\n"
+			"# HELP seeswarm_tenant_cpu_seconds_total CPU time a tenant's attempts used.\n"
+			"# TYPE seeswarm_tenant_cpu_seconds_total counter\n");
+	const char *tn;
+	json_t *tu;
+	json_object_foreach(j->tenant_usage, tn, tu)
+	{
+		buf_printf(out, "seeswarm_tenant_cost_total{tenant=\"%s\"} %.9g\n", tn,
+			   json_number_value(json_object_get(tu, "cost")));
+		buf_printf(out, "seeswarm_tenant_task_seconds_total{tenant=\"%s\"} %.3f\n", tn,
+			   (double)json_integer_value(json_object_get(tu, "run_ms")) / 1000.0);
+		buf_printf(out, "seeswarm_tenant_cpu_seconds_total{tenant=\"%s\"} %.3f\n", tn,
+			   (double)json_integer_value(json_object_get(tu, "cpu_ms")) / 1000.0);
+	}
 	struct {
 		const char *name;
 		uint64_t v;
@@ -3035,9 +3179,14 @@ void jobs_tenants(struct jobs *j, json_t *by)
 		json_object_set_new(e, "jobs_unfinished",
 				    json_integer(json_integer_value(json_object_get(e, "jobs_unfinished")) + 1));
 	}
-	/* Tenants the queue has not met yet are still under the cap for every tenant (*=CPU). */
 	const char *name;
-	json_t *e;
+	json_t *e, *tu;
+	json_object_foreach(j->tenant_usage, name, tu)
+	{
+		struct usage u = usage_of(tu);
+		json_object_set_new(tenant_entry(by, name), "usage", usage_json(&u));
+	}
+	/* Tenants the queue has not met yet are still under the cap for every tenant (*=CPU). */
 	json_object_foreach(by, name, e)
 		if (!json_object_get(e, "cpu_cap_m"))
 			json_object_set_new(e, "cpu_cap_m", json_integer((json_int_t)sched_queue_cap(j->queue, name)));

@@ -451,3 +451,95 @@ def test_the_audit_trail_records_every_change_and_membership(swarm):
     assert "node left" in out and "SEQ" in out and len(out.strip().splitlines()) == 3, out
     page = json.loads(swarm.cli("audit", "--after", "1", "--limit", "2", "--json").stdout)
     assert [e["seq"] for e in page["entries"]] == [2, 3] and page["next"] == 3, page
+
+
+def sleepers(tenant, name, items, command, retries=0):
+    return {"name": name, "tenant": tenant, "tasks": [
+        {"name": "s", "command": ["sh", "-c", command], "map": {"over": items},
+         "resources": {"cpu": 1, "memory": "32M"}, "retries": {"count": retries, "backoff": "100ms"}}]}
+
+
+def attempts_of(swarm, jid):
+    return [h for t in swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"] for h in t["history"]]
+
+
+@pytest.mark.manager_args("--job-retention", "6s")
+def test_every_attempt_is_charged_to_its_job_and_tenant_across_crashes(swarm):
+    swarm.start_manager()
+    price = {"agent-0": 3.6, "agent-1": 7.2}
+    for a, p in price.items():
+        swarm.start_agent(a, extra=["--price-per-hour", str(p)])
+    swarm.wait_ready(list(price), 20 * SLOW)
+    cores = {i: n["capabilities"]["cpu_cores"] for i, n in swarm.nodes().items()}
+
+    def rate(node):  # a 1-core task pays for its share of the node
+        return price[node] / cores[node]
+
+    st, ok = call(swarm, "default", "POST", "/v1/jobs", sleepers("acct", "ok", ["0", "1"], "sleep 1"))
+    assert st == 201, ok
+    st, bad = call(swarm, "default", "POST", "/v1/jobs",
+                   sleepers("acct", "bad", ["0"], "sleep 0.5; exit 3", retries=1))
+    assert st == 201, bad
+    st, lost = call(swarm, "default", "POST", "/v1/jobs", sleepers("acct", "lost", ["0.2", "8"], "sleep {item}"))
+    assert st == 201, lost
+    jobs = {}
+
+    def snapshot(j, state="succeeded"):  # read before the retention forgets it
+        usage = wait_job(swarm, j["id"], 60, state=state)["usage"]
+        jobs[j["id"]] = (usage, attempts_of(swarm, j["id"]))
+    snapshot(ok)
+    snapshot(bad, state="failed")
+
+    # The manager dies while the long task of "lost" runs and after its short
+    # one ended; then the agent running the long one dies. That attempt is
+    # charged at its node's rate (which the restarted manager read back from
+    # the store) until the loss, and the job's usage still counts the short one.
+    def running():
+        short, long_ = swarm.get_json(f"/v1/jobs/{lost['id']}/tasks")["tasks"]
+        return long_ if long_["state"] == "running" and short["state"] == "succeeded" else None
+    victim = wait_for(running, 20 * SLOW, what="the long task to run")["node"]
+    swarm.manager.kill9()
+    swarm.start_manager()
+    wait_for(lambda: all(n["connected"] for n in swarm.nodes().values()), 20 * SLOW, what="the agents back")
+    time.sleep(0.5)
+    assert running(), swarm.get_json(f"/v1/jobs/{lost['id']}/tasks")
+    swarm.agents[victim].kill9()
+    snapshot(lost)
+    out = swarm.cli("job", "status", lost["id"]).stdout
+    assert "usage: 3 attempts, " in out and " of task time, " in out, out
+
+    for usage, hist in jobs.values():
+        for h in hist:  # every attempt costs its node's rate for as long as it ran
+            assert h["cost"] == pytest.approx(rate(h["node"]) * h["run_ms"] / 3.6e6), h
+        assert usage["attempts"] == len(hist), (usage, hist)
+        assert usage["run_seconds"] == pytest.approx(sum(h["run_ms"] for h in hist) / 1000), usage
+        assert usage["cost"] == pytest.approx(sum(h["cost"] for h in hist)), usage
+    okh = jobs[ok["id"]][1]
+    assert [h["outcome"] for h in okh] == ["succeeded"] * 2 and all(h["run_ms"] >= 1000 for h in okh), okh
+    badh = jobs[bad["id"]][1]
+    assert [h["outcome"] for h in badh] == ["exited"] * 2, badh
+    assert all(h["run_ms"] >= 500 for h in badh), badh
+    losth = jobs[lost["id"]][1]
+    assert [h["outcome"] for h in losth] == ["succeeded", "lost", "succeeded"], losth
+    assert losth[1]["node"] == victim and losth[1]["run_ms"] >= 1000 and losth[1]["cost"] > 0, losth
+    assert losth[0]["run_ms"] >= 200 and losth[2]["run_ms"] >= 8000, losth
+
+    total = {k: sum(u[k] for u, _ in jobs.values()) for k in ("attempts", "run_seconds", "cost")}
+    tenant = [t for t in swarm.get_json("/v1/tenants")["tenants"] if t["tenant"] == "acct"][0]
+    assert tenant["usage"]["attempts"] == total["attempts"] == 7, (tenant, total)
+    assert tenant["usage"]["cost"] == pytest.approx(total["cost"]), (tenant, total)
+    assert tenant["usage"]["run_seconds"] == pytest.approx(total["run_seconds"]), (tenant, total)
+
+    # The totals outlive a manager crash and the jobs themselves.
+    swarm.manager.kill9()
+    swarm.start_manager()
+    wait_for(lambda: not swarm.get_json("/v1/jobs")["jobs"], 30 * SLOW, interval=0.5,
+             what="the jobs to be forgotten")
+    after = [t for t in swarm.get_json("/v1/tenants")["tenants"] if t["tenant"] == "acct"][0]
+    assert after["usage"] == tenant["usage"], (after, tenant)
+    st, raw, _ = swarm.request("GET", "/metrics")
+    text = raw.decode()
+    line = [x for x in text.splitlines() if x.startswith('seeswarm_tenant_cost_total{tenant="acct"} ')]
+    assert line and float(line[0].split()[1]) == pytest.approx(total["cost"]), text[-3000:]
+    out = swarm.cli("tenant", "list").stdout
+    assert "TASK-TIME" in out and "COST" in out, out

@@ -1,4 +1,5 @@
 /* test_core.c - unit tests for the shared internals (src/core/core.h). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +118,42 @@ static void test_time_rejects(void **state)
 }
 
 /* ---- parsing helpers ---------------------------------------------------- */
+
+/* Sizes, spans and amounts read back as people expect, at every unit boundary. */
+static void test_formatters(void **state)
+{
+	(void)state;
+	char out[32];
+	static const struct {
+		uint64_t v;
+		const char *want;
+	} sizes[] = {{0, "0"}, {1023, "1023"}, {1024, "1K"}, {1536 << 20, "1536M"}, {16ull << 30, "16G"},
+		     {(1ull << 30) + 1, "1.0G"}, {15ull * (1ull << 30) + (600ull << 20) + 1, "15.6G"}};
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		format_size(sizes[i].v, out);
+		assert_string_equal(out, sizes[i].want);
+	}
+	static const struct {
+		double v;
+		const char *want;
+	} secs[] = {{0, "0ms"}, {0.8504, "850ms"}, {1, "1.0s"}, {12.34, "12.3s"}, {59.9, "59.9s"},
+		    {60, "1.0m"}, {2490, "41.5m"}, {3600, "1.0h"}, {11520, "3.2h"}, {86400, "1.0d"},
+		    {-5, "0ms"}, {NAN, "0ms"}};
+	for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+		format_seconds(secs[i].v, out);
+		assert_string_equal(out, secs[i].want);
+	}
+	static const struct {
+		double v;
+		const char *want;
+	} money[] = {{0, "0.00"}, {12.5, "12.50"}, {1, "1.00"}, {0.0421, "0.0421"}, {0.5, "0.500"},
+		     {4.41667e-7, "0.000000442"}, {1e-20, "0.00000000000000"}, {-3, "0.00"},
+		     {NAN, "0.00"}, {123456.789, "123456.79"}};
+	for (size_t i = 0; i < sizeof money / sizeof money[0]; i++) {
+		format_amount(money[i].v, out);
+		assert_string_equal(out, money[i].want);
+	}
+}
 
 static void test_parse_size(void **state)
 {
@@ -513,6 +550,7 @@ int main(void)
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_time_round_trip),
 		cmocka_unit_test(test_time_rejects),
+		cmocka_unit_test(test_formatters),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_addr_split),
