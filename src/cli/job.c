@@ -441,7 +441,12 @@ static void print_usage(json_t *job)
 	format_seconds(json_number_value(json_object_get(u, "run_seconds")), run);
 	format_seconds(json_number_value(json_object_get(u, "cpu_seconds")), cpu);
 	format_amount(json_number_value(json_object_get(u, "cost")), cost);
-	printf("usage: %lld attempt%s, %s of task time, %s of CPU, cost %s\n", n, n == 1 ? "" : "s", run, cpu, cost);
+	printf("usage: %lld attempt%s, %s of task time, %s of CPU, cost %s", n, n == 1 ? "" : "s", run, cpu, cost);
+	if (json_number_value(json_object_get(job, "max_cost")) > 0) {
+		format_amount(json_number_value(json_object_get(job, "max_cost")), cost);
+		printf(" (max_cost %s)", cost);
+	}
+	printf("\n");
 }
 
 /* Prints where each task ran (one line per task, up to 64, then a summary by node). */

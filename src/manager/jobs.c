@@ -166,6 +166,7 @@ struct job {
 	uint32_t *dep_idx;
 	size_t counts[T_STATE_COUNT];
 	struct usage usage;       /* over every finished attempt of its tasks */
+	double accruing;          /* what its running attempts cost so far (enforce_limits) */
 	struct job *hnext;        /* hash chain */
 	struct job *next;         /* list of all jobs, newest first */
 };
@@ -1516,6 +1517,53 @@ static void gc_blobs(struct jobs *j)
 
 static void send_peer_lists(struct jobs *j);
 
+/*
+ * Fails every running job past its "timeout" (counted from its submission)
+ * or whose attempts cost more than its "max_cost" (the finished ones, and
+ * the running ones so far). Its unfinished tasks are canceled, which charges
+ * their attempts until now. Runs once a second, on the loop thread.
+ */
+static void enforce_limits(struct jobs *j)
+{
+	int64_t now = time_wall_ms();
+	bool any = false;
+	for (struct job *jb = j->all; jb; jb = jb->next) {
+		if (jb->st != J_RUNNING || (!jb->spec->timeout_ms && !(jb->spec->max_cost > 0)))
+			continue;
+		jb->accruing = 0;
+		any = true;
+	}
+	if (!any)
+		return;
+	for (const struct task *t = j->active; t; t = t->act_next) {
+		if (!(t->job->spec->max_cost > 0) || t->start_ms <= 0)
+			continue;
+		uint64_t ms = t->run_ms ? t->run_ms : now > t->start_ms ? (uint64_t)(now - t->start_ms) : 0;
+		t->job->accruing += t->rate * (double)ms / 3600000.0;
+	}
+	for (struct job *jb = j->all; jb; jb = jb->next) {
+		if (jb->st != J_RUNNING)
+			continue;
+		char why[256] = "", a[32], b[32];
+		if (jb->spec->timeout_ms && now - jb->created_ms >= (int64_t)jb->spec->timeout_ms) {
+			format_seconds((double)jb->spec->timeout_ms / 1000.0, a);
+			snprintf(why, sizeof why, "timeout: the job ran past its timeout of %s", a);
+		} else if (jb->spec->max_cost > 0 && jb->usage.cost + jb->accruing > jb->spec->max_cost) {
+			format_amount(jb->usage.cost + jb->accruing, a);
+			format_amount(jb->spec->max_cost, b);
+			snprintf(why, sizeof why, "max_cost: its attempts cost %s, more than its max_cost of %s", a, b);
+		}
+		if (!why[0])
+			continue;
+		log_info("job %s (%s): %s", jb->id, jb->spec->name, why);
+		snprintf(jb->reason, sizeof jb->reason, "%s", why);
+		for (size_t i = 0; i < jb->spec->n_tasks; i++)
+			task_end(j, &jb->tasks[i], T_CANCELED, why);
+		job_check_done(j, jb);
+		kick(j);
+	}
+}
+
 static void on_retry_timer(uv_timer_t *h)
 {
 	struct jobs *j = h->data;
@@ -1523,6 +1571,7 @@ static void on_retry_timer(uv_timer_t *h)
 	if (++j->gc_tick >= GC_EVERY_TICKS) {
 		j->gc_tick = 0;
 		gc_jobs(j);
+		enforce_limits(j);
 		replicas_tick(j->repl, uv_now(j->env.loop));
 		send_peer_lists(j);
 	}
@@ -2461,6 +2510,10 @@ static json_t *job_json(const struct job *jb)
 	}
 	json_object_set_new(o, "results", finals);
 	json_object_set_new(o, "usage", usage_json(&jb->usage));
+	if (jb->spec->timeout_ms)
+		json_object_set_new(o, "timeout_ms", json_integer((json_int_t)jb->spec->timeout_ms));
+	if (jb->spec->max_cost > 0)
+		json_object_set_new(o, "max_cost", json_real(jb->spec->max_cost));
 	return o;
 }
 

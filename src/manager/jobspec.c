@@ -1714,7 +1714,7 @@ static int expand(struct parser *p, struct jobspec *js, size_t n_tasks)
 
 static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 {
-	static const char *const fields[] = {"name", "tenant", "on_failure", "policy", "tasks", NULL};
+	static const char *const fields[] = {"name", "tenant", "on_failure", "timeout", "max_cost", "policy", "tasks", NULL};
 	static const char *const failure_names[] = {"fail_fast", "continue"};
 	json_t *v, *tasks;
 	const char *s;
@@ -1741,6 +1741,18 @@ static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 		if ((rc = get_enum(p, v, "on_failure", failure_names, ARRAY_LEN(failure_names), &e)))
 			return rc;
 		js->fail_fast = e == 0;
+	}
+	if ((v = json_object_get(root, "timeout")) &&
+	    (rc = get_duration(p, v, "timeout", 1000, JOBSPEC_MAX_JOB_TIMEOUT_MS, &js->timeout_ms)))
+		return rc;
+	if ((v = json_object_get(root, "max_cost"))) {
+		if (!json_is_number(v))
+			return fail(p, SS_EPARSE, "max_cost: expected a number (in the unit of the nodes' prices)");
+		js->max_cost = json_number_value(v);
+		if (!(js->max_cost > 0))
+			return fail(p, SS_EINVAL, "max_cost: must be more than 0");
+		if (js->max_cost > JOBSPEC_MAX_COST)
+			return fail(p, SS_ELIMIT, "max_cost: over the maximum of %g", JOBSPEC_MAX_COST);
 	}
 	if ((v = json_object_get(root, "policy")) && (rc = parse_policy(p, v, &js->policy)))
 		return rc;

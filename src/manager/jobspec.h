@@ -39,6 +39,8 @@
 #define JOBSPEC_MAX_INPUTS 4096           /* inputs of one instance, after expansion */
 #define JOBSPEC_MAX_DEPS 4096             /* dependencies of one instance */
 #define JOBSPEC_NAME_MAX 63               /* job, tenant and task names */
+#define JOBSPEC_MAX_JOB_TIMEOUT_MS (30ull * 24 * 3600 * 1000) /* a job's "timeout" */
+#define JOBSPEC_MAX_COST 1e12             /* a job's "max_cost" */
 
 /* Flags for jobspec_parse(). */
 #define JOBSPEC_ALLOW_FILES 0x1u          /* accept "file" inputs (CLI pre-check) */
@@ -127,6 +129,8 @@ struct jobspec {
 	bool tenant_given;           /* the spec named its tenant */
 	struct jobspec_policy policy;
 	bool fail_fast;              /* "on_failure": "fail_fast" (default) or "continue" */
+	uint64_t timeout_ms;         /* "timeout": the job fails this long after its submission; 0 = none */
+	double max_cost;             /* "max_cost": the job fails when its attempts cost more; 0 = none */
 	struct jobspec_group *groups;
 	size_t n_groups;
 	struct jobspec_task *tasks;  /* topological order */

@@ -494,6 +494,44 @@ def test_finished_jobs_are_forgotten_after_the_retention(swarm):
     swarm.request("DELETE", f"/v1/jobs/{running['id']}")
 
 
+def test_a_job_fails_at_its_timeout_or_its_max_cost_even_across_a_crash(swarm):
+    swarm.start_manager()
+    swarm.start_agent("agent-0", extra=["--price-per-hour", "3600"])
+    swarm.wait_ready(["agent-0"], 20 * SLOW)
+    per_s = 0.5 / swarm.nodes()["agent-0"]["capabilities"]["cpu_cores"]  # a 0.5-core task, a second
+    # The limits are checked with the spec.
+    for extra, msg in (({"timeout": "0s"}, "timeout: 0ms is below the minimum of 1s"),
+                       ({"timeout": "31d"}, "timeout: over the maximum of 30d"),
+                       ({"max_cost": 0}, "max_cost: must be more than 0"),
+                       ({"max_cost": "1"}, "max_cost: expected a number")):
+        bad = submit(swarm, dict(sleepers(1, 1), **extra), expect=400)
+        assert bad["error"]["message"].startswith(msg), (extra, bad)
+    slow = submit(swarm, dict(sleepers(1, 60, name="slow", cpu=0.5), timeout="4s"))
+    dear = submit(swarm, dict(sleepers(1, 60, name="dear", cpu=0.5), max_cost=2 * per_s))
+    # Both limits hold across a crash of the manager: the deadline counts from
+    # the submission, and the cost from the attempt's start on the agent.
+    wait_for(lambda: all(t["state"] == "running" for j in (slow, dear) for t in tasks(swarm, j["id"]).values()),
+             20 * SLOW, what="both tasks running")
+    swarm.manager.kill9()
+    swarm.start_manager()
+    j = wait_job(swarm, slow["id"], 30, state="failed")
+    assert j["reason"] == "timeout: the job ran past its timeout of 4.0s", j
+    assert 4000 <= j["finished_ms"] - j["created_ms"] <= 4000 + 3000 * SLOW, j
+    t = tasks(swarm, slow["id"])["s[0]"]
+    assert t["state"] == "canceled" and t["reason"] == j["reason"], t
+    assert t["history"][-1]["outcome"] == "canceled" and t["history"][-1]["run_ms"] >= 3000, t
+    j = wait_job(swarm, dear["id"], 30, state="failed")
+    m = re.fullmatch(r"max_cost: its attempts cost ([0-9.]+), more than its max_cost of ([0-9.]+)", j["reason"])
+    assert m and float(m[2]) == pytest.approx(2 * per_s) and float(m[1]) > float(m[2]), j
+    assert 2 * per_s < j["usage"]["cost"] <= (2 + 3 * SLOW) * per_s, (j, per_s)
+    # The agent stopped both sandboxes.
+    wait_for(lambda: swarm.nodes()["agent-0"]["load"]["running_tasks"] == 0, 10 * SLOW,
+             what="the agent to report no running task")
+    # A job within its limits is not touched by them.
+    ok = submit(swarm, dict(sleepers(1, 0, name="ok"), timeout="1m", max_cost=100))
+    wait_job(swarm, ok["id"], 30)
+
+
 @pytest.mark.manager_args("--job-retention", "2s")
 def test_the_managers_blobs_go_when_nothing_retained_uses_them(swarm):
     ids = start(swarm, 1)

@@ -611,7 +611,7 @@ static void test_unknown_field(void **state)
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
 		  "timeout, retries, priority, after, map, bundle, replicate)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
-		  "colour: unknown field (known: name, tenant, on_failure, policy, tasks)");
+		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
 		  SS_EPARSE, "tasks[0].resources.timeout: unknown field (known: cpu, memory, disk, output, pids)");
 	parse_err("{'name':'j','policy':{'region':'eu'},'tasks':[]}", 0, SS_EPARSE,
@@ -708,6 +708,38 @@ static void test_bad_values(void **state)
 		  "tasks[0].map.over: must not be empty");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'map':{'over':['a'],'task':'a'}}]}", 0,
 		  SS_EPARSE, "tasks[0].map: over and task exclude each other");
+}
+
+/* A job's own limits: a timeout from its submission and a most it may cost. */
+static void test_job_limits(void **state)
+{
+	(void)state;
+	struct jobspec *js = parse_ok("{'name':'j','tasks':[{'name':'a','command':['true']}]}", 0);
+	assert_int_equal(js->timeout_ms, 0);
+	assert_true(js->max_cost == 0);
+	jobspec_free(js);
+	js = parse_ok("{'name':'j','timeout':'90m','max_cost':2.5,'tasks':[{'name':'a','command':['true']}]}", 0);
+	assert_int_equal(js->timeout_ms, 90ull * 60 * 1000);
+	assert_true(js->max_cost == 2.5);
+	jobspec_free(js);
+	js = parse_ok("{'name':'j','timeout':3600,'max_cost':7,'tasks':[{'name':'a','command':['true']}]}", 0);
+	assert_int_equal(js->timeout_ms, 3600000);
+	assert_true(js->max_cost == 7);
+	jobspec_free(js);
+	parse_err("{'name':'j','timeout':'500ms','tasks':[{'name':'a','command':['true']}]}", 0, SS_EINVAL,
+		  "timeout: 500ms is below the minimum of 1s");
+	parse_err_prefix("{'name':'j','timeout':'31d','tasks':[{'name':'a','command':['true']}]}", 0, SS_ELIMIT,
+			 "timeout: over the maximum of ");
+	parse_err_prefix("{'name':'j','timeout':'soon','tasks':[{'name':'a','command':['true']}]}", 0, SS_EINVAL,
+			 "timeout: \"soon\" is not a duration");
+	parse_err("{'name':'j','max_cost':0,'tasks':[{'name':'a','command':['true']}]}", 0, SS_EINVAL,
+		  "max_cost: must be more than 0");
+	parse_err("{'name':'j','max_cost':-1.5,'tasks':[{'name':'a','command':['true']}]}", 0, SS_EINVAL,
+		  "max_cost: must be more than 0");
+	parse_err("{'name':'j','max_cost':2e12,'tasks':[{'name':'a','command':['true']}]}", 0, SS_ELIMIT,
+		  "max_cost: over the maximum of 1e+12");
+	parse_err_prefix("{'name':'j','max_cost':'3','tasks':[{'name':'a','command':['true']}]}", 0, SS_EPARSE,
+			 "max_cost: expected a number");
 }
 
 static void test_json_errors(void **state)
@@ -1062,6 +1094,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_field),
 		cmocka_unit_test(test_wrong_type),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_job_limits),
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_bundle),
 		cmocka_unit_test(test_bounds),
