@@ -182,6 +182,15 @@ typedef struct ss_jobs_filter {
 } ss_jobs_filter;
 int ss_jobs_find(ss_client *c, const ss_jobs_filter *f, char **json);
 int ss_job_get(ss_client *c, const char *id, char **json);
+/*
+ * ss_job_get that waits for a change: the manager answers once the job's
+ * "index" differs from index (at once when it already does, so pass 0 the
+ * first time) or after wait_ms (at most 300000; 0 answers at once), with the
+ * job as ss_job_get does. Pass the answer's "index" to the next call to
+ * follow a job without polling. The client's timeout applies on top of
+ * wait_ms. SS_EINVAL for a bad id or wait_ms.
+ */
+int ss_job_watch(ss_client *c, const char *id, uint64_t index, unsigned wait_ms, char **json);
 int ss_job_cancel(ss_client *c, const char *id, char **json);
 /*
  * Submits a retained job's spec again as a new job of the same tenant (its

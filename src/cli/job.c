@@ -28,6 +28,7 @@
 #include "manager/jobspec.h"
 
 #define POLL_MS 200
+#define WATCH_MS 30000u /* how long one request of job wait may wait for a change */
 #define MAX_FILE_BYTES (1ull << 30) /* the manager's upload cap */
 
 static const char usage_text[] =
@@ -390,16 +391,23 @@ static bool poll_gives_up(ss_client *c, int rc, unsigned *failures, const char *
 	return false;
 }
 
-/* Polls the job until it finishes or timeout_ms passes (0 = no limit). Returns the last job JSON. */
+/*
+ * Follows the job until it finishes or timeout_ms passes (0 = no limit), and
+ * returns the last job JSON. Each request waits in the manager until the job
+ * changes (ss_job_watch), so progress shows as it happens without polling.
+ */
 static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 {
 	bool tty = isatty(STDERR_FILENO);
 	char last[200] = "";
-	uint64_t start = time_mono_ms();
+	uint64_t start = time_mono_ms(), index = 0;
 	unsigned failures = 0;
 	for (;;) {
 		char *js = NULL;
-		int rc = ss_job_get(c, id, &js);
+		uint64_t asked = time_mono_ms(), wait = WATCH_MS, elapsed = asked - start;
+		if (timeout_ms && (elapsed >= timeout_ms ? 0 : timeout_ms - elapsed) < wait)
+			wait = elapsed >= timeout_ms ? 0 : timeout_ms - elapsed;
+		int rc = ss_job_watch(c, id, index, (unsigned)wait, &js);
 		if (rc) {
 			ss_free(js);
 			if (poll_gives_up(c, rc, &failures, "following the job", tty))
@@ -425,8 +433,12 @@ static json_t *wait_job(ss_client *c, const char *id, uint64_t timeout_ms)
 			json_decref(job);
 			return NULL;
 		}
+		uint64_t seen = (uint64_t)json_integer_value(json_object_get(job, "index"));
 		json_decref(job);
-		cli_sleep_ms(POLL_MS);
+		/* An answer without a change before its wait (a busy manager answers at once) is paced. */
+		if (seen == index && time_mono_ms() - asked < wait)
+			cli_sleep_ms(POLL_MS);
+		index = seen;
 	}
 }
 

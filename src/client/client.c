@@ -61,6 +61,7 @@ struct ss_client {
 	char *token;
 	char *ca_file;
 	int timeout_ms;
+	uint64_t wait_ms;   /* extra time the next answer may take (ss_job_watch); 0 otherwise */
 	SSL_CTX *ctx;
 	char err[ERR_LEN];
 };
@@ -1083,6 +1084,8 @@ int ss_client_request(ss_client *c, const char *method, const char *path,
 	if (rc)
 		goto out;
 
+	/* A request the manager holds until something changes may take its wait on top. */
+	r.deadline = time_mono_ms() + (uint64_t)c->timeout_ms + c->wait_ms;
 	rc = req_read(&r, &raw);
 	if (rc)
 		goto out;
@@ -1691,6 +1694,20 @@ static int job_call(ss_client *c, const char *method, const char *prefix, const 
 int ss_job_get(ss_client *c, const char *id, char **json)
 {
 	return job_call(c, "GET", "/v1/jobs/", id, "", false, json);
+}
+
+int ss_job_watch(ss_client *c, const char *id, uint64_t index, unsigned wait_ms, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!c || !job_id_valid(id, false) || wait_ms > 300000)
+		return SS_EINVAL;
+	char *path = xasprintf("/v1/jobs/%s?index=%llu&wait=%ums", id, (unsigned long long)index, wait_ms);
+	c->wait_ms = wait_ms;
+	int rc = call(c, "GET", path, NULL, json);
+	c->wait_ms = 0;
+	free(path);
+	return rc;
 }
 
 int ss_job_rerun(ss_client *c, const char *id, char **json)

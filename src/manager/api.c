@@ -53,14 +53,24 @@
 #define API_CONN_LIMIT 256u
 #define API_CONN_TIMEOUT_S 30u
 #define API_PER_IP_LIMIT 64u
+#define API_MAX_WAITERS 128u          /* requests waiting for a change at once */
+#define API_WAIT_DEFAULT_MS 60000u    /* ?wait= when ?index= comes alone */
+#define API_WAIT_MAX_MS 300000u       /* the longest ?wait= */
+#define API_WAIT_TICK_MS 250u         /* how often waits are checked for their deadline */
 #define API_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define CT_JSON "application/json"
 #define CT_PROM "text/plain; version=0.0.4"
+
+struct req;
 
 struct api {
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll;
 	uv_timer_t timer;
+	uv_timer_t wait_timer;   /* runs while requests wait for a change (api_notify) */
+	struct req *waiters;     /* suspended requests, doubly linked */
+	size_t n_waiters;
+	uint64_t seen_index;     /* jobs_index_now at the last wake */
 	int open_handles;   /* uv handles not yet closed */
 	unsigned zero_runs; /* consecutive runs after which MHD asked to run again at once */
 	bool started;       /* MHD_start_daemon returned */
@@ -110,6 +120,12 @@ struct req {
 	bool authed;          /* a valid token came with it */
 	char url[128];        /* its path, cut to fit (for the audit trail) */
 	bool answered;
+	/* A GET of a job with ?index=: it waits (suspended) until the job's index differs. */
+	struct MHD_Connection *conn;
+	uint64_t wait_index;
+	uint64_t wait_until;  /* monotonic ms; 0 before the wait was set up */
+	bool waiting;         /* suspended and on api->waiters */
+	struct req *wprev, *wnext;
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -926,6 +942,111 @@ static bool owns(const struct api *api, const struct req *r)
 	return t && !strcmp(t, r->tenant);
 }
 
+/* ---- waiting for a change (blocking queries) ------------------------------ */
+
+static void on_timer(uv_timer_t *t);
+
+static void waiter_del(struct api *api, struct req *r)
+{
+	if (!r->waiting)
+		return;
+	if (r->wprev)
+		r->wprev->wnext = r->wnext;
+	else
+		api->waiters = r->wnext;
+	if (r->wnext)
+		r->wnext->wprev = r->wprev;
+	r->wprev = r->wnext = NULL;
+	r->waiting = false;
+	api->n_waiters--;
+	if (!api->waiters)
+		uv_timer_stop(&api->wait_timer);
+}
+
+/*
+ * Resumes every waiting request whose job changed or whose wait ended, or
+ * every one when all is set; MHD answers them at its next run, which is
+ * scheduled at once.
+ */
+static void wake(struct api *api, bool all)
+{
+	uint64_t now = time_mono_ms();
+	bool any = false;
+	for (struct req *r = api->waiters, *next; r; r = next) {
+		next = r->wnext;
+		if (!all && now < r->wait_until && api->be.job_index &&
+		    api->be.job_index(api->be.arg, r->id) == r->wait_index)
+			continue;
+		waiter_del(api, r);
+		MHD_resume_connection(r->conn);
+		any = true;
+	}
+	if (any && !api->stopping)
+		uv_timer_start(&api->timer, on_timer, 0, 0);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	wake(t->data, false);
+}
+
+void api_notify(struct api *api)
+{
+	if (!api || !api->waiters || api->stopping || !api->be.jobs_index_now)
+		return;
+	uint64_t now = api->be.jobs_index_now(api->be.arg);
+	if (now == api->seen_index)
+		return; /* no job changed */
+	api->seen_index = now;
+	wake(api, false);
+}
+
+/*
+ * For GET /v1/jobs/{id}?index=N[&wait=D]: returns true when the request
+ * now waits (its connection suspended) because the job's index is still N
+ * and its wait has not ended; false when it should be answered now. Sets
+ * *bad to a message for a malformed argument. The wait starts with the
+ * first call; a resumed request keeps its deadline.
+ */
+static bool job_waits(struct api *api, struct MHD_Connection *c, struct req *r, const char **bad)
+{
+	const char *ix = arg_of(c, "index"), *w = arg_of(c, "wait");
+	uint64_t index, wait = API_WAIT_DEFAULT_MS;
+	*bad = NULL;
+	if (!ix) {
+		if (w)
+			*bad = "wait: only with index (the index of the job as last seen)";
+		return false;
+	}
+	if (!parse_dec(ix, strlen(ix), &index)) {
+		*bad = "index: expected the job's index as a number (its \"index\" field)";
+		return false;
+	}
+	if (w && (parse_duration_ms(w, &wait) != 0 || wait > API_WAIT_MAX_MS)) {
+		*bad = "wait: expected a duration of at most 5m, such as 30s";
+		return false;
+	}
+	if (r->wait_until == 0) {
+		r->wait_until = time_mono_ms() + wait;
+		r->wait_index = index;
+	}
+	if (api->stopping || api->n_waiters >= API_MAX_WAITERS || !api->be.job_index ||
+	    time_mono_ms() >= r->wait_until || api->be.job_index(api->be.arg, r->id) != index)
+		return false;
+	r->conn = c;
+	r->answered = false; /* MHD calls on_request again when it is resumed: answer then */
+	r->waiting = true;
+	r->wprev = NULL;
+	r->wnext = api->waiters;
+	if (api->waiters)
+		api->waiters->wprev = r;
+	api->waiters = r;
+	if (api->n_waiters++ == 0)
+		uv_timer_start(&api->wait_timer, on_wait_timer, API_WAIT_TICK_MS, API_WAIT_TICK_MS);
+	MHD_suspend_connection(c);
+	return true;
+}
+
 static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	json_t *out = NULL;
@@ -956,9 +1077,15 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
 		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
 	}
-	case R_JOB:
+	case R_JOB: {
+		const char *bad = NULL;
+		if (job_waits(api, c, r, &bad))
+			return MHD_YES; /* answered when resumed */
+		if (bad)
+			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, bad, NULL);
 		out = api->be.job_get ? api->be.job_get(api->be.arg, r->id) : NULL;
 		break;
+	}
 	case R_JOB_TASKS:
 		out = api->be.job_tasks ? api->be.job_tasks(api->be.arg, r->id) : NULL;
 		break;
@@ -1321,11 +1448,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct req *r = *con_cls;
-	(void)cls;
 	(void)c;
 	(void)toe;
 	if (!r)
 		return;
+	waiter_del(cls, r);
 	blob_writer_abort(r->upload);
 	buf_free(&r->body);
 	free(r);
@@ -1349,8 +1476,6 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 }
 
 /* ---- libuv integration -------------------------------------------------- */
-
-static void on_timer(uv_timer_t *t);
 
 /* Lets MHD do its work, then re-arms the timer from MHD's own deadline. */
 static void api_run(struct api *api)
@@ -1472,7 +1597,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	api->blobs = opts->blobs;
 	api->tenants = opts->tenants;
 	api->audit = opts->audit;
-	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	if (sa.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	api->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, api,
@@ -1520,7 +1645,9 @@ int api_start(struct api **out, uv_loop_t *loop, const struct api_opts *opts)
 	api->poll.data = api;
 	uv_timer_init(loop, &api->timer);
 	api->timer.data = api;
-	api->open_handles = 2;
+	uv_timer_init(loop, &api->wait_timer);
+	api->wait_timer.data = api;
+	api->open_handles = 3;
 	uv_poll_start(&api->poll, UV_READABLE, on_poll);
 	uv_timer_start(&api->timer, on_timer, 0, 0);
 	log_info("api: serving HTTPS on %s (port %u)", opts->listen, (unsigned)api->port);
@@ -1556,9 +1683,12 @@ void api_stop(struct api *api, void (*cb)(void *arg), void *arg)
 {
 	if (!api || api->stopping)
 		return;
+	/* Waiting requests are resumed so that MHD_stop_daemon closes them with the rest. */
+	wake(api, true);
 	api->stopping = true;
 	api->stop_cb = cb;
 	api->stop_arg = arg;
 	uv_close((uv_handle_t *)&api->poll, on_handle_closed);
 	uv_close((uv_handle_t *)&api->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&api->wait_timer, on_handle_closed);
 }

@@ -94,6 +94,8 @@ struct api_backend {
 	/* {"tenants": [...], "limits": {...}}; tenant (a tenant token's) narrows it to that tenant. */
 	json_t *(*tenants_list)(void *arg, const char *tenant);
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
+	uint64_t (*job_index)(void *arg, const char *id);              /* jobs_job_index */
+	uint64_t (*jobs_index_now)(void *arg);                         /* jobs_index_now */
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
 	/* Submits job id's spec again as a new job (201); errors as job_submit, SS_ENOTFOUND (404). */
 	int (*job_rerun)(void *arg, const char *id, const char *tenant, json_t **out, char *why,
@@ -138,5 +140,11 @@ uint16_t api_port(const struct api *api);
  * they are closed, after which the api is freed.
  */
 void api_stop(struct api *api, void (*cb)(void *arg), void *arg);
+/*
+ * Tells the API that jobs may have changed (call after each commit): the
+ * requests waiting for a job's change (GET /v1/jobs/{id}?index=N) whose job
+ * has a new index are answered. Cheap when nothing waits. Loop thread only.
+ */
+void api_notify(struct api *api);
 
 #endif

@@ -167,6 +167,7 @@ struct job {
 	size_t counts[T_STATE_COUNT];
 	struct usage usage;       /* over every finished attempt of its tasks */
 	double accruing;          /* what its running attempts cost so far (enforce_limits) */
+	uint64_t index;           /* changes with every stored change of it or its tasks (jobs_job_index) */
 	struct job *hnext;        /* hash chain */
 	struct job *next;         /* list of all jobs, newest first */
 };
@@ -243,6 +244,7 @@ struct jobs {
 	struct live *lives[LIVE_MAX]; /* the followed attempts, unordered */
 	size_t n_lives;
 	json_t *tenant_usage;     /* tenant -> {attempts, run_ms, cpu_ms, cost}; stored in "usage" */
+	uint64_t index_seq;       /* the last job index given; starts at the wall clock in us */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -383,6 +385,7 @@ static void put_json(struct jobs *j, const char *ns, const char *key, json_t *o)
 
 static void task_save(struct jobs *j, struct task *t)
 {
+	t->job->index = ++j->index_seq;
 	json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:s,s:s,s:i,s:s,s:I,s:I,s:I}", "st", tstate_names[t->st],
 			      "attempt", (int)t->attempt, "failures", (int)t->failures, "lost",
 			      (int)t->lost, "node", t->node, "status", t->status, "code", (int)t->code,
@@ -401,6 +404,7 @@ static void task_save(struct jobs *j, struct task *t)
 
 static void job_save(struct jobs *j, struct job *jb)
 {
+	jb->index = ++j->index_seq;
 	/* The tenant is saved apart from the spec: a tenant token's job takes its tenant from the token. */
 	json_t *o = json_pack("{s:s%,s:s,s:s,s:I,s:I,s:s}", "spec", jb->spec_text, jb->spec_len,
 			      "tenant", jb->spec->tenant, "state", jstate_names[jb->st], "created_ms",
@@ -2373,6 +2377,8 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 				  .blobs = env->blobs, .send = env->send, .connected = env->connected,
 				  .grant_key = env->grant_key, .may_hold = may_hold, .may_hold_arg = j};
 	j->tenant_usage = json_object();
+	/* Indexes given after a restart are larger than those before it (unless the clock went back). */
+	j->index_seq = (uint64_t)time_wall_ms() * 1000u;
 	int rc = replicas_new(&j->repl, &re);
 	if (rc == 0)
 		rc = store_scan(env->store, "usage", load_usage_cb, j);
@@ -2387,6 +2393,7 @@ int jobs_new(struct jobs **out, const struct jobs_env *env, uint64_t seed)
 	}
 	size_t resumed = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next) {
+		jb->index = ++j->index_seq;
 		job_protect(j, jb, true);
 		job_resume(j, jb);
 		resumed += jb->st == J_RUNNING;
@@ -2510,6 +2517,7 @@ static json_t *job_json(const struct job *jb)
 	}
 	json_object_set_new(o, "results", finals);
 	json_object_set_new(o, "usage", usage_json(&jb->usage));
+	json_object_set_new(o, "index", json_integer((json_int_t)jb->index));
 	if (jb->spec->timeout_ms)
 		json_object_set_new(o, "timeout_ms", json_integer((json_int_t)jb->spec->timeout_ms));
 	if (jb->spec->max_cost > 0)
@@ -2754,6 +2762,17 @@ json_t *jobs_list(struct jobs *j, const struct jobs_query *q)
 	}
 	free(v);
 	return out;
+}
+
+uint64_t jobs_index_now(const struct jobs *j)
+{
+	return j->index_seq;
+}
+
+uint64_t jobs_job_index(struct jobs *j, const char *id)
+{
+	const struct job *jb = job_find(j, id);
+	return jb ? jb->index : 0;
 }
 
 const char *jobs_job_tenant(struct jobs *j, const char *id)

@@ -196,6 +196,14 @@ bool jobs_blob_visible(struct jobs *j, const uint8_t digest[SHA256_LEN], const c
 bool jobs_blob_used(struct jobs *j, const uint8_t digest[SHA256_LEN]);
 /* The job object, or NULL when unknown. */
 json_t *jobs_get(struct jobs *j, const char *id);
+/*
+ * The job's index: it changes (grows) with every stored change of the job
+ * or of its tasks, and after a restart it differs from every index given
+ * before. 0 when the job is unknown. The job's JSON carries it as "index".
+ */
+uint64_t jobs_job_index(struct jobs *j, const char *id);
+/* The newest index given to any job: when it has not moved, no job changed. */
+uint64_t jobs_index_now(const struct jobs *j);
 /* Cancels a job. SS_ENOTFOUND, or SS_ESTATE when it already finished. */
 int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why);
 /* {"tasks": [...]} or NULL when the job is unknown. */

@@ -233,6 +233,7 @@ static void on_prepare(uv_prepare_t *h)
 	if (store_pending(m->store) == 0 && !m->commit_head) {
 		if (m->jobs)
 			jobs_after_commit(m->jobs);
+		api_notify(m->api);
 		return;
 	}
 	if (store_pending(m->store) > 0) {
@@ -252,6 +253,8 @@ static void on_prepare(uv_prepare_t *h)
 	/* Acknowledgements to agents wait for the commit that made their outcome durable. */
 	if (m->jobs)
 		jobs_after_commit(m->jobs);
+	/* Clients waiting for a job's change see it once it is durable. */
+	api_notify(m->api);
 	struct session *s = m->commit_head;
 	m->commit_head = NULL;
 	m->commit_tail = &m->commit_head;
@@ -1751,6 +1754,16 @@ static bool be_blob_visible(void *arg, const uint8_t digest[SHA256_LEN], const c
 	return jobs_blob_visible(((struct manager *)arg)->jobs, digest, tenant);
 }
 
+static uint64_t be_job_index(void *arg, const char *id)
+{
+	return jobs_job_index(((struct manager *)arg)->jobs, id);
+}
+
+static uint64_t be_jobs_index_now(void *arg)
+{
+	return jobs_index_now(((struct manager *)arg)->jobs);
+}
+
 static json_t *be_job_get(void *arg, const char *id)
 {
 	return jobs_get(((struct manager *)arg)->jobs, id);
@@ -2459,6 +2472,8 @@ int manager_main(int argc, char **argv)
 			.job_submit = be_job_submit,
 			.jobs_list = be_jobs_list,
 			.job_get = be_job_get,
+			.job_index = be_job_index,
+			.jobs_index_now = be_jobs_index_now,
 			.job_cancel = be_job_cancel,
 			.job_rerun = be_job_rerun,
 			.job_tasks = be_job_tasks,

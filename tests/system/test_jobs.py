@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -492,6 +493,54 @@ def test_finished_jobs_are_forgotten_after_the_retention(swarm):
     listed = [x["id"] for x in swarm.get_json("/v1/jobs")["jobs"]]
     assert listed == [running["id"]], listed
     swarm.request("DELETE", f"/v1/jobs/{running['id']}")
+
+
+def test_a_get_with_the_jobs_index_waits_for_its_next_change(swarm):
+    start(swarm, 1)
+    jid = submit(swarm, sleepers(1, 2, name="watched"))["id"]
+    seen = [job(swarm, jid)]
+    # Each answer comes when the job changed (a stored change: placed,
+    # running, collecting, succeeded), never in between: a handful of
+    # requests follow the whole job, where polling every 50 ms would take 40.
+    t0 = time.monotonic()
+    while seen[-1]["state"] == "running":
+        assert len(seen) < 12 and time.monotonic() - t0 < 30 * SLOW, seen
+        st, raw, _ = swarm.request("GET", f"/v1/jobs/{jid}?index={seen[-1]['index']}&wait=9s")
+        assert st == 200, raw
+        seen.append(json.loads(raw))
+        assert seen[-1]["index"] > seen[-2]["index"], seen
+    assert seen[-1]["state"] == "succeeded" and 2 <= time.monotonic() - t0 < 9 * SLOW, seen
+    # A job that does not change is answered when the wait ends, as it was.
+    t0 = time.monotonic()
+    last = json.loads(swarm.request("GET", f"/v1/jobs/{jid}?index={seen[-1]['index']}&wait=1s")[1])
+    assert 0.9 <= time.monotonic() - t0 < 5 * SLOW and last["index"] == seen[-1]["index"], last
+    for q, msg in (("index=x", "index: expected"), ("index=1&wait=6m", "wait: expected a duration"),
+                   ("wait=1s", "wait: only with index")):
+        st, raw, _ = swarm.request("GET", f"/v1/jobs/{jid}?{q}")
+        assert st == 400 and msg in json.loads(raw)["error"]["message"], (q, raw)
+    # Another tenant's job is not found, waiting or not.
+    tok = json.loads(swarm.request("POST", "/v1/tokens", body={"tenant": "other"})[1])["token"]
+    st, _, _ = swarm.request("GET", f"/v1/jobs/{jid}?index={last['index']}&wait=5s", token=tok)
+    assert st == 404
+    # The CLI follows a job the same way (job wait), and the manager stops
+    # at once with a request still waiting.
+    out = swarm.cli("job", "wait", jid).stdout
+    assert f"job {jid} succeeded" in out, out
+    ended = []
+
+    def wait_long():
+        try:
+            ended.append(swarm.request("GET", f"/v1/jobs/{jid}?index={last['index']}&wait=60s")[0])
+        except OSError as e:  # the manager closed the connection
+            ended.append(e)
+    waiter = threading.Thread(target=wait_long)
+    waiter.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert swarm.manager.term() == 0
+    assert time.monotonic() - t0 < 5 * SLOW
+    waiter.join(timeout=10 * SLOW)
+    assert ended and ended[0] != 200, ended
 
 
 def test_a_job_fails_at_its_timeout_or_its_max_cost_even_across_a_crash(swarm):

@@ -220,6 +220,14 @@ static bool answer(SSL *ssl, const char *req)
 		ssl_send(ssl, "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
 	} else if (!strcmp(path, "/badstatus")) {
 		ssl_send(ssl, "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n");
+	} else if (!strncmp(path, "/v1/jobs/j-", 11)) {
+		/* A job the manager holds until it changes: answered after 1.5 s when asked to wait. */
+		if (strstr(path, "&wait=") && strcmp(strstr(path, "&wait="), "&wait=0ms") != 0)
+			usleep(1500 * 1000);
+		snprintf(resp, sizeof resp,
+			 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n{\"path\":\"%s\"}", strlen(path) + 11,
+			 path);
+		ssl_send(ssl, resp);
 	} else if (!strcmp(path, "/slow")) {
 		char tmp[64];
 		(void)SSL_read(ssl, tmp, sizeof tmp); /* returns when the client gives up */
@@ -703,6 +711,30 @@ static void test_convenience_calls(void **state)
 	ss_client_close(c);
 }
 
+/* A watch may take its wait on top of the client's timeout, and only that call may. */
+static void test_job_watch(void **state)
+{
+	ss_client *c = open_srv(1000);
+	char *json = NULL;
+	uint64_t t0 = time_mono_ms();
+	assert_int_equal(ss_job_watch(c, "j-0123456789ab", 1796174066304394ull, 2000, &json), 0);
+	assert_true(time_mono_ms() - t0 >= 1400);
+	assert_non_null(strstr(json, "\"path\":\"/v1/jobs/j-0123456789ab?index=1796174066304394&wait=2000ms\""));
+	ss_free(json);
+	/* Without a wait the 1 s timeout holds for the same slow answer. */
+	assert_int_equal(ss_job_watch(c, "j-0123456789ab", 0, 0, &json), 0);
+	ss_free(json);
+	t0 = time_mono_ms();
+	assert_int_equal(ss_client_request(c, "GET", "/v1/jobs/j-0123456789ab?index=1&wait=5s", NULL, 0, NULL,
+					   NULL, NULL),
+			 SS_ETIMEDOUT);
+	assert_true(time_mono_ms() - t0 < 1400);
+	assert_int_equal(ss_job_watch(c, "../x", 1, 10, &json), SS_EINVAL);
+	assert_int_equal(ss_job_watch(c, "j-0123456789ab", 1, 300001, &json), SS_EINVAL);
+	assert_null(json);
+	ss_client_close(c);
+}
+
 static void test_bad_responses(void **state)
 {
 	ss_client *c = open_srv(0);
@@ -860,6 +892,7 @@ int main(void)
 		cmocka_unit_test_setup(test_request_chunked, test_setup),
 		cmocka_unit_test_setup(test_request_content_length, test_setup),
 		cmocka_unit_test_setup(test_convenience_calls, test_setup),
+		cmocka_unit_test_setup(test_job_watch, test_setup),
 		cmocka_unit_test_setup(test_blob_put_waits_for_continue, test_setup),
 		cmocka_unit_test_setup(test_bad_responses, test_setup),
 		cmocka_unit_test_setup(test_connection_refused, test_setup),
