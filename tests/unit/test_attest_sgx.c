@@ -17,6 +17,7 @@
 
 #include "attest/dcap.h"
 #include "core/core.h"
+#include "fixture.h"
 
 #define T_V1 1752919277LL   /* 2025-07-19T10:01:17Z */
 #define T_V2 1735689600LL   /* 2025-01-01T00:00:00Z */
@@ -370,8 +371,8 @@ static void test_trailing_and_truncation(void **state)
 static void test_import_and_dir(void **state)
 {
 	NEED_VECTORS();
-	char dir[] = "/tmp/ss_dcap_sgx_XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	fx_tmpdir(dir, sizeof dir, "dcap-sgx");
 	struct dcap_blob coll, q;
 	char reason[256] = "";
 	load("dcapqvl_sgx_quote_collateral.json", &coll);
@@ -397,9 +398,7 @@ static void test_import_and_dir(void **state)
 	json_decref(pol);
 	free(coll.data);
 	free(q.data);
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(dir);
 }
 
 int main(void)

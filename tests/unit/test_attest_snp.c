@@ -16,12 +16,12 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "attest/snp.h"
 #include "core/core.h"
+#include "fixture.h"
 
 #define T_2025_06_01 1748736000LL
 #define T_2026_11_23 1795392000LL
@@ -872,14 +872,6 @@ static void test_policy(void **state)
 
 /* ---- collateral cache ------------------------------------------------------ */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void write_file(const char *dir, const char *name, const struct blob *b)
 {
 	char *path = xasprintf("%s/%s", dir, name);
@@ -891,8 +883,8 @@ static void test_collateral_dir(void **state)
 {
 	(void)state;
 	NEED_VECTORS();
-	char dir[] = "/tmp/ss_snp_collXXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	fx_tmpdir(dir, sizeof dir, "snp-coll");
 	char *sub = xasprintf("%s/amd/milan", dir);
 	char *vsub = xasprintf("%s/amd/vcek", dir);
 	assert_int_equal(dir_ensure(sub, 0755), 0);
@@ -941,7 +933,7 @@ static void test_collateral_dir(void **state)
 	attest_output_free(&out);
 	input_free(&t);
 
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 	free(sub);
 	free(vsub);
 	free(ark.p);

@@ -18,6 +18,7 @@
 #include "attest/dcap.h"
 #include "attest/tsm.h"
 #include "core/core.h"
+#include "fixture.h"
 
 #define T_SET_A 1688173200LL   /* 2023-07-01T01:00:00Z */
 #define T_SET_B 1770080400LL   /* 2026-02-03T01:00:00Z */
@@ -570,8 +571,8 @@ static void test_policy(void **state)
 static void test_import_and_dir(void **state)
 {
 	NEED_VECTORS();
-	char dir[] = "/tmp/ss_dcap_tdx_XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	fx_tmpdir(dir, sizeof dir, "dcap-tdx");
 	struct dcap_blob coll, q, root;
 	char reason[256] = "";
 	load("dcapqvl_tdx_quote_collateral.json", &coll);
@@ -625,9 +626,7 @@ static void test_import_and_dir(void **state)
 	free(coll.data);
 	free(q.data);
 	free(root.data);
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(dir);
 }
 
 /* ---- the configfs-tsm attester ------------------------------------------- */
@@ -647,8 +646,8 @@ static void put_file(const char *dir, const char *name, const void *data, size_t
 static void test_tsm_entry_round_trip(void **state)
 {
 	NEED_VECTORS();
-	char entry[] = "/tmp/ss-tsm-XXXXXX";
-	assert_non_null(mkdtemp(entry));
+	char entry[64];
+	fx_tmpdir(entry, sizeof entry, "tsm");
 	struct dcap_blob quote;
 	load(set_d.quote, &quote);
 	/* The vector's own report data: a real TD would have bound our binding instead. */
@@ -705,9 +704,7 @@ static void test_tsm_entry_round_trip(void **state)
 	if (access(TSM_REPORT_ROOT, F_OK) != 0)
 		assert_int_equal(a->evidence(binding, &got, &got_len), SS_ENOSYS);
 	free(quote.data);
-	char *cmd = xasprintf("rm -rf '%s'", entry);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(entry);
 }
 
 int main(void)

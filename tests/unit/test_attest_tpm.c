@@ -26,6 +26,7 @@
 #include "attest/attest.h"
 #include "attest/tpm.h"
 #include "core/core.h"
+#include "fixture.h"
 
 #define NOW 1790000000 /* 2026-09-21 */
 
@@ -465,9 +466,7 @@ static int group_setup(void **state)
 	c = make_cert(S.ek2, "ek-other", S.ca, S.ca_cert, NOW - 86400, NOW + 86400, false);
 	S.cert_other_len = der_of(c, &S.cert_other);
 	X509_free(c);
-	snprintf(S.dir, sizeof S.dir, "/tmp/ss-tpm-XXXXXX");
-	snprintf(S.dir2, sizeof S.dir2, "/tmp/ss-tpm2-XXXXXX");
-	if (!mkdtemp(S.dir) || !mkdtemp(S.dir2))
+	if (!fx_tmpdir_try(S.dir, sizeof S.dir, "tpm") || !fx_tmpdir_try(S.dir2, sizeof S.dir2, "tpm2"))
 		return -1;
 	write_pem(S.dir, "ca.pem", S.ca_cert);
 	write_pem(S.dir2, "other.pem", S.ca2_cert);
@@ -476,10 +475,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char *cmd = xasprintf("rm -rf '%s' '%s'", S.dir, S.dir2);
-	if (system(cmd) != 0)
-		print_message("cleanup of %s failed\n", S.dir);
-	free(cmd);
+	fx_rmtree_try(S.dir);
+	fx_rmtree_try(S.dir2);
 	EVP_PKEY_free(S.ak);
 	EVP_PKEY_free(S.ek);
 	EVP_PKEY_free(S.ek2);

@@ -11,11 +11,10 @@
 #include "core/core.h"
 #include "manager/audit.h"
 #include "manager/store.h"
+#include "fixture.h"
 
 struct fx {
-	char dir[64];
-	char db[128];
-	struct store *store;
+	struct fx_store st;
 	struct audit *a;
 };
 
@@ -23,11 +22,8 @@ static int setup(void **state)
 {
 	struct fx *f = xcalloc(1, sizeof *f);
 	log_init("test", LOG_ERROR);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ss-audit-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->db, sizeof f->db, "%s/state.db", f->dir);
-	assert_int_equal(store_open(&f->store, f->db), 0);
-	assert_int_equal(audit_open(&f->a, f->store), 0);
+	fx_store_open(&f->st, "audit");
+	assert_int_equal(audit_open(&f->a, f->st.store), 0);
 	*state = f;
 	return 0;
 }
@@ -36,10 +32,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	audit_close(f->a);
-	store_close(f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_store_close(&f->st);
 	free(f);
 	return 0;
 }
@@ -47,11 +40,10 @@ static int teardown(void **state)
 /* Commits, closes and opens everything again, as after a restart. */
 static void reopen(struct fx *f)
 {
-	assert_int_equal(store_flush(f->store), 0);
+	assert_int_equal(store_flush(f->st.store), 0);
 	audit_close(f->a);
-	store_close(f->store);
-	assert_int_equal(store_open(&f->store, f->db), 0);
-	assert_int_equal(audit_open(&f->a, f->store), 0);
+	fx_store_reopen(&f->st);
+	assert_int_equal(audit_open(&f->a, f->st.store), 0);
 }
 
 static const char *field(json_t *page, size_t i, const char *name)
@@ -142,9 +134,9 @@ static void test_corrupt_records_are_skipped(void **state)
 		{"0000000000000005", "{\"actor\":\"a\",\"action\":\"b\"}"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-		store_put(f->store, "audit", bad[i][0], bad[i][1], strlen(bad[i][1]));
+		store_put(f->st.store, "audit", bad[i][0], bad[i][1], strlen(bad[i][1]));
 	const char *good = "{\"actor\":\"a\",\"action\":\"b\",\"status\":2}";
-	store_put(f->store, "audit", "0000000000000006", good, strlen(good));
+	store_put(f->st.store, "audit", "0000000000000006", good, strlen(good));
 	reopen(f);
 	assert_int_equal(audit_count(f->a), 2);
 	assert_int_equal(audit_last_seq(f->a), 6);

@@ -14,6 +14,7 @@
 
 #include "core/core.h"
 #include "data/blobstore.h"
+#include "fixture.h"
 
 static char dir[64];
 static char store_dir[128];
@@ -22,8 +23,7 @@ static uint8_t key[BLOBSTORE_KEY_LEN];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/ss-blob-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof dir, "blob");
 	snprintf(store_dir, sizeof store_dir, "%s/blobs", dir);
 	for (size_t i = 0; i < sizeof key; i++)
 		key[i] = (uint8_t)(i * 7 + 1);
@@ -33,9 +33,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(dir);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include "agent/exec/exec.h"
 #include "core/core.h"
+#include "fixture.h"
 
 static char dir[64];
 static char dest[96];
@@ -22,8 +23,7 @@ static char dest[96];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/ss-tar-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof dir, "tar");
 	snprintf(dest, sizeof dest, "%s/b", dir);
 	return 0;
 }
@@ -31,7 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	assert_int_equal(dir_remove_tree(dir), 0);
+	fx_rmtree(dir);
 	return 0;
 }
 

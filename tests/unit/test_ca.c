@@ -12,31 +12,18 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "attest/ca.h"
 #include "core/core.h"
+#include "fixture.h"
 
 struct fixture {
 	char dir[64];
 	struct ca *ca;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -60,8 +47,7 @@ static char *slurp(const char *path)
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ss-test-ca-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!fx_tmpdir_try(f->dir, sizeof f->dir, "test-ca"))
 		return -1;
 	bool created = false;
 	if (ca_init_dir(f->dir, &created) != 0 || !created)
@@ -76,7 +62,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	ca_free(f->ca);
-	rm_rf(f->dir);
+	fx_rmtree(f->dir);
 	free(f);
 	return 0;
 }
@@ -194,8 +180,7 @@ static void test_load_mismatch(void **state)
 {
 	struct fixture *f = *state;
 	char other[64];
-	snprintf(other, sizeof other, "/tmp/ss-test-ca2-XXXXXX");
-	assert_non_null(mkdtemp(other));
+	fx_tmpdir(other, sizeof other, "test-ca2");
 	assert_int_equal(ca_init_dir(other, NULL), 0);
 	/* Put the other CA's key next to our certificate. */
 	char *src = path_in(other, "ca.key"), *dst = path_in(f->dir, "ca.key");
@@ -207,7 +192,7 @@ static void test_load_mismatch(void **state)
 	free(k);
 	free(src);
 	free(dst);
-	rm_rf(other);
+	fx_rmtree(other);
 }
 
 static void test_server_cert_verifies(void **state)
@@ -261,8 +246,7 @@ static void test_other_ca_does_not_verify(void **state)
 {
 	struct fixture *f = *state;
 	char other[64];
-	snprintf(other, sizeof other, "/tmp/ss-test-ca2-XXXXXX");
-	assert_non_null(mkdtemp(other));
+	fx_tmpdir(other, sizeof other, "test-ca2");
 	assert_int_equal(ca_init_dir(other, NULL), 0);
 	struct ca *ca2 = NULL;
 	assert_int_equal(ca_load(&ca2, other), 0);
@@ -278,7 +262,7 @@ static void test_other_ca_does_not_verify(void **state)
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	ca_free(ca2);
-	rm_rf(other);
+	fx_rmtree(other);
 }
 
 static void test_issue_validity_and_errors(void **state)

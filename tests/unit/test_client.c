@@ -31,6 +31,7 @@
 #include "client/config.h"
 #include "core/core.h"
 #include "seeswarm.h"
+#include "fixture.h"
 
 /* ---- certificates ---------------------------------------------------------- */
 
@@ -335,8 +336,7 @@ static void clear_env(void)
 static int group_setup(void **state)
 {
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(g_dir, sizeof g_dir, "/tmp/ss_test_client.XXXXXX");
-	if (!mkdtemp(g_dir))
+	if (!fx_tmpdir_try(g_dir, sizeof g_dir, "test-client"))
 		return -1;
 	g_cakey1 = make_cred("test CA one", NULL, NULL);
 	g_cakey2 = make_cred("test CA two", NULL, NULL);
@@ -362,10 +362,7 @@ static int group_teardown(void **state)
 	cred_free(&g_leaf1);
 	cred_free(&g_leaf2);
 	cred_free(&g_leaf_ip2);
-	char *cmd = xasprintf("rm -rf '%s'", g_dir);
-	int rc = system(cmd);
-	(void)rc;
-	free(cmd);
+	fx_rmtree_try(g_dir);
 	free(g_saved_home);
 	free(g_saved_xdg);
 	return 0;

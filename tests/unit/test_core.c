@@ -13,11 +13,11 @@
 #include <cmocka.h>
 
 #include <dirent.h>
-#include <ftw.h>
 
 #include <openssl/evp.h>
 
 #include "core/core.h"
+#include "fixture.h"
 
 /* ---- hex -------------------------------------------------------------- */
 
@@ -355,14 +355,6 @@ static void test_buf(void **state)
 
 /* ---- files -------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static size_t count_entries(const char *dir)
 {
 	size_t n = 0;
@@ -378,8 +370,8 @@ static size_t count_entries(const char *dir)
 static void test_files(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/ss-test-core-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	fx_tmpdir(dir, sizeof dir, "test-core");
 	char *path = xasprintf("%s/data.txt", dir);
 	struct stat st;
 
@@ -436,7 +428,7 @@ static void test_files(void **state)
 	free(nodir);
 	free(missing);
 	free(path);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 }
 
 /* ---- crypto helpers ---------------------------------------------------- */

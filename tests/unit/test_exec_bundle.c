@@ -11,18 +11,9 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
-
 #include "agent/exec/exec.h"
 #include "core/core.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+#include "fixture.h"
 
 static void put(const char *dir, const char *name, const char *content, unsigned mode)
 {
@@ -37,8 +28,8 @@ static void put(const char *dir, const char *name, const char *content, unsigned
 
 static int setup(void **state)
 {
-	char *dir = xstrdup("/tmp/test-exec-bundle-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	char *dir = xmalloc(64);
+	fx_tmpdir(dir, 64, "exec-bundle");
 	chmod(dir, 0755);
 	*state = dir;
 	return 0;
@@ -46,7 +37,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	nftw(*state, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(*state);
 	free(*state);
 	return 0;
 }

@@ -11,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -20,6 +19,7 @@
 #include "agent/exec/exec.h"
 #include "attest/ca.h"
 #include "core/core.h"
+#include "fixture.h"
 
 struct fx {
 	struct exec_spec spec;
@@ -175,26 +175,18 @@ static void test_high_s_refused(void **state)
 	free(r);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* A node certificate issued by the swarm CA verifies against ca.pem. */
 static void test_swarm_ca_chain(void **state)
 {
 	struct fx *f = *state;
-	char dir[] = "/tmp/test-exec-receipt-XXXXXX";
+	char dir[64];
 	struct ca *ca = NULL;
 	bool created;
 	EVP_PKEY *k = NULL;
 	X509 *c = NULL;
 	size_t len;
 	char why[256];
-	assert_non_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof dir, "exec-receipt");
 	char *adir = xasprintf("%s/agent", dir);
 	char *kp = xasprintf("%s/agent.key", adir), *cp = xasprintf("%s/agent.pem", adir);
 	assert_int_equal(ca_init_dir(dir, &created), 0);
@@ -216,7 +208,7 @@ static void test_swarm_ca_chain(void **state)
 	ca_free(ca);
 	EVP_PKEY_free(k);
 	X509_free(c);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 	free(adir);
 	free(kp);
 	free(cp);

@@ -28,6 +28,7 @@
 
 #include "agent/exec/exec.h"
 #include "core/core.h"
+#include "fixture.h"
 
 struct fixture {
 	struct exec_sandbox *sb;
@@ -42,10 +43,8 @@ static int setup_with(void **state, unsigned warm)
 		return 0;
 	}
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	snprintf(f->state, sizeof(f->state), "/tmp/test-exec-sb-XXXXXX");
-	snprintf(f->bundle, sizeof(f->bundle), "/tmp/test-exec-bundle-XXXXXX");
-	assert_non_null(mkdtemp(f->state));
-	assert_non_null(mkdtemp(f->bundle));
+	fx_tmpdir(f->state, sizeof(f->state), "exec-sb");
+	fx_tmpdir(f->bundle, sizeof(f->bundle), "exec-sb-bundle");
 	assert_int_equal(chmod(f->bundle, 0755), 0);
 	struct exec_sandbox_opts o = {.state_dir = f->state, .shared_netns = true, .warm = warm};
 	assert_int_equal(exec_sandbox_new(&f->sb, &o), 0);

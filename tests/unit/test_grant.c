@@ -12,6 +12,7 @@
 #include "attest/ca.h"
 #include "core/core.h"
 #include "data/grant.h"
+#include "fixture.h"
 
 static void test_sign_and_verify(void **state)
 {
@@ -90,9 +91,9 @@ static void test_cache(void **state)
 static void test_grant_certificate(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/ss-grant-XXXXXX", dir2[] = "/tmp/ss-grant-XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	assert_non_null(mkdtemp(dir2));
+	char dir[64], dir2[64];
+	fx_tmpdir(dir, sizeof dir, "grant");
+	fx_tmpdir(dir2, sizeof dir2, "grant");
 	bool created = false;
 	struct ca *ca = NULL, *ca2 = NULL;
 	assert_int_equal(ca_init_dir(dir, &created), 0);
@@ -124,9 +125,8 @@ static void test_grant_certificate(void **state)
 	EVP_PKEY_free(key);
 	ca_free(ca);
 	ca_free(ca2);
-	char *cmd = xasprintf("rm -rf '%s' '%s'", dir, dir2);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(dir);
+	fx_rmtree(dir2);
 }
 
 int main(void)

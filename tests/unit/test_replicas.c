@@ -16,6 +16,7 @@
 #include "manager/replicas.h"
 #include "manager/store.h"
 #include "net/msg.h"
+#include "fixture.h"
 
 #define MAX_SENT 80
 #define MAX_OFF 8
@@ -126,8 +127,7 @@ static bool on_connected(void *arg, const struct node *n)
 static int setup(void **state)
 {
 	struct fx *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ss-replicas-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	fx_tmpdir(f->dir, sizeof f->dir, "replicas");
 	char *db = xasprintf("%s/state.db", f->dir);
 	char *blobs = xasprintf("%s/blobs", f->dir);
 	uint8_t key[BLOBSTORE_KEY_LEN];
@@ -152,9 +152,7 @@ static int teardown(void **state)
 	blobstore_close(f->bs);
 	registry_free(f->reg);
 	store_close(f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(f->dir);
 	free(f);
 	return 0;
 }

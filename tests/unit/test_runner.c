@@ -18,12 +18,11 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
-
 #include "agent/exec/exec.h"
 #include "agent/runner.h"
 #include "attest/ca.h"
 #include "core/core.h"
+#include "fixture.h"
 
 #define MAX_SENT 512
 #define BIG_SIZE (300u * 1024u + 17u)
@@ -112,14 +111,6 @@ static void stop_runner(struct fx *f)
 	assert_true(f->close_done);
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup_with(void **state, uint32_t max_tasks)
 {
 	if (geteuid() != 0) {
@@ -127,8 +118,7 @@ static int setup_with(void **state, uint32_t max_tasks)
 		return 0;
 	}
 	struct fx *f = xcalloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_runner.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	fx_tmpdir(f->dir, sizeof(f->dir), "runner");
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	uv_timer_init(&f->loop, &f->tick);
 	assert_int_equal(exec_ephemeral_identity("node-1", &f->key, &f->cert), 0);
@@ -167,7 +157,7 @@ static int teardown(void **state)
 	EVP_PKEY_free(f->key);
 	X509_free(f->cert);
 	free(f->cert_pem);
-	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "manager/store.h"
+#include "fixture.h"
 
 static char dir[64];
 static char path[128];
@@ -22,8 +23,7 @@ static char path[128];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/ss-store-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof dir, "store");
 	snprintf(path, sizeof path, "%s/state.db", dir);
 	return 0;
 }
@@ -31,9 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(dir);
 	return 0;
 }
 

@@ -11,11 +11,10 @@
 #include "core/core.h"
 #include "manager/store.h"
 #include "manager/tenants.h"
+#include "fixture.h"
 
 struct fx {
-	char dir[64];
-	char db[128];
-	struct store *store;
+	struct fx_store st;
 	struct tenants *t;
 };
 
@@ -23,11 +22,8 @@ static int setup(void **state)
 {
 	struct fx *f = xcalloc(1, sizeof *f);
 	log_init("test", LOG_WARN);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ss-tenants-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->db, sizeof f->db, "%s/state.db", f->dir);
-	assert_int_equal(store_open(&f->store, f->db), 0);
-	assert_int_equal(tenants_new(&f->t, f->store), 0);
+	fx_store_open(&f->st, "tenants");
+	assert_int_equal(tenants_new(&f->t, f->st.store), 0);
 	*state = f;
 	return 0;
 }
@@ -36,10 +32,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	tenants_free(f->t);
-	store_close(f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_store_close(&f->st);
 	free(f);
 	return 0;
 }
@@ -48,9 +41,8 @@ static int teardown(void **state)
 static void reopen(struct fx *f)
 {
 	tenants_free(f->t);
-	store_close(f->store);
-	assert_int_equal(store_open(&f->store, f->db), 0);
-	assert_int_equal(tenants_new(&f->t, f->store), 0);
+	fx_store_reopen(&f->st);
+	assert_int_equal(tenants_new(&f->t, f->st.store), 0);
 }
 
 /* Creates a token; returns the JSON answer and copies the secret and id out. */
@@ -138,7 +130,7 @@ static void test_uploads_are_per_tenant_durable_and_expire(void **state)
 	assert_true(tenants_upload_has(f->t, "alice", d1));
 	assert_false(tenants_upload_has(f->t, "bob", d1));
 	assert_false(tenants_upload_has(f->t, "alice", d2));
-	assert_int_equal(store_flush(f->store), 0);
+	assert_int_equal(store_flush(f->st.store), 0);
 	reopen(f);
 	assert_true(tenants_upload_has(f->t, "alice", d1));
 	assert_true(tenants_upload_has(f->t, "bob", d2));
@@ -146,7 +138,7 @@ static void test_uploads_are_per_tenant_durable_and_expire(void **state)
 	assert_int_equal(tenants_expire(f->t, time_wall_ms() - 60000), 0);
 	assert_int_equal(tenants_expire(f->t, time_wall_ms() + 60000), 2);
 	assert_false(tenants_upload_has(f->t, "alice", d1));
-	assert_int_equal(store_flush(f->store), 0);
+	assert_int_equal(store_flush(f->st.store), 0);
 	reopen(f);
 	assert_int_equal(tenants_upload_count(f->t), 0);
 }
@@ -219,9 +211,9 @@ static void test_upload_bytes_are_bounded_per_tenant_durable_and_freed_by_expiry
 	assert_int_equal(tenants_upload_add(f->t, "alice", d, 600, why, sizeof why), 0);
 	assert_int_equal(tenants_upload_bytes(f->t, "alice"), 600);
 	/* Sizes are durable; a record from before sizes were kept counts 0 bytes. */
-	store_put(f->store, "uploads", "carol/0000000000000000000000000000000000000000000000000000000000000000",
+	store_put(f->st.store, "uploads", "carol/0000000000000000000000000000000000000000000000000000000000000000",
 		  "5", 1);
-	assert_int_equal(store_flush(f->store), 0);
+	assert_int_equal(store_flush(f->st.store), 0);
 	reopen(f);
 	tenants_set_upload_bytes_max(f->t, 1000);
 	assert_int_equal(tenants_upload_bytes(f->t, "alice"), 600);
@@ -316,8 +308,8 @@ static void test_read_only_tokens_say_so_across_a_restart(void **state)
 	char hex[2 * SHA256_LEN + 1];
 	hex_encode(zero, SHA256_LEN, hex);
 	char *rec = xasprintf("{\"tenant\":\"old\",\"sha256\":\"%s\",\"created_ms\":1,\"expires_ms\":0}", hex);
-	store_put(f->store, "tokens", "00000000000000aa", rec, strlen(rec));
-	assert_int_equal(store_flush(f->store), 0);
+	store_put(f->st.store, "tokens", "00000000000000aa", rec, strlen(rec));
+	assert_int_equal(store_flush(f->st.store), 0);
 	free(rec);
 	reopen(f);
 	ro = true;
@@ -358,12 +350,12 @@ static void test_corrupt_records_are_skipped(void **state)
 	struct fx *f = *state;
 	char a[69], ida[17];
 	create(f, "alice", a, ida);
-	store_put(f->store, "tokens", "0123456789abcdef", "{\"tenant\":\"x y\",\"sha256\":\"00\"}", 30);
-	store_put(f->store, "tokens", "short", "{}", 2);
-	store_put(f->store, "uploads", "alice/zz", "1", 1);
-	store_put(f->store, "uploads", "noslash", "1", 1);
-	store_put(f->store, "uploads", "-bad/00", "1", 1);
-	assert_int_equal(store_flush(f->store), 0);
+	store_put(f->st.store, "tokens", "0123456789abcdef", "{\"tenant\":\"x y\",\"sha256\":\"00\"}", 30);
+	store_put(f->st.store, "tokens", "short", "{}", 2);
+	store_put(f->st.store, "uploads", "alice/zz", "1", 1);
+	store_put(f->st.store, "uploads", "noslash", "1", 1);
+	store_put(f->st.store, "uploads", "-bad/00", "1", 1);
+	assert_int_equal(store_flush(f->st.store), 0);
 	reopen(f);
 	assert_int_equal(tenants_token_count(f->t), 1);
 	assert_string_equal(lookup(f, a), "alice");

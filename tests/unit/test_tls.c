@@ -15,6 +15,7 @@
 #include "attest/ca.h"
 #include "core/core.h"
 #include "net/tls.h"
+#include "fixture.h"
 
 struct fixture {
 	char dir[64];
@@ -26,8 +27,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ss-tls-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	fx_tmpdir(f->dir, sizeof f->dir, "tls");
 	bool created;
 	assert_int_equal(ca_init_dir(f->dir, &created), 0);
 	struct ca *ca;
@@ -58,9 +58,7 @@ static int teardown(void **state)
 	X509_free(f->ccert);
 	EVP_PKEY_free(f->skey);
 	EVP_PKEY_free(f->ckey);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	fx_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -26,6 +26,7 @@
 #include "attest/attest.h"
 #include "attest/tpm.h"
 #include "core/core.h"
+#include "fixture.h"
 
 static struct {
 	char dir[64];
@@ -76,8 +77,7 @@ static int group_setup(void **state)
 		T.skip = "scripts/swtpm-test-ca.sh not found: run from the repository root";
 		return 0;
 	}
-	snprintf(T.dir, sizeof T.dir, "/tmp/ss-swtpm-XXXXXX");
-	if (!mkdtemp(T.dir))
+	if (!fx_tmpdir_try(T.dir, sizeof T.dir, "swtpm"))
 		return -1;
 	char *cmd = xasprintf("scripts/swtpm-test-ca.sh setup %s", T.dir);
 	int rc = system(cmd);
@@ -120,12 +120,8 @@ static int group_teardown(void **state)
 		kill(T.pid, SIGTERM);
 		waitpid(T.pid, NULL, 0);
 	}
-	if (T.dir[0]) {
-		char *cmd = xasprintf("rm -rf '%s'", T.dir);
-		if (system(cmd) != 0)
-			print_message("could not remove %s\n", T.dir);
-		free(cmd);
-	}
+	if (T.dir[0])
+		fx_rmtree_try(T.dir);
 	return 0;
 }
 
