@@ -25,6 +25,13 @@
  * a reset connection. Bodies declared larger than API_DISCARD_MAX, and
  * refused requests that wait for "100 Continue", are answered at once and
  * MHD closes the connection after the answer.
+ *
+ * Waiting requests: GET /v1/jobs/{id}?index=N, while the job's index is N,
+ * suspends its connection (MHD_suspend_connection) and joins api->waiters
+ * instead of answering. api_notify() (after each commit) and a 250 ms timer
+ * (for the deadlines) resume the ones whose job changed or whose wait ended;
+ * MHD then calls on_request() again and the request is answered as usual.
+ * api_stop() resumes them all first, so MHD_stop_daemon() closes them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,8 +61,6 @@
 #define API_CONN_TIMEOUT_S 30u
 #define API_PER_IP_LIMIT 64u
 #define API_MAX_WAITERS 128u          /* requests waiting for a change at once */
-#define API_WAIT_DEFAULT_MS 60000u    /* ?wait= when ?index= comes alone */
-#define API_WAIT_MAX_MS 300000u       /* the longest ?wait= */
 #define API_WAIT_TICK_MS 250u         /* how often waits are checked for their deadline */
 #define API_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define CT_JSON "application/json"
@@ -333,6 +338,32 @@ static bool parse_dec(const char *s, size_t n, uint64_t *out)
 	}
 	*out = v;
 	return true;
+}
+
+int api_parse_watch_query(const char *index, const char *wait, bool *watch, uint64_t *index_out,
+			  uint64_t *wait_ms, char *why, size_t whylen)
+{
+	*watch = false;
+	*index_out = 0;
+	*wait_ms = API_WAIT_DEFAULT_MS;
+	if (whylen)
+		why[0] = '\0';
+	if (!index) {
+		if (!wait)
+			return 0;
+		fmt_clean(why, whylen, "query parameter \"wait\" goes only with \"index\" (the job's index as last seen)");
+		return SS_EPARSE;
+	}
+	if (!parse_dec(index, strlen(index), index_out)) {
+		fmt_clean(why, whylen, "query parameter \"index\" must be the job's \"index\" (a number)");
+		return SS_EPARSE;
+	}
+	if (wait && (parse_duration_ms(wait, wait_ms) != 0 || *wait_ms > API_WAIT_MAX_MS)) {
+		fmt_clean(why, whylen, "query parameter \"wait\" must be a duration of at most 5m, such as 30s");
+		return SS_EPARSE;
+	}
+	*watch = true;
+	return 0;
 }
 
 int api_parse_jobs_query(const char *state, const char *tenant, const char *limit,
@@ -1004,34 +1035,25 @@ void api_notify(struct api *api)
 /*
  * For GET /v1/jobs/{id}?index=N[&wait=D]: returns true when the request
  * now waits (its connection suspended) because the job's index is still N
- * and its wait has not ended; false when it should be answered now. Sets
- * *bad to a message for a malformed argument. The wait starts with the
- * first call; a resumed request keeps its deadline.
+ * and its wait has not ended; false when it should be answered now, with
+ * bad[badlen] set to a message for a malformed argument (else ""). The
+ * wait starts with the first call; a resumed request keeps its deadline.
  */
-static bool job_waits(struct api *api, struct MHD_Connection *c, struct req *r, const char **bad)
+static bool job_waits(struct api *api, struct MHD_Connection *c, struct req *r, char *bad, size_t badlen)
 {
-	const char *ix = arg_of(c, "index"), *w = arg_of(c, "wait");
-	uint64_t index, wait = API_WAIT_DEFAULT_MS;
-	*bad = NULL;
-	if (!ix) {
-		if (w)
-			*bad = "wait: only with index (the index of the job as last seen)";
+	uint64_t index, wait;
+	bool watch;
+	if (api_parse_watch_query(arg_of(c, "index"), arg_of(c, "wait"), &watch, &index, &wait, bad, badlen) != 0 ||
+	    !watch)
 		return false;
-	}
-	if (!parse_dec(ix, strlen(ix), &index)) {
-		*bad = "index: expected the job's index as a number (its \"index\" field)";
-		return false;
-	}
-	if (w && (parse_duration_ms(w, &wait) != 0 || wait > API_WAIT_MAX_MS)) {
-		*bad = "wait: expected a duration of at most 5m, such as 30s";
-		return false;
-	}
 	if (r->wait_until == 0) {
 		r->wait_until = time_mono_ms() + wait;
 		r->wait_index = index;
 	}
-	if (api->stopping || api->n_waiters >= API_MAX_WAITERS || !api->be.job_index ||
-	    time_mono_ms() >= r->wait_until || api->be.job_index(api->be.arg, r->id) != index)
+	/* An unknown job (index 0) is answered at once: 404. */
+	uint64_t now_index = api->be.job_index ? api->be.job_index(api->be.arg, r->id) : 0;
+	if (api->stopping || api->n_waiters >= API_MAX_WAITERS || time_mono_ms() >= r->wait_until ||
+	    now_index == 0 || now_index != index)
 		return false;
 	r->conn = c;
 	r->answered = false; /* MHD calls on_request again when it is resumed: answer then */
@@ -1078,10 +1100,10 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
 	}
 	case R_JOB: {
-		const char *bad = NULL;
-		if (job_waits(api, c, r, &bad))
+		char bad[160];
+		if (job_waits(api, c, r, bad, sizeof bad))
 			return MHD_YES; /* answered when resumed */
-		if (bad)
+		if (bad[0])
 			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, bad, NULL);
 		out = api->be.job_get ? api->be.job_get(api->be.arg, r->id) : NULL;
 		break;

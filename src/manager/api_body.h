@@ -53,4 +53,20 @@ int api_parse_token_body(const char *body, size_t len, char tenant[static 64], u
 int api_parse_jobs_query(const char *state, const char *tenant, const char *limit,
 			 const char *before, struct jobs_query *q, char *why, size_t whylen);
 
+/* ?wait= when ?index= comes alone, and the longest ?wait=, in ms. */
+#define API_WAIT_DEFAULT_MS 60000u
+#define API_WAIT_MAX_MS 300000u
+
+/*
+ * Parses the query of a GET /v1/jobs/{id} that waits for a change: index and
+ * wait are the raw values or NULL when absent. Without index there is no
+ * wait (*watch false; wait alone is an error). index is a decimal of 1 to 19
+ * digits; wait a duration parse_duration_ms() reads, at most
+ * API_WAIT_MAX_MS (default API_WAIT_DEFAULT_MS). Returns 0 with *watch,
+ * *index and *wait_ms set, or SS_EPARSE with why set as for
+ * api_parse_drain_body.
+ */
+int api_parse_watch_query(const char *index, const char *wait, bool *watch, uint64_t *index_out,
+			  uint64_t *wait_ms, char *why, size_t whylen);
+
 #endif

@@ -1,8 +1,8 @@
 /*
  * fuzz_api_body.c - libFuzzer harness for the request-body parsers of the
  * manager's API (api_parse_drain_body and api_parse_token_body in
- * src/manager/api_body.h), and of its one structured query
- * (api_parse_jobs_query).
+ * src/manager/api_body.h), and of its two structured queries:
+ * the job list (api_parse_jobs_query) and a job's wait (api_parse_watch_query).
  *
  * Besides memory safety, it checks each parser's contract on every input:
  * a drain body yields no object or an object whose only member is a
@@ -67,6 +67,38 @@ static void check_jobs_query(const uint8_t *data, size_t size)
 	}
 }
 
+/*
+ * The query of a GET /v1/jobs/{id} that waits: up to two NUL-separated
+ * values (index, wait). What is accepted must come back within its bounds.
+ */
+static void check_watch_query(const uint8_t *data, size_t size)
+{
+	if (size > 128)
+		return;
+	char buf[129];
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	const char *v[2] = {NULL, NULL};
+	size_t at = 0;
+	for (int k = 0; k < 2 && at <= size; k++) {
+		v[k] = buf + at;
+		at += strlen(buf + at) + 1;
+	}
+	bool watch = true;
+	uint64_t index = 1, wait = 1;
+	char why[256];
+	int rc = api_parse_watch_query(v[0], v[1], &watch, &index, &wait, why, sizeof why);
+	if (rc == 0) {
+		check_why(why, true);
+		if (!watch || wait > API_WAIT_MAX_MS)
+			__builtin_trap();
+	} else {
+		if (rc != SS_EPARSE || watch)
+			__builtin_trap();
+		check_why(why, false);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char why[256];
@@ -119,5 +151,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_why(why, false);
 	}
 	check_jobs_query(data, size);
+	check_watch_query(data, size);
 	return 0;
 }

@@ -514,11 +514,15 @@ def test_a_get_with_the_jobs_index_waits_for_its_next_change(swarm):
     t0 = time.monotonic()
     last = json.loads(swarm.request("GET", f"/v1/jobs/{jid}?index={seen[-1]['index']}&wait=1s")[1])
     assert 0.9 <= time.monotonic() - t0 < 5 * SLOW and last["index"] == seen[-1]["index"], last
-    for q, msg in (("index=x", "index: expected"), ("index=1&wait=6m", "wait: expected a duration"),
-                   ("wait=1s", "wait: only with index")):
+    for q, msg in (("index=x", "\"index\" must be the job's"), ("index=1&wait=6m", "\"wait\" must be a duration"),
+                   ("wait=1s", "\"wait\" goes only with")):
         st, raw, _ = swarm.request("GET", f"/v1/jobs/{jid}?{q}")
         assert st == 400 and msg in json.loads(raw)["error"]["message"], (q, raw)
-    # Another tenant's job is not found, waiting or not.
+    # An unknown job is not found at once (its index would be 0), nor is
+    # another tenant's job, waiting or not.
+    t0 = time.monotonic()
+    assert swarm.request("GET", "/v1/jobs/j-000000000000?index=0&wait=5s")[0] == 404
+    assert time.monotonic() - t0 < 2 * SLOW
     tok = json.loads(swarm.request("POST", "/v1/tokens", body={"tenant": "other"})[1])["token"]
     st, _, _ = swarm.request("GET", f"/v1/jobs/{jid}?index={last['index']}&wait=5s", token=tok)
     assert st == 404

@@ -842,6 +842,50 @@ static void test_parse_jobs_query(void **state)
 	}
 }
 
+static void test_parse_watch_query(void **state)
+{
+	(void)state;
+	char why[200];
+	uint64_t index = 7, wait = 7;
+	bool watch = true;
+	assert_int_equal(api_parse_watch_query(NULL, NULL, &watch, &index, &wait, why, sizeof why), 0);
+	assert_false(watch);
+	assert_string_equal(why, "");
+	assert_int_equal(api_parse_watch_query("0", NULL, &watch, &index, &wait, why, sizeof why), 0);
+	assert_true(watch);
+	assert_int_equal(index, 0);
+	assert_int_equal(wait, API_WAIT_DEFAULT_MS);
+	assert_int_equal(api_parse_watch_query("1796174066304394", "5m", &watch, &index, &wait, why, sizeof why), 0);
+	assert_int_equal(index, 1796174066304394ull);
+	assert_int_equal(wait, API_WAIT_MAX_MS);
+	assert_int_equal(api_parse_watch_query("9999999999999999999", "0ms", &watch, &index, &wait, why, sizeof why),
+			 0);
+	assert_int_equal(index, 9999999999999999999ull);
+	assert_int_equal(wait, 0);
+	struct {
+		const char *index, *wait, *why_has;
+	} bad[] = {
+		{NULL, "1s", "\"wait\" goes only with \"index\""},
+		{"", NULL, "\"index\" must be"},
+		{"x", NULL, "\"index\""},
+		{"-1", NULL, "\"index\""},
+		{"+1", NULL, "\"index\""},
+		{"12345678901234567890", NULL, "\"index\""}, /* 20 digits */
+		{"1", "", "\"wait\" must be a duration of at most 5m"},
+		{"1", "301s", "\"wait\""},
+		{"1", "6m", "\"wait\""},
+		{"1", "soon", "\"wait\""},
+		{"1", "-1s", "\"wait\""},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		int rc = api_parse_watch_query(bad[i].index, bad[i].wait, &watch, &index, &wait, why, sizeof why);
+		assert_int_equal(rc, SS_EPARSE);
+		assert_false(watch);
+		if (!strstr(why, bad[i].why_has))
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, why, bad[i].why_has);
+	}
+}
+
 static void test_parse_token_body(void **state)
 {
 	(void)state;
@@ -908,6 +952,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_drain_body),
 		cmocka_unit_test(test_parse_jobs_query),
+		cmocka_unit_test(test_parse_watch_query),
 		cmocka_unit_test(test_parse_token_body),
 		cmocka_unit_test(test_health_without_token),
 		cmocka_unit_test(test_auth_required),
