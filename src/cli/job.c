@@ -807,13 +807,19 @@ static int cmd_list(ss_client *c, const struct run_opts *ro)
 	} else {
 		size_t i;
 		json_t *jb;
-		printf("%-16s %-20s %-10s %-10s %s\n", "ID", "NAME", "TENANT", "STATE", "TASKS");
+		printf("%-16s %-20s %-10s %-10s %-11s %-10s %s\n", "ID", "NAME", "TENANT", "STATE", "TASKS",
+		       "TASK-TIME", "COST");
 		json_array_foreach(json_object_get(o, "jobs"), i, jb)
 		{
 			char *id = cli_clean(str(jb, "id")), *nm = cli_clean(str(jb, "name"));
 			char *tn = cli_clean(str(jb, "tenant")), *st = cli_clean(str(jb, "state"));
-			printf("%-16s %-20s %-10s %-10s %lld/%lld\n", id, nm, tn, st,
-			       num(json_object_get(jb, "counts"), "succeeded"), num(jb, "tasks_total"));
+			char tasks[48], spent[32], cost[32];
+			json_t *u = json_object_get(jb, "usage");
+			snprintf(tasks, sizeof tasks, "%lld/%lld", num(json_object_get(jb, "counts"), "succeeded"),
+				 num(jb, "tasks_total"));
+			format_seconds(json_number_value(json_object_get(u, "run_seconds")), spent);
+			format_amount(json_number_value(json_object_get(u, "cost")), cost);
+			printf("%-16s %-20s %-10s %-10s %-11s %-10s %s\n", id, nm, tn, st, tasks, spent, cost);
 			free(id);
 			free(nm);
 			free(tn);

@@ -73,7 +73,10 @@ def test_run_wait_out_fetches_results_and_receipts_that_verify(swarm):
 
     jid = re.search(r"(j-[0-9a-f]+)", r.stdout).group(1)
     ls = swarm.cli("job", "list")
-    assert re.search(jid + r"\s+cli-wc\s+default\s+succeeded\s+4/4", ls.stdout), ls.stdout
+    # Its row: the tasks that succeeded, their task time and cost (these agents have no price).
+    assert re.search(jid + r"\s+cli-wc\s+default\s+succeeded\s+4/4\s+\d+(ms|\.\ds)\s+0\.00$", ls.stdout,
+                     re.M), ls.stdout
+    assert "TASK-TIME" in ls.stdout and "COST" in ls.stdout, ls.stdout
     st = swarm.cli("job", "status", jid)
     assert "count[2]" in st.stdout and "succeeded" in st.stdout
     tasks = json.loads(swarm.cli("job", "status", jid, "--json").stdout)["tasks"]
