@@ -1,9 +1,10 @@
 /*
- * receipt_cmd.c - `seeswarm receipt verify RECEIPT --ca CA.pem` checks a task
- * receipt offline: canonical form, the signer certificate's chain to a CA
+ * receipt_cmd.c - `seeswarm receipt verify RECEIPT... --ca CA.pem` checks task
+ * receipts offline: canonical form, the signer certificate's chain to a CA
  * certificate in CA.pem, the certificate CN against the receipt's node_id,
- * and the signature. Exits 0 only when the receipt is valid, 1 when it is
- * not, 2 on a usage error.
+ * and the signature. Each receipt gets a line: "receipt OK: PATH" on stdout
+ * or "receipt INVALID: PATH: why" on stderr. Exits 0 only when every receipt
+ * is valid, 1 when one is not, 2 on a usage error or an unreadable CA file.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,13 @@
 int cli_receipt_main(int argc, char **argv);
 
 static const char usage_text[] =
-	"usage: seeswarm receipt verify RECEIPT --ca CA.pem [--print]\n"
+	"usage: seeswarm receipt verify RECEIPT... --ca CA.pem [--print]\n"
 	"\n"
-	"Verifies a task receipt offline. CA.pem holds the swarm CA certificate (or,\n"
-	"for a receipt from `task run-local` without a node certificate, the\n"
-	"ephemeral self-signed certificate it wrote). --print writes the verified\n"
-	"receipt body (canonical JSON) to stdout.\n";
+	"Verifies task receipts offline, one line each, and exits 0 only when every\n"
+	"one is valid. CA.pem holds the swarm CA certificate (or, for a receipt from\n"
+	"`task run-local` without a node certificate, the ephemeral self-signed\n"
+	"certificate it wrote). --print writes each verified receipt body (canonical\n"
+	"JSON, one line) to stdout instead of its OK line.\n";
 
 static int usage(FILE *f, int status)
 {
@@ -30,56 +32,76 @@ static int usage(FILE *f, int status)
 	return status;
 }
 
-static int verify_main(int argc, char **argv)
+/* Verifies the receipt at path against ca_pem and prints its line. Returns true when it is valid. */
+static bool verify_one(const char *path, const char *ca_pem, size_t ca_len, bool print)
 {
-	const char *path = NULL, *ca = NULL;
-	bool print = false;
-	char *data = NULL, *ca_pem = NULL, *body = NULL;
-	size_t len = 0, ca_len = 0;
+	char *data = NULL, *body = NULL;
+	size_t len = 0;
 	char why[256] = "";
-	int ret = 2;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return usage(stdout, 0);
-		if (!strcmp(argv[i], "--print")) {
-			print = true;
-		} else if (!strcmp(argv[i], "--ca") && i + 1 < argc) {
-			ca = argv[++i];
-		} else if (!strncmp(argv[i], "--ca=", 5)) {
-			ca = argv[i] + 5;
-		} else if (argv[i][0] != '-' && !path) {
-			path = argv[i];
-		} else {
-			return usage(stderr, 2);
-		}
-	}
-	if (!path || !ca)
-		return usage(stderr, 2);
-	ret = 1;
+	bool ok = false;
 	int rc = file_read(path, EXEC_RECEIPT_MAX, &data, &len);
 	if (rc) {
-		fprintf(stderr, "receipt INVALID: cannot read %s: %s\n", path, ss_strerror(rc));
+		fprintf(stderr, "receipt INVALID: %s: cannot read it: %s\n", path, ss_strerror(rc));
 		goto out;
 	}
-	if ((rc = file_read(ca, 1 << 20, &ca_pem, &ca_len))) {
-		fprintf(stderr, "error: cannot read the CA file %s: %s\n", ca, ss_strerror(rc));
-		goto out;
-	}
-	rc = exec_receipt_verify(data, len, ca_pem, ca_len, why, sizeof(why), &body);
-	if (rc) {
-		fprintf(stderr, "receipt INVALID: %s\n", why);
+	if (exec_receipt_verify(data, len, ca_pem, ca_len, why, sizeof(why), &body) != 0) {
+		fprintf(stderr, "receipt INVALID: %s: %s\n", path, why);
 		goto out;
 	}
 	if (print)
 		printf("%s\n", body);
 	else
 		printf("receipt OK: %s\n", path);
-	ret = 0;
+	ok = true;
 out:
 	free(data);
-	free(ca_pem);
 	free(body);
+	return ok;
+}
+
+static int verify_main(int argc, char **argv)
+{
+	const char *ca = NULL;
+	bool print = false;
+	char *ca_pem = NULL;
+	size_t ca_len = 0, n_paths = 0;
+	const char **paths = xcalloc((size_t)argc, sizeof(*paths));
+	int ret = 2;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			ret = usage(stdout, 0);
+			goto out;
+		}
+		if (!strcmp(argv[i], "--print")) {
+			print = true;
+		} else if (!strcmp(argv[i], "--ca") && i + 1 < argc) {
+			ca = argv[++i];
+		} else if (!strncmp(argv[i], "--ca=", 5)) {
+			ca = argv[i] + 5;
+		} else if (argv[i][0] != '-') {
+			paths[n_paths++] = argv[i];
+		} else {
+			ret = usage(stderr, 2);
+			goto out;
+		}
+	}
+	if (!n_paths || !ca) {
+		ret = usage(stderr, 2);
+		goto out;
+	}
+	int rc = file_read(ca, 1 << 20, &ca_pem, &ca_len);
+	if (rc) {
+		fprintf(stderr, "error: cannot read the CA file %s: %s\n", ca, ss_strerror(rc));
+		goto out;
+	}
+	ret = 0;
+	for (size_t i = 0; i < n_paths; i++)
+		if (!verify_one(paths[i], ca_pem, ca_len, print))
+			ret = 1;
+out:
+	free(paths);
+	free(ca_pem);
 	return ret;
 }
 

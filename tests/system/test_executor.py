@@ -164,17 +164,31 @@ def test_receipt_verifies_and_any_changed_byte_fails(ex):
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     data = r.receipt_path.read_bytes()
-    bad = ex.tmp / "bad.json"
-    accepted = []
+    # Every byte changed, one receipt per byte, checked by one verify per 500
+    # receipts: each must get its own INVALID line, and none an OK line.
+    bad_dir = ex.tmp / "bad"
+    bad_dir.mkdir()
+    paths = []
     for i in range(len(data)):
         m = bytearray(data)
         m[i] ^= 0x01 if i % 2 else 0x20
-        bad.write_bytes(bytes(m))
-        v = subprocess.run([BIN, "receipt", "verify", str(bad), "--ca", str(r.cert)],
-                           capture_output=True)
-        if v.returncode == 0:
-            accepted.append(i)
-    assert accepted == [], f"changed bytes at {accepted[:10]} still verified"
+        paths.append(bad_dir / f"{i}.json")
+        paths[-1].write_bytes(bytes(m))
+    accepted, refused = [], 0
+    for k in range(0, len(paths), 500):
+        batch = [str(p) for p in paths[k:k + 500]]
+        v = subprocess.run([BIN, "receipt", "verify", *batch, "--ca", str(r.cert)],
+                           capture_output=True, text=True)
+        assert v.returncode == 1, v.stderr[-2000:]
+        accepted += [ln for ln in v.stdout.splitlines() if ln.startswith("receipt OK: ")]
+        refused += sum(ln.startswith("receipt INVALID: ") for ln in v.stderr.splitlines())
+    assert accepted == [], f"changed bytes still verified: {accepted[:10]}"
+    assert refused == len(data), (refused, len(data))
+    # The good one among bad ones: its own OK line, and the exit status says one failed.
+    v = subprocess.run([BIN, "receipt", "verify", str(paths[0]), str(r.receipt_path), "--ca", str(r.cert)],
+                       capture_output=True, text=True)
+    assert v.returncode == 1 and v.stdout == f"receipt OK: {r.receipt_path}\n", (v.stdout, v.stderr)
+    assert v.stderr.startswith(f"receipt INVALID: {paths[0]}: "), v.stderr
     # A different CA must not accept it either.
     first = ex.tmp / "first.json"
     first.write_bytes(data)
