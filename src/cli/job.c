@@ -447,13 +447,17 @@ static void print_usage(json_t *job)
 {
 	json_t *u = json_object_get(job, "usage");
 	long long n = num(u, "attempts");
-	if (n <= 0)
+	if (n <= 0 && !(json_number_value(json_object_get(u, "cost_running")) > 0))
 		return;
 	char run[32], cpu[32], cost[32];
 	format_seconds(json_number_value(json_object_get(u, "run_seconds")), run);
 	format_seconds(json_number_value(json_object_get(u, "cpu_seconds")), cpu);
 	format_amount(json_number_value(json_object_get(u, "cost")), cost);
 	printf("usage: %lld attempt%s, %s of task time, %s of CPU, cost %s", n, n == 1 ? "" : "s", run, cpu, cost);
+	if (json_number_value(json_object_get(u, "cost_running")) > 0) {
+		format_amount(json_number_value(json_object_get(u, "cost_running")), cost);
+		printf(" (+%s running)", cost);
+	}
 	if (json_number_value(json_object_get(job, "max_cost")) > 0) {
 		format_amount(json_number_value(json_object_get(job, "max_cost")), cost);
 		printf(" (max_cost %s)", cost);

@@ -1521,6 +1521,15 @@ static void gc_blobs(struct jobs *j)
 
 static void send_peer_lists(struct jobs *j);
 
+/* What t's current attempt has cost so far: its rate for as long as it has run (or ran, once its result came). */
+static double attempt_cost_so_far(const struct task *t, int64_t now)
+{
+	if (!t->active || t->start_ms <= 0)
+		return 0;
+	uint64_t ms = t->run_ms ? t->run_ms : now > t->start_ms ? (uint64_t)(now - t->start_ms) : 0;
+	return t->rate * (double)ms / 3600000.0;
+}
+
 /*
  * Fails every running job past its "timeout" (counted from its submission)
  * or whose attempts cost more than its "max_cost" (the finished ones, and
@@ -1539,12 +1548,9 @@ static void enforce_limits(struct jobs *j)
 	}
 	if (!any)
 		return;
-	for (const struct task *t = j->active; t; t = t->act_next) {
-		if (!(t->job->spec->max_cost > 0) || t->start_ms <= 0)
-			continue;
-		uint64_t ms = t->run_ms ? t->run_ms : now > t->start_ms ? (uint64_t)(now - t->start_ms) : 0;
-		t->job->accruing += t->rate * (double)ms / 3600000.0;
-	}
+	for (const struct task *t = j->active; t; t = t->act_next)
+		if (t->job->spec->max_cost > 0)
+			t->job->accruing += attempt_cost_so_far(t, now);
 	for (struct job *jb = j->all; jb; jb = jb->next) {
 		if (jb->st != J_RUNNING)
 			continue;
@@ -2790,7 +2796,16 @@ const char *jobs_task_tenant(struct jobs *j, const char *task_id)
 json_t *jobs_get(struct jobs *j, const char *id)
 {
 	struct job *jb = job_find(j, id);
-	return jb ? job_json(jb) : NULL;
+	if (!jb)
+		return NULL;
+	json_t *o = job_json(jb);
+	/* One job's answer also says what its running attempts have cost so far. */
+	double running = 0;
+	int64_t now = time_wall_ms();
+	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+		running += attempt_cost_so_far(&jb->tasks[i], now);
+	json_object_set_new(json_object_get(o, "usage"), "cost_running", json_real(running));
+	return o;
 }
 
 int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)

@@ -502,7 +502,14 @@ def test_every_attempt_is_charged_to_its_job_and_tenant_across_crashes(swarm):
     swarm.start_manager()
     wait_for(lambda: all(n["connected"] for n in swarm.nodes().values()), 20 * SLOW, what="the agents back")
     time.sleep(0.5)
-    assert running(), swarm.get_json(f"/v1/jobs/{lost['id']}/tasks")
+    long_ = running()
+    assert long_, swarm.get_json(f"/v1/jobs/{lost['id']}/tasks")
+    # While it runs, its job says what it has cost so far (from its start on the agent).
+    so_far = swarm.get_json(f"/v1/jobs/{lost['id']}")["usage"]["cost_running"]
+    ran_ms = time.time() * 1000 - long_["start_ms"]
+    assert rate(victim) * max(0, ran_ms - 1500) / 3.6e6 <= so_far <= rate(victim) * (ran_ms + 1000) / 3.6e6
+    assert so_far > 0, (so_far, ran_ms, long_)
+    assert "running)" in swarm.cli("job", "status", lost["id"]).stdout
     swarm.agents[victim].kill9()
     snapshot(lost)
     out = swarm.cli("job", "status", lost["id"]).stdout
