@@ -34,23 +34,34 @@ static void check_why(const char *why, bool want_empty)
 }
 
 /*
+ * Copies data[size] into buf (size < QUERY_MAX) and points v[0..n) at its
+ * NUL-separated values; a value missing at the end stays NULL (absent).
+ */
+#define QUERY_MAX 513u
+static void split_values(const uint8_t *data, size_t size, char buf[QUERY_MAX], const char **v, size_t n)
+{
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	size_t at = 0;
+	for (size_t k = 0; k < n; k++) {
+		v[k] = at <= size ? buf + at : NULL;
+		if (v[k])
+			at += strlen(buf + at) + 1;
+	}
+}
+
+/*
  * The query of GET /v1/jobs: the input holds up to four NUL-separated values
  * (state, tenant, limit, before); a value missing at the end is absent.
  * Accepted values must come back within their bounds.
  */
 static void check_jobs_query(const uint8_t *data, size_t size)
 {
-	if (size > 512)
+	if (size >= QUERY_MAX)
 		return;
-	char buf[513];
-	memcpy(buf, data, size);
-	buf[size] = '\0';
-	const char *v[4] = {NULL, NULL, NULL, NULL};
-	size_t at = 0;
-	for (int k = 0; k < 4 && at <= size; k++) {
-		v[k] = buf + at;
-		at += strlen(buf + at) + 1;
-	}
+	char buf[QUERY_MAX];
+	const char *v[4];
+	split_values(data, size, buf, v, 4);
 	struct jobs_query q;
 	char why[256];
 	int rc = api_parse_jobs_query(v[0], v[1], v[2], v[3], &q, why, sizeof why);
@@ -75,15 +86,9 @@ static void check_watch_query(const uint8_t *data, size_t size)
 {
 	if (size > 128)
 		return;
-	char buf[129];
-	memcpy(buf, data, size);
-	buf[size] = '\0';
-	const char *v[2] = {NULL, NULL};
-	size_t at = 0;
-	for (int k = 0; k < 2 && at <= size; k++) {
-		v[k] = buf + at;
-		at += strlen(buf + at) + 1;
-	}
+	char buf[QUERY_MAX];
+	const char *v[2];
+	split_values(data, size, buf, v, 2);
 	bool watch = true;
 	uint64_t index = 1, wait = 1;
 	char why[256];
