@@ -311,10 +311,17 @@ static int tenant_list(ss_client *c, bool as_json)
 	json_t *t;
 	json_array_foreach(json_object_get(j, "tenants"), i, t) {
 		char *name = cli_clean(json_string_value(json_object_get(t, "tenant")));
-		char run[24], cap[24], cpu[64], jobs[40], up[64], size[32], spent[32], cost[32];
+		char run[24], cap[24], cpu[64], jobs[40], up[64], size[32], spent[32], cost[72];
 		json_t *u = json_object_get(t, "usage");
 		format_seconds(json_number_value(json_object_get(u, "run_seconds")), spent);
 		format_amount(json_number_value(json_object_get(u, "cost")), cost);
+		if (json_number_value(json_object_get(t, "max_cost")) > 0) {
+			/* Against a budget: what it spent (running attempts too) of what it may. */
+			char spent_now[32], max[32];
+			format_amount(json_number_value(json_object_get(t, "spent")), spent_now);
+			format_amount(json_number_value(json_object_get(t, "max_cost")), max);
+			snprintf(cost, sizeof cost, "%s/%s", spent_now, max);
+		}
 		cores(json_integer_value(json_object_get(t, "cpu_running_m")), false, run);
 		cores(json_integer_value(json_object_get(t, "cpu_cap_m")), true, cap);
 		snprintf(cpu, sizeof cpu, "%s/%s", run, cap);

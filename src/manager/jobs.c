@@ -245,6 +245,11 @@ struct jobs {
 	size_t n_lives;
 	json_t *tenant_usage;     /* tenant -> {attempts, run_ms, cpu_ms, cost}; stored in "usage" */
 	uint64_t index_seq;       /* the last job index given; starts at the wall clock in us */
+	struct cost_cap {
+		char tenant[64];      /* "" for every tenant not named */
+		double amount;
+	} cost_caps[JOBS_MAX_COST_CAPS];
+	size_t n_cost_caps;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -1530,6 +1535,30 @@ static double attempt_cost_so_far(const struct task *t, int64_t now)
 	return t->rate * (double)ms / 3600000.0;
 }
 
+/* What tenant may spend, or 0 when it has no budget. */
+static double tenant_max_cost(const struct jobs *j, const char *tenant)
+{
+	double any = 0;
+	for (size_t i = 0; i < j->n_cost_caps; i++) {
+		if (!strcmp(j->cost_caps[i].tenant, tenant))
+			return j->cost_caps[i].amount;
+		if (!j->cost_caps[i].tenant[0])
+			any = j->cost_caps[i].amount;
+	}
+	return any;
+}
+
+/* What tenant's attempts have cost: the finished ones, and the running ones so far. */
+static double tenant_spent(const struct jobs *j, const char *tenant)
+{
+	double spent = json_number_value(json_object_get(json_object_get(j->tenant_usage, tenant), "cost"));
+	int64_t now = time_wall_ms();
+	for (const struct task *t = j->active; t; t = t->act_next)
+		if (!strcmp(t->job->spec->tenant, tenant))
+			spent += attempt_cost_so_far(t, now);
+	return spent;
+}
+
 /*
  * Fails every running job past its "timeout" (counted from its submission)
  * or whose attempts cost more than its "max_cost" (the finished ones, and
@@ -2571,6 +2600,18 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 			rc = SS_EQUOTA;
 			goto out;
 		}
+		double budget = tenant_max_cost(j, tenant), spent = budget > 0 ? tenant_spent(j, tenant) : 0;
+		if (budget > 0 && spent >= budget) {
+			char a[32], b[32];
+			format_amount(spent, a);
+			format_amount(budget, b);
+			snprintf(why, whylen,
+				 "tenant %s has spent %s of the %s it may spend (--tenant-max-cost); its running "
+				 "jobs go on, new ones need a larger budget",
+				 tenant, a, b);
+			rc = SS_EQUOTA;
+			goto out;
+		}
 	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
@@ -2716,6 +2757,21 @@ void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millic
 	sched_queue_set_cap(j->queue, tenant, millicores);
 	log_info("tenant %s: at most %llum running at once", tenant ? tenant : "(every other)",
 		 (unsigned long long)millicores);
+}
+
+void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount)
+{
+	const char *name = tenant ? tenant : "";
+	size_t i = 0;
+	while (i < j->n_cost_caps && strcmp(j->cost_caps[i].tenant, name) != 0)
+		i++;
+	if (i == j->n_cost_caps) {
+		if (i == JOBS_MAX_COST_CAPS)
+			return;
+		j->n_cost_caps++;
+	}
+	snprintf(j->cost_caps[i].tenant, sizeof j->cost_caps[i].tenant, "%s", name);
+	j->cost_caps[i].amount = amount;
 }
 
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
@@ -3194,6 +3250,12 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		buf_printf(out, "seeswarm_tenant_cpu_seconds_total{tenant=\"%s\"} %.3f\n", tn,
 			   (double)json_integer_value(json_object_get(tu, "cpu_ms")) / 1000.0);
 	}
+	buf_printf(out, "# HELP seeswarm_tenant_cost_max What a tenant may spend (--tenant-max-cost).\n"
+			"# TYPE seeswarm_tenant_cost_max gauge\n");
+	for (size_t i = 0; i < j->n_cost_caps; i++)
+		if (j->cost_caps[i].tenant[0])
+			buf_printf(out, "seeswarm_tenant_cost_max{tenant=\"%s\"} %.9g\n", j->cost_caps[i].tenant,
+				   j->cost_caps[i].amount);
 	struct {
 		const char *name;
 		uint64_t v;
@@ -3273,10 +3335,19 @@ void jobs_tenants(struct jobs *j, json_t *by)
 		struct usage u = usage_of(tu);
 		json_object_set_new(tenant_entry(by, name), "usage", usage_json(&u));
 	}
+	for (size_t i = 0; i < j->n_cost_caps; i++)
+		if (j->cost_caps[i].tenant[0])
+			tenant_entry(by, j->cost_caps[i].tenant);
 	/* Tenants the queue has not met yet are still under the cap for every tenant (*=CPU). */
 	json_object_foreach(by, name, e)
+	{
 		if (!json_object_get(e, "cpu_cap_m"))
 			json_object_set_new(e, "cpu_cap_m", json_integer((json_int_t)sched_queue_cap(j->queue, name)));
+		if (tenant_max_cost(j, name) > 0) {
+			json_object_set_new(e, "max_cost", json_real(tenant_max_cost(j, name)));
+			json_object_set_new(e, "spent", json_real(tenant_spent(j, name)));
+		}
+	}
 }
 
 json_t *jobs_health(struct jobs *j)

@@ -102,6 +102,14 @@ json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
  */
 void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores);
 /*
+ * Sets what a tenant may spend (tenant NULL: every tenant not named), in the
+ * unit of the nodes' prices: once the cost of its attempts (finished, and
+ * running so far) reaches it, a tenant token's submissions are refused
+ * (SS_EQUOTA) while its running jobs go on. At most JOBS_MAX_COST_CAPS.
+ */
+#define JOBS_MAX_COST_CAPS 64
+void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount);
+/*
  * The spec of job id with its tenant written in ("tenant"), to submit it
  * again as a new job (a rerun), as a new string the caller frees; NULL when
  * no retained job has that id, or when tenant is not NULL and the job

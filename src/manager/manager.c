@@ -70,6 +70,9 @@ struct manager_config {
 	const char *cap_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cpu NAME=CPU; NULL for "*" */
 	uint64_t caps[MAX_TENANT_WEIGHTS];         /* millicores */
 	size_t n_caps;
+	const char *budget_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cost NAME=AMOUNT; NULL for "*" */
+	double budgets[MAX_TENANT_WEIGHTS];
+	size_t n_budgets;
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
 	uint32_t tenant_max_jobs;                      /* 0: the default */
@@ -2066,6 +2069,9 @@ static void usage(FILE *f)
 		"  --tenant-max-cpu NAME=CPU   CPU a tenant's tasks may hold at once (4, 0.5 or 500m;\n"
 		"                              *=CPU for every tenant not named; repeatable;\n"
 		"                              default: no cap)\n"
+		"  --tenant-max-cost NAME=X    what a tenant token's jobs may spend, in the unit of\n"
+		"                              --price-per-hour, before its submissions are refused\n"
+		"                              (*=X for every tenant not named; repeatable)\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -2077,7 +2083,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
 	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS,
-	       O_TENANT_MAX_UPLOAD, O_TENANT_MAX_CPU };
+	       O_TENANT_MAX_UPLOAD, O_TENANT_MAX_CPU, O_TENANT_MAX_COST };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
 		{"listen", required_argument, NULL, 'l'},
@@ -2098,6 +2104,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"tenant-max-jobs", required_argument, NULL, O_TENANT_MAX_JOBS},
 		{"tenant-max-upload-bytes", required_argument, NULL, O_TENANT_MAX_UPLOAD},
 		{"tenant-max-cpu", required_argument, NULL, O_TENANT_MAX_CPU},
+		{"tenant-max-cost", required_argument, NULL, O_TENANT_MAX_COST},
 		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -2194,6 +2201,26 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			}
 			cfg->job_retention_ms = v;
 			break;
+		case O_TENANT_MAX_COST: {
+			/* NAME=AMOUNT, or *=AMOUNT for every tenant not named; names stay in argv. */
+			char *eq = strchr(optarg, '=');
+			char *end = NULL;
+			double x = eq ? strtod(eq + 1, &end) : 0;
+			if (!eq || end == eq + 1 || *end || !(x > 0 && x <= JOBSPEC_MAX_COST) ||
+			    cfg->n_budgets == MAX_TENANT_WEIGHTS) {
+				fprintf(stderr, "manager: --tenant-max-cost takes NAME=X or *=X with 0 < X <= 1e12 "
+						"(at most %d)\n", MAX_TENANT_WEIGHTS);
+				return 2;
+			}
+			*eq = '\0';
+			if (strcmp(optarg, "*") != 0 && !ident_valid(optarg)) {
+				fprintf(stderr, "manager: --tenant-max-cost: \"%s\" is not a tenant name\n", optarg);
+				return 2;
+			}
+			cfg->budget_names[cfg->n_budgets] = strcmp(optarg, "*") ? optarg : NULL;
+			cfg->budgets[cfg->n_budgets++] = x;
+			break;
+		}
 		case O_TENANT_MAX_CPU: {
 			/* NAME=CPU, or *=CPU for every tenant not named; names stay in argv. */
 			char *eq = strchr(optarg, '=');
@@ -2452,6 +2479,8 @@ int manager_main(int argc, char **argv)
 		jobs_set_tenant_weight(m->jobs, m->cfg.tenant_names[i], m->cfg.tenant_weights[i]);
 	for (size_t i = 0; i < m->cfg.n_caps; i++)
 		jobs_set_tenant_max_cpu(m->jobs, m->cfg.cap_names[i], m->cfg.caps[i]);
+	for (size_t i = 0; i < m->cfg.n_budgets; i++)
+		jobs_set_tenant_max_cost(m->jobs, m->cfg.budget_names[i], m->cfg.budgets[i]);
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);

@@ -7,6 +7,7 @@ used over the API and by the CLI through a client config file that
 import hashlib
 import json
 import os
+import re
 import time
 
 import pytest
@@ -550,3 +551,42 @@ def test_every_attempt_is_charged_to_its_job_and_tenant_across_crashes(swarm):
     assert line and float(line[0].split()[1]) == pytest.approx(total["cost"]), text[-3000:]
     out = swarm.cli("tenant", "list").stdout
     assert "TASK-TIME" in out and "COST" in out, out
+
+
+@pytest.mark.manager_args("--tenant-max-cost", "thrifty=0.2")
+def test_a_tenant_that_spent_its_budget_gets_no_new_jobs_even_after_a_crash(swarm):
+    swarm.start_manager()
+    swarm.start_agent("agent-0", extra=["--price-per-hour", "3600"])
+    swarm.wait_ready(["agent-0"], 20 * SLOW)
+    per_s = 0.5 / swarm.nodes()["agent-0"]["capabilities"]["cpu_cores"]  # a 0.5-core task, a second
+    thrifty = make_token(swarm, "thrifty")["token"]
+    other = make_token(swarm, "other")["token"]
+
+    def job(seconds):
+        return {"name": "spend", "tasks": [{"name": "s", "command": ["sleep", str(seconds)],
+                                             "resources": {"cpu": 0.5, "memory": "32M"}, "retries": 0}]}
+    st, first = call(swarm, thrifty, "POST", "/v1/jobs", job(1.5))
+    assert st == 201, first
+    wait_job(swarm, first["id"], 60)
+    spent = swarm.get_json(f"/v1/jobs/{first['id']}")["usage"]["cost"]
+    assert spent >= 1.5 * per_s > 0.2, (spent, per_s)
+    for restart in (False, True):
+        if restart:  # the spending is durable, so the refusal outlives a crash
+            swarm.manager.kill9()
+            swarm.start_manager()
+        st, body = call(swarm, thrifty, "POST", "/v1/jobs", job(0))
+        assert st == 429, body
+        assert "tenant thrifty has spent 0." in body["error"]["message"], body
+        assert "of the 0.200 it may spend (--tenant-max-cost)" in body["error"]["message"], body
+    # Another tenant has no budget, and the admin is not held to a tenant's quotas.
+    st, body = call(swarm, other, "POST", "/v1/jobs", job(0))
+    assert st == 201, body
+    st, body = call(swarm, "default", "POST", "/v1/jobs", dict(job(0), tenant="thrifty"))
+    assert st == 201, body
+    rows = {t["tenant"]: t for t in swarm.get_json("/v1/tenants")["tenants"]}
+    assert rows["thrifty"]["max_cost"] == pytest.approx(0.2) and rows["thrifty"]["spent"] >= spent, rows
+    assert "max_cost" not in rows["other"], rows
+    out = swarm.cli("tenant", "list").stdout
+    assert re.search(r"^thrifty .* 0\.\d+/0\.200 ", out, re.M), out
+    st, raw, _ = swarm.request("GET", "/metrics")
+    assert 'seeswarm_tenant_cost_max{tenant="thrifty"} 0.2' in raw.decode(), raw.decode()[-2000:]
