@@ -108,6 +108,12 @@ int ss_client_request(ss_client *c, const char *method, const char *path,
  * when one came back.
  */
 int ss_nodes_list(ss_client *c, int include_all, char **json);
+/*
+ * ss_nodes_list that waits for a change, as ss_job_watch does for a job: the
+ * answer's "index" grows with every stored change of any node (its state,
+ * attestation, drain, labels; not its load figures).
+ */
+int ss_nodes_watch(ss_client *c, int include_all, uint64_t index, unsigned wait_ms, char **json);
 int ss_node_get(ss_client *c, const char *id, char **json);
 int ss_node_drain(ss_client *c, const char *id, char **json);
 int ss_health(ss_client *c, char **json);

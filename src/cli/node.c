@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -16,6 +17,7 @@
 #include "core/core.h"
 
 #define LABEL_WIDTH 17
+#define WATCH_MS 30000u /* how long one request of node list --watch waits for a change */
 
 static const char usage_text[] =
 	"usage: seeswarm node <command> [options]\n"
@@ -23,6 +25,8 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  list [--all] [--json]       list nodes (--all includes nodes that left or were\n"
 	"                              rejected)\n"
+	"  list --watch [--all]        print the table again whenever a node changes (its\n"
+	"                              state, attestation, drain or labels), until interrupted\n"
 	"  show ID [--json]            show one node in detail\n"
 	"  drain ID [--reason TEXT]    stop placing work on a node\n"
 	"  attest ID                   re-attest a node now (fresh nonce)\n"
@@ -403,6 +407,51 @@ out:
 	return ret;
 }
 
+/*
+ * node list --watch: prints the table, then again after every change the
+ * manager reports (each request waits there for the next change), until
+ * interrupted. Returns 1 when the manager cannot be reached for about 30 s
+ * or refuses the token.
+ */
+static int cmd_watch(ss_client *c, bool all)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	uint64_t index = 0;
+	unsigned failures = 0;
+	for (;;) {
+		char *js = NULL;
+		uint64_t asked = time_mono_ms();
+		int rc = ss_nodes_watch(c, all, index, WATCH_MS, &js);
+		json_t *root = rc ? NULL : json_loads(js, 0, NULL);
+		ss_free(js);
+		json_t *nodes = json_object_get(root, "nodes");
+		if (!json_is_array(nodes)) {
+			const char *d = ss_client_last_error(c);
+			fprintf(stderr, "error: %s\n", rc && *d ? d : rc ? ss_strerror(rc) : "bad answer from the manager");
+			json_decref(root);
+			if (rc == SS_EAUTH || ++failures > 150)
+				return 1;
+			cli_sleep_ms(200);
+			continue;
+		}
+		failures = 0;
+		uint64_t seen = (uint64_t)json_integer_value(json_object_get(root, "index"));
+		if (seen != index) {
+			char when[32];
+			time_rfc3339(time_wall_ms(), when);
+			if (tty)
+				printf("\033[H\033[2J");
+			printf("%s (index %" PRIu64 ")\n", when, seen);
+			print_table(nodes);
+			fflush(stdout);
+		} else if (time_mono_ms() - asked < WATCH_MS) {
+			cli_sleep_ms(200); /* an early answer without a change: the manager is busy */
+		}
+		index = seen;
+		json_decref(root);
+	}
+}
+
 /* ---- node show ----------------------------------------------------------- */
 
 enum fmt { F_PLAIN, F_BYTES, F_PERMILLE, F_SKIP };
@@ -626,7 +675,7 @@ static int cmd_attest(ss_client *c, const char *id)
 int cli_node_main(int argc, char **argv)
 {
 	struct cli_conn_flags cf;
-	bool all = false, as_json = false, dashdash = false;
+	bool all = false, as_json = false, dashdash = false, watch = false;
 	const char *reason = NULL, *id = NULL;
 	ss_client *c = NULL;
 	int ret = 2;
@@ -656,6 +705,8 @@ int cli_node_main(int argc, char **argv)
 			return usage(stdout, 0);
 		} else if (!dashdash && is_list && !strcmp(a, "--all")) {
 			all = true;
+		} else if (!dashdash && is_list && !strcmp(a, "--watch")) {
+			watch = true;
 		} else if (!dashdash && (is_list || is_show) && !strcmp(a, "--json")) {
 			as_json = true;
 		} else if (!dashdash && is_drain &&
@@ -686,7 +737,12 @@ int cli_node_main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	if (is_list)
+	if (is_list && watch && as_json) {
+		fprintf(stderr, "error: node list --watch prints tables; use the API for JSON\n");
+		ret = 2;
+	} else if (is_list && watch) {
+		ret = cmd_watch(c, all);
+	} else if (is_list)
 		ret = cmd_list(c, all, as_json);
 	else if (is_show)
 		ret = cmd_show(c, id, as_json);

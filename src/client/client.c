@@ -1169,6 +1169,21 @@ int ss_nodes_list(ss_client *c, int include_all, char **json)
 	return call(c, "GET", include_all ? "/v1/nodes?all=1" : "/v1/nodes", NULL, json);
 }
 
+int ss_nodes_watch(ss_client *c, int include_all, uint64_t index, unsigned wait_ms, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!c || wait_ms > 300000)
+		return SS_EINVAL;
+	char *path = xasprintf("/v1/nodes?%sindex=%llu&wait=%ums", include_all ? "all=1&" : "",
+			       (unsigned long long)index, wait_ms);
+	c->wait_ms = wait_ms;
+	int rc = call(c, "GET", path, NULL, json);
+	c->wait_ms = 0;
+	free(path);
+	return rc;
+}
+
 int ss_node_get(ss_client *c, const char *id, char **json)
 {
 	if (json)

@@ -26,7 +26,8 @@
  * refused requests that wait for "100 Continue", are answered at once and
  * MHD closes the connection after the answer.
  *
- * Waiting requests: GET /v1/jobs/{id}?index=N, while the job's index is N,
+ * Waiting requests: GET /v1/jobs/{id}?index=N (or GET /v1/nodes?index=N),
+ * while the job's (or the node list's) index is N,
  * suspends its connection (MHD_suspend_connection) and joins api->waiters
  * instead of answering. api_notify() (after each commit) and a 250 ms timer
  * (for the deadlines) resume the ones whose job changed or whose wait ended;
@@ -125,7 +126,7 @@ struct req {
 	bool authed;          /* a valid token came with it */
 	char url[128];        /* its path, cut to fit (for the audit trail) */
 	bool answered;
-	/* A GET of a job with ?index=: it waits (suspended) until the job's index differs. */
+	/* A GET of a job or of the nodes with ?index=: it waits (suspended) until the index differs. */
 	struct MHD_Connection *conn;
 	uint64_t wait_index;
 	uint64_t wait_until;  /* monotonic ms; 0 before the wait was set up */
@@ -351,11 +352,11 @@ int api_parse_watch_query(const char *index, const char *wait, bool *watch, uint
 	if (!index) {
 		if (!wait)
 			return 0;
-		fmt_clean(why, whylen, "query parameter \"wait\" goes only with \"index\" (the job's index as last seen)");
+		fmt_clean(why, whylen, "query parameter \"wait\" goes only with \"index\" (the index as last seen)");
 		return SS_EPARSE;
 	}
 	if (!parse_dec(index, strlen(index), index_out)) {
-		fmt_clean(why, whylen, "query parameter \"index\" must be the job's \"index\" (a number)");
+		fmt_clean(why, whylen, "query parameter \"index\" must be the \"index\" of an answer (a number)");
 		return SS_EPARSE;
 	}
 	if (wait && (parse_duration_ms(wait, wait_ms) != 0 || *wait_ms > API_WAIT_MAX_MS)) {
@@ -751,8 +752,15 @@ static enum MHD_Result do_health(struct api *api, struct MHD_Connection *c)
 	return respond_json(api, c, MHD_HTTP_OK, j, NULL);
 }
 
-static enum MHD_Result do_nodes(struct api *api, struct MHD_Connection *c)
+static bool waits(struct api *api, struct MHD_Connection *c, struct req *r, char *bad, size_t badlen);
+
+static enum MHD_Result do_nodes(struct api *api, struct MHD_Connection *c, struct req *r)
 {
+	char bad[160];
+	if (waits(api, c, r, bad, sizeof bad))
+		return MHD_YES; /* answered when resumed */
+	if (bad[0])
+		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, bad, NULL);
 	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "all");
 	bool all = false;
 	if (v && (!strcmp(v, "1") || !strcmp(v, "true")))
@@ -994,6 +1002,14 @@ static void waiter_del(struct api *api, struct req *r)
 		uv_timer_stop(&api->wait_timer);
 }
 
+/* The index a request watches: its job's, or the node list's; 0 when the job is unknown. */
+static uint64_t watched_index(const struct api *api, const struct req *r)
+{
+	if (r->route == R_NODES)
+		return api->be.nodes_index ? api->be.nodes_index(api->be.arg) : 0;
+	return api->be.job_index ? api->be.job_index(api->be.arg, r->id) : 0;
+}
+
 /*
  * Resumes every waiting request whose job changed or whose wait ended, or
  * every one when all is set; MHD answers them at its next run, which is
@@ -1005,8 +1021,7 @@ static void wake(struct api *api, bool all)
 	bool any = false;
 	for (struct req *r = api->waiters, *next; r; r = next) {
 		next = r->wnext;
-		if (!all && now < r->wait_until && api->be.job_index &&
-		    api->be.job_index(api->be.arg, r->id) == r->wait_index)
+		if (!all && now < r->wait_until && watched_index(api, r) == r->wait_index)
 			continue;
 		waiter_del(api, r);
 		MHD_resume_connection(r->conn);
@@ -1025,21 +1040,24 @@ void api_notify(struct api *api)
 {
 	if (!api || !api->waiters || api->stopping || !api->be.jobs_index_now)
 		return;
-	uint64_t now = api->be.jobs_index_now(api->be.arg);
+	/* Both indexes only grow, so their sum moves when either does. */
+	uint64_t now = api->be.jobs_index_now(api->be.arg) +
+		       (api->be.nodes_index ? api->be.nodes_index(api->be.arg) : 0);
 	if (now == api->seen_index)
-		return; /* no job changed */
+		return; /* nothing changed */
 	api->seen_index = now;
 	wake(api, false);
 }
 
 /*
- * For GET /v1/jobs/{id}?index=N[&wait=D]: returns true when the request
- * now waits (its connection suspended) because the job's index is still N
+ * For GET /v1/jobs/{id}?index=N[&wait=D] (and GET /v1/nodes): returns true
+ * when the request now waits (its connection suspended) because the watched
+ * index (watched_index) is still N
  * and its wait has not ended; false when it should be answered now, with
  * bad[badlen] set to a message for a malformed argument (else ""). The
  * wait starts with the first call; a resumed request keeps its deadline.
  */
-static bool job_waits(struct api *api, struct MHD_Connection *c, struct req *r, char *bad, size_t badlen)
+static bool waits(struct api *api, struct MHD_Connection *c, struct req *r, char *bad, size_t badlen)
 {
 	uint64_t index, wait;
 	bool watch;
@@ -1051,7 +1069,7 @@ static bool job_waits(struct api *api, struct MHD_Connection *c, struct req *r, 
 		r->wait_index = index;
 	}
 	/* An unknown job (index 0) is answered at once: 404. */
-	uint64_t now_index = api->be.job_index ? api->be.job_index(api->be.arg, r->id) : 0;
+	uint64_t now_index = watched_index(api, r);
 	if (api->stopping || api->n_waiters >= API_MAX_WAITERS || time_mono_ms() >= r->wait_until ||
 	    now_index == 0 || now_index != index)
 		return false;
@@ -1101,7 +1119,7 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 	}
 	case R_JOB: {
 		char bad[160];
-		if (job_waits(api, c, r, bad, sizeof bad))
+		if (waits(api, c, r, bad, sizeof bad))
 			return MHD_YES; /* answered when resumed */
 		if (bad[0])
 			return respond_error(api, c, MHD_HTTP_BAD_REQUEST, bad, NULL);
@@ -1307,7 +1325,7 @@ static enum MHD_Result answer_route(struct api *api, struct MHD_Connection *c, s
 	case R_HEALTH:
 		return do_health(api, c);
 	case R_NODES:
-		return do_nodes(api, c);
+		return do_nodes(api, c, r);
 	case R_NODE:
 		return do_node(api, c, r->id);
 	case R_DRAIN:

@@ -96,6 +96,8 @@ struct api_backend {
 	json_t *(*job_get)(void *arg, const char *id);                 /* NULL: 404 */
 	uint64_t (*job_index)(void *arg, const char *id);              /* jobs_job_index */
 	uint64_t (*jobs_index_now)(void *arg);                         /* jobs_index_now */
+	/* Grows with every stored change of any node (state, attestation, drain, labels). */
+	uint64_t (*nodes_index)(void *arg);
 	int (*job_cancel)(void *arg, const char *id, json_t **out, const char **why);
 	/* Submits job id's spec again as a new job (201); errors as job_submit, SS_ENOTFOUND (404). */
 	int (*job_rerun)(void *arg, const char *id, const char *tenant, json_t **out, char *why,
@@ -141,9 +143,10 @@ uint16_t api_port(const struct api *api);
  */
 void api_stop(struct api *api, void (*cb)(void *arg), void *arg);
 /*
- * Tells the API that jobs may have changed (call after each commit): the
- * requests waiting for a job's change (GET /v1/jobs/{id}?index=N) whose job
- * has a new index are answered. Cheap when nothing waits. Loop thread only.
+ * Tells the API that jobs or nodes may have changed (call after each
+ * commit): the requests waiting for a change (GET /v1/jobs/{id}?index=N,
+ * GET /v1/nodes?index=N) whose index moved are answered. Cheap when nothing
+ * waits. Loop thread only.
  */
 void api_notify(struct api *api);
 

@@ -155,6 +155,7 @@ struct manager {
 	int64_t started_ms;
 	bool stopping;
 	int exit_code;
+	uint64_t nodes_index;     /* grows with every stored node change; starts at the wall clock in us */
 };
 
 /* ---- persistence ------------------------------------------------------ */
@@ -169,6 +170,7 @@ static void save_node(struct manager *m, struct node *n)
 	store_put(m->store, "nodes", n->id, s, strlen(s));
 	free(s);
 	n->dirty = false;
+	m->nodes_index++;
 }
 
 static void set_state(struct manager *m, struct node *n, enum node_state st, const char *reason)
@@ -1446,7 +1448,13 @@ static json_t *be_nodes_list(void *arg, bool all)
 	free(v);
 	json_t *j = json_object();
 	json_object_set_new(j, "nodes", arr);
+	json_object_set_new(j, "index", json_integer((json_int_t)m->nodes_index));
 	return j;
+}
+
+static uint64_t be_nodes_index(void *arg)
+{
+	return ((struct manager *)arg)->nodes_index;
 }
 
 static json_t *be_node_get(void *arg, const char *id)
@@ -2365,6 +2373,8 @@ int manager_main(int argc, char **argv)
 	raise_fd_limit();
 	m->commit_tail = &m->commit_head;
 	m->started_ms = time_wall_ms();
+	/* Node indexes after a restart are larger than those before it (unless the clock went back). */
+	m->nodes_index = (uint64_t)m->started_ms * 1000u;
 	if (cfg->policy_path) {
 		char why[300];
 		if (policy_load(cfg->policy_path, cfg->insecure_sim, &m->policy, why, sizeof why) != 0) {
@@ -2492,6 +2502,7 @@ int manager_main(int argc, char **argv)
 		.backend = {
 			.arg = m,
 			.nodes_list = be_nodes_list,
+			.nodes_index = be_nodes_index,
 			.node_get = be_node_get,
 			.node_drain = be_node_drain,
 			.node_attest = be_node_attest,

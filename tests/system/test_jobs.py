@@ -514,7 +514,7 @@ def test_a_get_with_the_jobs_index_waits_for_its_next_change(swarm):
     t0 = time.monotonic()
     last = json.loads(swarm.request("GET", f"/v1/jobs/{jid}?index={seen[-1]['index']}&wait=1s")[1])
     assert 0.9 <= time.monotonic() - t0 < 5 * SLOW and last["index"] == seen[-1]["index"], last
-    for q, msg in (("index=x", "\"index\" must be the job's"), ("index=1&wait=6m", "\"wait\" must be a duration"),
+    for q, msg in (("index=x", "\"index\" must be the \"index\" of an answer"), ("index=1&wait=6m", "\"wait\" must be a duration"),
                    ("wait=1s", "\"wait\" goes only with")):
         st, raw, _ = swarm.request("GET", f"/v1/jobs/{jid}?{q}")
         assert st == 400 and msg in json.loads(raw)["error"]["message"], (q, raw)

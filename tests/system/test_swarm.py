@@ -1,11 +1,13 @@
 """A running swarm: admission, heartbeats, failure detection, restarts, drain, CLI."""
 import json
 import os
+import subprocess
+import threading
 import time
 
 import pytest
 
-from conftest import SLOW, wait_for
+from conftest import BIN, SLOW, wait_for
 
 
 def test_three_agents_become_ready_with_capabilities(swarm):
@@ -194,3 +196,35 @@ def test_cli_flags_and_env_override_the_config_file(swarm, tmp_path):
     # A flag beats the environment: a wrong token flag fails with 401.
     r = swarm.cli("node", "list", "--token", "sst_wrong", check=False, env=env2)
     assert r.returncode == 1 and ("401" in r.stderr or "token" in r.stderr.lower())
+
+
+def test_node_list_waits_for_a_change_and_watch_prints_each_one(swarm):
+    swarm.start_manager()
+    for a in ("agent-w1", "agent-w2"):
+        swarm.start_agent(a)
+    swarm.wait_ready(["agent-w1", "agent-w2"], 20 * SLOW)
+    ix = swarm.get_json("/v1/nodes")["index"]
+    # Nothing changes: the answer comes when the wait ends, with the same index.
+    t0 = time.monotonic()
+    same = swarm.get_json(f"/v1/nodes?index={ix}&wait=1s")
+    assert 0.9 <= time.monotonic() - t0 < 5 * SLOW and same["index"] == ix, same
+    # A drain half a second in: the waiting request is answered with it.
+    threading.Timer(0.5, lambda: swarm.cli("node", "drain", "agent-w1")).start()
+    t0 = time.monotonic()
+    changed = swarm.get_json(f"/v1/nodes?index={ix}&wait=20s")
+    assert time.monotonic() - t0 < 5 * SLOW and changed["index"] > ix, changed
+    assert {n["id"]: n for n in changed["nodes"]}["agent-w1"]["draining"] is True, changed
+    # The CLI prints the table, then again on the next change (a node leaving).
+    w = subprocess.Popen([BIN, "node", "list", "--watch"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=swarm.env)
+    try:
+        time.sleep(1 * SLOW)
+        swarm.agents["agent-w2"].term()
+        wait_for(lambda: swarm.state("agent-w2") == "left", 10 * SLOW, what="agent-w2 to leave")
+        time.sleep(0.5 * SLOW)
+    finally:
+        w.terminate()
+        out, err = w.communicate(timeout=10)
+    tables = out.split("(index ")
+    assert len(tables) >= 3, (out, err)  # a header before each table
+    assert "agent-w2" in tables[1] and "agent-w2" not in tables[-1], out

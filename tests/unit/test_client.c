@@ -726,6 +726,13 @@ static void test_job_watch(void **state)
 					   NULL, NULL),
 			 SS_ETIMEDOUT);
 	assert_true(time_mono_ms() - t0 < 1400);
+	assert_int_equal(ss_nodes_watch(c, 1, 5, 250, &json), 0);
+	assert_non_null(strstr(json, "\"path\":\"/v1/nodes?all=1&index=5&wait=250ms\""));
+	ss_free(json);
+	assert_int_equal(ss_nodes_watch(c, 0, 6, 0, &json), 0);
+	assert_non_null(strstr(json, "\"path\":\"/v1/nodes?index=6&wait=0ms\""));
+	ss_free(json);
+	assert_int_equal(ss_nodes_watch(c, 0, 6, 300001, &json), SS_EINVAL);
 	assert_int_equal(ss_job_watch(c, "../x", 1, 10, &json), SS_EINVAL);
 	assert_int_equal(ss_job_watch(c, "j-0123456789ab", 1, 300001, &json), SS_EINVAL);
 	assert_null(json);
