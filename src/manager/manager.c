@@ -2087,6 +2087,30 @@ static void usage(FILE *f)
 		"                              (default $SEESWARM_CONFIG or ~/.config/seeswarm/config.json)\n");
 }
 
+
+/*
+ * Splits a per-tenant flag's argument NAME=VALUE in place at the '=' (the
+ * name stays in argv, which outlives the manager) and returns VALUE, with
+ * *name set to NAME, or to NULL for "*" (every tenant not named) when star
+ * is allowed. Returns NULL when there is no '=' or NAME is no tenant name,
+ * after saying so when it is the name.
+ */
+static const char *tenant_arg(char *arg, const char *flag, bool star, const char **name)
+{
+	char *eq = strchr(arg, '=');
+	*name = NULL;
+	if (!eq)
+		return NULL;
+	*eq = '\0';
+	if (star && !strcmp(arg, "*"))
+		return eq + 1;
+	if (!ident_valid(arg)) {
+		fprintf(stderr, "manager: %s: \"%s\" is not a tenant name\n", flag, arg);
+		return NULL;
+	}
+	*name = arg;
+	return eq + 1;
+}
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
@@ -2210,61 +2234,41 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			cfg->job_retention_ms = v;
 			break;
 		case O_TENANT_MAX_COST: {
-			/* NAME=AMOUNT, or *=AMOUNT for every tenant not named; names stay in argv. */
-			char *eq = strchr(optarg, '=');
+			const char *name, *val = tenant_arg(optarg, "--tenant-max-cost", true, &name);
 			char *end = NULL;
-			double x = eq ? strtod(eq + 1, &end) : 0;
-			if (!eq || end == eq + 1 || *end || !(x > 0 && x <= JOBSPEC_MAX_COST) ||
+			double x = val ? strtod(val, &end) : 0;
+			if (!val || end == val || *end || !(x > 0 && x <= JOBSPEC_MAX_COST) ||
 			    cfg->n_budgets == MAX_TENANT_WEIGHTS) {
 				fprintf(stderr, "manager: --tenant-max-cost takes NAME=X or *=X with 0 < X <= 1e12 "
 						"(at most %d)\n", MAX_TENANT_WEIGHTS);
 				return 2;
 			}
-			*eq = '\0';
-			if (strcmp(optarg, "*") != 0 && !ident_valid(optarg)) {
-				fprintf(stderr, "manager: --tenant-max-cost: \"%s\" is not a tenant name\n", optarg);
-				return 2;
-			}
-			cfg->budget_names[cfg->n_budgets] = strcmp(optarg, "*") ? optarg : NULL;
+			cfg->budget_names[cfg->n_budgets] = name;
 			cfg->budgets[cfg->n_budgets++] = x;
 			break;
 		}
 		case O_TENANT_MAX_CPU: {
-			/* NAME=CPU, or *=CPU for every tenant not named; names stay in argv. */
-			char *eq = strchr(optarg, '=');
+			const char *name, *val = tenant_arg(optarg, "--tenant-max-cpu", true, &name);
 			uint64_t mc = 0;
-			if (!eq || jobspec_parse_cpu(eq + 1, &mc) != 0 || mc < 1 ||
-			    cfg->n_caps == MAX_TENANT_WEIGHTS) {
+			if (!val || jobspec_parse_cpu(val, &mc) != 0 || mc < 1 || cfg->n_caps == MAX_TENANT_WEIGHTS) {
 				fprintf(stderr, "manager: --tenant-max-cpu takes NAME=CPU or *=CPU, CPU as 4, "
 						"0.5 or 500m (at most %d)\n", MAX_TENANT_WEIGHTS);
 				return 2;
 			}
-			*eq = '\0';
-			if (strcmp(optarg, "*") != 0 && !ident_valid(optarg)) {
-				fprintf(stderr, "manager: --tenant-max-cpu: \"%s\" is not a tenant name\n", optarg);
-				return 2;
-			}
-			cfg->cap_names[cfg->n_caps] = strcmp(optarg, "*") ? optarg : NULL;
+			cfg->cap_names[cfg->n_caps] = name;
 			cfg->caps[cfg->n_caps++] = mc;
 			break;
 		}
 		case O_TENANT: {
-			/* NAME=WEIGHT; the name stays in argv, which outlives the manager. */
-			char *eq = strchr(optarg, '=');
+			const char *name, *val = tenant_arg(optarg, "--tenant-weight", false, &name);
 			char *end = NULL;
-			double w = eq ? strtod(eq + 1, &end) : 0;
-			if (!eq || end == eq + 1 || *end || !(w > 0 && w <= 1000) ||
-			    cfg->n_tenants == MAX_TENANT_WEIGHTS) {
+			double w = val ? strtod(val, &end) : 0;
+			if (!val || end == val || *end || !(w > 0 && w <= 1000) || cfg->n_tenants == MAX_TENANT_WEIGHTS) {
 				fprintf(stderr, "manager: --tenant-weight takes NAME=W with 0 < W <= 1000 "
 						"(at most %d tenants)\n", MAX_TENANT_WEIGHTS);
 				return 2;
 			}
-			*eq = '\0';
-			if (!ident_valid(optarg)) {
-				fprintf(stderr, "manager: --tenant-weight: \"%s\" is not a tenant name\n", optarg);
-				return 2;
-			}
-			cfg->tenant_names[cfg->n_tenants] = optarg;
+			cfg->tenant_names[cfg->n_tenants] = name;
 			cfg->tenant_weights[cfg->n_tenants++] = w;
 			break;
 		}
