@@ -1011,7 +1011,7 @@ static uint64_t watched_index(const struct api *api, const struct req *r)
 }
 
 /*
- * Resumes every waiting request whose job changed or whose wait ended, or
+ * Resumes every waiting request whose index moved or whose wait ended, or
  * every one when all is set; MHD answers them at its next run, which is
  * scheduled at once.
  */
@@ -1050,12 +1050,12 @@ void api_notify(struct api *api)
 }
 
 /*
- * For GET /v1/jobs/{id}?index=N[&wait=D] (and GET /v1/nodes): returns true
- * when the request now waits (its connection suspended) because the watched
- * index (watched_index) is still N
- * and its wait has not ended; false when it should be answered now, with
- * bad[badlen] set to a message for a malformed argument (else ""). The
- * wait starts with the first call; a resumed request keeps its deadline.
+ * For GET /v1/jobs/{id}?index=N[&wait=D] and GET /v1/nodes?index=N[&wait=D]:
+ * returns true when the request now waits (its connection suspended)
+ * because the index it watches (watched_index) is still N and its wait has
+ * not ended; false when it should be answered now, with bad[badlen] set to
+ * a message for a malformed argument (else ""). The wait starts with the
+ * first call; a resumed request keeps its deadline.
  */
 static bool waits(struct api *api, struct MHD_Connection *c, struct req *r, char *bad, size_t badlen)
 {
