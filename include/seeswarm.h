@@ -171,6 +171,15 @@ int ss_token_revoke(ss_client *c, const char *id, char **json);
  * or task id and reports, for every node, why it was filtered or how it scored.
  */
 int ss_job_submit(ss_client *c, const char *spec_json, char **json);
+/*
+ * Asks what submitting spec_json would do now, without submitting it: the
+ * same checks (a spec the manager would refuse returns SS_EHTTP as
+ * ss_job_submit does; quotas and blobs not uploaded yet come back as
+ * "warnings"), then where each task that could start at once would be placed
+ * against the capacity free now, what that costs per hour, and where the
+ * tasks that wait for others would go (docs/jobs.md, "Planning a job").
+ */
+int ss_job_plan(ss_client *c, const char *spec_json, char **json);
 int ss_jobs_list(ss_client *c, char **json);
 /*
  * A page of jobs, newest first, as {"jobs": [...], "total": N[, "next":

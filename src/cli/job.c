@@ -1,5 +1,5 @@
 /*
- * job.c - `seeswarm job run|list|status|explain|logs|results|cancel`.
+ * job.c - `seeswarm job run|plan|wait|list|status|explain|logs|results|cancel|rerun`.
  *
  * `job run` uploads the spec's local "file" inputs as blobs (split at line
  * boundaries when "shards" is given), rewrites them to blob form, submits
@@ -39,6 +39,9 @@ static const char usage_text[] =
 	"                          upload the spec's local files, submit the job; with\n"
 	"                          --wait follow it to the end (exit 0 on success), --out\n"
 	"                          fetch the results, --cat print small text results\n"
+	"  plan SPEC.json [--json] what run would do now, without submitting: the same\n"
+	"                          checks, where each task would start and what it\n"
+	"                          costs (local files are hashed, not uploaded)\n"
 	"  wait JOB [--out DIR] [--cat] [--timeout DUR] [--json]\n"
 	"                          follow a job already submitted to its end, as run --wait\n"
 	"  list [--state S] [--tenant T] [--limit N] [--all] [--json]\n"
@@ -148,8 +151,27 @@ static void shard_offsets(const char *data, size_t len, size_t n, size_t *offs)
 	offs[n] = len;
 }
 
-/* Uploads one "file" input and rewrites it in place to blob form. Returns 0 or 1. */
-static int upload_input(ss_client *c, const char *base, json_t *in, const char *where)
+/*
+ * Uploads data as a blob and sets hex to its digest; with dry (job plan: a
+ * JSON array) it only computes the digest and appends it to dry. Returns 0
+ * or an SS_E* code.
+ */
+static int blob_put_or_hash(ss_client *c, json_t *dry, const void *data, size_t len, char hex[65])
+{
+	if (!dry)
+		return ss_blob_put(c, data, len, hex);
+	uint8_t d[SHA256_LEN];
+	sha256(data, len, d);
+	hex_encode(d, SHA256_LEN, hex);
+	json_array_append_new(dry, json_string(hex));
+	return 0;
+}
+
+/*
+ * Uploads one "file" input (with dry: hashes it, see blob_put_or_hash) and
+ * rewrites it in place to blob form. Returns 0 or 1.
+ */
+static int upload_input(ss_client *c, json_t *dry, const char *base, json_t *in, const char *where)
 {
 	const char *file = json_string_value(json_object_get(in, "file"));
 	json_t *jsh = json_object_get(in, "shards");
@@ -164,7 +186,7 @@ static int upload_input(ss_client *c, const char *base, json_t *in, const char *
 	}
 	if (!jsh) {
 		char hex[65];
-		if ((rc = ss_blob_put(c, data, len, hex)) != 0) {
+		if ((rc = blob_put_or_hash(c, dry, data, len, hex)) != 0) {
 			print_err(c, rc, path);
 			goto out;
 		}
@@ -186,7 +208,7 @@ static int upload_input(ss_client *c, const char *base, json_t *in, const char *
 	for (json_int_t i = 0; i < n; i++) {
 		char hex[65];
 		size_t sl = offs[i + 1] - offs[i];
-		if ((rc = ss_blob_put(c, data + offs[i], sl, hex)) != 0) {
+		if ((rc = blob_put_or_hash(c, dry, data + offs[i], sl, hex)) != 0) {
 			print_err(c, rc, path);
 			json_decref(blobs);
 			free(offs);
@@ -264,11 +286,12 @@ out:
 }
 
 /*
- * Packs (a directory) and uploads a task's "bundle": {"file": PATH}, and
- * rewrites it to {"blob", "digest"}. The code digest is taken from the tar
- * unpacked here exactly as an agent unpacks it. Returns 0 or 1.
+ * Packs (a directory) and uploads a task's "bundle": {"file": PATH} (with
+ * dry: only hashes the tar), and rewrites it to {"blob", "digest"}. The code
+ * digest is taken from the tar unpacked here exactly as an agent unpacks it.
+ * Returns 0 or 1.
  */
-static int upload_bundle(ss_client *c, const char *base, json_t *bundle, const char *where)
+static int upload_bundle(ss_client *c, json_t *dry, const char *base, json_t *bundle, const char *where)
 {
 	const char *file = json_string_value(json_object_get(bundle, "file"));
 	char *path = file[0] == '/' ? xstrdup(file) : xasprintf("%s/%s", base, file);
@@ -295,7 +318,16 @@ static int upload_bundle(ss_client *c, const char *base, json_t *bundle, const c
 		fprintf(stderr, "error: %s.file: %s: %s\n", where, path, why[0] ? why : ss_strerror(rc));
 		goto out;
 	}
-	if ((rc = ss_blob_put_file(c, tar, hex, &size)) != 0) {
+	if (dry) {
+		char *data = NULL;
+		size_t len = 0;
+		if ((rc = file_read(tar, MAX_FILE_BYTES, &data, &len)) != 0) {
+			fprintf(stderr, "error: %s.file: %s: %s\n", where, path, ss_strerror(rc));
+			goto out;
+		}
+		blob_put_or_hash(c, dry, data, len, hex); /* only hashes: cannot fail */
+		free(data);
+	} else if ((rc = ss_blob_put_file(c, tar, hex, &size)) != 0) {
 		print_err(c, rc, path);
 		goto out;
 	}
@@ -313,8 +345,12 @@ out:
 	return ret;
 }
 
-/* Rewrites every "file" input and bundle of the spec; base is the spec file's directory. */
-static int upload_files(ss_client *c, json_t *spec, const char *base, size_t *uploaded)
+/*
+ * Rewrites every "file" input and bundle of the spec, uploading them (with
+ * dry, only hashing them: see blob_put_or_hash); base is the spec file's
+ * directory.
+ */
+static int upload_files(ss_client *c, json_t *dry, json_t *spec, const char *base, size_t *uploaded)
 {
 	size_t i, k;
 	json_t *t, *in;
@@ -324,7 +360,7 @@ static int upload_files(ss_client *c, json_t *spec, const char *base, size_t *up
 		if (json_is_string(json_object_get(b, "file"))) {
 			char where[64];
 			snprintf(where, sizeof where, "tasks[%zu].bundle", i);
-			if (upload_bundle(c, base, b, where))
+			if (upload_bundle(c, dry, base, b, where))
 				return 1;
 			(*uploaded)++;
 		}
@@ -334,7 +370,7 @@ static int upload_files(ss_client *c, json_t *spec, const char *base, size_t *up
 				continue;
 			char where[64];
 			snprintf(where, sizeof where, "tasks[%zu].inputs[%zu]", i, k);
-			if (upload_input(c, base, in, where))
+			if (upload_input(c, dry, base, in, where))
 				return 1;
 			(*uploaded)++;
 		}
@@ -681,13 +717,21 @@ out:
 	return ret;
 }
 
-static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
+/*
+ * Reads, checks and rewrites the spec at spec_path for the manager: every
+ * local file uploaded (with dry, only hashed: see blob_put_or_hash). Returns
+ * 0 with *body = the JSON text to send (the caller frees it) and *files = the
+ * number of local files, or 1 after printing the error.
+ */
+static int spec_body(ss_client *c, const char *spec_path, json_t *dry, char **body, size_t *files)
 {
-	char *text = NULL, *why = xmalloc(1024), *body = NULL, *js = NULL;
-	size_t len = 0, uploaded = 0;
+	char *text = NULL, *why = xmalloc(1024);
+	size_t len = 0;
 	struct jobspec *parsed = NULL;
-	json_t *spec = NULL, *job = NULL;
+	json_t *spec = NULL;
 	int ret = 1;
+	*body = NULL;
+	*files = 0;
 	int rc = file_read(spec_path, JOBSPEC_MAX_JSON, &text, &len);
 	if (rc) {
 		fprintf(stderr, "error: %s: %s\n", spec_path, ss_strerror(rc));
@@ -705,14 +749,29 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 	char *tmp = xstrdup(spec_path);
 	char *base = xstrdup(dirname(tmp));
 	free(tmp);
-	rc = upload_files(c, spec, base, &uploaded);
+	rc = upload_files(c, dry, spec, base, files);
 	free(base);
 	if (rc)
 		goto out;
-	body = json_dumps(spec, JSON_COMPACT);
-	if (!body)
+	*body = json_dumps(spec, JSON_COMPACT);
+	ret = *body ? 0 : 1;
+out:
+	jobspec_free(parsed);
+	json_decref(spec);
+	free(text);
+	free(why);
+	return ret;
+}
+
+static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
+{
+	char *body = NULL, *js = NULL;
+	size_t uploaded = 0;
+	json_t *job = NULL;
+	int ret = 1;
+	if (spec_body(c, spec_path, NULL, &body, &uploaded))
 		goto out;
-	rc = ss_job_submit(c, body, &js);
+	int rc = ss_job_submit(c, body, &js);
 	job = fetch_json(c, rc, js, "submit");
 	if (!job)
 		goto out;
@@ -725,12 +784,135 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 	fflush(stdout);
 	ret = o->wait ? follow(c, id, o) : 0;
 out:
-	jobspec_free(parsed);
-	json_decref(spec);
 	json_decref(job);
 	free(body);
-	free(text);
-	free(why);
+	return ret;
+}
+
+/* True when the warning names one of the digests in the array hashed. */
+static bool names_hashed(const char *warning, json_t *hashed)
+{
+	size_t i;
+	json_t *h;
+	json_array_foreach(hashed, i, h)
+	{
+		if (strstr(warning, json_string_value(h)))
+			return true;
+	}
+	return false;
+}
+
+/* "agent-0 x2, agent-1" from {"agent-0": 2, "agent-1": 1}, into out. */
+static void nodes_text(json_t *nodes, char *out, size_t outlen)
+{
+	const char *k;
+	json_t *v;
+	size_t n = 0;
+	out[0] = '\0';
+	json_object_foreach(nodes, k, v)
+	{
+		long long x = (long long)json_integer_value(v);
+		int w = x > 1 ? snprintf(out + n, outlen - n, "%s%s x%lld", n ? ", " : "", k, x)
+			      : snprintf(out + n, outlen - n, "%s%s", n ? ", " : "", k);
+		if (w < 0 || (size_t)w >= outlen - n) {
+			snprintf(out + (outlen > 4 ? outlen - 4 : 0), outlen > 4 ? 4 : outlen, "...");
+			return;
+		}
+		n += (size_t)w;
+	}
+}
+
+/* Prints a plan (jobs_plan's JSON, warnings already filtered) as text; files: local files hashed. */
+static void print_plan(json_t *plan, size_t files)
+{
+	json_t *kept = json_object_get(plan, "warnings"), *w;
+	size_t i;
+	char cost[32];
+	format_amount(json_number_value(json_object_get(plan, "cost_per_hour")), cost);
+	printf("job %s (tenant %s): %lld task%s\n", str(plan, "name"), str(plan, "tenant"),
+	       num(plan, "tasks"), num(plan, "tasks") == 1 ? "" : "s");
+	printf("now: %lld would start, %lld would wait for capacity, %lld wait for other tasks; "
+	       "%lld task%s of other jobs queued\n",
+	       num(plan, "placed_now"), num(plan, "not_placed_now"), num(plan, "after_dependencies"),
+	       num(plan, "queued_ahead"), num(plan, "queued_ahead") == 1 ? "" : "s");
+	printf("cost while the tasks that would start run: %s per hour\n\n", cost);
+	printf("%-20s %9s %9s  %s\n", "TASK", "INSTANCES", "START NOW", "WHERE");
+	json_t *g;
+	json_array_foreach(json_object_get(plan, "groups"), i, g)
+	{
+		char where[512];
+		const char *reason = str(g, "reason");
+		if (json_object_get(g, "placed")) {
+			nodes_text(json_object_get(g, "nodes"), where, sizeof where);
+			printf("%-20s %9lld %9lld  %s\n", str(g, "name"), num(g, "instances"), num(g, "placed"),
+			       where[0] ? where : "-");
+			if (num(g, "not_placed"))
+				printf("%-20s %9s %9s  %lld wait: %s\n", "", "", "", num(g, "not_placed"),
+				       reason ? reason : "");
+			continue;
+		}
+		char after[256] = "";
+		size_t k, n = 0;
+		json_t *a;
+		json_array_foreach(json_object_get(g, "after"), k, a)
+		{
+			int wr = snprintf(after + n, sizeof after - n, "%s%s", n ? ", " : "", json_string_value(a));
+			if (wr < 0 || (size_t)wr >= sizeof after - n)
+				break;
+			n += (size_t)wr;
+		}
+		const char *on = str(g, "would_start_on");
+		if (on)
+			printf("%-20s %9lld %9s  after %s: %s now (feasible on %lld of %lld nodes)\n",
+			       str(g, "name"), num(g, "instances"), "-", after, on, num(g, "feasible_nodes"),
+			       num(g, "total_nodes"));
+		else
+			printf("%-20s %9lld %9s  after %s: no node now: %s\n", str(g, "name"),
+			       num(g, "instances"), "-", after, reason ? reason : "");
+	}
+	json_array_foreach(kept, i, w)
+	{
+		printf("%swarning: %s\n", i ? "" : "\n", json_string_value(w));
+	}
+	if (files)
+		printf("\n%zu local file%s hashed, not uploaded: job run uploads %s.\n", files,
+		       files == 1 ? "" : "s", files == 1 ? "it" : "them");
+}
+
+/*
+ * job plan: what submitting the spec would do now. Local files are hashed,
+ * not uploaded; the manager's warnings about them (not uploaded yet) are
+ * dropped, since job run uploads them.
+ */
+static int cmd_plan(ss_client *c, const char *spec_path, bool as_json)
+{
+	char *body = NULL, *js = NULL;
+	size_t files = 0;
+	json_t *hashed = json_array(), *plan = NULL;
+	int ret = 1;
+	if (spec_body(c, spec_path, hashed, &body, &files))
+		goto out;
+	int rc = ss_job_plan(c, body, &js);
+	plan = fetch_json(c, rc, js, "plan");
+	if (!plan)
+		goto out;
+	json_t *warnings = json_object_get(plan, "warnings"), *kept = json_array(), *w;
+	size_t i;
+	json_array_foreach(warnings, i, w)
+	{
+		if (!names_hashed(json_string_value(w), hashed))
+			json_array_append(kept, w);
+	}
+	json_object_set_new(plan, "warnings", kept);
+	ret = 0;
+	if (as_json)
+		print_json(plan);
+	else
+		print_plan(plan, files);
+out:
+	json_decref(plan);
+	json_decref(hashed);
+	free(body);
 	return ret;
 }
 
@@ -1138,8 +1320,8 @@ int cli_job_main(int argc, char **argv)
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
 		return usage(stdout, 0);
-	static const char *const subs[] = {"run",  "wait",    "list",   "status", "explain",
-					   "logs", "results", "cancel", "rerun"};
+	static const char *const subs[] = {"run",  "plan",    "wait",   "list",  "status",
+					   "explain", "logs", "results", "cancel", "rerun"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
 		known |= !strcmp(sub, subs[i]);
@@ -1211,7 +1393,7 @@ int cli_job_main(int argc, char **argv)
 	size_t allow = !strcmp(sub, "explain") ? 2 : need;
 	if (npos < need || npos > allow) {
 		fprintf(stderr, "error: job %s takes %s\n", sub,
-			need == 0 ? "no arguments" : is_rerun ? "a job id" : is_run ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
+			need == 0 ? "no arguments" : is_rerun ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
 		return usage(stderr, 2);
 	}
 	if (follow_logs && ro.as_json) {
@@ -1234,6 +1416,8 @@ int cli_job_main(int argc, char **argv)
 		ret = cmd_run(c, pos[0], &ro);
 	else if (is_wait)
 		ret = follow(c, pos[0], &ro);
+	else if (!strcmp(sub, "plan"))
+		ret = cmd_plan(c, pos[0], ro.as_json);
 	else if (!strcmp(sub, "list"))
 		ret = cmd_list(c, &ro);
 	else if (!strcmp(sub, "status"))

@@ -1587,6 +1587,15 @@ int ss_job_submit(ss_client *c, const char *spec_json, char **json)
 	return call(c, "POST", "/v1/jobs", spec_json, json);
 }
 
+int ss_job_plan(ss_client *c, const char *spec_json, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!spec_json)
+		return SS_EINVAL;
+	return call(c, "POST", "/v1/jobs/plan", spec_json, json);
+}
+
 int ss_jobs_list(ss_client *c, char **json)
 {
 	return ss_jobs_find(c, NULL, json);

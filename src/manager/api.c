@@ -99,7 +99,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT,
+	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT, R_JOB_PLAN,
 };
 
 /* One extra response header; name NULL means none. */
@@ -505,6 +505,10 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		*allow = "GET, POST";
 		return R_TOKENS;
 	}
+	if (!strcmp(url, "/v1/jobs/plan")) {
+		*allow = "POST";
+		return R_JOB_PLAN;
+	}
 	const char *rest;
 	enum route base;
 	if (!strncmp(url, nodes, sizeof nodes - 1)) {
@@ -733,7 +737,7 @@ static bool parse_length(const char *s, uint64_t *out)
 /* The body limit of a request. */
 static uint64_t body_limit(const struct req *r, const char *method)
 {
-	if (r->route == R_JOBS && !strcmp(method, "POST"))
+	if ((r->route == R_JOBS || r->route == R_JOB_PLAN) && !strcmp(method, "POST"))
 		return API_MAX_JOB_BODY;
 	if (r->route == R_BLOB && !strcmp(method, "PUT"))
 		return API_MAX_BLOB;
@@ -955,6 +959,20 @@ static enum MHD_Result do_jobs(struct api *api, struct MHD_Connection *c, struct
 	if (rc)
 		return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
 	return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+}
+
+/* POST /v1/jobs/plan: what submitting the body would do now; nothing is kept. */
+static enum MHD_Result do_plan(struct api *api, struct MHD_Connection *c, struct req *r)
+{
+	char why[600] = "";
+	json_t *out = NULL;
+	if (!api->be.job_plan)
+		return respond_error(api, c, MHD_HTTP_NOT_FOUND, "jobs are not served here", NULL);
+	int rc = api->be.job_plan(api->be.arg, r->body.len ? (const char *)r->body.data : "", r->body.len,
+				  tenant_of(r), &out, why, sizeof why);
+	if (rc)
+		return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+	return respond_json(api, c, MHD_HTTP_OK, out, NULL);
 }
 
 static enum MHD_Result not_found(struct api *api, struct MHD_Connection *c, const char *what,
@@ -1336,6 +1354,8 @@ static enum MHD_Result answer_route(struct api *api, struct MHD_Connection *c, s
 		return do_metrics(api, c);
 	case R_JOBS:
 		return do_jobs(api, c, r);
+	case R_JOB_PLAN:
+		return do_plan(api, c, r);
 	case R_JOB:
 	case R_JOB_TASKS:
 	case R_JOB_EXPLAIN:
@@ -1477,7 +1497,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			       "request body is over the limit of %llu bytes", (unsigned long long)limit);
 			return MHD_YES;
 		}
-		if (r->route == R_DRAIN || r->route == R_JOBS || r->route == R_TOKENS)
+		if (r->route == R_DRAIN || r->route == R_JOBS || r->route == R_JOB_PLAN ||
+		    r->route == R_TOKENS)
 			buf_append(&r->body, upload, n);
 		return MHD_YES;
 	}

@@ -15,6 +15,7 @@
  *   DELETE /v1/tokens/{id}               revoke a tenant token               admin
  *   GET  /v1/jobs                        {"jobs":[...]} (a tenant's own)
  *   POST /v1/jobs                        submit a job spec (201 with the job, once durable)
+ *   POST /v1/jobs/plan                   what submitting that spec would do now (200; nothing kept)
  *   GET  /v1/jobs/{id}                   job object with its final results
  *   DELETE /v1/jobs/{id}                 cancel (200 with the job)
  *   GET  /v1/jobs/{id}/tasks             {"job":id,"tasks":[...]}
@@ -90,6 +91,9 @@ struct api_backend {
 	 */
 	int (*job_submit)(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
 			  char *why, size_t whylen);
+	/* jobs_plan: 200 with the plan, or job_submit's errors (nothing is stored). */
+	int (*job_plan)(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
+			char *why, size_t whylen);
 	json_t *(*jobs_list)(void *arg, const struct jobs_query *q); /* jobs.h */
 	/* {"tenants": [...], "limits": {...}}; tenant (a tenant token's) narrows it to that tenant. */
 	json_t *(*tenants_list)(void *arg, const char *tenant);

@@ -464,6 +464,18 @@ static void tenant_usage_add(struct jobs *j, const char *tenant, const struct at
 }
 
 /*
+ * How long t's current attempt ran: the agent's measured run time once its
+ * result came, else from its start until now (wall-clock ms), else 0 when it
+ * never started.
+ */
+static uint64_t attempt_run_ms(const struct task *t, int64_t now)
+{
+	if (t->run_ms)
+		return t->run_ms;
+	return t->start_ms > 0 && now > t->start_ms ? (uint64_t)(now - t->start_ms) : 0;
+}
+
+/*
  * Records how the current attempt of t ended. An attempt that started runs
  * until its result's end (as the agent measured it) or, without a result,
  * until now; it costs its rate for that long, and the cost goes to its job
@@ -485,10 +497,7 @@ static void hist_add(struct jobs *j, struct task *t, const char *outcome, const 
 		h->start_ms = 0;
 		return;
 	}
-	if (t->run_ms)
-		h->run_ms = t->run_ms;
-	else if (t->start_ms > 0 && h->end_ms > t->start_ms)
-		h->run_ms = (uint64_t)(h->end_ms - t->start_ms);
+	h->run_ms = attempt_run_ms(t, h->end_ms);
 	h->cpu_ms = t->cpu_ms;
 	h->cost = t->rate * (double)h->run_ms / 3600000.0;
 	usage_add(&t->job->usage, h);
@@ -1531,8 +1540,7 @@ static double attempt_cost_so_far(const struct task *t, int64_t now)
 {
 	if (!t->active || t->start_ms <= 0)
 		return 0;
-	uint64_t ms = t->run_ms ? t->run_ms : now > t->start_ms ? (uint64_t)(now - t->start_ms) : 0;
-	return t->rate * (double)ms / 3600000.0;
+	return t->rate * (double)attempt_run_ms(t, now) / 3600000.0;
 }
 
 /* What tenant may spend, or 0 when it has no budget. */
@@ -2569,10 +2577,31 @@ static void new_job_id(char out[32])
 	snprintf(out, 32, "j-%s", hex);
 }
 
-int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
-		char *why, size_t whylen)
+/*
+ * The checks of a submission: parses spec and checks it against the tenant
+ * (tenant NULL: the admin), the tenant's quotas and budget, the nodes, the
+ * uploaded blobs and the policy's code list. Returns 0 with *out = the parsed
+ * spec (the caller owns it), or an error with a precise message in why.
+ *
+ * With plan (jobs_plan), the refusals that depend on the moment rather than
+ * on the spec (the tenant's job quota and budget, the manager's job limit, a
+ * blob not uploaded yet) are appended to plan->warnings instead, and the
+ * checks go on.
+ */
+struct plan_notes {
+	json_t *warnings; /* array of strings */
+};
+
+static void plan_warn(struct plan_notes *plan, const char *why)
+{
+	json_array_append_new(plan->warnings, json_string(why));
+}
+
+static int spec_check(struct jobs *j, const char *spec, size_t len, const char *tenant,
+		      struct plan_notes *plan, struct jobspec **out, char *why, size_t whylen)
 {
 	struct jobspec *js = NULL;
+	*out = NULL;
 	int rc = jobspec_parse(spec, len, 0, &js, why, whylen);
 	if (rc)
 		goto out;
@@ -2598,7 +2627,10 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 				 "some to finish or cancel them",
 				 tenant, running);
 			rc = SS_EQUOTA;
-			goto out;
+			if (!plan)
+				goto out;
+			plan_warn(plan, why);
+			rc = 0;
 		}
 		double budget = tenant_max_cost(j, tenant), spent = budget > 0 ? tenant_spent(j, tenant) : 0;
 		if (budget > 0 && spent >= budget) {
@@ -2610,13 +2642,19 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 				 "jobs go on, new ones need a larger budget",
 				 tenant, a, b);
 			rc = SS_EQUOTA;
-			goto out;
+			if (!plan)
+				goto out;
+			plan_warn(plan, why);
+			rc = 0;
 		}
 	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
 		rc = SS_ELIMIT;
-		goto out;
+		if (!plan)
+			goto out;
+		plan_warn(plan, why);
+		rc = 0;
 	}
 	/* The largest node that is or was admitted bounds what any task may ask for. */
 	struct jobspec_limits lim = {0};
@@ -2664,7 +2702,10 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 				 "task %s, input \"%s\": blob %s has not been uploaded (PUT /v1/blobs/%s, or give a \"file\" to the CLI)",
 				 s->name, s->inputs[k].name, hex, hex);
 			rc = SS_EINVAL;
-			goto out;
+			if (!plan)
+				goto out;
+			plan_warn(plan, why);
+			rc = 0;
 		}
 	}
 	for (size_t i = 0; i < js->n_tasks; i++) {
@@ -2677,7 +2718,10 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 				 "task %s: bundle blob %s has not been uploaded (PUT /v1/blobs/%s, or give {\"file\": PATH} to the CLI)",
 				 s->name, hex, hex);
 			rc = SS_EINVAL;
-			goto out;
+			if (!plan)
+				goto out;
+			plan_warn(plan, why);
+			rc = 0;
 		}
 		/* Every task's code must be allowed: its bundle, or the empty bundle of a command task. */
 		const uint8_t *code = s->has_bundle ? s->bundle_digest : j->empty_bundle;
@@ -2694,6 +2738,20 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 			goto out;
 		}
 	}
+	*out = js;
+	js = NULL;
+out:
+	jobspec_free(js);
+	return rc;
+}
+
+int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+		char *why, size_t whylen)
+{
+	struct jobspec *js = NULL;
+	int rc = spec_check(j, spec, len, tenant, NULL, &js, why, whylen);
+	if (rc)
+		goto out;
 	struct job *jb = xcalloc(1, sizeof *jb);
 	do
 		new_job_id(jb->id);
@@ -2721,6 +2779,189 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 	*out = job_json(jb);
 out:
 	jobspec_free(js);
+	return rc;
+}
+
+/* ---- plans: what a submission would do now -------------------------------------- */
+
+/* One task group's part of a plan. */
+struct plan_group {
+	uint32_t ready, placed, unplaced;
+	double rate;      /* per hour, of the instances placed */
+	json_t *nodes;    /* node id -> instances placed there */
+	char reason[256]; /* why the first instance not placed was not */
+};
+
+/* Queue order within a tenant (arg: the spec): higher priority first, then spec order. */
+static int cmp_plan_order(const void *a, const void *b, void *arg)
+{
+	const struct jobspec *js = arg;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	int32_t px = js->tasks[x].priority, py = js->tasks[y].priority;
+	if (px != py)
+		return px > py ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* The group names the first instance of group g waits for, each once. */
+static json_t *plan_after(const struct jobspec *js, size_t g)
+{
+	json_t *a = json_array();
+	const struct jobspec_task *s = &js->tasks[js->groups[g].first];
+	for (size_t k = 0; k < s->n_deps; k++) {
+		const char *name = js->groups[js->tasks[s->deps[k]].group].name;
+		bool seen = false;
+		for (size_t i = 0; i < json_array_size(a) && !seen; i++)
+			seen = !strcmp(json_string_value(json_array_get(a, i)), name);
+		if (!seen)
+			json_array_append_new(a, json_string(name));
+	}
+	return a;
+}
+
+int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+	      char *why, size_t whylen)
+{
+	struct plan_notes notes = {json_array()};
+	struct jobspec *js = NULL;
+	struct job *jb = NULL;
+	struct plan_group *pg = NULL;
+	uint32_t *order = NULL;
+	struct plan_hold {
+		struct sched_node *sn;
+		const struct jobspec_task *s;
+	} *held = NULL;
+	size_t n_order = 0, n_held = 0;
+	*out = NULL;
+	int rc = spec_check(j, spec, len, tenant, &notes, &js, why, whylen);
+	if (rc)
+		goto out;
+	jb = xcalloc(1, sizeof *jb);
+	snprintf(jb->id, sizeof jb->id, "plan");
+	jb->spec = js;
+	js = NULL;
+	jb->created_ms = time_wall_ms();
+	jb->st = J_RUNNING;
+	job_build(jb);
+	const struct jobspec *sp = jb->spec;
+	pg = xcalloc(sp->n_groups ? sp->n_groups : 1, sizeof *pg);
+	order = xcalloc(sp->n_tasks ? sp->n_tasks : 1, sizeof *order);
+	held = xcalloc(sp->n_tasks ? sp->n_tasks : 1, sizeof *held);
+	for (size_t i = 0; i < sp->n_tasks; i++)
+		if (jb->tasks[i].waiting == 0)
+			order[n_order++] = (uint32_t)i;
+	qsort_r(order, n_order, sizeof *order, cmp_plan_order, (void *)sp);
+
+	/*
+	 * Each ready task is placed as the scheduler would place it now, in
+	 * queue order, and its resources reserved so that the next one sees
+	 * them taken; every reservation is released below. The loop thread
+	 * runs nothing else meanwhile, so no real placement ever sees them.
+	 */
+	uint64_t cap = sched_queue_cap(j->queue, sp->tenant);
+	uint64_t running = sched_queue_running(j->queue, sp->tenant);
+	uint32_t placed = 0;
+	double rate = 0;
+	for (size_t o = 0; o < n_order; o++) {
+		struct task *t = &jb->tasks[order[o]];
+		const struct jobspec_task *s = spec_of(t);
+		struct plan_group *g = &pg[s->group];
+		g->ready++;
+		char r[256] = "";
+		struct sched_node *sn = NULL;
+		if (cap && running + s->res.cpu_millicores > cap) {
+			snprintf(r, sizeof r,
+				 "tenant %s may run %llum at once (--tenant-max-cpu): it waits for its running tasks",
+				 sp->tenant, (unsigned long long)cap);
+		} else {
+			struct req_buf rb;
+			req_build(j, t, &rb);
+			if (sched_place(j->sched, &rb.req, &sn, r, sizeof r) != 0)
+				sn = NULL;
+			req_free(&rb);
+		}
+		struct node *n = sn ? registry_get(j->env.reg, sched_node_id(sn)) : NULL;
+		if (!n) {
+			g->unplaced++;
+			if (!g->reason[0])
+				snprintf(g->reason, sizeof g->reason, "%s", r[0] ? r : "no node now");
+			continue;
+		}
+		sched_reserve(j->sched, sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
+		held[n_held].sn = sn;
+		held[n_held++].s = s;
+		running += s->res.cpu_millicores;
+		double share = n->cpu_cores ? (double)s->res.cpu_millicores / (n->cpu_cores * 1000.0) : 1.0;
+		double tr = n->price_per_hour * (share < 1.0 ? share : 1.0);
+		g->rate += tr;
+		rate += tr;
+		g->placed++;
+		placed++;
+		if (!g->nodes)
+			g->nodes = json_object();
+		json_t *c = json_object_get(g->nodes, n->id);
+		json_object_set_new(g->nodes, n->id, json_integer(json_integer_value(c) + 1));
+	}
+	for (size_t h = 0; h < n_held; h++)
+		sched_release(j->sched, held[h].sn, held[h].s->res.cpu_millicores,
+			      held[h].s->res.memory_bytes, held[h].s->res.disk_bytes);
+
+	json_t *groups = json_array();
+	uint32_t later = 0;
+	for (size_t gi = 0; gi < sp->n_groups; gi++) {
+		const struct jobspec_group *gr = &sp->groups[gi];
+		struct plan_group *g = &pg[gi];
+		json_t *o = json_pack("{s:s,s:I,s:o}", "name", gr->name, "instances", (json_int_t)gr->count,
+				      "after", plan_after(sp, gi));
+		if (g->ready) {
+			json_object_set_new(o, "placed", json_integer(g->placed));
+			json_object_set_new(o, "nodes", g->nodes ? g->nodes : json_object());
+			g->nodes = NULL;
+			json_object_set_new(o, "cost_per_hour", json_real(g->rate));
+			if (g->unplaced) {
+				json_object_set_new(o, "not_placed", json_integer(g->unplaced));
+				json_object_set_new(o, "reason", json_string(g->reason));
+			}
+		} else {
+			/*
+			 * It starts once what it waits for has run: where it would
+			 * go now (its inputs do not exist yet, so locality is not
+			 * counted).
+			 */
+			struct task *t = &jb->tasks[gr->first];
+			struct req_buf rb;
+			struct sched_node *sn = NULL;
+			char r[256] = "";
+			req_build(j, t, &rb);
+			size_t feasible = sched_feasible_count(j->sched, &rb.req);
+			if (sched_place(j->sched, &rb.req, &sn, r, sizeof r) != 0)
+				sn = NULL;
+			req_free(&rb);
+			later += gr->count;
+			json_object_set_new(o, "feasible_nodes", json_integer((json_int_t)feasible));
+			json_object_set_new(o, "total_nodes",
+					    json_integer((json_int_t)sched_node_count(j->sched)));
+			json_object_set_new(o, "would_start_on", sn ? json_string(sched_node_id(sn)) : json_null());
+			if (!sn)
+				json_object_set_new(o, "reason", json_string(r));
+		}
+		json_array_append_new(groups, o);
+	}
+	*out = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:o}", "name", sp->name, "tenant",
+			 sp->tenant, "tasks", (json_int_t)sp->n_tasks, "placed_now", (json_int_t)placed,
+			 "not_placed_now", (json_int_t)(n_order - placed), "after_dependencies",
+			 (json_int_t)later, "queued_ahead", (json_int_t)sched_queue_len(j->queue),
+			 "cost_per_hour", rate, "warnings", notes.warnings, "groups", groups);
+	notes.warnings = NULL;
+out:
+	for (size_t gi = 0; pg && gi < jb->spec->n_groups; gi++)
+		json_decref(pg[gi].nodes);
+	free(pg);
+	free(order);
+	free(held);
+	job_free(j, jb);
+	jobspec_free(js);
+	json_decref(notes.warnings);
 	return rc;
 }
 

@@ -163,6 +163,20 @@ void jobs_after_commit(struct jobs *j);
  */
 int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
 		char *why, size_t whylen);
+/*
+ * What submitting spec as tenant would do now, without submitting it: the
+ * same checks as jobs_submit() (the refusals that depend on the moment,
+ * such as quotas, the budget or a blob not uploaded yet, become warnings),
+ * then every task that could start at once placed as the scheduler would
+ * place it against the capacity free now, in queue order, and where each
+ * task that waits for others would go. Nothing is stored or reserved.
+ * Returns 0 with *out = {"name", "tenant", "tasks", "placed_now",
+ * "not_placed_now", "after_dependencies", "queued_ahead", "cost_per_hour",
+ * "warnings": [...], "groups": [...]} (docs/jobs.md), or an error as
+ * jobs_submit() gives.
+ */
+int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+	      char *why, size_t whylen);
 /* Every retained job, or only tenant's (tenant not NULL). */
 #define JOBS_LIST_DEFAULT 1000u /* jobs on a page when the caller names no limit */
 #define JOBS_LIST_MAX 10000u    /* the most jobs on one page */

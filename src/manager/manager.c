@@ -1726,6 +1726,12 @@ static int be_job_submit(void *arg, const char *body, size_t len, const char *te
 	return 0;
 }
 
+static int be_job_plan(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
+		       char *why, size_t whylen)
+{
+	return jobs_plan(((struct manager *)arg)->jobs, body, len, tenant, out, why, whylen);
+}
+
 static int be_job_rerun(void *arg, const char *id, const char *tenant, json_t **out, char *why,
 			size_t whylen)
 {
@@ -2514,6 +2520,7 @@ int manager_main(int argc, char **argv)
 			.health = be_health,
 			.tenants_list = be_tenants,
 			.job_submit = be_job_submit,
+			.job_plan = be_job_plan,
 			.jobs_list = be_jobs_list,
 			.job_get = be_job_get,
 			.job_index = be_job_index,

@@ -1,6 +1,7 @@
 """The `seeswarm job` CLI end to end: local files uploaded as sharded blobs,
 --wait progress and exit status, results with receipts that verify offline,
 list/status/explain/logs/cancel, and the example job `make demo` runs."""
+import hashlib
 import json
 import os
 import re
@@ -156,6 +157,13 @@ def test_tasks_run_code_from_a_bundle_the_cli_packs_and_uploads(swarm):
         with open(path, "w") as f:
             json.dump(s, f)
         return path
+    # job plan packs and hashes the bundle as run does (its code digest passes
+    # policy.code) without uploading it: the manager has no blob yet.
+    r = swarm.cli("job", "plan", spec(digest))
+    assert re.search(r"^count\s+3\s+3\s+agent-", r.stdout, re.M), r.stdout
+    assert "2 local files hashed" in r.stdout and "warning" not in r.stdout, r.stdout
+    r = swarm.cli("job", "plan", spec("ab" * 32), check=False)
+    assert r.returncode == 1 and digest in r.stderr and "policy.code" in r.stderr, r.stderr
     out = os.path.join(swarm.tmp, "bundle-results")
     r = swarm.cli("job", "run", spec(digest), "--wait", "--out", out)
     assert "succeeded" in r.stdout, r.stdout
@@ -329,3 +337,91 @@ def test_jobs_are_listed_newest_first_in_pages_with_filters(swarm):
     assert len(rows) == 1 and rows[0].startswith(ids[2]) and "failed" in rows[0], r.stdout
     r = swarm.cli("job", "list", "--state", "done", check=False)
     assert r.returncode == 2 and "--state" in r.stderr, r.stderr
+
+
+def test_plan_shows_where_tasks_would_start_and_keeps_nothing(swarm):
+    swarm.start_manager()
+    swarm.start_agent("agent-0", extra=["--price-per-hour", "0.4"])
+    swarm.start_agent("agent-1", extra=["--price-per-hour", "0.2"])
+    swarm.wait_ready(["agent-0", "agent-1"], 20 * SLOW)
+    cores = os.cpu_count()
+    spec = write_spec(swarm.tmp, "one two three\n" * 50)
+    with open(spec) as f:
+        s = json.load(f)
+    # Each "big" instance needs a whole node: at most one per node starts now.
+    s["tasks"].append({"name": "big", "command": ["true"], "map": {"over": [str(i) for i in range(6)]},
+                       "resources": {"cpu": cores, "memory": "16M"}})
+    with open(spec, "w") as f:
+        json.dump(s, f)
+
+    r = swarm.cli("job", "plan", spec)
+    assert re.search(r"cli-wc \(tenant default\): 10 tasks", r.stdout), r.stdout
+    assert re.search(r"^count\s+3\s+3\s+agent-", r.stdout, re.M), r.stdout
+    assert re.search(r"^total\s+1\s+-\s+after count: agent-[01] now \(feasible on 2 of 2 nodes\)",
+                     r.stdout, re.M), r.stdout
+    assert "insufficient cpu" in r.stdout, r.stdout
+    assert "1 local file hashed, not uploaded" in r.stdout, r.stdout
+    assert "warning" not in r.stdout, r.stdout
+
+    p = json.loads(swarm.cli("job", "plan", spec, "--json").stdout)
+    groups = {g["name"]: g for g in p["groups"]}
+    assert groups["count"]["placed"] == 3 and sum(groups["count"]["nodes"].values()) == 3, p
+    big = groups["big"]
+    assert big["placed"] + big["not_placed"] == 6 and big["placed"] <= 2, p
+    assert set(big["nodes"]) <= {"agent-0", "agent-1"} and sum(big["nodes"].values()) == big["placed"], p
+    assert p["placed_now"] == 3 + big["placed"] and p["after_dependencies"] == 1, p
+    assert p["warnings"] == [], p
+    # Price: a task pays the node's price times its share of the cores.
+    rate = {"agent-0": 0.4, "agent-1": 0.2}
+    want = sum(n * rate[a] * 0.5 / cores for a, n in groups["count"]["nodes"].items()) + \
+        sum(n * rate[a] for a, n in big["nodes"].items())
+    assert abs(p["cost_per_hour"] - want) < 1e-9, (p["cost_per_hour"], want)
+    # Its reservations were released: a second plan places as many.
+    p2 = json.loads(swarm.cli("job", "plan", spec, "--json").stdout)
+    assert p2["placed_now"] == p["placed_now"], (p, p2)
+    # Nothing was submitted or uploaded.
+    assert swarm.get_json("/v1/jobs")["jobs"] == []
+    shard0 = "/v1/blobs/" + hashlib.sha256(b"one two three\n" * 17).hexdigest()
+    st, _, _ = swarm.request("HEAD", shard0)
+    assert st == 404
+
+    # A policy no node meets: nothing would start, and the plan says why.
+    s["policy"] = {"tee": ["sev-snp"]}
+    snp = os.path.join(swarm.tmp, "snp.json")
+    with open(snp, "w") as f:
+        json.dump(s, f)
+    p = json.loads(swarm.cli("job", "plan", snp, "--json").stdout)
+    assert p["placed_now"] == 0 and "tee" in {g["name"]: g for g in p["groups"]}["count"]["reason"], p
+
+    # The API: a digest nobody uploaded is a warning, not a refusal; only POST is allowed.
+    one = {"name": "one", "tasks": [{"name": "t", "command": ["true"], "resources": {"cpu": 0.1},
+                                     "inputs": [{"name": "x", "blob": "ab" * 32}]}]}
+    st, body, _ = swarm.request("POST", "/v1/jobs/plan", one)
+    assert st == 200, body
+    p = json.loads(body)
+    assert len(p["warnings"]) == 1 and "has not been uploaded" in p["warnings"][0], p
+    # The plan's node is where the job then starts (the cheaper node, all else equal).
+    del one["tasks"][0]["inputs"]
+    st, body, _ = swarm.request("POST", "/v1/jobs/plan", one)
+    where = list(json.loads(body)["groups"][0]["nodes"])
+    assert where == ["agent-1"], body
+    st, body, _ = swarm.request("POST", "/v1/jobs", one)
+    jid = json.loads(body)["id"]
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"][0].get("node"), 20 * SLOW,
+             what="the task placed")
+    assert swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"][0]["node"] == "agent-1"
+    st, body, _ = swarm.request("GET", "/v1/jobs/plan")
+    assert st == 405, body
+    # A spec the manager would refuse is refused the same way.
+    bad = os.path.join(swarm.tmp, "cycle.json")
+    with open(bad, "w") as f:
+        json.dump({"name": "c", "tasks": [{"name": "a", "command": ["true"], "after": ["b"]},
+                                          {"name": "b", "command": ["true"], "after": ["a"]}]}, f)
+    r = swarm.cli("job", "plan", bad, check=False)
+    assert r.returncode == 1 and "cycle" in r.stderr, r.stderr
+    st, body, _ = swarm.request("POST", "/v1/jobs/plan", {"name": "x", "tasks": [{"name": "t"}]})
+    assert st == 400, body
+    # job run uploads what the plan only hashed (the same digest).
+    swarm.cli("job", "run", spec)
+    st, _, _ = swarm.request("HEAD", shard0)
+    assert st == 200

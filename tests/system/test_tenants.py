@@ -176,6 +176,10 @@ def test_a_tenant_token_has_a_quota_of_unfinished_jobs(swarm):
     ids = [call(swarm, tok, "POST", "/v1/jobs", slow)[1]["id"] for _ in range(2)]
     st, body = call(swarm, tok, "POST", "/v1/jobs", slow)
     assert st == 429 and "frank has 2 unfinished jobs" in body["error"]["message"], (st, body)
+    # A plan is not refused: it says the submission would be, and still places.
+    st, plan = call(swarm, tok, "POST", "/v1/jobs/plan", slow)
+    assert st == 200 and plan["tenant"] == "frank" and plan["placed_now"] == 1, (st, plan)
+    assert len(plan["warnings"]) == 1 and "frank has 2 unfinished jobs" in plan["warnings"][0], plan
     # Other tenants, and the admin, are not held back by frank's quota.
     other = make_token(swarm, "grace")["token"]
     assert call(swarm, other, "POST", "/v1/jobs", slow)[0] == 201
@@ -327,6 +331,7 @@ def test_a_read_only_token_reads_its_tenant_and_changes_nothing(swarm):
     # ... and nothing else: no submission, cancel or upload, and still no other tenant.
     for method, path, body in (("POST", "/v1/jobs", copy_job(d)),
                                ("DELETE", f"/v1/jobs/{job['id']}", None),
+                               ("POST", "/v1/jobs/plan", copy_job(d)),
                                ("PUT", f"/v1/blobs/{hashlib.sha256(b'x').hexdigest()}", b"x")):
         st, body = call(swarm, tok, method, path, body=body,
                         headers={"Content-Type": "application/octet-stream"} if method == "PUT" else None)

@@ -465,6 +465,16 @@ static void test_explain_shape(void **state)
 	assert_int_equal(json_integer_value(json_object_get(e, "feasible")), 3);
 	assert_int_equal(json_integer_value(json_object_get(e, "total")), 5);
 	assert_string_equal(json_string_value(json_object_get(e, "chosen")), "b");
+	/* The plain count agrees, and follows reservations and the request. */
+	assert_int_equal(sched_feasible_count(s, &r), 3);
+	r.cpu_millicores = 3000; /* b has 2 of its 4 cores reserved */
+	assert_int_equal(sched_feasible_count(s, &r), 2);
+	r.cpu_millicores = 5000;
+	assert_int_equal(sched_feasible_count(s, &r), 0);
+	r.cpu_millicores = task_req().cpu_millicores;
+	r.n_tee = 0; /* the sim node is allowed too */
+	assert_int_equal(sched_feasible_count(s, &r), 4);
+	r.n_tee = 1;
 	json_t *nodes = json_object_get(e, "nodes");
 	assert_int_equal(json_array_size(nodes), 5);
 	/* Feasible first by descending score (b, then a and c tied by id), then the rest by id. */

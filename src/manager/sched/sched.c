@@ -1305,6 +1305,23 @@ json_t *sched_explain(struct sched *s, const struct sched_req *req)
 	return res;
 }
 
+size_t sched_feasible_count(struct sched *s, const struct sched_req *req)
+{
+	struct rctx x;
+	ctx_init(s, req, &x);
+	s->gen++;
+	for (size_t i = 0; i < s->n_classes; i++) {
+		struct sched_class *c = s->classes[i];
+		c->rank = class_check(c, &x, false, NULL, 0);
+	}
+	size_t feasible = 0;
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct sched_node *n = s->nodes[i];
+		feasible += n->cls->rank >= R_OK && node_check(n, req) >= R_OK;
+	}
+	return feasible;
+}
+
 /* ---- tenants and the pending queue ------------------------------------------------------------- */
 
 struct qtenant;

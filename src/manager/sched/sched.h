@@ -157,6 +157,11 @@ int sched_place(struct sched *s, const struct sched_req *req, struct sched_node 
  * with nodes sorted feasible-first by descending score, then by id.
  */
 json_t *sched_explain(struct sched *s, const struct sched_req *req);
+/*
+ * How many nodes are feasible for req now (sched_explain's "feasible",
+ * without scoring or JSON: O(classes + nodes)).
+ */
+size_t sched_feasible_count(struct sched *s, const struct sched_req *req);
 
 /* ---- tenants and the pending queue -------------------------------------- */
 
