@@ -305,7 +305,7 @@ static int tenant_list(ss_client *c, bool as_json)
 	if (!j)
 		return ret;
 	json_t *lim = json_object_get(j, "limits");
-	printf("%-20s %-13s %-6s %-7s %-13s %-7s %-10s %-12s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS",
+	printf("%-20s %-13s %-6s %-7s %-13s %-7s %-10s %-18s %s\n", "TENANT", "CPU/CAP", "WEIGHT", "QUEUED", "JOBS",
 	       "TOKENS", "TASK-TIME", "COST", "UPLOADS");
 	size_t i;
 	json_t *t;
@@ -320,7 +320,11 @@ static int tenant_list(ss_client *c, bool as_json)
 			char spent_now[32], max[32];
 			format_amount(json_number_value(json_object_get(t, "spent")), spent_now);
 			format_amount(json_number_value(json_object_get(t, "max_cost")), max);
-			snprintf(cost, sizeof cost, "%s/%s", spent_now, max);
+			const char *per = json_string_value(json_object_get(t, "budget_period"));
+			/* A budget per day or month says so: 0.120/0.500/month. */
+			snprintf(cost, sizeof cost, "%s/%s%s%s", spent_now, max,
+				 per && strcmp(per, "total") != 0 ? "/" : "",
+				 per && strcmp(per, "total") != 0 ? per : "");
 		}
 		cores(json_integer_value(json_object_get(t, "cpu_running_m")), false, run);
 		cores(json_integer_value(json_object_get(t, "cpu_cap_m")), true, cap);
@@ -329,7 +333,7 @@ static int tenant_list(ss_client *c, bool as_json)
 			 (long long)json_integer_value(json_object_get(lim, "jobs_unfinished")));
 		format_size((uint64_t)json_integer_value(json_object_get(t, "upload_bytes")), size);
 		snprintf(up, sizeof up, "%lld (%s)", (long long)json_integer_value(json_object_get(t, "uploads")), size);
-		printf("%-20s %-13s %-6g %-7lld %-13s %-7lld %-10s %-12s %s\n", name, cpu,
+		printf("%-20s %-13s %-6g %-7lld %-13s %-7lld %-10s %-18s %s\n", name, cpu,
 		       json_number_value(json_object_get(t, "weight")),
 		       (long long)json_integer_value(json_object_get(t, "tasks_queued")), jobs,
 		       (long long)json_integer_value(json_object_get(t, "tokens")), spent,

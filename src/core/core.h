@@ -162,6 +162,13 @@ int hex_decode(const char *in, uint8_t *out, size_t out_len);
 uint64_t time_mono_ms(void);
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t time_wall_ms(void);
+/*
+ * The UTC calendar month ("2026-12", by_month) or day ("2026-12-02") that
+ * holds the wall-clock time ms (>= 0), into out.
+ */
+void time_utc_period(int64_t ms, bool by_month, char out[16]);
+/* When that month or day ends (the first of the next month, or the next midnight, UTC), in ms. */
+int64_t time_utc_period_end_ms(int64_t ms, bool by_month);
 /* Formats unix milliseconds as RFC 3339 UTC ("2025-06-01T00:00:00.000Z"). */
 void time_rfc3339(int64_t wall_ms, char out[32]);
 /* Parses "YYYY-MM-DDTHH:MM:SS[.fff]Z" to unix seconds. */

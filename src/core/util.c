@@ -203,6 +203,32 @@ int64_t time_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void time_utc_period(int64_t ms, bool by_month, char out[16])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	out[0] = '\0';
+	if (gmtime_r(&t, &tm))
+		strftime(out, 16, by_month ? "%Y-%m" : "%Y-%m-%d", &tm);
+}
+
+int64_t time_utc_period_end_ms(int64_t ms, bool by_month)
+{
+	if (!by_month)
+		return (ms / 86400000 + 1) * 86400000;
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (!gmtime_r(&t, &tm))
+		return 0;
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	if (++tm.tm_mon == 12) {
+		tm.tm_mon = 0;
+		tm.tm_year++;
+	}
+	return (int64_t)timegm(&tm) * 1000;
+}
+
 void time_rfc3339(int64_t wall_ms, char out[32])
 {
 	time_t s = (time_t)(wall_ms / 1000);

@@ -243,11 +243,18 @@ struct jobs {
 	uint64_t blobs_deleted, blob_bytes_deleted;
 	struct live *lives[LIVE_MAX]; /* the followed attempts, unordered */
 	size_t n_lives;
-	json_t *tenant_usage;     /* tenant -> {attempts, run_ms, cpu_ms, cost}; stored in "usage" */
+	/*
+	 * tenant -> {attempts, run_ms, cpu_ms, cost, day, day_cost, month,
+	 * month_cost}: the totals, and the cost of the attempts that ended in
+	 * the UTC day ("2026-12-02") and month ("2026-12") of the last one.
+	 * Stored in "usage".
+	 */
+	json_t *tenant_usage;
 	uint64_t index_seq;       /* the last job index given; starts at the wall clock in us */
 	struct cost_cap {
 		char tenant[64];      /* "" for every tenant not named */
 		double amount;
+		enum jobs_budget_period period;
 	} cost_caps[JOBS_MAX_COST_CAPS];
 	size_t n_cost_caps;
 };
@@ -443,6 +450,22 @@ static struct usage usage_of(const json_t *e)
 	};
 }
 
+/* The budget period that holds the wall-clock time ms ("2026-12-02", "2026-12"), into out; "" for TOTAL. */
+static void period_key(enum jobs_budget_period p, int64_t ms, char out[16])
+{
+	out[0] = '\0';
+	if (p != JOBS_BUDGET_TOTAL)
+		time_utc_period(ms, p == JOBS_BUDGET_MONTH, out);
+}
+
+/* When the budget period that holds ms ends, in ms; 0 for TOTAL. */
+static int64_t period_end_ms(enum jobs_budget_period p, int64_t ms)
+{
+	return p == JOBS_BUDGET_TOTAL ? 0 : time_utc_period_end_ms(ms, p == JOBS_BUDGET_MONTH);
+}
+
+static const char *const period_names[] = {"total", "day", "month"};
+
 /*
  * Adds h to its tenant's running totals and queues their record, so that
  * the totals commit in the same transaction as the task record holding h.
@@ -460,6 +483,17 @@ static void tenant_usage_add(struct jobs *j, const char *tenant, const struct at
 	json_object_set_new(e, "run_ms", json_integer((json_int_t)u.run_ms));
 	json_object_set_new(e, "cpu_ms", json_integer((json_int_t)u.cpu_ms));
 	json_object_set_new(e, "cost", json_real(u.cost));
+	/* The attempt counts toward the day and the month in which it ended. */
+	static const char *const keys[][2] = {{"day", "day_cost"}, {"month", "month_cost"}};
+	for (int p = 0; p < 2; p++) {
+		char now[16];
+		period_key(p == 0 ? JOBS_BUDGET_DAY : JOBS_BUDGET_MONTH, h->end_ms, now);
+		double c = json_number_value(json_object_get(e, keys[p][1]));
+		if (strcmp(json_string_value(json_object_get(e, keys[p][0])) ?: "", now) != 0)
+			c = 0;
+		json_object_set_new(e, keys[p][0], json_string(now));
+		json_object_set_new(e, keys[p][1], json_real(c + h->cost));
+	}
 	put_json(j, "usage", tenant, json_incref(e));
 }
 
@@ -1543,24 +1577,44 @@ static double attempt_cost_so_far(const struct task *t, int64_t now)
 	return t->rate * (double)attempt_run_ms(t, now) / 3600000.0;
 }
 
-/* What tenant may spend, or 0 when it has no budget. */
-static double tenant_max_cost(const struct jobs *j, const char *tenant)
+/* What tenant may spend per *period, or 0 when it has no budget. */
+static double tenant_max_cost(const struct jobs *j, const char *tenant, enum jobs_budget_period *period)
 {
-	double any = 0;
+	const struct cost_cap *any = NULL;
+	*period = JOBS_BUDGET_TOTAL;
 	for (size_t i = 0; i < j->n_cost_caps; i++) {
-		if (!strcmp(j->cost_caps[i].tenant, tenant))
+		if (!strcmp(j->cost_caps[i].tenant, tenant)) {
+			*period = j->cost_caps[i].period;
 			return j->cost_caps[i].amount;
+		}
 		if (!j->cost_caps[i].tenant[0])
-			any = j->cost_caps[i].amount;
+			any = &j->cost_caps[i];
 	}
-	return any;
+	if (!any)
+		return 0;
+	*period = any->period;
+	return any->amount;
 }
 
-/* What tenant's attempts have cost: the finished ones, and the running ones so far. */
-static double tenant_spent(const struct jobs *j, const char *tenant)
+/*
+ * What tenant's attempts have cost in the period that holds now: the
+ * finished ones that ended in it (all of them for JOBS_BUDGET_TOTAL), and the
+ * running ones so far.
+ */
+static double tenant_spent(const struct jobs *j, const char *tenant, enum jobs_budget_period period)
 {
-	double spent = json_number_value(json_object_get(json_object_get(j->tenant_usage, tenant), "cost"));
+	const json_t *e = json_object_get(j->tenant_usage, tenant);
 	int64_t now = time_wall_ms();
+	double spent = json_number_value(json_object_get(e, "cost"));
+	if (period != JOBS_BUDGET_TOTAL) {
+		char key[16];
+		period_key(period, now, key);
+		const char *k = period == JOBS_BUDGET_DAY ? "day" : "month";
+		spent = strcmp(json_string_value(json_object_get(e, k)) ?: "", key) == 0
+				? json_number_value(json_object_get(e, period == JOBS_BUDGET_DAY ? "day_cost"
+												 : "month_cost"))
+				: 0;
+	}
 	for (const struct task *t = j->active; t; t = t->act_next)
 		if (!strcmp(t->job->spec->tenant, tenant))
 			spent += attempt_cost_so_far(t, now);
@@ -2632,15 +2686,23 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 			plan_warn(plan, why);
 			rc = 0;
 		}
-		double budget = tenant_max_cost(j, tenant), spent = budget > 0 ? tenant_spent(j, tenant) : 0;
+		enum jobs_budget_period per;
+		double budget = tenant_max_cost(j, tenant, &per);
+		double spent = budget > 0 ? tenant_spent(j, tenant, per) : 0;
 		if (budget > 0 && spent >= budget) {
-			char a[32], b[32];
+			char a[32], b[32], next[64] = "";
 			format_amount(spent, a);
 			format_amount(budget, b);
+			time_t end = (time_t)(period_end_ms(per, time_wall_ms()) / 1000);
+			struct tm tm;
+			if (per != JOBS_BUDGET_TOTAL && gmtime_r(&end, &tm))
+				strftime(next, sizeof next, " or the next period (from %Y-%m-%d 00:00 UTC)", &tm);
 			snprintf(why, whylen,
-				 "tenant %s has spent %s of the %s it may spend (--tenant-max-cost); its running "
-				 "jobs go on, new ones need a larger budget",
-				 tenant, a, b);
+				 "tenant %s has spent %s of the %s it may spend%s (--tenant-max-cost); its running "
+				 "jobs go on, new ones need a larger budget%s",
+				 tenant, a, b,
+				 per == JOBS_BUDGET_DAY ? " today" : per == JOBS_BUDGET_MONTH ? " this month" : "",
+				 next);
 			rc = SS_EQUOTA;
 			if (!plan)
 				goto out;
@@ -3000,7 +3062,8 @@ void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millic
 		 (unsigned long long)millicores);
 }
 
-void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount)
+void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount,
+			      enum jobs_budget_period period)
 {
 	const char *name = tenant ? tenant : "";
 	size_t i = 0;
@@ -3013,6 +3076,7 @@ void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount)
 	}
 	snprintf(j->cost_caps[i].tenant, sizeof j->cost_caps[i].tenant, "%s", name);
 	j->cost_caps[i].amount = amount;
+	j->cost_caps[i].period = period;
 }
 
 void jobs_set_tenant_weight(struct jobs *j, const char *tenant, double weight)
@@ -3497,6 +3561,14 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		if (j->cost_caps[i].tenant[0])
 			buf_printf(out, "seeswarm_tenant_cost_max{tenant=\"%s\"} %.9g\n", j->cost_caps[i].tenant,
 				   j->cost_caps[i].amount);
+	buf_printf(out, "# HELP seeswarm_tenant_budget_spent What counts against a tenant's budget: "
+			"its attempts' cost in the budget's period (day, month or total), running ones so far.\n"
+			"# TYPE seeswarm_tenant_budget_spent gauge\n");
+	for (size_t i = 0; i < j->n_cost_caps; i++)
+		if (j->cost_caps[i].tenant[0])
+			buf_printf(out, "seeswarm_tenant_budget_spent{tenant=\"%s\",period=\"%s\"} %.9g\n",
+				   j->cost_caps[i].tenant, period_names[j->cost_caps[i].period],
+				   tenant_spent(j, j->cost_caps[i].tenant, j->cost_caps[i].period));
 	struct {
 		const char *name;
 		uint64_t v;
@@ -3584,9 +3656,15 @@ void jobs_tenants(struct jobs *j, json_t *by)
 	{
 		if (!json_object_get(e, "cpu_cap_m"))
 			json_object_set_new(e, "cpu_cap_m", json_integer((json_int_t)sched_queue_cap(j->queue, name)));
-		if (tenant_max_cost(j, name) > 0) {
-			json_object_set_new(e, "max_cost", json_real(tenant_max_cost(j, name)));
-			json_object_set_new(e, "spent", json_real(tenant_spent(j, name)));
+		enum jobs_budget_period per;
+		double budget = tenant_max_cost(j, name, &per);
+		if (budget > 0) {
+			json_object_set_new(e, "max_cost", json_real(budget));
+			json_object_set_new(e, "budget_period", json_string(period_names[per]));
+			json_object_set_new(e, "spent", json_real(tenant_spent(j, name, per)));
+			if (per != JOBS_BUDGET_TOTAL)
+				json_object_set_new(e, "budget_resets_ms",
+						    json_integer(period_end_ms(per, time_wall_ms())));
 		}
 	}
 }

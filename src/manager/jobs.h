@@ -101,14 +101,19 @@ json_t *jobs_blob_replicas(struct jobs *j, const uint8_t digest[SHA256_LEN]);
  * refused; queued tasks held back by the cap say so in their reason.
  */
 void jobs_set_tenant_max_cpu(struct jobs *j, const char *tenant, uint64_t millicores);
+/* How often a tenant's budget starts again: never, or at each UTC calendar day or month. */
+enum jobs_budget_period { JOBS_BUDGET_TOTAL, JOBS_BUDGET_DAY, JOBS_BUDGET_MONTH };
 /*
  * Sets what a tenant may spend (tenant NULL: every tenant not named), in the
- * unit of the nodes' prices: once the cost of its attempts (finished, and
- * running so far) reaches it, a tenant token's submissions are refused
- * (SS_EQUOTA) while its running jobs go on. At most JOBS_MAX_COST_CAPS.
+ * unit of the nodes' prices, in all (JOBS_BUDGET_TOTAL) or per UTC calendar
+ * day or month: once the cost of its attempts in the period (those that
+ * ended in it, and the running ones so far) reaches it, a tenant token's
+ * submissions are refused (SS_EQUOTA) while its running jobs go on. At most
+ * JOBS_MAX_COST_CAPS.
  */
 #define JOBS_MAX_COST_CAPS 64
-void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount);
+void jobs_set_tenant_max_cost(struct jobs *j, const char *tenant, double amount,
+			      enum jobs_budget_period period);
 /*
  * The spec of job id with its tenant written in ("tenant"), to submit it
  * again as a new job (a rerun), as a new string the caller frees; NULL when

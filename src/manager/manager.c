@@ -70,8 +70,9 @@ struct manager_config {
 	const char *cap_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cpu NAME=CPU; NULL for "*" */
 	uint64_t caps[MAX_TENANT_WEIGHTS];         /* millicores */
 	size_t n_caps;
-	const char *budget_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cost NAME=AMOUNT; NULL for "*" */
+	const char *budget_names[MAX_TENANT_WEIGHTS]; /* --tenant-max-cost NAME=AMOUNT[/PERIOD]; NULL for "*" */
 	double budgets[MAX_TENANT_WEIGHTS];
+	enum jobs_budget_period budget_periods[MAX_TENANT_WEIGHTS];
 	size_t n_budgets;
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
@@ -2083,9 +2084,11 @@ static void usage(FILE *f)
 		"  --tenant-max-cpu NAME=CPU   CPU a tenant's tasks may hold at once (4, 0.5 or 500m;\n"
 		"                              *=CPU for every tenant not named; repeatable;\n"
 		"                              default: no cap)\n"
-		"  --tenant-max-cost NAME=X    what a tenant token's jobs may spend, in the unit of\n"
-		"                              --price-per-hour, before its submissions are refused\n"
-		"                              (*=X for every tenant not named; repeatable)\n"
+		"  --tenant-max-cost NAME=X[/day|/month]\n"
+		"                              what a tenant token's jobs may spend, in the unit of\n"
+		"                              --price-per-hour, before its submissions are refused:\n"
+		"                              in all, or per UTC calendar day or month (*=X for\n"
+		"                              every tenant not named; repeatable)\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -2243,13 +2246,21 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 			const char *name, *val = tenant_arg(optarg, "--tenant-max-cost", true, &name);
 			char *end = NULL;
 			double x = val ? strtod(val, &end) : 0;
-			if (!val || end == val || *end || !(x > 0 && x <= JOBSPEC_MAX_COST) ||
+			enum jobs_budget_period per = JOBS_BUDGET_TOTAL;
+			if (end && !strcmp(end, "/day"))
+				per = JOBS_BUDGET_DAY;
+			else if (end && !strcmp(end, "/month"))
+				per = JOBS_BUDGET_MONTH;
+			else if (end && *end)
+				end = NULL;
+			if (!val || !end || end == val || !(x > 0 && x <= JOBSPEC_MAX_COST) ||
 			    cfg->n_budgets == MAX_TENANT_WEIGHTS) {
-				fprintf(stderr, "manager: --tenant-max-cost takes NAME=X or *=X with 0 < X <= 1e12 "
-						"(at most %d)\n", MAX_TENANT_WEIGHTS);
+				fprintf(stderr, "manager: --tenant-max-cost takes NAME=X or *=X with 0 < X <= 1e12, "
+						"optionally /day or /month (at most %d)\n", MAX_TENANT_WEIGHTS);
 				return 2;
 			}
 			cfg->budget_names[cfg->n_budgets] = name;
+			cfg->budget_periods[cfg->n_budgets] = per;
 			cfg->budgets[cfg->n_budgets++] = x;
 			break;
 		}
@@ -2500,7 +2511,8 @@ int manager_main(int argc, char **argv)
 	for (size_t i = 0; i < m->cfg.n_caps; i++)
 		jobs_set_tenant_max_cpu(m->jobs, m->cfg.cap_names[i], m->cfg.caps[i]);
 	for (size_t i = 0; i < m->cfg.n_budgets; i++)
-		jobs_set_tenant_max_cost(m->jobs, m->cfg.budget_names[i], m->cfg.budgets[i]);
+		jobs_set_tenant_max_cost(m->jobs, m->cfg.budget_names[i], m->cfg.budgets[i],
+					 m->cfg.budget_periods[i]);
 	if (bind_listener(m) != 0)
 		goto out;
 	cert_pem = pem_cert_string(cert);

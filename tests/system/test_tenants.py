@@ -595,3 +595,65 @@ def test_a_tenant_that_spent_its_budget_gets_no_new_jobs_even_after_a_crash(swar
     assert re.search(r"^thrifty .* 0\.\d+/0\.200 ", out, re.M), out
     st, raw, _ = swarm.request("GET", "/metrics")
     assert 'seeswarm_tenant_cost_max{tenant="thrifty"} 0.2' in raw.decode(), raw.decode()[-2000:]
+
+
+@pytest.mark.manager_args("--tenant-max-cost", "daily=0.2/day", "--tenant-max-cost", "lifetime=0.2")
+def test_a_daily_budget_starts_again_the_next_day_and_a_total_one_does_not(swarm):
+    """A budget per UTC day counts the attempts that ended that day; once the
+    day is over (here: the store says the spending was yesterday's, as it
+    will after midnight) the tenant may submit again. A budget in all never
+    starts again."""
+    import sqlite3
+    swarm.start_manager()
+    swarm.start_agent("agent-0", extra=["--price-per-hour", "3600"])
+    swarm.wait_ready(["agent-0"], 20 * SLOW)
+    toks = {t: make_token(swarm, t)["token"] for t in ("daily", "lifetime")}
+
+    def job(seconds):
+        return {"name": "spend", "tasks": [{"name": "s", "command": ["sleep", str(seconds)],
+                                             "resources": {"cpu": 0.5, "memory": "32M"}, "retries": 0}]}
+    refusals = {}
+    for t, tok in toks.items():
+        st, j = call(swarm, tok, "POST", "/v1/jobs", job(1.5))
+        assert st == 201, j
+        wait_job(swarm, j["id"], 60)
+        st, body = call(swarm, tok, "POST", "/v1/jobs", job(0))
+        assert st == 429, body
+        refusals[t] = body["error"]["message"]
+    now = time.time()
+    midnight = (int(now) // 86400 + 1) * 86400
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(midnight))
+    assert "of the 0.200 it may spend today (--tenant-max-cost)" in refusals["daily"], refusals
+    assert f"or the next period (from {tomorrow} 00:00 UTC)" in refusals["daily"], refusals
+    assert "it may spend (--tenant-max-cost)" in refusals["lifetime"], refusals
+    assert "next period" not in refusals["lifetime"], refusals
+    rows = {t["tenant"]: t for t in swarm.get_json("/v1/tenants")["tenants"]}
+    assert rows["daily"]["budget_period"] == "day" and rows["daily"]["spent"] > 0.2, rows
+    assert rows["daily"]["budget_resets_ms"] == midnight * 1000, rows
+    assert rows["lifetime"]["budget_period"] == "total" and "budget_resets_ms" not in rows["lifetime"], rows
+    out = swarm.cli("tenant", "list").stdout
+    assert re.search(r"^daily .* 0\.\d+/0\.200/day ", out, re.M), out
+    assert re.search(r"^lifetime .* 0\.\d+/0\.200 ", out, re.M), out
+    st, raw, _ = swarm.request("GET", "/metrics")
+    assert re.search(r'^seeswarm_tenant_budget_spent\{tenant="daily",period="day"\} 0\.[2-9]', raw.decode(),
+                     re.M), raw.decode()[-2000:]
+
+    # The next day: what was spent is recorded as yesterday's.
+    swarm.manager.kill9()
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(now - 86400))
+    db = sqlite3.connect(os.path.join(swarm.mdir, "state.db"))
+    for t in toks:
+        (raw,) = db.execute("SELECT value FROM kv WHERE ns = 'usage' AND key = ?", (t,)).fetchone()
+        rec = json.loads(raw)
+        assert rec["day"] == time.strftime("%Y-%m-%d", time.gmtime(now)) and rec["day_cost"] > 0.2, rec
+        rec["day"] = yesterday
+        db.execute("UPDATE kv SET value = ? WHERE ns = 'usage' AND key = ?", (json.dumps(rec).encode(), t))
+    db.commit()
+    db.close()
+    swarm.start_manager()
+    st, body = call(swarm, toks["daily"], "POST", "/v1/jobs", job(0))
+    assert st == 201, body
+    st, body = call(swarm, toks["lifetime"], "POST", "/v1/jobs", job(0))
+    assert st == 429, body
+    rows = {t["tenant"]: t for t in swarm.get_json("/v1/tenants")["tenants"]}
+    assert rows["daily"]["spent"] < 0.2 and rows["daily"]["usage"]["cost"] > 0.2, rows

@@ -155,6 +155,33 @@ static void test_formatters(void **state)
 	}
 }
 
+static void test_utc_periods(void **state)
+{
+	(void)state;
+	char out[16];
+	static const struct {
+		int64_t ms;
+		const char *day, *month;
+		int64_t day_end, month_end;
+	} cases[] = {
+		/* 2026-12-31T23:59:59.999Z: both end at the new year. */
+		{1798761599999, "2026-12-31", "2026-12", 1798761600000, 1798761600000},
+		/* 2027-01-01T00:00:00.000Z starts both. */
+		{1798761600000, "2027-01-01", "2027-01", 1798848000000, 1801440000000},
+		/* 2028-02-28T12:00:00Z: a leap February ends on the 29th. */
+		{1835352000000, "2028-02-28", "2028-02", 1835395200000, 1835481600000},
+		{0, "1970-01-01", "1970-01", 86400000, 2678400000},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		time_utc_period(cases[i].ms, false, out);
+		assert_string_equal(out, cases[i].day);
+		time_utc_period(cases[i].ms, true, out);
+		assert_string_equal(out, cases[i].month);
+		assert_int_equal(time_utc_period_end_ms(cases[i].ms, false), cases[i].day_end);
+		assert_int_equal(time_utc_period_end_ms(cases[i].ms, true), cases[i].month_end);
+	}
+}
+
 static void test_parse_size(void **state)
 {
 	(void)state;
@@ -543,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_time_round_trip),
 		cmocka_unit_test(test_time_rejects),
 		cmocka_unit_test(test_formatters),
+		cmocka_unit_test(test_utc_periods),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_addr_split),
