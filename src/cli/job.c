@@ -53,6 +53,7 @@ static const char usage_text[] =
 	"                          for each node, why it was filtered out or how it scored\n"
 	"  logs TASK_ID [--json]   a task's attempts: status, stdout/stderr tails, receipt\n"
 	"  logs TASK_ID --follow   print the task's output as it comes, to its end (-f)\n"
+	"                          (or JOB TASK: the task by its name, e.g. j-3fa9... count[2])\n"
 	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
 	"  cancel JOB              cancel a running job\n"
 	"  rerun JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
@@ -1173,6 +1174,36 @@ static int cmd_logs(ss_client *c, const char *task_id, bool as_json)
 }
 
 /*
+ * The id of job's task named name ("count[2]"; a plain task's name), into
+ * out. Returns 0, or 1 after printing why (no such job or task).
+ */
+static int task_by_name(ss_client *c, const char *job, const char *name, char out[96])
+{
+	char *js = NULL;
+	int crc = ss_job_tasks(c, job, &js);
+	json_t *o = fetch_json(c, crc, js, "tasks"), *t;
+	size_t i;
+	int ret = 1;
+	if (!o)
+		return 1;
+	json_array_foreach(json_object_get(o, "tasks"), i, t)
+	{
+		if (str(t, "name") && !strcmp(str(t, "name"), name) && str(t, "id")) {
+			snprintf(out, 96, "%s", str(t, "id"));
+			ret = 0;
+			break;
+		}
+	}
+	if (ret) {
+		char *clean = cli_clean(name);
+		fprintf(stderr, "error: job %s has no task named %s (job status lists them)\n", job, clean);
+		free(clean);
+	}
+	json_decref(o);
+	return ret;
+}
+
+/*
  * When a follow began after the agent let go of the attempt's output (it ended
  * long ago, or the agent restarted), prints the tails kept with its result.
  */
@@ -1390,7 +1421,7 @@ int cli_job_main(int argc, char **argv)
 		}
 	}
 	size_t need = !strcmp(sub, "list") ? 0 : 1;
-	size_t allow = !strcmp(sub, "explain") ? 2 : need;
+	size_t allow = !strcmp(sub, "explain") || !strcmp(sub, "logs") ? 2 : need;
 	if (npos < need || npos > allow) {
 		fprintf(stderr, "error: job %s takes %s\n", sub,
 			need == 0 ? "no arguments" : is_rerun ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
@@ -1424,10 +1455,16 @@ int cli_job_main(int argc, char **argv)
 		ret = cmd_status(c, pos[0], ro.as_json);
 	else if (!strcmp(sub, "explain"))
 		ret = cmd_explain(c, pos[0], pos[1], ro.as_json);
-	else if (!strcmp(sub, "logs") && follow_logs)
-		ret = cmd_follow(c, pos[0]);
-	else if (!strcmp(sub, "logs"))
-		ret = cmd_logs(c, pos[0], ro.as_json);
+	else if (!strcmp(sub, "logs")) {
+		/* logs JOB TASK names the task; logs TASK_ID is its id. */
+		char id[96];
+		if (pos[1] && task_by_name(c, pos[0], pos[1], id))
+			ret = 1;
+		else if (follow_logs)
+			ret = cmd_follow(c, pos[1] ? id : pos[0]);
+		else
+			ret = cmd_logs(c, pos[1] ? id : pos[0], ro.as_json);
+	}
 	else if (!strcmp(sub, "results"))
 		ret = cmd_results(c, pos[0], ro.out);
 	else

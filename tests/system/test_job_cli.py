@@ -84,6 +84,10 @@ def test_run_wait_out_fetches_results_and_receipts_that_verify(swarm):
     total_id = [t["id"] for t in tasks if t["name"] == "total"][0]
     lg = swarm.cli("job", "logs", total_id)
     assert re.search(r"attempt 1 on agent-[01]: exited \(code 0\)", lg.stdout), lg.stdout
+    # The same by the task's name, and a name the job does not have.
+    assert swarm.cli("job", "logs", jid, "total").stdout == lg.stdout
+    r = swarm.cli("job", "logs", jid, "count[9]", check=False)
+    assert r.returncode == 1 and f"job {jid} has no task named count[9]" in r.stderr, r.stderr
     # results again into another directory, without --wait.
     out2 = os.path.join(swarm.tmp, "again")
     swarm.cli("job", "results", jid, "--out", out2)
@@ -260,7 +264,7 @@ def test_logs_follow_prints_output_as_it_comes_and_across_attempts(swarm):
     for a in ids:
         swarm.start_agent(a)
     swarm.wait_ready(ids, 20 * SLOW)
-    r = swarm.cli("job", "logs", f"{jid}.0", "-f")
+    r = swarm.cli("job", "logs", jid, "t", "-f")
     assert "line 6\ndone\n" in r.stdout and "err 6" in r.stderr and "kept with the result" in r.stderr, \
         (r.stdout, r.stderr)
 

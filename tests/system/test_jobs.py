@@ -60,8 +60,12 @@ def wait_job(swarm, jid, timeout, state="succeeded"):
         return j if j["state"] != "running" else None
     j = wait_for(done, timeout * SLOW, interval=0.1, what=f"job {jid} to finish")
     if j["state"] != state:
-        raise AssertionError(f"job {jid} ended {j['state']}, expected {state}:\n"
-                             f"{json.dumps(tasks(swarm, jid), indent=1)[:4000]}")
+        # The job's reason and the tasks that did not succeed first: they say why.
+        ts = tasks(swarm, jid)
+        bad = {k: v for k, v in ts.items() if v.get("state") != "succeeded"}
+        raise AssertionError(f"job {jid} ended {j['state']}, expected {state}: {j.get('reason')}\n"
+                             f"not succeeded: {json.dumps(bad, indent=1)[:6000]}\n"
+                             f"all: {json.dumps(ts, indent=1)[:3000]}")
     return j
 
 
