@@ -126,7 +126,7 @@ struct task {
 	struct out_rec *outs;
 	size_t n_outs;
 	uint32_t collecting;      /* outputs still being fetched */
-	uint32_t refusals;        /* attempts agents refused (full, or no sandbox); not persisted */
+	uint32_t refusals;        /* attempts refused, or without their inputs (task_backoff); not persisted */
 	struct attempt_rec *hist;
 	size_t n_hist;
 	struct task *act_prev, *act_next; /* the active list: placed, running, collecting */
@@ -1358,13 +1358,18 @@ static void retry_list_add(struct jobs *j, struct task *t)
 }
 
 /*
- * An agent refused the attempt (it was full, e.g. still running attempts the
- * manager already gave up on, or it cannot build sandboxes). Not the task's
- * fault, so it uses neither a retry nor the lost budget: it waits a short,
- * growing delay (200 ms doubling to 6.4 s) and avoids that node next time,
- * and fails only after MAX_REFUSALS refusals.
+ * The attempt ended without being the task's fault, and trying again at
+ * once would likely end the same way: an agent refused it (it was full, e.g.
+ * still running attempts the manager already gave up on, or it cannot build
+ * sandboxes; input false), or its agent could not get its inputs (input
+ * true: the agent that holds an input is restarting or cut off, and the
+ * manager has no copy). It uses neither a retry nor the lost budget: it
+ * waits a short, growing delay (200 ms doubling to 6.4 s), avoids that node
+ * next time, and fails only after MAX_REFUSALS such attempts. Before it is
+ * placed again, lineage_check() re-runs the producer of any input whose
+ * every holder has gone meanwhile.
  */
-static void task_refused(struct jobs *j, struct task *t, const char *why)
+static void task_backoff(struct jobs *j, struct task *t, bool input, const char *why)
 {
 	if (!t->active)
 		return;
@@ -1372,16 +1377,19 @@ static void task_refused(struct jobs *j, struct task *t, const char *why)
 	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
 	release(j, t);
 	active_del(j, t);
-	hist_add(j, t, "refused", why);
+	hist_add(j, t, input ? "lost" : "refused", why);
 	if (++t->refusals > MAX_REFUSALS) {
-		task_fail(j, t, "refused", "refused by agents too many times");
+		task_fail(j, t, input ? "input_error" : "refused",
+			  input ? "its inputs could not be fetched too many times"
+				: "refused by agents too many times");
 		return;
 	}
 	uint32_t shift = t->refusals - 1 < 5 ? t->refusals - 1 : 5;
 	uint64_t delay = (uint64_t)REFUSAL_BACKOFF_MS << shift;
 	t->retry_at_ms = time_wall_ms() + (int64_t)delay;
-	snprintf(t->reason, sizeof t->reason, "attempt %u refused by %s: %.120s; again in %llu ms",
-		 t->attempt, t->node[0] ? t->node : "?", why, (unsigned long long)delay);
+	snprintf(t->reason, sizeof t->reason, "attempt %u %s %s: %.120s; again in %llu ms", t->attempt,
+		 input ? "could not get its inputs on" : "refused by", t->node[0] ? t->node : "?", why,
+		 (unsigned long long)delay);
 	t->node[0] = '\0';
 	set_tstate(t, T_RETRYING);
 	task_save(j, t);
@@ -2018,10 +2026,13 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 			 r->message ? r->message : "");
 		if (!strcmp(r->status, "refused")) {
 			/* The agent could not take it: not the task's fault. */
-			task_refused(j, t, why);
+			task_backoff(j, t, false, why);
 		} else if (!strcmp(r->status, "input_error")) {
-			/* Its inputs could not be fetched: lineage may bring them back. */
-			task_lost(j, t, why);
+			/*
+			 * Its inputs could not be fetched: their holder may be
+			 * back soon, or lineage makes them again.
+			 */
+			task_backoff(j, t, true, why);
 		} else {
 			task_attempt_failed(j, t, r->status, why);
 		}

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import (SLOW, frame, hello_payload, pb_field, pb_varint, read_frame, read_until_closed,
+from conftest import (SLOW, free_port, frame, hello_payload, pb_field, pb_varint, read_frame, read_until_closed,
                       tls_connect, wait_for)
 from test_jobs import get_blob, put_blob, start, submit, tasks, wait_job
 
@@ -519,3 +519,47 @@ def test_repair_keeps_a_jobs_data_where_its_policy_allows(swarm):
         assert r["critical"], r
         assert [x["node"] for x in r["replicas"]] == ["agent-eu"], r
         assert not agent_has_blob(swarm, "agent-us", d), d
+
+
+def test_an_input_its_holder_cannot_serve_backs_off_instead_of_failing_the_task(swarm):
+    """An input whose holder is admitted but cannot be reached by peers (here:
+    it advertises a port nobody listens on; in real life an agent restarting
+    or cut off) makes the consumer's attempt end with input_error. That is no
+    fault of the task: it waits 200 ms, doubling, and tries again, instead of
+    burning its lost budget in milliseconds and failing the job (which the
+    chaos test once caught). Once the holder serves again, the job succeeds."""
+    closed = free_port()
+    swarm.start_manager()
+    swarm.start_agent("agent-0", extra=["--max-tasks", "1", "--advertise", f"127.0.0.1:{closed}"])
+    swarm.wait_ready(["agent-0"], 20 * SLOW)
+    res = {"cpu": 0.25, "memory": "32M"}
+    spec = {"name": "unreachable", "tasks": [
+        {"name": "make", "command": ["sh", "-c", f"head -c {BIG} /dev/zero | tr '\\0' x > /out/part"],
+         "outputs": ["part"], "resources": res},
+        # Takes agent-0's only slot when make is done, so use runs elsewhere.
+        {"name": "block", "after": ["make"], "priority": 10, "command": ["sleep", "8"], "resources": res},
+        {"name": "use", "inputs": [{"name": "p", "from": "make.part"}], "outputs": ["h"], "resources": res,
+         "command": ["sh", "-c", "sha256sum < /in/p | cut -c1-64 > /out/h"]}]}
+    jid = submit(swarm, spec)["id"]
+    wait_for(lambda: tasks(swarm, jid)["block"]["state"] == "running", 30 * SLOW, what="block running")
+    swarm.start_agent("agent-1")
+    swarm.wait_ready(["agent-0", "agent-1"], 20 * SLOW)
+
+    def backed_off():
+        u = tasks(swarm, jid)["use"]
+        lost = [h for h in u["history"] if h["outcome"] == "lost"]
+        return (u, lost) if len(lost) >= 3 else None
+    u, lost = wait_for(backed_off, 30 * SLOW, what="three attempts of use without their input")
+    assert swarm.get_json(f"/v1/jobs/{jid}")["state"] == "running", u
+    assert all("input_error" in h["reason"] for h in lost), lost
+    # 200 ms, then 400 ms: the third attempt came at least 0.5 s after the first ended.
+    assert lost[2]["start_ms"] - lost[0]["end_ms"] >= 500, lost
+    assert "could not get its inputs on agent-1" in u["reason"] or u["state"] != "retrying", u
+    # The holder comes back with an address peers reach: the job completes.
+    swarm.agents["agent-0"].kill9()
+    swarm.agents.pop("agent-0")
+    swarm.start_agent("agent-0", extra=["--max-tasks", "1"])
+    j = wait_job(swarm, jid, 90)
+    ts = tasks(swarm, j["id"])
+    want = hashlib.sha256(b"x" * BIG).hexdigest()
+    assert get_blob(swarm, ts["use"]["outputs"][0]["digest"]).decode().strip() == want
