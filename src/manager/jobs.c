@@ -466,6 +466,17 @@ static int64_t period_end_ms(enum jobs_budget_period p, int64_t ms)
 
 static const char *const period_names[] = {"total", "day", "month"};
 
+/* The fields of a tenant's usage record that hold a period's key and cost. */
+static const char *const period_fields[][2] = {
+	[JOBS_BUDGET_DAY] = {"day", "day_cost"}, [JOBS_BUDGET_MONTH] = {"month", "month_cost"}};
+
+/* What the usage record e holds for the day or month key (0 when it holds another one). */
+static double period_cost(const json_t *e, enum jobs_budget_period p, const char *key)
+{
+	const char *held = json_string_value(json_object_get(e, period_fields[p][0]));
+	return held && !strcmp(held, key) ? json_number_value(json_object_get(e, period_fields[p][1])) : 0;
+}
+
 /*
  * Adds h to its tenant's running totals and queues their record, so that
  * the totals commit in the same transaction as the task record holding h.
@@ -484,15 +495,12 @@ static void tenant_usage_add(struct jobs *j, const char *tenant, const struct at
 	json_object_set_new(e, "cpu_ms", json_integer((json_int_t)u.cpu_ms));
 	json_object_set_new(e, "cost", json_real(u.cost));
 	/* The attempt counts toward the day and the month in which it ended. */
-	static const char *const keys[][2] = {{"day", "day_cost"}, {"month", "month_cost"}};
-	for (int p = 0; p < 2; p++) {
+	for (int p = JOBS_BUDGET_DAY; p <= JOBS_BUDGET_MONTH; p++) {
 		char now[16];
-		period_key(p == 0 ? JOBS_BUDGET_DAY : JOBS_BUDGET_MONTH, h->end_ms, now);
-		double c = json_number_value(json_object_get(e, keys[p][1]));
-		if (strcmp(json_string_value(json_object_get(e, keys[p][0])) ?: "", now) != 0)
-			c = 0;
-		json_object_set_new(e, keys[p][0], json_string(now));
-		json_object_set_new(e, keys[p][1], json_real(c + h->cost));
+		period_key((enum jobs_budget_period)p, h->end_ms, now);
+		double c = period_cost(e, (enum jobs_budget_period)p, now);
+		json_object_set_new(e, period_fields[p][0], json_string(now));
+		json_object_set_new(e, period_fields[p][1], json_real(c + h->cost));
 	}
 	put_json(j, "usage", tenant, json_incref(e));
 }
@@ -1048,6 +1056,13 @@ static void task_fail(struct jobs *j, struct task *t, const char *status, const 
 static void queue_ack(struct jobs *j, const struct node *n, const char *task_id, uint32_t attempt);
 
 /* Tries to place and dispatch one task. Returns true when it was dispatched. */
+/* What an attempt of cpu_millicores pays per hour on n: the share of the node it reserves, the whole node at most. */
+static double node_rate(const struct node *n, uint32_t cpu_millicores)
+{
+	double share = n->cpu_cores ? (double)cpu_millicores / (n->cpu_cores * 1000.0) : 1.0;
+	return n->price_per_hour * (share < 1.0 ? share : 1.0);
+}
+
 static bool place_one(struct jobs *j, struct task *t)
 {
 	struct req_buf rb;
@@ -1083,9 +1098,7 @@ static bool place_one(struct jobs *j, struct task *t)
 		goto out;
 	}
 	sched_reserve(j->sched, sn, s->res.cpu_millicores, s->res.memory_bytes, s->res.disk_bytes);
-	/* The attempt pays for the share of the node it reserves, the whole node at most. */
-	double share = n->cpu_cores ? (double)s->res.cpu_millicores / (n->cpu_cores * 1000.0) : 1.0;
-	t->rate = n->price_per_hour * (share < 1.0 ? share : 1.0);
+	t->rate = node_rate(n, s->res.cpu_millicores);
 	t->run_ms = t->cpu_ms = 0;
 	t->sn = sn;
 	t->charged = true; /* the pop counted it */
@@ -1617,11 +1630,7 @@ static double tenant_spent(const struct jobs *j, const char *tenant, enum jobs_b
 	if (period != JOBS_BUDGET_TOTAL) {
 		char key[16];
 		period_key(period, now, key);
-		const char *k = period == JOBS_BUDGET_DAY ? "day" : "month";
-		spent = strcmp(json_string_value(json_object_get(e, k)) ?: "", key) == 0
-				? json_number_value(json_object_get(e, period == JOBS_BUDGET_DAY ? "day_cost"
-												 : "month_cost"))
-				: 0;
+		spent = period_cost(e, period, key);
 	}
 	for (const struct task *t = j->active; t; t = t->act_next)
 		if (!strcmp(t->job->spec->tenant, tenant))
@@ -2657,9 +2666,16 @@ struct plan_notes {
 	json_t *warnings; /* array of strings */
 };
 
-static void plan_warn(struct plan_notes *plan, const char *why)
+/*
+ * A refusal that depends on the moment: rc for a submission; for a plan,
+ * why becomes a warning and the checks go on (0).
+ */
+static int refuse_or_warn(struct plan_notes *plan, int rc, const char *why)
 {
+	if (!plan)
+		return rc;
 	json_array_append_new(plan->warnings, json_string(why));
+	return 0;
 }
 
 static int spec_check(struct jobs *j, const char *spec, size_t len, const char *tenant,
@@ -2691,11 +2707,8 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 				 "tenant %s has %u unfinished jobs, its quota (--tenant-max-jobs); wait for "
 				 "some to finish or cancel them",
 				 tenant, running);
-			rc = SS_EQUOTA;
-			if (!plan)
+			if ((rc = refuse_or_warn(plan, SS_EQUOTA, why)) != 0)
 				goto out;
-			plan_warn(plan, why);
-			rc = 0;
 		}
 		enum jobs_budget_period per;
 		double budget = tenant_max_cost(j, tenant, &per);
@@ -2714,20 +2727,14 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 				 tenant, a, b,
 				 per == JOBS_BUDGET_DAY ? " today" : per == JOBS_BUDGET_MONTH ? " this month" : "",
 				 next);
-			rc = SS_EQUOTA;
-			if (!plan)
+			if ((rc = refuse_or_warn(plan, SS_EQUOTA, why)) != 0)
 				goto out;
-			plan_warn(plan, why);
-			rc = 0;
 		}
 	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
-		rc = SS_ELIMIT;
-		if (!plan)
+		if ((rc = refuse_or_warn(plan, SS_ELIMIT, why)) != 0)
 			goto out;
-		plan_warn(plan, why);
-		rc = 0;
 	}
 	/* The largest node that is or was admitted bounds what any task may ask for. */
 	struct jobspec_limits lim = {0};
@@ -2774,11 +2781,8 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 			snprintf(why, whylen,
 				 "task %s, input \"%s\": blob %s has not been uploaded (PUT /v1/blobs/%s, or give a \"file\" to the CLI)",
 				 s->name, s->inputs[k].name, hex, hex);
-			rc = SS_EINVAL;
-			if (!plan)
+			if ((rc = refuse_or_warn(plan, SS_EINVAL, why)) != 0)
 				goto out;
-			plan_warn(plan, why);
-			rc = 0;
 		}
 	}
 	for (size_t i = 0; i < js->n_tasks; i++) {
@@ -2790,11 +2794,8 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 			snprintf(why, whylen,
 				 "task %s: bundle blob %s has not been uploaded (PUT /v1/blobs/%s, or give {\"file\": PATH} to the CLI)",
 				 s->name, hex, hex);
-			rc = SS_EINVAL;
-			if (!plan)
+			if ((rc = refuse_or_warn(plan, SS_EINVAL, why)) != 0)
 				goto out;
-			plan_warn(plan, why);
-			rc = 0;
 		}
 		/* Every task's code must be allowed: its bundle, or the empty bundle of a command task. */
 		const uint8_t *code = s->has_bundle ? s->bundle_digest : j->empty_bundle;
@@ -2964,8 +2965,7 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 		held[n_held].sn = sn;
 		held[n_held++].s = s;
 		running += s->res.cpu_millicores;
-		double share = n->cpu_cores ? (double)s->res.cpu_millicores / (n->cpu_cores * 1000.0) : 1.0;
-		double tr = n->price_per_hour * (share < 1.0 ? share : 1.0);
+		double tr = node_rate(n, s->res.cpu_millicores);
 		g->rate += tr;
 		rate += tr;
 		g->placed++;
