@@ -633,7 +633,12 @@ static void on_signal(uv_signal_t *h, int signum)
 		return;
 	a->stopping = true;
 	log_info("signal %d: leaving the swarm", signum);
-	if (a->conn && a->st == A_ADMITTED) {
+	/*
+	 * Also while the admission is on its way: the manager may have admitted
+	 * this agent already, and without a goodbye it would wait out the grace
+	 * period and mark it down instead of left.
+	 */
+	if (a->conn && (a->st == A_ADMITTED || a->st == A_EVIDENCE)) {
 		Seeswarm__V1__Goodbye g = SEESWARM__V1__GOODBYE__INIT;
 		g.reason = signum == SIGTERM ? "agent stopped (SIGTERM)" : "agent stopped (SIGINT)";
 		conn_send(a->conn, MSG_GOODBYE, &g.base);

@@ -1146,7 +1146,8 @@ static int on_frame(struct conn *c, uint16_t type, const uint8_t *payload, uint3
 		ok = type == MSG_CREDENTIAL_RESPONSE;
 		break;
 	case SESS_EVIDENCE:
-		ok = type == MSG_EVIDENCE;
+		/* An agent stopping before it hears of its admission says goodbye too. */
+		ok = type == MSG_EVIDENCE || type == MSG_GOODBYE;
 		break;
 	case SESS_COMMIT:
 		ok = type == MSG_HEARTBEAT || type == MSG_GOODBYE;
