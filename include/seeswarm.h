@@ -213,6 +213,13 @@ int ss_job_cancel(ss_client *c, const char *id, char **json);
  * job as ss_job_submit does, with "rerun_of" naming the old one.
  */
 int ss_job_rerun(ss_client *c, const char *id, char **json);
+/*
+ * Launches a periodic job (a spec with "periodic") now, whatever its
+ * schedule says, and returns the launched job as ss_job_submit does, with
+ * "parent" naming the periodic job. SS_EHTTP (409) when the job is not
+ * periodic or was stopped.
+ */
+int ss_job_launch(ss_client *c, const char *id, char **json);
 int ss_job_tasks(ss_client *c, const char *id, char **json);
 int ss_job_explain(ss_client *c, const char *id, const char *task, char **json);
 /* A task's attempts with their exit status, stdout/stderr tails and signed receipts. */

@@ -27,7 +27,7 @@ static const struct command commands[] = {
 	{"manager", manager_main, "run the manager daemon"},
 	{"agent", agent_main, "run the agent daemon inside an SEE"},
 	{"node", cli_node_main, "list, show and drain nodes"},
-	{"job", cli_job_main, "run jobs (DAGs of tasks): plan, run, wait, list, status, explain, logs, results, cancel, rerun"},
+	{"job", cli_job_main, "run jobs (DAGs of tasks): plan, run, wait, list, status, explain, logs, results, cancel, rerun, launch"},
 	{"token", cli_token_main, "tenant API tokens: create, list, revoke (admin token)"},
 	{"tenant", cli_tenant_main, "tenants' use of the swarm against their quotas: list"},
 	{"audit", cli_audit_main, "the manager's audit trail: who changed what (admin token)"},

@@ -1,5 +1,5 @@
 /*
- * job.c - `seeswarm job run|plan|wait|list|status|explain|logs|results|cancel|rerun`.
+ * job.c - `seeswarm job run|plan|wait|list|status|explain|logs|results|cancel|rerun|launch`.
  *
  * `job run` uploads the spec's local "file" inputs as blobs (split at line
  * boundaries when "shards" is given), rewrites them to blob form, submits
@@ -47,7 +47,7 @@ static const char usage_text[] =
 	"  list [--state S] [--tenant T] [--limit N] [--all] [--json]\n"
 	"                          jobs, newest first: the newest 100, or N, or --all of\n"
 	"                          them (fetched N at a time); S is running, succeeded,\n"
-	"                          failed or canceled\n"
+	"                          failed, canceled or periodic\n"
 	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
 	"  explain JOB [TASK] [--json]\n"
 	"                          for each node, why it was filtered out or how it scored\n"
@@ -55,10 +55,13 @@ static const char usage_text[] =
 	"  logs TASK_ID --follow   print the task's output as it comes, to its end (-f)\n"
 	"                          (or JOB TASK: the task by its name, e.g. j-3fa9... count[2])\n"
 	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
-	"  cancel JOB              cancel a running job\n"
+	"  cancel JOB              cancel a running job, or stop a periodic one launching\n"
 	"  rerun JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
 	"                          submit a job's spec again as a new job (e.g. after a\n"
 	"                          failure), and follow it as run does\n"
+	"  launch JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
+	"                          launch a periodic job now, off its schedule, and\n"
+	"                          follow the launch as run does\n"
 	"\n"
 	"Connection options: --addr HOST:PORT, --token TOKEN, --ca FILE (default:\n"
 	"SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then ~/.config/seeswarm/config.json).\n"
@@ -700,6 +703,13 @@ static int follow(ss_client *c, const char *id, const struct run_opts *o)
 	int ret = 1;
 	if (!job)
 		goto out;
+	if (!strcmp(str(job, "state"), "periodic")) {
+		fprintf(stderr,
+			"error: job %s is periodic and does not end; wait for one of its launches instead "
+			"(job status %s lists them, job launch %s --wait starts one now)\n",
+			jid, jid, jid);
+		goto out;
+	}
 	if (o->as_json) {
 		print_json(job);
 	} else {
@@ -764,6 +774,18 @@ out:
 	return ret;
 }
 
+/* A periodic job's schedule for people: "cron \"0 3 * * *\" (UTC), no overlap" or "every 10s". */
+static void schedule_text(json_t *per, char *out, size_t outlen)
+{
+	char every[32];
+	char *cron = cli_clean(str(per, "cron"));
+	format_duration_ms((uint64_t)num(per, "every_ms"), every);
+	snprintf(out, outlen, "%s%s%s%s%s", *cron ? "cron \"" : "every ", *cron ? cron : every,
+		 *cron ? "\" (UTC)" : "", json_is_true(json_object_get(per, "prohibit_overlap")) ? ", " : "",
+		 json_is_true(json_object_get(per, "prohibit_overlap")) ? "no overlap" : "");
+	free(cron);
+}
+
 static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
 {
 	char *body = NULL, *js = NULL;
@@ -777,12 +799,30 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 	if (!job)
 		goto out;
 	const char *id = str(job, "id");
-	if (o->as_json && !o->wait)
+	json_t *per = json_object_get(job, "periodic");
+	if (o->as_json && (!o->wait || per)) {
 		print_json(job);
-	else
+	} else if (per) {
+		char sched[200], at[32];
+		schedule_text(per, sched, sizeof sched);
+		format_utc_ms(num(per, "next_launch_ms"), at);
+		printf("periodic job %s registered: %s, %lld task%s per launch%s\nnext launch: %s\n", id, sched,
+		       num(job, "tasks_total"), num(job, "tasks_total") == 1 ? "" : "s",
+		       uploaded ? " (local files uploaded as blobs)" : "", at);
+	} else {
 		printf("job %s submitted: %lld tasks%s\n", id, num(job, "tasks_total"),
 		       uploaded ? " (local files uploaded as blobs)" : "");
+	}
 	fflush(stdout);
+	if (o->wait && per) {
+		/* A periodic job never ends: there is nothing to wait for but its launches. */
+		fprintf(stderr,
+			"note: a periodic job does not end, so --wait does not wait for it; follow one launch "
+			"with: seeswarm job launch %s --wait\n",
+			id);
+		ret = 0;
+		goto out;
+	}
 	ret = o->wait ? follow(c, id, o) : 0;
 out:
 	json_decref(job);
@@ -832,6 +872,19 @@ static void print_plan(json_t *plan, size_t files)
 	format_amount(json_number_value(json_object_get(plan, "cost_per_hour")), cost);
 	printf("job %s (tenant %s): %lld task%s\n", str(plan, "name"), str(plan, "tenant"),
 	       num(plan, "tasks"), num(plan, "tasks") == 1 ? "" : "s");
+	json_t *per = json_object_get(plan, "periodic");
+	if (per) {
+		char sched[200], at[32];
+		schedule_text(per, sched, sizeof sched);
+		printf("periodic: %s; a launch now would go as below\nnext launches:", sched);
+		json_t *l;
+		json_array_foreach(json_object_get(per, "next_launches_ms"), i, l)
+		{
+			format_utc_ms(json_integer_value(l), at);
+			printf("%s %s", i ? "," : "", at);
+		}
+		printf("\n");
+	}
 	printf("now: %lld would start, %lld would wait for capacity, %lld wait for other tasks; "
 	       "%lld task%s of other jobs queued\n",
 	       num(plan, "placed_now"), num(plan, "not_placed_now"), num(plan, "after_dependencies"),
@@ -937,6 +990,64 @@ static int cmd_rerun(ss_client *c, const char *old_id, const struct run_opts *o)
 	return ret;
 }
 
+static int cmd_launch(ss_client *c, const char *parent_id, const struct run_opts *o)
+{
+	char *js = NULL;
+	int rc = ss_job_launch(c, parent_id, &js);
+	json_t *job = fetch_json(c, rc, js, "launch");
+	if (!job)
+		return 1;
+	char *id = cli_clean(str(job, "id")), *parent = cli_clean(parent_id);
+	if (o->as_json && !o->wait)
+		print_json(job);
+	else
+		printf("job %s launched: %lld task%s (from periodic job %s)\n", id, num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s", parent);
+	fflush(stdout);
+	int ret = o->wait ? follow(c, id, o) : 0;
+	free(id);
+	free(parent);
+	json_decref(job);
+	return ret;
+}
+
+/* job status of a periodic job: its schedule, its counts and its launches. */
+static void print_periodic(json_t *job)
+{
+	json_t *per = json_object_get(job, "periodic");
+	char sched[200], at[32];
+	schedule_text(per, sched, sizeof sched);
+	printf("schedule: %s, %lld task%s per launch\n", sched, num(job, "tasks_total"),
+	       num(job, "tasks_total") == 1 ? "" : "s");
+	if (json_object_get(per, "next_launch_ms")) {
+		format_utc_ms(num(per, "next_launch_ms"), at);
+		printf("next launch: %s\n", at);
+	}
+	printf("launched %lld, skipped %lld (the last launch still ran), refused %lld\n", num(per, "launched"),
+	       num(per, "skipped"), num(per, "refused"));
+	json_t *skip = json_object_get(per, "last_skip");
+	if (skip) {
+		char *why = cli_clean(str(skip, "reason"));
+		format_utc_ms(num(skip, "at_ms"), at);
+		printf("last skipped or refused: %s: %s\n", at, why);
+		free(why);
+	}
+	json_t *launches = json_object_get(per, "launches"), *l;
+	if (json_array_size(launches) == 0)
+		return;
+	printf("%-22s %-24s %s\n", "LAUNCH", "FOR", "STATE");
+	size_t i;
+	json_array_foreach(launches, i, l)
+	{
+		char *lid = cli_clean(str(l, "id")), *st = cli_clean(str(l, "state"));
+		format_utc_ms(num(l, "at_ms"), at);
+		printf("%-22s %-24s %s%s\n", lid, at, st,
+		       json_is_true(json_object_get(l, "forced")) ? " (launched on request)" : "");
+		free(lid);
+		free(st);
+	}
+}
+
 /*
  * Fetches the jobs o->list asks for, newest first: one page, or with
  * o->list_all every page (following "next"). Returns {"jobs", "total"[,
@@ -1002,8 +1113,11 @@ static int cmd_list(ss_client *c, const struct run_opts *ro)
 			char *tn = cli_clean(str(jb, "tenant")), *st = cli_clean(str(jb, "state"));
 			char tasks[48], spent[32], cost[32];
 			json_t *u = json_object_get(jb, "usage");
-			snprintf(tasks, sizeof tasks, "%lld/%lld", num(json_object_get(jb, "counts"), "succeeded"),
-				 num(jb, "tasks_total"));
+			if (json_object_get(jb, "periodic")) /* its tasks run in its launches */
+				snprintf(tasks, sizeof tasks, "%lld/launch", num(jb, "tasks_total"));
+			else
+				snprintf(tasks, sizeof tasks, "%lld/%lld", num(json_object_get(jb, "counts"), "succeeded"),
+					 num(jb, "tasks_total"));
 			format_seconds(json_number_value(json_object_get(u, "run_seconds")), spent);
 			format_amount(json_number_value(json_object_get(u, "cost")), cost);
 			printf("%-16s %-20s %-10s %-10s %-11s %-10s %s\n", id, nm, tn, st, tasks, spent, cost);
@@ -1038,9 +1152,19 @@ static int cmd_status(ss_client *c, const char *id, bool as_json)
 		print_json(job);
 	} else {
 		char *nm = cli_clean(str(job, "name")), *rs = cli_clean(str(job, "reason"));
+		char *parent = cli_clean(str(job, "parent"));
 		printf("job %s (%s): %s%s%s\n", id, nm, str(job, "state"), *rs ? ": " : "", rs);
+		if (*parent)
+			printf("launched by periodic job %s\n", parent);
 		free(nm);
 		free(rs);
+		free(parent);
+		if (json_object_get(job, "periodic")) {
+			print_periodic(job);
+			json_decref(job);
+			json_decref(tasks);
+			return 0;
+		}
 		print_usage(job);
 		printf("%-22s %-22s %-10s %-7s %-20s %s\n", "TASK", "NAME", "STATE", "ATTEMPT", "NODE",
 		       "REASON");
@@ -1351,8 +1475,8 @@ int cli_job_main(int argc, char **argv)
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
 		return usage(stdout, 0);
-	static const char *const subs[] = {"run",  "plan",    "wait",   "list",  "status",
-					   "explain", "logs", "results", "cancel", "rerun"};
+	static const char *const subs[] = {"run",  "plan",    "wait",   "list",  "status", "explain",
+					   "logs", "results", "cancel", "rerun", "launch"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
 		known |= !strcmp(sub, subs[i]);
@@ -1360,9 +1484,9 @@ int cli_job_main(int argc, char **argv)
 		fprintf(stderr, "error: unknown job command \"%s\"\n", sub);
 		return usage(stderr, 2);
 	}
-	/* rerun takes run's options; it differs only in where the spec comes from. */
-	bool is_rerun = !strcmp(sub, "rerun");
-	bool is_run = !strcmp(sub, "run") || is_rerun, is_wait = !strcmp(sub, "wait"), follow_logs = false;
+	/* rerun and launch take run's options; they differ only in where the spec comes from. */
+	bool is_rerun = !strcmp(sub, "rerun"), is_launch = !strcmp(sub, "launch");
+	bool is_run = !strcmp(sub, "run") || is_rerun || is_launch, is_wait = !strcmp(sub, "wait"), follow_logs = false;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		int r;
@@ -1391,8 +1515,10 @@ int cli_job_main(int argc, char **argv)
 			ro.list_all = true;
 		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--state", &v)) != 0) {
 			if (r < 0 || (strcmp(v, "running") != 0 && strcmp(v, "succeeded") != 0 &&
-				      strcmp(v, "failed") != 0 && strcmp(v, "canceled") != 0)) {
-				fprintf(stderr, "error: --state: expected running, succeeded, failed or canceled\n");
+				      strcmp(v, "failed") != 0 && strcmp(v, "canceled") != 0 &&
+				      strcmp(v, "periodic") != 0)) {
+				fprintf(stderr,
+					"error: --state: expected running, succeeded, failed, canceled or periodic\n");
 				return 2;
 			}
 			ro.list.state = v;
@@ -1424,7 +1550,7 @@ int cli_job_main(int argc, char **argv)
 	size_t allow = !strcmp(sub, "explain") || !strcmp(sub, "logs") ? 2 : need;
 	if (npos < need || npos > allow) {
 		fprintf(stderr, "error: job %s takes %s\n", sub,
-			need == 0 ? "no arguments" : is_rerun ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
+			need == 0 ? "no arguments" : is_rerun || is_launch ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
 		return usage(stderr, 2);
 	}
 	if (follow_logs && ro.as_json) {
@@ -1443,6 +1569,8 @@ int cli_job_main(int argc, char **argv)
 	}
 	if (is_rerun)
 		ret = cmd_rerun(c, pos[0], &ro);
+	else if (is_launch)
+		ret = cmd_launch(c, pos[0], &ro);
 	else if (is_run)
 		ret = cmd_run(c, pos[0], &ro);
 	else if (is_wait)

@@ -1739,6 +1739,11 @@ int ss_job_rerun(ss_client *c, const char *id, char **json)
 	return job_call(c, "POST", "/v1/jobs/", id, "/rerun", false, json);
 }
 
+int ss_job_launch(ss_client *c, const char *id, char **json)
+{
+	return job_call(c, "POST", "/v1/jobs/", id, "/launch", false, json);
+}
+
 int ss_job_cancel(ss_client *c, const char *id, char **json)
 {
 	return job_call(c, "DELETE", "/v1/jobs/", id, "", false, json);

@@ -233,6 +233,10 @@ void format_amount(double v, char out[32]);
 int parse_size(const char *s, uint64_t *out);
 /* Parses a duration such as "500ms", "2s", "1m", "1h", "7d" into milliseconds. */
 int parse_duration_ms(const char *s, uint64_t *out);
+/* Formats milliseconds as parse_duration_ms reads them: "7d", "2h", "5m", "30s" or "1500ms". */
+void format_duration_ms(uint64_t ms, char out[32]);
+/* Formats a wall-clock time (ms since the epoch) as "2026-12-02 07:31:00 UTC". */
+void format_utc_ms(int64_t ms, char out[32]);
 /* Validates an identifier: 1..63 chars of [A-Za-z0-9._-], starting alnum. */
 bool ident_valid(const char *s);
 /* Validates a label key (ident) or value (0..127 printable, no spaces). */

@@ -559,6 +559,29 @@ void format_amount(double v, char out[32])
 	snprintf(out, 32, "%.*f", decimals, v);
 }
 
+void format_duration_ms(uint64_t ms, char out[32])
+{
+	static const struct {
+		uint64_t ms;
+		const char *unit;
+	} units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+	for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+		if (ms && ms % units[i].ms == 0) {
+			snprintf(out, 32, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+			return;
+		}
+	}
+	snprintf(out, 32, "%llums", (unsigned long long)ms);
+}
+
+void format_utc_ms(int64_t ms, char out[32])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms < 0 || !gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(out, 32, "%lld ms", (long long)ms);
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {

@@ -99,7 +99,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT, R_JOB_PLAN,
+	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT, R_JOB_PLAN, R_JOB_LAUNCH,
 };
 
 /* One extra response header; name NULL means none. */
@@ -376,7 +376,8 @@ int api_parse_jobs_query(const char *state, const char *tenant, const char *limi
 		why[0] = '\0';
 	if (state && *state) {
 		if (strlen(state) >= sizeof q->state || !jobs_state_valid(state)) {
-			fmt_clean(why, whylen, "query parameter \"state\" must be running, succeeded, failed or canceled");
+			fmt_clean(why, whylen,
+				  "query parameter \"state\" must be running, succeeded, failed, canceled or periodic");
 			return SS_EPARSE;
 		}
 		snprintf(q->state, sizeof q->state, "%s", state);
@@ -561,6 +562,8 @@ static enum route match_route(const char *url, char id[static 80], const char **
 		*allow = "POST";
 		if (!strcmp(tail, "/rerun"))
 			return R_JOB_RERUN;
+		if (!strcmp(tail, "/launch"))
+			return R_JOB_LAUNCH;
 		return R_NONE;
 	case R_TASK_LOGS: {
 		/* "<job id>.<index>" */
@@ -1135,6 +1138,16 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
 		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
 	}
+	case R_JOB_LAUNCH: {
+		char why[600] = "";
+		int rc = api->be.job_launch ? api->be.job_launch(api->be.arg, r->id, &out, why, sizeof why)
+					    : SS_ENOTFOUND;
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "job", r->id);
+		if (rc)
+			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+	}
 	case R_JOB: {
 		char bad[160];
 		if (waits(api, c, r, bad, sizeof bad))
@@ -1360,6 +1373,7 @@ static enum MHD_Result answer_route(struct api *api, struct MHD_Connection *c, s
 	case R_JOB_TASKS:
 	case R_JOB_EXPLAIN:
 	case R_JOB_RERUN:
+	case R_JOB_LAUNCH:
 	case R_TASK_LOGS:
 	case R_TASK_OUTPUT:
 	case R_BLOB_REPLICAS:

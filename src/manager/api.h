@@ -106,6 +106,8 @@ struct api_backend {
 	/* Submits job id's spec again as a new job (201); errors as job_submit, SS_ENOTFOUND (404). */
 	int (*job_rerun)(void *arg, const char *id, const char *tenant, json_t **out, char *why,
 			 size_t whylen);
+	/* Launches periodic job id now (jobs_launch; 201); SS_ENOTFOUND (404), SS_ESTATE (409). */
+	int (*job_launch)(void *arg, const char *id, json_t **out, char *why, size_t whylen);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */
 	int (*job_explain)(void *arg, const char *id, const char *task, json_t **out, char *why,
 			   size_t whylen);

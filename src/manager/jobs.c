@@ -53,6 +53,8 @@
 #define GC_EVERY_TICKS 10u            /* the GC runs every 10th retry tick (1 s) */
 #define BLOB_PASS_MAX_MS 60000        /* the blob sweep covers the store at least once a minute */
 #define PEER_RING 4u                  /* RTT probes: this many ring neighbours on each side */
+#define MAX_PERIODIC 1000u            /* periodic jobs that launch (not stopped) at once */
+#define PERIODIC_RECENT 20u           /* launches a periodic job lists */
 
 enum tstate {
 	T_PENDING = 0,
@@ -70,8 +72,9 @@ static const char *const tstate_names[T_STATE_COUNT] = {
 	"pending", "placed", "running", "collecting", "retrying", "succeeded", "failed", "canceled",
 };
 
-enum jstate { J_RUNNING = 0, J_SUCCEEDED, J_FAILED, J_CANCELED };
-static const char *const jstate_names[] = {"running", "succeeded", "failed", "canceled"};
+/* A periodic job is J_PERIODIC while it launches, and J_CANCELED once stopped. */
+enum jstate { J_RUNNING = 0, J_SUCCEEDED, J_FAILED, J_CANCELED, J_PERIODIC };
+static const char *const jstate_names[] = {"running", "succeeded", "failed", "canceled", "periodic"};
 
 struct out_rec {
 	char *name;
@@ -153,8 +156,30 @@ struct live {
 	bool ended;               /* no more output will come */
 };
 
+/*
+ * What a periodic job (spec "periodic") keeps between launches. Its launches
+ * are ordinary jobs whose "parent" is the periodic job's id.
+ */
+struct periodic {
+	int64_t anchor_ms;        /* "every" counts from here: the registration */
+	int64_t next_ms;          /* the next launch, wall clock; stored */
+	uint64_t launched, skipped, refused;
+	int64_t last_skip_ms;     /* the last launch skipped or refused, and why */
+	char last_skip[256];
+	struct {
+		char id[32];
+		int64_t at_ms;        /* the launch time it was launched for */
+		bool forced;          /* launched on request (jobs_launch) */
+	} recent[PERIODIC_RECENT]; /* newest first */
+	size_t n_recent;
+	bool by_admin;            /* registered with the admin token: launches are the admin's too */
+	struct job *next;         /* the list of J_PERIODIC jobs */
+};
+
 struct job {
 	char id[32];
+	char parent[32];          /* the periodic job that launched it, or "" */
+	struct periodic *per;     /* a periodic job's schedule state; NULL for any other */
 	struct jobspec *spec;
 	char *spec_text;
 	size_t spec_len;
@@ -251,6 +276,9 @@ struct jobs {
 	 */
 	json_t *tenant_usage;
 	uint64_t index_seq;       /* the last job index given; starts at the wall clock in us */
+	struct job *periodic;     /* the periodic jobs that launch (J_PERIODIC) */
+	size_t n_periodic;
+	uint64_t periodic_launched, periodic_skipped, periodic_refused;
 	struct cost_cap {
 		char tenant[64];      /* "" for every tenant not named */
 		double amount;
@@ -289,7 +317,8 @@ static struct task *task_find(struct jobs *j, const char *task_id)
 	memcpy(jid, task_id, (size_t)(dot - task_id));
 	jid[dot - task_id] = '\0';
 	struct job *jb = job_find(j, jid);
-	if (!jb)
+	/* A periodic job's tasks are templates: they run in the jobs it launches. */
+	if (!jb || jb->per)
 		return NULL;
 	char *end;
 	unsigned long idx = strtoul(dot + 1, &end, 10);
@@ -422,6 +451,23 @@ static void job_save(struct jobs *j, struct job *jb)
 			      "tenant", jb->spec->tenant, "state", jstate_names[jb->st], "created_ms",
 			      (json_int_t)jb->created_ms, "finished_ms", (json_int_t)jb->finished_ms,
 			      "reason", jb->reason);
+	if (jb->parent[0])
+		json_object_set_new(o, "parent", json_string(jb->parent));
+	if (jb->per) {
+		const struct periodic *per = jb->per;
+		json_t *recent = json_array();
+		for (size_t i = 0; i < per->n_recent; i++)
+			json_array_append_new(recent, json_pack("{s:s,s:I,s:b}", "id", per->recent[i].id, "at_ms",
+								(json_int_t)per->recent[i].at_ms, "forced",
+								per->recent[i].forced));
+		json_object_set_new(o, "periodic",
+				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b,s:o}", "anchor_ms",
+					      (json_int_t)per->anchor_ms, "next_ms", (json_int_t)per->next_ms,
+					      "launched", (json_int_t)per->launched, "skipped",
+					      (json_int_t)per->skipped, "refused", (json_int_t)per->refused,
+					      "last_skip_ms", (json_int_t)per->last_skip_ms, "last_skip",
+					      per->last_skip, "by_admin", per->by_admin, "recent", recent));
+	}
 	put_json(j, "jobs", jb->id, o);
 }
 
@@ -1543,7 +1589,7 @@ static void gc_jobs(struct jobs *j)
 	struct job *jb = j->all;
 	while (jb) {
 		struct job *next = jb->next;
-		if (jb->st != J_RUNNING) {
+		if (jb->st != J_RUNNING && jb->st != J_PERIODIC) {
 			finished++;
 			bool old = jb->finished_ms + j->retention_ms <= now;
 			if ((old || finished > MAX_FINISHED_JOBS) && job_quiet(j, jb))
@@ -1682,10 +1728,13 @@ static void enforce_limits(struct jobs *j)
 	}
 }
 
+static void periodic_tick(struct jobs *j);
+
 static void on_retry_timer(uv_timer_t *h)
 {
 	struct jobs *j = h->data;
 	gc_blobs(j);
+	periodic_tick(j);
 	if (++j->gc_tick >= GC_EVERY_TICKS) {
 		j->gc_tick = 0;
 		gc_jobs(j);
@@ -2289,6 +2338,7 @@ static void job_free(struct jobs *j, struct job *jb)
 	free(jb->dep_idx);
 	jobspec_free(jb->spec);
 	free(jb->spec_text);
+	free(jb->per);
 	free(jb);
 }
 
@@ -2370,13 +2420,15 @@ static int load_task_cb(void *arg, const char *key, const char *value, size_t le
 
 static int job_state_parse(const char *s, enum jstate *out)
 {
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < ARRAY_LEN(jstate_names); i++)
 		if (s && !strcmp(s, jstate_names[i])) {
 			*out = (enum jstate)i;
 			return 0;
 		}
 	return SS_EPARSE;
 }
+
+static void periodic_load(struct jobs *j, struct job *jb, const json_t *o);
 
 static int load_job_cb(void *arg, const char *key, const char *value, size_t len)
 {
@@ -2389,8 +2441,10 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	struct jobspec *js = NULL;
 	if (!o || !spec || strlen(key) >= sizeof ((struct job *)0)->id ||
 	    job_state_parse(json_string_value(json_object_get(o, "state")), &st) != 0 ||
-	    jobspec_parse(spec, json_string_length(json_object_get(o, "spec")), 0, &js, why, sizeof why) != 0) {
+	    jobspec_parse(spec, json_string_length(json_object_get(o, "spec")), 0, &js, why, sizeof why) != 0 ||
+	    (st == J_PERIODIC) != (js->periodic.set && st != J_CANCELED)) {
 		log_error("store: job record %s is corrupt; skipped", key);
+		jobspec_free(js);
 		json_decref(o);
 		return 0;
 	}
@@ -2409,7 +2463,10 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	jb->created_ms = json_integer_value(json_object_get(o, "created_ms"));
 	jb->finished_ms = json_integer_value(json_object_get(o, "finished_ms"));
 	snprintf(jb->reason, sizeof jb->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
+	snprintf(jb->parent, sizeof jb->parent, "%s", json_string_value(json_object_get(o, "parent")) ?: "");
 	job_build(jb);
+	if (js->periodic.set)
+		periodic_load(j, jb, json_object_get(o, "periodic"));
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
 	json_decref(o);
@@ -2607,7 +2664,34 @@ static json_t *task_json(const struct jobs *j, const struct task *t, bool full)
 	return o;
 }
 
-static json_t *job_json(const struct job *jb)
+/* The first launch time of ps strictly after after_ms ("every" counts from anchor_ms). */
+static int64_t next_launch(const struct jobspec_periodic *ps, int64_t anchor_ms, int64_t after_ms)
+{
+	if (ps->every_ms) {
+		int64_t every = (int64_t)ps->every_ms;
+		if (after_ms < anchor_ms)
+			after_ms = anchor_ms;
+		return anchor_ms + ((after_ms - anchor_ms) / every + 1) * every;
+	}
+	int64_t n;
+	/* cron_parse() accepted only schedules that match within any 50 years. */
+	return cron_next(&ps->cron, after_ms, &n) == 0 ? n : INT64_MAX;
+}
+
+/* The schedule as JSON: {"cron"} or {"every_ms"}, and "prohibit_overlap". */
+static json_t *periodic_spec_json(const struct jobspec_periodic *ps)
+{
+	json_t *o = json_object();
+	if (ps->every_ms)
+		json_object_set_new(o, "every_ms", json_integer((json_int_t)ps->every_ms));
+	else
+		json_object_set_new(o, "cron", json_string(ps->cron_text));
+	json_object_set_new(o, "time_zone", json_string("UTC"));
+	json_object_set_new(o, "prohibit_overlap", json_boolean(ps->prohibit_overlap));
+	return o;
+}
+
+static json_t *job_json(struct jobs *j, const struct job *jb)
 {
 	json_t *counts = json_object();
 	for (int i = 0; i < T_STATE_COUNT; i++)
@@ -2639,6 +2723,30 @@ static json_t *job_json(const struct job *jb)
 		json_object_set_new(o, "timeout_ms", json_integer((json_int_t)jb->spec->timeout_ms));
 	if (jb->spec->max_cost > 0)
 		json_object_set_new(o, "max_cost", json_real(jb->spec->max_cost));
+	if (jb->parent[0])
+		json_object_set_new(o, "parent", json_string(jb->parent));
+	if (jb->per) {
+		const struct periodic *per = jb->per;
+		json_t *p = periodic_spec_json(&jb->spec->periodic);
+		if (jb->st == J_PERIODIC)
+			json_object_set_new(p, "next_launch_ms", json_integer(per->next_ms));
+		json_object_set_new(p, "launched", json_integer((json_int_t)per->launched));
+		json_object_set_new(p, "skipped", json_integer((json_int_t)per->skipped));
+		json_object_set_new(p, "refused", json_integer((json_int_t)per->refused));
+		if (per->last_skip_ms)
+			json_object_set_new(p, "last_skip", json_pack("{s:I,s:s}", "at_ms", (json_int_t)per->last_skip_ms,
+								      "reason", per->last_skip));
+		json_t *a = json_array();
+		for (size_t i = 0; i < per->n_recent; i++) {
+			const struct job *c = job_find(j, per->recent[i].id);
+			json_array_append_new(a, json_pack("{s:s,s:I,s:b,s:s}", "id", per->recent[i].id, "at_ms",
+							   (json_int_t)per->recent[i].at_ms, "forced",
+							   per->recent[i].forced, "state",
+							   c ? jstate_names[c->st] : "forgotten"));
+		}
+		json_object_set_new(p, "launches", a);
+		json_object_set_new(o, "periodic", p);
+	}
 	return o;
 }
 
@@ -2701,7 +2809,7 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 	if (tenant) {
 		uint32_t running = 0;
 		for (const struct job *jb = j->all; jb; jb = jb->next)
-			running += jb->st == J_RUNNING && !strcmp(jb->spec->tenant, tenant);
+			running += (jb->st == J_RUNNING || jb->st == J_PERIODIC) && !strcmp(jb->spec->tenant, tenant);
 		if (running >= j->tenant_max_jobs) {
 			snprintf(why, whylen,
 				 "tenant %s has %u unfinished jobs, its quota (--tenant-max-jobs); wait for "
@@ -2733,6 +2841,12 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 	}
 	if (j->n_jobs >= MAX_JOBS) {
 		snprintf(why, whylen, "the manager holds %u jobs, its limit", MAX_JOBS);
+		if ((rc = refuse_or_warn(plan, SS_ELIMIT, why)) != 0)
+			goto out;
+	}
+	if (js->periodic.set && j->n_periodic >= MAX_PERIODIC) {
+		snprintf(why, whylen, "the manager has %u periodic jobs, its limit; stop some (job cancel)",
+			 MAX_PERIODIC);
 		if ((rc = refuse_or_warn(plan, SS_ELIMIT, why)) != 0)
 			goto out;
 	}
@@ -2819,8 +2933,14 @@ out:
 	return rc;
 }
 
-int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
-		char *why, size_t whylen)
+static void periodic_register(struct jobs *j, struct job *jb, bool by_admin);
+
+/*
+ * jobs_submit(), for a launch of the periodic job parent too (parent NULL
+ * for a submission through the API).
+ */
+static int submit(struct jobs *j, const char *spec, size_t len, const char *tenant, const char *parent,
+		  json_t **out, char *why, size_t whylen)
 {
 	struct jobspec *js = NULL;
 	int rc = spec_check(j, spec, len, tenant, NULL, &js, why, whylen);
@@ -2838,21 +2958,223 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 	jb->spec_len = len;
 	jb->created_ms = time_wall_ms();
 	jb->st = J_RUNNING;
+	snprintf(jb->parent, sizeof jb->parent, "%s", parent ? parent : "");
 	job_build(jb);
+	if (jb->spec->periodic.set)
+		periodic_register(j, jb, tenant == NULL);
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
 	job_save(j, jb);
 	job_protect(j, jb, true);
-	for (size_t i = 0; i < jb->spec->n_tasks; i++)
-		if (jb->tasks[i].waiting == 0)
-			enqueue(j, &jb->tasks[i]);
+	if (jb->st == J_RUNNING)
+		for (size_t i = 0; i < jb->spec->n_tasks; i++)
+			if (jb->tasks[i].waiting == 0)
+				enqueue(j, &jb->tasks[i]);
 	j->submitted++;
-	log_info("job %s (%s, tenant %s): %zu tasks submitted", jb->id, jb->spec->name, jb->spec->tenant,
-		 jb->spec->n_tasks);
+	if (jb->per)
+		log_info("job %s (%s, tenant %s): periodic, %zu tasks per launch", jb->id, jb->spec->name,
+			 jb->spec->tenant, jb->spec->n_tasks);
+	else
+		log_info("job %s (%s, tenant %s): %zu tasks submitted%s%s", jb->id, jb->spec->name,
+			 jb->spec->tenant, jb->spec->n_tasks, parent ? ", launched by " : "", parent ? parent : "");
 	kick(j);
-	*out = job_json(jb);
+	*out = job_json(j, jb);
 out:
 	jobspec_free(js);
+	return rc;
+}
+
+int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
+		char *why, size_t whylen)
+{
+	return submit(j, spec, len, tenant, NULL, out, why, whylen);
+}
+
+/* ---- periodic jobs: a schedule that launches jobs -------------------------------- */
+
+static void periodic_link(struct jobs *j, struct job *jb)
+{
+	jb->per->next = j->periodic;
+	j->periodic = jb;
+	j->n_periodic++;
+}
+
+static void periodic_unlink(struct jobs *j, struct job *jb)
+{
+	struct job **pp = &j->periodic;
+	while (*pp && *pp != jb)
+		pp = &(*pp)->per->next;
+	if (*pp) {
+		*pp = jb->per->next;
+		j->n_periodic--;
+	}
+	jb->per->next = NULL;
+}
+
+/*
+ * Makes the new job jb (its spec has "periodic") a periodic job: it launches
+ * from now on, and its tasks are templates that never run themselves.
+ */
+static void periodic_register(struct jobs *j, struct job *jb, bool by_admin)
+{
+	jb->st = J_PERIODIC;
+	jb->per = xcalloc(1, sizeof *jb->per);
+	jb->per->anchor_ms = jb->created_ms;
+	jb->per->by_admin = by_admin;
+	jb->per->next_ms = next_launch(&jb->spec->periodic, jb->created_ms, jb->created_ms);
+	memset(jb->counts, 0, sizeof jb->counts);
+	periodic_link(j, jb);
+}
+
+/* Restores a periodic job's state from its record (o: its "periodic" object; NULL starts afresh). */
+static void periodic_load(struct jobs *j, struct job *jb, const json_t *o)
+{
+	struct periodic *per = xcalloc(1, sizeof *per);
+	jb->per = per;
+	memset(jb->counts, 0, sizeof jb->counts);
+	per->anchor_ms = json_integer_value(json_object_get(o, "anchor_ms")) ?: jb->created_ms;
+	per->next_ms = json_integer_value(json_object_get(o, "next_ms"));
+	if (per->next_ms <= 0)
+		per->next_ms = next_launch(&jb->spec->periodic, per->anchor_ms, time_wall_ms());
+	per->launched = (uint64_t)json_integer_value(json_object_get(o, "launched"));
+	per->skipped = (uint64_t)json_integer_value(json_object_get(o, "skipped"));
+	per->refused = (uint64_t)json_integer_value(json_object_get(o, "refused"));
+	per->last_skip_ms = json_integer_value(json_object_get(o, "last_skip_ms"));
+	snprintf(per->last_skip, sizeof per->last_skip, "%s",
+		 json_string_value(json_object_get(o, "last_skip")) ?: "");
+	per->by_admin = json_is_true(json_object_get(o, "by_admin"));
+	const json_t *recent = json_object_get(o, "recent");
+	for (size_t i = 0; i < json_array_size(recent) && per->n_recent < PERIODIC_RECENT; i++) {
+		const json_t *e = json_array_get(recent, i);
+		const char *id = json_string_value(json_object_get(e, "id"));
+		if (!id || strlen(id) >= sizeof per->recent[0].id)
+			continue;
+		snprintf(per->recent[per->n_recent].id, sizeof per->recent[0].id, "%s", id);
+		per->recent[per->n_recent].at_ms = json_integer_value(json_object_get(e, "at_ms"));
+		per->recent[per->n_recent].forced = json_is_true(json_object_get(e, "forced"));
+		per->n_recent++;
+	}
+	if (jb->st == J_PERIODIC)
+		periodic_link(j, jb);
+}
+
+/* The spec of a launch: the periodic job's spec without "periodic", as a new string; NULL on a bad text. */
+static char *launch_spec(const struct job *jb, size_t *len)
+{
+	json_t *root = json_loadb(jb->spec_text, jb->spec_len, 0, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return NULL;
+	}
+	json_object_del(root, "periodic");
+	char *text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (!text)
+		abort(); /* jansson fails to dump an object only when out of memory */
+	*len = strlen(text);
+	return text;
+}
+
+/*
+ * Launches the periodic job jb for the launch time at_ms: submits its spec
+ * without "periodic" as a new job whose parent is jb, as jb's tenant (as the
+ * admin when the admin registered jb, so tenant quotas and budgets apply
+ * exactly when they applied to the registration). Unless forced, a launch
+ * while the last launch still runs is skipped when the spec prohibits
+ * overlap. Records the outcome in jb; the caller saves it. Returns 0 with
+ * *out = the new job's JSON when out is not NULL, SS_ESTATE for a skip, or
+ * the submission's error, with why.
+ */
+static int launch(struct jobs *j, struct job *jb, int64_t at_ms, bool forced, json_t **out, char *why,
+		  size_t whylen)
+{
+	struct periodic *per = jb->per;
+	json_t *child = NULL;
+	size_t len = 0;
+	char *text = NULL;
+	int rc;
+	const struct job *last = per->n_recent ? job_find(j, per->recent[0].id) : NULL;
+	if (!forced && jb->spec->periodic.prohibit_overlap && last && last->st == J_RUNNING) {
+		snprintf(why, whylen, "job %s, the last launch, still runs (prohibit_overlap)", last->id);
+		per->skipped++;
+		j->periodic_skipped++;
+		rc = SS_ESTATE;
+		goto out;
+	}
+	if (!(text = launch_spec(jb, &len))) {
+		snprintf(why, whylen, "the stored spec is not a JSON object");
+		rc = SS_EPARSE;
+	} else {
+		rc = submit(j, text, len, per->by_admin ? NULL : jb->spec->tenant, jb->id, &child, why, whylen);
+	}
+	if (rc) {
+		per->refused++;
+		j->periodic_refused++;
+		goto out;
+	}
+	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
+	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s",
+		 json_string_value(json_object_get(child, "id")));
+	per->recent[0].at_ms = at_ms;
+	per->recent[0].forced = forced;
+	if (per->n_recent < PERIODIC_RECENT)
+		per->n_recent++;
+	per->launched++;
+	j->periodic_launched++;
+out:
+	if (rc) {
+		per->last_skip_ms = time_wall_ms();
+		snprintf(per->last_skip, sizeof per->last_skip, "%s", why);
+		log_warn("periodic job %s (%s): launch %s: %s", jb->id, jb->spec->name,
+			 rc == SS_ESTATE ? "skipped" : "refused", why);
+	}
+	free(text);
+	if (out && rc == 0)
+		*out = child;
+	else
+		json_decref(child);
+	return rc;
+}
+
+/*
+ * Launches every periodic job whose launch time has come. A job whose
+ * launch times passed while the manager was down (or its loop was held up)
+ * launches once, for the first of them, and then keeps to its schedule.
+ * The launch and the periodic job's record go to the store together, so a
+ * crash keeps both or neither: no launch time is launched twice.
+ */
+static void periodic_tick(struct jobs *j)
+{
+	int64_t now = time_wall_ms();
+	for (struct job *jb = j->periodic; jb; jb = jb->per->next) {
+		struct periodic *per = jb->per;
+		if (per->next_ms > now)
+			continue;
+		char why[512];
+		(void)launch(j, jb, per->next_ms, false, NULL, why, sizeof why);
+		per->next_ms = next_launch(&jb->spec->periodic, per->anchor_ms, now);
+		job_save(j, jb);
+	}
+}
+
+int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t whylen)
+{
+	struct job *jb = job_find(j, id);
+	*out = NULL;
+	if (!jb) {
+		snprintf(why, whylen, "job %s not found", id);
+		return SS_ENOTFOUND;
+	}
+	if (!jb->per) {
+		snprintf(why, whylen, "job %s is not periodic (job rerun submits a job again)", id);
+		return SS_ESTATE;
+	}
+	if (jb->st != J_PERIODIC) {
+		snprintf(why, whylen, "periodic job %s was stopped; register its spec again to launch it", id);
+		return SS_ESTATE;
+	}
+	int rc = launch(j, jb, time_wall_ms(), true, out, why, whylen);
+	job_save(j, jb);
 	return rc;
 }
 
@@ -3026,6 +3348,18 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 			 (json_int_t)later, "queued_ahead", (json_int_t)sched_queue_len(j->queue),
 			 "cost_per_hour", rate, "warnings", notes.warnings, "groups", groups);
 	notes.warnings = NULL;
+	if (sp->periodic.set) {
+		/* The placements are those of a launch now; the launches themselves come at these times. */
+		json_t *next = json_array();
+		int64_t at = time_wall_ms();
+		for (int i = 0; i < 3; i++) {
+			at = next_launch(&sp->periodic, time_wall_ms(), at);
+			json_array_append_new(next, json_integer(at));
+		}
+		json_t *o = periodic_spec_json(&sp->periodic);
+		json_object_set_new(o, "next_launches_ms", next);
+		json_object_set_new(*out, "periodic", o);
+	}
 out:
 	for (size_t gi = 0; pg && gi < jb->spec->n_groups; gi++)
 		json_decref(pg[gi].nodes);
@@ -3127,7 +3461,7 @@ json_t *jobs_list(struct jobs *j, const struct jobs_query *q)
 	size_t take = n < q->limit ? n : q->limit;
 	json_t *a = json_array();
 	for (size_t i = 0; i < take; i++) {
-		json_t *o = job_json(v[n - 1 - i]);
+		json_t *o = job_json(j, v[n - 1 - i]);
 		json_object_del(o, "results");
 		json_array_append_new(a, o);
 	}
@@ -3170,7 +3504,7 @@ json_t *jobs_get(struct jobs *j, const char *id)
 	struct job *jb = job_find(j, id);
 	if (!jb)
 		return NULL;
-	json_t *o = job_json(jb);
+	json_t *o = job_json(j, jb);
 	/* One job's answer also says what its running attempts have cost so far. */
 	double running = 0;
 	int64_t now = time_wall_ms();
@@ -3185,8 +3519,20 @@ int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
 	struct job *jb = job_find(j, id);
 	if (!jb)
 		return SS_ENOTFOUND;
+	if (jb->st == J_PERIODIC) {
+		/* A periodic job stops launching; the jobs it launched go on (cancel them by their ids). */
+		periodic_unlink(j, jb);
+		jb->st = J_CANCELED;
+		jb->finished_ms = time_wall_ms();
+		snprintf(jb->reason, sizeof jb->reason,
+			 "stopped by the user: no more launches (the jobs it launched go on)");
+		job_save(j, jb);
+		log_info("periodic job %s stopped", jb->id);
+		*out = job_json(j, jb);
+		return 0;
+	}
 	if (jb->st != J_RUNNING) {
-		*why = "the job has already finished";
+		*why = jb->per ? "the periodic job was stopped already" : "the job has already finished";
 		return SS_ESTATE;
 	}
 	snprintf(jb->reason, sizeof jb->reason, "canceled by the user");
@@ -3197,7 +3543,7 @@ int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
 	j->canceled++;
 	job_save(j, jb);
 	log_info("job %s canceled", jb->id);
-	*out = job_json(jb);
+	*out = job_json(j, jb);
 	return 0;
 }
 
@@ -3207,7 +3553,8 @@ json_t *jobs_tasks(struct jobs *j, const char *id)
 	if (!jb)
 		return NULL;
 	json_t *a = json_array();
-	for (size_t i = 0; i < jb->spec->n_tasks; i++)
+	/* A periodic job's tasks are templates: they run in the jobs it launches. */
+	for (size_t i = 0; !jb->per && i < jb->spec->n_tasks; i++)
 		json_array_append_new(a, task_json(j, &jb->tasks[i], true));
 	return json_pack("{s:s,s:o}", "job", jb->id, "tasks", a);
 }
@@ -3219,6 +3566,13 @@ int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out,
 	if (!jb) {
 		snprintf(why, whylen, "job %s not found", id);
 		return SS_ENOTFOUND;
+	}
+	if (jb->per) {
+		snprintf(why, whylen,
+			 "job %s is periodic: its tasks run in the jobs it launches (job status %s lists them; "
+			 "job plan shows where a launch would go now)",
+			 id, id);
+		return SS_ESTATE;
 	}
 	json_t *a = json_array();
 	size_t shown = 0;
@@ -3538,6 +3892,15 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 	for (int i = 0; i < T_STATE_COUNT; i++)
 		buf_printf(out, "seeswarm_tasks{state=\"%s\"} %zu\n", tstate_names[i], by[i]);
 	buf_printf(out, "# TYPE seeswarm_jobs_running gauge\nseeswarm_jobs_running %zu\n", running_jobs);
+	buf_printf(out,
+		   "# HELP seeswarm_periodic_jobs Periodic jobs that launch (not stopped).\n"
+		   "# TYPE seeswarm_periodic_jobs gauge\nseeswarm_periodic_jobs %zu\n"
+		   "# HELP seeswarm_periodic_launches_total Launches of periodic jobs, by outcome.\n"
+		   "# TYPE seeswarm_periodic_launches_total counter\n"
+		   "seeswarm_periodic_launches_total{outcome=\"launched\"} %" PRIu64 "\n"
+		   "seeswarm_periodic_launches_total{outcome=\"skipped\"} %" PRIu64 "\n"
+		   "seeswarm_periodic_launches_total{outcome=\"refused\"} %" PRIu64 "\n",
+		   j->n_periodic, j->periodic_launched, j->periodic_skipped, j->periodic_refused);
 	buf_printf(out, "# HELP seeswarm_tenant_cpu_running_millicores CPU a tenant's tasks hold, and its cap.\n"
 			"# TYPE seeswarm_tenant_cpu_running_millicores gauge\n"
 			"# TYPE seeswarm_tenant_cpu_cap_millicores gauge\n");
@@ -3646,7 +4009,7 @@ void jobs_tenants(struct jobs *j, json_t *by)
 		json_object_set_new(e, "tasks_queued", json_integer((json_int_t)qt.queued));
 	}
 	for (const struct job *jb = j->all; jb; jb = jb->next) {
-		if (jb->st != J_RUNNING)
+		if (jb->st != J_RUNNING && jb->st != J_PERIODIC)
 			continue;
 		json_t *e = tenant_entry(by, jb->spec->tenant);
 		json_object_set_new(e, "jobs_unfinished",
@@ -3685,6 +4048,7 @@ json_t *jobs_health(struct jobs *j)
 	size_t running = 0;
 	for (struct job *jb = j->all; jb; jb = jb->next)
 		running += jb->st == J_RUNNING;
-	return json_pack("{s:I,s:I,s:I}", "jobs", (json_int_t)j->n_jobs, "jobs_running",
-			 (json_int_t)running, "tasks_queued", (json_int_t)sched_queue_len(j->queue));
+	return json_pack("{s:I,s:I,s:I,s:I}", "jobs", (json_int_t)j->n_jobs, "jobs_running",
+			 (json_int_t)running, "periodic_jobs", (json_int_t)j->n_periodic, "tasks_queued",
+			 (json_int_t)sched_queue_len(j->queue));
 }

@@ -158,7 +158,10 @@ void jobs_after_commit(struct jobs *j);
 /* ---- API ---------------------------------------------------------------- */
 
 /*
- * Validates and accepts a job. tenant is the submitting tenant token's
+ * Validates and accepts a job. A spec with "periodic" registers a periodic
+ * job instead (state "periodic"): its tasks never run themselves, and at
+ * each time its schedule names it launches a copy of itself without
+ * "periodic" as a new job whose "parent" is its id (docs/jobs.md). tenant is the submitting tenant token's
  * tenant, or NULL for the admin token: the job runs as that tenant, and
  * every blob it names must be one the tenant uploaded or a retained job of
  * the tenant uses. Returns 0 with *out = the job object once it is durable
@@ -182,6 +185,16 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
  */
 int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, json_t **out,
 	      char *why, size_t whylen);
+/*
+ * Launches the periodic job id now, whatever its schedule says and even
+ * when the last launch still runs (prohibit_overlap applies to scheduled
+ * launches only); the schedule goes on unchanged. The launch is submitted
+ * as the tenant that registered the periodic job (the admin's launches
+ * skip tenant quotas), like a scheduled one. Returns 0 with *out = the new
+ * job, SS_ENOTFOUND, SS_ESTATE (not periodic, or stopped), or the
+ * submission's error (a quota, the budget), with why.
+ */
+int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t whylen);
 /* Every retained job, or only tenant's (tenant not NULL). */
 #define JOBS_LIST_DEFAULT 1000u /* jobs on a page when the caller names no limit */
 #define JOBS_LIST_MAX 10000u    /* the most jobs on one page */

@@ -178,22 +178,6 @@ static bool is_digit(char c)
 }
 
 
-/* Formats milliseconds as "7d", "2h", "5m", "30s" or "1500ms". */
-static void fmt_duration(uint64_t ms, char out[32])
-{
-	static const struct {
-		uint64_t ms;
-		const char *unit;
-	} units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
-	for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-		if (ms && ms % units[i].ms == 0) {
-			snprintf(out, 32, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
-			return;
-		}
-	}
-	snprintf(out, 32, "%llums", (unsigned long long)ms);
-}
-
 static unsigned digits(uint32_t n)
 {
 	unsigned d = 1;
@@ -346,12 +330,12 @@ static int get_duration(struct parser *p, json_t *v, const char *path, uint64_t 
 			    path);
 	}
 	if (ms < min) {
-		fmt_duration(ms, a);
-		fmt_duration(min, b);
+		format_duration_ms(ms, a);
+		format_duration_ms(min, b);
 		return fail(p, SS_EINVAL, "%s: %s is below the minimum of %s", path, a, b);
 	}
 	if (ms > max) {
-		fmt_duration(max, b);
+		format_duration_ms(max, b);
 		return fail(p, SS_ELIMIT, "%s: over the maximum of %s", path, b);
 	}
 	*out = ms;
@@ -1712,9 +1696,53 @@ static int expand(struct parser *p, struct jobspec *js, size_t n_tasks)
 
 /* ---- the spec ---------------------------------------------------------------------- */
 
+static int parse_periodic(struct parser *p, json_t *o, struct jobspec_periodic *per)
+{
+	static const char *const fields[] = {"cron", "every", "prohibit_overlap", "time_zone", NULL};
+	json_t *v;
+	const char *s;
+	int rc;
+	if (!json_is_object(o))
+		return fail(p, SS_EPARSE, "periodic: expected an object such as {\"cron\": \"0 3 * * *\"}");
+	if ((rc = check_fields(p, o, "periodic", fields)))
+		return rc;
+	json_t *cron = json_object_get(o, "cron"), *every = json_object_get(o, "every");
+	if (!cron == !every)
+		return fail(p, SS_EINVAL, "periodic: give either \"cron\" (a schedule in UTC) or \"every\" (an interval), %s",
+			    cron ? "not both" : "one of them is required");
+	if (cron) {
+		char why[256];
+		if ((rc = get_str(p, cron, "periodic.cron", &s)))
+			return rc;
+		if ((rc = cron_parse(s, &per->cron, why, sizeof why)))
+			return fail(p, rc, "periodic.cron: %s", why);
+		snprintf(per->cron_text, sizeof per->cron_text, "%s", s);
+	} else if ((rc = get_duration(p, every, "periodic.every", JOBSPEC_MIN_EVERY_MS, JOBSPEC_MAX_EVERY_MS,
+				      &per->every_ms))) {
+		return rc;
+	}
+	if ((v = json_object_get(o, "prohibit_overlap"))) {
+		if (!json_is_boolean(v))
+			return fail(p, SS_EPARSE, "periodic.prohibit_overlap: expected true or false");
+		per->prohibit_overlap = json_is_true(v);
+	}
+	if ((v = json_object_get(o, "time_zone"))) {
+		if ((rc = get_str(p, v, "periodic.time_zone", &s)))
+			return rc;
+		if (strcmp(s, "UTC") != 0 && strcmp(s, "Etc/UTC") != 0)
+			return fail(p, SS_EINVAL,
+				    "periodic.time_zone: \"%s\": schedules are in UTC only; write the cron "
+				    "expression in UTC (or leave time_zone out)",
+				    show(s).s);
+	}
+	per->set = true;
+	return 0;
+}
+
 static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 {
-	static const char *const fields[] = {"name", "tenant", "on_failure", "timeout", "max_cost", "policy", "tasks", NULL};
+	static const char *const fields[] = {"name",   "tenant", "on_failure", "timeout", "max_cost",
+					     "policy", "periodic", "tasks",     NULL};
 	static const char *const failure_names[] = {"fail_fast", "continue"};
 	json_t *v, *tasks;
 	const char *s;
@@ -1755,6 +1783,8 @@ static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 			return fail(p, SS_ELIMIT, "max_cost: over the maximum of %g", JOBSPEC_MAX_COST);
 	}
 	if ((v = json_object_get(root, "policy")) && (rc = parse_policy(p, v, &js->policy)))
+		return rc;
+	if ((v = json_object_get(root, "periodic")) && (rc = parse_periodic(p, v, &js->periodic)))
 		return rc;
 	tasks = json_object_get(root, "tasks");
 	if ((rc = index_groups(p, tasks)))

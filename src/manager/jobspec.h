@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "manager/cron.h"
 
 /* Bounds on a spec. */
 #define JOBSPEC_MAX_JSON (1024u * 1024u)  /* bytes of spec text */
@@ -41,6 +42,8 @@
 #define JOBSPEC_NAME_MAX 63               /* job, tenant and task names */
 #define JOBSPEC_MAX_JOB_TIMEOUT_MS (30ull * 24 * 3600 * 1000) /* a job's "timeout" */
 #define JOBSPEC_MAX_COST 1e12             /* a job's "max_cost" */
+#define JOBSPEC_MIN_EVERY_MS 1000ull      /* a periodic job's "every" */
+#define JOBSPEC_MAX_EVERY_MS (366ull * 24 * 3600 * 1000)
 
 /* Flags for jobspec_parse(). */
 #define JOBSPEC_ALLOW_FILES 0x1u          /* accept "file" inputs (CLI pre-check) */
@@ -123,6 +126,19 @@ struct jobspec_group {
 	uint32_t count;              /* number of instances (1 unless mapped) */
 };
 
+/*
+ * "periodic": the job is a schedule that launches a copy of itself (the
+ * spec without "periodic") at each time it names: a cron expression in UTC,
+ * or a fixed interval from the job's registration.
+ */
+struct jobspec_periodic {
+	bool set;                           /* the spec has "periodic" */
+	char cron_text[CRON_MAX_LEN + 1];   /* "cron" as written; "" with "every" */
+	struct cron cron;
+	uint64_t every_ms;                  /* "every"; 0 with "cron" */
+	bool prohibit_overlap;              /* skip a launch while the last one still runs */
+};
+
 struct jobspec {
 	char *name;
 	char *tenant;                /* default "default" */
@@ -131,6 +147,7 @@ struct jobspec {
 	bool fail_fast;              /* "on_failure": "fail_fast" (default) or "continue" */
 	uint64_t timeout_ms;         /* "timeout": the job fails this long after its submission; 0 = none */
 	double max_cost;             /* "max_cost": the job fails when its attempts cost more; 0 = none */
+	struct jobspec_periodic periodic;
 	struct jobspec_group *groups;
 	size_t n_groups;
 	struct jobspec_task *tasks;  /* topological order */

@@ -1753,6 +1753,21 @@ static int be_job_rerun(void *arg, const char *id, const char *tenant, json_t **
 	return rc;
 }
 
+static int be_job_launch(void *arg, const char *id, json_t **out, char *why, size_t whylen)
+{
+	struct manager *m = arg;
+	int rc = jobs_launch(m->jobs, id, out, why, whylen);
+	/* The launch is acknowledged once it is durable, like a submission; so is a refusal's record. */
+	int frc = store_flush(m->store);
+	if (rc == 0 && frc) {
+		snprintf(why, whylen, "could not persist the launch");
+		json_decref(*out);
+		*out = NULL;
+		rc = SS_ESTORE;
+	}
+	return rc;
+}
+
 static json_t *be_jobs_list(void *arg, const struct jobs_query *q)
 {
 	return jobs_list(((struct manager *)arg)->jobs, q);
@@ -2540,6 +2555,7 @@ int manager_main(int argc, char **argv)
 			.jobs_index_now = be_jobs_index_now,
 			.job_cancel = be_job_cancel,
 			.job_rerun = be_job_rerun,
+			.job_launch = be_job_launch,
 			.job_tasks = be_job_tasks,
 			.job_explain = be_job_explain,
 			.task_logs = be_task_logs,

@@ -319,7 +319,7 @@ def test_jobs_are_listed_newest_first_in_pages_with_filters(swarm):
     assert listed("state=failed")[0] == [ids[2]]
     assert listed("tenant=blue&state=succeeded")[0] == [ids[4]]
     for query, says in (("limit=0", '"limit" must be a number from 1 to 10000'),
-                        ("state=done", '"state" must be running, succeeded, failed or canceled'),
+                        ("state=done", '"state" must be running, succeeded, failed, canceled or periodic'),
                         ("before=j-123", '"before" must be the "next" value of an earlier page'),
                         ("tenant=a%20b", '"tenant" is not a tenant name')):
         status, raw, _ = swarm.request("GET", f"/v1/jobs?{query}")

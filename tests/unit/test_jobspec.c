@@ -611,7 +611,7 @@ static void test_unknown_field(void **state)
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
 		  "timeout, retries, priority, after, map, bundle, replicate)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
-		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, tasks)");
+		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, periodic, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
 		  SS_EPARSE, "tasks[0].resources.timeout: unknown field (known: cpu, memory, disk, output, pids)");
 	parse_err("{'name':'j','policy':{'region':'eu'},'tasks':[]}", 0, SS_EPARSE,
@@ -1073,6 +1073,51 @@ static void test_bundle(void **state)
 	jobspec_free(js);
 }
 
+static void test_periodic(void **state)
+{
+	(void)state;
+	struct jobspec *js = parse_ok("{'name':'j','periodic':{'cron':'@daily','prohibit_overlap':true,"
+				      "'time_zone':'UTC'},'tasks':[{'name':'a','command':['x']}]}",
+				      0);
+	assert_true(js->periodic.set);
+	assert_string_equal(js->periodic.cron_text, "@daily");
+	assert_int_equal(js->periodic.cron.hours, 1);
+	assert_int_equal(js->periodic.every_ms, 0);
+	assert_true(js->periodic.prohibit_overlap);
+	jobspec_free(js);
+	js = parse_ok("{'name':'j','periodic':{'every':'90s'},'tasks':[{'name':'a','command':['x']}]}", 0);
+	assert_true(js->periodic.set);
+	assert_int_equal(js->periodic.every_ms, 90000);
+	assert_false(js->periodic.prohibit_overlap);
+	jobspec_free(js);
+	js = parse_ok("{'name':'j','tasks':[{'name':'a','command':['x']}]}", 0);
+	assert_false(js->periodic.set);
+	jobspec_free(js);
+#define T ",'tasks':[{'name':'a','command':['x']}]}"
+	parse_err_prefix("{'name':'j','periodic':'@daily'" T, 0, SS_EPARSE, "periodic: expected an object");
+	parse_err("{'name':'j','periodic':{}" T, 0, SS_EINVAL,
+		  "periodic: give either \"cron\" (a schedule in UTC) or \"every\" (an interval), one of them is "
+		  "required");
+	parse_err("{'name':'j','periodic':{'cron':'@daily','every':60}" T, 0, SS_EINVAL,
+		  "periodic: give either \"cron\" (a schedule in UTC) or \"every\" (an interval), not both");
+	parse_err("{'name':'j','periodic':{'cron':5}" T, 0, SS_EPARSE, "periodic.cron: expected a string");
+	parse_err_prefix("{'name':'j','periodic':{'cron':'* * *'}" T, 0, SS_EINVAL,
+			 "periodic.cron: 3 fields where 5 are needed");
+	parse_err("{'name':'j','periodic':{'cron':'0 0 30 2 *'}" T, 0, SS_EINVAL,
+		  "periodic.cron: \"0 0 30 2 *\" never matches: no month it names has the day it names");
+	parse_err("{'name':'j','periodic':{'every':0.5}" T, 0, SS_EINVAL,
+		  "periodic.every: 500ms is below the minimum of 1s");
+	parse_err("{'name':'j','periodic':{'every':'400d'}" T, 0, SS_ELIMIT, "periodic.every: over the maximum of 366d");
+	parse_err("{'name':'j','periodic':{'every':60,'prohibit_overlap':1}" T, 0, SS_EPARSE,
+		  "periodic.prohibit_overlap: expected true or false");
+	parse_err("{'name':'j','periodic':{'every':60,'time_zone':'CET'}" T, 0, SS_EINVAL,
+		  "periodic.time_zone: \"CET\": schedules are in UTC only; write the cron expression in UTC (or "
+		  "leave time_zone out)");
+	parse_err_prefix("{'name':'j','periodic':{'every':60,'start':1}" T, 0, SS_EPARSE,
+			 "periodic.start: unknown field");
+#undef T
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1102,6 +1147,7 @@ int main(void)
 		cmocka_unit_test(test_check_fits),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_determinism),
+		cmocka_unit_test(test_periodic),
 		cmocka_unit_test(test_speed_10000),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
