@@ -220,6 +220,16 @@ int ss_job_rerun(ss_client *c, const char *id, char **json);
  * periodic or was stopped.
  */
 int ss_job_launch(ss_client *c, const char *id, char **json);
+/*
+ * Dispatches a parameterized job (a spec with "parameterized"):
+ * dispatch_json is {"meta": {"KEY": "value"}, "payload": "<blob digest>"}
+ * (NULL: neither), and the answer is the launched job as ss_job_submit
+ * returns it, with "parent" and "meta". Its tasks see SS_META_KEY in their
+ * environment and the payload at /in/payload. SS_EHTTP (400) for metadata
+ * or a payload the job does not take, (409) when it is not parameterized or
+ * was stopped.
+ */
+int ss_job_dispatch(ss_client *c, const char *id, const char *dispatch_json, char **json);
 int ss_job_tasks(ss_client *c, const char *id, char **json);
 int ss_job_explain(ss_client *c, const char *id, const char *task, char **json);
 /* A task's attempts with their exit status, stdout/stderr tails and signed receipts. */

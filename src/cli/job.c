@@ -1,5 +1,5 @@
 /*
- * job.c - `seeswarm job run|plan|wait|list|status|explain|logs|results|cancel|rerun|launch`.
+ * job.c - `seeswarm job run|plan|wait|list|status|explain|logs|results|cancel|rerun|launch|dispatch`.
  *
  * `job run` uploads the spec's local "file" inputs as blobs (split at line
  * boundaries when "shards" is given), rewrites them to blob form, submits
@@ -47,7 +47,7 @@ static const char usage_text[] =
 	"  list [--state S] [--tenant T] [--limit N] [--all] [--json]\n"
 	"                          jobs, newest first: the newest 100, or N, or --all of\n"
 	"                          them (fetched N at a time); S is running, succeeded,\n"
-	"                          failed, canceled or periodic\n"
+	"                          failed, canceled, periodic or parameterized\n"
 	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
 	"  explain JOB [TASK] [--json]\n"
 	"                          for each node, why it was filtered out or how it scored\n"
@@ -55,13 +55,18 @@ static const char usage_text[] =
 	"  logs TASK_ID --follow   print the task's output as it comes, to its end (-f)\n"
 	"                          (or JOB TASK: the task by its name, e.g. j-3fa9... count[2])\n"
 	"  results JOB --out DIR   fetch the final outputs and their signed receipts\n"
-	"  cancel JOB              cancel a running job, or stop a periodic one launching\n"
+	"  cancel JOB              cancel a running job, or stop a periodic or\n"
+	"                          parameterized one launching\n"
 	"  rerun JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
 	"                          submit a job's spec again as a new job (e.g. after a\n"
 	"                          failure), and follow it as run does\n"
 	"  launch JOB [--wait] [--out DIR] [--cat] [--timeout DUR] [--json]\n"
 	"                          launch a periodic job now, off its schedule, and\n"
 	"                          follow the launch as run does\n"
+	"  dispatch JOB [--meta KEY=VALUE]... [--payload FILE] [--wait] [--out DIR] [--cat]\n"
+	"           [--timeout DUR] [--json]\n"
+	"                          run a parameterized job once with this metadata (its\n"
+	"                          tasks see SS_META_KEY) and payload (/in/payload)\n"
 	"\n"
 	"Connection options: --addr HOST:PORT, --token TOKEN, --ca FILE (default:\n"
 	"SEESWARM_ADDR, SEESWARM_TOKEN, SEESWARM_CA, then ~/.config/seeswarm/config.json).\n"
@@ -681,8 +686,12 @@ static int fetch_results(ss_client *c, json_t *job, const char *dir, bool cat)
 
 /* ---- commands ------------------------------------------------------------- */
 
+#define MAX_META_ARGS 64 /* --meta options of one dispatch */
+
 struct run_opts {
 	bool wait, cat, as_json;
+	json_t *meta;         /* job dispatch: --meta KEY=VALUE */
+	const char *payload;  /* job dispatch: --payload FILE */
 	const char *out;
 	uint64_t timeout_ms;
 	ss_jobs_filter list;  /* job list: filters and page size */
@@ -703,11 +712,12 @@ static int follow(ss_client *c, const char *id, const struct run_opts *o)
 	int ret = 1;
 	if (!job)
 		goto out;
-	if (!strcmp(str(job, "state"), "periodic")) {
+	bool periodic = !strcmp(str(job, "state"), "periodic");
+	if (periodic || !strcmp(str(job, "state"), "parameterized")) {
 		fprintf(stderr,
-			"error: job %s is periodic and does not end; wait for one of its launches instead "
-			"(job status %s lists them, job launch %s --wait starts one now)\n",
-			jid, jid, jid);
+			"error: job %s is %s and does not end; wait for one of its launches instead "
+			"(job status %s lists them, job %s %s --wait starts one now)\n",
+			jid, str(job, "state"), jid, periodic ? "launch" : "dispatch", jid);
 		goto out;
 	}
 	if (o->as_json) {
@@ -786,6 +796,27 @@ static void schedule_text(json_t *per, char *out, size_t outlen)
 	free(cron);
 }
 
+/* A parameterized job's keys and payload, as lines for people. */
+static void print_param(json_t *par)
+{
+	const char *const lists[] = {"meta_required", "meta_optional"};
+	for (size_t k = 0; k < 2; k++) {
+		json_t *a = json_object_get(par, lists[k]), *v;
+		size_t i;
+		if (!json_array_size(a))
+			continue;
+		printf("%s:", k == 0 ? "metadata required" : "metadata optional");
+		json_array_foreach(a, i, v)
+		{
+			char *key = cli_clean(json_string_value(v));
+			printf("%s %s", i ? "," : "", key);
+			free(key);
+		}
+		printf("\n");
+	}
+	printf("payload: %s\n", str(par, "payload"));
+}
+
 static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o)
 {
 	char *body = NULL, *js = NULL;
@@ -799,9 +830,15 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 	if (!job)
 		goto out;
 	const char *id = str(job, "id");
-	json_t *per = json_object_get(job, "periodic");
-	if (o->as_json && (!o->wait || per)) {
+	json_t *per = json_object_get(job, "periodic"), *par = json_object_get(job, "parameterized");
+	if (o->as_json && (!o->wait || per || par)) {
 		print_json(job);
+	} else if (par) {
+		printf("parameterized job %s registered: %lld task%s per dispatch%s\n", id, num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s", uploaded ? " (local files uploaded as blobs)" : "");
+		print_param(par);
+		printf("run it with: seeswarm job dispatch %s%s\n", id,
+		       json_array_size(json_object_get(par, "meta_required")) ? " --meta KEY=VALUE ..." : "");
 	} else if (per) {
 		char sched[200], at[32];
 		schedule_text(per, sched, sizeof sched);
@@ -814,12 +851,12 @@ static int cmd_run(ss_client *c, const char *spec_path, const struct run_opts *o
 		       uploaded ? " (local files uploaded as blobs)" : "");
 	}
 	fflush(stdout);
-	if (o->wait && per) {
-		/* A periodic job never ends: there is nothing to wait for but its launches. */
+	if (o->wait && (per || par)) {
+		/* A template never ends: there is nothing to wait for but its launches. */
 		fprintf(stderr,
-			"note: a periodic job does not end, so --wait does not wait for it; follow one launch "
-			"with: seeswarm job launch %s --wait\n",
-			id);
+			"note: a %s job does not end, so --wait does not wait for it; follow one launch "
+			"with: seeswarm job %s %s --wait\n",
+			per ? "periodic" : "parameterized", per ? "launch" : "dispatch", id);
 		ret = 0;
 		goto out;
 	}
@@ -1011,20 +1048,67 @@ static int cmd_launch(ss_client *c, const char *parent_id, const struct run_opts
 	return ret;
 }
 
-/* job status of a periodic job: its schedule, its counts and its launches. */
+static int cmd_dispatch(ss_client *c, const char *parent_id, const struct run_opts *o)
+{
+	char *js = NULL, *body = NULL, *id = NULL, *parent = NULL;
+	json_t *d = json_object(), *job = NULL;
+	int ret = 1;
+	if (json_object_size(o->meta))
+		json_object_set(d, "meta", o->meta);
+	if (o->payload) {
+		char hex[65];
+		uint64_t size = 0;
+		int rc = ss_blob_put_file(c, o->payload, hex, &size);
+		if (rc) {
+			print_err(c, rc, o->payload);
+			goto out;
+		}
+		json_object_set_new(d, "payload", json_string(hex));
+	}
+	body = json_dumps(d, JSON_COMPACT);
+	int rc = ss_job_dispatch(c, parent_id, body, &js);
+	if (!(job = fetch_json(c, rc, js, "dispatch")))
+		goto out;
+	id = cli_clean(str(job, "id"));
+	parent = cli_clean(parent_id);
+	if (o->as_json && !o->wait)
+		print_json(job);
+	else
+		printf("job %s dispatched: %lld task%s (from parameterized job %s)\n", id, num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s", parent);
+	fflush(stdout);
+	ret = o->wait ? follow(c, id, o) : 0;
+out:
+	free(id);
+	free(parent);
+	free(body);
+	json_decref(job);
+	json_decref(d);
+	return ret;
+}
+
+/* job status of a periodic or parameterized job: its schedule or keys, its counts and its launches. */
 static void print_periodic(json_t *job)
 {
 	json_t *per = json_object_get(job, "periodic");
 	char sched[200], at[32];
-	schedule_text(per, sched, sizeof sched);
-	printf("schedule: %s, %lld task%s per launch\n", sched, num(job, "tasks_total"),
-	       num(job, "tasks_total") == 1 ? "" : "s");
-	if (json_object_get(per, "next_launch_ms")) {
-		format_utc_ms(num(per, "next_launch_ms"), at);
-		printf("next launch: %s\n", at);
+	if (per) {
+		schedule_text(per, sched, sizeof sched);
+		printf("schedule: %s, %lld task%s per launch\n", sched, num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s");
+		if (json_object_get(per, "next_launch_ms")) {
+			format_utc_ms(num(per, "next_launch_ms"), at);
+			printf("next launch: %s\n", at);
+		}
+		printf("launched %lld, skipped %lld (the last launch still ran), refused %lld\n",
+		       num(per, "launched"), num(per, "skipped"), num(per, "refused"));
+	} else {
+		per = json_object_get(job, "parameterized");
+		printf("parameterized, %lld task%s per dispatch\n", num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s");
+		print_param(per);
+		printf("dispatched %lld\n", num(per, "launched"));
 	}
-	printf("launched %lld, skipped %lld (the last launch still ran), refused %lld\n", num(per, "launched"),
-	       num(per, "skipped"), num(per, "refused"));
 	json_t *skip = json_object_get(per, "last_skip");
 	if (skip) {
 		char *why = cli_clean(str(skip, "reason"));
@@ -1113,7 +1197,7 @@ static int cmd_list(ss_client *c, const struct run_opts *ro)
 			char *tn = cli_clean(str(jb, "tenant")), *st = cli_clean(str(jb, "state"));
 			char tasks[48], spent[32], cost[32];
 			json_t *u = json_object_get(jb, "usage");
-			if (json_object_get(jb, "periodic")) /* its tasks run in its launches */
+			if (json_object_get(jb, "periodic") || json_object_get(jb, "parameterized")) /* its tasks run in its launches */
 				snprintf(tasks, sizeof tasks, "%lld/launch", num(jb, "tasks_total"));
 			else
 				snprintf(tasks, sizeof tasks, "%lld/%lld", num(json_object_get(jb, "counts"), "succeeded"),
@@ -1159,7 +1243,7 @@ static int cmd_status(ss_client *c, const char *id, bool as_json)
 		free(nm);
 		free(rs);
 		free(parent);
-		if (json_object_get(job, "periodic")) {
+		if (json_object_get(job, "periodic") || json_object_get(job, "parameterized")) {
 			print_periodic(job);
 			json_decref(job);
 			json_decref(tasks);
@@ -1460,10 +1544,10 @@ static int cmd_cancel(ss_client *c, const char *id)
 	return 0;
 }
 
-int cli_job_main(int argc, char **argv)
+/* cli_job_main() without its cleanup: ro (zeroed by the caller) collects the options. */
+static int job_main(int argc, char **argv, struct run_opts *ro)
 {
 	struct cli_conn_flags cf;
-	struct run_opts ro = {0};
 	const char *pos[2] = {NULL, NULL};
 	size_t npos = 0;
 	ss_client *c = NULL;
@@ -1475,8 +1559,8 @@ int cli_job_main(int argc, char **argv)
 	const char *sub = argv[1];
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
 		return usage(stdout, 0);
-	static const char *const subs[] = {"run",  "plan",    "wait",   "list",  "status", "explain",
-					   "logs", "results", "cancel", "rerun", "launch"};
+	static const char *const subs[] = {"run",    "plan",   "wait",   "list",    "status",  "explain",
+					   "logs",   "results", "cancel", "rerun", "launch", "dispatch"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_LEN(subs); i++)
 		known |= !strcmp(sub, subs[i]);
@@ -1486,48 +1570,64 @@ int cli_job_main(int argc, char **argv)
 	}
 	/* rerun and launch take run's options; they differ only in where the spec comes from. */
 	bool is_rerun = !strcmp(sub, "rerun"), is_launch = !strcmp(sub, "launch");
-	bool is_run = !strcmp(sub, "run") || is_rerun || is_launch, is_wait = !strcmp(sub, "wait"), follow_logs = false;
+	bool is_dispatch = !strcmp(sub, "dispatch");
+	bool is_run = !strcmp(sub, "run") || is_rerun || is_launch || is_dispatch, is_wait = !strcmp(sub, "wait"), follow_logs = false;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
 		int r;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			return usage(stdout, 0);
 		} else if (!strcmp(a, "--json")) {
-			ro.as_json = true;
+			ro->as_json = true;
 		} else if (!strcmp(sub, "logs") && (!strcmp(a, "--follow") || !strcmp(a, "-f"))) {
 			follow_logs = true;
 		} else if (is_run && !strcmp(a, "--wait")) {
-			ro.wait = true;
+			ro->wait = true;
 		} else if ((is_run || is_wait) && !strcmp(a, "--cat")) {
-			ro.cat = ro.wait = true;
+			ro->cat = ro->wait = true;
 		} else if ((is_run || is_wait || !strcmp(sub, "results")) &&
 			   (r = cli_opt_value(argc, argv, &i, "--out", &v)) != 0) {
 			if (r < 0)
 				return usage(stderr, 2);
-			ro.out = v;
-			ro.wait = true;
+			ro->out = v;
+			ro->wait = true;
 		} else if ((is_run || is_wait) && (r = cli_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
-			if (r < 0 || parse_duration_ms(v, &ro.timeout_ms) != 0) {
+			if (r < 0 || parse_duration_ms(v, &ro->timeout_ms) != 0) {
 				fprintf(stderr, "error: --timeout: expected a duration such as 30s or 5m\n");
 				return 2;
 			}
+		} else if (is_dispatch && (r = cli_opt_value(argc, argv, &i, "--meta", &v)) != 0) {
+			const char *eq = r > 0 ? strchr(v, '=') : NULL;
+			if (!eq || eq == v || (size_t)(eq - v) > 63 || json_object_size(ro->meta) >= MAX_META_ARGS) {
+				fprintf(stderr, "error: --meta: expected KEY=VALUE (at most %d)\n", MAX_META_ARGS);
+				return 2;
+			}
+			char key[64];
+			snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
+			if (!ro->meta)
+				ro->meta = json_object();
+			json_object_set_new(ro->meta, key, json_string(eq + 1));
+		} else if (is_dispatch && (r = cli_opt_value(argc, argv, &i, "--payload", &v)) != 0) {
+			if (r < 0)
+				return usage(stderr, 2);
+			ro->payload = v;
 		} else if (!strcmp(sub, "list") && !strcmp(a, "--all")) {
-			ro.list_all = true;
+			ro->list_all = true;
 		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--state", &v)) != 0) {
 			if (r < 0 || (strcmp(v, "running") != 0 && strcmp(v, "succeeded") != 0 &&
 				      strcmp(v, "failed") != 0 && strcmp(v, "canceled") != 0 &&
-				      strcmp(v, "periodic") != 0)) {
-				fprintf(stderr,
-					"error: --state: expected running, succeeded, failed, canceled or periodic\n");
+				      strcmp(v, "periodic") != 0 && strcmp(v, "parameterized") != 0)) {
+				fprintf(stderr, "error: --state: expected running, succeeded, failed, canceled, "
+						"periodic or parameterized\n");
 				return 2;
 			}
-			ro.list.state = v;
+			ro->list.state = v;
 		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--tenant", &v)) != 0) {
 			if (r < 0 || !ident_valid(v)) {
 				fprintf(stderr, "error: --tenant: expected a tenant name\n");
 				return 2;
 			}
-			ro.list.tenant = v;
+			ro->list.tenant = v;
 		} else if (!strcmp(sub, "list") && (r = cli_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
 			uint64_t n = 0;
 			if (r < 0 || strspn(v, "0123456789") != strlen(v) || parse_size(v, &n) != 0 || n < 1 ||
@@ -1535,7 +1635,7 @@ int cli_job_main(int argc, char **argv)
 				fprintf(stderr, "error: --limit: expected a number from 1 to 10000\n");
 				return 2;
 			}
-			ro.list.limit = (unsigned)n;
+			ro->list.limit = (unsigned)n;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "error: unknown option %s for job %s\n", a, sub);
 			return usage(stderr, 2);
@@ -1550,14 +1650,14 @@ int cli_job_main(int argc, char **argv)
 	size_t allow = !strcmp(sub, "explain") || !strcmp(sub, "logs") ? 2 : need;
 	if (npos < need || npos > allow) {
 		fprintf(stderr, "error: job %s takes %s\n", sub,
-			need == 0 ? "no arguments" : is_rerun || is_launch ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
+			need == 0 ? "no arguments" : is_rerun || is_launch || is_dispatch ? "a job id" : is_run || !strcmp(sub, "plan") ? "a spec file" : !strcmp(sub, "logs") ? "a task id" : "a job id");
 		return usage(stderr, 2);
 	}
-	if (follow_logs && ro.as_json) {
+	if (follow_logs && ro->as_json) {
 		fprintf(stderr, "error: job logs --follow prints text; GET /v1/tasks/ID/output gives JSON\n");
 		return 2;
 	}
-	if (!strcmp(sub, "results") && !ro.out) {
+	if (!strcmp(sub, "results") && !ro->out) {
 		fprintf(stderr, "error: job results needs --out DIR\n");
 		return 2;
 	}
@@ -1568,21 +1668,23 @@ int cli_job_main(int argc, char **argv)
 		return 1;
 	}
 	if (is_rerun)
-		ret = cmd_rerun(c, pos[0], &ro);
+		ret = cmd_rerun(c, pos[0], ro);
 	else if (is_launch)
-		ret = cmd_launch(c, pos[0], &ro);
+		ret = cmd_launch(c, pos[0], ro);
+	else if (is_dispatch)
+		ret = cmd_dispatch(c, pos[0], ro);
 	else if (is_run)
-		ret = cmd_run(c, pos[0], &ro);
+		ret = cmd_run(c, pos[0], ro);
 	else if (is_wait)
-		ret = follow(c, pos[0], &ro);
+		ret = follow(c, pos[0], ro);
 	else if (!strcmp(sub, "plan"))
-		ret = cmd_plan(c, pos[0], ro.as_json);
+		ret = cmd_plan(c, pos[0], ro->as_json);
 	else if (!strcmp(sub, "list"))
-		ret = cmd_list(c, &ro);
+		ret = cmd_list(c, ro);
 	else if (!strcmp(sub, "status"))
-		ret = cmd_status(c, pos[0], ro.as_json);
+		ret = cmd_status(c, pos[0], ro->as_json);
 	else if (!strcmp(sub, "explain"))
-		ret = cmd_explain(c, pos[0], pos[1], ro.as_json);
+		ret = cmd_explain(c, pos[0], pos[1], ro->as_json);
 	else if (!strcmp(sub, "logs")) {
 		/* logs JOB TASK names the task; logs TASK_ID is its id. */
 		char id[96];
@@ -1591,12 +1693,20 @@ int cli_job_main(int argc, char **argv)
 		else if (follow_logs)
 			ret = cmd_follow(c, pos[1] ? id : pos[0]);
 		else
-			ret = cmd_logs(c, pos[1] ? id : pos[0], ro.as_json);
+			ret = cmd_logs(c, pos[1] ? id : pos[0], ro->as_json);
 	}
 	else if (!strcmp(sub, "results"))
-		ret = cmd_results(c, pos[0], ro.out);
+		ret = cmd_results(c, pos[0], ro->out);
 	else
 		ret = cmd_cancel(c, pos[0]);
 	ss_client_close(c);
+	return ret;
+}
+
+int cli_job_main(int argc, char **argv)
+{
+	struct run_opts ro = {0};
+	int ret = job_main(argc, argv, &ro);
+	json_decref(ro.meta);
 	return ret;
 }

@@ -1744,6 +1744,18 @@ int ss_job_launch(ss_client *c, const char *id, char **json)
 	return job_call(c, "POST", "/v1/jobs/", id, "/launch", false, json);
 }
 
+int ss_job_dispatch(ss_client *c, const char *id, const char *dispatch_json, char **json)
+{
+	if (json)
+		*json = NULL;
+	if (!job_id_valid(id, false))
+		return SS_EINVAL;
+	char *path = xasprintf("/v1/jobs/%s/dispatch", id);
+	int rc = call(c, "POST", path, dispatch_json ? dispatch_json : "{}", json);
+	free(path);
+	return rc;
+}
+
 int ss_job_cancel(ss_client *c, const char *id, char **json)
 {
 	return job_call(c, "DELETE", "/v1/jobs/", id, "", false, json);

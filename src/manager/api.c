@@ -50,6 +50,7 @@
 #include "manager/api.h"
 #include "manager/api_body.h"
 #include "manager/audit.h"
+#include "manager/jobspec.h"
 #include "data/blobstore.h"
 #include "manager/tenants.h"
 
@@ -99,7 +100,7 @@ struct api {
 enum route {
 	R_NONE = 0, R_HEALTH, R_NODES, R_NODE, R_DRAIN, R_ATTEST, R_METRICS,
 	R_JOBS, R_JOB, R_JOB_TASKS, R_JOB_EXPLAIN, R_TASK_LOGS, R_TASK_OUTPUT, R_BLOB, R_BLOB_REPLICAS,
-	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT, R_JOB_PLAN, R_JOB_LAUNCH,
+	R_TOKENS, R_TOKEN, R_TENANTS, R_JOB_RERUN, R_AUDIT, R_JOB_PLAN, R_JOB_LAUNCH, R_JOB_DISPATCH,
 };
 
 /* One extra response header; name NULL means none. */
@@ -564,6 +565,8 @@ static enum route match_route(const char *url, char id[static 80], const char **
 			return R_JOB_RERUN;
 		if (!strcmp(tail, "/launch"))
 			return R_JOB_LAUNCH;
+		if (!strcmp(tail, "/dispatch"))
+			return R_JOB_DISPATCH;
 		return R_NONE;
 	case R_TASK_LOGS: {
 		/* "<job id>.<index>" */
@@ -742,6 +745,8 @@ static uint64_t body_limit(const struct req *r, const char *method)
 {
 	if ((r->route == R_JOBS || r->route == R_JOB_PLAN) && !strcmp(method, "POST"))
 		return API_MAX_JOB_BODY;
+	if (r->route == R_JOB_DISPATCH)
+		return JOBSPEC_MAX_DISPATCH;
 	if (r->route == R_BLOB && !strcmp(method, "PUT"))
 		return API_MAX_BLOB;
 	return API_MAX_BODY;
@@ -1111,7 +1116,7 @@ static bool waits(struct api *api, struct MHD_Connection *c, struct req *r, char
 static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	json_t *out = NULL;
-	if (r->body.len > 0)
+	if (r->body.len > 0 && r->route != R_JOB_DISPATCH)
 		return respond_error(api, c, MHD_HTTP_BAD_REQUEST, "this route takes no body", NULL);
 	/* Another tenant's job is answered as if it did not exist. */
 	if (!owns(api, r))
@@ -1132,6 +1137,17 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		int rc = api->be.job_rerun ? api->be.job_rerun(api->be.arg, r->id, tenant_of(r), &out, why,
 							       sizeof why)
 					   : SS_ENOTFOUND;
+		if (rc == SS_ENOTFOUND)
+			return not_found(api, c, "job", r->id);
+		if (rc)
+			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+	}
+	case R_JOB_DISPATCH: {
+		char why[600] = "";
+		int rc = api->be.job_dispatch ? api->be.job_dispatch(api->be.arg, r->id, (const char *)r->body.data,
+								     r->body.len, tenant_of(r), &out, why, sizeof why)
+					      : SS_ENOTFOUND;
 		if (rc == SS_ENOTFOUND)
 			return not_found(api, c, "job", r->id);
 		if (rc)
@@ -1374,6 +1390,7 @@ static enum MHD_Result answer_route(struct api *api, struct MHD_Connection *c, s
 	case R_JOB_EXPLAIN:
 	case R_JOB_RERUN:
 	case R_JOB_LAUNCH:
+	case R_JOB_DISPATCH:
 	case R_TASK_LOGS:
 	case R_TASK_OUTPUT:
 	case R_BLOB_REPLICAS:
@@ -1511,7 +1528,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			       "request body is over the limit of %llu bytes", (unsigned long long)limit);
 			return MHD_YES;
 		}
-		if (r->route == R_DRAIN || r->route == R_JOBS || r->route == R_JOB_PLAN ||
+		if (r->route == R_DRAIN || r->route == R_JOBS || r->route == R_JOB_PLAN || r->route == R_JOB_DISPATCH ||
 		    r->route == R_TOKENS)
 			buf_append(&r->body, upload, n);
 		return MHD_YES;

@@ -108,6 +108,12 @@ struct api_backend {
 			 size_t whylen);
 	/* Launches periodic job id now (jobs_launch; 201); SS_ENOTFOUND (404), SS_ESTATE (409). */
 	int (*job_launch)(void *arg, const char *id, json_t **out, char *why, size_t whylen);
+	/*
+	 * Dispatches parameterized job id with the request body (jobs_dispatch;
+	 * 201); tenant as job_submit's. SS_ENOTFOUND (404), SS_ESTATE (409).
+	 */
+	int (*job_dispatch)(void *arg, const char *id, const char *body, size_t len, const char *tenant,
+			    json_t **out, char *why, size_t whylen);
 	json_t *(*job_tasks)(void *arg, const char *id);               /* NULL: 404 */
 	int (*job_explain)(void *arg, const char *id, const char *task, json_t **out, char *why,
 			   size_t whylen);

@@ -72,9 +72,14 @@ static const char *const tstate_names[T_STATE_COUNT] = {
 	"pending", "placed", "running", "collecting", "retrying", "succeeded", "failed", "canceled",
 };
 
-/* A periodic job is J_PERIODIC while it launches, and J_CANCELED once stopped. */
-enum jstate { J_RUNNING = 0, J_SUCCEEDED, J_FAILED, J_CANCELED, J_PERIODIC };
-static const char *const jstate_names[] = {"running", "succeeded", "failed", "canceled", "periodic"};
+/*
+ * A periodic job is J_PERIODIC while it launches, a parameterized one
+ * J_PARAMETERIZED while it takes dispatches; either is J_CANCELED once
+ * stopped. Both are templates: their tasks never run themselves.
+ */
+enum jstate { J_RUNNING = 0, J_SUCCEEDED, J_FAILED, J_CANCELED, J_PERIODIC, J_PARAMETERIZED };
+static const char *const jstate_names[] = {"running",  "succeeded", "failed",
+					   "canceled", "periodic",  "parameterized"};
 
 struct out_rec {
 	char *name;
@@ -157,8 +162,9 @@ struct live {
 };
 
 /*
- * What a periodic job (spec "periodic") keeps between launches. Its launches
- * are ordinary jobs whose "parent" is the periodic job's id.
+ * What a periodic job (spec "periodic") or a parameterized one
+ * ("parameterized") keeps between launches. Its launches (dispatches) are
+ * ordinary jobs whose "parent" is its id.
  */
 struct periodic {
 	int64_t anchor_ms;        /* "every" counts from here: the registration */
@@ -279,6 +285,7 @@ struct jobs {
 	struct job *periodic;     /* the periodic jobs that launch (J_PERIODIC) */
 	size_t n_periodic;
 	uint64_t periodic_launched, periodic_skipped, periodic_refused;
+	uint64_t dispatches;      /* launches of parameterized jobs */
 	struct cost_cap {
 		char tenant[64];      /* "" for every tenant not named */
 		double amount;
@@ -330,6 +337,12 @@ static struct task *task_find(struct jobs *j, const char *task_id)
 static const struct jobspec_task *spec_of(const struct task *t)
 {
 	return &t->job->spec->tasks[t->idx];
+}
+
+/* True for a job that launches others (periodic or parameterized) and has not been stopped. */
+static bool is_template(const struct job *jb)
+{
+	return jb->st == J_PERIODIC || jb->st == J_PARAMETERIZED;
 }
 
 static bool terminal(enum tstate s)
@@ -1589,7 +1602,7 @@ static void gc_jobs(struct jobs *j)
 	struct job *jb = j->all;
 	while (jb) {
 		struct job *next = jb->next;
-		if (jb->st != J_RUNNING && jb->st != J_PERIODIC) {
+		if (jb->st != J_RUNNING && !is_template(jb)) {
 			finished++;
 			bool old = jb->finished_ms + j->retention_ms <= now;
 			if ((old || finished > MAX_FINISHED_JOBS) && job_quiet(j, jb))
@@ -2442,7 +2455,8 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	if (!o || !spec || strlen(key) >= sizeof ((struct job *)0)->id ||
 	    job_state_parse(json_string_value(json_object_get(o, "state")), &st) != 0 ||
 	    jobspec_parse(spec, json_string_length(json_object_get(o, "spec")), 0, &js, why, sizeof why) != 0 ||
-	    (st == J_PERIODIC) != (js->periodic.set && st != J_CANCELED)) {
+	    (st == J_PERIODIC) != (js->periodic.set && st != J_CANCELED) ||
+	    (st == J_PARAMETERIZED) != (js->param.set && st != J_CANCELED)) {
 		log_error("store: job record %s is corrupt; skipped", key);
 		jobspec_free(js);
 		json_decref(o);
@@ -2465,7 +2479,7 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	snprintf(jb->reason, sizeof jb->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
 	snprintf(jb->parent, sizeof jb->parent, "%s", json_string_value(json_object_get(o, "parent")) ?: "");
 	job_build(jb);
-	if (js->periodic.set)
+	if (js->periodic.set || js->param.set)
 		periodic_load(j, jb, json_object_get(o, "periodic"));
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
@@ -2727,7 +2741,19 @@ static json_t *job_json(struct jobs *j, const struct job *jb)
 		json_object_set_new(o, "parent", json_string(jb->parent));
 	if (jb->per) {
 		const struct periodic *per = jb->per;
-		json_t *p = periodic_spec_json(&jb->spec->periodic);
+		const struct jobspec_param *par = &jb->spec->param;
+		json_t *p = par->set ? json_object() : periodic_spec_json(&jb->spec->periodic);
+		if (par->set) {
+			static const char *const payloads[] = {"optional", "required", "forbidden"};
+			json_t *req = json_array(), *opt = json_array();
+			for (size_t i = 0; i < par->n_required; i++)
+				json_array_append_new(req, json_string(par->meta_required[i]));
+			for (size_t i = 0; i < par->n_optional; i++)
+				json_array_append_new(opt, json_string(par->meta_optional[i]));
+			json_object_set_new(p, "meta_required", req);
+			json_object_set_new(p, "meta_optional", opt);
+			json_object_set_new(p, "payload", json_string(payloads[par->payload]));
+		}
 		if (jb->st == J_PERIODIC)
 			json_object_set_new(p, "next_launch_ms", json_integer(per->next_ms));
 		json_object_set_new(p, "launched", json_integer((json_int_t)per->launched));
@@ -2745,7 +2771,7 @@ static json_t *job_json(struct jobs *j, const struct job *jb)
 							   c ? jstate_names[c->st] : "forgotten"));
 		}
 		json_object_set_new(p, "launches", a);
-		json_object_set_new(o, "periodic", p);
+		json_object_set_new(o, par->set ? "parameterized" : "periodic", p);
 	}
 	return o;
 }
@@ -2809,7 +2835,7 @@ static int spec_check(struct jobs *j, const char *spec, size_t len, const char *
 	if (tenant) {
 		uint32_t running = 0;
 		for (const struct job *jb = j->all; jb; jb = jb->next)
-			running += (jb->st == J_RUNNING || jb->st == J_PERIODIC) && !strcmp(jb->spec->tenant, tenant);
+			running += (jb->st == J_RUNNING || is_template(jb)) && !strcmp(jb->spec->tenant, tenant);
 		if (running >= j->tenant_max_jobs) {
 			snprintf(why, whylen,
 				 "tenant %s has %u unfinished jobs, its quota (--tenant-max-jobs); wait for "
@@ -2960,7 +2986,7 @@ static int submit(struct jobs *j, const char *spec, size_t len, const char *tena
 	jb->st = J_RUNNING;
 	snprintf(jb->parent, sizeof jb->parent, "%s", parent ? parent : "");
 	job_build(jb);
-	if (jb->spec->periodic.set)
+	if (jb->spec->periodic.set || jb->spec->param.set)
 		periodic_register(j, jb, tenant == NULL);
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
@@ -2972,8 +2998,8 @@ static int submit(struct jobs *j, const char *spec, size_t len, const char *tena
 				enqueue(j, &jb->tasks[i]);
 	j->submitted++;
 	if (jb->per)
-		log_info("job %s (%s, tenant %s): periodic, %zu tasks per launch", jb->id, jb->spec->name,
-			 jb->spec->tenant, jb->spec->n_tasks);
+		log_info("job %s (%s, tenant %s): %s, %zu tasks per launch", jb->id, jb->spec->name,
+			 jb->spec->tenant, jstate_names[jb->st], jb->spec->n_tasks);
 	else
 		log_info("job %s (%s, tenant %s): %zu tasks submitted%s%s", jb->id, jb->spec->name,
 			 jb->spec->tenant, jb->spec->n_tasks, parent ? ", launched by " : "", parent ? parent : "");
@@ -3012,17 +3038,22 @@ static void periodic_unlink(struct jobs *j, struct job *jb)
 }
 
 /*
- * Makes the new job jb (its spec has "periodic") a periodic job: it launches
- * from now on, and its tasks are templates that never run themselves.
+ * Makes the new job jb (its spec has "periodic" or "parameterized") a
+ * template: a periodic job launches from now on, a parameterized one takes
+ * dispatches, and its own tasks never run.
  */
 static void periodic_register(struct jobs *j, struct job *jb, bool by_admin)
 {
-	jb->st = J_PERIODIC;
 	jb->per = xcalloc(1, sizeof *jb->per);
 	jb->per->anchor_ms = jb->created_ms;
 	jb->per->by_admin = by_admin;
-	jb->per->next_ms = next_launch(&jb->spec->periodic, jb->created_ms, jb->created_ms);
 	memset(jb->counts, 0, sizeof jb->counts);
+	if (jb->spec->param.set) {
+		jb->st = J_PARAMETERIZED;
+		return;
+	}
+	jb->st = J_PERIODIC;
+	jb->per->next_ms = next_launch(&jb->spec->periodic, jb->created_ms, jb->created_ms);
 	periodic_link(j, jb);
 }
 
@@ -3034,7 +3065,7 @@ static void periodic_load(struct jobs *j, struct job *jb, const json_t *o)
 	memset(jb->counts, 0, sizeof jb->counts);
 	per->anchor_ms = json_integer_value(json_object_get(o, "anchor_ms")) ?: jb->created_ms;
 	per->next_ms = json_integer_value(json_object_get(o, "next_ms"));
-	if (per->next_ms <= 0)
+	if (per->next_ms <= 0 && jb->spec->periodic.set)
 		per->next_ms = next_launch(&jb->spec->periodic, per->anchor_ms, time_wall_ms());
 	per->launched = (uint64_t)json_integer_value(json_object_get(o, "launched"));
 	per->skipped = (uint64_t)json_integer_value(json_object_get(o, "skipped"));
@@ -3058,8 +3089,14 @@ static void periodic_load(struct jobs *j, struct job *jb, const json_t *o)
 		periodic_link(j, jb);
 }
 
-/* The spec of a launch: the periodic job's spec without "periodic", as a new string; NULL on a bad text. */
-static char *launch_spec(const struct job *jb, size_t *len)
+/*
+ * The spec of a launch: the template's spec without "periodic" and
+ * "parameterized", with its tenant written in, and for a dispatch every
+ * task given SS_META_<key> for each key of meta (over a variable of the same
+ * name) and, with payload, the input "payload". A new string; NULL when the
+ * stored text is not an object.
+ */
+static char *launch_spec(const struct job *jb, const json_t *meta, const uint8_t *payload, size_t *len)
 {
 	json_t *root = json_loadb(jb->spec_text, jb->spec_len, 0, NULL);
 	if (!json_is_object(root)) {
@@ -3067,6 +3104,30 @@ static char *launch_spec(const struct job *jb, size_t *len)
 		return NULL;
 	}
 	json_object_del(root, "periodic");
+	json_object_del(root, "parameterized");
+	json_object_set_new(root, "tenant", json_string(jb->spec->tenant));
+	char hex[65];
+	if (payload)
+		hex_encode(payload, SHA256_LEN, hex);
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(root, "tasks"), i, t) {
+		const char *k;
+		json_t *v;
+		if (json_object_size(meta) && !json_is_object(json_object_get(t, "env")))
+			json_object_set_new(t, "env", json_object());
+		json_object_foreach((json_t *)meta, k, v) {
+			char name[16 + JOBSPEC_NAME_MAX];
+			snprintf(name, sizeof name, "SS_META_%s", k);
+			json_object_set(json_object_get(t, "env"), name, v);
+		}
+		if (!payload)
+			continue;
+		if (!json_is_array(json_object_get(t, "inputs")))
+			json_object_set_new(t, "inputs", json_array());
+		json_array_append_new(json_object_get(t, "inputs"),
+				      json_pack("{s:s,s:s}", "name", "payload", "blob", hex));
+	}
 	char *text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	if (!text)
@@ -3101,7 +3162,7 @@ static int launch(struct jobs *j, struct job *jb, int64_t at_ms, bool forced, js
 		rc = SS_ESTATE;
 		goto out;
 	}
-	if (!(text = launch_spec(jb, &len))) {
+	if (!(text = launch_spec(jb, NULL, NULL, &len))) {
 		snprintf(why, whylen, "the stored spec is not a JSON object");
 		rc = SS_EPARSE;
 	} else {
@@ -3157,6 +3218,59 @@ static void periodic_tick(struct jobs *j)
 	}
 }
 
+int jobs_dispatch(struct jobs *j, const char *id, const char *body, size_t len, const char *tenant,
+		  json_t **out, char *why, size_t whylen)
+{
+	struct job *jb = job_find(j, id);
+	json_t *meta = NULL, *child = NULL;
+	char *text = NULL;
+	uint8_t payload[SHA256_LEN];
+	bool has_payload;
+	size_t n = 0;
+	int rc;
+	*out = NULL;
+	if (!jb) {
+		snprintf(why, whylen, "job %s not found", id);
+		return SS_ENOTFOUND;
+	}
+	if (!jb->spec->param.set) {
+		snprintf(why, whylen, "job %s is not parameterized (%s)", id,
+			 jb->spec->periodic.set ? "job launch runs a periodic job now" : "job rerun submits a job again");
+		return SS_ESTATE;
+	}
+	if (jb->st != J_PARAMETERIZED) {
+		snprintf(why, whylen, "parameterized job %s was stopped; register its spec again to dispatch it", id);
+		return SS_ESTATE;
+	}
+	if ((rc = jobspec_dispatch_parse(jb->spec, body, len, &meta, &has_payload, payload, why, whylen)))
+		goto out;
+	if (!(text = launch_spec(jb, meta, has_payload ? payload : NULL, &n))) {
+		snprintf(why, whylen, "the stored spec is not a JSON object");
+		rc = SS_EPARSE;
+		goto out;
+	}
+	/* As a submission by the caller: a tenant token's quotas apply, and the payload must be one it may read. */
+	if ((rc = submit(j, text, n, tenant, jb->id, &child, why, whylen)))
+		goto out;
+	struct periodic *per = jb->per;
+	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
+	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s", json_string_value(json_object_get(child, "id")));
+	per->recent[0].at_ms = time_wall_ms();
+	per->recent[0].forced = false;
+	if (per->n_recent < PERIODIC_RECENT)
+		per->n_recent++;
+	per->launched++;
+	j->dispatches++;
+	job_save(j, jb);
+	json_object_set_new(child, "meta", meta);
+	meta = NULL;
+	*out = child;
+out:
+	json_decref(meta);
+	free(text);
+	return rc;
+}
+
 int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t whylen)
 {
 	struct job *jb = job_find(j, id);
@@ -3165,8 +3279,9 @@ int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t 
 		snprintf(why, whylen, "job %s not found", id);
 		return SS_ENOTFOUND;
 	}
-	if (!jb->per) {
-		snprintf(why, whylen, "job %s is not periodic (job rerun submits a job again)", id);
+	if (!jb->spec->periodic.set) {
+		snprintf(why, whylen, "job %s is not periodic (%s)", id,
+			 jb->spec->param.set ? "job dispatch runs a parameterized job" : "job rerun submits a job again");
 		return SS_ESTATE;
 	}
 	if (jb->st != J_PERIODIC) {
@@ -3519,20 +3634,21 @@ int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
 	struct job *jb = job_find(j, id);
 	if (!jb)
 		return SS_ENOTFOUND;
-	if (jb->st == J_PERIODIC) {
-		/* A periodic job stops launching; the jobs it launched go on (cancel them by their ids). */
-		periodic_unlink(j, jb);
+	if (is_template(jb)) {
+		/* A template stops launching; the jobs it launched go on (cancel them by their ids). */
+		if (jb->st == J_PERIODIC)
+			periodic_unlink(j, jb);
+		log_info("%s job %s stopped", jstate_names[jb->st], jb->id);
+		snprintf(jb->reason, sizeof jb->reason, "stopped by the user: no more %s (the jobs it launched go on)",
+			 jb->st == J_PERIODIC ? "launches" : "dispatches");
 		jb->st = J_CANCELED;
 		jb->finished_ms = time_wall_ms();
-		snprintf(jb->reason, sizeof jb->reason,
-			 "stopped by the user: no more launches (the jobs it launched go on)");
 		job_save(j, jb);
-		log_info("periodic job %s stopped", jb->id);
 		*out = job_json(j, jb);
 		return 0;
 	}
 	if (jb->st != J_RUNNING) {
-		*why = jb->per ? "the periodic job was stopped already" : "the job has already finished";
+		*why = jb->per ? "the job was stopped already" : "the job has already finished";
 		return SS_ESTATE;
 	}
 	snprintf(jb->reason, sizeof jb->reason, "canceled by the user");
@@ -3569,9 +3685,9 @@ int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out,
 	}
 	if (jb->per) {
 		snprintf(why, whylen,
-			 "job %s is periodic: its tasks run in the jobs it launches (job status %s lists them; "
+			 "job %s is %s: its tasks run in the jobs it launches (job status %s lists them; "
 			 "job plan shows where a launch would go now)",
-			 id, id);
+			 id, jb->spec->periodic.set ? "periodic" : "parameterized", id);
 		return SS_ESTATE;
 	}
 	json_t *a = json_array();
@@ -3901,6 +4017,10 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		   "seeswarm_periodic_launches_total{outcome=\"skipped\"} %" PRIu64 "\n"
 		   "seeswarm_periodic_launches_total{outcome=\"refused\"} %" PRIu64 "\n",
 		   j->n_periodic, j->periodic_launched, j->periodic_skipped, j->periodic_refused);
+	buf_printf(out,
+		   "# HELP seeswarm_dispatches_total Jobs launched by dispatching parameterized jobs.\n"
+		   "# TYPE seeswarm_dispatches_total counter\nseeswarm_dispatches_total %" PRIu64 "\n",
+		   j->dispatches);
 	buf_printf(out, "# HELP seeswarm_tenant_cpu_running_millicores CPU a tenant's tasks hold, and its cap.\n"
 			"# TYPE seeswarm_tenant_cpu_running_millicores gauge\n"
 			"# TYPE seeswarm_tenant_cpu_cap_millicores gauge\n");
@@ -4009,7 +4129,7 @@ void jobs_tenants(struct jobs *j, json_t *by)
 		json_object_set_new(e, "tasks_queued", json_integer((json_int_t)qt.queued));
 	}
 	for (const struct job *jb = j->all; jb; jb = jb->next) {
-		if (jb->st != J_RUNNING && jb->st != J_PERIODIC)
+		if (jb->st != J_RUNNING && !is_template(jb))
 			continue;
 		json_t *e = tenant_entry(by, jb->spec->tenant);
 		json_object_set_new(e, "jobs_unfinished",

@@ -195,6 +195,19 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
  * submission's error (a quota, the budget), with why.
  */
 int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t whylen);
+/*
+ * Dispatches the parameterized job id: body is the dispatch
+ * (jobspec_dispatch_parse: metadata and an optional payload blob). The
+ * launch is the job's spec without "parameterized", as the job's tenant,
+ * with SS_META_<key> in every task's environment and the payload as every
+ * task's input "payload"; it is submitted with tenant as the submitting
+ * token (NULL: the admin), with every check of jobs_submit. Returns 0 with
+ * *out = the new job (with "meta"), SS_ENOTFOUND, SS_ESTATE (not
+ * parameterized, or stopped), or the dispatch's or the submission's error,
+ * with why.
+ */
+int jobs_dispatch(struct jobs *j, const char *id, const char *body, size_t len, const char *tenant,
+		  json_t **out, char *why, size_t whylen);
 /* Every retained job, or only tenant's (tenant not NULL). */
 #define JOBS_LIST_DEFAULT 1000u /* jobs on a page when the caller names no limit */
 #define JOBS_LIST_MAX 10000u    /* the most jobs on one page */

@@ -1739,10 +1739,91 @@ static int parse_periodic(struct parser *p, json_t *o, struct jobspec_periodic *
 	return 0;
 }
 
+/* Reads one "meta_required" or "meta_optional" list of keys into *out (owned copies). */
+static int parse_meta_keys(struct parser *p, json_t *v, const char *path, char ***out, size_t *n)
+{
+	if (!json_is_array(v))
+		return fail(p, SS_EPARSE, "%s: expected an array of key names", path);
+	if (json_array_size(v) > JOBSPEC_MAX_META)
+		return fail(p, SS_ELIMIT, "%s: more than %d keys", path, JOBSPEC_MAX_META);
+	*out = xcalloc(json_array_size(v) + 1, sizeof **out);
+	size_t i;
+	json_t *e;
+	json_array_foreach(v, i, e) {
+		const char *k;
+		char at[PATH_LEN];
+		snprintf(at, sizeof at, "%s[%zu]", path, i);
+		int rc = get_str(p, e, at, &k);
+		if (rc)
+			return rc;
+		if (!env_key_valid(k) || strlen(k) > JOBSPEC_NAME_MAX)
+			return fail(p, SS_EINVAL,
+				    "%s: \"%s\" is not a key name (1 to %d of A-Z a-z 0-9 _, not starting with a "
+				    "digit: it becomes the variable SS_META_<key>)",
+				    at, show(k).s, JOBSPEC_NAME_MAX);
+		(*out)[(*n)++] = xstrdup(k);
+	}
+	return 0;
+}
+
+static int parse_param(struct parser *p, json_t *o, struct jobspec_param *par)
+{
+	static const char *const fields[] = {"meta_required", "meta_optional", "payload", NULL};
+	static const char *const payloads[] = {"optional", "required", "forbidden"};
+	json_t *v;
+	int rc;
+	if (!json_is_object(o))
+		return fail(p, SS_EPARSE, "parameterized: expected an object such as {\"meta_required\": [\"day\"]}");
+	if ((rc = check_fields(p, o, "parameterized", fields)))
+		return rc;
+	if ((v = json_object_get(o, "meta_required")) &&
+	    (rc = parse_meta_keys(p, v, "parameterized.meta_required", &par->meta_required, &par->n_required)))
+		return rc;
+	if ((v = json_object_get(o, "meta_optional")) &&
+	    (rc = parse_meta_keys(p, v, "parameterized.meta_optional", &par->meta_optional, &par->n_optional)))
+		return rc;
+	if (par->n_required + par->n_optional > JOBSPEC_MAX_META)
+		return fail(p, SS_ELIMIT, "parameterized: more than %d keys in all", JOBSPEC_MAX_META);
+	for (size_t i = 0; i < par->n_required + par->n_optional; i++)
+		for (size_t k = i + 1; k < par->n_required + par->n_optional; k++) {
+			const char *a = i < par->n_required ? par->meta_required[i]
+							    : par->meta_optional[i - par->n_required];
+			const char *b = k < par->n_required ? par->meta_required[k]
+							    : par->meta_optional[k - par->n_required];
+			if (!strcmp(a, b))
+				return fail(p, SS_EINVAL, "parameterized: the key \"%s\" is named twice", a);
+		}
+	unsigned e = 0;
+	if ((v = json_object_get(o, "payload")) &&
+	    (rc = get_enum(p, v, "parameterized.payload", payloads, ARRAY_LEN(payloads), &e)))
+		return rc;
+	par->payload = (enum jobspec_payload)e;
+	par->set = true;
+	return 0;
+}
+
+/* A dispatch's payload is the input "payload" of every task: no task may have its own. */
+static int check_payload_name(struct parser *p, json_t *tasks)
+{
+	size_t i, k;
+	json_t *t, *in;
+	json_array_foreach(tasks, i, t) {
+		json_array_foreach(json_object_get(t, "inputs"), k, in) {
+			const char *name = json_string_value(json_object_get(in, "name"));
+			if (name && !strcmp(name, "payload"))
+				return fail(p, SS_EINVAL,
+					    "tasks[%zu].inputs[%zu]: the name \"payload\" is the dispatch payload's in a "
+					    "parameterized job; rename this input (or set \"payload\": \"forbidden\")",
+					    i, k);
+		}
+	}
+	return 0;
+}
+
 static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 {
-	static const char *const fields[] = {"name",   "tenant", "on_failure", "timeout", "max_cost",
-					     "policy", "periodic", "tasks",     NULL};
+	static const char *const fields[] = {"name",     "tenant",        "on_failure", "timeout", "max_cost",
+					     "policy",   "periodic",      "parameterized", "tasks", NULL};
 	static const char *const failure_names[] = {"fail_fast", "continue"};
 	json_t *v, *tasks;
 	const char *s;
@@ -1786,12 +1867,21 @@ static int parse_root(struct parser *p, json_t *root, struct jobspec *js)
 		return rc;
 	if ((v = json_object_get(root, "periodic")) && (rc = parse_periodic(p, v, &js->periodic)))
 		return rc;
+	if ((v = json_object_get(root, "parameterized")) && (rc = parse_param(p, v, &js->param)))
+		return rc;
+	if (js->periodic.set && js->param.set)
+		return fail(p, SS_EINVAL,
+			    "parameterized: a job is periodic or parameterized, not both (a periodic job could not "
+			    "give the metadata a dispatch gives)");
 	tasks = json_object_get(root, "tasks");
 	if ((rc = index_groups(p, tasks)))
 		return rc;
 	for (uint32_t gi = 0; gi < p->ng; gi++)
 		if ((rc = parse_group(p, gi, json_array_get(tasks, gi))))
 			return rc;
+	if (js->param.set && js->param.payload != JOBSPEC_PAYLOAD_FORBIDDEN &&
+	    (rc = check_payload_name(p, tasks)))
+		return rc;
 	if ((rc = resolve_from(p)) || (rc = order_groups(p)) || (rc = size_groups(p, &n_tasks)))
 		return rc;
 	return expand(p, js, n_tasks);
@@ -1876,6 +1966,8 @@ void jobspec_free(struct jobspec *js)
 	}
 	free(js->policy.labels);
 	strv_free(js->policy.features, js->policy.n_features);
+	strv_free(js->param.meta_required, js->param.n_required);
+	strv_free(js->param.meta_optional, js->param.n_optional);
 	for (size_t i = 0; js->groups && i < js->n_groups; i++)
 		free(js->groups[i].name);
 	free(js->groups);
@@ -1970,4 +2062,92 @@ const char *jobspec_optimize_name(enum jobspec_optimize o)
 		return "latency";
 	}
 	return "unknown";
+}
+
+/* ---- dispatches of a parameterized job ------------------------------------------------ */
+
+static bool meta_named(const struct jobspec_param *par, const char *k, bool *required)
+{
+	for (size_t i = 0; i < par->n_required; i++)
+		if (!strcmp(par->meta_required[i], k))
+			return *required = true;
+	*required = false;
+	for (size_t i = 0; i < par->n_optional; i++)
+		if (!strcmp(par->meta_optional[i], k))
+			return true;
+	return false;
+}
+
+int jobspec_dispatch_parse(const struct jobspec *js, const char *body, size_t len, json_t **meta,
+			   bool *has_payload, uint8_t payload[SHA256_LEN], char *why, size_t whylen)
+{
+	static const char *const fields[] = {"meta", "payload", NULL};
+	struct parser p = {.why = why, .whylen = whylen};
+	const struct jobspec_param *par = &js->param;
+	json_t *root = NULL, *m, *v;
+	const char *k;
+	int rc = 0;
+	*meta = json_object();
+	*has_payload = false;
+	if (len > JOBSPEC_MAX_DISPATCH) {
+		rc = fail(&p, SS_ELIMIT, "dispatch: over the limit of %u bytes", JOBSPEC_MAX_DISPATCH);
+		goto out;
+	}
+	if (len > 0) {
+		json_error_t err;
+		root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+		if (!root) {
+			rc = fail(&p, SS_EPARSE, "dispatch: not JSON (line %d: %s)", err.line, err.text);
+			goto out;
+		}
+		if (!json_is_object(root)) {
+			rc = fail(&p, SS_EPARSE, "dispatch: expected an object such as {\"meta\": {\"day\": \"monday\"}}");
+			goto out;
+		}
+		if ((rc = check_fields(&p, root, "", fields)))
+			goto out;
+	}
+	if ((m = json_object_get(root, "meta")) && !json_is_object(m)) {
+		rc = fail(&p, SS_EPARSE, "meta: expected an object of strings");
+		goto out;
+	}
+	json_object_foreach(m, k, v) {
+		bool required;
+		if (!meta_named(par, k, &required)) {
+			rc = fail(&p, SS_EINVAL, "meta.%s: the job takes no such key (%zu required, %zu optional: job status "
+				  "shows them)", show(k).s, par->n_required, par->n_optional);
+			goto out;
+		}
+		char at[PATH_LEN];
+		const char *s;
+		snprintf(at, sizeof at, "meta.%s", k);
+		if ((rc = get_str(&p, v, at, &s)))
+			goto out;
+		if (strlen(s) > JOBSPEC_META_VALUE_MAX) {
+			rc = fail(&p, SS_ELIMIT, "%s: longer than %d bytes", at, JOBSPEC_META_VALUE_MAX);
+			goto out;
+		}
+		json_object_set(*meta, k, v);
+	}
+	for (size_t i = 0; i < par->n_required; i++)
+		if (!json_object_get(*meta, par->meta_required[i])) {
+			rc = fail(&p, SS_EINVAL, "meta.%s: required by the job, and missing", par->meta_required[i]);
+			goto out;
+		}
+	if ((v = json_object_get(root, "payload"))) {
+		if ((rc = get_digest(&p, v, "payload", payload)))
+			goto out;
+		*has_payload = true;
+	}
+	if (*has_payload && par->payload == JOBSPEC_PAYLOAD_FORBIDDEN)
+		rc = fail(&p, SS_EINVAL, "payload: the job takes none (\"payload\": \"forbidden\")");
+	else if (!*has_payload && par->payload == JOBSPEC_PAYLOAD_REQUIRED)
+		rc = fail(&p, SS_EINVAL, "payload: required by the job, and missing (the digest of an uploaded blob)");
+out:
+	json_decref(root);
+	if (rc) {
+		json_decref(*meta);
+		*meta = NULL;
+	}
+	return rc;
 }

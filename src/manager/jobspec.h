@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/core.h"
 #include "manager/cron.h"
 
@@ -139,6 +141,23 @@ struct jobspec_periodic {
 	bool prohibit_overlap;              /* skip a launch while the last one still runs */
 };
 
+/*
+ * "parameterized": the job is a template that runs once per dispatch
+ * (jobs_dispatch), each with the metadata and payload the dispatch gives.
+ */
+#define JOBSPEC_MAX_META 64            /* metadata keys a parameterized job names */
+#define JOBSPEC_META_VALUE_MAX 1024    /* bytes of one metadata value */
+#define JOBSPEC_MAX_DISPATCH (64u << 10) /* bytes of a dispatch request */
+enum jobspec_payload { JOBSPEC_PAYLOAD_OPTIONAL = 0, JOBSPEC_PAYLOAD_REQUIRED, JOBSPEC_PAYLOAD_FORBIDDEN };
+struct jobspec_param {
+	bool set;                    /* the spec has "parameterized" */
+	char **meta_required;        /* keys a dispatch must give (environment-variable syntax) */
+	size_t n_required;
+	char **meta_optional;        /* keys a dispatch may give */
+	size_t n_optional;
+	enum jobspec_payload payload;
+};
+
 struct jobspec {
 	char *name;
 	char *tenant;                /* default "default" */
@@ -148,6 +167,7 @@ struct jobspec {
 	uint64_t timeout_ms;         /* "timeout": the job fails this long after its submission; 0 = none */
 	double max_cost;             /* "max_cost": the job fails when its attempts cost more; 0 = none */
 	struct jobspec_periodic periodic;
+	struct jobspec_param param;
 	struct jobspec_group *groups;
 	size_t n_groups;
 	struct jobspec_task *tasks;  /* topological order */
@@ -164,6 +184,19 @@ struct jobspec {
 int jobspec_parse(const char *json, size_t len, unsigned flags, struct jobspec **out, char *why,
 		  size_t whylen);
 void jobspec_free(struct jobspec *js);
+
+/*
+ * Parses and checks a dispatch of the parameterized job js: body is the
+ * JSON {"meta": {"KEY": "value", ...}, "payload": "<sha256 hex>"} (both
+ * optional; at most JOBSPEC_MAX_DISPATCH bytes). Every required key must be
+ * given, every key given must be one js names, values are strings of at
+ * most JOBSPEC_META_VALUE_MAX bytes without NUL, and the payload must agree
+ * with js->param.payload. Returns 0 with *meta = a new object of the keys
+ * given (never NULL) and *has_payload/payload set, or SS_EPARSE/SS_EINVAL/
+ * SS_ELIMIT with a precise message.
+ */
+int jobspec_dispatch_parse(const struct jobspec *js, const char *body, size_t len, json_t **meta,
+			   bool *has_payload, uint8_t payload[SHA256_LEN], char *why, size_t whylen);
 
 /* The largest node the swarm has (or could have), for jobspec_check_fits(). */
 struct jobspec_limits {

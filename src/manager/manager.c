@@ -1768,6 +1768,23 @@ static int be_job_launch(void *arg, const char *id, json_t **out, char *why, siz
 	return rc;
 }
 
+static int be_job_dispatch(void *arg, const char *id, const char *body, size_t len, const char *tenant,
+			   json_t **out, char *why, size_t whylen)
+{
+	struct manager *m = arg;
+	int rc = jobs_dispatch(m->jobs, id, body, len, tenant, out, why, whylen);
+	if (rc)
+		return rc;
+	/* Acknowledged means durable, as for a submission. */
+	if (store_flush(m->store)) {
+		snprintf(why, whylen, "could not persist the dispatch");
+		json_decref(*out);
+		*out = NULL;
+		return SS_ESTORE;
+	}
+	return 0;
+}
+
 static json_t *be_jobs_list(void *arg, const struct jobs_query *q)
 {
 	return jobs_list(((struct manager *)arg)->jobs, q);
@@ -2556,6 +2573,7 @@ int manager_main(int argc, char **argv)
 			.job_cancel = be_job_cancel,
 			.job_rerun = be_job_rerun,
 			.job_launch = be_job_launch,
+			.job_dispatch = be_job_dispatch,
 			.job_tasks = be_job_tasks,
 			.job_explain = be_job_explain,
 			.task_logs = be_task_logs,

@@ -183,3 +183,72 @@ def test_launches_survive_a_manager_killed_with_9_neither_lost_nor_doubled(swarm
     assert max(gaps) >= 2000 and ats[0] < kill_ms < ats[-1], (gaps, kill_ms, p)
     wait_for(lambda: all(swarm.get_json(f"/v1/jobs/{k['id']}")["state"] == "succeeded" for k in kids),
              30 * SLOW, what="every launch succeeded")
+
+
+def test_a_parameterized_job_runs_once_per_dispatch_with_its_metadata_and_payload(swarm):
+    start(swarm)
+    spec = {"name": "greet", "parameterized": {"meta_required": ["who"], "meta_optional": ["mood"]},
+            "tasks": [{"name": "say", "outputs": ["msg"], "resources": {"cpu": 0.1, "memory": "32M"},
+                       "env": {"SS_META_mood": "calm"},
+                       "command": ["sh", "-c", 'p="no payload"; [ -e /in/payload ] && p=$(cat /in/payload); '
+                                   'echo "$SS_META_who is $SS_META_mood: $p" > /out/msg']}]}
+    path = os.path.join(swarm.tmp, "greet.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    r = swarm.cli("job", "run", path)
+    m = re.search(r"parameterized job (j-[0-9a-f]+) registered: 1 task per dispatch\n"
+                  r"metadata required: who\nmetadata optional: mood\npayload: optional\n"
+                  r"run it with: seeswarm job dispatch \1 --meta KEY=VALUE", r.stdout)
+    assert m, r.stdout
+    pid = m.group(1)
+    assert swarm.get_json(f"/v1/jobs/{pid}")["state"] == "parameterized"
+
+    # Metadata only: the task's own default shows where the dispatch gives none.
+    r = swarm.cli("job", "dispatch", pid, "--meta", "who=Ada", "--wait", "--cat")
+    assert re.search(r"job j-[0-9a-f]+ dispatched: 1 task \(from parameterized job " + pid, r.stdout), r.stdout
+    assert "Ada is calm: no payload" in r.stdout, r.stdout
+    # Metadata over the task's own variable, and a payload uploaded from a file.
+    payload = os.path.join(swarm.tmp, "payload.txt")
+    with open(payload, "w") as f:
+        f.write("a letter\n")
+    r = swarm.cli("job", "dispatch", pid, "--meta", "who=Grace", "--meta", "mood=busy", "--payload", payload,
+                  "--wait", "--cat")
+    assert "Grace is busy: a letter" in r.stdout, r.stdout
+    kid = re.search(r"job (j-[0-9a-f]+) dispatched", r.stdout).group(1)
+    k = swarm.get_json(f"/v1/jobs/{kid}")
+    assert k["parent"] == pid and k["state"] == "succeeded", k
+
+    # What a dispatch may not do, each refused with the reason and nothing launched.
+    for body, status, msg in [({}, 400, "meta.who: required by the job, and missing"),
+                              ({"meta": {"who": "x", "age": "3"}}, 400, "meta.age: the job takes no such key"),
+                              ({"meta": {"who": 5}}, 400, "meta.who: expected a string"),
+                              ({"meta": {"who": "x" * 2000}}, 400, "meta.who: longer than 1024 bytes"),
+                              ({"meta": {"who": "x"}, "payload": "ab" * 32}, 400, "has not been uploaded"),
+                              ({"meta": {"who": "x"}, "payload": "zz"}, 400, "is not a SHA-256 digest"),
+                              ({"meta": {"who": "x"}, "extra": 1}, 400, "extra: unknown field")]:
+        st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/dispatch", body)
+        assert st == status and msg in raw.decode(), (body, st, raw)
+    st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/dispatch", "{not json")
+    assert st == 400 and "dispatch: not JSON" in raw.decode(), raw
+    p = swarm.get_json(f"/v1/jobs/{pid}")["parameterized"]
+    assert p["launched"] == 2 and [x["state"] for x in p["launches"]] == ["succeeded", "succeeded"], p
+    stat = swarm.cli("job", "status", pid)
+    assert "parameterized, 1 task per dispatch" in stat.stdout and "dispatched 2" in stat.stdout, stat.stdout
+    # A parameterized job is not launched on a schedule or on request, and a periodic one is not dispatched.
+    st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/launch")
+    assert st == 409 and "job dispatch runs a parameterized job" in raw.decode(), raw
+    st, raw, _ = swarm.request("POST", f"/v1/jobs/{kid}/dispatch", {})
+    assert st == 409 and "is not parameterized" in raw.decode(), raw
+    # Stopped: no more dispatches, and the dispatched jobs stay.
+    swarm.cli("job", "cancel", pid)
+    st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/dispatch", {"meta": {"who": "x"}})
+    assert st == 409 and "was stopped" in raw.decode(), raw
+    assert len(launches_of(swarm, pid)) == 2
+    # A spec that is both, or whose task names an input "payload", is refused.
+    for extra, msg in [({"periodic": {"every": 60}}, "periodic or parameterized, not both"),
+                       ({"tasks": [{"name": "t", "command": ["true"],
+                                    "inputs": [{"name": "payload", "blob": "ab" * 32}]}]},
+                        "the name \\\"payload\\\" is the dispatch payload's")]:
+        bad = dict(spec, **extra)
+        st, raw, _ = swarm.request("POST", "/v1/jobs", bad)
+        assert st == 400 and msg in raw.decode(), (extra, raw)

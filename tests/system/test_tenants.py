@@ -660,3 +660,33 @@ def test_a_daily_budget_starts_again_the_next_day_and_a_total_one_does_not(swarm
     assert st == 429, body
     rows = {t["tenant"]: t for t in swarm.get_json("/v1/tenants")["tenants"]}
     assert rows["daily"]["spent"] < 0.2 and rows["daily"]["usage"]["cost"] > 0.2, rows
+
+
+def test_templates_launch_as_their_tenant_and_only_its_tokens_reach_them(swarm):
+    start(swarm, 1)
+    alice, bob = make_token(swarm, "alice")["token"], make_token(swarm, "bob")["token"]
+    d = upload(swarm, alice, b"dispatch me\n")
+    spec = dict(copy_job(d), parameterized={"meta_optional": ["x"]})
+    st, tpl = call(swarm, alice, "POST", "/v1/jobs", spec)
+    assert st == 201 and tpl["state"] == "parameterized" and tpl["tenant"] == "alice", tpl
+    # Another tenant's token does not find it, and its own blob is no payload for alice's job.
+    assert call(swarm, bob, "POST", f"/v1/jobs/{tpl['id']}/dispatch", {})[0] == 404
+    mine = upload(swarm, bob, b"bob's\n")
+    st, body = call(swarm, alice, "POST", f"/v1/jobs/{tpl['id']}/dispatch", {"payload": mine})
+    assert st == 400 and "has not been uploaded" in body["error"]["message"], body
+    # The admin may (and its launch is alice's, which from then on lets alice read that blob).
+    st, body = call(swarm, "default", "POST", f"/v1/jobs/{tpl['id']}/dispatch", {"payload": mine})
+    assert st == 201 and body["tenant"] == "alice", body
+    st, kid = call(swarm, alice, "POST", f"/v1/jobs/{tpl['id']}/dispatch", {"meta": {"x": "1"}})
+    assert st == 201 and kid["tenant"] == "alice" and kid["parent"] == tpl["id"], kid
+    wait_job(swarm, kid["id"], 60)
+    # A periodic job a tenant registers launches as that tenant and counts toward its quota.
+    st, per = call(swarm, alice, "POST", "/v1/jobs", dict(copy_job(d), periodic={"every": "1s"}))
+    assert st == 201 and per["state"] == "periodic", per
+    wait_for(lambda: call(swarm, alice, "GET", f"/v1/jobs/{per['id']}")[1]["periodic"]["launched"] >= 1,
+             20 * SLOW, what="a launch")
+    st, jobs = call(swarm, alice, "GET", "/v1/jobs?limit=100")
+    assert all(j["tenant"] == "alice" for j in jobs["jobs"]), jobs
+    assert any(j.get("parent") == per["id"] for j in jobs["jobs"]), jobs
+    assert call(swarm, bob, "DELETE", f"/v1/jobs/{per['id']}")[0] == 404
+    assert call(swarm, alice, "DELETE", f"/v1/jobs/{per['id']}")[0] == 200

@@ -611,7 +611,7 @@ static void test_unknown_field(void **state)
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
 		  "timeout, retries, priority, after, map, bundle, replicate)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
-		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, periodic, tasks)");
+		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, periodic, parameterized, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
 		  SS_EPARSE, "tasks[0].resources.timeout: unknown field (known: cpu, memory, disk, output, pids)");
 	parse_err("{'name':'j','policy':{'region':'eu'},'tasks':[]}", 0, SS_EPARSE,
@@ -1118,6 +1118,77 @@ static void test_periodic(void **state)
 #undef T
 }
 
+static void dispatch_err(const struct jobspec *js, const char *body, int want_rc, const char *want)
+{
+	char why[512] = "";
+	json_t *meta = (json_t *)1;
+	bool has = true;
+	uint8_t d[SHA256_LEN];
+	char *b = q(body);
+	int rc = jobspec_dispatch_parse(js, b, strlen(b), &meta, &has, d, why, sizeof why);
+	free(b);
+	if (rc != want_rc || !strstr(why, want))
+		fail_msg("%s: rc %d, \"%s\"; want %d, \"%s\"", body, rc, why, want_rc, want);
+	assert_null(meta);
+}
+
+static void test_parameterized(void **state)
+{
+	(void)state;
+	struct jobspec *js = parse_ok("{'name':'j','parameterized':{'meta_required':['who'],'meta_optional':['mood'],"
+				      "'payload':'required'},'tasks':[{'name':'a','command':['x']}]}",
+				      0);
+	assert_true(js->param.set);
+	assert_int_equal(js->param.n_required, 1);
+	assert_string_equal(js->param.meta_optional[0], "mood");
+	assert_int_equal(js->param.payload, JOBSPEC_PAYLOAD_REQUIRED);
+	char why[512];
+	json_t *meta = NULL;
+	bool has = false;
+	uint8_t d[SHA256_LEN];
+	char *b = q("{'meta':{'who':'Ada'},'payload':'" D1 "'}");
+	assert_int_equal(jobspec_dispatch_parse(js, b, strlen(b), &meta, &has, d, why, sizeof why), 0);
+	free(b);
+	assert_true(has);
+	assert_int_equal(d[0], 0x11);
+	assert_string_equal(json_string_value(json_object_get(meta, "who")), "Ada");
+	assert_int_equal(json_object_size(meta), 1);
+	json_decref(meta);
+	dispatch_err(js, "{'payload':'" D1 "'}", SS_EINVAL, "meta.who: required by the job, and missing");
+	dispatch_err(js, "{'meta':{'who':'a'}}", SS_EINVAL, "payload: required by the job");
+	dispatch_err(js, "{'meta':{'who':'a','x':'b'},'payload':'" D1 "'}", SS_EINVAL, "meta.x: the job takes no such key");
+	dispatch_err(js, "{'meta':{'who':1}}", SS_EPARSE, "meta.who: expected a string");
+	dispatch_err(js, "{'meta':[]}", SS_EPARSE, "meta: expected an object");
+	dispatch_err(js, "[]", SS_EPARSE, "dispatch: expected an object");
+	dispatch_err(js, "{'meta':{'who':'a','who':'b'}}", SS_EPARSE, "dispatch: not JSON");
+	dispatch_err(js, "{'meta':{'who':'a'},'payload':'zz'}", SS_EINVAL, "is not a SHA-256 digest");
+	dispatch_err(js, "{'more':1}", SS_EPARSE, "more: unknown field");
+	jobspec_free(js);
+	/* No body: no metadata and no payload, which a job without required keys takes. */
+	js = parse_ok("{'name':'j','parameterized':{'payload':'forbidden'},'tasks':[{'name':'a','command':['x'],"
+		      "'inputs':[{'name':'payload','blob':'" D1 "'}]}]}",
+		      0);
+	assert_int_equal(jobspec_dispatch_parse(js, "", 0, &meta, &has, d, why, sizeof why), 0);
+	assert_false(has);
+	assert_int_equal(json_object_size(meta), 0);
+	json_decref(meta);
+	dispatch_err(js, "{'payload':'" D1 "'}", SS_EINVAL, "payload: the job takes none");
+	jobspec_free(js);
+#define T ",'tasks':[{'name':'a','command':['x']}]}"
+	parse_err_prefix("{'name':'j','parameterized':{'meta_required':['1x']}" T, 0, SS_EINVAL,
+			 "parameterized.meta_required[0]: \"1x\" is not a key name");
+	parse_err("{'name':'j','parameterized':{'meta_required':['a'],'meta_optional':['a']}" T, 0, SS_EINVAL,
+		  "parameterized: the key \"a\" is named twice");
+	parse_err_prefix("{'name':'j','parameterized':{'payload':'maybe'}" T, 0, SS_EINVAL,
+			 "parameterized.payload: \"maybe\" is not one of");
+	parse_err_prefix("{'name':'j','periodic':{'every':60},'parameterized':{}" T, 0, SS_EINVAL,
+			 "parameterized: a job is periodic or parameterized, not both");
+#undef T
+	parse_err_prefix("{'name':'j','parameterized':{},'tasks':[{'name':'a','command':['x'],"
+			 "'inputs':[{'name':'payload','blob':'" D1 "'}]}]}",
+			 0, SS_EINVAL, "tasks[0].inputs[0]: the name \"payload\" is the dispatch payload's");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1148,6 +1219,7 @@ int main(void)
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_determinism),
 		cmocka_unit_test(test_periodic),
+		cmocka_unit_test(test_parameterized),
 		cmocka_unit_test(test_speed_10000),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
