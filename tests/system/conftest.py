@@ -6,6 +6,7 @@ no log may contain a sanitizer report.
 """
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,21 +27,33 @@ SLOW = 2.0 if ASAN else 1.0
 
 
 def free_port():
-    """Returns a port that is free now, with its successor also free."""
-    for _ in range(100):
-        s1 = socket.socket()
-        s1.bind(("127.0.0.1", 0))
-        port = s1.getsockname()[1]
-        s2 = socket.socket()
+    """Returns a port that is free now, with its successor also free. It is
+    drawn below the kernel's ephemeral range (32768 and up here), so that no
+    outgoing connection or port-0 listener (an agent's peer port) takes it
+    while a killed manager is being restarted on it."""
+    lo, hi = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+        if first > 12000:
+            hi = min(hi, first - 2)
+            lo = min(lo, hi - 8000)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        socks = []
         try:
-            s2.bind(("127.0.0.1", port + 1))
+            for p in (port, port + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return port
         except OSError:
-            s1.close()
-            s2.close()
             continue
-        s1.close()
-        s2.close()
-        return port
+        finally:
+            for s in socks:
+                s.close()
     raise RuntimeError("no free port pair")
 
 
@@ -242,8 +255,20 @@ def swarm(request):
     errors = s.stop()
     if errors:
         pytest.fail("\n".join(errors + [f"(the processes' files are in {tmp})"]), pytrace=False)
-    if not os.environ.get("SEESWARM_KEEP_TMP"):
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        # The logs of a failed test stay for whoever reads the failure (the CI prints this line).
+        print(f"\n(the processes' files are in {tmp}; manager log tail:)\n{s.manager.text()[-3000:] if s.manager else ''}")
+    elif not os.environ.get("SEESWARM_KEEP_TMP"):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, so the swarm fixture knows whether the test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
 
 
 def pytest_configure(config):

@@ -7,9 +7,12 @@ default) while a three-stage DAG runs and small jobs keep arriving:
 - the permanent loss of an agent (its data directory is never used again),
   replaced by a new agent with a new identity.
 
+A periodic job launches a small DAG every second throughout.
+
 Afterwards every submission the manager acknowledged must finish with the
 right answer, and each of its tasks must have exactly one committed success
-in its history. SEESWARM_CHAOS_SEED picks another sequence; the seed and the
+in its history. Every launch the periodic job counts must be a job, and
+every job it launched must be counted, each for a different launch time. SEESWARM_CHAOS_SEED picks another sequence; the seed and the
 events are in the failure message.
 """
 import json
@@ -59,6 +62,8 @@ def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
     ids = start(swarm, 3)
     acked = [(try_submit(swarm, dag(40, "big")), 40)]
     assert acked[0][0], "the first submission was refused"
+    periodic = try_submit(swarm, dict(dag(2, "beat"), periodic={"every": "1s"}))
+    assert periodic, "the periodic job was refused"
     events, next_id = [], 3
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -100,6 +105,14 @@ def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
     story = f"seed {seed}, {len(events)} events: {', '.join(events)}"
     assert len(events) >= seconds / 3, story
     swarm.wait_ready(ids, 60 * SLOW)
+    status, raw, _ = swarm.request("DELETE", f"/v1/jobs/{periodic}")
+    assert status == 200, (story, raw)
+    per = json.loads(raw)["periodic"]
+    launched = [j["id"] for j in swarm.get_json("/v1/jobs?limit=10000")["jobs"] if j.get("parent") == periodic]
+    assert len(launched) == per["launched"] and per["launched"] >= seconds / 4, (story, len(launched), per)
+    ats = [launch["at_ms"] for launch in per["launches"]]
+    assert len(ats) == len(set(ats)), (story, per)
+    acked += [(jid, 2) for jid in launched]
     for jid, n in acked:
         wait_job(swarm, jid, 180)
         ts = tasks(swarm, jid)
