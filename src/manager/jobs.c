@@ -42,6 +42,7 @@
 #define MAX_LOST 20u                  /* lost attempts before a task fails */
 #define MAX_REFUSALS 100u             /* refused attempts before a task fails */
 #define REFUSAL_BACKOFF_MS 200u       /* first delay after a refusal, doubled up to 6.4 s */
+#define INPUT_ERRORS_DISOWN 4u        /* attempts without their inputs before the records of them go */
 #define FETCH_CHUNK (256u * 1024u)
 #define FETCH_WINDOW 4u
 #define INLINE_BUDGET (512u * 1024u)  /* inline input bytes per dispatch */
@@ -1230,6 +1231,20 @@ static void kick(struct jobs *j)
 
 /* ---- outcomes ------------------------------------------------------------------ */
 
+/*
+ * Forgets where a blob lives on agents (replicas_forget: their copies go)
+ * now that jb no longer needs it, unless an unfinished job other than jb
+ * uses it too: the same bytes made by two jobs are one blob.
+ */
+static void forget_blob(struct jobs *j, const uint8_t digest[SHA256_LEN], const struct job *jb)
+{
+	for (const struct use *u = *use_head(j, digest); u; u = u->next)
+		if (u->jb != jb && (u->jb->st == J_RUNNING || is_template(u->jb)) &&
+		    !memcmp(u->digest, digest, SHA256_LEN))
+			return;
+	replicas_forget(j->repl, digest);
+}
+
 static void job_check_done(struct jobs *j, struct job *jb)
 {
 	if (jb->st != J_RUNNING)
@@ -1252,7 +1267,7 @@ static void job_check_done(struct jobs *j, struct job *jb)
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
 		if (!jb->spec->tasks[i].final)
 			for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
-				replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
+				forget_blob(j, jb->tasks[i].outs[k].digest, jb);
 }
 
 /* Ends a non-terminal task as canceled or failed without running it. */
@@ -1441,6 +1456,35 @@ static void retry_list_add(struct jobs *j, struct task *t)
  * placed again, lineage_check() re-runs the producer of any input whose
  * every holder has gone meanwhile.
  */
+/*
+ * After INPUT_ERRORS_DISOWN attempts of t could not get their inputs: the
+ * agents the manager believes hold t's inputs made by other tasks (and that
+ * the manager does not hold itself) evidently cannot serve them, so those
+ * records go (replicas_disown), and the next try's lineage check makes the
+ * inputs again. A holder that was only unreachable costs a re-run; a wrong
+ * record no longer stalls the task until it fails.
+ */
+static void disown_inputs(struct jobs *j, struct task *t)
+{
+	const struct jobspec_task *s = spec_of(t);
+	for (size_t i = 0; i < s->n_inputs; i++) {
+		const struct jobspec_input *in = &s->inputs[i];
+		if (in->kind != JOBSPEC_IN_OUTPUT)
+			continue;
+		const struct task *p = &t->job->tasks[in->task];
+		for (size_t k = 0; k < p->n_outs; k++) {
+			if (strcmp(p->outs[k].name, in->output) != 0 || blobstore_has(j->env.blobs, p->outs[k].digest, NULL))
+				continue;
+			char hex[2 * SHA256_LEN + 1];
+			hex_encode(p->outs[k].digest, SHA256_LEN, hex);
+			log_warn("task %s (%s): input %s (%.16s) could not be fetched %u times from the agents "
+				 "recorded as holding it; the records go and lineage makes it again",
+				 t->id, s->name, in->name, hex, t->refusals);
+			replicas_disown(j->repl, p->outs[k].digest);
+		}
+	}
+}
+
 static void task_backoff(struct jobs *j, struct task *t, bool input, const char *why)
 {
 	if (!t->active)
@@ -1456,6 +1500,8 @@ static void task_backoff(struct jobs *j, struct task *t, bool input, const char 
 				: "refused by agents too many times");
 		return;
 	}
+	if (input && t->refusals % INPUT_ERRORS_DISOWN == 0)
+		disown_inputs(j, t);
 	uint32_t shift = t->refusals - 1 < 5 ? t->refusals - 1 : 5;
 	uint64_t delay = (uint64_t)REFUSAL_BACKOFF_MS << shift;
 	t->retry_at_ms = time_wall_ms() + (int64_t)delay;
@@ -1562,10 +1608,10 @@ static void job_forget(struct jobs *j, struct job *jb)
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct jobspec_task *s = &jb->spec->tasks[i];
 		for (size_t k = 0; k < jb->tasks[i].n_outs; k++)
-			replicas_forget(j->repl, jb->tasks[i].outs[k].digest);
+			forget_blob(j, jb->tasks[i].outs[k].digest, jb);
 		for (size_t k = 0; k <= s->n_inputs; k++)
 			if (spec_blob(s, k))
-				replicas_forget(j->repl, spec_blob(s, k));
+				forget_blob(j, spec_blob(s, k), jb);
 	}
 	for (size_t i = 0; i < jb->spec->n_tasks; i++) {
 		const struct task *t = &jb->tasks[i];

@@ -162,11 +162,22 @@ static bool add_holder_seq(struct rblob *b, const char *node, uint64_t seq)
 	return true;
 }
 
+/*
+ * Adds node as a holder of b. A delete of that copy still queued from an
+ * earlier replicas_forget is stale now (the node made or stored the blob
+ * again since) and is dropped, so it cannot remove the new copy.
+ */
 static bool add_holder(struct replicas *r, struct rblob *b, const char *node)
 {
 	if (!add_holder_seq(b, node, r->hold_seq + 1))
 		return false;
 	r->hold_seq++;
+	for (size_t i = 0; i < r->n_dels;) {
+		if (!memcmp(r->dels[i].digest, b->digest, SHA256_LEN) && !strcmp(r->dels[i].node, node))
+			r->dels[i] = r->dels[--r->n_dels];
+		else
+			i++;
+	}
 	return true;
 }
 
@@ -334,6 +345,15 @@ void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN])
 	save(r, b); /* deletes the record and b */
 	if (r->n_dels >= DELS_FLUSH)
 		replicas_flush_deletes(r);
+}
+
+void replicas_disown(struct replicas *r, const uint8_t digest[SHA256_LEN])
+{
+	struct rblob *b = find(r, digest);
+	if (!b || b->n_holders == 0)
+		return;
+	b->n_holders = 0;
+	save(r, b); /* may free b */
 }
 
 int replicas_grant(const struct replicas *r, const uint8_t digest[SHA256_LEN], const char *node_id,

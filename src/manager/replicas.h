@@ -105,6 +105,12 @@ void replicas_unprotect(struct replicas *r, const uint8_t digest[SHA256_LEN], co
  */
 void replicas_forget(struct replicas *r, const uint8_t digest[SHA256_LEN]);
 /*
+ * Forgets every holder of the blob without asking any to delete its copy:
+ * the records were wrong (agents asked for the blob could not serve it), so
+ * the blob counts as lost and lineage makes it again. Protection stays.
+ */
+void replicas_disown(struct replicas *r, const uint8_t digest[SHA256_LEN]);
+/*
  * An agent's BlobInventory batch, after its admission. Each blob the manager
  * tracks (with the same size) records the node as a holder again: a node
  * declared down lost its holder records, and its copies count once it is

@@ -934,6 +934,35 @@ static void test_forget_keeps_protected_records(void **state)
 	assert_memory_equal(f->sent[0].digest, loose, SHA256_LEN);
 }
 
+/*
+ * A copy made again after its blob was forgotten, before the deletion went
+ * out, keeps its new copy: the queued deletion is dropped. Other holders'
+ * deletions still go. Disowning forgets holders without deleting anything.
+ */
+static void test_a_copy_made_again_cancels_its_queued_delete(void **state)
+{
+	struct fx *f = *state;
+	three_nodes(f);
+	uint8_t d[SHA256_LEN], e[SHA256_LEN];
+	digest_of("again", d);
+	digest_of("other", e);
+	replicas_hold(f->r, d, 10, "a");
+	replicas_hold(f->r, d, 10, "b");
+	replicas_forget(f->r, d);
+	replicas_hold(f->r, d, 10, "a"); /* a job made the same bytes on a again */
+	replicas_flush_deletes(f->r);
+	assert_int_equal(f->n_sent, 1);
+	assert_string_equal(f->sent[0].node, "b");
+	assert_holders(f, d, (const char *const[]){ "a", NULL });
+	replicas_hold(f->r, e, 10, "c");
+	replicas_disown(f->r, e);
+	assert_holders(f, e, (const char *const[]){ NULL });
+	replicas_disown(f->r, d);
+	assert_holders(f, d, (const char *const[]){ NULL });
+	replicas_flush_deletes(f->r);
+	assert_int_equal(f->n_sent, 1);
+}
+
 /* Deletions are batched per holder, MSG_MAX_DELETE digests at most per message; absent nodes get none. */
 static void test_forgotten_copies_are_deleted_in_batches(void **state)
 {
@@ -1001,6 +1030,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_size_is_a_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_record_dropped_on_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_keeps_protected_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_copy_made_again_cancels_its_queued_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forgotten_copies_are_deleted_in_batches, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("replicas", tests, NULL, NULL);
