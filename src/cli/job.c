@@ -1007,51 +1007,49 @@ out:
 	return ret;
 }
 
+/*
+ * Reports a job the manager just started from another (a rerun, a launch, a
+ * dispatch): its JSON, or "job ID VERB: N tasks (ORIGIN ID)", then follows
+ * it with --wait. Takes ownership of job (NULL: the call failed and was
+ * reported). Returns the exit status.
+ */
+static int started(ss_client *c, json_t *job, const char *verb, const char *origin, const char *from,
+		   const struct run_opts *o)
+{
+	if (!job)
+		return 1;
+	char *id = cli_clean(str(job, "id")), *f = cli_clean(from);
+	if (o->as_json && !o->wait)
+		print_json(job);
+	else
+		printf("job %s %s: %lld task%s (%s %s)\n", id, verb, num(job, "tasks_total"),
+		       num(job, "tasks_total") == 1 ? "" : "s", origin, f);
+	fflush(stdout);
+	int ret = o->wait ? follow(c, id, o) : 0;
+	free(id);
+	free(f);
+	json_decref(job);
+	return ret;
+}
+
 static int cmd_rerun(ss_client *c, const char *old_id, const struct run_opts *o)
 {
 	char *js = NULL;
 	int rc = ss_job_rerun(c, old_id, &js);
-	json_t *job = fetch_json(c, rc, js, "rerun");
-	if (!job)
-		return 1;
-	char *id = cli_clean(str(job, "id")), *old = cli_clean(old_id);
-	if (o->as_json && !o->wait)
-		print_json(job);
-	else
-		printf("job %s submitted: %lld tasks (a rerun of %s)\n", id, num(job, "tasks_total"), old);
-	fflush(stdout);
-	int ret = o->wait ? follow(c, id, o) : 0;
-	free(id);
-	free(old);
-	json_decref(job);
-	return ret;
+	return started(c, fetch_json(c, rc, js, "rerun"), "submitted", "a rerun of", old_id, o);
 }
 
 static int cmd_launch(ss_client *c, const char *parent_id, const struct run_opts *o)
 {
 	char *js = NULL;
 	int rc = ss_job_launch(c, parent_id, &js);
-	json_t *job = fetch_json(c, rc, js, "launch");
-	if (!job)
-		return 1;
-	char *id = cli_clean(str(job, "id")), *parent = cli_clean(parent_id);
-	if (o->as_json && !o->wait)
-		print_json(job);
-	else
-		printf("job %s launched: %lld task%s (from periodic job %s)\n", id, num(job, "tasks_total"),
-		       num(job, "tasks_total") == 1 ? "" : "s", parent);
-	fflush(stdout);
-	int ret = o->wait ? follow(c, id, o) : 0;
-	free(id);
-	free(parent);
-	json_decref(job);
-	return ret;
+	return started(c, fetch_json(c, rc, js, "launch"), "launched", "from periodic job", parent_id, o);
 }
 
 static int cmd_dispatch(ss_client *c, const char *parent_id, const struct run_opts *o)
 {
-	char *js = NULL, *body = NULL, *id = NULL, *parent = NULL;
-	json_t *d = json_object(), *job = NULL;
+	char *js = NULL, *body = NULL;
+	json_t *d = json_object();
 	int ret = 1;
 	if (json_object_size(o->meta))
 		json_object_set(d, "meta", o->meta);
@@ -1067,22 +1065,9 @@ static int cmd_dispatch(ss_client *c, const char *parent_id, const struct run_op
 	}
 	body = json_dumps(d, JSON_COMPACT);
 	int rc = ss_job_dispatch(c, parent_id, body, &js);
-	if (!(job = fetch_json(c, rc, js, "dispatch")))
-		goto out;
-	id = cli_clean(str(job, "id"));
-	parent = cli_clean(parent_id);
-	if (o->as_json && !o->wait)
-		print_json(job);
-	else
-		printf("job %s dispatched: %lld task%s (from parameterized job %s)\n", id, num(job, "tasks_total"),
-		       num(job, "tasks_total") == 1 ? "" : "s", parent);
-	fflush(stdout);
-	ret = o->wait ? follow(c, id, o) : 0;
+	ret = started(c, fetch_json(c, rc, js, "dispatch"), "dispatched", "from parameterized job", parent_id, o);
 out:
-	free(id);
-	free(parent);
 	free(body);
-	json_decref(job);
 	json_decref(d);
 	return ret;
 }

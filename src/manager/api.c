@@ -1113,6 +1113,25 @@ static bool waits(struct api *api, struct MHD_Connection *c, struct req *r, char
 	return true;
 }
 
+/*
+ * Answers a request that makes a job from job r->id (a rerun, a launch, a
+ * dispatch): 201 with out, 404 for SS_ENOTFOUND, or the error rc maps to
+ * with why (or rc's name when why is empty). Takes ownership of out.
+ */
+static enum MHD_Result created(struct api *api, struct MHD_Connection *c, const struct req *r, int rc,
+			       json_t *out, const char *why)
+{
+	if (rc == SS_ENOTFOUND) {
+		json_decref(out);
+		return not_found(api, c, "job", r->id);
+	}
+	if (rc) {
+		json_decref(out);
+		return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
+	}
+	return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+}
+
 static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct req *r)
 {
 	json_t *out = NULL;
@@ -1137,32 +1156,20 @@ static enum MHD_Result do_job(struct api *api, struct MHD_Connection *c, struct 
 		int rc = api->be.job_rerun ? api->be.job_rerun(api->be.arg, r->id, tenant_of(r), &out, why,
 							       sizeof why)
 					   : SS_ENOTFOUND;
-		if (rc == SS_ENOTFOUND)
-			return not_found(api, c, "job", r->id);
-		if (rc)
-			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
-		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+		return created(api, c, r, rc, out, why);
 	}
 	case R_JOB_DISPATCH: {
 		char why[600] = "";
 		int rc = api->be.job_dispatch ? api->be.job_dispatch(api->be.arg, r->id, (const char *)r->body.data,
 								     r->body.len, tenant_of(r), &out, why, sizeof why)
 					      : SS_ENOTFOUND;
-		if (rc == SS_ENOTFOUND)
-			return not_found(api, c, "job", r->id);
-		if (rc)
-			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
-		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+		return created(api, c, r, rc, out, why);
 	}
 	case R_JOB_LAUNCH: {
 		char why[600] = "";
 		int rc = api->be.job_launch ? api->be.job_launch(api->be.arg, r->id, &out, why, sizeof why)
 					    : SS_ENOTFOUND;
-		if (rc == SS_ENOTFOUND)
-			return not_found(api, c, "job", r->id);
-		if (rc)
-			return respond_error(api, c, status_of(rc), why[0] ? why : ss_strerror(rc), NULL);
-		return respond_json(api, c, MHD_HTTP_CREATED, out, NULL);
+		return created(api, c, r, rc, out, why);
 	}
 	case R_JOB: {
 		char bad[160];

@@ -3182,6 +3182,19 @@ static char *launch_spec(const struct job *jb, const json_t *meta, const uint8_t
 	return text;
 }
 
+/* Counts a launch (child: the launched job's JSON) and puts it first in the template's list of launches. */
+static void record_launch(struct periodic *per, const json_t *child, int64_t at_ms, bool forced)
+{
+	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
+	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s",
+		 json_string_value(json_object_get(child, "id")));
+	per->recent[0].at_ms = at_ms;
+	per->recent[0].forced = forced;
+	if (per->n_recent < PERIODIC_RECENT)
+		per->n_recent++;
+	per->launched++;
+}
+
 /*
  * Launches the periodic job jb for the launch time at_ms: submits its spec
  * without "periodic" as a new job whose parent is jb, as jb's tenant (as the
@@ -3219,14 +3232,7 @@ static int launch(struct jobs *j, struct job *jb, int64_t at_ms, bool forced, js
 		j->periodic_refused++;
 		goto out;
 	}
-	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
-	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s",
-		 json_string_value(json_object_get(child, "id")));
-	per->recent[0].at_ms = at_ms;
-	per->recent[0].forced = forced;
-	if (per->n_recent < PERIODIC_RECENT)
-		per->n_recent++;
-	per->launched++;
+	record_launch(per, child, at_ms, forced);
 	j->periodic_launched++;
 out:
 	if (rc) {
@@ -3298,14 +3304,7 @@ int jobs_dispatch(struct jobs *j, const char *id, const char *body, size_t len, 
 	/* As a submission by the caller: a tenant token's quotas apply, and the payload must be one it may read. */
 	if ((rc = submit(j, text, n, tenant, jb->id, &child, why, whylen)))
 		goto out;
-	struct periodic *per = jb->per;
-	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
-	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s", json_string_value(json_object_get(child, "id")));
-	per->recent[0].at_ms = time_wall_ms();
-	per->recent[0].forced = false;
-	if (per->n_recent < PERIODIC_RECENT)
-		per->n_recent++;
-	per->launched++;
+	record_launch(jb->per, child, time_wall_ms(), false);
 	j->dispatches++;
 	job_save(j, jb);
 	json_object_set_new(child, "meta", meta);

@@ -9,19 +9,11 @@ import time
 import pytest
 
 from conftest import SLOW, wait_for
+from test_job_cli import start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
-
-
-def start(swarm, n=1):
-    swarm.start_manager()
-    ids = [f"agent-{i}" for i in range(n)]
-    for a in ids:
-        swarm.start_agent(a)
-    swarm.wait_ready(ids, 20 * SLOW)
-    return ids
 
 
 def spec_file(swarm, name, periodic, command=("sh", "-c", "date +%s%N > /out/t")):
@@ -41,7 +33,7 @@ def launches_of(swarm, pid):
 
 
 def test_a_periodic_job_launches_on_its_schedule_until_stopped(swarm):
-    start(swarm)
+    start(swarm, 1)
     path = spec_file(swarm, "tick", {"every": "2s"})
     r = swarm.cli("job", "run", path, "--wait")
     m = re.search(r"periodic job (j-[0-9a-f]+) registered: every 2s, 1 task per launch\nnext launch: "
@@ -115,7 +107,7 @@ def test_a_periodic_job_launches_on_its_schedule_until_stopped(swarm):
 
 
 def test_a_bad_schedule_is_refused_with_the_field_named(swarm):
-    start(swarm)
+    start(swarm, 1)
     for periodic, msg in [({"cron": "0 24 * * *"}, "periodic.cron: field 2 (hour): 24 is out of range 0-23"),
                           ({"cron": "0 0 31 2 *"}, "never matches"),
                           ({"every": "500ms"}, "periodic.every: 500ms is below the minimum of 1s"),
@@ -138,7 +130,7 @@ def test_a_bad_schedule_is_refused_with_the_field_named(swarm):
 
 
 def test_prohibit_overlap_skips_launches_while_the_last_one_runs(swarm):
-    start(swarm)
+    start(swarm, 1)
     path = spec_file(swarm, "slow", {"every": "1s", "prohibit_overlap": True},
                      command=("sh", "-c", "sleep 2.5; date +%s%N > /out/t"))
     pid = json.loads(swarm.cli("job", "run", path, "--json").stdout)["id"]
@@ -157,7 +149,7 @@ def test_prohibit_overlap_skips_launches_while_the_last_one_runs(swarm):
 
 
 def test_launches_survive_a_manager_killed_with_9_neither_lost_nor_doubled(swarm):
-    start(swarm)
+    start(swarm, 1)
     path = spec_file(swarm, "beat", {"every": "1s"})
     pid = json.loads(swarm.cli("job", "run", path, "--json").stdout)["id"]
     wait_for(lambda: len(launches_of(swarm, pid)) >= 3, 30 * SLOW, what="three launches")
@@ -186,7 +178,7 @@ def test_launches_survive_a_manager_killed_with_9_neither_lost_nor_doubled(swarm
 
 
 def test_a_parameterized_job_runs_once_per_dispatch_with_its_metadata_and_payload(swarm):
-    start(swarm)
+    start(swarm, 1)
     spec = {"name": "greet", "parameterized": {"meta_required": ["who"], "meta_optional": ["mood"]},
             "tasks": [{"name": "say", "outputs": ["msg"], "resources": {"cpu": 0.1, "memory": "32M"},
                        "env": {"SS_META_mood": "calm"},
