@@ -222,6 +222,8 @@ def test_a_parameterized_job_runs_once_per_dispatch_with_its_metadata_and_payloa
         assert st == status and msg in raw.decode(), (body, st, raw)
     st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/dispatch", "{not json")
     assert st == 400 and "dispatch: not JSON" in raw.decode(), raw
+    st, raw, _ = swarm.request("POST", f"/v1/jobs/{pid}/dispatch", {"meta": {"who": "x" * 70000}})
+    assert st == 413, raw  # over the 64 KiB a dispatch may take, refused before it is read
     p = swarm.get_json(f"/v1/jobs/{pid}")["parameterized"]
     assert p["launched"] == 2 and [x["state"] for x in p["launches"]] == ["succeeded", "succeeded"], p
     stat = swarm.cli("job", "status", pid)
