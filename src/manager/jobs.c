@@ -167,7 +167,7 @@ struct live {
  * ("parameterized") keeps between launches. Its launches (dispatches) are
  * ordinary jobs whose "parent" is its id.
  */
-struct periodic {
+struct launcher {
 	int64_t anchor_ms;        /* "every" counts from here: the registration */
 	int64_t next_ms;          /* the next launch, wall clock; stored */
 	uint64_t launched, skipped, refused;
@@ -185,8 +185,8 @@ struct periodic {
 
 struct job {
 	char id[32];
-	char parent[32];          /* the periodic job that launched it, or "" */
-	struct periodic *per;     /* a periodic job's schedule state; NULL for any other */
+	char parent[32];          /* the periodic or parameterized job that launched it, or "" */
+	struct launcher *launcher; /* a periodic or parameterized job's launches; NULL for any other */
 	struct jobspec *spec;
 	char *spec_text;
 	size_t spec_len;
@@ -326,7 +326,7 @@ static struct task *task_find(struct jobs *j, const char *task_id)
 	jid[dot - task_id] = '\0';
 	struct job *jb = job_find(j, jid);
 	/* A periodic job's tasks are templates: they run in the jobs it launches. */
-	if (!jb || jb->per)
+	if (!jb || jb->launcher)
 		return NULL;
 	char *end;
 	unsigned long idx = strtoul(dot + 1, &end, 10);
@@ -467,14 +467,14 @@ static void job_save(struct jobs *j, struct job *jb)
 			      "reason", jb->reason);
 	if (jb->parent[0])
 		json_object_set_new(o, "parent", json_string(jb->parent));
-	if (jb->per) {
-		const struct periodic *per = jb->per;
+	if (jb->launcher) {
+		const struct launcher *per = jb->launcher;
 		json_t *recent = json_array();
 		for (size_t i = 0; i < per->n_recent; i++)
 			json_array_append_new(recent, json_pack("{s:s,s:I,s:b}", "id", per->recent[i].id, "at_ms",
 								(json_int_t)per->recent[i].at_ms, "forced",
 								per->recent[i].forced));
-		json_object_set_new(o, "periodic",
+		json_object_set_new(o, "launcher",
 				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b,s:o}", "anchor_ms",
 					      (json_int_t)per->anchor_ms, "next_ms", (json_int_t)per->next_ms,
 					      "launched", (json_int_t)per->launched, "skipped",
@@ -2397,7 +2397,7 @@ static void job_free(struct jobs *j, struct job *jb)
 	free(jb->dep_idx);
 	jobspec_free(jb->spec);
 	free(jb->spec_text);
-	free(jb->per);
+	free(jb->launcher);
 	free(jb);
 }
 
@@ -2487,7 +2487,7 @@ static int job_state_parse(const char *s, enum jstate *out)
 	return SS_EPARSE;
 }
 
-static void periodic_load(struct jobs *j, struct job *jb, const json_t *o);
+static void template_load(struct jobs *j, struct job *jb, const json_t *o);
 
 static int load_job_cb(void *arg, const char *key, const char *value, size_t len)
 {
@@ -2526,7 +2526,7 @@ static int load_job_cb(void *arg, const char *key, const char *value, size_t len
 	snprintf(jb->parent, sizeof jb->parent, "%s", json_string_value(json_object_get(o, "parent")) ?: "");
 	job_build(jb);
 	if (js->periodic.set || js->param.set)
-		periodic_load(j, jb, json_object_get(o, "periodic"));
+		template_load(j, jb, json_object_get(o, "launcher"));
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
 	json_decref(o);
@@ -2785,8 +2785,8 @@ static json_t *job_json(struct jobs *j, const struct job *jb)
 		json_object_set_new(o, "max_cost", json_real(jb->spec->max_cost));
 	if (jb->parent[0])
 		json_object_set_new(o, "parent", json_string(jb->parent));
-	if (jb->per) {
-		const struct periodic *per = jb->per;
+	if (jb->launcher) {
+		const struct launcher *per = jb->launcher;
 		const struct jobspec_param *par = &jb->spec->param;
 		json_t *p = par->set ? json_object() : periodic_spec_json(&jb->spec->periodic);
 		if (par->set) {
@@ -3005,7 +3005,7 @@ out:
 	return rc;
 }
 
-static void periodic_register(struct jobs *j, struct job *jb, bool by_admin);
+static void template_register(struct jobs *j, struct job *jb, bool by_admin);
 
 /*
  * jobs_submit(), for a launch of the periodic job parent too (parent NULL
@@ -3033,7 +3033,7 @@ static int submit(struct jobs *j, const char *spec, size_t len, const char *tena
 	snprintf(jb->parent, sizeof jb->parent, "%s", parent ? parent : "");
 	job_build(jb);
 	if (jb->spec->periodic.set || jb->spec->param.set)
-		periodic_register(j, jb, tenant == NULL);
+		template_register(j, jb, tenant == NULL);
 	job_index(j, jb);
 	uses_of_job(j, jb, true);
 	job_save(j, jb);
@@ -3043,7 +3043,7 @@ static int submit(struct jobs *j, const char *spec, size_t len, const char *tena
 			if (jb->tasks[i].waiting == 0)
 				enqueue(j, &jb->tasks[i]);
 	j->submitted++;
-	if (jb->per)
+	if (jb->launcher)
 		log_info("job %s (%s, tenant %s): %s, %zu tasks per launch", jb->id, jb->spec->name,
 			 jb->spec->tenant, jstate_names[jb->st], jb->spec->n_tasks);
 	else
@@ -3066,7 +3066,7 @@ int jobs_submit(struct jobs *j, const char *spec, size_t len, const char *tenant
 
 static void periodic_link(struct jobs *j, struct job *jb)
 {
-	jb->per->next = j->periodic;
+	jb->launcher->next = j->periodic;
 	j->periodic = jb;
 	j->n_periodic++;
 }
@@ -3075,12 +3075,12 @@ static void periodic_unlink(struct jobs *j, struct job *jb)
 {
 	struct job **pp = &j->periodic;
 	while (*pp && *pp != jb)
-		pp = &(*pp)->per->next;
+		pp = &(*pp)->launcher->next;
 	if (*pp) {
-		*pp = jb->per->next;
+		*pp = jb->launcher->next;
 		j->n_periodic--;
 	}
-	jb->per->next = NULL;
+	jb->launcher->next = NULL;
 }
 
 /*
@@ -3088,26 +3088,26 @@ static void periodic_unlink(struct jobs *j, struct job *jb)
  * template: a periodic job launches from now on, a parameterized one takes
  * dispatches, and its own tasks never run.
  */
-static void periodic_register(struct jobs *j, struct job *jb, bool by_admin)
+static void template_register(struct jobs *j, struct job *jb, bool by_admin)
 {
-	jb->per = xcalloc(1, sizeof *jb->per);
-	jb->per->anchor_ms = jb->created_ms;
-	jb->per->by_admin = by_admin;
+	jb->launcher = xcalloc(1, sizeof *jb->launcher);
+	jb->launcher->anchor_ms = jb->created_ms;
+	jb->launcher->by_admin = by_admin;
 	memset(jb->counts, 0, sizeof jb->counts);
 	if (jb->spec->param.set) {
 		jb->st = J_PARAMETERIZED;
 		return;
 	}
 	jb->st = J_PERIODIC;
-	jb->per->next_ms = next_launch(&jb->spec->periodic, jb->created_ms, jb->created_ms);
+	jb->launcher->next_ms = next_launch(&jb->spec->periodic, jb->created_ms, jb->created_ms);
 	periodic_link(j, jb);
 }
 
-/* Restores a periodic job's state from its record (o: its "periodic" object; NULL starts afresh). */
-static void periodic_load(struct jobs *j, struct job *jb, const json_t *o)
+/* Restores a template's launch state from its record (o: its "launcher" object; NULL starts afresh). */
+static void template_load(struct jobs *j, struct job *jb, const json_t *o)
 {
-	struct periodic *per = xcalloc(1, sizeof *per);
-	jb->per = per;
+	struct launcher *per = xcalloc(1, sizeof *per);
+	jb->launcher = per;
 	memset(jb->counts, 0, sizeof jb->counts);
 	per->anchor_ms = json_integer_value(json_object_get(o, "anchor_ms")) ?: jb->created_ms;
 	per->next_ms = json_integer_value(json_object_get(o, "next_ms"));
@@ -3183,7 +3183,7 @@ static char *launch_spec(const struct job *jb, const json_t *meta, const uint8_t
 }
 
 /* Counts a launch (child: the launched job's JSON) and puts it first in the template's list of launches. */
-static void record_launch(struct periodic *per, const json_t *child, int64_t at_ms, bool forced)
+static void record_launch(struct launcher *per, const json_t *child, int64_t at_ms, bool forced)
 {
 	memmove(&per->recent[1], &per->recent[0], (PERIODIC_RECENT - 1) * sizeof per->recent[0]);
 	snprintf(per->recent[0].id, sizeof per->recent[0].id, "%s",
@@ -3208,7 +3208,7 @@ static void record_launch(struct periodic *per, const json_t *child, int64_t at_
 static int launch(struct jobs *j, struct job *jb, int64_t at_ms, bool forced, json_t **out, char *why,
 		  size_t whylen)
 {
-	struct periodic *per = jb->per;
+	struct launcher *per = jb->launcher;
 	json_t *child = NULL;
 	size_t len = 0;
 	char *text = NULL;
@@ -3259,8 +3259,8 @@ out:
 static void periodic_tick(struct jobs *j)
 {
 	int64_t now = time_wall_ms();
-	for (struct job *jb = j->periodic; jb; jb = jb->per->next) {
-		struct periodic *per = jb->per;
+	for (struct job *jb = j->periodic; jb; jb = jb->launcher->next) {
+		struct launcher *per = jb->launcher;
 		if (per->next_ms > now)
 			continue;
 		char why[512];
@@ -3304,7 +3304,7 @@ int jobs_dispatch(struct jobs *j, const char *id, const char *body, size_t len, 
 	/* As a submission by the caller: a tenant token's quotas apply, and the payload must be one it may read. */
 	if ((rc = submit(j, text, n, tenant, jb->id, &child, why, whylen)))
 		goto out;
-	record_launch(jb->per, child, time_wall_ms(), false);
+	record_launch(jb->launcher, child, time_wall_ms(), false);
 	j->dispatches++;
 	job_save(j, jb);
 	json_object_set_new(child, "meta", meta);
@@ -3693,7 +3693,7 @@ int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
 		return 0;
 	}
 	if (jb->st != J_RUNNING) {
-		*why = jb->per ? "the job was stopped already" : "the job has already finished";
+		*why = jb->launcher ? "the job was stopped already" : "the job has already finished";
 		return SS_ESTATE;
 	}
 	snprintf(jb->reason, sizeof jb->reason, "canceled by the user");
@@ -3715,7 +3715,7 @@ json_t *jobs_tasks(struct jobs *j, const char *id)
 		return NULL;
 	json_t *a = json_array();
 	/* A periodic job's tasks are templates: they run in the jobs it launches. */
-	for (size_t i = 0; !jb->per && i < jb->spec->n_tasks; i++)
+	for (size_t i = 0; !jb->launcher && i < jb->spec->n_tasks; i++)
 		json_array_append_new(a, task_json(j, &jb->tasks[i], true));
 	return json_pack("{s:s,s:o}", "job", jb->id, "tasks", a);
 }
@@ -3728,7 +3728,7 @@ int jobs_explain(struct jobs *j, const char *id, const char *task, json_t **out,
 		snprintf(why, whylen, "job %s not found", id);
 		return SS_ENOTFOUND;
 	}
-	if (jb->per) {
+	if (jb->launcher) {
 		snprintf(why, whylen,
 			 "job %s is %s: its tasks run in the jobs it launches (job status %s lists them; "
 			 "job plan shows where a launch would go now)",

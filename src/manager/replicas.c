@@ -162,22 +162,11 @@ static bool add_holder_seq(struct rblob *b, const char *node, uint64_t seq)
 	return true;
 }
 
-/*
- * Adds node as a holder of b. A delete of that copy still queued from an
- * earlier replicas_forget is stale now (the node made or stored the blob
- * again since) and is dropped, so it cannot remove the new copy.
- */
 static bool add_holder(struct replicas *r, struct rblob *b, const char *node)
 {
 	if (!add_holder_seq(b, node, r->hold_seq + 1))
 		return false;
 	r->hold_seq++;
-	for (size_t i = 0; i < r->n_dels;) {
-		if (!memcmp(r->dels[i].digest, b->digest, SHA256_LEN) && !strcmp(r->dels[i].node, node))
-			r->dels[i] = r->dels[--r->n_dels];
-		else
-			i++;
-	}
 	return true;
 }
 
@@ -302,6 +291,17 @@ void replicas_flush_deletes(struct replicas *r)
 {
 	if (!r->n_dels)
 		return;
+	/*
+	 * A node recorded as a holder again since its copy was forgotten made or
+	 * stored the blob anew: that deletion is stale and would remove the new copy.
+	 */
+	size_t keep = 0;
+	for (size_t i = 0; i < r->n_dels; i++) {
+		const struct rblob *b = find(r, r->dels[i].digest);
+		if (!b || !holds(b, r->dels[i].node))
+			r->dels[keep++] = r->dels[i];
+	}
+	r->n_dels = keep;
 	qsort(r->dels, r->n_dels, sizeof *r->dels, del_cmp);
 	ProtobufCBinaryData ds[MSG_MAX_DELETE];
 	for (size_t i = 0; i < r->n_dels;) {
