@@ -201,11 +201,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	tls_feed(c->tls, (const uint8_t *)b->base, (size_t)nread);
 	t_plain.len = 0;
 	int rc = tls_read(c->tls, &t_plain);
-	flush(c);
-	if (c->closing)
-		return;
 	if (rc == SS_ETLS) {
-		conn_close(c, SS_ETLS, tls_error(c->tls));
+		flush(c); /* the alert, if the peer still reads */
+		if (!c->closing)
+			conn_close(c, SS_ETLS, tls_error(c->tls));
 		return;
 	}
 	if (!c->opened && tls_handshake_done(c->tls)) {
@@ -233,6 +232,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		if (c->closing)
 			return;
 	}
+	/*
+	 * What TLS has to send back goes out after the frames were delivered: a
+	 * peer that sent its last frames (a goodbye) and left makes this write
+	 * fail, and the failure must not drop what it said before leaving.
+	 */
+	flush(c);
+	if (c->closing)
+		return;
 	if (rc == SS_ECLOSED)
 		conn_close(c, 0, "peer sent close_notify");
 }
