@@ -1710,22 +1710,32 @@ static bool je_connected(void *arg, const struct node *n)
 	return admitted_session(n) && n->node_cert_serial[0] && n->node_cert_expires_ms > time_wall_ms();
 }
 
+/*
+ * Makes what rc acknowledges durable before the answer goes: flushes the
+ * store whatever rc is (a refusal may have changed records too) and, when
+ * rc is 0 but the commit fails, drops *out, says what could not be persisted
+ * (what) in why and returns SS_ESTORE. Otherwise returns rc.
+ */
+static int ack_durable(struct manager *m, int rc, json_t **out, const char *what, char *why,
+		       size_t whylen)
+{
+	int frc = store_flush(m->store);
+	if (rc == 0 && frc) {
+		snprintf(why, whylen, "could not persist the %s", what);
+		json_decref(*out);
+		*out = NULL;
+		rc = SS_ESTORE;
+	}
+	return rc;
+}
+
 static int be_job_submit(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
 			 char *why, size_t whylen)
 {
 	struct manager *m = arg;
-	int rc = jobs_submit(m->jobs, body, len, tenant, out, why, whylen);
-	if (rc)
-		return rc;
 	/* Acknowledged means durable: the answer waits for the commit. */
-	rc = store_flush(m->store);
-	if (rc) {
-		snprintf(why, whylen, "could not persist the job");
-		json_decref(*out);
-		*out = NULL;
-		return SS_ESTORE;
-	}
-	return 0;
+	return ack_durable(m, jobs_submit(m->jobs, body, len, tenant, out, why, whylen), out, "job", why,
+			   whylen);
 }
 
 static int be_job_plan(void *arg, const char *body, size_t len, const char *tenant, json_t **out,
@@ -1756,33 +1766,17 @@ static int be_job_rerun(void *arg, const char *id, const char *tenant, json_t **
 static int be_job_launch(void *arg, const char *id, json_t **out, char *why, size_t whylen)
 {
 	struct manager *m = arg;
-	int rc = jobs_launch(m->jobs, id, out, why, whylen);
 	/* The launch is acknowledged once it is durable, like a submission; so is a refusal's record. */
-	int frc = store_flush(m->store);
-	if (rc == 0 && frc) {
-		snprintf(why, whylen, "could not persist the launch");
-		json_decref(*out);
-		*out = NULL;
-		rc = SS_ESTORE;
-	}
-	return rc;
+	return ack_durable(m, jobs_launch(m->jobs, id, out, why, whylen), out, "launch", why, whylen);
 }
 
 static int be_job_dispatch(void *arg, const char *id, const char *body, size_t len, const char *tenant,
 			   json_t **out, char *why, size_t whylen)
 {
 	struct manager *m = arg;
-	int rc = jobs_dispatch(m->jobs, id, body, len, tenant, out, why, whylen);
-	if (rc)
-		return rc;
 	/* Acknowledged means durable, as for a submission. */
-	if (store_flush(m->store)) {
-		snprintf(why, whylen, "could not persist the dispatch");
-		json_decref(*out);
-		*out = NULL;
-		return SS_ESTORE;
-	}
-	return 0;
+	return ack_durable(m, jobs_dispatch(m->jobs, id, body, len, tenant, out, why, whylen), out,
+			   "dispatch", why, whylen);
 }
 
 static json_t *be_jobs_list(void *arg, const struct jobs_query *q)
