@@ -14,7 +14,13 @@
  *                    and its resources are reserved with exec_capacity_admit
  *                    ("refused" when they do not fit or the sandbox is
  *                    unavailable, which the manager re-queues without
- *                    counting a failure).
+ *                    counting a failure). A dispatch that does not fit while
+ *                    attempts the manager cancelled still run (it preempted
+ *                    them to make room) is parked, up to RUNNER_PARK_MAX,
+ *                    and offered again each time a run ends; it is refused
+ *                    once no cancelled attempt runs and it still does not
+ *                    fit. A parked dispatch counts as held (runner_task_refs)
+ *                    and a cancel of it ends it as "signaled".
  *   inputs        -> an input that is neither inline nor in the blob store is
  *                    fetched from the manager: one fetch per digest however
  *                    many attempts wait for it, BlobGet requests of 256 KiB
@@ -94,6 +100,7 @@
 #define RUNNER_RESEND_RETRY_MS 20
 #define RUNNER_CLOSE_POLL_MS 10
 #define RUNNER_WHY 400                        /* result messages stay below msg.c's 511 */
+#define RUNNER_PARK_MAX 64                    /* dispatches waiting for cancelled attempts to end */
 
 /* An unacknowledged result on disk: results/<task_id>.<attempt>.res. */
 struct stored {
@@ -197,6 +204,12 @@ struct runner {
 	bool has_attest;
 	uint8_t attest[SHA256_LEN];
 	struct attempt *attempts;
+	/*
+	 * Dispatches that did not fit while cancelled attempts still held their
+	 * capacity (the manager preempted them for these), oldest first, owned.
+	 */
+	Seeswarm__V1__TaskDispatch *parked[RUNNER_PARK_MAX];
+	size_t n_parked;
 	struct stored *stored;
 	size_t stored_mem;  /* bytes of packed results held in memory */
 	struct blobcache *cache;       /* blobs this agent may evict (fetched for its tasks, untracked) */
@@ -222,6 +235,7 @@ static void fetch_pump(struct runner *r);
 static void cache_trim(struct runner *r);
 static void on_timer(uv_timer_t *t);
 static void attempt_abort(struct attempt *a, const char *status, int32_t code, const char *why);
+static void unpark(struct runner *r);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -1430,6 +1444,7 @@ static void run_done(uv_work_t *w, int status)
 		a->packed = NULL;
 	}
 	attempt_free(a);
+	unpark(r);
 	if (r->n_doomed)
 		doomed_sweep(r);
 	cache_trim(r);
@@ -1485,6 +1500,52 @@ static void cancel_attempt(struct attempt *a, const char *reason)
 
 /* ---- messages ----------------------------------------------------------- */
 
+/* True when an attempt that was cancelled still runs, so its capacity comes back soon. */
+static bool cancelled_running(const struct runner *r)
+{
+	for (const struct attempt *a = r->attempts; a; a = a->next)
+		if (a->st != AT_FETCHING && atomic_load(&a->cancelled))
+			return true;
+	return false;
+}
+
+/* The index of the parked dispatch of task_id's attempt, or -1. */
+static ptrdiff_t parked_find(const struct runner *r, const char *task_id, uint32_t attempt)
+{
+	for (size_t i = 0; i < r->n_parked; i++)
+		if (r->parked[i]->attempt == attempt && !strcmp(r->parked[i]->task_id, task_id))
+			return (ptrdiff_t)i;
+	return -1;
+}
+
+/* Takes the i-th parked dispatch off the list and returns it (the caller owns it). */
+static Seeswarm__V1__TaskDispatch *parked_take(struct runner *r, size_t i)
+{
+	Seeswarm__V1__TaskDispatch *d = r->parked[i];
+	memmove(&r->parked[i], &r->parked[i + 1], (r->n_parked - i - 1) * sizeof r->parked[0]);
+	r->n_parked--;
+	return d;
+}
+
+static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d);
+
+/*
+ * Capacity came back: offers every parked dispatch again, oldest first. One
+ * that still does not fit parks again while cancelled attempts run, and is
+ * refused once none do. Loop thread; not while closing.
+ */
+static void unpark(struct runner *r)
+{
+	size_t n = r->n_parked;
+	if (n == 0 || r->closing)
+		return;
+	Seeswarm__V1__TaskDispatch *list[RUNNER_PARK_MAX];
+	memcpy(list, r->parked, n * sizeof list[0]);
+	r->n_parked = 0;
+	for (size_t i = 0; i < n; i++)
+		on_dispatch(r, list[i]);
+}
+
 static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 {
 	struct attempt *a = NULL;
@@ -1494,7 +1555,7 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	char *dir = NULL, *in_dir = NULL;
 	struct stored *s;
 
-	if (attempt_find(r, d->task_id, d->attempt)) {
+	if (attempt_find(r, d->task_id, d->attempt) || parked_find(r, d->task_id, d->attempt) >= 0) {
 		log_debug("runner: duplicate dispatch of %s attempt %" PRIu32 " ignored", d->task_id,
 			  d->attempt);
 		goto drop;
@@ -1513,6 +1574,9 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	for (struct stored *o = r->stored; o; o = o->next)
 		if (!strcmp(o->task_id, d->task_id) && o->attempt > newest)
 			newest = o->attempt;
+	for (size_t i = 0; i < r->n_parked; i++)
+		if (!strcmp(r->parked[i]->task_id, d->task_id) && r->parked[i]->attempt > newest)
+			newest = r->parked[i]->attempt;
 	if (newest > d->attempt) {
 		log_info("runner: stale dispatch of %s attempt %" PRIu32 " (attempt %" PRIu32
 			 " held) ignored", d->task_id, d->attempt, newest);
@@ -1524,6 +1588,14 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 			continue;
 		snprintf(cwhy, sizeof(cwhy), "superseded by attempt %" PRIu32, d->attempt);
 		cancel_attempt(o, cwhy);
+	}
+	for (size_t i = r->n_parked; i-- > 0;) {
+		if (strcmp(r->parked[i]->task_id, d->task_id) != 0)
+			continue;
+		Seeswarm__V1__TaskDispatch *old = parked_take(r, i);
+		snprintf(cwhy, sizeof(cwhy), "cancelled: superseded by attempt %" PRIu32, d->attempt);
+		finish_now(r, old->task_id, old->attempt, "signaled", SIGKILL, cwhy);
+		msg_free(&old->base);
 	}
 	if (!r->sb) {
 		finish_now(r, d->task_id, d->attempt, "refused", 0, r->sb_why);
@@ -1538,6 +1610,13 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	}
 	if (exec_capacity_admit(r->cap, &spec.res, cwhy, sizeof(cwhy))) {
 		exec_spec_free(&spec);
+		if (r->n_parked < RUNNER_PARK_MAX && cancelled_running(r)) {
+			/* The manager cancelled attempts here to make room for it: it waits for them. */
+			log_info("runner: %s attempt %" PRIu32 " waits for cancelled attempts to end (%s)",
+				 d->task_id, d->attempt, cwhy);
+			r->parked[r->n_parked++] = d;
+			goto out;
+		}
 		snprintf(why, sizeof(why), "not enough capacity: %s", cwhy);
 		finish_now(r, d->task_id, d->attempt, "refused", 0, why);
 		goto drop;
@@ -1821,6 +1900,17 @@ static void on_ack(struct runner *r, const Seeswarm__V1__TaskAck *ack)
 static void on_cancel(struct runner *r, const Seeswarm__V1__TaskCancel *c)
 {
 	struct attempt *a = attempt_find(r, c->task_id, c->attempt);
+	ptrdiff_t pi = a ? -1 : parked_find(r, c->task_id, c->attempt);
+	if (pi >= 0) {
+		/* It never started: it ends as an attempt cancelled while fetching does. */
+		Seeswarm__V1__TaskDispatch *d = parked_take(r, (size_t)pi);
+		char why[RUNNER_WHY];
+		snprintf(why, sizeof(why), "cancelled: %s",
+			 c->reason && *c->reason ? c->reason : "cancelled by the manager");
+		finish_now(r, d->task_id, d->attempt, "signaled", SIGKILL, why);
+		msg_free(&d->base);
+		return;
+	}
 	if (!a) {
 		log_debug("runner: cancel for %s attempt %" PRIu32 " that does not run", c->task_id,
 			  c->attempt);
@@ -2044,7 +2134,7 @@ void runner_set_identity(struct runner *r, EVP_PKEY *key, X509 *cert, const uint
 
 Seeswarm__V1__TaskRef **runner_task_refs(struct runner *r, size_t *n)
 {
-	size_t count = 0;
+	size_t count = r->n_parked;
 	for (struct attempt *a = r->attempts; a; a = a->next)
 		count++;
 	for (struct stored *s = r->stored; s; s = s->next)
@@ -2067,6 +2157,12 @@ Seeswarm__V1__TaskRef **runner_task_refs(struct runner *r, size_t *n)
 		seeswarm__v1__task_ref__init(&msgs[i]);
 		msgs[i].task_id = s->task_id;
 		msgs[i].attempt = s->attempt;
+		refs[i] = &msgs[i];
+	}
+	for (size_t k = 0; k < r->n_parked; k++, i++) {
+		seeswarm__v1__task_ref__init(&msgs[i]);
+		msgs[i].task_id = r->parked[k]->task_id;
+		msgs[i].attempt = r->parked[k]->attempt;
 		refs[i] = &msgs[i];
 	}
 	return refs;
@@ -2169,6 +2265,8 @@ static void raise_nofile(void)
 
 static void runner_free(struct runner *r)
 {
+	while (r->n_parked > 0)
+		msg_free(&r->parked[--r->n_parked]->base);
 	free(r->doomed);
 	while (r->stored)
 		stored_remove(r, r->stored);

@@ -56,6 +56,8 @@
 #define PEER_RING 4u                  /* RTT probes: this many ring neighbours on each side */
 #define MAX_PERIODIC 1000u            /* periodic jobs that launch (not stopped) at once */
 #define PERIODIC_RECENT 20u           /* launches a periodic job lists */
+#define PREEMPT_TRIES 32u             /* tasks per pass that may look for attempts to preempt */
+#define PREEMPT_MAX_VICTIMS 64u       /* attempts one placement may preempt on its node */
 
 enum tstate {
 	T_PENDING = 0,
@@ -287,6 +289,9 @@ struct jobs {
 	size_t n_periodic;
 	uint64_t periodic_launched, periodic_skipped, periodic_refused;
 	uint64_t dispatches;      /* launches of parameterized jobs */
+	enum jobs_preemption preempt;
+	uint32_t preempt_tries;   /* this pass's searches for attempts to preempt */
+	uint64_t preempted;       /* attempts preempted */
 	struct cost_cap {
 		char tenant[64];      /* "" for every tenant not named */
 		double amount;
@@ -1123,6 +1128,120 @@ static double node_rate(const struct node *n, uint32_t cpu_millicores)
 	return n->price_per_hour * (share < 1.0 ? share : 1.0);
 }
 
+/*
+ * Stops t's current attempt to make room for by, a task of higher priority:
+ * its agent is told to cancel it, its reservation goes, and t is pending
+ * again at once. That uses neither a retry nor the lost budget, and t may
+ * come back to the same node.
+ */
+static void task_preempted(struct jobs *j, struct task *t, const struct task *by)
+{
+	char why[200];
+	snprintf(why, sizeof why, "preempted by %s (%s, priority %d)", by->id, spec_of(by)->name,
+		 (int)spec_of(by)->priority);
+	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
+	if (n && j->env.connected(j->env.arg, n)) {
+		Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
+		c.task_id = t->id;
+		c.attempt = t->attempt;
+		c.reason = why;
+		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
+	}
+	release(j, t);
+	active_del(j, t);
+	hist_add(j, t, "preempted", why);
+	j->preempted++;
+	log_info("task %s (%s, priority %d) attempt %u on %s %s", t->id, spec_of(t)->name,
+		 (int)spec_of(t)->priority, t->attempt, t->node, why);
+	snprintf(t->reason, sizeof t->reason, "attempt %u %s", t->attempt, why);
+	t->node[0] = '\0';
+	t->avoid = NULL;
+	set_tstate(t, T_PENDING);
+	task_save(j, t);
+	enqueue(j, t);
+}
+
+/* Preemption order on a node: the lowest priority first, then the newest attempt (least work lost). */
+static int cmp_victim(const void *a, const void *b)
+{
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	int c = strcmp(sched_node_id(x->sn), sched_node_id(y->sn));
+	if (c)
+		return c;
+	int32_t px = spec_of(x)->priority, py = spec_of(y)->priority;
+	if (px != py)
+		return px < py ? -1 : 1;
+	int64_t sx = x->start_ms ? x->start_ms : INT64_MAX, sy = y->start_ms ? y->start_ms : INT64_MAX;
+	if (sx != sy)
+		return sx > sy ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/*
+ * t fits nowhere now: looks for the node where preempting the fewest
+ * attempts of lower priority (by JOBS_PREEMPT_DELTA or more; of t's tenant
+ * only under JOBS_PREEMPT_TENANT) lets req fit, and where t passes every
+ * other check. Placed and running attempts qualify; one collecting its
+ * outputs has finished its work. On success the attempts are preempted
+ * (task_preempted) and the node is returned, its resources free for t;
+ * otherwise nothing changes and NULL is returned. Cost: one walk of the
+ * active list and a sched_fit per candidate attempt.
+ */
+static struct sched_node *preempt_for(struct jobs *j, struct task *t, const struct sched_req *req)
+{
+	const struct jobspec_task *s = spec_of(t);
+	struct task **v = NULL;
+	size_t n = 0, cap = 0, best_i = 0, best_k = 0;
+	struct sched_node *best = NULL;
+	if (s->priority < INT32_MIN + JOBS_PREEMPT_DELTA)
+		goto out;
+	for (struct task *a = j->active; a; a = a->act_next) {
+		if ((a->st != T_PLACED && a->st != T_RUNNING) || !a->sn ||
+		    spec_of(a)->priority > s->priority - JOBS_PREEMPT_DELTA)
+			continue;
+		if (j->preempt == JOBS_PREEMPT_TENANT && strcmp(a->job->spec->tenant, t->job->spec->tenant) != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		v[n++] = a;
+	}
+	if (n == 0)
+		goto out;
+	qsort(v, n, sizeof *v, cmp_victim);
+	for (size_t i = 0, e; i < n; i = e) {
+		struct sched_node *sn = v[i]->sn;
+		for (e = i; e < n && v[e]->sn == sn;)
+			e++;
+		if (sched_fit(j->sched, req, sn) != SS_ELIMIT)
+			continue;
+		/* Free the node's candidates one by one, in order, until req fits; then put them back. */
+		size_t k = 0;
+		int rc = SS_ELIMIT;
+		while (rc == SS_ELIMIT && i + k < e && k < PREEMPT_MAX_VICTIMS && (!best || k < best_k)) {
+			const struct jobspec_task *vs = spec_of(v[i + k]);
+			sched_release(j->sched, sn, vs->res.cpu_millicores, vs->res.memory_bytes, vs->res.disk_bytes);
+			k++;
+			rc = sched_fit(j->sched, req, sn);
+		}
+		for (size_t q = 0; q < k; q++) {
+			const struct jobspec_task *vs = spec_of(v[i + q]);
+			sched_reserve(j->sched, sn, vs->res.cpu_millicores, vs->res.memory_bytes, vs->res.disk_bytes);
+		}
+		if (rc == 0 && (!best || k < best_k)) {
+			best = sn;
+			best_i = i;
+			best_k = k;
+		}
+	}
+	for (size_t q = 0; best && q < best_k; q++)
+		task_preempted(j, v[best_i + q], t);
+out:
+	free(v);
+	return best;
+}
+
 static bool place_one(struct jobs *j, struct task *t)
 {
 	struct req_buf rb;
@@ -1131,6 +1250,11 @@ static bool place_one(struct jobs *j, struct task *t)
 	bool placed = false;
 	req_build(j, t, &rb);
 	int rc = sched_place(j->sched, &rb.req, &sn, why, sizeof why);
+	if (rc == SS_ENOTFOUND && j->preempt != JOBS_PREEMPT_OFF && j->preempt_tries < PREEMPT_TRIES) {
+		j->preempt_tries++;
+		if ((sn = preempt_for(j, t, &rb.req)))
+			rc = 0;
+	}
 	if (rc) {
 		snprintf(t->reason, sizeof t->reason, "%s", why);
 		goto out;
@@ -1180,6 +1304,7 @@ static void run_pass(struct jobs *j)
 	size_t n_blocked = 0, cap = 0;
 	uint32_t streak = 0;
 	j->passes++;
+	j->preempt_tries = 0;
 	for (uint32_t budget = 0; budget < PASS_BUDGET && streak < PASS_FAIL_STREAK; budget++) {
 		const char *tenant;
 		struct task *t = sched_queue_pop(j->queue, &tenant);
@@ -3545,6 +3670,11 @@ uint32_t jobs_tenant_max_jobs(const struct jobs *j)
 	return j->tenant_max_jobs;
 }
 
+void jobs_set_preemption(struct jobs *j, enum jobs_preemption p)
+{
+	j->preempt = p;
+}
+
 void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n)
 {
 	j->tenant_max_jobs = n;
@@ -4117,7 +4247,8 @@ void jobs_metrics(struct jobs *j, struct buf *out)
 		{"jobs_forgotten_total", j->gc_removed},
 		{"tasks_dispatched_total", j->dispatched}, {"task_results_total", j->results},
 		{"task_results_stale_total", j->stale}, {"tasks_lost_total", j->lost_total},
-		{"task_retries_total", j->retries_total}, {"scheduler_passes_total", j->passes},
+		{"task_retries_total", j->retries_total}, {"tasks_preempted_total", j->preempted},
+		{"scheduler_passes_total", j->passes},
 		{"blob_chunks_served_total", j->blob_served}, {"blobs_fetched_total", j->blob_fetched},
 		{"blob_gets_refused_total", j->blob_refused},
 		{"lineage_reruns_total", j->lineage_reruns},

@@ -88,6 +88,17 @@ int64_t jobs_retention(const struct jobs *j);
 void jobs_set_tenant_max_jobs(struct jobs *j, uint32_t n);
 uint32_t jobs_tenant_max_jobs(const struct jobs *j);
 #define JOBS_TENANT_MAX_JOBS 1000u
+/*
+ * Preemption: whether a task that fits nowhere may stop running attempts of
+ * tasks whose priority is at least JOBS_PREEMPT_DELTA lower to make room,
+ * and whose: none (OFF, the default), its own tenant's (TENANT), or any
+ * tenant's (ALL). A preempted attempt is cancelled on its agent and its task
+ * is pending again at once; that costs it neither a retry nor the lost
+ * budget. docs/jobs.md, Priorities and preemption.
+ */
+enum jobs_preemption { JOBS_PREEMPT_OFF = 0, JOBS_PREEMPT_TENANT, JOBS_PREEMPT_ALL };
+#define JOBS_PREEMPT_DELTA 10
+void jobs_set_preemption(struct jobs *j, enum jobs_preemption p);
 /* Records a round-trip time measured between two nodes, for the scheduler's network cost. */
 void jobs_set_rtt(struct jobs *j, const char *a, const char *b, double rtt_ms);
 /* Sets how many agents keep each critical blob (replicas.h; default 2). */

@@ -77,6 +77,7 @@ struct manager_config {
 	uint64_t job_retention_ms;                     /* 0: the default (24 h) */
 	unsigned replicas;                             /* --replicas + 1; 0: the default */
 	uint32_t tenant_max_jobs;                      /* 0: the default */
+	enum jobs_preemption preemption;
 	uint64_t tenant_upload_bytes;                  /* 0: the default; UINT64_MAX: no quota */
 };
 
@@ -2088,6 +2089,7 @@ static void usage(FILE *f)
 		"                        [--policy FILE] [--collateral DIR] [--tenant-weight NAME=W]...\n"
 		"                        [--job-retention 24h] [--tenant-max-jobs 1000]\n"
 		"                        [--tenant-max-upload-bytes 64G] [--tenant-max-cpu NAME=CPU]...\n"
+		"                        [--preemption off|tenant|all]\n"
 		"\n"
 		"  --data-dir DIR              state: swarm CA, certificates, token hash, SQLite store\n"
 		"  --listen HOST:PORT          agent listener, mutual TLS 1.3 (default 127.0.0.1:7400)\n"
@@ -2116,6 +2118,9 @@ static void usage(FILE *f)
 		"                              --price-per-hour, before its submissions are refused:\n"
 		"                              in all, or per UTC calendar day or month (*=X for\n"
 		"                              every tenant not named; repeatable)\n"
+		"  --preemption MODE           whether a task that fits nowhere may stop attempts of\n"
+		"                              tasks 10 or more priority points below it: off (the\n"
+		"                              default), tenant (its own tenant's only) or all\n"
 		"  --replicas N                copies agents keep of each job's inputs and final\n"
 		"                              outputs, in distinct zones where possible (default 2;\n"
 		"                              0 = only the producer's and the manager's)\n"
@@ -2150,7 +2155,7 @@ static const char *tenant_arg(char *arg, const char *flag, bool star, const char
 static int parse_args(int argc, char **argv, struct manager_config *cfg)
 {
 	enum { O_INSECURE = 256, O_HB, O_MISSES, O_DOWN, O_GRACE, O_CC, O_NOCC, O_MAX, O_POLICY, O_COLL, O_NCERT,
-	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS,
+	       O_TENANT, O_RETENTION, O_REPLICAS, O_TENANT_MAX_JOBS, O_PREEMPTION,
 	       O_TENANT_MAX_UPLOAD, O_TENANT_MAX_CPU, O_TENANT_MAX_COST };
 	static const struct option opts[] = {
 		{"data-dir", required_argument, NULL, 'd'},
@@ -2170,6 +2175,7 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 		{"tenant-weight", required_argument, NULL, O_TENANT},
 		{"job-retention", required_argument, NULL, O_RETENTION},
 		{"tenant-max-jobs", required_argument, NULL, O_TENANT_MAX_JOBS},
+		{"preemption", required_argument, NULL, O_PREEMPTION},
 		{"tenant-max-upload-bytes", required_argument, NULL, O_TENANT_MAX_UPLOAD},
 		{"tenant-max-cpu", required_argument, NULL, O_TENANT_MAX_CPU},
 		{"tenant-max-cost", required_argument, NULL, O_TENANT_MAX_COST},
@@ -2254,6 +2260,18 @@ static int parse_args(int argc, char **argv, struct manager_config *cfg)
 				return 2;
 			}
 			cfg->tenant_max_jobs = (uint32_t)v;
+			break;
+		case O_PREEMPTION:
+			if (!strcmp(optarg, "off"))
+				cfg->preemption = JOBS_PREEMPT_OFF;
+			else if (!strcmp(optarg, "tenant"))
+				cfg->preemption = JOBS_PREEMPT_TENANT;
+			else if (!strcmp(optarg, "all"))
+				cfg->preemption = JOBS_PREEMPT_ALL;
+			else {
+				fprintf(stderr, "manager: --preemption must be off, tenant or all\n");
+				return 2;
+			}
 			break;
 		case O_TENANT_MAX_UPLOAD:
 			if (parse_size(optarg, &v)) {
@@ -2531,6 +2549,7 @@ int manager_main(int argc, char **argv)
 		jobs_set_retention(m->jobs, (int64_t)m->cfg.job_retention_ms);
 	if (m->cfg.tenant_max_jobs)
 		jobs_set_tenant_max_jobs(m->jobs, m->cfg.tenant_max_jobs);
+	jobs_set_preemption(m->jobs, m->cfg.preemption);
 	if (m->cfg.replicas)
 		jobs_set_replicas(m->jobs, m->cfg.replicas - 1);
 	for (size_t i = 0; i < m->cfg.n_tenants; i++)

@@ -443,6 +443,48 @@ static void test_hardware_only(void **state)
 	sched_free(s);
 }
 
+/* sched_fit tells "fits", "only free resources stand in the way" and "ruled out" apart. */
+static void test_fit_separates_resources_from_other_checks(void **state)
+{
+	(void)state;
+	struct sched *s = new_sched(5);
+	struct sched_node *a = add(s, "a");
+	struct sched_node_info i = node_info("slots");
+	i.max_tasks = 1;
+	struct sched_node *sl = sched_node_update(s, &i);
+	i = node_info("sim");
+	i.tee = "sim";
+	struct sched_node *sim = sched_node_update(s, &i);
+	static const char *const tees[] = {"sev-snp"};
+	struct sched_req r = task_req();
+	r.tee = tees;
+	r.n_tee = 1;
+	r.cpu_millicores = 3000;
+	assert_int_equal(sched_fit(s, &r, a), 0);
+	sched_reserve(s, a, 2000, GIB, 0);
+	assert_int_equal(sched_fit(s, &r, a), SS_ELIMIT); /* 2 of 4 cores free: releasing some would do */
+	sched_release(s, a, 2000, GIB, 0);
+	assert_int_equal(sched_fit(s, &r, a), 0);
+	r.memory_bytes = 7 * GIB;
+	sched_reserve(s, a, 0, 2 * GIB, 0);
+	assert_int_equal(sched_fit(s, &r, a), SS_ELIMIT);
+	r.memory_bytes = GIB;
+	/* Task slots count as resources too. */
+	assert_int_equal(sched_fit(s, &r, sl), 0);
+	sched_reserve(s, sl, 100, 0, 0);
+	assert_int_equal(sched_fit(s, &r, sl), SS_ELIMIT);
+	/* The wrong TEE, more than the node has in all, or a node that is not schedulable: nothing to free helps. */
+	assert_int_equal(sched_fit(s, &r, sim), SS_ENOTFOUND);
+	r.cpu_millicores = 5000;
+	assert_int_equal(sched_fit(s, &r, a), SS_ENOTFOUND);
+	r.cpu_millicores = 1000;
+	i = node_info("a");
+	i.schedulable = false;
+	sched_node_update(s, &i);
+	assert_int_equal(sched_fit(s, &r, a), SS_ENOTFOUND);
+	sched_free(s);
+}
+
 static void test_explain_shape(void **state)
 {
 	(void)state;
@@ -898,6 +940,7 @@ int main(void)
 		cmocka_unit_test(test_attestation_expiry),
 		cmocka_unit_test(test_hardware_only),
 		cmocka_unit_test(test_explain_shape),
+		cmocka_unit_test(test_fit_separates_resources_from_other_checks),
 		cmocka_unit_test(test_rare_feasible),
 		cmocka_unit_test(test_many_classes),
 		cmocka_unit_test(test_determinism),

@@ -1322,6 +1322,19 @@ size_t sched_feasible_count(struct sched *s, const struct sched_req *req)
 	return feasible;
 }
 
+int sched_fit(struct sched *s, const struct sched_req *req, const struct sched_node *n)
+{
+	struct rctx x;
+	ctx_init(s, req, &x);
+	/* The class's checks include its total capacity, which no release can raise. */
+	if (class_check(n->cls, &x, true, NULL, 0) != R_OK)
+		return SS_ENOTFOUND;
+	int r = node_check(n, req);
+	if (r == R_OK)
+		return 0;
+	return r >= R_CPU ? SS_ELIMIT : SS_ENOTFOUND;
+}
+
 /* ---- tenants and the pending queue ------------------------------------------------------------- */
 
 struct qtenant;

@@ -163,6 +163,15 @@ json_t *sched_explain(struct sched *s, const struct sched_req *req);
  */
 size_t sched_feasible_count(struct sched *s, const struct sched_req *req);
 
+/*
+ * Whether req fits on node n now, with every check sched_place applies to
+ * it: returns 0 when it does, SS_ELIMIT when only n's free resources or task
+ * slots stand in the way (freeing some would let it fit: preemption), or
+ * SS_ENOTFOUND when anything else rules n out (its TEE, attestation, labels,
+ * total capacity...). The ranking and the limit step do not apply.
+ */
+int sched_fit(struct sched *s, const struct sched_req *req, const struct sched_node *n);
+
 /* ---- tenants and the pending queue -------------------------------------- */
 
 struct sched_queue;

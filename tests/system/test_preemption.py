@@ -1,0 +1,117 @@
+"""Priorities and preemption end to end: with --preemption, a task that fits
+nowhere stops attempts of tasks at least 10 priority points below it; the
+preempted task is pending again at once, keeps its retries and runs again;
+a gap under 10 points preempts nothing, and neither does a manager without
+--preemption or, under --preemption tenant, another tenant's task."""
+import json
+import os
+import re
+import time
+
+import pytest
+
+from conftest import SLOW, wait_for
+from test_job_cli import start
+from test_tenants import make_token
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
+
+# Each agent offers the host's cores; a task of this many CPUs takes half of a 2-core agent.
+CPU = (os.cpu_count() or 2) / 2
+
+
+def submit(swarm, name, priority, command, n=1, token="default"):
+    spec = {"name": name, "tasks": [
+        {"name": f"{name}{i}", "command": ["sh", "-c", command], "outputs": ["o"], "priority": priority,
+         "resources": {"cpu": CPU, "memory": "32M"}} for i in range(n)]}
+    st, body, _ = swarm.request("POST", "/v1/jobs", spec, token=token)
+    assert st in (200, 201), (st, body)
+    return json.loads(body)["id"]
+
+
+def tasks(swarm, jid):
+    return swarm.get_json(f"/v1/jobs/{jid}/tasks")["tasks"]
+
+
+def running(swarm, jid, n):
+    ts = tasks(swarm, jid)
+    return len(ts) == n and all(t["state"] == "running" for t in ts)
+
+
+def preempted(swarm, jid):
+    return [h for t in tasks(swarm, jid) for h in t["history"] if h["outcome"] == "preempted"]
+
+
+def metric(swarm, name):
+    _, raw, _ = swarm.request("GET", "/metrics")
+    m = re.search(rf"^{name} (\d+)$", raw.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
+@pytest.mark.manager_args("--preemption", "all")
+def test_a_task_preempts_lower_priority_attempts_which_run_again(swarm):
+    start(swarm, 1)
+    low = submit(swarm, "low", 0, "sleep 6; echo low > /out/o", n=2)
+    wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
+
+    # 9 points above: not enough to preempt; it waits for room like any task.
+    mid = submit(swarm, "mid", 9, "echo mid > /out/o")
+    time.sleep(1.5)
+    t = tasks(swarm, mid)[0]
+    assert t["state"] == "pending" and "insufficient cpu" in t["reason"], t
+    assert preempted(swarm, low) == [] and running(swarm, low, 2)
+    swarm.cli("job", "cancel", mid)
+
+    # 10 points above: one low attempt (the newest) makes room at once.
+    high = submit(swarm, "high", 10, "echo high > /out/o")
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{high}")["state"] == "succeeded", 20 * SLOW,
+             what="the high-priority job")
+    h = tasks(swarm, high)[0]
+    # The agent took it on its first attempt: it waited for the preempted attempt to end instead of refusing it.
+    assert h["attempt"] == 1 and [x["outcome"] for x in h["history"]] == ["succeeded"], h
+    p = preempted(swarm, low)
+    assert len(p) == 1 and re.fullmatch(rf"preempted by {re.escape(h['id'])} \(high0, priority 10\)",
+                                        p[0]["reason"]), p
+    lows = tasks(swarm, low)
+    # The high task ran before the low ones could have ended by themselves.
+    assert h["end_ms"] < min(x["start_ms"] for x in lows if x["attempt"] == 1) + 6000, (h, lows)
+    assert metric(swarm, "seeswarm_tasks_preempted_total") == 1
+
+    # The preempted task runs again, with no retry or lost attempt counted, and the job succeeds.
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{low}")["state"] == "succeeded", 40 * SLOW,
+             what="the low-priority job")
+    again = [x for x in tasks(swarm, low) if x["attempt"] == 2]
+    assert len(again) == 1 and again[0]["failures"] == 0 and again[0]["lost"] == 0, again
+    assert [x["outcome"] for x in again[0]["history"]] == ["preempted", "succeeded"], again
+
+
+def test_without_preemption_a_higher_priority_task_waits(swarm):
+    start(swarm, 1)
+    low = submit(swarm, "low", -100, "sleep 4; echo low > /out/o", n=2)
+    wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
+    high = submit(swarm, "high", 1000, "echo high > /out/o")
+    time.sleep(1.5)
+    t = tasks(swarm, high)[0]
+    assert t["state"] == "pending" and "insufficient cpu" in t["reason"], t
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{high}")["state"] == "succeeded", 30 * SLOW,
+             what="the high-priority job, once room was free")
+    assert preempted(swarm, low) == [] and metric(swarm, "seeswarm_tasks_preempted_total") == 0
+    assert swarm.get_json(f"/v1/jobs/{low}")["state"] == "succeeded"
+
+
+@pytest.mark.manager_args("--preemption", "tenant")
+def test_under_tenant_preemption_only_the_tenants_own_tasks_are_preempted(swarm):
+    start(swarm, 1)
+    toks = {name: make_token(swarm, name)["token"] for name in ("alpha", "beta")}
+    # beta's task has the lower priority, so it would be the first to go if tenants did not matter.
+    other = submit(swarm, "beta-low", -50, "sleep 5; echo b > /out/o", token=toks["beta"])
+    own = submit(swarm, "alpha-low", 0, "sleep 5; echo a > /out/o", token=toks["alpha"])
+    wait_for(lambda: running(swarm, other, 1) and running(swarm, own, 1), 20 * SLOW,
+             what="both tenants' tasks running")
+    high = submit(swarm, "alpha-high", 500, "echo high > /out/o", token=toks["alpha"])
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{high}")["state"] == "succeeded", 20 * SLOW,
+             what="alpha's high-priority job")
+    assert len(preempted(swarm, own)) == 1 and preempted(swarm, other) == []
+    # beta's attempt ran on undisturbed.
+    b = tasks(swarm, other)[0]
+    assert b["attempt"] == 1, b
