@@ -710,6 +710,67 @@ static void test_refused(void **state)
 	assert_false(result_file_exists(f, "job8.0", 1));
 }
 
+static void cancel(struct fx *f, const char *task_id, uint32_t attempt, const char *reason)
+{
+	Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
+	c.task_id = (char *)task_id;
+	c.attempt = attempt;
+	c.reason = (char *)reason;
+	deliver(f, MSG_TASK_CANCEL, &c.base);
+}
+
+static bool holds(struct runner *r, const char *task_id, uint32_t attempt)
+{
+	size_t n = 0;
+	bool found = false;
+	Seeswarm__V1__TaskRef **refs = runner_task_refs(r, &n);
+	for (size_t i = 0; i < n; i++)
+		found |= refs[i]->attempt == attempt && !strcmp(refs[i]->task_id, task_id);
+	runner_free_refs(refs, n);
+	return found;
+}
+
+/*
+ * (9) With its one slot held by an attempt being cancelled (the manager
+ * preempted it), a dispatch waits for that attempt to end instead of being
+ * refused; it counts as held meanwhile, and a cancel ends it unrun.
+ */
+static void test_parked_behind_a_cancel(void **state)
+{
+	struct fx *f = *state;
+	NEED_ROOT(f);
+	dispatch(f, "job9.0", 1, "sleep 30", NULL, 0, NULL);
+	wait_for(f, MSG_TASK_STARTED, "job9.0", 0, 5000);
+	cancel(f, "job9.0", 1, "preempted");
+	dispatch(f, "job9.1", 1, "echo hi > /out/o", NULL, 0, "o");
+	assert_true(holds(f->r, "job9.1", 1));
+	const Seeswarm__V1__TaskResult *r = result_of(f, "job9.1");
+	assert_true(r->ok);
+	r = result_of(f, "job9.0");
+	assert_string_equal(r->status, "signaled");
+	assert_non_null(strstr(r->message, "preempted"));
+
+	dispatch(f, "job9.2", 1, "sleep 30", NULL, 0, NULL);
+	wait_for(f, MSG_TASK_STARTED, "job9.2", 0, 5000);
+	cancel(f, "job9.2", 1, "preempted");
+	dispatch(f, "job9.3", 1, "true", NULL, 0, NULL);
+	/* The same dispatch again is a duplicate, not a second waiter. */
+	dispatch(f, "job9.3", 1, "true", NULL, 0, NULL);
+	cancel(f, "job9.3", 1, "job cancelled");
+	r = result_of(f, "job9.3");
+	assert_false(r->ok);
+	assert_string_equal(r->status, "signaled");
+	assert_non_null(strstr(r->message, "job cancelled"));
+	wait_for(f, MSG_TASK_RESULT, "job9.2", 0, 5000);
+	assert_int_equal(find(f, MSG_TASK_STARTED, "job9.3", 0), -1);
+
+	/* Without a cancelled attempt to wait for, a dispatch that does not fit is refused as before. */
+	dispatch(f, "job9.4", 1, "sleep 30", NULL, 0, NULL);
+	wait_for(f, MSG_TASK_STARTED, "job9.4", 0, 5000);
+	dispatch(f, "job9.5", 1, "true", NULL, 0, NULL);
+	assert_string_equal(result_of(f, "job9.5")->status, "refused");
+}
+
 int main(void)
 {
 	log_init("test", LOG_WARN);
@@ -724,6 +785,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_serve_blob, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused, setup_one, teardown),
+		cmocka_unit_test_setup_teardown(test_parked_behind_a_cancel, setup_one, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
