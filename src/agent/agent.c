@@ -26,6 +26,7 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
 #define PEER_PROBE_MS 5000 /* how often round-trip times to peers are measured */
+#define AGENT_LINGER_MS 1000 /* how long a stopping agent waits for the manager to close after its goodbye */
 
 enum agent_state { A_IDLE, A_CONNECTING, A_HELLO, A_EVIDENCE, A_ADMITTED };
 
@@ -643,8 +644,9 @@ static void on_signal(uv_signal_t *h, int signum)
 		g.reason = signum == SIGTERM ? "agent stopped (SIGTERM)" : "agent stopped (SIGINT)";
 		conn_send(a->conn, MSG_GOODBYE, &g.base);
 	}
+	/* Drained before it closes, so the goodbye is not lost to a reset (conn_finish). */
 	if (a->conn)
-		conn_close(a->conn, 0, "agent stopping");
+		conn_finish(a->conn, AGENT_LINGER_MS, "agent stopping");
 	uv_timer_stop(&a->hb_timer);
 	uv_timer_stop(&a->retry_timer);
 	/* Running attempts are killed; unacknowledged results stay on disk for the next start. */

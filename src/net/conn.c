@@ -14,6 +14,7 @@ struct conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
 	struct tls *tls;
 	struct frame_decoder dec;
 	const struct conn_cbs *cbs;
@@ -21,6 +22,7 @@ struct conn {
 	void *data;
 	int handles;          /* open libuv handles; memory is freed at 0 */
 	bool closing;
+	bool lingering;       /* conn_finish: sent everything, reading until the peer closes */
 	bool opened;
 	bool reading;
 	int reason;
@@ -109,15 +111,21 @@ void conn_close(struct conn *c, int reason, const char *why)
 {
 	if (c->closing)
 		return;
+	bool lingered = c->lingering;
 	c->closing = true;
+	c->lingering = false;
 	c->reason = reason;
+	free(c->why);
 	c->why = xstrdup(why ? why : "");
 	if (reason)
 		g_stats.closed_error++;
 	if (c->opened) {
 		g_stats.open--;
-		tls_shutdown(c->tls);
-		flush(c);
+		if (!lingered) {
+			/* conn_finish sent the close_notify and shut the write side down already. */
+			tls_shutdown(c->tls);
+			flush(c);
+		}
 	}
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -125,7 +133,56 @@ void conn_close(struct conn *c, int reason, const char *why)
 
 bool conn_closing(const struct conn *c)
 {
-	return c->closing;
+	return c->closing || c->lingering;
+}
+
+/* The linger is over (the peer closed, or linger_ms passed): closes with conn_finish's why. */
+static void linger_end(struct conn *c)
+{
+	char *why = c->why;
+	c->why = NULL;
+	c->lingering = false;
+	conn_close(c, 0, why);
+	free(why);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	if (c->lingering && !c->closing)
+		linger_end(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->handle->data;
+	/* UV_ECANCELED when the handle closed first; then there is nothing left to do. */
+	if (status < 0 && c->lingering && !c->closing)
+		linger_end(c);
+}
+
+void conn_finish(struct conn *c, uint64_t linger_ms, const char *why)
+{
+	if (c->closing || c->lingering)
+		return;
+	if (!c->opened) {
+		conn_close(c, 0, why);
+		return;
+	}
+	c->lingering = true;
+	free(c->why);
+	c->why = xstrdup(why ? why : "");
+	tls_shutdown(c->tls);
+	flush(c);
+	if (c->closing)
+		return;
+	int r = uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown);
+	if (r < 0) {
+		linger_end(c);
+		return;
+	}
+	uv_timer_stop(&c->timer);
+	uv_timer_start(&c->timer, on_linger_timer, linger_ms, 0);
 }
 
 void conn_set_rate(struct conn *c, uint32_t frames_per_sec, uint32_t burst)
@@ -185,6 +242,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	struct conn *c = s->data;
 	if (c->closing || nread == 0)
 		return;
+	if (c->lingering) {
+		/* Read and dropped, so the close is not a reset; the peer's end (or an error) ends the linger. */
+		if (nread < 0)
+			linger_end(c);
+		return;
+	}
 	if (nread < 0) {
 		if (nread == UV_EOF) {
 			if (frame_decoder_pending(&c->dec))
@@ -262,7 +325,7 @@ int conn_set_user_timeout(struct conn *c, unsigned ms)
 
 void conn_set_deadline(struct conn *c, uint64_t ms)
 {
-	if (c->closing)
+	if (c->closing || c->lingering)
 		return;
 	if (ms == 0)
 		uv_timer_stop(&c->timer);
@@ -385,7 +448,7 @@ int conn_connect(uv_loop_t *loop, const struct sockaddr *addr, struct tls_ctx *c
 
 int conn_send_bytes(struct conn *c, const void *data, size_t len)
 {
-	if (c->closing)
+	if (c->closing || c->lingering)
 		return SS_ECLOSED;
 	int rc = tls_write(c->tls, data, len);
 	if (rc) {
@@ -398,7 +461,7 @@ int conn_send_bytes(struct conn *c, const void *data, size_t len)
 
 int conn_send(struct conn *c, uint16_t type, const ProtobufCMessage *msg)
 {
-	if (c->closing)
+	if (c->closing || c->lingering)
 		return SS_ECLOSED;
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	if (n > c->limits.max_frame)

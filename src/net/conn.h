@@ -60,6 +60,20 @@ int conn_send_bytes(struct conn *c, const void *data, size_t len);
 
 /* Closes the conn; reason/why are passed to on_close. why is copied. */
 void conn_close(struct conn *c, int reason, const char *why);
+/*
+ * Closes the conn gracefully, for a side that leaves on its own (an agent
+ * stopping): sends TLS close_notify after everything queued, shuts the write
+ * side down (FIN), then reads and drops whatever the peer still sends until
+ * the peer closes its side or linger_ms pass, and then closes as
+ * conn_close(c, 0, why). Closing a socket with unread input makes the kernel
+ * send a reset, which can cost the peer the last messages sent to it (a
+ * goodbye); a drained socket closes in order. From the call on,
+ * conn_closing() is true and sends fail with SS_ECLOSED; frames that arrive
+ * are not delivered. A conn_close during the linger closes at once.
+ * Idempotent.
+ */
+void conn_finish(struct conn *c, uint64_t linger_ms, const char *why);
+/* True once conn_close or conn_finish was called. */
 bool conn_closing(const struct conn *c);
 
 /*
