@@ -48,7 +48,11 @@ static const char usage_text[] =
 	"                          jobs, newest first: the newest 100, or N, or --all of\n"
 	"                          them (fetched N at a time); S is running, succeeded,\n"
 	"                          failed, canceled, periodic or parameterized\n"
-	"  status JOB [--json]     a job and its tasks: state, attempt, node, reason\n"
+	"  status JOB [--attempts] [--json]\n"
+	"                          a job and its tasks: state, attempt, node, reason;\n"
+	"                          --attempts adds every ended attempt of each task: its\n"
+	"                          node, outcome (failed, lost, refused, preempted...),\n"
+	"                          how long it ran and why it ended\n"
 	"  explain JOB [TASK] [--json]\n"
 	"                          for each node, why it was filtered out or how it scored\n"
 	"  logs TASK_ID [--json]   a task's attempts: status, stdout/stderr tails, receipt\n"
@@ -690,6 +694,7 @@ static int fetch_results(ss_client *c, json_t *job, const char *dir, bool cat)
 
 struct run_opts {
 	bool wait, cat, as_json;
+	bool attempts;        /* job status --attempts */
 	json_t *meta;         /* job dispatch: --meta KEY=VALUE */
 	const char *payload;  /* job dispatch: --payload FILE */
 	const char *out;
@@ -1203,7 +1208,26 @@ static int cmd_list(ss_client *c, const struct run_opts *ro)
 	return 0;
 }
 
-static int cmd_status(ss_client *c, const char *id, bool as_json)
+/* Prints t's ended attempts (its "history"), one line each, indented under the task's row. */
+static void print_attempts(json_t *t)
+{
+	size_t i;
+	json_t *h;
+	json_array_foreach(json_object_get(t, "history"), i, h)
+	{
+		char ran[32] = "-";
+		if (num(h, "run_ms") > 0)
+			format_duration_ms((uint64_t)num(h, "run_ms"), ran);
+		char *nd = cli_clean(str(h, "node")), *oc = cli_clean(str(h, "outcome"));
+		char *why = cli_clean(str(h, "reason"));
+		printf("  attempt %-5lld %-20s %-12s %-8s %s\n", num(h, "attempt"), *nd ? nd : "-", oc, ran, why);
+		free(nd);
+		free(oc);
+		free(why);
+	}
+}
+
+static int cmd_status(ss_client *c, const char *id, bool as_json, bool attempts)
 {
 	char *js = NULL;
 	int crc = ss_job_get(c, id, &js);
@@ -1246,6 +1270,8 @@ static int cmd_status(ss_client *c, const char *id, bool as_json)
 			char *why = cli_clean(str(t, "reason"));
 			printf("%-22s %-22s %-10s %-7lld %-20s %s\n", tid, tn, st, num(t, "attempt"),
 			       *nd ? nd : "-", why);
+			if (attempts)
+				print_attempts(t);
 			free(tid);
 			free(tn);
 			free(st);
@@ -1564,6 +1590,8 @@ static int job_main(int argc, char **argv, struct run_opts *ro)
 			return usage(stdout, 0);
 		} else if (!strcmp(a, "--json")) {
 			ro->as_json = true;
+		} else if (!strcmp(sub, "status") && !strcmp(a, "--attempts")) {
+			ro->attempts = true;
 		} else if (!strcmp(sub, "logs") && (!strcmp(a, "--follow") || !strcmp(a, "-f"))) {
 			follow_logs = true;
 		} else if (is_run && !strcmp(a, "--wait")) {
@@ -1667,7 +1695,7 @@ static int job_main(int argc, char **argv, struct run_opts *ro)
 	else if (!strcmp(sub, "list"))
 		ret = cmd_list(c, ro);
 	else if (!strcmp(sub, "status"))
-		ret = cmd_status(c, pos[0], ro->as_json);
+		ret = cmd_status(c, pos[0], ro->as_json, ro->attempts);
 	else if (!strcmp(sub, "explain"))
 		ret = cmd_explain(c, pos[0], pos[1], ro->as_json);
 	else if (!strcmp(sub, "logs")) {

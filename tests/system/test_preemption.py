@@ -83,6 +83,11 @@ def test_a_task_preempts_lower_priority_attempts_which_run_again(swarm):
     again = [x for x in tasks(swarm, low) if x["attempt"] == 2]
     assert len(again) == 1 and again[0]["failures"] == 0 and again[0]["lost"] == 0, again
     assert [x["outcome"] for x in again[0]["history"]] == ["preempted", "succeeded"], again
+    # job status --attempts shows each ended attempt with its outcome and why.
+    r = swarm.cli("job", "status", low, "--attempts")
+    assert re.search(r"\n  attempt 1\s+agent-0\s+preempted\s+\S+\s+preempted by " + re.escape(h["id"]),
+                     r.stdout), r.stdout
+    assert re.search(r"\n  attempt 2\s+agent-0\s+succeeded\s+\d", r.stdout), r.stdout
 
 
 def test_without_preemption_a_higher_priority_task_waits(swarm):
