@@ -1290,7 +1290,7 @@ static void run_work(uv_work_t *w)
 		tr.code = res.code;
 		snprintf(why, sizeof(why), "%s", res.msg);
 		if (atomic_load_explicit(&a->cancelled, memory_order_acquire))
-			snprintf(why, sizeof(why), "cancelled: %s", a->cancel_reason);
+			snprintf(why, sizeof(why), MSG_CANCELLED_PREFIX "%s", a->cancel_reason);
 		tr.cpu_ns = res.usage.cpu_ns;
 		tr.peak_memory_bytes = res.usage.peak_mem_bytes;
 		if (res.start_ms)
@@ -1487,7 +1487,7 @@ static void cancel_attempt(struct attempt *a, const char *reason)
 {
 	if (a->st == AT_FETCHING) {
 		char why[RUNNER_WHY];
-		snprintf(why, sizeof(why), "cancelled: %s", reason);
+		snprintf(why, sizeof(why), MSG_CANCELLED_PREFIX "%s", reason);
 		attempt_abort(a, "signaled", SIGKILL, why);
 		return;
 	}
@@ -1593,7 +1593,7 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 		if (strcmp(r->parked[i]->task_id, d->task_id) != 0)
 			continue;
 		Seeswarm__V1__TaskDispatch *old = parked_take(r, i);
-		snprintf(cwhy, sizeof(cwhy), "cancelled: superseded by attempt %" PRIu32, d->attempt);
+		snprintf(cwhy, sizeof(cwhy), MSG_CANCELLED_PREFIX "superseded by attempt %" PRIu32, d->attempt);
 		finish_now(r, old->task_id, old->attempt, "signaled", SIGKILL, cwhy);
 		msg_free(&old->base);
 	}
@@ -1905,7 +1905,7 @@ static void on_cancel(struct runner *r, const Seeswarm__V1__TaskCancel *c)
 		/* It never started: it ends as an attempt cancelled while fetching does. */
 		Seeswarm__V1__TaskDispatch *d = parked_take(r, (size_t)pi);
 		char why[RUNNER_WHY];
-		snprintf(why, sizeof(why), "cancelled: %s",
+		snprintf(why, sizeof(why), MSG_CANCELLED_PREFIX "%s",
 			 c->reason && *c->reason ? c->reason : "cancelled by the manager");
 		finish_now(r, d->task_id, d->attempt, "signaled", SIGKILL, why);
 		msg_free(&d->base);

@@ -235,6 +235,15 @@ int parse_size(const char *s, uint64_t *out);
 int parse_duration_ms(const char *s, uint64_t *out);
 /* Formats milliseconds as parse_duration_ms reads them: "7d", "2h", "5m", "30s" or "1500ms". */
 void format_duration_ms(uint64_t ms, char out[32]);
+
+/*
+ * A crash point for crash tests: when the environment variable
+ * SEESWARM_FAILPOINT equals name, logs it and kills the process with
+ * SIGKILL, as kill -9 would, at a precise step (say, after a message went
+ * out and before the commit that records why). Otherwise it returns at once;
+ * the variable is read on the first call. docs/testing.md lists the points.
+ */
+void failpoint(const char *name);
 /* Formats a wall-clock time (ms since the epoch) as "2026-12-02 07:31:00 UTC". */
 void format_utc_ms(int64_t ms, char out[32]);
 /* Validates an identifier: 1..63 chars of [A-Za-z0-9._-], starting alnum. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -672,4 +673,18 @@ static int remove_at(int dfd, const char *name, int depth)
 int dir_remove_tree(const char *path)
 {
 	return remove_at(AT_FDCWD, path, 0);
+}
+
+void failpoint(const char *name)
+{
+	static const char *armed;
+	static bool read;
+	if (!read) {
+		armed = getenv("SEESWARM_FAILPOINT");
+		read = true;
+	}
+	if (armed && strcmp(armed, name) == 0) {
+		log_error("failpoint %s: killing this process (SEESWARM_FAILPOINT)", name);
+		raise(SIGKILL);
+	}
 }

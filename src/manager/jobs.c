@@ -1129,10 +1129,28 @@ static double node_rate(const struct node *n, uint32_t cpu_millicores)
 }
 
 /*
+ * Ends t's current attempt without counting it against t (outcome is what
+ * its history says, why the reason): its reservation goes, and t is pending
+ * again at once, free to come back to the same node. That uses neither a
+ * retry nor the lost budget.
+ */
+static void task_requeue(struct jobs *j, struct task *t, const char *outcome, const char *why)
+{
+	release(j, t);
+	active_del(j, t);
+	hist_add(j, t, outcome, why);
+	snprintf(t->reason, sizeof t->reason, "attempt %u %s", t->attempt, why);
+	t->node[0] = '\0';
+	t->avoid = NULL;
+	set_tstate(t, T_PENDING);
+	task_save(j, t);
+	enqueue(j, t);
+	kick(j);
+}
+
+/*
  * Stops t's current attempt to make room for by, a task of higher priority:
- * its agent is told to cancel it, its reservation goes, and t is pending
- * again at once. That uses neither a retry nor the lost budget, and t may
- * come back to the same node.
+ * its agent is told to cancel it, and t is pending again (task_requeue).
  */
 static void task_preempted(struct jobs *j, struct task *t, const struct task *by)
 {
@@ -1147,18 +1165,10 @@ static void task_preempted(struct jobs *j, struct task *t, const struct task *by
 		c.reason = why;
 		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
 	}
-	release(j, t);
-	active_del(j, t);
-	hist_add(j, t, "preempted", why);
 	j->preempted++;
 	log_info("task %s (%s, priority %d) attempt %u on %s %s", t->id, spec_of(t)->name,
 		 (int)spec_of(t)->priority, t->attempt, t->node, why);
-	snprintf(t->reason, sizeof t->reason, "attempt %u %s", t->attempt, why);
-	t->node[0] = '\0';
-	t->avoid = NULL;
-	set_tstate(t, T_PENDING);
-	task_save(j, t);
-	enqueue(j, t);
+	task_requeue(j, t, "preempted", why);
 }
 
 /* Preemption order on a node: the lowest priority first, then the newest attempt (least work lost). */
@@ -1237,6 +1247,8 @@ static struct sched_node *preempt_for(struct jobs *j, struct task *t, const stru
 	}
 	for (size_t q = 0; best && q < best_k; q++)
 		task_preempted(j, v[best_i + q], t);
+	if (best)
+		failpoint("preempt"); /* crash tests: the cancels are out, nothing is committed */
 out:
 	free(v);
 	return best;
@@ -2275,6 +2287,17 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 			 * back soon, or lineage makes them again.
 			 */
 			task_backoff(j, t, true, why);
+		} else if (!strcmp(r->status, "signaled") && r->message &&
+			   !strncmp(r->message, MSG_CANCELLED_PREFIX, strlen(MSG_CANCELLED_PREFIX))) {
+			/*
+			 * A cancel stopped the attempt the store still holds as
+			 * running: a manager sent it (a preemption, a job cancel)
+			 * and crashed before the commit that recorded why. Not
+			 * the task's fault; it runs again, using no retry.
+			 */
+			log_info("task %s (%s) attempt %u was cancelled by a cancel this manager has no "
+				 "record of; it runs again", t->id, spec_of(t)->name, t->attempt);
+			task_requeue(j, t, "cancelled", why);
 		} else {
 			task_attempt_failed(j, t, r->status, why);
 		}
@@ -3829,6 +3852,7 @@ int jobs_cancel(struct jobs *j, const char *id, json_t **out, const char **why)
 	snprintf(jb->reason, sizeof jb->reason, "canceled by the user");
 	for (size_t i = 0; i < jb->spec->n_tasks; i++)
 		task_end(j, &jb->tasks[i], T_CANCELED, "job canceled");
+	failpoint("cancel"); /* crash tests: the cancels are out, nothing is committed or answered */
 	jb->st = J_CANCELED;
 	jb->finished_ms = time_wall_ms();
 	j->canceled++;

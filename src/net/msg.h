@@ -57,6 +57,13 @@ enum msg_type {
  */
 #define HEARTBEAT_ACK_EVERY 8
 
+/*
+ * A TaskResult of an attempt the agent stopped because the manager cancelled
+ * it (or a newer attempt superseded it) has status "signaled" and a message
+ * that begins with this; nothing a task does produces one.
+ */
+#define MSG_CANCELLED_PREFIX "cancelled: "
+
 /* Bounds enforced by the decoders. */
 #define MSG_MAX_ID 63
 #define MSG_MAX_STR 255

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox need
 CPU = (os.cpu_count() or 2) / 2
 
 
-def submit(swarm, name, priority, command, n=1, token="default"):
+def submit(swarm, name, priority, command, n=1, token="default", retries=2):
     spec = {"name": name, "tasks": [
         {"name": f"{name}{i}", "command": ["sh", "-c", command], "outputs": ["o"], "priority": priority,
-         "resources": {"cpu": CPU, "memory": "32M"}} for i in range(n)]}
+         "retries": retries, "resources": {"cpu": CPU, "memory": "32M"}} for i in range(n)]}
     st, body, _ = swarm.request("POST", "/v1/jobs", spec, token=token)
     assert st in (200, 201), (st, body)
     return json.loads(body)["id"]
@@ -120,3 +120,56 @@ def test_under_tenant_preemption_only_the_tenants_own_tasks_are_preempted(swarm)
     # beta's attempt ran on undisturbed.
     b = tasks(swarm, other)[0]
     assert b["attempt"] == 1, b
+
+
+
+def die_at(swarm, point, action):
+    """Runs action with the manager armed to kill itself at failpoint point; waits for its death."""
+    swarm.manager.term()
+    swarm.env["SEESWARM_FAILPOINT"] = point
+    swarm.start_manager()
+    del swarm.env["SEESWARM_FAILPOINT"]
+    wait_for(lambda: all(n.get("connected") for n in swarm.nodes().values()), 10 * SLOW,
+             what="the agents back with the armed manager")
+    time.sleep(0.5)  # and past their first heartbeat
+    try:
+        action()
+    except (OSError, AssertionError):
+        pass  # the manager died before it answered: nothing was acknowledged
+    wait_for(lambda: not swarm.manager.alive(), 10 * SLOW, what=f"the manager to die at failpoint {point}")
+    assert f"failpoint {point}: killing this process" in swarm.manager.text()
+
+
+@pytest.mark.manager_args("--preemption", "all")
+def test_cancels_the_manager_sent_but_did_not_commit_cost_no_retry(swarm):
+    """A manager killed after it sent cancels and before the commit that records them: the restarted
+    manager still holds those attempts as running, and their agent reports them cancelled. That is not
+    the tasks' fault; tasks without a retry left must run again, not fail."""
+    ids = start(swarm, 1)
+    agent = swarm.agents[ids[0]]
+
+    # A job cancel the user never got an answer for: the job goes on.
+    job = submit(swarm, "job", 0, "sleep 3; echo j > /out/o", retries=0)
+    wait_for(lambda: running(swarm, job, 1), 20 * SLOW, what="the task running")
+    die_at(swarm, "cancel", lambda: swarm.request("DELETE", f"/v1/jobs/{job}"))
+    wait_for(lambda: "job canceled" in agent.text(), 10 * SLOW, what="the agent to get the cancel")
+    swarm.start_manager()
+    wait_for(lambda: swarm.get_json(f"/v1/jobs/{job}")["state"] != "running", 40 * SLOW, what="the job's end")
+    t = tasks(swarm, job)[0]
+    assert swarm.get_json(f"/v1/jobs/{job}")["state"] == "succeeded", t
+    assert [h["outcome"] for h in t["history"]] == ["cancelled", "succeeded"] and t["failures"] == 0, t
+    assert t["history"][0]["reason"].startswith("signaled: cancelled: job canceled"), t
+
+    # A preemption: the preempting task runs and the preempted one runs again; neither fails.
+    low = submit(swarm, "low", 0, "sleep 3; echo low > /out/o", n=2, retries=0)
+    wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
+    die_at(swarm, "preempt", lambda: submit(swarm, "high", 50, "echo high > /out/o"))
+    wait_for(lambda: "preempted by" in agent.text(), 10 * SLOW, what="the agent to get the cancel")
+    swarm.start_manager()
+    jobs = [j for j in swarm.get_json("/v1/jobs")["jobs"] if j["name"] in ("low", "high")]
+    assert len(jobs) == 2, jobs  # the high job was acknowledged before the preemption
+    for j in jobs:
+        wait_for(lambda: swarm.get_json(f"/v1/jobs/{j['id']}")["state"] != "running", 40 * SLOW,
+                 what=f"job {j['name']} to end")
+        assert swarm.get_json(f"/v1/jobs/{j['id']}")["state"] == "succeeded", tasks(swarm, j["id"])
+    assert all(t["failures"] == 0 for t in tasks(swarm, low)), tasks(swarm, low)
