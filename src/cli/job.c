@@ -931,6 +931,9 @@ static void print_plan(json_t *plan, size_t files)
 	       "%lld task%s of other jobs queued\n",
 	       num(plan, "placed_now"), num(plan, "not_placed_now"), num(plan, "after_dependencies"),
 	       num(plan, "queued_ahead"), num(plan, "queued_ahead") == 1 ? "" : "s");
+	if (num(plan, "preempts"))
+		printf("preemption: %lld running attempt%s of lower priority would be stopped to make room\n",
+		       num(plan, "preempts"), num(plan, "preempts") == 1 ? "" : "s");
 	printf("cost while the tasks that would start run: %s per hour\n\n", cost);
 	printf("%-20s %9s %9s  %s\n", "TASK", "INSTANCES", "START NOW", "WHERE");
 	json_t *g;
@@ -942,6 +945,9 @@ static void print_plan(json_t *plan, size_t files)
 			nodes_text(json_object_get(g, "nodes"), where, sizeof where);
 			printf("%-20s %9lld %9lld  %s\n", str(g, "name"), num(g, "instances"), num(g, "placed"),
 			       where[0] ? where : "-");
+			if (num(g, "preempts"))
+				printf("%-20s %9s %9s  by preempting %lld running attempt%s\n", "", "", "",
+				       num(g, "preempts"), num(g, "preempts") == 1 ? "" : "s");
 			if (num(g, "not_placed"))
 				printf("%-20s %9s %9s  %lld wait: %s\n", "", "", "", num(g, "not_placed"),
 				       reason ? reason : "");

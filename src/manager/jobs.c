@@ -142,6 +142,7 @@ struct task {
 	size_t n_hist;
 	struct task *act_prev, *act_next; /* the active list: placed, running, collecting */
 	bool active;
+	bool plan_taken;          /* jobs_plan counts this attempt preempted already (during one plan) */
 	struct task *retry_next;
 	bool in_retry;
 	struct live *live;        /* output a client follows (jobs_task_output), or NULL */
@@ -1191,13 +1192,14 @@ static int cmp_victim(const void *a, const void *b)
  * t fits nowhere now: looks for the node where preempting the fewest
  * attempts of lower priority (by JOBS_PREEMPT_DELTA or more; of t's tenant
  * only under JOBS_PREEMPT_TENANT) lets req fit, and where t passes every
- * other check. Placed and running attempts qualify; one collecting its
- * outputs has finished its work. On success the attempts are preempted
- * (task_preempted) and the node is returned, its resources free for t;
- * otherwise nothing changes and NULL is returned. Cost: one walk of the
- * active list and a sched_fit per candidate attempt.
+ * other check. Placed and running attempts qualify, except those marked
+ * plan_taken; one collecting its outputs has finished its work. Returns that
+ * node, with *victims set to a new array whose first *nv attempts are the
+ * ones to preempt, or NULL (and *victims NULL). Changes nothing. Cost: one
+ * walk of the active list and a sched_fit per candidate attempt.
  */
-static struct sched_node *preempt_for(struct jobs *j, struct task *t, const struct sched_req *req)
+static struct sched_node *preempt_search(struct jobs *j, const struct task *t, const struct sched_req *req,
+					 struct task ***victims, size_t *nv)
 {
 	const struct jobspec_task *s = spec_of(t);
 	struct task **v = NULL;
@@ -1206,7 +1208,7 @@ static struct sched_node *preempt_for(struct jobs *j, struct task *t, const stru
 	if (s->priority < INT32_MIN + JOBS_PREEMPT_DELTA)
 		goto out;
 	for (struct task *a = j->active; a; a = a->act_next) {
-		if ((a->st != T_PLACED && a->st != T_RUNNING) || !a->sn ||
+		if ((a->st != T_PLACED && a->st != T_RUNNING) || !a->sn || a->plan_taken ||
 		    spec_of(a)->priority > s->priority - JOBS_PREEMPT_DELTA)
 			continue;
 		if (j->preempt == JOBS_PREEMPT_TENANT && strcmp(a->job->spec->tenant, t->job->spec->tenant) != 0)
@@ -1245,13 +1247,35 @@ static struct sched_node *preempt_for(struct jobs *j, struct task *t, const stru
 			best_k = k;
 		}
 	}
-	for (size_t q = 0; best && q < best_k; q++)
-		task_preempted(j, v[best_i + q], t);
-	if (best)
-		failpoint("preempt"); /* crash tests: the cancels are out, nothing is committed */
 out:
-	free(v);
+	if (best) {
+		memmove(v, v + best_i, best_k * sizeof *v);
+		*victims = v;
+		*nv = best_k;
+	} else {
+		free(v);
+		*victims = NULL;
+		*nv = 0;
+	}
 	return best;
+}
+
+/*
+ * Makes room for t by preemption (preempt_search): preempts the attempts
+ * it found and returns the node, its resources now free for t, or NULL when
+ * no preemption would let t fit (nothing changes then).
+ */
+static struct sched_node *preempt_for(struct jobs *j, struct task *t, const struct sched_req *req)
+{
+	struct task **v;
+	size_t nv;
+	struct sched_node *sn = preempt_search(j, t, req, &v, &nv);
+	for (size_t q = 0; q < nv; q++)
+		task_preempted(j, v[q], t);
+	free(v);
+	if (sn)
+		failpoint("preempt"); /* crash tests: the cancels are out, nothing is committed */
+	return sn;
 }
 
 static bool place_one(struct jobs *j, struct task *t)
@@ -3491,10 +3515,37 @@ int jobs_launch(struct jobs *j, const char *id, json_t **out, char *why, size_t 
 /* One task group's part of a plan. */
 struct plan_group {
 	uint32_t ready, placed, unplaced;
+	uint32_t preempts;  /* attempts its placements would preempt */
 	double rate;      /* per hour, of the instances placed */
 	json_t *nodes;    /* node id -> instances placed there */
 	char reason[256]; /* why the first instance not placed was not */
 };
+
+/*
+ * A plan's preemption (preempt_search): when t would fit on a node by
+ * preempting running attempts, they are marked plan_taken, their
+ * reservations released for the rest of the plan and appended to *taken
+ * (jobs_plan puts them back), *count grows by their number, and the node
+ * is returned; otherwise NULL.
+ */
+static struct sched_node *plan_preempt(struct jobs *j, const struct task *t, const struct sched_req *req,
+				       struct task ***taken, size_t *n_taken, uint32_t *count)
+{
+	struct task **v;
+	size_t nv;
+	struct sched_node *sn = preempt_search(j, t, req, &v, &nv);
+	if (nv)
+		*taken = xrealloc(*taken, (*n_taken + nv) * sizeof **taken);
+	for (size_t q = 0; q < nv; q++) {
+		const struct jobspec_task *vs = spec_of(v[q]);
+		v[q]->plan_taken = true;
+		sched_release(j->sched, v[q]->sn, vs->res.cpu_millicores, vs->res.memory_bytes, vs->res.disk_bytes);
+		(*taken)[(*n_taken)++] = v[q];
+	}
+	*count += (uint32_t)nv;
+	free(v);
+	return sn;
+}
 
 /* Queue order within a tenant (arg: the spec): higher priority first, then spec order. */
 static int cmp_plan_order(const void *a, const void *b, void *arg)
@@ -3551,6 +3602,8 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 	pg = xcalloc(sp->n_groups ? sp->n_groups : 1, sizeof *pg);
 	order = xcalloc(sp->n_tasks ? sp->n_tasks : 1, sizeof *order);
 	held = xcalloc(sp->n_tasks ? sp->n_tasks : 1, sizeof *held);
+	struct task **taken = NULL; /* running attempts the plan preempts, marked plan_taken */
+	size_t n_taken = 0;
 	for (size_t i = 0; i < sp->n_tasks; i++)
 		if (jb->tasks[i].waiting == 0)
 			order[n_order++] = (uint32_t)i;
@@ -3580,8 +3633,11 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 		} else {
 			struct req_buf rb;
 			req_build(j, t, &rb);
-			if (sched_place(j->sched, &rb.req, &sn, r, sizeof r) != 0)
+			if (sched_place(j->sched, &rb.req, &sn, r, sizeof r) != 0) {
 				sn = NULL;
+				if (j->preempt != JOBS_PREEMPT_OFF)
+					sn = plan_preempt(j, t, &rb.req, &taken, &n_taken, &g->preempts);
+			}
 			req_free(&rb);
 		}
 		struct node *n = sn ? registry_get(j->env.reg, sched_node_id(sn)) : NULL;
@@ -3608,6 +3664,14 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 	for (size_t h = 0; h < n_held; h++)
 		sched_release(j->sched, held[h].sn, held[h].s->res.cpu_millicores,
 			      held[h].s->res.memory_bytes, held[h].s->res.disk_bytes);
+	uint32_t preempts = (uint32_t)n_taken;
+	for (size_t q = 0; q < n_taken; q++) {
+		const struct jobspec_task *vs = spec_of(taken[q]);
+		sched_reserve(j->sched, taken[q]->sn, vs->res.cpu_millicores, vs->res.memory_bytes,
+			      vs->res.disk_bytes);
+		taken[q]->plan_taken = false;
+	}
+	free(taken);
 
 	json_t *groups = json_array();
 	uint32_t later = 0;
@@ -3621,6 +3685,8 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 			json_object_set_new(o, "nodes", g->nodes ? g->nodes : json_object());
 			g->nodes = NULL;
 			json_object_set_new(o, "cost_per_hour", json_real(g->rate));
+			if (g->preempts)
+				json_object_set_new(o, "preempts", json_integer(g->preempts));
 			if (g->unplaced) {
 				json_object_set_new(o, "not_placed", json_integer(g->unplaced));
 				json_object_set_new(o, "reason", json_string(g->reason));
@@ -3656,6 +3722,8 @@ int jobs_plan(struct jobs *j, const char *spec, size_t len, const char *tenant, 
 			 (json_int_t)later, "queued_ahead", (json_int_t)sched_queue_len(j->queue),
 			 "cost_per_hour", rate, "warnings", notes.warnings, "groups", groups);
 	notes.warnings = NULL;
+	if (preempts)
+		json_object_set_new(*out, "preempts", json_integer(preempts));
 	if (sp->periodic.set) {
 		/* The placements are those of a launch now; the launches themselves come at these times. */
 		json_t *next = json_array();

@@ -54,6 +54,25 @@ def test_a_task_preempts_lower_priority_attempts_which_run_again(swarm):
     low = submit(swarm, "low", 0, "sleep 6; echo low > /out/o", n=2)
     wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
 
+    # A plan counts the preemptions without making them: 10 points above preempt one attempt each,
+    # and a third task finds nothing left to preempt; 9 points above preempt nothing.
+    def spec(priority, n):
+        return {"name": "p", "tasks": [{"name": f"p{i}", "command": ["true"], "priority": priority,
+                                        "resources": {"cpu": CPU, "memory": "32M"}} for i in range(n)]}
+    st, raw, _ = swarm.request("POST", "/v1/jobs/plan", spec(10, 3))
+    plan = json.loads(raw)
+    assert st == 200 and plan["preempts"] == 2 and plan["placed_now"] == 2, plan
+    assert plan["not_placed_now"] == 1 and plan["groups"][2]["reason"].endswith("insufficient cpu"), plan
+    st, raw, _ = swarm.request("POST", "/v1/jobs/plan", spec(9, 1))
+    plan = json.loads(raw)
+    assert st == 200 and "preempts" not in plan and plan["placed_now"] == 0, plan
+    with open(os.path.join(swarm.tmp, "p.json"), "w") as f:
+        json.dump(spec(10, 1), f)
+    r = swarm.cli("job", "plan", os.path.join(swarm.tmp, "p.json"))
+    assert "preemption: 1 running attempt of lower priority would be stopped" in r.stdout, r.stdout
+    assert re.search(r"by preempting 1 running attempt\n", r.stdout), r.stdout
+    assert preempted(swarm, low) == [] and running(swarm, low, 2)
+
     # 9 points above: not enough to preempt; it waits for room like any task.
     mid = submit(swarm, "mid", 9, "echo mid > /out/o")
     time.sleep(1.5)
