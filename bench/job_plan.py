@@ -8,10 +8,8 @@ median of 5 plans, then one submission). Needs root (the agents' sandboxes).
 usage: bench/job_plan.py [--build DIR]
 """
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,12 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     args = ap.parse_args()
-    binary = os.path.abspath(os.path.join(args.build, "seeswarm"))
-    tmp = tempfile.mkdtemp(prefix="ss-bench-plan-")
-    procs = []
-    env = dict(os.environ, SEESWARM_CONFIG=os.path.join(tmp, "client.json"))
-    try:
-        a = jobs_e2e.start_swarm(binary, tmp, procs, env)
+    with jobs_e2e.swarm(args.build, "ss-bench-plan-") as (a, _):
         res = {"cpu": "10m", "memory": "4M"}
         wide = {"name": "wide", "tasks": [
             {"name": f"g{g}", "command": ["true"], "resources": res,
@@ -48,8 +41,6 @@ def main():
         ms, job = timed(a, "POST", "/v1/jobs", wide)
         print(f"submit_ready_10000_ms={ms:.1f}")
         a.call("DELETE", f"/v1/jobs/{job['id']}")
-    finally:
-        jobs_e2e.stop_swarm(procs, tmp)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Prints key=value lines; ratios at the end. Needs root (the sandbox).
 usage: bench/jobs_e2e.py [--tasks N] [--build DIR] [--agent-arg ARG]...
 """
 import argparse
-import hashlib
+import contextlib
 import json
 import os
 import shutil
@@ -51,14 +51,14 @@ class Api:
             return json.loads(r.read())
 
 
-def start_swarm(binary, tmp, procs, env):
-    """Starts a manager and 2 agents; returns the API handle once both are ready."""
+def start_swarm(binary, tmp, procs, env, manager_args=()):
+    """Starts a manager (with manager_args) and 2 agents; returns the API handle once both are ready."""
     port = 17400 + os.getpid() % 1000 * 2
     listen, api = f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"
     mdir = os.path.join(tmp, "manager")
     log = open(os.path.join(tmp, "manager.log"), "w")
     procs.append(subprocess.Popen([binary, "manager", "--data-dir", mdir, "--listen", listen,
-                                   "--api", api, "--insecure-sim-attestation"],
+                                   "--api", api, "--insecure-sim-attestation"] + list(manager_args),
                                   stdout=log, stderr=subprocess.STDOUT, env=env))
     for _ in range(200):
         if os.path.exists(env["SEESWARM_CONFIG"]):
@@ -81,6 +81,20 @@ def start_swarm(binary, tmp, procs, env):
             break
         time.sleep(0.05)
     return a
+
+
+@contextlib.contextmanager
+def swarm(build, prefix, manager_args=()):
+    """A manager (with manager_args) and 2 agents of build/seeswarm in a new temporary directory,
+    stopped and removed on exit. Yields (api, procs); procs[0] is the manager."""
+    binary = os.path.abspath(os.path.join(build, "seeswarm"))
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    procs = []
+    env = dict(os.environ, SEESWARM_CONFIG=os.path.join(tmp, "client.json"))
+    try:
+        yield start_swarm(binary, tmp, procs, env, manager_args), procs
+    finally:
+        stop_swarm(procs, tmp)
 
 
 def stop_swarm(procs, tmp):

@@ -12,7 +12,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,12 +37,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--idle", type=float, default=10.0)
     args = ap.parse_args()
-    binary = os.path.abspath(os.path.join(args.build, "seeswarm"))
-    tmp = tempfile.mkdtemp(prefix="ss-bench-periodic-")
-    procs = []
-    env = dict(os.environ, SEESWARM_CONFIG=os.path.join(tmp, "client.json"))
-    try:
-        a = jobs_e2e.start_swarm(binary, tmp, procs, env)
+    with jobs_e2e.swarm(args.build, "ss-bench-periodic-") as (a, procs):
         manager = procs[0].pid
         res = {"cpu": "10m", "memory": "4M"}
         task = [{"name": "t", "command": ["true"], "resources": res}]
@@ -71,8 +65,6 @@ def main():
         print(f"launches={len(lags)}")
         print(f"launch_lag_ms_median={statistics.median(lags):.0f}")
         print(f"launch_lag_ms_max={lags[-1]:.0f}")
-    finally:
-        jobs_e2e.stop_swarm(procs, tmp)
 
 
 if __name__ == "__main__":
