@@ -7,7 +7,10 @@ default) while a three-stage DAG runs and small jobs keep arriving:
 - the permanent loss of an agent (its data directory is never used again),
   replaced by a new agent with a new identity.
 
-A periodic job launches a small DAG every second throughout.
+A periodic job launches a small DAG every second throughout. The manager
+runs with --preemption all, and the small jobs (priority 20) and the periodic
+one (10) outrank the big one (0), so they preempt its tasks when the swarm is
+full: preemptions race the kills too.
 
 Afterwards every submission the manager acknowledged must finish with the
 right answer, and each of its tasks must have exactly one committed success
@@ -28,14 +31,14 @@ from test_jobs import get_blob, start, tasks, wait_job
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox needs root (CI runs as root)")
 
 
-def dag(n, name):
+def dag(n, name, priority=0):
     """sq[i] = i*i, inc[i] = sq[i] + 1, total = sum of inc: n*2 + 1 tasks.
     Each sq output is padded past the 64 KiB the manager keeps inline, so it
     stays only on the agent that made it: inc fetches it from that peer, and
     losing that agent first makes sq run again (lineage).
     No task may be retried: a lost attempt is not a failure."""
     res = {"cpu": 0.25, "memory": "32M"}
-    return {"name": name, "tasks": [
+    spec = {"name": name, "tasks": [
         {"name": "sq", "command": ["sh", "-c", "sleep 0.3; { echo $((SS_MAP_INDEX*SS_MAP_INDEX)); "
                                    "head -c 80000 /dev/zero; } > /out/v"],
          "map": {"over": [str(i) for i in range(n)]}, "outputs": ["v"], "retries": 0, "resources": res},
@@ -43,6 +46,9 @@ def dag(n, name):
          "map": {"task": "sq"}, "outputs": ["w"], "retries": 0, "resources": res},
         {"name": "total", "command": ["sh", "-c", "cat /in/ws.* | awk '{s+=$1} END {print s}' > /out/t"],
          "inputs": [{"name": "ws", "from": "inc.w"}], "outputs": ["t"], "retries": 0, "resources": res}]}
+    for t in spec["tasks"]:
+        t["priority"] = priority
+    return spec
 
 
 def try_submit(swarm, spec):
@@ -55,6 +61,7 @@ def try_submit(swarm, spec):
     return json.loads(raw)["id"] if status == 201 else None
 
 
+@pytest.mark.manager_args("--preemption", "all")
 def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
     seed = int(os.environ.get("SEESWARM_CHAOS_SEED", "4"))
     seconds = float(os.environ.get("SEESWARM_CHAOS_SECONDS", "20"))
@@ -62,14 +69,14 @@ def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
     ids = start(swarm, 3)
     acked = [(try_submit(swarm, dag(40, "big")), 40)]
     assert acked[0][0], "the first submission was refused"
-    periodic = try_submit(swarm, dict(dag(2, "beat"), periodic={"every": "1s"}))
+    periodic = try_submit(swarm, dict(dag(2, "beat", 10), periodic={"every": "1s"}))
     assert periodic, "the periodic job was refused"
     events, next_id = [], 3
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(rnd.uniform(0.5, 2.5))
         n = rnd.randint(1, 8)
-        jid = try_submit(swarm, dag(n, f"small-{len(events)}"))
+        jid = try_submit(swarm, dag(n, f"small-{len(events)}", 20))
         if jid:
             acked.append((jid, n))
         act = rnd.choice(["manager", "agent", "agent", "both", "all", "lose"])
@@ -113,6 +120,7 @@ def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
     ats = [launch["at_ms"] for launch in per["launches"]]
     assert len(ats) == len(set(ats)), (story, per)
     acked += [(jid, 2) for jid in launched]
+    preempted = 0
     for jid, n in acked:
         wait_job(swarm, jid, 180)
         ts = tasks(swarm, jid)
@@ -125,5 +133,7 @@ def test_random_kills_of_the_manager_and_agents_lose_nothing(swarm):
             reruns = sum(1 for h in t["history"] if h["outcome"] == "lineage")
             assert t["state"] == "succeeded", (story, jid, name, t)
             assert len(done) == 1 + reruns and len(set(done)) == len(done), (story, jid, name, t["history"])
+            preempted += sum(1 for h in t["history"] if h["outcome"] == "preempted")
         total = get_blob(swarm, ts["total"]["outputs"][0]["digest"]).decode().strip()
         assert total == str(sum(i * i + 1 for i in range(n))), (story, jid, total)
+    print(f"{story}; preempted attempts: {preempted}")
