@@ -674,6 +674,7 @@ static const char *build_spec(const Seeswarm__V1__TaskDispatch *d, const char *i
 			res->pids = tr->pids;
 		if (tr->timeout_ms)
 			res->timeout_ms = tr->timeout_ms;
+		res->kill_grace_ms = tr->kill_grace_ms;
 	}
 	char vwhy[160];
 	if (exec_spec_validate(spec, vwhy, sizeof(vwhy))) {

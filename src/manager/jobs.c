@@ -1027,6 +1027,7 @@ static int dispatch(struct jobs *j, struct task *t, struct node *n, char *why, s
 	res.output_bytes = s->res.output_bytes;
 	res.pids = s->res.pids;
 	res.timeout_ms = s->res.timeout_ms;
+	res.kill_grace_ms = s->res.kill_grace_ms;
 	d.resources = &res;
 	for (size_t i = 0; i < s->n_inputs; i++) {
 		Seeswarm__V1__TaskInput *in = &ins[i];

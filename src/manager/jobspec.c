@@ -1155,7 +1155,7 @@ static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 	static const char *const fields[] = {"name",      "command", "env",     "inputs",
 					     "outputs",   "resources", "timeout", "retries",
 					     "priority",  "after",   "map",     "bundle",
-					     "replicate", NULL};
+					     "replicate", "kill_grace", NULL};
 	struct group *g = &p->g[gi];
 	char base[32], path[PATH_LEN];
 	json_int_t x;
@@ -1187,6 +1187,13 @@ static int parse_group(struct parser *p, uint32_t gi, json_t *t)
 		snprintf(path, sizeof path, "%s.timeout", base);
 		if ((rc = get_duration(p, v, path, 1, MAX_TIMEOUT_MS, &g->res.timeout_ms)))
 			return rc;
+	}
+	if ((v = json_object_get(t, "kill_grace"))) {
+		uint64_t ms;
+		snprintf(path, sizeof path, "%s.kill_grace", base);
+		if ((rc = get_duration(p, v, path, 0, JOBSPEC_MAX_KILL_GRACE_MS, &ms)))
+			return rc;
+		g->res.kill_grace_ms = (uint32_t)ms;
 	}
 	if ((v = json_object_get(t, "retries")) && (rc = parse_retries(p, g, v, base)))
 		return rc;

@@ -72,6 +72,8 @@ struct jobspec_policy {
 	enum jobspec_placement placement;
 };
 
+#define JOBSPEC_MAX_KILL_GRACE_MS 600000u /* 10 minutes; the agent protocol's bound too */
+
 struct jobspec_resources {
 	uint32_t cpu_millicores;     /* default 1000 */
 	uint64_t memory_bytes;       /* default 256 MiB */
@@ -79,6 +81,7 @@ struct jobspec_resources {
 	uint64_t output_bytes;       /* /out size, default 64 MiB */
 	uint32_t pids;               /* default 64 */
 	uint64_t timeout_ms;         /* default 60 s */
+	uint32_t kill_grace_ms;      /* "kill_grace": SIGTERM this long before SIGKILL on a cancel; default 0 */
 };
 
 enum jobspec_input_kind {

@@ -333,7 +333,7 @@ static const char *check_dispatch(const Seeswarm__V1__TaskDispatch *d)
 	}
 	const Seeswarm__V1__TaskResources *r = d->resources;
 	if (r->cpu_millicores > 1024000 || r->pids > 1000000 || r->timeout_ms == 0 ||
-	    r->timeout_ms > 7ull * 24 * 3600 * 1000)
+	    r->timeout_ms > 7ull * 24 * 3600 * 1000 || r->kill_grace_ms > MSG_MAX_KILL_GRACE_MS)
 		return "task_dispatch: resources out of range";
 	return NULL;
 }

@@ -66,6 +66,7 @@ enum msg_type {
 
 /* Bounds enforced by the decoders. */
 #define MSG_MAX_ID 63
+#define MSG_MAX_KILL_GRACE_MS 600000u /* a task's grace between SIGTERM and SIGKILL (JOBSPEC_MAX_KILL_GRACE_MS) */
 #define MSG_MAX_STR 255
 #define MSG_MAX_LABELS 32
 #define MSG_MAX_FEATURES 64

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the task sandbox need
 CPU = (os.cpu_count() or 2) / 2
 
 
-def submit(swarm, name, priority, command, n=1, token="default", retries=2):
+def submit(swarm, name, priority, command, n=1, token="default", retries=2, **extra):
     spec = {"name": name, "tasks": [
-        {"name": f"{name}{i}", "command": ["sh", "-c", command], "outputs": ["o"], "priority": priority,
-         "retries": retries, "resources": {"cpu": CPU, "memory": "32M"}} for i in range(n)]}
+        dict({"name": f"{name}{i}", "command": ["sh", "-c", command], "outputs": ["o"], "priority": priority,
+              "retries": retries, "resources": {"cpu": CPU, "memory": "32M"}}, **extra) for i in range(n)]}
     st, body, _ = swarm.request("POST", "/v1/jobs", spec, token=token)
     assert st in (200, 201), (st, body)
     return json.loads(body)["id"]
@@ -140,6 +140,33 @@ def test_under_tenant_preemption_only_the_tenants_own_tasks_are_preempted(swarm)
     b = tasks(swarm, other)[0]
     assert b["attempt"] == 1, b
 
+
+
+
+@pytest.mark.manager_args("--preemption", "all")
+def test_a_preempted_task_gets_its_kill_grace(swarm):
+    """kill_grace reaches the sandbox: a preempted task that catches SIGTERM ends at once; one that
+    does not holds its room until the grace runs out, and the preempting task waits for it."""
+    start(swarm, 1)
+
+    def preempt_once(command):
+        low = submit(swarm, "low", 0, command, n=2, kill_grace="3s")
+        wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
+        time.sleep(0.3)  # past the shell's trap
+        high = submit(swarm, "high", 50, "echo high > /out/o")
+        wait_for(lambda: swarm.get_json(f"/v1/jobs/{high}")["state"] == "succeeded", 20 * SLOW,
+                 what="the high-priority job")
+        job = swarm.get_json(f"/v1/jobs/{high}")
+        started = tasks(swarm, high)[0]["start_ms"] - job["created_ms"]
+        swarm.cli("job", "cancel", low)
+        wait_for(lambda: all(t["state"] == "canceled" for t in tasks(swarm, low)), 20 * SLOW,
+                 what="the low job canceled")
+        return started
+
+    # Catches SIGTERM and ends: the preempting task starts without waiting out the grace.
+    assert preempt_once("trap 'exit 0' TERM; while :; do sleep 0.05; done") < 2000
+    # Does not catch it (a namespace's init ignores it): SIGKILL after 3 s, and only then the start.
+    assert preempt_once("sleep 60") >= 2900
 
 
 def die_at(swarm, point, action):

@@ -352,6 +352,74 @@ static void test_signals_are_default(void **state)
 	assert_true(clean);
 }
 
+struct canceller {
+	struct exec_cancel *c;
+	unsigned after_ms;
+};
+
+static void *cancel_later(void *arg)
+{
+	const struct canceller *k = arg;
+	usleep(k->after_ms * 1000);
+	exec_cancel_trigger(k->c);
+	return NULL;
+}
+
+/* Runs `sh -c script`, cancelled after after_ms, with a kill grace; returns how long it took (ms). */
+static uint64_t run_cancelled(struct fixture *f, const char *script, uint32_t grace_ms, unsigned after_ms,
+			      struct exec_result *res)
+{
+	struct exec_spec spec;
+	exec_spec_init(&spec);
+	assert_int_equal(exec_spec_add_arg(&spec, "/bin/sh"), 0);
+	assert_int_equal(exec_spec_add_arg(&spec, "-c"), 0);
+	assert_int_equal(exec_spec_add_arg(&spec, script), 0);
+	spec.res.timeout_ms = 20000;
+	spec.res.kill_grace_ms = grace_ms;
+	spec.no_out = true;
+	struct canceller k = {.after_ms = after_ms};
+	assert_int_equal(exec_cancel_new(&k.c), 0);
+	spec.cancel = k.c;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, cancel_later, &k), 0);
+	uint64_t t0 = time_mono_ms();
+	assert_int_equal(exec_run(f->sb, &spec, f->bundle, NULL, res), 0);
+	uint64_t took = time_mono_ms() - t0;
+	pthread_join(t, NULL);
+	exec_cancel_free(k.c);
+	exec_spec_free(&spec);
+	return took;
+}
+
+/*
+ * A cancel with a kill grace sends SIGTERM first: a task that catches it
+ * ends in its own way within the grace (its output kept); one that does not
+ * (a pid-namespace init ignores what it does not catch) is killed when the
+ * grace runs out. Without a grace, SIGKILL at once.
+ */
+static void test_cancel_grace(void **state)
+{
+	struct fixture *f = need_root(state);
+	struct exec_result r;
+	run_cancelled(f, "trap 'echo bye; exit 3' TERM; echo up; while :; do sleep 0.02; done", 5000, 300, &r);
+	assert_int_equal(r.status, EXEC_SIGNALED);
+	assert_int_equal(r.code, 3);
+	assert_non_null(memmem(r.out.data, r.out.len, "up\nbye\n", 7));
+	exec_result_free(&r);
+
+	uint64_t took = run_cancelled(f, "sleep 30", 700, 200, &r);
+	assert_int_equal(r.status, EXEC_SIGNALED);
+	assert_int_equal(r.code, SIGKILL);
+	assert_true(took >= 850 && took < 15000); /* the grace, then SIGKILL (not the 20 s timeout) */
+	exec_result_free(&r);
+
+	run_cancelled(f, "trap 'echo bye; exit 3' TERM; while :; do sleep 0.02; done", 0, 200, &r);
+	assert_int_equal(r.status, EXEC_SIGNALED);
+	assert_int_equal(r.code, SIGKILL);
+	assert_null(memmem(r.out.data, r.out.len, "bye", 3));
+	exec_result_free(&r);
+}
+
 int main(void)
 {
 	log_init("test", LOG_WARN);
@@ -364,6 +432,7 @@ int main(void)
 		cmocka_unit_test(test_no_out),
 		cmocka_unit_test(test_signals_are_default),
 		cmocka_unit_test(test_tmp_pages_do_not_reach_the_next_task),
+		cmocka_unit_test(test_cancel_grace),
 	};
 	const struct CMUnitTest warm[] = {
 		cmocka_unit_test(test_counters_do_not_leak_into_the_next_task),

@@ -124,6 +124,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(t->res.output_bytes, 64ull << 20);
 	assert_int_equal(t->res.pids, 64);
 	assert_int_equal(t->res.timeout_ms, 60000);
+	assert_int_equal(t->res.kill_grace_ms, 0);
 	assert_int_equal(t->retries, 2);
 	assert_int_equal(t->backoff_ms, 1000);
 	assert_int_equal(t->priority, 0);
@@ -145,7 +146,7 @@ static void test_every_field(void **state)
 		"  'outputs':['result.txt','sub/dir/x'],"
 		"  'resources':{'cpu':'250m','memory':'1G','disk':'128M','output':65536,'pids':10},"
 		"  'timeout':'90s','retries':{'count':5,'backoff':'3s'},'priority':-7},"
-		" {'name':'post','command':['x'],'after':['prep'],'timeout':2,'retries':0,'priority':1000,"
+		" {'name':'post','command':['x'],'after':['prep'],'timeout':2,'retries':0,'priority':1000,'kill_grace':'15s',"
 		"  'resources':{'cpu':2}}]}",
 		0);
 	assert_string_equal(js->name, "full.job");
@@ -194,6 +195,7 @@ static void test_every_field(void **state)
 
 	t = task(js, "post");
 	assert_int_equal(t->res.timeout_ms, 2000);
+	assert_int_equal(t->res.kill_grace_ms, 15000);
 	assert_int_equal(t->res.cpu_millicores, 2000);
 	assert_int_equal(t->retries, 0);
 	assert_int_equal(t->priority, 1000);
@@ -609,7 +611,7 @@ static void test_unknown_field(void **state)
 	(void)state;
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resource':{}}]}", 0, SS_EPARSE,
 		  "tasks[0].resource: unknown field (known: name, command, env, inputs, outputs, resources, "
-		  "timeout, retries, priority, after, map, bundle, replicate)");
+		  "timeout, retries, priority, after, map, bundle, replicate, kill_grace)");
 	parse_err("{'name':'j','colour':1,'tasks':[]}", 0, SS_EPARSE,
 		  "colour: unknown field (known: name, tenant, on_failure, timeout, max_cost, policy, periodic, parameterized, tasks)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'timeout':'5s'}}]}", 0,
@@ -661,6 +663,10 @@ static void test_bad_values(void **state)
 		  "tasks[0].timeout: over the maximum of 7d");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'timeout':0}]}", 0, SS_EINVAL,
 		  "tasks[0].timeout: 0ms is below the minimum of 1ms");
+	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'kill_grace':'11m'}]}", 0, SS_ELIMIT,
+		  "tasks[0].kill_grace: over the maximum of 10m");
+	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'kill_grace':-1}]}", 0, SS_EINVAL,
+		  "tasks[0].kill_grace: a duration cannot be negative");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'cpu':'lots'}}]}", 0,
 		  SS_EINVAL, "tasks[0].resources.cpu: \"lots\" is not a CPU amount (use 0.5, 2 or 500m)");
 	parse_err("{'name':'j','tasks':[{'name':'a','command':['x'],'resources':{'cpu':'0.0001'}}]}", 0,

@@ -54,6 +54,7 @@ struct exec_resources {
 	uint64_t output_bytes;   /* size of the /out tmpfs and of all outputs copied out */
 	uint32_t pids;           /* pids cgroup limit */
 	uint64_t timeout_ms;     /* wall clock, from clone to exit */
+	uint32_t kill_grace_ms;  /* on cancel: SIGTERM, then SIGKILL this long after; 0 = SIGKILL at once */
 };
 
 /* Defaults used by exec_spec_init(): 1 CPU, 256 MiB, 64 MiB /tmp, 64 MiB /out, 64 pids, 60 s. */

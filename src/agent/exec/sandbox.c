@@ -2032,10 +2032,20 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 		}
 		if (i_cancel >= 0 && pf[i_cancel].revents && !exited) {
 			cancelled = true;
-			kill(pid, SIGKILL); /* init of the pid namespace: the tree goes with it */
-			if (cg)
-				exec_cgroup_kill(cg);
-			deadline = UINT64_MAX;
+			if (spec->res.kill_grace_ms) {
+				/*
+				 * SIGTERM first. The task is the pid namespace's init,
+				 * which gets only the signals it catches: one that
+				 * does not is killed when the grace runs out.
+				 */
+				kill(pid, SIGTERM);
+				deadline = time_mono_ms() + spec->res.kill_grace_ms;
+			} else {
+				kill(pid, SIGKILL); /* init of the pid namespace: the tree goes with it */
+				if (cg)
+					exec_cgroup_kill(cg);
+				deadline = UINT64_MAX;
+			}
 		}
 		if (!exited) {
 			bool gone = i_pid >= 0 && pf[i_pid].revents;
@@ -2050,7 +2060,7 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 				/* The namespace is gone; whatever still holds a pipe gets 200 ms. */
 				drain_deadline = time_mono_ms() + 200;
 			} else if (time_mono_ms() >= deadline) {
-				timed_out = true;
+				timed_out = !cancelled; /* else the cancel's grace ran out */
 				kill(pid, SIGKILL); /* init of the pid namespace: the tree goes with it */
 				if (cg)
 					exec_cgroup_kill(cg);
@@ -2096,6 +2106,9 @@ int exec_run(struct exec_sandbox *sb, const struct exec_spec *spec, const char *
 	}
 	if (cancelled) {
 		res_cancelled(res);
+		/* Within a grace, how it ended: its own exit status, or the signal. */
+		if (spec->res.kill_grace_ms)
+			res->code = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
 		goto out;
 	}
 	if (timed_out) {
