@@ -2264,6 +2264,15 @@ static void save_result(struct jobs *j, const struct task *t, const struct node 
 	put_json(j, "results", key, o);
 }
 
+/* True when t's history records that its attempt ended on node (the manager ended it there). */
+static bool ended_here(const struct task *t, uint32_t attempt, const char *node)
+{
+	for (size_t i = 0; i < t->n_hist; i++)
+		if (t->hist[i].attempt == attempt && strcmp(t->hist[i].node, node) == 0)
+			return true;
+	return false;
+}
+
 static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r)
 {
 	struct task *t = task_find(j, r->task_id);
@@ -2285,6 +2294,14 @@ static int on_result(struct jobs *j, struct node *n, Seeswarm__V1__TaskResult *r
 				log_info("ignoring a stale result for %s attempt %u from %s (current attempt %u on %s, %s)",
 					 r->task_id, r->attempt, n->id, t->attempt, t->node[0] ? t->node : "-",
 					 tstate_names[t->st]);
+				/*
+				 * An attempt this manager ended there (cancelled,
+				 * preempted, lost) keeps its record, for job logs:
+				 * what a task printed in its kill_grace, say. It
+				 * changes nothing else.
+				 */
+				if (ended_here(t, r->attempt, n->id))
+					save_result(j, t, n, r);
 			}
 			queue_ack(j, n, r->task_id, r->attempt);
 			return 0;

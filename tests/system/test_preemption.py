@@ -149,8 +149,11 @@ def test_a_preempted_task_gets_its_kill_grace(swarm):
     does not holds its room until the grace runs out, and the preempting task waits for it."""
     start(swarm, 1)
 
+    lows = []
+
     def preempt_once(command):
         low = submit(swarm, "low", 0, command, n=2, kill_grace="3s")
+        lows.append(low)
         wait_for(lambda: running(swarm, low, 2), 20 * SLOW, what="both low tasks running")
         time.sleep(0.3)  # past the shell's trap
         high = submit(swarm, "high", 50, "echo high > /out/o")
@@ -163,8 +166,16 @@ def test_a_preempted_task_gets_its_kill_grace(swarm):
                  what="the low job canceled")
         return started
 
-    # Catches SIGTERM and ends: the preempting task starts without waiting out the grace.
-    assert preempt_once("trap 'exit 0' TERM; while :; do sleep 0.05; done") < 2000
+    # Catches SIGTERM and ends: the preempting task starts without waiting out the grace. What it
+    # printed meanwhile is in the preempted attempt's log.
+    assert preempt_once("trap 'echo checkpoint; exit 0' TERM; while :; do sleep 0.05; done") < 2000
+    t = [t for t in tasks(swarm, lows[0]) if any(h["outcome"] == "preempted" for h in t["history"])][0]
+
+    def logged():
+        logs = swarm.get_json(f"/v1/tasks/{t['id']}/logs")["attempts"]
+        return [a for a in logs if a["attempt"] == 1 and "checkpoint" in a["stdout"]]
+    wait_for(logged, 10 * SLOW, what="the preempted attempt's log")
+    assert logged()[0]["status"] == "signaled" and logged()[0]["message"].startswith("cancelled: preempted by")
     # Does not catch it (a namespace's init ignores it): SIGKILL after 3 s, and only then the start.
     assert preempt_once("sleep 60") >= 2900
 
