@@ -1528,6 +1528,19 @@ static Seeswarm__V1__TaskDispatch *parked_take(struct runner *r, size_t i)
 	return d;
 }
 
+/*
+ * Ends the i-th parked dispatch without running it, as an attempt cancelled
+ * while fetching ends ("signaled", why after MSG_CANCELLED_PREFIX).
+ */
+static void parked_cancel(struct runner *r, size_t i, const char *why)
+{
+	Seeswarm__V1__TaskDispatch *d = parked_take(r, i);
+	char msg[RUNNER_WHY];
+	snprintf(msg, sizeof(msg), MSG_CANCELLED_PREFIX "%s", why);
+	finish_now(r, d->task_id, d->attempt, "signaled", SIGKILL, msg);
+	msg_free(&d->base);
+}
+
 static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d);
 
 /*
@@ -1593,10 +1606,8 @@ static void on_dispatch(struct runner *r, Seeswarm__V1__TaskDispatch *d)
 	for (size_t i = r->n_parked; i-- > 0;) {
 		if (strcmp(r->parked[i]->task_id, d->task_id) != 0)
 			continue;
-		Seeswarm__V1__TaskDispatch *old = parked_take(r, i);
-		snprintf(cwhy, sizeof(cwhy), MSG_CANCELLED_PREFIX "superseded by attempt %" PRIu32, d->attempt);
-		finish_now(r, old->task_id, old->attempt, "signaled", SIGKILL, cwhy);
-		msg_free(&old->base);
+		snprintf(cwhy, sizeof(cwhy), "superseded by attempt %" PRIu32, d->attempt);
+		parked_cancel(r, i, cwhy);
 	}
 	if (!r->sb) {
 		finish_now(r, d->task_id, d->attempt, "refused", 0, r->sb_why);
@@ -1903,13 +1914,7 @@ static void on_cancel(struct runner *r, const Seeswarm__V1__TaskCancel *c)
 	struct attempt *a = attempt_find(r, c->task_id, c->attempt);
 	ptrdiff_t pi = a ? -1 : parked_find(r, c->task_id, c->attempt);
 	if (pi >= 0) {
-		/* It never started: it ends as an attempt cancelled while fetching does. */
-		Seeswarm__V1__TaskDispatch *d = parked_take(r, (size_t)pi);
-		char why[RUNNER_WHY];
-		snprintf(why, sizeof(why), MSG_CANCELLED_PREFIX "%s",
-			 c->reason && *c->reason ? c->reason : "cancelled by the manager");
-		finish_now(r, d->task_id, d->attempt, "signaled", SIGKILL, why);
-		msg_free(&d->base);
+		parked_cancel(r, (size_t)pi, c->reason && *c->reason ? c->reason : "cancelled by the manager");
 		return;
 	}
 	if (!a) {

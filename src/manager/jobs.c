@@ -1131,6 +1131,24 @@ static double node_rate(const struct node *n, uint32_t cpu_millicores)
 }
 
 /*
+ * Tells the agent that runs t's current attempt to cancel it (why is its
+ * reason), when that node is known and connected. Returns the node, or NULL
+ * when t's node is unknown to the registry.
+ */
+static struct node *cancel_on_node(struct jobs *j, const struct task *t, const char *why)
+{
+	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
+	if (n && j->env.connected(j->env.arg, n)) {
+		Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
+		c.task_id = (char *)t->id;
+		c.attempt = t->attempt;
+		c.reason = (char *)why;
+		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
+	}
+	return n;
+}
+
+/*
  * Ends t's current attempt without counting it against t (outcome is what
  * its history says, why the reason): its reservation goes, and t is pending
  * again at once, free to come back to the same node. That uses neither a
@@ -1159,14 +1177,7 @@ static void task_preempted(struct jobs *j, struct task *t, const struct task *by
 	char why[200];
 	snprintf(why, sizeof why, "preempted by %s (%s, priority %d)", by->id, spec_of(by)->name,
 		 (int)spec_of(by)->priority);
-	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
-	if (n && j->env.connected(j->env.arg, n)) {
-		Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
-		c.task_id = t->id;
-		c.attempt = t->attempt;
-		c.reason = why;
-		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
-	}
+	cancel_on_node(j, t, why);
 	j->preempted++;
 	log_info("task %s (%s, priority %d) attempt %u on %s %s", t->id, spec_of(t)->name,
 		 (int)spec_of(t)->priority, t->attempt, t->node, why);
@@ -1569,14 +1580,7 @@ static void task_lost(struct jobs *j, struct task *t, const char *why)
 	if (!t->active)
 		return;
 	j->lost_total++;
-	struct node *n = t->node[0] ? registry_get(j->env.reg, t->node) : NULL;
-	if (n && j->env.connected(j->env.arg, n)) {
-		Seeswarm__V1__TaskCancel c = SEESWARM__V1__TASK_CANCEL__INIT;
-		c.task_id = t->id;
-		c.attempt = t->attempt;
-		c.reason = (char *)why;
-		j->env.send(j->env.arg, n, MSG_TASK_CANCEL, &c.base);
-	}
+	struct node *n = cancel_on_node(j, t, why);
 	t->avoid = t->sn ? t->sn : (n ? sched_node_find(j->sched, n->id) : NULL);
 	release(j, t);
 	active_del(j, t);
